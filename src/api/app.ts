@@ -1,0 +1,62 @@
+/** createApp(deps): the Hono app with every route, the error mapping and the OpenAPI document. */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { HTTPException } from 'hono/http-exception';
+import type { Context } from 'hono';
+import { CallbackAllowList } from '../webhooks/allowlist.ts';
+import type { App, AppDeps, AppEnv } from './context.ts';
+import { ApiError, fieldErrors, problemOf } from './errors.ts';
+import { apiKeyAuth, requestContext } from './middleware.ts';
+import { registerSecuritySchemes } from './openapi.ts';
+import { registerDocsRoutes } from './routes/docs.ts';
+import { registerAdminRoutes } from './routes/admin.ts';
+import { registerHealthRoutes } from './routes/health.ts';
+import { registerJobRoutes } from './routes/jobs.ts';
+
+export interface AppHandle {
+  app: App;
+  /** Marks the process as draining: /readyz answers 503 so load balancers stop sending traffic. */
+  setDraining: () => void;
+}
+
+function problemResponse(c: Context<AppEnv>, err: ApiError): Response {
+  const body = problemOf(err, c.get('requestId'), c.req.path);
+  for (const [k, v] of Object.entries(err.headers ?? {})) c.header(k, v);
+  return c.body(JSON.stringify(body), err.status as 400, { 'Content-Type': 'application/problem+json' });
+}
+
+export function createApp(deps: AppDeps): AppHandle {
+  let draining = false;
+  const app: App = new OpenAPIHono<AppEnv>({
+    // Validation failures of parameters and bodies become 422 problems naming the fields.
+    defaultHook: (result) => {
+      if (!result.success) {
+        const where = result.target === 'json' ? 'body' : result.target;
+        throw new ApiError('validation-error', `the request ${where} is not valid`, {
+          errors: fieldErrors(result.error.issues, result.target === 'json' ? undefined : result.target),
+        });
+      }
+    },
+  });
+  const allow = new CallbackAllowList(deps.config.callbackAllow);
+
+  app.use('*', requestContext(deps.log, deps.metrics));
+  app.use('/v1/*', apiKeyAuth(deps.pool, deps.config.authCacheSeconds, '/v1/admin/'));
+
+  registerHealthRoutes(app, deps, () => draining);
+  registerAdminRoutes(app, deps);
+  registerJobRoutes(app, deps, allow);
+  registerDocsRoutes(app);
+  registerSecuritySchemes(app);
+
+  app.notFound((c) => problemResponse(c, new ApiError('not-found', `no route for ${c.req.method} ${c.req.path}`)));
+  app.onError((err, c) => {
+    if (err instanceof ApiError) return problemResponse(c, err);
+    if (err instanceof HTTPException && err.status < 500) {
+      const code = err.status === 413 ? 'payload-too-large' : err.status === 401 ? 'unauthorized' : 'bad-request';
+      return problemResponse(c, new ApiError(code, err.message));
+    }
+    (c.get('log') ?? deps.log).error({ err }, 'unhandled error');
+    return problemResponse(c, new ApiError('internal', 'an internal error occurred; quote the request id when reporting it'));
+  });
+  return { app, setDraining: () => void (draining = true) };
+}

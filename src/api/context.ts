@@ -1,0 +1,31 @@
+/** What the API's handlers share: the dependencies and the per-request variables. */
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { PgBoss } from 'pg-boss';
+import type { Config } from '../config.ts';
+import type { Pool } from '../db/pool.ts';
+import type { JobTypeRegistry } from '../jobs/registry.ts';
+import type { JobSubmitter } from '../jobs/submit.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { Tenant } from '../tenants/repository.ts';
+
+export interface AppDeps {
+  config: Config;
+  pool: Pool;
+  boss: PgBoss;
+  log: Logger;
+  metrics: Metrics;
+  registry: JobTypeRegistry;
+  submitter: JobSubmitter;
+  /** Extra readiness checks by name (e.g. the realtime listener); each resolves true when ready. */
+  readiness?: Record<string, () => Promise<boolean>>;
+}
+
+export interface Variables {
+  requestId: string;
+  log: Logger;
+  tenant: Tenant;
+}
+
+export type AppEnv = { Variables: Variables };
+export type App = OpenAPIHono<AppEnv>;

@@ -1,0 +1,85 @@
+/**
+ * The one error type of the API and its code → status table. Every error response is RFC 9457
+ * `application/problem+json` with a stable `type` URI derived from the code; handled in one place.
+ */
+export const PROBLEM_BASE = 'https://longhaul.dev/problems/';
+
+/** Every kind of error the API returns: its HTTP status and its human title. */
+export const ERROR_CODES = {
+  'validation-error': { status: 422, title: 'The request is not valid' },
+  'malformed-json': { status: 400, title: 'The body is not valid JSON' },
+  'bad-request': { status: 400, title: 'The request is malformed' },
+  'unsupported-media-type': { status: 415, title: 'Unsupported content type' },
+  'payload-too-large': { status: 413, title: 'The body is too large' },
+  unauthorized: { status: 401, title: 'Missing or invalid credentials' },
+  forbidden: { status: 403, title: 'Not allowed' },
+  'not-found': { status: 404, title: 'Not found' },
+  'method-not-allowed': { status: 405, title: 'Method not allowed' },
+  'invalid-state': { status: 409, title: 'The resource is not in a state that allows this' },
+  'idempotency-key-in-use': { status: 409, title: 'A request with this Idempotency-Key is still being processed' },
+  'idempotency-key-reused': { status: 422, title: 'This Idempotency-Key was used with a different request' },
+  'unknown-job-type': { status: 422, title: 'Unknown job type' },
+  'admin-disabled': { status: 404, title: 'The admin API is not enabled' },
+  'not-acceptable': { status: 406, title: 'Not acceptable' },
+  'service-unavailable': { status: 503, title: 'The service is not ready' },
+  internal: { status: 500, title: 'Internal server error' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface FieldError {
+  /** JSON pointer-like path of the failing field, e.g. `input.chunks`. */
+  field: string;
+  message: string;
+}
+
+export class ApiError extends Error {
+  override name = 'ApiError';
+  readonly code: ErrorCode;
+  readonly detail: string;
+  readonly errors: FieldError[] | undefined;
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(code: ErrorCode, detail: string, opts: { errors?: FieldError[]; headers?: Record<string, string>; cause?: unknown } = {}) {
+    super(detail, { cause: opts.cause });
+    this.code = code;
+    this.detail = detail;
+    this.errors = opts.errors;
+    this.headers = opts.headers;
+  }
+
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+}
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  instance?: string;
+  request_id?: string;
+  errors?: FieldError[];
+}
+
+export function problemOf(err: ApiError, requestId: string | undefined, instance?: string): Problem {
+  const { status, title } = ERROR_CODES[err.code];
+  return {
+    type: PROBLEM_BASE + err.code,
+    title,
+    status,
+    detail: err.detail,
+    ...(instance === undefined ? {} : { instance }),
+    ...(requestId === undefined ? {} : { request_id: requestId }),
+    ...(err.errors === undefined ? {} : { errors: err.errors }),
+  };
+}
+
+/** Turns zod issues into field errors, prefixing paths (e.g. with `input`). */
+export function fieldErrors(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>, prefix?: string): FieldError[] {
+  return issues.map((i) => {
+    const parts = [...(prefix === undefined ? [] : [prefix]), ...i.path.map((p) => String(p))];
+    return { field: parts.join('.') || '(body)', message: i.message };
+  });
+}

@@ -1,0 +1,59 @@
+/** Liveness, readiness and metrics. */
+import { createRoute } from '@hono/zod-openapi';
+import { QUEUES } from '../../jobs/queues.ts';
+import type { App, AppDeps } from '../context.ts';
+import { jsonContent } from '../openapi-helpers.ts';
+import { HealthSchema } from '../schemas.ts';
+
+const healthz = createRoute({
+  method: 'get',
+  path: '/healthz',
+  tags: ['operations'],
+  summary: 'The process is alive',
+  responses: { 200: { description: 'Alive', ...jsonContent(HealthSchema) } },
+});
+
+const readyz = createRoute({
+  method: 'get',
+  path: '/readyz',
+  tags: ['operations'],
+  summary: 'The database and the queue are reachable',
+  responses: { 200: { description: 'Ready', ...jsonContent(HealthSchema) }, 503: { description: 'Not ready', ...jsonContent(HealthSchema) } },
+});
+
+/** A readiness check that takes longer than this counts as failed. */
+const READY_TIMEOUT_MS = 2_000;
+
+async function probe(check: () => Promise<boolean>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), READY_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([check().catch(() => false), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function registerHealthRoutes(app: App, deps: AppDeps, draining: () => boolean): void {
+  const checks: Record<string, () => Promise<boolean>> = {
+    database: async () => (await deps.pool.query('SELECT 1')).rowCount === 1,
+    queue: async () => (await deps.boss.getQueue(QUEUES.jobs)) !== null,
+    ...deps.readiness,
+  };
+  app.openapi(healthz, (c) => c.json({ status: 'ok' }, 200));
+  app.openapi(readyz, async (c) => {
+    const names = Object.keys(checks);
+    const results = await Promise.all(names.map((n) => probe(checks[n] ?? (async () => false))));
+    const out: Record<string, string> = {};
+    names.forEach((n, i) => (out[n] = results[i] === true ? 'ok' : 'failing'));
+    if (draining()) out.process = 'draining';
+    const ready = results.every(Boolean) && !draining();
+    return ready ? c.json({ status: 'ready', checks: out }, 200) : c.json({ status: 'not ready', checks: out }, 503);
+  });
+  app.get('/metrics', async (c) => {
+    c.header('Content-Type', deps.metrics.registry.contentType);
+    return c.body(await deps.metrics.registry.metrics());
+  });
+}

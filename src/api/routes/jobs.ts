@@ -1,0 +1,185 @@
+/** /v1/jobs: submit, read, list and cancel jobs. Each route validates, calls one domain function, maps the result. */
+import { createRoute, z } from '@hono/zod-openapi';
+import { withTransaction } from '../../db/pool.ts';
+import { fingerprint, validateKey } from '../../jobs/idempotency.ts';
+import { asCreated, toResource } from '../../jobs/model.ts';
+import { cancelJob, getJob, listJobs } from '../../jobs/repository.ts';
+import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS } from '../../worker/sdk.ts';
+import { callbackUrlProblem, type CallbackAllowList } from '../../webhooks/allowlist.ts';
+import type { App, AppDeps } from '../context.ts';
+import { ApiError, fieldErrors } from '../errors.ts';
+import { jsonBody } from '../middleware.ts';
+import { errorResponses, jsonContent } from '../openapi-helpers.ts';
+import { CreateJobSchema, IdempotencyHeader, JobIdParam, JobListSchema, JobSchema, ListJobsQuery } from '../schemas.ts';
+import type { Json } from '../../worker/sdk.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A path id that is not a UUID cannot name a job: 404 like any unknown job. */
+export function parseJobId(id: string): string {
+  if (!UUID.test(id)) throw new ApiError('not-found', `no job with id ${JSON.stringify(id.slice(0, 64))}`);
+  return id.toLowerCase();
+}
+
+export function encodeCursor(pos: { createdAt: string; id: string }): string {
+  return Buffer.from(`${pos.createdAt}|${pos.id}`).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { createdAt: string; id: string } {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)\|([0-9a-f-]{36})$/.exec(text);
+  if (m === null || m[1] === undefined || m[2] === undefined || Number.isNaN(Date.parse(m[1])) || !UUID.test(m[2])) {
+    throw new ApiError('bad-request', 'the cursor is not one this API returned', { errors: [{ field: 'cursor', message: 'invalid cursor' }] });
+  }
+  return { createdAt: m[1], id: m[2] };
+}
+
+const createJob = createRoute({
+  method: 'post',
+  path: '/v1/jobs',
+  tags: ['jobs'],
+  summary: 'Submit a job',
+  description:
+    'Stores the job and queues it in one transaction and answers at once. With an `Idempotency-Key`, a repeat of the same request returns the original response with `Idempotent-Replayed: true` and creates nothing.',
+  security: [{ apiKey: [] }],
+  request: { headers: IdempotencyHeader, body: { content: { 'application/json': { schema: CreateJobSchema } }, required: true } },
+  responses: {
+    202: {
+      description: 'Accepted; the job is PENDING. (A replay answers the original response.)',
+      headers: z.object({
+        Location: z.string().openapi({ description: 'URL of the job' }),
+        'Idempotent-Replayed': z.string().optional().openapi({ description: '`true` when this is a replay' }),
+      }),
+      ...jsonContent(JobSchema),
+    },
+    ...errorResponses(400, 401, 409, 413, 415, 422),
+  },
+});
+
+const getJobRoute = createRoute({
+  method: 'get',
+  path: '/v1/jobs/{id}',
+  tags: ['jobs'],
+  summary: 'Get a job',
+  security: [{ apiKey: [] }],
+  request: { params: JobIdParam },
+  responses: { 200: { description: 'The job', ...jsonContent(JobSchema) }, ...errorResponses(401, 404) },
+});
+
+const listJobsRoute = createRoute({
+  method: 'get',
+  path: '/v1/jobs',
+  tags: ['jobs'],
+  summary: 'List jobs, newest first',
+  description: 'Keyset pagination: pass `next_cursor` as `cursor` for the next page; pages are stable under inserts.',
+  security: [{ apiKey: [] }],
+  request: { query: ListJobsQuery },
+  responses: { 200: { description: 'A page of jobs', ...jsonContent(JobListSchema) }, ...errorResponses(400, 401, 422) },
+});
+
+const cancelRoute = createRoute({
+  method: 'post',
+  path: '/v1/jobs/{id}/cancel',
+  tags: ['jobs'],
+  summary: 'Cancel a job',
+  description:
+    'A PENDING job becomes CANCELLED at once (200). A RUNNING job is asked to stop (202): its worker stops at the next chunk boundary at the latest. A finished job answers 409.',
+  security: [{ apiKey: [] }],
+  request: { params: JobIdParam },
+  responses: {
+    200: { description: 'Cancelled', ...jsonContent(JobSchema) },
+    202: { description: 'Cancellation requested; the job stops at its next safe point', ...jsonContent(JobSchema) },
+    ...errorResponses(401, 404, 409),
+  },
+});
+
+export function checkCallbackUrl(raw: string | undefined, allow: CallbackAllowList): string | null {
+  if (raw === undefined) return null;
+  const problem = callbackUrlProblem(raw, allow);
+  if (problem !== undefined) throw new ApiError('validation-error', `callback_url ${problem}`, { errors: [{ field: 'callback_url', message: problem }] });
+  return raw;
+}
+
+export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowList): void {
+  const { registry, submitter, pool, metrics, config } = deps;
+  app.on('POST', '/v1/jobs', jsonBody(config.bodyLimitBytes));
+
+  app.openapi(createJob, async (c) => {
+    const body = c.req.valid('json');
+    const tenant = c.get('tenant');
+    const rawKey = c.req.header('idempotency-key');
+    if (rawKey !== undefined) {
+      const bad = validateKey(rawKey);
+      if (bad !== undefined) throw new ApiError('bad-request', `Idempotency-Key ${bad}`, { errors: [{ field: 'Idempotency-Key', message: bad }] });
+    }
+    const type = registry.get(body.type);
+    if (type === undefined) {
+      throw new ApiError('unknown-job-type', `no job type "${body.type}"; known types: ${registry.names().join(', ')}`, {
+        errors: [{ field: 'type', message: 'unknown job type' }],
+      });
+    }
+    const parsed = type.input.safeParse(body.input);
+    if (!parsed.success) throw new ApiError('validation-error', `input does not match the "${type.name}" schema`, { errors: fieldErrors(parsed.error.issues, 'input') });
+    const extra = type.check?.(parsed.data) ?? [];
+    if (extra.length > 0) throw new ApiError('validation-error', `input is not valid for "${type.name}"`, { errors: extra.map((e) => ({ ...e, field: `input.${e.field}` })) });
+    const callbackUrl = checkCallbackUrl(body.callback_url, allow);
+
+    const outcome = await submitter.submit({
+      tenantId: tenant.id,
+      type: type.name,
+      input: parsed.data as Json,
+      metadata: (body.metadata ?? null) as Json,
+      callbackUrl,
+      maxAttempts: type.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+      backoff: type.backoff ?? DEFAULT_BACKOFF,
+      idempotency: rawKey === undefined ? null : { key: rawKey, fingerprint: fingerprint(body) },
+    });
+    switch (outcome.kind) {
+      case 'in-flight':
+        throw new ApiError('idempotency-key-in-use', 'a request with this Idempotency-Key is still being processed; retry later', { headers: { 'Retry-After': '1' } });
+      case 'key-reused':
+        throw new ApiError('idempotency-key-reused', 'this Idempotency-Key was already used with a different request body');
+      case 'replayed':
+        c.header('Idempotent-Replayed', 'true');
+        c.header('Location', `/v1/jobs/${outcome.job.id}`);
+        return c.json(toResource(asCreated(outcome.job)), 202);
+      case 'created':
+        metrics.jobsSubmitted.inc({ type: type.name });
+        c.header('Location', `/v1/jobs/${outcome.job.id}`);
+        return c.json(toResource(outcome.job), 202);
+    }
+  });
+
+  app.openapi(getJobRoute, async (c) => {
+    const id = parseJobId(c.req.valid('param').id);
+    const job = await getJob(pool, c.get('tenant').id, id);
+    if (job === undefined) throw new ApiError('not-found', `no job with id ${id}`);
+    return c.json(toResource(job), 200);
+  });
+
+  app.openapi(listJobsRoute, async (c) => {
+    const q = c.req.valid('query');
+    const page = await listJobs(pool, c.get('tenant').id, {
+      status: q.status,
+      type: q.type,
+      limit: q.limit,
+      after: q.cursor === undefined ? undefined : decodeCursor(q.cursor),
+    });
+    return c.json({ data: page.rows.map(toResource), next_cursor: page.next === null ? null : encodeCursor(page.next) }, 200);
+  });
+
+  app.openapi(cancelRoute, async (c) => {
+    const id = parseJobId(c.req.valid('param').id);
+    const outcome = await withTransaction(pool, (client) => cancelJob(client, c.get('tenant').id, id));
+    switch (outcome.kind) {
+      case 'not-found':
+        throw new ApiError('not-found', `no job with id ${id}`);
+      case 'finished':
+        throw new ApiError('invalid-state', `the job is ${outcome.job.status}; only PENDING and RUNNING jobs can be cancelled`);
+      case 'cancelled':
+        return c.json(toResource(outcome.job), 200);
+      case 'requested':
+        return c.json(toResource(outcome.job), 202);
+    }
+  });
+}

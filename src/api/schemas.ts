@@ -1,0 +1,97 @@
+/** Zod schemas of the API's bodies and parameters: they validate requests and generate openapi.yaml. */
+import { z } from '@hono/zod-openapi';
+import { JOB_STATUSES } from '../jobs/state.ts';
+
+export const JsonValue = z.unknown().openapi({ description: 'Any JSON value' });
+
+export const ProblemSchema = z
+  .object({
+    type: z.string().openapi({ example: 'https://longhaul.dev/problems/validation-error' }),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    instance: z.string().optional(),
+    request_id: z.string().optional(),
+    errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+  })
+  .openapi('Problem', { description: 'An RFC 9457 problem detail. `type` is stable per kind of error.' });
+
+export const JobStatusSchema = z.enum(JOB_STATUSES).openapi('JobStatus');
+
+export const JobSchema = z
+  .object({
+    id: z.string().uuid(),
+    type: z.string(),
+    status: JobStatusSchema,
+    input: JsonValue,
+    metadata: JsonValue.nullable(),
+    callback_url: z.string().nullable(),
+    progress: z.object({
+      processed: z.number().int(),
+      total: z.number().int().nullable(),
+      percent: z.number().nullable(),
+    }),
+    attempts: z.number().int(),
+    max_attempts: z.number().int(),
+    result: JsonValue.nullable(),
+    error: JsonValue.nullable(),
+    created_at: z.string().datetime(),
+    started_at: z.string().datetime().nullable(),
+    updated_at: z.string().datetime(),
+    finished_at: z.string().datetime().nullable(),
+  })
+  .openapi('Job');
+
+export const CreateJobSchema = z
+  .object({
+    type: z.string().min(1).max(64).openapi({ example: 'synthetic' }),
+    input: JsonValue.openapi({ example: { chunks: 10, chunk_ms: 100 } }),
+    callback_url: z.string().max(2048).optional().openapi({
+      description: 'Absolute https URL (no credentials) that receives signed job.completed/failed/cancelled events.',
+      example: 'https://partner.example/hooks/longhaul',
+    }),
+    metadata: z.record(z.string(), z.unknown()).optional().openapi({ description: 'Free-form JSON object, returned as is.' }),
+  })
+  .strict()
+  .openapi('CreateJob');
+
+export const JobListSchema = z
+  .object({
+    data: z.array(JobSchema),
+    next_cursor: z.string().nullable(),
+  })
+  .openapi('JobList');
+
+export const JobIdParam = z.object({
+  id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: '0190d0a6-1c5e-7c4b-9a4f-1b2c3d4e5f60' }),
+});
+
+export const ListJobsQuery = z.object({
+  status: JobStatusSchema.optional().openapi({ param: { name: 'status', in: 'query' } }),
+  type: z.string().max(64).optional().openapi({ param: { name: 'type', in: 'query' } }),
+  limit: z.coerce.number().int().min(1).max(200).default(50).openapi({ param: { name: 'limit', in: 'query' } }),
+  cursor: z.string().max(200).optional().openapi({ param: { name: 'cursor', in: 'query' } }),
+});
+
+export const IdempotencyHeader = z.object({
+  'idempotency-key': z
+    .string()
+    .optional()
+    .openapi({
+      param: { name: 'Idempotency-Key', in: 'header' },
+      description: 'Up to 255 visible ASCII characters (a UUID is recommended); remembered for 24 h per tenant.',
+    }),
+});
+
+export const CreateTenantSchema = z.object({ name: z.string().min(1).max(200) }).strict().openapi('CreateTenant');
+
+export const CreatedTenantSchema = z
+  .object({
+    id: z.string().uuid(),
+    name: z.string(),
+    api_key: z.string().openapi({ description: 'Shown once; only its hash is stored.' }),
+    webhook_secret: z.string().openapi({ description: 'Standard Webhooks secret, `whsec_` + base64.' }),
+  })
+  .openapi('CreatedTenant');
+
+export const HealthSchema = z.object({ status: z.string(), checks: z.record(z.string(), z.string()).optional() }).openapi('Health');

@@ -1,0 +1,136 @@
+/**
+ * The `longhaul` command: `longhaul [start]` (all roles), `longhaul api`, `longhaul worker`,
+ * `longhaul migrate`, `longhaul tenants create NAME [--json]`.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { openDatabase } from './db/database.ts';
+import { migrate } from './db/migrate.ts';
+import { createPool } from './db/pool.ts';
+import { createLogger } from './observability/logger.ts';
+import { startService, type Role } from './service.ts';
+import { createTenant, listTenants, TenantExistsError } from './tenants/repository.ts';
+
+const USAGE = `usage: longhaul <command>
+  start                      API, workers and webhook dispatcher in one process (default)
+  api                        the HTTP API only
+  worker                     job workers, webhook dispatcher and monitors only
+  migrate                    apply database migrations and exit
+  tenants create NAME [--json]   create a tenant and print its API key and webhook secret
+  tenants list [--json]      list tenants
+`;
+
+function config(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`longhaul: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+/** Runs roles until SIGTERM/SIGINT, then drains and exits 0. */
+export async function runService(roles: Role[]): Promise<void> {
+  const cfg = config();
+  const log = createLogger(cfg.logLevel);
+  let service;
+  try {
+    service = await startService({ config: cfg, roles, log });
+  } catch (err) {
+    log.fatal({ err }, 'start-up failed');
+    process.exit(1);
+  }
+  const svc = service;
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    signals++;
+    if (signals > 1) {
+      log.warn({ signal }, 'second signal: exiting without draining');
+      process.exit(1);
+    }
+    log.info({ signal }, 'draining');
+    const force = setTimeout(() => {
+      log.error('drain timed out; exiting');
+      process.exit(1);
+    }, (cfg.shutdownTimeoutSeconds + 10) * 1000);
+    force.unref();
+    svc
+      .stop()
+      .then(() => {
+        log.info('stopped');
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        log.error({ err }, 'stop failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+async function withDatabase<T>(fn: (pool: ReturnType<typeof createPool>) => Promise<T>): Promise<T> {
+  const cfg = config();
+  const log = createLogger(cfg.logLevel === 'info' ? 'warn' : cfg.logLevel);
+  const db = await openDatabase(cfg, log);
+  const pool = createPool(db.url, 2, 'longhaul-cli');
+  try {
+    await migrate(pool);
+    return await fn(pool);
+  } finally {
+    await pool.end();
+    await db.close();
+  }
+}
+
+export async function cli(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false }, rows: { type: 'string' } },
+  });
+  const [command = 'start', sub, arg] = positionals;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  switch (command) {
+    case 'start':
+      await runService(['api', 'worker']);
+      return -1;
+    case 'api':
+    case 'worker':
+      await runService([command]);
+      return -1;
+    case 'migrate':
+      await withDatabase(async () => undefined);
+      process.stdout.write('migrations applied\n');
+      return 0;
+    case 'tenants':
+      if (sub === 'create' && arg !== undefined) {
+        try {
+          const t = await withDatabase((pool) => createTenant(pool, arg));
+          process.stdout.write(values.json ? JSON.stringify(t) + '\n' : `tenant ${t.name} (${t.id})\napi key: ${t.api_key}\nwebhook secret: ${t.webhook_secret}\n`);
+          return 0;
+        } catch (err) {
+          if (err instanceof TenantExistsError) {
+            process.stderr.write(`longhaul: ${err.message}\n`);
+            return 1;
+          }
+          throw err;
+        }
+      }
+      if (sub === 'list') {
+        const list = await withDatabase((pool) => listTenants(pool));
+        process.stdout.write(values.json ? JSON.stringify(list) + '\n' : list.map((t) => `${t.id}  ${t.name}`).join('\n') + '\n');
+        return 0;
+      }
+      break;
+  }
+  process.stderr.write(USAGE);
+  return 2;
+}

@@ -1,0 +1,205 @@
+/**
+ * The one place that reads `process.env`. Every setting is parsed and validated once, at start-up,
+ * into one typed object; a bad value stops start-up with a message naming the variable.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const seconds = (min = 0) => z.coerce.number().min(min);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0),
+);
+const durationList = z.string().transform((s, ctx) => {
+  const out: number[] = [];
+  for (const part of s.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const n = Number(part);
+    if (!Number.isFinite(n) || n < 0) {
+      ctx.addIssue({ code: 'custom', message: `"${part}" is not a number of seconds` });
+      return z.NEVER;
+    }
+    out.push(n);
+  }
+  if (out.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'needs at least one delay' });
+    return z.NEVER;
+  }
+  return out;
+});
+
+/** Each variable, its parser and its default. The README's configuration table mirrors this. */
+const envSchema = z.object({
+  PORT: int(0, 65535).default(3000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  DATABASE_URL: z.string().url().optional(),
+  LONGHAUL_DATA_DIR: z.string().min(1).default('./.longhaul'),
+  LONGHAUL_EMBEDDED_PG_PORT: int(1, 65535).default(54329),
+  LONGHAUL_PG_POOL_MAX: int(2, 1000).default(20),
+  LONGHAUL_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LONGHAUL_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  LONGHAUL_PUBLIC_URL: z.string().url().optional(),
+  LONGHAUL_BODY_LIMIT_BYTES: int(1024).default(1024 * 1024),
+  LONGHAUL_IDEMPOTENCY_TTL_SECONDS: int(60).default(24 * 60 * 60),
+  LONGHAUL_AUTH_CACHE_SECONDS: seconds(0).default(30),
+  LONGHAUL_CALLBACK_ALLOW: list.default([]),
+  LONGHAUL_SHUTDOWN_TIMEOUT_SECONDS: seconds(1).default(30),
+  LONGHAUL_JOB_TYPES: list.default([]),
+  LONGHAUL_WORKER_CONCURRENCY: int(1, 1000).default(8),
+  LONGHAUL_TENANT_CONCURRENCY: int(1, 1000).default(4),
+  LONGHAUL_LEASE_SECONDS: int(10, 3600).default(30),
+  LONGHAUL_EXECUTION_BUDGET_SECONDS: int(5, 23 * 60 * 60).default(15 * 60),
+  LONGHAUL_PENDING_ALERT_SECONDS: int(1).default(5 * 60),
+  LONGHAUL_MONITOR_INTERVAL_SECONDS: seconds(0.1).default(10),
+  LONGHAUL_ALERT_WEBHOOK_URL: z.string().url().optional(),
+  LONGHAUL_WEBHOOK_TIMEOUT_SECONDS: seconds(0.1).default(15),
+  LONGHAUL_WEBHOOK_CONNECT_TIMEOUT_SECONDS: seconds(0.1).default(5),
+  LONGHAUL_WEBHOOK_SCHEDULE_SECONDS: durationList.default([5, 300, 1800, 7200, 18000, 36000, 36000]),
+  LONGHAUL_WEBHOOK_JITTER: z.coerce.number().min(0).max(1).default(0.2),
+  LONGHAUL_WEBHOOK_MIN_BACKOFF_AFTER_THROTTLE_SECONDS: seconds(0).default(60),
+  LONGHAUL_WEBHOOK_CONCURRENCY: int(1, 10_000).default(64),
+  LONGHAUL_WEBHOOK_ENDPOINT_CONCURRENCY: int(1, 1000).default(8),
+  LONGHAUL_WEBHOOK_SECRET_GRACE_SECONDS: int(0).default(24 * 60 * 60),
+  LONGHAUL_BREAKER_WINDOW: int(1, 10_000).default(20),
+  LONGHAUL_BREAKER_FAILURE_RATIO: z.coerce.number().gt(0).max(1).default(0.5),
+  LONGHAUL_BREAKER_MIN_REQUESTS: int(1).default(5),
+  LONGHAUL_BREAKER_COOLDOWN_SECONDS: seconds(0).default(30),
+  LONGHAUL_SIGNING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  LONGHAUL_ARTIFACT_URL_TTL_SECONDS: int(1).default(15 * 60),
+  LONGHAUL_ARTIFACT_RETENTION_SECONDS: int(60).default(7 * 24 * 60 * 60),
+  LONGHAUL_STREAM_TOKEN_TTL_SECONDS: int(1).default(5 * 60),
+  LONGHAUL_REPORT_DATABASE_URL: z.string().url().optional(),
+  LONGHAUL_REPORT_SOURCES: list.default(['demo_orders']),
+  LONGHAUL_REPORT_CHUNK_SIZE: int(100, 1_000_000).default(10_000),
+  LONGHAUL_SEED_DEFAULT_TENANT: bool.optional(),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Postgres to use; absent means start the embedded server under `dataDir`. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  embeddedPgPort: number;
+  poolMax: number;
+  logLevel: z.infer<typeof envSchema>['LONGHAUL_LOG_LEVEL'];
+  adminToken: string | undefined;
+  /** Base URL used in links the service hands out (Location, signed download URLs). */
+  publicUrl: string;
+  bodyLimitBytes: number;
+  idempotencyTtlSeconds: number;
+  authCacheSeconds: number;
+  /** Hosts and CIDRs that callbacks may reach over plain http and despite the SSRF filter. */
+  callbackAllow: string[];
+  shutdownTimeoutSeconds: number;
+  jobTypeModules: string[];
+  worker: {
+    concurrency: number;
+    tenantConcurrency: number;
+    leaseSeconds: number;
+    executionBudgetSeconds: number;
+    pendingAlertSeconds: number;
+    monitorIntervalSeconds: number;
+    alertWebhookUrl: string | undefined;
+  };
+  webhooks: {
+    timeoutSeconds: number;
+    connectTimeoutSeconds: number;
+    scheduleSeconds: number[];
+    jitter: number;
+    minBackoffAfterThrottleSeconds: number;
+    concurrency: number;
+    endpointConcurrency: number;
+    secretGraceSeconds: number;
+    breaker: { window: number; failureRatio: number; minRequests: number; cooldownSeconds: number };
+  };
+  /** Key material for signed URLs and stream tokens; derived from the data dir when not set. */
+  signingSecret: string | undefined;
+  artifactUrlTtlSeconds: number;
+  artifactRetentionSeconds: number;
+  streamTokenTtlSeconds: number;
+  report: { databaseUrl: string | undefined; sources: string[]; chunkSize: number };
+  /** Create a `default` tenant on first start of an empty database (default: only when embedded). */
+  seedDefaultTenant: boolean;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses an environment into a Config; throws ConfigError naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const cleaned: Record<string, string> = {};
+  for (const key of Object.keys(envSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') cleaned[key] = v;
+  }
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const name = String(i.path[0] ?? '?');
+      return `  ${name}=${JSON.stringify(cleaned[name] ?? '')}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: path.resolve(e.LONGHAUL_DATA_DIR),
+    embeddedPgPort: e.LONGHAUL_EMBEDDED_PG_PORT,
+    poolMax: e.LONGHAUL_PG_POOL_MAX,
+    logLevel: e.LONGHAUL_LOG_LEVEL,
+    adminToken: e.LONGHAUL_ADMIN_TOKEN,
+    publicUrl: (e.LONGHAUL_PUBLIC_URL ?? `http://${e.HOST === '0.0.0.0' ? '127.0.0.1' : e.HOST}:${e.PORT}`).replace(/\/$/, ''),
+    bodyLimitBytes: e.LONGHAUL_BODY_LIMIT_BYTES,
+    idempotencyTtlSeconds: e.LONGHAUL_IDEMPOTENCY_TTL_SECONDS,
+    authCacheSeconds: e.LONGHAUL_AUTH_CACHE_SECONDS,
+    callbackAllow: e.LONGHAUL_CALLBACK_ALLOW,
+    shutdownTimeoutSeconds: e.LONGHAUL_SHUTDOWN_TIMEOUT_SECONDS,
+    jobTypeModules: e.LONGHAUL_JOB_TYPES,
+    worker: {
+      concurrency: e.LONGHAUL_WORKER_CONCURRENCY,
+      tenantConcurrency: e.LONGHAUL_TENANT_CONCURRENCY,
+      leaseSeconds: e.LONGHAUL_LEASE_SECONDS,
+      executionBudgetSeconds: e.LONGHAUL_EXECUTION_BUDGET_SECONDS,
+      pendingAlertSeconds: e.LONGHAUL_PENDING_ALERT_SECONDS,
+      monitorIntervalSeconds: e.LONGHAUL_MONITOR_INTERVAL_SECONDS,
+      alertWebhookUrl: e.LONGHAUL_ALERT_WEBHOOK_URL,
+    },
+    webhooks: {
+      timeoutSeconds: e.LONGHAUL_WEBHOOK_TIMEOUT_SECONDS,
+      connectTimeoutSeconds: e.LONGHAUL_WEBHOOK_CONNECT_TIMEOUT_SECONDS,
+      scheduleSeconds: e.LONGHAUL_WEBHOOK_SCHEDULE_SECONDS,
+      jitter: e.LONGHAUL_WEBHOOK_JITTER,
+      minBackoffAfterThrottleSeconds: e.LONGHAUL_WEBHOOK_MIN_BACKOFF_AFTER_THROTTLE_SECONDS,
+      concurrency: e.LONGHAUL_WEBHOOK_CONCURRENCY,
+      endpointConcurrency: e.LONGHAUL_WEBHOOK_ENDPOINT_CONCURRENCY,
+      secretGraceSeconds: e.LONGHAUL_WEBHOOK_SECRET_GRACE_SECONDS,
+      breaker: {
+        window: e.LONGHAUL_BREAKER_WINDOW,
+        failureRatio: e.LONGHAUL_BREAKER_FAILURE_RATIO,
+        minRequests: e.LONGHAUL_BREAKER_MIN_REQUESTS,
+        cooldownSeconds: e.LONGHAUL_BREAKER_COOLDOWN_SECONDS,
+      },
+    },
+    signingSecret: e.LONGHAUL_SIGNING_SECRET,
+    artifactUrlTtlSeconds: e.LONGHAUL_ARTIFACT_URL_TTL_SECONDS,
+    artifactRetentionSeconds: e.LONGHAUL_ARTIFACT_RETENTION_SECONDS,
+    streamTokenTtlSeconds: e.LONGHAUL_STREAM_TOKEN_TTL_SECONDS,
+    report: {
+      databaseUrl: e.LONGHAUL_REPORT_DATABASE_URL,
+      sources: e.LONGHAUL_REPORT_SOURCES,
+      chunkSize: e.LONGHAUL_REPORT_CHUNK_SIZE,
+    },
+    seedDefaultTenant: e.LONGHAUL_SEED_DEFAULT_TENANT ?? e.DATABASE_URL === undefined,
+  };
+}

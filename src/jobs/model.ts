@@ -1,0 +1,91 @@
+/** The job as stored and as the API shows it (GET /v1/jobs/{id}, webhook `data`). */
+import type { Json } from '../worker/sdk.ts';
+import type { JobStatus } from './state.ts';
+
+export interface JobRow {
+  id: string;
+  tenant_id: string;
+  type: string;
+  status: JobStatus;
+  input: Json;
+  metadata: Json | null;
+  callback_url: string | null;
+  max_attempts: number;
+  attempts: number;
+  processed: number;
+  total: number | null;
+  result: Json | null;
+  error: Json | null;
+  error_history: Json[];
+  created_at: Date;
+  started_at: Date | null;
+  updated_at: Date;
+  finished_at: Date | null;
+}
+
+/** Columns of JobRow, for SELECTs. */
+export const JOB_COLUMNS = `id, tenant_id, type, status, input, metadata, callback_url, max_attempts, attempts,
+  processed, total, result, error, error_history, created_at, started_at, updated_at, finished_at`;
+
+export interface JobResource {
+  id: string;
+  type: string;
+  status: JobStatus;
+  input: Json;
+  metadata: Json | null;
+  callback_url: string | null;
+  progress: { processed: number; total: number | null; percent: number | null };
+  attempts: number;
+  max_attempts: number;
+  result: Json | null;
+  error: Json | null;
+  created_at: string;
+  started_at: string | null;
+  updated_at: string;
+  finished_at: string | null;
+}
+
+export function percentOf(processed: number, total: number | null): number | null {
+  if (total === null) return null;
+  if (total <= 0) return 100;
+  return Math.min(100, Math.floor((processed / total) * 10000) / 100);
+}
+
+const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
+
+export function toResource(j: JobRow): JobResource {
+  return {
+    id: j.id,
+    type: j.type,
+    status: j.status,
+    input: j.input,
+    metadata: j.metadata,
+    callback_url: j.callback_url,
+    progress: { processed: j.processed, total: j.total, percent: percentOf(j.processed, j.total) },
+    attempts: j.attempts,
+    max_attempts: j.max_attempts,
+    result: j.result,
+    error: j.error,
+    created_at: j.created_at.toISOString(),
+    started_at: iso(j.started_at),
+    updated_at: j.updated_at.toISOString(),
+    finished_at: iso(j.finished_at),
+  };
+}
+
+/** The job as it was when created: what an Idempotency-Key replay answers with, whatever happened since. */
+export function asCreated(j: JobRow): JobRow {
+  return {
+    ...j,
+    status: 'PENDING',
+    attempts: 0,
+    processed: 0,
+    total: null,
+    result: null,
+    error: null,
+    error_history: [],
+    started_at: null,
+    updated_at: j.created_at,
+    finished_at: null,
+  };
+}

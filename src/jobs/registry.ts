@@ -1,0 +1,46 @@
+/** The registry of job types: built-ins plus the modules named in LONGHAUL_JOB_TYPES. */
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { AnyJobType } from '../worker/sdk.ts';
+
+const NAME = /^[a-z][a-z0-9_-]{0,63}$/;
+
+export class JobTypeRegistry {
+  readonly #types = new Map<string, AnyJobType>();
+
+  constructor(types: AnyJobType[] = []) {
+    for (const t of types) this.register(t);
+  }
+
+  register(type: AnyJobType): void {
+    if (!NAME.test(type.name)) throw new Error(`job type name "${type.name}" must match ${NAME}`);
+    if (this.#types.has(type.name)) throw new Error(`job type "${type.name}" is registered twice`);
+    this.#types.set(type.name, type);
+  }
+
+  get(name: string): AnyJobType | undefined {
+    return this.#types.get(name);
+  }
+
+  names(): string[] {
+    return [...this.#types.keys()].sort();
+  }
+
+  all(): AnyJobType[] {
+    return [...this.#types.values()];
+  }
+}
+
+function isJobType(v: unknown): v is AnyJobType {
+  const o = v as Partial<AnyJobType> | null;
+  return typeof o === 'object' && o !== null && typeof o.name === 'string' && typeof o.chunk === 'function' && typeof o.start === 'function' && typeof o.finish === 'function';
+}
+
+/** Imports a user module (a path or package name) and returns the job types it exports. */
+export async function loadJobTypeModule(specifier: string): Promise<AnyJobType[]> {
+  const target = specifier.startsWith('.') || path.isAbsolute(specifier) ? pathToFileURL(path.resolve(specifier)).href : specifier;
+  const mod = (await import(target)) as Record<string, unknown>;
+  const found = Object.values(mod).filter(isJobType);
+  if (found.length === 0) throw new Error(`LONGHAUL_JOB_TYPES: module "${specifier}" exports no job type (use defineJobType)`);
+  return found;
+}

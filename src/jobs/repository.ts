@@ -1,0 +1,115 @@
+/** SQL of the jobs and job_events tables (reads, listing, cancellation, status events). */
+import type { Queryable } from '../db/pool.ts';
+import type { Json } from '../worker/sdk.ts';
+import { JOB_COLUMNS, type JobRow } from './model.ts';
+import { sourcesOf, type JobStatus } from './state.ts';
+
+/** Channel on which every job event is announced as `jobId:seq` (the payload stays small). */
+export const JOB_EVENTS_CHANNEL = 'longhaul_job_events';
+
+export async function getJob(db: Queryable, tenantId: string, id: string): Promise<JobRow | undefined> {
+  const { rows } = await db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2`, [id, tenantId]);
+  return rows[0];
+}
+
+export interface ListFilter {
+  status?: JobStatus | undefined;
+  type?: string | undefined;
+  limit: number;
+  /** Exclusive keyset position: the (created_at, id) of the last job of the previous page. */
+  after?: { createdAt: string; id: string } | undefined;
+}
+
+export interface JobPage {
+  rows: JobRow[];
+  /** Position of the last row, when there may be more. */
+  next: { createdAt: string; id: string } | null;
+}
+
+/** Newest first; keyset pagination on (created_at, id), so pages are stable under inserts. */
+export async function listJobs(db: Queryable, tenantId: string, f: ListFilter): Promise<JobPage> {
+  const { rows } = await db.query<JobRow & { created_key: string }>(
+    `SELECT ${JOB_COLUMNS},
+            to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key
+       FROM jobs
+      WHERE tenant_id = $1
+        AND ($2::text IS NULL OR status = $2)
+        AND ($3::text IS NULL OR type = $3)
+        AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))
+      ORDER BY created_at DESC, id DESC
+      LIMIT $6`,
+    [tenantId, f.status ?? null, f.type ?? null, f.after?.createdAt ?? null, f.after?.id ?? null, f.limit + 1],
+  );
+  const more = rows.length > f.limit;
+  const page = more ? rows.slice(0, f.limit) : rows;
+  const last = page.at(-1);
+  return {
+    rows: page.map(({ created_key: _k, ...r }) => r),
+    next: more && last !== undefined ? { createdAt: last.created_key, id: last.id } : null,
+  };
+}
+
+/**
+ * Moves a job to `to` if the state machine allows it from its current status, appends a `status`
+ * event and announces it, in one statement. Returns the updated row, or undefined if the move was not legal.
+ */
+export async function transition(
+  db: Queryable,
+  jobId: string,
+  to: JobStatus,
+  set: { result?: Json; error?: Json; extraSql?: string } = {},
+): Promise<JobRow | undefined> {
+  const terminal = to === 'COMPLETED' || to === 'FAILED' || to === 'CANCELLED';
+  const { rows } = await db.query<JobRow>(
+    `WITH u AS (
+       UPDATE jobs SET status = $2, updated_at = now(), event_seq = event_seq + 1,
+              result = COALESCE($3::jsonb, result), error = COALESCE($4::jsonb, error),
+              finished_at = CASE WHEN $5 THEN now() ELSE finished_at END,
+              lease_token = CASE WHEN $5 THEN NULL ELSE lease_token END,
+              lease_expires_at = CASE WHEN $5 THEN NULL ELSE lease_expires_at END
+              ${set.extraSql ?? ''}
+        WHERE id = $1 AND status = ANY($6::text[])
+        RETURNING *),
+     e AS (
+       INSERT INTO job_events (job_id, seq, kind, data)
+       SELECT id, event_seq, 'status', jsonb_build_object('status', status, 'attempts', attempts, 'error', error, 'result', result)
+         FROM u)
+     SELECT ${JOB_COLUMNS}, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text) FROM u`,
+    [jobId, to, set.result === undefined ? null : JSON.stringify(set.result), set.error === undefined ? null : JSON.stringify(set.error), terminal, sourcesOf(to)],
+  );
+  return rows[0];
+}
+
+export type CancelOutcome =
+  | { kind: 'cancelled'; job: JobRow }
+  | { kind: 'requested'; job: JobRow }
+  | { kind: 'finished'; job: JobRow }
+  | { kind: 'not-found' };
+
+/** Channel that tells workers a running job was asked to stop; payload is the job id. */
+export const CANCEL_CHANNEL = 'longhaul_job_cancel';
+
+/**
+ * A PENDING job becomes CANCELLED at once; a RUNNING one is asked to stop (its worker stops at the
+ * next chunk boundary at the latest); a finished one is left alone.
+ */
+export async function cancelJob(db: Queryable, tenantId: string, id: string): Promise<CancelOutcome> {
+  const { rows } = await db.query<{ status: JobStatus }>('SELECT status FROM jobs WHERE id = $1 AND tenant_id = $2 FOR UPDATE', [id, tenantId]);
+  const row = rows[0];
+  if (row === undefined) return { kind: 'not-found' };
+  if (row.status === 'PENDING') {
+    const job = await transition(db, id, 'CANCELLED', { extraSql: ', cancel_requested_at = now()' });
+    if (job !== undefined) return { kind: 'cancelled', job };
+  }
+  if (row.status === 'RUNNING') {
+    const { rows: updated } = await db.query<JobRow>(
+      `UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = now()
+        WHERE id = $1 RETURNING ${JOB_COLUMNS}, pg_notify('${CANCEL_CHANNEL}', id::text)`,
+      [id],
+    );
+    const job = updated[0];
+    if (job !== undefined) return { kind: 'requested', job };
+  }
+  const job = await getJob(db, tenantId, id);
+  return job === undefined ? { kind: 'not-found' } : { kind: 'finished', job };
+}

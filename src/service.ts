@@ -1,0 +1,157 @@
+/**
+ * Starts longhaul's roles against one Postgres: `api` (HTTP) and `worker` (job runner, webhook
+ * dispatcher, monitors). `npm start` runs both in one process; `longhaul api` / `longhaul worker` one each.
+ */
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { serve, type ServerType } from '@hono/node-server';
+import { PgBoss } from 'pg-boss';
+import { createApp } from './api/app.ts';
+import type { Config } from './config.ts';
+import { openDatabase, type Database } from './db/database.ts';
+import { migrate } from './db/migrate.ts';
+import { createPool, type Pool } from './db/pool.ts';
+import { synthetic } from './job-types/synthetic.ts';
+import { ensureQueues } from './jobs/queues.ts';
+import { JobTypeRegistry, loadJobTypeModule } from './jobs/registry.ts';
+import { JobSubmitter, releaseExpiredKeys } from './jobs/submit.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
+import { createMetrics, type Metrics } from './observability/metrics.ts';
+import { countTenants, createTenant } from './tenants/repository.ts';
+
+export type Role = 'api' | 'worker';
+
+export interface ServiceOptions {
+  config: Config;
+  roles: readonly Role[];
+  log?: Logger;
+}
+
+export interface Service {
+  config: Config;
+  log: Logger;
+  pool: Pool;
+  boss: PgBoss;
+  metrics: Metrics;
+  registry: JobTypeRegistry;
+  /** Base URL of the HTTP server, when the api role runs. */
+  url: string | undefined;
+  databaseUrl: string;
+  /** Drains and stops: stop accepting, let running work reach a safe point, close connections. */
+  stop(): Promise<void>;
+}
+
+/** How often expired Idempotency-Keys are released. */
+const KEY_SWEEP_INTERVAL_MS = 10 * 60 * 1000;
+
+export async function builtInJobTypes(config: Config): Promise<JobTypeRegistry> {
+  const registry = new JobTypeRegistry([synthetic]);
+  for (const spec of config.jobTypeModules) for (const t of await loadJobTypeModule(spec)) registry.register(t);
+  return registry;
+}
+
+/** First start of an empty embedded database: a `default` tenant whose key is shown once. */
+async function seedDefaultTenant(pool: Pool, config: Config, db: Database): Promise<void> {
+  if (!config.seedDefaultTenant || (await countTenants(pool)) > 0) return;
+  const tenant = await createTenant(pool, 'default').catch(() => undefined);
+  if (tenant === undefined) return; // another process seeded it at the same moment
+  await mkdir(config.dataDir, { recursive: true });
+  const keyFile = path.join(config.dataDir, 'default-api-key');
+  await writeFile(keyFile, tenant.api_key + '\n', { mode: 0o600 });
+  await chmod(keyFile, 0o600);
+  // Printed once to the terminal, deliberately not through the logger: keys never go to logs.
+  process.stderr.write(
+    `\nlonghaul: created tenant "default" (${db.embedded ? 'embedded database' : 'database'}).\n` +
+      `  API key (shown once, also saved to ${keyFile}):\n    ${tenant.api_key}\n` +
+      `  Webhook secret:\n    ${tenant.webhook_secret}\n\n`,
+  );
+}
+
+export async function startService(opts: ServiceOptions): Promise<Service> {
+  const { config, roles } = opts;
+  const log = opts.log ?? createLogger(config.logLevel);
+  const db = await openDatabase(config, log);
+  const pool = createPool(db.url, config.poolMax);
+  const stops: Array<() => Promise<void>> = [];
+  try {
+    const applied = await migrate(pool);
+    if (applied.length > 0) log.info({ applied }, 'migrations applied');
+    const boss = new PgBoss({
+      connectionString: db.url,
+      application_name: 'longhaul-queue',
+      max: Math.max(4, Math.ceil(config.poolMax / 2)),
+      useListenNotify: true,
+      // Dead executions (no heartbeat) are found by this pass; keep it well inside the lease time.
+      monitorIntervalSeconds: Math.max(1, Math.min(10, Math.floor(config.worker.leaseSeconds / 3))),
+      superviseIntervalSeconds: Math.max(1, Math.min(10, Math.floor(config.worker.leaseSeconds / 3))),
+    });
+    boss.on('error', (err: unknown) => log.error({ err }, 'pg-boss error'));
+    boss.on('warning', (w: unknown) => log.warn({ warning: w }, 'pg-boss warning'));
+    await boss.start();
+    stops.push(() => boss.stop({ graceful: true, timeout: config.shutdownTimeoutSeconds * 1000 }));
+    await ensureQueues(boss, config.worker);
+    if (applied.length > 0) {
+      // Fresh tables have no statistics and plan badly until autovacuum gets to them.
+      await pool.query('ANALYZE jobs; ANALYZE job_events');
+      await pool.query(`DO $$ DECLARE t record; BEGIN
+        FOR t IN SELECT schemaname, tablename FROM pg_tables WHERE schemaname = 'pgboss' LOOP
+          EXECUTE format('ANALYZE %I.%I', t.schemaname, t.tablename);
+        END LOOP; END $$`);
+    }
+    const registry = await builtInJobTypes(config);
+    await seedDefaultTenant(pool, config, db);
+    const metrics = createMetrics();
+
+    let url: string | undefined;
+    let setDraining = (): void => undefined;
+    if (roles.includes('api')) {
+      const submitter = new JobSubmitter(pool, boss, { idempotencyTtlSeconds: config.idempotencyTtlSeconds });
+      const handle = createApp({ config, pool, boss, log, metrics, registry, submitter });
+      setDraining = handle.setDraining;
+      const server = await new Promise<ServerType>((resolve) => {
+        const s = serve({ fetch: (req, env) => handle.app.fetch(req, env), port: config.port, hostname: config.host }, () => resolve(s));
+      });
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : config.port;
+      url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
+      stops.unshift(
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            // Keep-alive connections would hold close() open; idle ones go now, busy ones after their response.
+            if ('closeIdleConnections' in server) server.closeIdleConnections();
+          }),
+      );
+      log.info({ url, roles }, 'longhaul API listening');
+    }
+    const sweeper = setInterval(() => {
+      releaseExpiredKeys(pool).catch((err: unknown) => log.warn({ err }, 'releasing expired idempotency keys failed'));
+    }, KEY_SWEEP_INTERVAL_MS);
+    sweeper.unref();
+    stops.push(async () => clearInterval(sweeper));
+
+    let stopping: Promise<void> | undefined;
+    return {
+      config,
+      log,
+      pool,
+      boss,
+      metrics,
+      registry,
+      url,
+      databaseUrl: db.url,
+      stop: () =>
+        (stopping ??= (async () => {
+          setDraining();
+          for (const stop of stops) await stop().catch((err: unknown) => log.error({ err }, 'error while stopping'));
+          await pool.end().catch(() => undefined);
+          await db.close().catch((err: unknown) => log.error({ err }, 'error stopping embedded PostgreSQL'));
+        })()),
+    };
+  } catch (err) {
+    for (const stop of stops) await stop().catch(() => undefined);
+    await pool.end().catch(() => undefined);
+    await db.close().catch(() => undefined);
+    throw err;
+  }
+}

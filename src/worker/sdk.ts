@@ -1,0 +1,94 @@
+/**
+ * The job-type SDK: everything a module needs to define a job type. A job runs in chunks;
+ * after each chunk its cursor, state and progress are committed in one transaction (the checkpoint),
+ * so a retried or resumed job continues from the last committed chunk.
+ */
+import type { z } from 'zod';
+import type { Queryable } from '../db/pool.ts';
+import type { Logger } from '../observability/logger.ts';
+
+/** Any JSON value: cursors, states and results are stored as jsonb. */
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+export interface JobInfo<Input> {
+  id: string;
+  tenantId: string;
+  type: string;
+  input: Input;
+  metadata: Json | null;
+  /** 1 for the first attempt, 2 for the first retry, and so on. */
+  attempt: number;
+}
+
+export interface JobContext<Input> {
+  job: JobInfo<Input>;
+  log: Logger;
+  /** Fires when the job is cancelled, its lease is lost, or the process shuts down. */
+  signal: AbortSignal;
+  /**
+   * The transaction that will commit with this step's checkpoint: writes made through it are
+   * committed together with the new cursor and state, or not at all.
+   */
+  db: Queryable;
+}
+
+export interface StartResult<State> {
+  /** How many items the whole job will process, when known (for progress percent). */
+  total?: number | null;
+  /** The initial state; it is saved as the first checkpoint. */
+  state: State;
+  /** Where the first chunk starts (default null). */
+  cursor?: Json;
+}
+
+export interface ChunkResult<State> {
+  /** Where the next chunk starts, or null when there is nothing left. */
+  cursor: Json;
+  done: boolean;
+  /** How many items this chunk processed (added to the job's progress). */
+  processed: number;
+  state: State;
+}
+
+export interface JobTypeDefinition<Input = unknown, State extends Json = Json, Result extends Json = Json> {
+  /** The name clients put in `type`: lowercase letters, digits, `-` and `_`. */
+  name: string;
+  /** Schema of `input`; a request whose input fails it gets a 422 naming the fields. */
+  input: z.ZodType<Input>;
+  /** Extra checks that need more than the schema (e.g. against configuration); returns field errors. */
+  check?: (input: Input) => Array<{ field: string; message: string }>;
+  /** Items per chunk, passed to `chunk` as `ctx`'s size hint. (Default: 100) */
+  chunkSize?: number;
+  /** How many attempts before the job fails for good. (Default: 3) */
+  maxAttempts?: number;
+  /** Retry backoff: first delay, doubling, capped, with jitter. (Default: 1 s initial, 300 s cap) */
+  backoff?: { initialSeconds: number; maxSeconds: number };
+  /** Alert when a running job has not checkpointed for this long. (Default: 600) */
+  stallAfterSeconds?: number;
+  /** At most this many jobs of this type at once in one worker process. (Default: the process's concurrency) */
+  concurrency?: number;
+  start(ctx: JobContext<Input>): Promise<StartResult<State>>;
+  chunk(ctx: JobContext<Input> & { chunkSize: number }, cursor: Json, state: State): Promise<ChunkResult<State>>;
+  finish(ctx: JobContext<Input>, state: State): Promise<Result>;
+}
+
+// Job types are stored in one registry whatever their input, state and result types.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyJobType = JobTypeDefinition<any, any, any>;
+
+/** Identity function that gives a job type definition its types. */
+export function defineJobType<Input, State extends Json, Result extends Json>(
+  def: JobTypeDefinition<Input, State, Result>,
+): JobTypeDefinition<Input, State, Result> {
+  return def;
+}
+
+/** Throw this from a job type to fail the job at once, without retrying. */
+export class PermanentError extends Error {
+  override name = 'PermanentError';
+}
+
+export const DEFAULT_MAX_ATTEMPTS = 3;
+export const DEFAULT_CHUNK_SIZE = 100;
+export const DEFAULT_STALL_AFTER_SECONDS = 600;
+export const DEFAULT_BACKOFF = { initialSeconds: 1, maxSeconds: 300 } as const;

@@ -1,0 +1,197 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestService, type TestService } from './support/service.ts';
+
+let t: TestService;
+beforeAll(async () => {
+  t = await startTestService({ env: { LONGHAUL_CALLBACK_ALLOW: '127.0.0.1,localhost' } });
+});
+afterAll(async () => t.stop());
+
+const job = { type: 'synthetic', input: { chunks: 2, chunk_ms: 1 } };
+
+async function jobCount(): Promise<number> {
+  const { rows } = await t.service.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM jobs');
+  return rows[0]?.n ?? -1;
+}
+
+describe('POST /v1/jobs', () => {
+  it('accepts a job, answers 202 with Location, and stores it with its queue entry', async () => {
+    const res = await t.api('/v1/jobs', { method: 'POST', json: { ...job, metadata: { order: 7 }, callback_url: 'https://example.com/hook' } });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { id: string; status: string; metadata: unknown; progress: unknown };
+    expect(res.headers.get('location')).toBe(`/v1/jobs/${body.id}`);
+    expect(body.status).toBe('PENDING');
+    expect(body.metadata).toEqual({ order: 7 });
+    const { rows } = await t.service.pool.query('SELECT id FROM pgboss.job WHERE id = $1', [body.id]);
+    expect(rows).toHaveLength(1);
+    const get = await t.api(`/v1/jobs/${body.id}`);
+    expect(get.status).toBe(200);
+    expect(((await get.json()) as { id: string }).id).toBe(body.id);
+  });
+
+  it('requires a valid API key', async () => {
+    expect((await fetch(`${t.url}/v1/jobs`)).status).toBe(401);
+    const res = await t.api('/v1/jobs', { key: 'lh_nope' });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+  });
+
+  it.each([
+    ['malformed JSON', { body: '{"type":', headers: { 'content-type': 'application/json' } }, 400, 'malformed-json'],
+    ['wrong content type', { body: 'type=synthetic', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, 415, 'unsupported-media-type'],
+    ['unknown type', { json: { type: 'nope', input: {} } }, 422, 'unknown-job-type'],
+    ['bad input', { json: { type: 'synthetic', input: { chunks: -1, chunk_ms: 1 } } }, 422, 'validation-error'],
+    ['unknown field', { json: { ...job, extra: true } }, 422, 'validation-error'],
+    ['unknown input field', { json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1, x: 1 } } }, 422, 'validation-error'],
+    ['http callback', { json: { ...job, callback_url: 'http://example.com/x' } }, 422, 'validation-error'],
+    ['callback with credentials', { json: { ...job, callback_url: 'https://u:p@example.com/x' } }, 422, 'validation-error'],
+    ['relative callback', { json: { ...job, callback_url: '/x' } }, 422, 'validation-error'],
+    ['oversized body', { json: { ...job, metadata: { pad: 'x'.repeat(1024 * 1024) } } }, 413, 'payload-too-large'],
+    ['bad idempotency key', { json: job, headers: { 'idempotency-key': 'has space' } }, 400, 'bad-request'],
+  ] as const)('refuses %s with a problem and creates nothing', async (_name, init, status, code) => {
+    const before = await jobCount();
+    const res = await t.api('/v1/jobs', { method: 'POST', ...(init as RequestInit & { json?: unknown }) });
+    expect(res.status).toBe(status);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    const problem = (await res.json()) as { type: string; status: number; title: string; detail: string; request_id: string };
+    expect(problem.type).toBe(`https://longhaul.dev/problems/${code}`);
+    expect(problem.status).toBe(status);
+    expect(problem.request_id).toBe(res.headers.get('x-request-id'));
+    expect(await jobCount()).toBe(before);
+  });
+
+  it('allows plain http callbacks to allow-listed hosts', async () => {
+    const res = await t.api('/v1/jobs', { method: 'POST', json: { ...job, callback_url: 'http://127.0.0.1:9/hook' } });
+    expect(res.status).toBe(202);
+  });
+});
+
+describe('Idempotency-Key', () => {
+  it('replays the original response for the same key and body', async () => {
+    const key = crypto.randomUUID();
+    const first = await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } });
+    const firstBody = await first.text();
+    await t.service.pool.query(`UPDATE jobs SET status = 'RUNNING', attempts = 1 WHERE id = $1`, [JSON.parse(firstBody).id]);
+    const again = await t.api('/v1/jobs', { method: 'POST', json: { input: job.input, type: job.type }, headers: { 'idempotency-key': key } });
+    expect(again.status).toBe(202);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(await again.text()).toBe(firstBody);
+  });
+
+  it('answers 422 for the same key with a different body', async () => {
+    const key = crypto.randomUUID();
+    expect((await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } })).status).toBe(202);
+    const res = await t.api('/v1/jobs', { method: 'POST', json: { ...job, metadata: { x: 1 } }, headers: { 'idempotency-key': key } });
+    expect(res.status).toBe(422);
+    expect(((await res.json()) as { type: string }).type).toContain('idempotency-key-reused');
+  });
+
+  it('creates exactly one job from 100 concurrent identical requests', async () => {
+    const key = crypto.randomUUID();
+    const responses = await Promise.all(
+      Array.from({ length: 100 }, () => t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } })),
+    );
+    const statuses = responses.map((r) => r.status);
+    expect(statuses.every((s) => s === 202 || s === 409)).toBe(true);
+    const ids = new Set<string>();
+    for (const r of responses) if (r.status === 202) ids.add(((await r.json()) as { id: string }).id);
+    expect(ids.size).toBe(1);
+    const { rows } = await t.service.pool.query('SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2', [t.tenant.id, key]);
+    expect(rows[0]).toEqual({ n: 1 });
+  });
+
+  it('forgets keys after their expiry', async () => {
+    const key = crypto.randomUUID();
+    const first = (await (await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } })).json()) as { id: string };
+    await t.service.pool.query(`UPDATE jobs SET idempotency_expires_at = now() - interval '1 second' WHERE id = $1`, [first.id]);
+    const second = await t.api('/v1/jobs', { method: 'POST', json: { ...job, metadata: { other: true } }, headers: { 'idempotency-key': key } });
+    expect(second.status).toBe(202);
+    expect(((await second.json()) as { id: string }).id).not.toBe(first.id);
+  });
+
+  it('scopes keys per tenant', async () => {
+    const key = crypto.randomUUID();
+    const other = await t.newTenant();
+    const a = (await (await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } })).json()) as { id: string };
+    const b = (await (await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key }, key: other.api_key })).json()) as { id: string };
+    expect(a.id).not.toBe(b.id);
+  });
+});
+
+describe('reading, listing and cancelling', () => {
+  it('hides other tenants\' jobs behind 404', async () => {
+    const other = await t.newTenant();
+    const created = (await (await t.api('/v1/jobs', { method: 'POST', json: job })).json()) as { id: string };
+    expect((await t.api(`/v1/jobs/${created.id}`, { key: other.api_key })).status).toBe(404);
+    expect((await t.api(`/v1/jobs/${created.id}/cancel`, { method: 'POST', key: other.api_key })).status).toBe(404);
+    const list = (await (await t.api('/v1/jobs', { key: other.api_key })).json()) as { data: unknown[] };
+    expect(list.data).toHaveLength(0);
+  });
+
+  it('answers 404 for an id that is not a UUID', async () => {
+    const res = await t.api('/v1/jobs/not-a-uuid');
+    expect(res.status).toBe(404);
+  });
+
+  it('pages newest first with a cursor that is stable under inserts', async () => {
+    const tenant = await t.newTenant();
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      const r = (await (await t.api('/v1/jobs', { method: 'POST', json: job, key: tenant.api_key })).json()) as { id: string };
+      ids.push(r.id);
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const q: string = cursor === null ? '' : `&cursor=${cursor}`;
+      const page = (await (await t.api(`/v1/jobs?limit=3${q}`, { key: tenant.api_key })).json()) as { data: Array<{ id: string }>; next_cursor: string | null };
+      seen.push(...page.data.map((j) => j.id));
+      cursor = page.next_cursor;
+      // A job submitted mid-way must not shift the pages.
+      if (seen.length === 3) await t.api('/v1/jobs', { method: 'POST', json: job, key: tenant.api_key });
+    } while (cursor !== null);
+    expect(seen).toEqual([...ids].reverse());
+  });
+
+  it('filters by status and type and rejects bad queries', async () => {
+    const res = await t.api('/v1/jobs?status=PENDING&type=synthetic&limit=5');
+    expect(res.status).toBe(200);
+    const page = (await res.json()) as { data: Array<{ status: string }> };
+    expect(page.data.every((j) => j.status === 'PENDING')).toBe(true);
+    expect((await t.api('/v1/jobs?status=NOPE')).status).toBe(422);
+    expect((await t.api('/v1/jobs?limit=0')).status).toBe(422);
+    expect((await t.api('/v1/jobs?cursor=garbage')).status).toBe(400);
+  });
+
+  it('cancels a PENDING job at once, and refuses to cancel a finished one', async () => {
+    const created = (await (await t.api('/v1/jobs', { method: 'POST', json: job })).json()) as { id: string };
+    const res = await t.api(`/v1/jobs/${created.id}/cancel`, { method: 'POST' });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { status: string }).status).toBe('CANCELLED');
+    const again = await t.api(`/v1/jobs/${created.id}/cancel`, { method: 'POST' });
+    expect(again.status).toBe(409);
+  });
+
+  it('asks a RUNNING job to stop', async () => {
+    const created = (await (await t.api('/v1/jobs', { method: 'POST', json: job })).json()) as { id: string };
+    await t.service.pool.query(`UPDATE jobs SET status = 'RUNNING' WHERE id = $1`, [created.id]);
+    const res = await t.api(`/v1/jobs/${created.id}/cancel`, { method: 'POST' });
+    expect(res.status).toBe(202);
+    const { rows } = await t.service.pool.query('SELECT cancel_requested_at IS NOT NULL AS asked FROM jobs WHERE id = $1', [created.id]);
+    expect(rows[0]).toEqual({ asked: true });
+  });
+});
+
+describe('errors and operations', () => {
+  it('answers unknown routes with a 404 problem', async () => {
+    const res = await fetch(`${t.url}/nope`);
+    expect(res.status).toBe(404);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+  });
+
+  it('reports health and readiness', async () => {
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${t.url}/readyz`);
+    expect(ready.status).toBe(200);
+  });
+});
