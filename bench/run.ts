@@ -1,0 +1,81 @@
+/**
+ * `npm run bench [filter]`: starts a Postgres (embedded unless DATABASE_URL is set), runs each
+ * benchmark module against fresh databases, and prints one table: each figure beside its baseline
+ * measured in the same run, the ratio, and the issue's target.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { PgBoss } from 'pg-boss';
+import { startEmbeddedPostgres } from '../src/db/embedded.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { createPool } from '../src/db/pool.ts';
+import { ensureQueues } from '../src/jobs/queues.ts';
+import { cloneTemplate, databaseUrl, TEMPLATE, type BenchModule, type BenchRow } from './harness.ts';
+import { jobsApiBench } from './jobs-api.ts';
+
+/** Every benchmark, in the order the issues were written. */
+const MODULES: Array<[string, BenchModule]> = [['jobs-api', jobsApiBench]];
+
+function fmt(n: number | undefined): string {
+  if (n === undefined || Number.isNaN(n)) return '';
+  if (Math.abs(n) >= 100) return Math.round(n).toLocaleString('en-US');
+  if (Math.abs(n) >= 1) return n.toFixed(2);
+  return n.toPrecision(3);
+}
+
+function table(rows: Array<BenchRow & { module: string }>): string {
+  const head = ['benchmark', 'value', 'unit', 'baseline', 'baseline value', 'ratio', 'target', 'met'];
+  const body = rows.map((r) => {
+    const ratio = r.ratio ?? (r.baseline === undefined ? undefined : r.value / r.baseline);
+    return [r.name, fmt(r.value), r.unit, r.baselineName ?? '', fmt(r.baseline), fmt(ratio), r.target ?? '', r.met === undefined ? '' : r.met ? 'yes' : 'NO'];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const filter = process.argv[2];
+  let serverUrl = process.env.DATABASE_URL;
+  let stop = async (): Promise<void> => undefined;
+  if (serverUrl === undefined || serverUrl === '') {
+    const dir = await mkdtemp(path.join(tmpdir(), 'longhaul-bench-'));
+    const server = await startEmbeddedPostgres(dir, 56000 + (process.pid % 3000));
+    serverUrl = server.url;
+    stop = async () => {
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    };
+  }
+  try {
+    const admin = new pg.Client({ connectionString: serverUrl });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE}`);
+    await admin.query(`CREATE DATABASE ${TEMPLATE}`);
+    await admin.end();
+    const templateUrl = databaseUrl(serverUrl, TEMPLATE);
+    const pool = createPool(templateUrl, 2);
+    await migrate(pool);
+    await pool.end();
+    const boss = new PgBoss({ connectionString: templateUrl, supervise: false, schedule: false });
+    await boss.start();
+    await ensureQueues(boss, { leaseSeconds: 30, executionBudgetSeconds: 900 });
+    await boss.stop({ graceful: false });
+
+    const rows: Array<BenchRow & { module: string }> = [];
+    const url = serverUrl;
+    for (const [key, mod] of MODULES) {
+      if (filter !== undefined && !key.includes(filter)) continue;
+      process.stderr.write(`bench: ${mod.title}…\n`);
+      const got = await mod.run({ serverUrl: url, createDatabase: () => cloneTemplate(url), log: (m) => process.stderr.write(`  ${m}\n`) });
+      rows.push(...got.map((r) => ({ ...r, module: key })));
+    }
+    process.stdout.write(`\n${table(rows)}\n`);
+  } finally {
+    await stop();
+  }
+}
+
+await main();
