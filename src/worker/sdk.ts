@@ -50,13 +50,27 @@ export interface ChunkResult<State> {
   state: State;
 }
 
+/** A problem with one field of a job's input, named by its path inside `input` (e.g. `group_by.0`). */
+export interface FieldIssue {
+  field: string;
+  message: string;
+}
+
+/** What `check` knows about the request besides its input. */
+export interface CheckContext {
+  tenant: { id: string; name: string };
+}
+
 export interface JobTypeDefinition<Input = unknown, State extends Json = Json, Result extends Json = Json> {
   /** The name clients put in `type`: lowercase letters, digits, `-` and `_`. */
   name: string;
   /** Schema of `input`; a request whose input fails it gets a 422 naming the fields. */
   input: z.ZodType<Input>;
-  /** Extra checks that need more than the schema (e.g. against configuration); returns field errors. */
-  check?: (input: Input) => Array<{ field: string; message: string }>;
+  /**
+   * Extra checks that need more than the schema (e.g. against configuration or a database catalogue),
+   * for the tenant submitting; returns field errors (each becomes a 422).
+   */
+  check?: (input: Input, ctx: CheckContext) => FieldIssue[] | Promise<FieldIssue[]>;
   /** Items per chunk, passed to `chunk` as `ctx`'s size hint. (Default: 100) */
   chunkSize?: number;
   /** How many attempts before the job fails for good. (Default: 3) */

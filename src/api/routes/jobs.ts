@@ -120,7 +120,7 @@ export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowL
     }
     const parsed = type.input.safeParse(body.input);
     if (!parsed.success) throw new ApiError('validation-error', `input does not match the "${type.name}" schema`, { errors: fieldErrors(parsed.error.issues, 'input') });
-    const extra = type.check?.(parsed.data) ?? [];
+    const extra = (await type.check?.(parsed.data, { tenant: { id: tenant.id, name: tenant.name } })) ?? [];
     if (extra.length > 0) throw new ApiError('validation-error', `input is not valid for "${type.name}"`, { errors: extra.map((e) => ({ ...e, field: `input.${e.field}` })) });
     const callbackUrl = checkCallbackUrl(body.callback_url, allow);
 
