@@ -15,6 +15,7 @@ import { synthetic } from './job-types/synthetic.ts';
 import { ensureQueues } from './jobs/queues.ts';
 import { JobTypeRegistry, loadJobTypeModule } from './jobs/registry.ts';
 import { JobSubmitter, releaseExpiredKeys } from './jobs/submit.ts';
+import { Alerts } from './observability/alerts.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { countTenants, createTenant } from './tenants/repository.ts';
@@ -33,6 +34,8 @@ export interface Service {
   pool: Pool;
   boss: PgBoss;
   metrics: Metrics;
+  /** Raise/clear operator alerts; add sinks (e.g. the alert webhook) with `alerts.addSink`. */
+  alerts: Alerts;
   registry: JobTypeRegistry;
   /** Base URL of the HTTP server, when the api role runs. */
   url: string | undefined;
@@ -101,6 +104,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     const registry = await builtInJobTypes(config);
     await seedDefaultTenant(pool, config, db);
     const metrics = createMetrics();
+    const alerts = new Alerts(pool, log, metrics.registry);
 
     let url: string | undefined;
     let setDraining = (): void => undefined;
@@ -137,6 +141,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       pool,
       boss,
       metrics,
+      alerts,
       registry,
       url,
       databaseUrl: db.url,
