@@ -71,7 +71,7 @@ describe('Idempotency-Key', () => {
     const key = crypto.randomUUID();
     const first = await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } });
     const firstBody = await first.text();
-    await t.service.pool.query(`UPDATE jobs SET status = 'RUNNING', attempts = 1 WHERE id = $1`, [JSON.parse(firstBody).id]);
+    await t.service.pool.query(`UPDATE jobs SET status = 'RUNNING', attempts = 1 WHERE id = $1`, [(JSON.parse(firstBody) as { id: string }).id]);
     const again = await t.api('/v1/jobs', { method: 'POST', json: { input: job.input, type: job.type }, headers: { 'idempotency-key': key } });
     expect(again.status).toBe(202);
     expect(again.headers.get('idempotent-replayed')).toBe('true');

@@ -18,8 +18,29 @@ export function jsonContent<T extends z.ZodType>(schema: T) {
   return { content: { 'application/json': { schema } } };
 }
 
+interface HeaderObject {
+  description: string;
+  required: boolean;
+  schema: { type: 'string' | 'integer' };
+}
+
+/** Headers that come with some errors: the auth challenge, and when to retry a request still in flight. */
+const ERROR_HEADERS: Record<number, Record<string, HeaderObject>> = {
+  401: { 'WWW-Authenticate': { description: 'The Bearer challenge (RFC 6750)', required: true, schema: { type: 'string' } } },
+  409: { 'Retry-After': { description: 'Seconds to wait before retrying, when an Idempotency-Key is still in flight', required: false, schema: { type: 'integer' } } },
+};
+
 export function errorResponses(...statuses: number[]) {
-  const out: Record<number, { description: string; content: { 'application/problem+json': { schema: typeof ProblemSchema } } }> = {};
-  for (const s of statuses) out[s] = { description: ERROR_DESCRIPTIONS[s] ?? 'Error', content: { 'application/problem+json': { schema: ProblemSchema } } };
+  const out: Record<
+    number,
+    { description: string; headers?: Record<string, HeaderObject>; content: { 'application/problem+json': { schema: typeof ProblemSchema } } }
+  > = {};
+  for (const s of statuses) {
+    out[s] = {
+      description: ERROR_DESCRIPTIONS[s] ?? 'Error',
+      ...(ERROR_HEADERS[s] === undefined ? {} : { headers: ERROR_HEADERS[s] }),
+      content: { 'application/problem+json': { schema: ProblemSchema } },
+    };
+  }
   return out;
 }

@@ -28,6 +28,30 @@ export function registerSecuritySchemes(app: App): void {
   });
 }
 
+type Obj = Record<string, unknown>;
+const obj = (v: unknown): Obj => (typeof v === 'object' && v !== null ? (v as Obj) : {});
+
+/** The request id header every response carries (see requestContext), documented once and referenced by each response. */
+function addRequestIdHeader(doc: Obj): void {
+  const components = obj(doc.components);
+  components.headers = {
+    ...obj(components.headers),
+    'X-Request-Id': {
+      description: "The request's id (the caller's `X-Request-Id` when it is sane); it is on every log line of the request.",
+      required: true,
+      schema: { type: 'string' },
+    },
+  };
+  for (const item of Object.values(obj(doc.paths))) {
+    for (const op of Object.values(obj(item))) {
+      for (const response of Object.values(obj(obj(op).responses))) {
+        const r = obj(response);
+        r.headers = { 'X-Request-Id': { $ref: '#/components/headers/X-Request-Id' }, ...obj(r.headers) };
+      }
+    }
+  }
+}
+
 export function openApiDocument(app: App): Record<string, unknown> {
   const doc = app.getOpenAPI31Document({
     openapi: '3.1.0',
@@ -39,7 +63,9 @@ export function openApiDocument(app: App): Record<string, unknown> {
       { name: 'operations', description: 'Health, readiness, metrics' },
     ],
   });
-  return JSON.parse(JSON.stringify(doc)) as Record<string, unknown>;
+  const out = JSON.parse(JSON.stringify(doc)) as Obj;
+  addRequestIdHeader(out);
+  return out;
 }
 
 export function openApiYaml(app: App): string {

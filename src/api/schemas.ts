@@ -3,6 +3,8 @@ import { z } from '@hono/zod-openapi';
 import { JOB_STATUSES } from '../jobs/state.ts';
 
 export const JsonValue = z.unknown().openapi({ description: 'Any JSON value' });
+/** A JSON value a response always carries (`null` when there is none): listed as required in the spec. */
+const PresentJson = z.any().nonoptional().openapi({ description: 'Any JSON value' });
 
 export const ProblemSchema = z
   .object({
@@ -23,8 +25,8 @@ export const JobSchema = z
     id: z.string().uuid(),
     type: z.string(),
     status: JobStatusSchema,
-    input: JsonValue,
-    metadata: JsonValue.nullable(),
+    input: PresentJson,
+    metadata: PresentJson,
     callback_url: z.string().nullable(),
     progress: z.object({
       processed: z.number().int(),
@@ -33,8 +35,8 @@ export const JobSchema = z
     }),
     attempts: z.number().int(),
     max_attempts: z.number().int(),
-    result: JsonValue.nullable(),
-    error: JsonValue.nullable(),
+    result: PresentJson,
+    error: PresentJson,
     created_at: z.string().datetime(),
     started_at: z.string().datetime().nullable(),
     updated_at: z.string().datetime(),
@@ -78,8 +80,9 @@ export const IdempotencyHeader = z.object({
     .string()
     .optional()
     .openapi({
-      param: { name: 'Idempotency-Key', in: 'header' },
-      description: 'Up to 255 visible ASCII characters (a UUID is recommended); remembered for 24 h per tenant.',
+      // Hono reads request headers in lower case, so the parameter is named in lower case too (HTTP header names are case-insensitive).
+      param: { in: 'header' },
+      description: 'The `Idempotency-Key` header: up to 255 visible ASCII characters (a UUID is recommended); remembered for 24 h per tenant.',
     }),
 });
 

@@ -4,6 +4,7 @@ import { createLogger } from '../../src/observability/logger.ts';
 import { startService, type Role, type Service } from '../../src/service.ts';
 import { createTenant, type CreatedTenant } from '../../src/tenants/repository.ts';
 import { createTestDatabase, type TestDatabase } from './db.ts';
+import { spec } from './spec.ts';
 
 export interface TestService {
   service: Service;
@@ -11,7 +12,7 @@ export interface TestService {
   url: string;
   config: Config;
   tenant: CreatedTenant;
-  /** fetch against the service with the tenant's API key. */
+  /** fetch against the service with the tenant's API key; throws when the response does not match openapi.yaml. */
   api(path: string, init?: RequestInit & { json?: unknown; key?: string }): Promise<Response>;
   newTenant(name?: string): Promise<CreatedTenant>;
   stop(): Promise<void>;
@@ -41,7 +42,10 @@ export async function startTestService(
     const headers = new Headers(rest.headers);
     if (!headers.has('authorization')) headers.set('authorization', `Bearer ${key ?? tenant.api_key}`);
     if (json !== undefined) headers.set('content-type', 'application/json');
-    return fetch(url + path, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) });
+    const res = await fetch(url + path, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) });
+    // Every response the tests see must be one openapi.yaml describes.
+    await spec().check(rest.method ?? 'GET', path, res);
+    return res;
   };
   return {
     service,

@@ -52,6 +52,13 @@ export function registerHealthRoutes(app: App, deps: AppDeps, draining: () => bo
     const ready = results.every(Boolean) && !draining();
     return ready ? c.json({ status: 'ready', checks: out }, 200) : c.json({ status: 'not ready', checks: out }, 503);
   });
+  app.openAPIRegistry.registerPath({
+    method: 'get',
+    path: '/metrics',
+    tags: ['operations'],
+    summary: 'Prometheus metrics',
+    responses: { 200: { description: 'Metrics in the Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+  });
   app.get('/metrics', async (c) => {
     c.header('Content-Type', deps.metrics.registry.contentType);
     return c.body(await deps.metrics.registry.metrics());
