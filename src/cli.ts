@@ -44,6 +44,7 @@ export async function runService(roles: Role[]): Promise<void> {
     process.exit(1);
   }
   const svc = service;
+  log.info({ roles, url: svc.url }, 'longhaul started');
   let signals = 0;
   const shutdown = (signal: string) => {
     signals++;
