@@ -1,0 +1,42 @@
+/**
+ * Where job artifacts (and the parts they are built from) live. A small interface so that a deployment
+ * can put them elsewhere (an object store, a shared volume); the built-in one is the local filesystem
+ * under `<data dir>/artifacts`. Keys are `/`-separated paths of safe segments.
+ */
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Config } from '../config.ts';
+import { LocalStorage } from './local.ts';
+
+/** Bytes to store: a whole buffer or string, or a stream (read to its end). */
+export type Body = Buffer | string | Readable | AsyncIterable<Uint8Array>;
+
+export interface Storage {
+  /**
+   * Stores `body` under `key`, replacing what was there. The object appears whole or not at all, and is
+   * durable (on disk, or acknowledged by the store) when the promise resolves.
+   */
+  put(key: string, body: Body): Promise<{ size: number }>;
+  /** The object's bytes as a stream, or undefined if there is none. */
+  get(key: string): Promise<{ stream: Readable; size: number } | undefined>;
+  /** Size of the object, or undefined if there is none. */
+  stat(key: string): Promise<{ size: number } | undefined>;
+  /** Names directly under `prefix` (objects and folders), sorted; empty if none. */
+  list(prefix: string): Promise<string[]>;
+  /** Deletes the object `key`, or everything under it; no error if absent. */
+  delete(key: string): Promise<void>;
+}
+
+const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Throws unless every segment of `key` is a plain name (no `..`, no absolute paths, no separators). */
+export function checkKey(key: string): string[] {
+  const parts = key.split('/');
+  if (parts.length === 0 || !parts.every((p) => SEGMENT.test(p) && p !== '..')) throw new Error(`invalid storage key ${JSON.stringify(key)}`);
+  return parts;
+}
+
+/** The storage a service uses: the local filesystem under `<data dir>/artifacts`. */
+export function createStorage(config: Config): Storage {
+  return new LocalStorage(path.join(config.dataDir, 'artifacts'));
+}

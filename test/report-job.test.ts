@@ -1,0 +1,193 @@
+/**
+ * The report job type driven directly (start, chunks, finish, each in its own transaction as the runtime
+ * does), over demo data, checked against SQL computed independently, pdftotext and the CSV's bytes.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, type Config } from '../src/config.ts';
+import { createPool, withTransaction, type Pool, type Queryable } from '../src/db/pool.ts';
+import { createReportJobType, type ReportState } from '../src/job-types/report/report.ts';
+import { seedDemoOrders } from '../src/job-types/report/seed.ts';
+import { createLogger } from '../src/observability/logger.ts';
+import { LocalStorage } from '../src/storage/local.ts';
+import { createTenant, type CreatedTenant } from '../src/tenants/repository.ts';
+import type { Json } from '../src/worker/sdk.ts';
+import { createTestDatabase, type TestDatabase } from './support/db.ts';
+
+const run = promisify(execFile);
+const ROWS = 23_456;
+const CHUNK = 5_000;
+
+let db: TestDatabase;
+let pool: Pool;
+let dir: string;
+let config: Config;
+let tenant: CreatedTenant;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  pool = createPool(db.url, 4);
+  dir = await mkdtemp(path.join(tmpdir(), 'longhaul-report-'));
+  config = loadConfig({ DATABASE_URL: db.url, LONGHAUL_DATA_DIR: dir, LONGHAUL_REPORT_SOURCES: 'demo_orders', LONGHAUL_REPORT_CHUNK_SIZE: String(CHUNK) });
+  tenant = await createTenant(pool, 'report-tenant');
+  await seedDemoOrders(pool, ROWS);
+});
+afterAll(async () => {
+  await pool.end();
+  await db.drop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+type ReportType = ReturnType<typeof createReportJobType>;
+
+async function newJob(input: Json): Promise<string> {
+  const { rows } = await pool.query<{ id: string }>(
+    `INSERT INTO jobs (id, tenant_id, type, input, max_attempts) VALUES (gen_random_uuid(), $1, 'report', $2, 3) RETURNING id`,
+    [tenant.id, JSON.stringify(input)],
+  );
+  return rows[0]?.id ?? '';
+}
+
+/**
+ * Runs a report the way the runtime does: start, then each chunk in a transaction that also saves the
+ * checkpoint, then finish. `failAt` throws inside chunk k's transaction after the chunk ran (its part is
+ * written, its checkpoint rolls back), then resumes from the last checkpoint, counting redone chunks.
+ */
+async function runReport(type: ReportType, input: Json, failAt?: number): Promise<{ id: string; result: Json; state: ReportState; chunkCalls: number }> {
+  const id = await newJob(input);
+  const parsed = type.input.parse(input);
+  const ctx = (client: Queryable, attempt = 1) => ({
+    job: { id, tenantId: tenant.id, type: 'report', input: parsed, metadata: null, attempt },
+    log: createLogger('silent'),
+    signal: new AbortController().signal,
+    db: client,
+  });
+  const started = await withTransaction(pool, (c) => type.start(ctx(c)));
+  await pool.query('UPDATE jobs SET total = $2, checkpoint_cursor = $3, checkpoint_state = $4 WHERE id = $1', [id, started.total, JSON.stringify(started.cursor ?? null), JSON.stringify(started.state)]);
+  let chunkCalls = 0;
+  let attempt = 1;
+  for (;;) {
+    const { rows } = await pool.query<{ checkpoint_cursor: Json; checkpoint_state: ReportState }>('SELECT checkpoint_cursor, checkpoint_state FROM jobs WHERE id = $1', [id]);
+    const cp = rows[0];
+    if (cp === undefined) throw new Error('job vanished');
+    try {
+      const done = await withTransaction(pool, async (c) => {
+        chunkCalls++;
+        const out = await type.chunk({ ...ctx(c, attempt), chunkSize: CHUNK }, cp.checkpoint_cursor, cp.checkpoint_state);
+        if (failAt !== undefined && attempt === 1 && cp.checkpoint_state.chunks === failAt) throw new Error(`injected failure in chunk ${failAt}`);
+        await c.query('UPDATE jobs SET checkpoint_cursor = $2, checkpoint_state = $3, processed = processed + $4 WHERE id = $1', [id, JSON.stringify(out.cursor), JSON.stringify(out.state), out.processed]);
+        return out.done;
+      });
+      if (done) break;
+    } catch (err) {
+      if (attempt > 1 || !String(err).includes('injected')) throw err;
+      attempt++;
+    }
+  }
+  const { rows } = await pool.query<{ checkpoint_state: ReportState }>('SELECT checkpoint_state FROM jobs WHERE id = $1', [id]);
+  const state = rows[0]?.checkpoint_state;
+  if (state === undefined) throw new Error('no state');
+  const result = await withTransaction(pool, (c) => type.finish(ctx(c, attempt), state));
+  return { id, result, state, chunkCalls };
+}
+
+const INPUT: Json = { source: 'demo_orders', group_by: ['region'], metrics: ['quantity', 'amount'], formats: ['pdf', 'csv'] };
+
+describe('report job', () => {
+  let type: ReportType;
+  let storage: LocalStorage;
+  beforeAll(() => {
+    storage = new LocalStorage(path.join(dir, 'artifacts'));
+    type = createReportJobType({ config, storage, pool });
+  });
+
+  it('computes the totals SQL computes, writes every row once to the CSV, and prints them in the PDF', async () => {
+    const { id, result } = await runReport(type, INPUT);
+    const { rows: sql } = await pool.query<{ n: number; q: string; a: string }>('SELECT count(*)::int AS n, sum(quantity)::text AS q, sum(amount)::text AS a FROM demo_orders');
+    const expected = sql[0];
+    const r = result as { rows: number; summary: { metrics: Record<string, { sum: string; rows: number }> }; artifacts: Array<{ name: string; url: string }> };
+    expect(r.rows).toBe(ROWS);
+    expect(r.summary.metrics.quantity?.sum).toBe(expected?.q);
+    expect(r.summary.metrics.amount?.sum).toBe(expected?.a);
+    expect(r.artifacts.map((a) => a.name)).toEqual(['report.csv', 'report.pdf']);
+
+    // CSV: the header, then every row once, in key order, byte-equal to the rows' text from SQL.
+    const csv = await readFile(path.join(dir, 'artifacts', 'jobs', id, 'report.csv'), 'utf8');
+    const lines = csv.split('\r\n');
+    expect(lines[0]).toBe('id,created_at,customer,region,product,category,quantity,unit_price,amount,status');
+    expect(lines.at(-1)).toBe('');
+    const body = lines.slice(1, -1);
+    expect(body).toHaveLength(ROWS);
+    const ids = body.map((l) => Number(l.split(',')[0]));
+    expect(new Set(ids).size).toBe(ROWS);
+    expect(ids.every((v, i) => v === i + 1)).toBe(true);
+    const { rows: sample } = await pool.query<{ line: string }>(
+      `SELECT concat_ws(',', id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), customer, region, product, category, quantity, unit_price, amount, status) AS line
+         FROM demo_orders WHERE id IN (1, 777, ${ROWS}) ORDER BY id`,
+    );
+    expect([body[0], body[776], body[ROWS - 1]]).toEqual(sample.map((s) => s.line));
+    // The parts are gone once the CSV is whole.
+    expect(await storage.list(`jobs/${id}/parts`)).toEqual([]);
+
+    // PDF: its text holds the totals and the per-group totals SQL computes, and its page count is printed.
+    const pdfFile = path.join(dir, 'artifacts', 'jobs', id, 'report.pdf');
+    const { stdout: text } = await run('pdftotext', ['-layout', pdfFile, '-']);
+    const fmt = (s: string) => s.replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+    const grouped = (s: string) => {
+      const [i = '', f] = s.split('.');
+      return fmt(i) + (f === undefined ? '' : '.' + f);
+    };
+    expect(text).toContain(grouped(expected?.a ?? 'x'));
+    expect(text).toContain(grouped(expected?.q ?? 'x'));
+    expect(text).toMatch(new RegExp(`Rows\\s+${fmt(String(ROWS))}`));
+    const { rows: groups } = await pool.query<{ region: string; n: number; a: string }>('SELECT region, count(*)::int AS n, sum(amount)::text AS a FROM demo_orders GROUP BY region');
+    for (const g of groups) expect(text).toMatch(new RegExp(`${g.region}\\s+${fmt(String(g.n))}\\s+[\\d,]+\\s+${grouped(g.a).replaceAll('.', '\\.')}`));
+    const { stdout: info } = await run('pdfinfo', [pdfFile]);
+    const pages = Number(/Pages:\s+(\d+)/.exec(info)?.[1]);
+    expect(pages).toBeGreaterThanOrEqual(2);
+    expect(text).toContain(`Page ${pages} of ${pages}`);
+  });
+
+  it('resumes after a failure in chunk k by redoing only chunk k, with a byte-identical CSV and the same figures', async () => {
+    const clean = await runReport(type, INPUT);
+    const failed = await runReport(type, INPUT, 2);
+    const chunks = Math.ceil(ROWS / CHUNK);
+    expect(clean.chunkCalls).toBe(chunks);
+    expect(failed.chunkCalls).toBe(chunks + 1);
+    const a = await readFile(path.join(dir, 'artifacts', 'jobs', clean.id, 'report.csv'));
+    const b = await readFile(path.join(dir, 'artifacts', 'jobs', failed.id, 'report.csv'));
+    expect(b.equals(a)).toBe(true);
+    expect(failed.state.agg).toEqual(clean.state.agg);
+    expect((failed.result as { summary: unknown }).summary).toEqual((clean.result as { summary: unknown }).summary);
+  });
+
+  it('applies filters and groups by several columns, matching SQL', async () => {
+    const input = {
+      source: 'demo_orders',
+      filters: { from: '2024-03-01', to: '2024-09-01T00:00:00Z', status: ['completed', 'shipped'], region: 'Europe' },
+      group_by: ['category', 'product'],
+      metrics: ['unit_price'],
+      formats: ['pdf'],
+    };
+    const { result, state } = await runReport(type, input);
+    const { rows } = await pool.query<{ n: number; s: string; mn: string; mx: string }>(
+      `SELECT count(*)::int AS n, sum(unit_price)::text AS s, min(unit_price)::text AS mn, max(unit_price)::text AS mx FROM demo_orders
+        WHERE created_at >= '2024-03-01' AND created_at < '2024-09-01T00:00:00Z' AND status IN ('completed', 'shipped') AND region = 'Europe'`,
+    );
+    const r = result as { rows: number; artifacts: Array<{ name: string }>; summary: { metrics: Record<string, { sum: string; min: string; max: string }> } };
+    expect(r.rows).toBe(rows[0]?.n);
+    expect(r.summary.metrics.unit_price).toMatchObject({ sum: rows[0]?.s, min: rows[0]?.mn, max: rows[0]?.mx });
+    expect(r.artifacts.map((a) => a.name)).toEqual(['report.pdf']);
+    const { rows: groups } = await pool.query<{ category: string; product: string; n: number }>(
+      `SELECT category, product, count(*)::int AS n FROM demo_orders
+        WHERE created_at >= '2024-03-01' AND created_at < '2024-09-01T00:00:00Z' AND status IN ('completed', 'shipped') AND region = 'Europe'
+        GROUP BY 1, 2`,
+    );
+    const got = new Map(state.agg.groups.map((g) => [g.values.join('/'), g.count]));
+    expect(got).toEqual(new Map(groups.map((g) => [`${g.category}/${g.product}`, g.n])));
+  });
+});
