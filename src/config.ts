@@ -52,8 +52,10 @@ const envSchema = z.object({
   LONGHAUL_JOB_TYPES: list.default([]),
   LONGHAUL_WORKER_CONCURRENCY: int(1, 1000).default(8),
   LONGHAUL_TENANT_CONCURRENCY: int(1, 1000).default(4),
-  LONGHAUL_LEASE_SECONDS: int(10, 3600).default(30),
-  LONGHAUL_EXECUTION_BUDGET_SECONDS: int(5, 23 * 60 * 60).default(15 * 60),
+  // Own lease check, so it may be short (tests use 2 s); pg-boss's heartbeat (min 10 s) is only a backstop.
+  LONGHAUL_LEASE_SECONDS: seconds(1).default(30),
+  // One pg-boss execution can never outlive 24 h: a longer job runs as a chain of executions.
+  LONGHAUL_EXECUTION_BUDGET_SECONDS: seconds(1).max(23 * 60 * 60).default(15 * 60),
   LONGHAUL_PENDING_ALERT_SECONDS: int(1).default(5 * 60),
   LONGHAUL_MONITOR_INTERVAL_SECONDS: seconds(0.1).default(10),
   LONGHAUL_ALERT_WEBHOOK_URL: z.string().url().optional(),

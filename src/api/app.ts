@@ -9,6 +9,7 @@ import { apiKeyAuth, requestContext } from './middleware.ts';
 import { registerSecuritySchemes } from './openapi.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
+import { registerDeadLetterRoutes } from './routes/dead-letters.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
 
@@ -45,6 +46,7 @@ export function createApp(deps: AppDeps): AppHandle {
   registerHealthRoutes(app, deps, () => draining);
   registerAdminRoutes(app, deps);
   registerJobRoutes(app, deps, allow);
+  registerDeadLetterRoutes(app, deps);
   registerDocsRoutes(app);
   registerSecuritySchemes(app);
 

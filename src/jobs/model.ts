@@ -39,6 +39,8 @@ export interface JobResource {
   max_attempts: number;
   result: Json | null;
   error: Json | null;
+  /** The error of every failed attempt, oldest first. */
+  error_history: Json[];
   created_at: string;
   started_at: string | null;
   updated_at: string;
@@ -66,6 +68,7 @@ export function toResource(j: JobRow): JobResource {
     max_attempts: j.max_attempts,
     result: j.result,
     error: j.error,
+    error_history: j.error_history,
     created_at: j.created_at.toISOString(),
     started_at: iso(j.started_at),
     updated_at: j.updated_at.toISOString(),

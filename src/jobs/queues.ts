@@ -8,6 +8,9 @@ export const QUEUES = {
   jobsDead: 'longhaul-jobs-dead',
 } as const;
 
+/** pg-boss refuses a heartbeat shorter than this. */
+const MIN_HEARTBEAT_SECONDS = 10;
+
 export interface QueueSettings {
   leaseSeconds: number;
   executionBudgetSeconds: number;
@@ -23,12 +26,12 @@ export function queueOptions(s: QueueSettings) {
     },
     [QUEUES.jobs]: {
       deadLetter: QUEUES.jobsDead,
-      // pg-boss's heartbeat fails an execution whose worker stopped beating, so a dead worker's job is
-      // retried; our own lease (jobs.lease_token) fences the late writes of a worker presumed dead.
-      heartbeatSeconds: s.leaseSeconds,
+      // Our own lease (jobs.lease_token, swept by the worker monitor) detects a dead worker and fences
+      // its late writes; pg-boss's heartbeat (at least 10 s) is the backstop should no monitor run.
+      heartbeatSeconds: Math.max(MIN_HEARTBEAT_SECONDS, Math.ceil(s.leaseSeconds)),
       // One execution is bounded by the budget (it then continues in a follow-up execution); expiry is
       // the budget plus a margin for the last chunk.
-      expireInSeconds: s.executionBudgetSeconds + Math.max(60, s.leaseSeconds * 2),
+      expireInSeconds: s.executionBudgetSeconds + Math.max(60, Math.ceil(s.leaseSeconds * 2)),
       retryBackoff: true,
       notify: true,
       deleteAfterSeconds: 24 * 3600,

@@ -1,0 +1,156 @@
+/** The dead-letter queue: list a tenant's dead-lettered jobs, replay one, or replay many by type and time range. */
+import { createRoute, z } from '@hono/zod-openapi';
+import { withTransaction } from '../../db/pool.ts';
+import { toResource } from '../../jobs/model.ts';
+import { listDeadLetters, replayJob, replayMany } from '../../worker/dead-letters.ts';
+import type { App, AppDeps } from '../context.ts';
+import { ApiError } from '../errors.ts';
+import { jsonBody } from '../middleware.ts';
+import { errorResponses, jsonContent } from '../openapi-helpers.ts';
+import { JobIdParam, JobSchema } from '../schemas.ts';
+import { parseJobId } from './jobs.ts';
+
+const ReplayFromSchema = z.enum(['checkpoint', 'start']).openapi({ description: 'Resume from the last checkpoint (default) or start over.' });
+
+const DeadLetterSchema = z
+  .object({
+    kind: z.literal('job'),
+    dead_lettered_at: z.string().datetime(),
+    job: JobSchema,
+  })
+  .openapi('DeadLetter');
+
+const DeadLetterListSchema = z.object({ data: z.array(DeadLetterSchema), next_cursor: z.string().nullable() }).openapi('DeadLetterList');
+
+const ListQuery = z.object({
+  kind: z.enum(['job']).default('job').openapi({ param: { name: 'kind', in: 'query' } }),
+  type: z.string().max(64).optional().openapi({ param: { name: 'type', in: 'query' } }),
+  since: z.string().datetime().optional().openapi({ param: { name: 'since', in: 'query' }, description: 'Dead-lettered at or after (RFC 3339).' }),
+  until: z.string().datetime().optional().openapi({ param: { name: 'until', in: 'query' }, description: 'Dead-lettered before (RFC 3339).' }),
+  limit: z.coerce.number().int().min(1).max(200).default(50).openapi({ param: { name: 'limit', in: 'query' } }),
+  cursor: z.string().max(200).optional().openapi({ param: { name: 'cursor', in: 'query' } }),
+});
+
+const RetryBody = z.object({ from: ReplayFromSchema.default('checkpoint') }).strict().openapi('RetryJob');
+
+const ReplayBody = z
+  .object({
+    kind: z.literal('job').default('job'),
+    type: z.string().max(64).optional(),
+    since: z.string().datetime().optional(),
+    until: z.string().datetime().optional(),
+    from: ReplayFromSchema.default('checkpoint'),
+    limit: z.number().int().min(1).max(1000).default(100),
+  })
+  .strict()
+  .openapi('ReplayDeadLetters');
+
+const listRoute = createRoute({
+  method: 'get',
+  path: '/v1/dead-letters',
+  tags: ['dead letters'],
+  summary: 'List dead-lettered jobs, newest first',
+  description: 'Jobs that failed for good (attempts exhausted or a permanent error); `job.error_history` holds the error of every attempt.',
+  security: [{ apiKey: [] }],
+  request: { query: ListQuery },
+  responses: { 200: { description: 'A page of dead letters', ...jsonContent(DeadLetterListSchema) }, ...errorResponses(400, 401, 422) },
+});
+
+const retryRoute = createRoute({
+  method: 'post',
+  path: '/v1/jobs/{id}/retry',
+  tags: ['dead letters'],
+  summary: 'Replay a failed job',
+  description: 'A FAILED job gets a fresh set of attempts and runs again, from its last checkpoint (default) or from the start with `{"from": "start"}`.',
+  security: [{ apiKey: [] }],
+  request: { params: JobIdParam, body: { content: { 'application/json': { schema: RetryBody } }, required: false } },
+  responses: { 202: { description: 'Replayed; the job is PENDING', ...jsonContent(JobSchema) }, ...errorResponses(400, 401, 404, 409, 415, 422) },
+});
+
+const replayRoute = createRoute({
+  method: 'post',
+  path: '/v1/dead-letters/replay',
+  tags: ['dead letters'],
+  summary: 'Replay dead-lettered jobs in bulk',
+  description: 'Replays the oldest `limit` dead-lettered jobs matching the type and time range.',
+  security: [{ apiKey: [] }],
+  request: { body: { content: { 'application/json': { schema: ReplayBody } }, required: true } },
+  responses: {
+    202: { description: 'The jobs replayed', ...jsonContent(z.object({ replayed: z.number().int(), job_ids: z.array(z.string().uuid()) }).openapi('ReplayResult')) },
+    ...errorResponses(400, 401, 413, 415, 422),
+  },
+});
+
+function encode(pos: { at: string; id: string }): string {
+  return Buffer.from(`${pos.at}|${pos.id}`).toString('base64url');
+}
+
+function decode(cursor: string): { at: string; id: string } {
+  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)\|([0-9a-f-]{36})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (m === null || m[1] === undefined || m[2] === undefined) {
+    throw new ApiError('bad-request', 'the cursor is not one this API returned', { errors: [{ field: 'cursor', message: 'invalid cursor' }] });
+  }
+  return { at: m[1], id: m[2] };
+}
+
+const date = (s: string | undefined): Date | undefined => (s === undefined ? undefined : new Date(s));
+
+export function registerDeadLetterRoutes(app: App, deps: AppDeps): void {
+  const { pool, boss, registry, config } = deps;
+  app.on('POST', '/v1/dead-letters/replay', jsonBody(config.bodyLimitBytes));
+
+  app.openapi(listRoute, async (c) => {
+    const q = c.req.valid('query');
+    const page = await listDeadLetters(pool, c.get('tenant').id, {
+      type: q.type,
+      since: date(q.since),
+      until: date(q.until),
+      limit: q.limit,
+      after: q.cursor === undefined ? undefined : decode(q.cursor),
+    });
+    return c.json(
+      {
+        data: page.rows.map((d) => ({ kind: 'job' as const, dead_lettered_at: d.deadLetteredAt.toISOString(), job: toResource(d.job) })),
+        next_cursor: page.next === null ? null : encode(page.next),
+      },
+      200,
+    );
+  });
+
+  app.openapi(retryRoute, async (c) => {
+    const id = parseJobId(c.req.valid('param').id);
+    // The body is optional: no body means "from the checkpoint".
+    const text = await c.req.text();
+    let from: 'checkpoint' | 'start' = 'checkpoint';
+    if (text.trim() !== '') {
+      if (!/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(c.req.header('content-type') ?? '')) {
+        throw new ApiError('unsupported-media-type', 'send the body as application/json');
+      }
+      let raw: unknown;
+      try {
+        raw = JSON.parse(text);
+      } catch (err) {
+        throw new ApiError('malformed-json', `the body is not valid JSON: ${(err as Error).message}`);
+      }
+      const parsed = RetryBody.safeParse(raw);
+      if (!parsed.success) {
+        throw new ApiError('validation-error', 'the request body is not valid', {
+          errors: parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message })),
+        });
+      }
+      from = parsed.data.from;
+    }
+    const out = await withTransaction(pool, (db) => replayJob(db, boss, registry, c.get('tenant').id, id, from));
+    if (out.kind === 'not-found') throw new ApiError('not-found', `no job with id ${id}`);
+    if (out.kind === 'not-failed') throw new ApiError('invalid-state', `the job is ${out.job.status}; only FAILED jobs can be retried`);
+    c.get('log').info({ job_id: id, from }, 'job replayed');
+    return c.json(toResource(out.job), 202);
+  });
+
+  app.openapi(replayRoute, async (c) => {
+    const b = c.req.valid('json');
+    const ids = await replayMany(pool, boss, registry, c.get('tenant').id, { type: b.type, since: date(b.since), until: date(b.until), limit: b.limit, from: b.from });
+    c.get('log').info({ count: ids.length, type: b.type, from: b.from }, 'dead letters replayed');
+    return c.json({ replayed: ids.length, job_ids: ids }, 202);
+  });
+}

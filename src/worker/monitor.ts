@@ -1,0 +1,149 @@
+/**
+ * The worker's monitor, run by every worker process: it takes over jobs whose lease ran out (their
+ * worker died, hung or lost the network), and raises alerts for running jobs that stopped making
+ * progress and for jobs waiting too long for a worker. Rows are locked SKIP LOCKED and alerts are
+ * arbitrated by the alerts table, so several monitors never double-handle anything.
+ */
+import type { PgBoss } from 'pg-boss';
+import { withTransaction, type Pool } from '../db/pool.ts';
+import { QUEUES } from '../jobs/queues.ts';
+import type { JobTypeRegistry } from '../jobs/registry.ts';
+import { transition } from '../jobs/repository.ts';
+import type { Alerts } from '../observability/alerts.ts';
+import type { Logger } from '../observability/logger.ts';
+import { bossDb } from '../db/pool.ts';
+import { completeExecution, deadLetterExecution, failExecution } from './executions.ts';
+import { DEFAULT_STALL_AFTER_SECONDS, type Json } from './sdk.ts';
+import { lockExpiredLeases, releaseLease } from './store.ts';
+
+export interface MonitorOptions {
+  /** Seconds between monitor passes. (Default: LONGHAUL_MONITOR_INTERVAL_SECONDS, 10) */
+  intervalSeconds: number;
+  /** Lease length: expired leases are swept at least twice per lease. (Default: 30) */
+  leaseSeconds: number;
+  /** Alert when a PENDING job has waited this long. (Default: 300) */
+  pendingAlertSeconds: number;
+}
+
+/** Expired leases handled per sweep transaction. */
+const SWEEP_BATCH = 50;
+export const STALLED_KIND = 'job-stalled';
+export const PENDING_KIND = 'jobs-pending';
+
+export class WorkerMonitor {
+  readonly #pool: Pool;
+  readonly #boss: PgBoss;
+  readonly #registry: JobTypeRegistry;
+  readonly #alerts: Alerts;
+  readonly #log: Logger;
+  readonly #opts: MonitorOptions;
+  #timers: NodeJS.Timeout[] = [];
+  #busy = new Set<string>();
+
+  constructor(deps: { pool: Pool; boss: PgBoss; registry: JobTypeRegistry; alerts: Alerts; log: Logger; options: MonitorOptions }) {
+    this.#pool = deps.pool;
+    this.#boss = deps.boss;
+    this.#registry = deps.registry;
+    this.#alerts = deps.alerts;
+    this.#log = deps.log.child({ component: 'monitor' });
+    this.#opts = deps.options;
+  }
+
+  start(): void {
+    const sweepMs = Math.min(this.#opts.intervalSeconds, this.#opts.leaseSeconds / 2) * 1000;
+    this.#every('sweep', sweepMs, () => this.sweepExpiredLeases());
+    this.#every('alerts', this.#opts.intervalSeconds * 1000, () => this.checkAlerts());
+  }
+
+  stop(): void {
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+  }
+
+  #every(name: string, ms: number, fn: () => Promise<unknown>): void {
+    const t = setInterval(() => {
+      if (this.#busy.has(name)) return;
+      this.#busy.add(name);
+      fn()
+        .catch((err: unknown) => this.#log.error({ err }, `monitor ${name} failed`))
+        .finally(() => this.#busy.delete(name));
+    }, ms);
+    t.unref();
+    this.#timers.push(t);
+  }
+
+  /**
+   * Takes over jobs whose lease expired: the lost attempt is recorded as failed and its execution
+   * failed in pg-boss, which retries it with backoff (another worker then resumes from the checkpoint)
+   * or, out of attempts, dead-letters it. Returns how many jobs were taken over.
+   */
+  async sweepExpiredLeases(): Promise<number> {
+    return withTransaction(this.#pool, async (c) => {
+      const rows = await lockExpiredLeases(c, SWEEP_BATCH);
+      for (const row of rows) {
+        const attempt = { id: row.execution, retryCount: row.execution_retry ?? 0 };
+        if (row.cancel_requested) {
+          await releaseLease(c, { jobId: row.id, token: row.lease_token });
+          await transition(c, row.id, 'CANCELLED');
+          await completeExecution(this.#boss, c, attempt, { cancelled: true });
+          continue;
+        }
+        const last = row.attempts >= row.max_attempts;
+        const error: { [k: string]: Json } = {
+          message: `worker lost: lease expired (owner ${row.lease_owner ?? 'unknown'})`,
+          name: 'LeaseExpired',
+          attempt: row.attempts,
+          permanent: false,
+          at: new Date().toISOString(),
+        };
+        await releaseLease(c, { jobId: row.id, token: row.lease_token, error, deadLetter: last });
+        if (last) {
+          await transition(c, row.id, 'FAILED', { error });
+          const meta = await this.#boss.getJobById(QUEUES.jobs, row.execution, { db: bossDb(c) });
+          await deadLetterExecution(this.#boss, c, { ...attempt, retryLimit: meta?.retryLimit ?? 0 }, row.id, { ...error, history: [...row.error_history, error] });
+        } else {
+          await transition(c, row.id, 'PENDING', { error });
+          await failExecution(this.#boss, c, attempt, error);
+        }
+        this.#log.warn({ job_id: row.id, owner: row.lease_owner, attempt: row.attempts, dead_lettered: last }, 'took over a job whose lease expired');
+      }
+      return rows.length;
+    });
+  }
+
+  /** Raises and clears the stalled-job and pending-too-long alerts. */
+  async checkAlerts(): Promise<void> {
+    const types = this.#registry.all();
+    const { rows: stalled } = await this.#pool.query<{ id: string; type: string; tenant_id: string; idle: number; processed: number }>(
+      `SELECT j.id, j.type, j.tenant_id, extract(epoch FROM now() - j.updated_at)::float8 AS idle, j.processed
+         FROM jobs j JOIN unnest($1::text[], $2::float8[]) AS t(type, secs) ON t.type = j.type
+        WHERE j.status = 'RUNNING' AND j.lease_expires_at > now() AND j.updated_at < now() - make_interval(secs => t.secs)`,
+      [types.map((t) => t.name), types.map((t) => t.stallAfterSeconds ?? DEFAULT_STALL_AFTER_SECONDS)],
+    );
+    for (const s of stalled) {
+      await this.#alerts.raise(`${STALLED_KIND}:${s.id}`, {
+        kind: STALLED_KIND,
+        message: `job ${s.id} (${s.type}) is running but has not checkpointed for ${Math.round(s.idle)} s`,
+        details: { job_id: s.id, type: s.type, tenant_id: s.tenant_id, idle_seconds: Math.round(s.idle), processed: s.processed },
+      });
+    }
+    await this.#alerts.clearAllExcept(STALLED_KIND, stalled.map((s) => `${STALLED_KIND}:${s.id}`));
+
+    const { rows } = await this.#pool.query<{ n: number; oldest: string | null; waited: number | null }>(
+      `SELECT count(*)::int AS n, (array_agg(id ORDER BY updated_at))[1]::text AS oldest,
+              max(extract(epoch FROM now() - updated_at))::float8 AS waited
+         FROM jobs WHERE status = 'PENDING' AND updated_at < now() - make_interval(secs => $1)`,
+      [this.#opts.pendingAlertSeconds],
+    );
+    const p = rows[0];
+    if (p !== undefined && p.n > 0) {
+      await this.#alerts.raise(PENDING_KIND, {
+        kind: PENDING_KIND,
+        message: `${p.n} job(s) have waited more than ${this.#opts.pendingAlertSeconds} s for a worker`,
+        details: { count: p.n, oldest_job_id: p.oldest, waited_seconds: Math.round(p.waited ?? 0) },
+      });
+    } else {
+      await this.#alerts.clear(PENDING_KIND);
+    }
+  }
+}

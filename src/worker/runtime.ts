@@ -1,0 +1,509 @@
+/**
+ * The worker runtime. It fetches executions from pg-boss as slots free up (woken at once by pg-boss's
+ * LISTEN/NOTIFY, polling as a fallback), claims each job under a fresh lease token, and runs its type's
+ * `start`, `chunk`… and `finish`, committing a fenced checkpoint after every step. An execution ends
+ * when the job ends (COMPLETED, FAILED, CANCELLED), fails (pg-boss retries it with backoff or
+ * dead-letters it), or hands over to a follow-up execution at the end of its time budget or at shutdown.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import type { JobWithMetadata, PgBoss } from 'pg-boss';
+import client from 'prom-client';
+import { withTransaction, type Pool, type Queryable } from '../db/pool.ts';
+import { QUEUES } from '../jobs/queues.ts';
+import type { JobTypeRegistry } from '../jobs/registry.ts';
+import { CANCEL_CHANNEL, transition } from '../jobs/repository.ts';
+import { isTerminal } from '../jobs/state.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Registry } from '../observability/metrics.ts';
+import {
+  completeExecution,
+  deadLetterExecution,
+  failExecution,
+  sendExecution,
+  type ExecutionAttempt,
+  type ExecutionData,
+} from './executions.ts';
+import { LazyTransaction } from './lazy-transaction.ts';
+import { DEFAULT_BACKOFF, DEFAULT_CHUNK_SIZE, type AnyJobType, type Json, type JobContext, type JobTypeDefinition } from './sdk.ts';
+import { lockJob, refusalReason, releaseLease, renewLease, takeLease, writeCheckpoint, type ClaimRow } from './store.ts';
+
+export interface WorkerOptions {
+  /** Jobs run at once by this process. (Default: LONGHAUL_WORKER_CONCURRENCY, 8) */
+  concurrency: number;
+  /** Jobs of one tenant running at once across all workers (pg-boss group concurrency). (Default: 4) */
+  tenantConcurrency: number;
+  /** Lease length; a job whose lease runs out is taken over by another worker. (Default: 30) */
+  leaseSeconds: number;
+  /** Longest one execution runs before handing over to a follow-up execution. (Default: 900) */
+  executionBudgetSeconds: number;
+  /** How long stop() lets running steps finish before aborting them. (Default: 30) */
+  shutdownTimeoutSeconds: number;
+}
+
+/** Fallback polling when no notification arrives (retries after backoff are not notified). */
+const POLL_INTERVAL_MS = 500;
+/** A job whose type is at its concurrency limit in this process is handed back for this long. */
+const TYPE_BUSY_DELAY_SECONDS = 1;
+/** Pause before reconnecting the LISTEN connection after it broke. */
+const LISTEN_RECONNECT_MS = 1000;
+/** What stop() keeps for the last commits after it aborts steps that did not finish in time. */
+const SHUTDOWN_MARGIN_MS = 2000;
+
+type StopReason = 'cancelled' | 'lease-lost' | 'shutdown';
+
+/** Why a running job's signal fired. */
+export class JobStopped extends Error {
+  override name = 'JobStopped';
+  readonly reason: StopReason;
+  constructor(reason: StopReason) {
+    super(`job stopped: ${reason}`);
+    this.reason = reason;
+  }
+}
+
+interface Running {
+  jobId: string;
+  type: string;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+export class WorkerRuntime {
+  readonly #pool: Pool;
+  readonly #boss: PgBoss;
+  readonly #registry: JobTypeRegistry;
+  readonly #log: Logger;
+  readonly #opts: WorkerOptions;
+  readonly #owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  readonly #running = new Map<string, Running>();
+  readonly #typeCounts = new Map<string, number>();
+  #stopping = false;
+  #draining = false;
+  #wake: (() => void) | undefined;
+  #rang = false;
+  #loop: Promise<void> | undefined;
+  #listener: pg.Client | undefined;
+  #bossChannel = '';
+  readonly #metrics: {
+    steps: client.Counter<'type' | 'outcome'>;
+    checkpoint: client.Histogram<'type'>;
+    executions: client.Counter<'outcome'>;
+    leaseLost: client.Counter;
+  };
+
+  constructor(deps: { pool: Pool; boss: PgBoss; registry: JobTypeRegistry; log: Logger; metrics: Registry; options: WorkerOptions }) {
+    this.#pool = deps.pool;
+    this.#boss = deps.boss;
+    this.#registry = deps.registry;
+    this.#log = deps.log.child({ component: 'worker' });
+    this.#opts = deps.options;
+    const r = deps.metrics;
+    this.#metrics = {
+      steps: new client.Counter({ name: 'longhaul_job_steps_total', help: 'Job steps (start, chunks, finish) run', labelNames: ['type', 'outcome'], registers: [r] }),
+      checkpoint: new client.Histogram({
+        name: 'longhaul_checkpoint_seconds',
+        help: 'Time to commit one checkpoint (the step transaction)',
+        labelNames: ['type'],
+        buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+        registers: [r],
+      }),
+      executions: new client.Counter({ name: 'longhaul_executions_total', help: 'Executions ended, by outcome', labelNames: ['outcome'], registers: [r] }),
+      leaseLost: new client.Counter({ name: 'longhaul_lease_lost_total', help: 'Executions that found their lease taken and abandoned the job', registers: [r] }),
+    };
+  }
+
+  /** Identifies this worker in `lease_owner`. */
+  get owner(): string {
+    return this.#owner;
+  }
+
+  async start(databaseUrl: string): Promise<void> {
+    const { rows } = await this.#pool.query<{ ch: string }>(
+      // pg-boss announces new jobs of notify-enabled queues on this channel (pg-boss 12 notifyChannelSql).
+      `SELECT 'pgboss_' || left(encode(sha224('pgboss'::bytea), 'hex'), 24) AS ch`,
+    );
+    this.#bossChannel = rows[0]?.ch ?? '';
+    await this.#listen(databaseUrl);
+    this.#loop = this.#fetchLoop();
+  }
+
+  /** Stops fetching; running jobs stop at their next chunk boundary with their checkpoint committed and hand over. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return this.#loop;
+    this.#stopping = true;
+    this.#draining = true;
+    this.#ring();
+    await this.#loop;
+    const all = Promise.all([...this.#running.values()].map((r) => r.done));
+    const budget = Math.max(0, this.#opts.shutdownTimeoutSeconds * 1000 - SHUTDOWN_MARGIN_MS);
+    const timer = setTimeout(() => {
+      for (const r of this.#running.values()) r.controller.abort(new JobStopped('shutdown'));
+    }, budget);
+    await all;
+    clearTimeout(timer);
+    const l = this.#listener;
+    this.#listener = undefined;
+    await l?.end().catch(() => undefined);
+  }
+
+  // ---- fetching ------------------------------------------------------------------------------
+
+  #ring(): void {
+    this.#rang = true;
+    this.#wake?.();
+  }
+
+  async #waitForWake(ms: number): Promise<void> {
+    if (this.#rang) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+    this.#wake = undefined;
+  }
+
+  async #fetchLoop(): Promise<void> {
+    while (!this.#stopping) {
+      this.#rang = false;
+      const free = this.#opts.concurrency - this.#running.size;
+      if (free > 0) {
+        let jobs: Array<JobWithMetadata<ExecutionData>> = [];
+        try {
+          jobs = await this.#boss.fetch<ExecutionData>(QUEUES.jobs, {
+            batchSize: free,
+            includeMetadata: true,
+            groupConcurrency: this.#opts.tenantConcurrency,
+          });
+        } catch (err) {
+          this.#log.error({ err }, 'fetching executions failed');
+        }
+        for (const j of jobs) this.#launch(j);
+        // A full batch means there is likely more: fetch again once a slot frees (or now, if one is free).
+        if (jobs.length > 0 && jobs.length === free) continue;
+      }
+      await this.#waitForWake(POLL_INTERVAL_MS);
+    }
+  }
+
+  async #listen(databaseUrl: string): Promise<void> {
+    const c = new pg.Client({ connectionString: databaseUrl, application_name: 'longhaul-worker-listen' });
+    c.on('notification', (n) => {
+      if (n.channel === CANCEL_CHANNEL && n.payload !== undefined) this.#running.get(n.payload)?.controller.abort(new JobStopped('cancelled'));
+      else this.#ring();
+    });
+    const reconnect = () => {
+      if (this.#listener !== c || this.#stopping) return;
+      this.#listener = undefined;
+      this.#log.warn('worker LISTEN connection lost; reconnecting');
+      setTimeout(() => {
+        if (this.#stopping) return;
+        this.#listen(databaseUrl).then(
+          () => this.#ring(),
+          (err: unknown) => {
+            this.#log.error({ err }, 'worker LISTEN reconnect failed');
+            reconnect();
+          },
+        );
+      }, LISTEN_RECONNECT_MS).unref();
+    };
+    c.on('error', reconnect);
+    c.on('end', reconnect);
+    await c.connect();
+    await c.query(`LISTEN "${this.#bossChannel}"; LISTEN ${CANCEL_CHANNEL}`);
+    this.#listener = c;
+  }
+
+  #launch(j: JobWithMetadata<ExecutionData>): void {
+    const controller = new AbortController();
+    const entry: Running = { jobId: j.data.jobId, type: '', controller, done: Promise.resolve() };
+    // Keyed by execution until the claim names the job (an execution of a job already running here is refused at claim).
+    const key = `exec:${j.id}`;
+    this.#running.set(key, entry);
+    entry.done = this.#execute(j, controller, entry, key)
+      .catch((err: unknown) => this.#log.error({ err, job_id: j.data.jobId, execution: j.id }, 'execution failed unexpectedly'))
+      .finally(() => {
+        this.#running.delete(key);
+        if (this.#running.get(entry.jobId) === entry) this.#running.delete(entry.jobId);
+        if (entry.type !== '') this.#typeCounts.set(entry.type, (this.#typeCounts.get(entry.type) ?? 1) - 1);
+        this.#ring();
+      });
+  }
+
+  // ---- one execution -------------------------------------------------------------------------
+
+  async #execute(j: JobWithMetadata<ExecutionData>, controller: AbortController, entry: Running, key: string): Promise<void> {
+    const attempt: ExecutionAttempt = { id: j.id, retryCount: j.retryCount, retryLimit: j.retryLimit };
+    const jobId = j.data.jobId;
+    const token = randomUUID();
+    const claimed = await this.#claim(j, attempt, token);
+    if (claimed === undefined) return;
+    const { row, type } = claimed;
+    this.#running.delete(key);
+    this.#running.set(jobId, entry);
+    entry.type = type.name;
+    this.#typeCounts.set(type.name, (this.#typeCounts.get(type.name) ?? 0) + 1);
+    const log = this.#log.child({ job_id: jobId, type: type.name, attempt: row.attempts });
+    const lease = this.#opts.leaseSeconds;
+    const heartbeat = setInterval(() => {
+      renewLease(this.#pool, jobId, token, lease).then(
+        (r) => {
+          if (r === undefined) controller.abort(new JobStopped('lease-lost'));
+          else if (r.cancelRequested) controller.abort(new JobStopped('cancelled'));
+        },
+        (err: unknown) => log.warn({ err }, 'lease renewal failed'),
+      );
+      this.#boss.touch(QUEUES.jobs, { id: attempt.id, retryCount: attempt.retryCount }).catch((err: unknown) => log.warn({ err }, 'pg-boss heartbeat failed'));
+    }, (lease * 1000) / 3);
+    try {
+      if (row.cancel_requested) throw new JobStopped('cancelled');
+      await this.#run(row, type, token, attempt, controller.signal, log);
+    } catch (err) {
+      await this.#onStop(err, controller.signal, { row, type, token, attempt, log });
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  /** Claims the job for this execution, or settles the execution when it has nothing to run. */
+  async #claim(j: JobWithMetadata<ExecutionData>, attempt: ExecutionAttempt, token: string): Promise<{ row: ClaimRow; type: AnyJobType } | undefined> {
+    const jobId = j.data.jobId;
+    const deadline = Date.now() + (this.#opts.leaseSeconds + 5) * 1000;
+    for (;;) {
+      const out = await withTransaction(this.#pool, async (c) => {
+        const row = await lockJob(c, jobId);
+        if (row === undefined || isTerminal(row.status) || row.execution !== attempt.id) {
+          // Nothing to run: the job finished, or a newer execution owns it (this one is a stale duplicate).
+          await completeExecution(this.#boss, c, attempt, { skipped: row === undefined ? 'no such job' : `job is ${row.status}, execution ${row.execution}` });
+          return 'skip' as const;
+        }
+        if (row.lease_live) return 'busy' as const;
+        const type = this.#registry.get(row.type);
+        if (type === undefined) {
+          const error = { message: `unknown job type "${row.type}" (is its module in LONGHAUL_JOB_TYPES?)`, at: new Date().toISOString() };
+          await failExecution(this.#boss, c, attempt, error);
+          return 'skip' as const;
+        }
+        const limit = type.concurrency ?? this.#opts.concurrency;
+        if ((this.#typeCounts.get(type.name) ?? 0) >= limit) {
+          // This process runs as many of this type as allowed: hand the job to a later execution (any worker).
+          const next = await sendExecution(this.#boss, c, {
+            jobId,
+            tenantId: row.tenant_id,
+            retriesLeft: attempt.retryLimit - attempt.retryCount,
+            attemptsUsed: row.attempts,
+            backoff: type.backoff ?? DEFAULT_BACKOFF,
+            delaySeconds: TYPE_BUSY_DELAY_SECONDS,
+            continuation: j.data.cont === true && attempt.retryCount === 0,
+          });
+          await c.query('UPDATE jobs SET execution_id = $2 WHERE id = $1', [jobId, next]);
+          await completeExecution(this.#boss, c, attempt, { handedOver: next, reason: 'type concurrency' });
+          return 'skip' as const;
+        }
+        // A continuation carries on the same attempt; a first execution or a retry is a new attempt.
+        const attempts = j.data.cont === true && attempt.retryCount === 0 ? Math.max(1, row.attempts) : row.attempts + 1;
+        await takeLease(c, { jobId, token, owner: this.#owner, leaseSeconds: this.#opts.leaseSeconds, attempts, execution: attempt.id, executionRetry: attempt.retryCount });
+        if (row.status === 'PENDING') await transition(c, jobId, 'RUNNING');
+        return { row: { ...row, attempts, status: 'RUNNING' as const }, type };
+      });
+      if (out === 'skip') return undefined;
+      if (out !== 'busy') return out;
+      // The previous holder's lease is still live (a retry came before it ran out): wait it out.
+      if (Date.now() > deadline || this.#stopping) {
+        await failExecution(this.#boss, this.#pool, attempt, { message: 'the job was still leased by another worker' });
+        return undefined;
+      }
+      await sleep(POLL_INTERVAL_MS);
+    }
+  }
+
+  #context(row: ClaimRow, type: AnyJobType, signal: AbortSignal, log: Logger, db: Queryable): JobContext<unknown> {
+    return {
+      job: { id: row.id, tenantId: row.tenant_id, type: type.name, input: row.input, metadata: row.metadata, attempt: row.attempts },
+      log,
+      signal,
+      db,
+    };
+  }
+
+  async #run(row: ClaimRow, type: AnyJobType, token: string, attempt: ExecutionAttempt, signal: AbortSignal, log: Logger): Promise<void> {
+    const lease = this.#opts.leaseSeconds;
+    const budgetEnds = Date.now() + this.#opts.executionBudgetSeconds * 1000;
+    const chunkSize = type.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    // The registry holds every type whatever its generics; here states and results are plain JSON.
+    const def = type as JobTypeDefinition<unknown, Json, Json>;
+    let cursor: Json = row.checkpoint_cursor;
+    let state: Json = row.checkpoint_state;
+    const commit = async (tx: LazyTransaction, write: { cursor: Json; state: Json; processed: number; total?: number | null }) => {
+      const t0 = performance.now();
+      const seq = await tx.finish(async (db) => {
+        const s = await writeCheckpoint(db, { jobId: row.id, token, leaseSeconds: lease, ...write });
+        return { value: s, rollback: s === undefined };
+      });
+      if (seq === undefined) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
+      this.#metrics.checkpoint.observe({ type: type.name }, (performance.now() - t0) / 1000);
+    };
+
+    if (row.checkpoint_at === null) {
+      const tx = new LazyTransaction(this.#pool);
+      try {
+        const s = await def.start(this.#context(row, type, signal, log, tx.db));
+        signal.throwIfAborted();
+        cursor = s.cursor ?? null;
+        state = s.state;
+        await commit(tx, { cursor, state, processed: 0, total: s.total ?? null });
+      } finally {
+        await tx.rollback();
+      }
+      this.#metrics.steps.inc({ type: type.name, outcome: 'start' });
+    }
+    for (;;) {
+      signal.throwIfAborted();
+      if (this.#draining || Date.now() >= budgetEnds) {
+        await this.#handOver(row, type, token, attempt, this.#draining ? 'shutdown' : 'budget', log);
+        return;
+      }
+      const tx = new LazyTransaction(this.#pool);
+      try {
+        const ctx = this.#context(row, type, signal, log, tx.db);
+        const r = await def.chunk({ ...ctx, chunkSize }, cursor, state);
+        signal.throwIfAborted();
+        if (r.done) {
+          const result = await def.finish(ctx, r.state);
+          signal.throwIfAborted();
+          await this.#complete(tx, row, token, attempt, r, result);
+          this.#metrics.steps.inc({ type: type.name, outcome: 'finish' });
+          log.info('job completed');
+          return;
+        }
+        await commit(tx, { cursor: r.cursor, state: r.state, processed: r.processed });
+        cursor = r.cursor;
+        state = r.state;
+        this.#metrics.steps.inc({ type: type.name, outcome: 'chunk' });
+      } finally {
+        await tx.rollback();
+      }
+    }
+  }
+
+  /** The last chunk's checkpoint, the result, COMPLETED and the execution's completion: one transaction. */
+  async #complete(
+    tx: LazyTransaction,
+    row: ClaimRow,
+    token: string,
+    attempt: ExecutionAttempt,
+    r: { cursor: Json; state: Json; processed: number },
+    result: Json,
+  ): Promise<void> {
+    const client = await tx.client();
+    const ok = await tx.finish(async () => {
+      const seq = await writeCheckpoint(client, { jobId: row.id, token, leaseSeconds: this.#opts.leaseSeconds, cursor: r.cursor, state: r.state, processed: r.processed });
+      if (seq === undefined) return { value: false, rollback: true };
+      await transition(client, row.id, 'COMPLETED', { result });
+      await completeExecution(this.#boss, client, attempt);
+      return { value: true };
+    });
+    if (!ok) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
+    this.#metrics.executions.inc({ outcome: 'completed' });
+  }
+
+  /** Ends this execution at a chunk boundary and sends the next one, which continues from the checkpoint. */
+  async #handOver(row: ClaimRow, type: AnyJobType, token: string, attempt: ExecutionAttempt, why: 'budget' | 'shutdown', log: Logger): Promise<void> {
+    const ok = await withTransaction(this.#pool, async (c) => {
+      const next = await sendExecution(this.#boss, c, {
+        jobId: row.id,
+        tenantId: row.tenant_id,
+        retriesLeft: row.max_attempts - row.attempts,
+        attemptsUsed: row.attempts,
+        backoff: type.backoff ?? DEFAULT_BACKOFF,
+        continuation: true,
+      });
+      if (!(await releaseLease(c, { jobId: row.id, token, execution: next }))) throw new JobStopped('lease-lost');
+      // At shutdown the job waits for a worker; at the end of a budget it carries on at once.
+      if (why === 'shutdown') await transition(c, row.id, 'PENDING');
+      await completeExecution(this.#boss, c, attempt, { handedOver: next, reason: why });
+      return true;
+    }).catch((err: unknown) => {
+      if (err instanceof JobStopped) return false;
+      throw err;
+    });
+    if (!ok) {
+      this.#leaseLost(row.id, log);
+      return;
+    }
+    this.#metrics.executions.inc({ outcome: `handover-${why}` });
+    log.info({ reason: why }, 'execution handed over to a follow-up execution');
+  }
+
+  #leaseLost(jobId: string, log: Logger): void {
+    this.#metrics.leaseLost.inc();
+    this.#metrics.executions.inc({ outcome: 'lease-lost' });
+    log.warn({ job_id: jobId }, 'lease lost; abandoning job (another worker owns it now)');
+  }
+
+  /** After a step threw or the signal fired: cancel, hand over, abandon, retry or fail for good. */
+  async #onStop(
+    err: unknown,
+    signal: AbortSignal,
+    s: { row: ClaimRow; type: AnyJobType; token: string; attempt: ExecutionAttempt; log: Logger },
+  ): Promise<void> {
+    const { row, type, token, attempt, log } = s;
+    const reason: StopReason | undefined =
+      err instanceof JobStopped ? err.reason : signal.aborted && signal.reason instanceof JobStopped ? signal.reason.reason : undefined;
+    if (reason === 'lease-lost') {
+      this.#leaseLost(row.id, log);
+      return;
+    }
+    if (reason === 'shutdown') {
+      await this.#handOver(row, type, token, attempt, 'shutdown', log);
+      return;
+    }
+    if (reason === 'cancelled') {
+      const ok = await withTransaction(this.#pool, async (c) => {
+        if (!(await releaseLease(c, { jobId: row.id, token }))) return false;
+        await transition(c, row.id, 'CANCELLED');
+        await completeExecution(this.#boss, c, attempt, { cancelled: true });
+        return true;
+      });
+      if (!ok) this.#leaseLost(row.id, log);
+      else {
+        this.#metrics.executions.inc({ outcome: 'cancelled' });
+        log.info('job cancelled');
+      }
+      return;
+    }
+    const e = err instanceof Error ? err : new Error(String(err));
+    const permanent = e.name === 'PermanentError';
+    const last = permanent || row.attempts >= row.max_attempts;
+    const error: { [k: string]: Json } = {
+      message: e.message,
+      name: e.name,
+      attempt: row.attempts,
+      permanent,
+      at: new Date().toISOString(),
+    };
+    const ok = await withTransaction(this.#pool, async (c) => {
+      if (!(await releaseLease(c, { jobId: row.id, token, error, deadLetter: last }))) return false;
+      if (last) {
+        await transition(c, row.id, 'FAILED', { error });
+        await deadLetterExecution(this.#boss, c, attempt, row.id, { ...error, history: [...row.error_history, error] });
+      } else {
+        await transition(c, row.id, 'PENDING', { error });
+        await failExecution(this.#boss, c, attempt, error);
+      }
+      return true;
+    });
+    if (!ok) {
+      this.#leaseLost(row.id, log);
+      return;
+    }
+    this.#metrics.executions.inc({ outcome: last ? 'failed' : 'retry' });
+    if (last) log.error({ err: e, permanent }, permanent ? 'job failed permanently' : 'job failed; attempts exhausted, dead-lettered');
+    else log.warn({ err: e }, 'job attempt failed; will retry');
+  }
+}

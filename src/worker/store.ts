@@ -1,0 +1,150 @@
+/**
+ * The worker's SQL on the jobs table: claiming a job under a fresh lease token, renewing the lease,
+ * and the fenced checkpoint. Every write by a running execution names its lease token, so a worker
+ * that lost its lease (paused, partitioned, presumed dead) changes nothing.
+ */
+import type { Queryable } from '../db/pool.ts';
+import { JOB_EVENTS_CHANNEL } from '../jobs/repository.ts';
+import type { JobStatus } from '../jobs/state.ts';
+import type { Json } from './sdk.ts';
+
+/** The job as a claimer sees it, locked FOR UPDATE. */
+export interface ClaimRow {
+  id: string;
+  tenant_id: string;
+  type: string;
+  status: JobStatus;
+  input: Json;
+  metadata: Json | null;
+  attempts: number;
+  max_attempts: number;
+  processed: number;
+  total: number | null;
+  checkpoint_cursor: Json;
+  checkpoint_state: Json;
+  checkpoint_at: Date | null;
+  /** The execution allowed to run the job (the job id for the first one). */
+  execution: string;
+  execution_retry: number | null;
+  lease_owner: string | null;
+  /** A live lease: another execution is (or may still be) running the job. */
+  lease_live: boolean;
+  cancel_requested: boolean;
+  error_history: Json[];
+}
+
+export async function lockJob(db: Queryable, jobId: string): Promise<ClaimRow | undefined> {
+  const { rows } = await db.query<ClaimRow>(
+    `SELECT id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
+            checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution, execution_retry,
+            lease_owner, COALESCE(lease_token IS NOT NULL AND lease_expires_at > now(), false) AS lease_live,
+            cancel_requested_at IS NOT NULL AS cancel_requested, error_history
+       FROM jobs WHERE id = $1 FOR UPDATE`,
+    [jobId],
+  );
+  return rows[0];
+}
+
+/** Takes the lease (the row must be locked by the caller's transaction). */
+export async function takeLease(
+  db: Queryable,
+  f: { jobId: string; token: string; owner: string; leaseSeconds: number; attempts: number; execution: string; executionRetry: number },
+): Promise<void> {
+  await db.query(
+    `UPDATE jobs SET lease_token = $2, lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4),
+            attempts = $5, execution_id = $6, execution_retry = $7, started_at = COALESCE(started_at, now()), updated_at = now()
+      WHERE id = $1`,
+    [f.jobId, f.token, f.owner, f.leaseSeconds, f.attempts, f.execution, f.executionRetry],
+  );
+}
+
+/** Extends the lease. Returns undefined if the lease is no longer ours, else whether a cancel was requested. */
+export async function renewLease(db: Queryable, jobId: string, token: string, leaseSeconds: number): Promise<{ cancelRequested: boolean } | undefined> {
+  const { rows } = await db.query<{ cancel: boolean }>(
+    `UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
+      WHERE id = $1 AND lease_token = $2 AND status = 'RUNNING'
+      RETURNING cancel_requested_at IS NOT NULL AS cancel`,
+    [jobId, token, leaseSeconds],
+  );
+  const row = rows[0];
+  return row === undefined ? undefined : { cancelRequested: row.cancel };
+}
+
+export interface CheckpointWrite {
+  jobId: string;
+  token: string;
+  cursor: Json;
+  state: Json;
+  /** Items this step processed, added to the job's progress. */
+  processed: number;
+  /** Sets the job's total when not undefined (start), keeps it otherwise. */
+  total?: number | null;
+  leaseSeconds: number;
+}
+
+/**
+ * The checkpoint: new cursor and state, progress, lease extension, a `progress` event at the next
+ * seq, and its announcement, in one statement, fenced by the lease token and by cancellation (no chunk
+ * commits once a cancel is requested). Returns the event seq, or undefined when refused.
+ */
+export async function writeCheckpoint(db: Queryable, w: CheckpointWrite): Promise<number | undefined> {
+  const { rows } = await db.query<{ seq: number }>(
+    `WITH u AS (
+       UPDATE jobs SET checkpoint_cursor = $3, checkpoint_state = $4, checkpoint_at = now(),
+              processed = processed + $5, total = CASE WHEN $7 THEN $6 ELSE total END,
+              event_seq = event_seq + 1, updated_at = now(), lease_expires_at = now() + make_interval(secs => $8)
+        WHERE id = $1 AND lease_token = $2 AND status = 'RUNNING' AND cancel_requested_at IS NULL
+        RETURNING id, event_seq, processed, total),
+     e AS (
+       INSERT INTO job_events (job_id, seq, kind, data)
+       SELECT id, event_seq, 'progress', jsonb_build_object('processed', processed, 'total', total, 'percent',
+                CASE WHEN total IS NULL THEN NULL WHEN total <= 0 THEN 100
+                     ELSE least(100, floor(processed * 10000.0 / total) / 100) END)
+         FROM u)
+     SELECT event_seq AS seq, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text) FROM u`,
+    [w.jobId, w.token, JSON.stringify(w.cursor), JSON.stringify(w.state), w.processed, w.total ?? null, w.total !== undefined, w.leaseSeconds],
+  );
+  return rows[0]?.seq;
+}
+
+/** Why a fenced write was refused: the lease is gone, or a cancel was requested (lease still ours). */
+export async function refusalReason(db: Queryable, jobId: string, token: string): Promise<'cancelled' | 'lease-lost'> {
+  const { rows } = await db.query<{ cancel: boolean }>(
+    `SELECT cancel_requested_at IS NOT NULL AS cancel FROM jobs WHERE id = $1 AND lease_token = $2 AND status = 'RUNNING'`,
+    [jobId, token],
+  );
+  return rows[0]?.cancel === true ? 'cancelled' : 'lease-lost';
+}
+
+/**
+ * Ends the lease (fenced) and records a failed attempt's error when given. Returns false when the
+ * lease was not ours any more. The caller then moves the status with transition() in the same transaction.
+ */
+export async function releaseLease(
+  db: Queryable,
+  f: { jobId: string; token: string; error?: Json; deadLetter?: boolean; execution?: string },
+): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE jobs SET lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+            error = COALESCE($3::jsonb, error),
+            error_history = CASE WHEN $3::jsonb IS NULL THEN error_history ELSE error_history || jsonb_build_array($3::jsonb) END,
+            dead_lettered_at = CASE WHEN $4 THEN now() ELSE dead_lettered_at END,
+            execution_id = COALESCE($5::uuid, execution_id)
+      WHERE id = $1 AND lease_token = $2`,
+    [f.jobId, f.token, f.error === undefined ? null : JSON.stringify(f.error), f.deadLetter === true, f.execution ?? null],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+/** Running jobs whose lease ran out (their worker died or stalled), locked for the sweeper. */
+export async function lockExpiredLeases(db: Queryable, limit: number): Promise<Array<ClaimRow & { lease_token: string }>> {
+  const { rows } = await db.query<ClaimRow & { lease_token: string }>(
+    `SELECT id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
+            checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution, execution_retry,
+            lease_owner, false AS lease_live, cancel_requested_at IS NOT NULL AS cancel_requested, error_history, lease_token
+       FROM jobs WHERE status = 'RUNNING' AND lease_expires_at < now()
+      ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+    [limit],
+  );
+  return rows;
+}

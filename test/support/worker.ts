@@ -1,0 +1,68 @@
+/** Helpers for worker tests: real `longhaul worker` processes, and waiting on a condition. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const FIXTURE_TYPES = path.join(ROOT, 'test', 'fixtures', 'job-types.ts');
+
+/** Polls `fn` until it returns a value other than undefined/false, or fails after `ms`. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 20_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  pid: number;
+  /** Everything it logged so far (JSON lines). */
+  output(): string;
+  /** Sends SIGKILL (if still running) and waits for the exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+/** Starts `node bin/longhaul.js worker` against `databaseUrl` and waits for 'longhaul worker started'. */
+export async function spawnWorker(databaseUrl: string, env: Record<string, string> = {}): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'longhaul.js'), 'worker'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      LONGHAUL_LOG_LEVEL: 'info',
+      LONGHAUL_JOB_TYPES: FIXTURE_TYPES,
+      LONGHAUL_LEASE_SECONDS: '2',
+      LONGHAUL_MONITOR_INTERVAL_SECONDS: '0.5',
+      LONGHAUL_SHUTDOWN_TIMEOUT_SECONDS: '10',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  await Promise.race([
+    waitFor('worker start', async () => out.includes('longhaul worker started'), 30_000),
+    exited.then((code) => {
+      throw new Error(`worker exited with ${code} before starting:\n${out}`);
+    }),
+  ]);
+  return {
+    child,
+    pid: child.pid ?? -1,
+    output: () => out,
+    exited,
+    kill: async (signal = 'SIGKILL') => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+        await exited;
+      }
+    },
+  };
+}

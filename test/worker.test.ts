@@ -1,0 +1,216 @@
+/**
+ * The worker runtime in-process against a real Postgres: checkpoints and progress events, retries,
+ * exhaustion into the dead-letter queue and replay, permanent failure, cancellation of a running job,
+ * a job run as a chain of executions, tenant fairness, and the stall/pending alerts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QUEUES } from '../src/jobs/queues.ts';
+import { WorkerMonitor } from '../src/worker/monitor.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { FIXTURE_TYPES, waitFor } from './support/worker.ts';
+
+let t: TestService;
+beforeAll(async () => {
+  t = await startTestService({
+    roles: ['api', 'worker'],
+    env: {
+      LONGHAUL_JOB_TYPES: FIXTURE_TYPES,
+      LONGHAUL_LEASE_SECONDS: '2',
+      LONGHAUL_MONITOR_INTERVAL_SECONDS: '0.3',
+      LONGHAUL_WORKER_CONCURRENCY: '6',
+      LONGHAUL_TENANT_CONCURRENCY: '3',
+      LONGHAUL_EXECUTION_BUDGET_SECONDS: '1',
+    },
+  });
+});
+afterAll(async () => t.stop());
+
+interface JobBody {
+  id: string;
+  status: string;
+  attempts: number;
+  result: unknown;
+  error: { message: string; permanent?: boolean } | null;
+  error_history: Array<{ message: string; attempt: number }>;
+  progress: { processed: number; total: number | null };
+}
+
+async function submit(type: string, input: unknown, key?: string): Promise<JobBody> {
+  const res = await t.api('/v1/jobs', { method: 'POST', json: { type, input }, ...(key === undefined ? {} : { key }) });
+  expect(res.status).toBe(202);
+  return (await res.json()) as JobBody;
+}
+
+async function job(id: string, key?: string): Promise<JobBody> {
+  return (await (await t.api(`/v1/jobs/${id}`, key === undefined ? {} : { key })).json()) as JobBody;
+}
+
+async function until(id: string, status: string, ms = 20_000): Promise<JobBody> {
+  return waitFor(`job ${id} ${status}`, async () => {
+    const j = await job(id);
+    return j.status === status ? j : undefined;
+  }, ms);
+}
+
+type EventRow = { seq: number; kind: string; data: { processed?: number; status?: string } };
+async function progressEvents(id: string): Promise<EventRow[]> {
+  const { rows } = await t.service.pool.query<EventRow>('SELECT seq, kind, data FROM job_events WHERE job_id = $1 ORDER BY seq', [id]);
+  return rows;
+}
+
+describe('worker runtime', () => {
+  it('runs a job chunk by chunk, one progress event per checkpoint, to COMPLETED', async () => {
+    const j = await submit('synthetic', { chunks: 5, chunk_ms: 5 });
+    const done = await until(j.id, 'COMPLETED');
+    expect(done.result).toEqual({ chunks: 5 });
+    expect(done.progress).toEqual({ processed: 5, total: 5, percent: 100 });
+    expect(done.attempts).toBe(1);
+    const events = await progressEvents(j.id);
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+    const processed = events.filter((e) => e.kind === 'progress').map((e) => e.data.processed);
+    expect(processed).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(events.filter((e) => e.kind === 'status').map((e) => e.data.status)).toEqual(['RUNNING', 'COMPLETED']);
+  });
+
+  it('retries a failing attempt with backoff and then succeeds, keeping the error history', async () => {
+    const j = await submit('synthetic', { chunks: 3, chunk_ms: 1, fail_attempts: 1, fail_at_chunk: 1 });
+    const done = await until(j.id, 'COMPLETED');
+    expect(done.attempts).toBe(2);
+    expect(done.error_history).toHaveLength(1);
+    expect(done.error_history[0]?.message).toContain('synthetic failure at chunk 1 on attempt 1');
+    // Resumed from the checkpoint: chunk 0 was not redone, progress never went back.
+    const processed = (await progressEvents(j.id)).filter((e) => e.kind === 'progress').map((e) => e.data.processed ?? -1);
+    expect(processed).toEqual([...processed].sort((a, b) => a - b));
+    expect(done.progress.processed).toBe(3);
+  });
+
+  it('dead-letters a job that exhausts its attempts, lists it, and replays it from its checkpoint', async () => {
+    const j = await submit('synthetic', { chunks: 3, chunk_ms: 1, fail_attempts: 3, fail_at_chunk: 2 });
+    const failed = await until(j.id, 'FAILED', 30_000);
+    expect(failed.attempts).toBe(3);
+    expect(failed.error_history.map((e) => e.attempt)).toEqual([1, 2, 3]);
+    const { rows: dead } = await t.service.pool.query(`SELECT data FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`, [QUEUES.jobsDead, j.id]);
+    expect(dead).toHaveLength(1);
+
+    const list = (await (await t.api('/v1/dead-letters?kind=job')).json()) as { data: Array<{ kind: string; job: JobBody }> };
+    const entry = list.data.find((d) => d.job.id === j.id);
+    expect(entry?.kind).toBe('job');
+    expect(entry?.job.error_history).toHaveLength(3);
+
+    expect((await t.api(`/v1/jobs/${j.id}/retry`, { method: 'POST', json: { from: 'sideways' } })).status).toBe(422);
+    // The operator fixes the cause, then replays from the checkpoint (chunks 0 and 1 are kept).
+    await t.service.pool.query(`UPDATE jobs SET input = input - 'fail_attempts' WHERE id = $1`, [j.id]);
+    const res = await t.api(`/v1/jobs/${j.id}/retry`, { method: 'POST' });
+    expect(res.status).toBe(202);
+    const done = await until(j.id, 'COMPLETED');
+    expect(done.result).toEqual({ chunks: 3 });
+    const progress = (await progressEvents(j.id)).filter((e) => e.kind === 'progress').map((e) => e.data.processed);
+    expect(progress.at(-1)).toBe(3);
+    expect(progress.filter((p) => p === 1)).toHaveLength(1);
+    const { rows: gone } = await t.service.pool.query(`SELECT 1 FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`, [QUEUES.jobsDead, j.id]);
+    expect(gone).toHaveLength(0);
+    expect((await t.api(`/v1/jobs/${j.id}/retry`, { method: 'POST' })).status).toBe(409);
+  });
+
+  it('fails at once on a permanent error, without retrying, and can replay from the start in bulk', async () => {
+    const j = await submit('synthetic', { chunks: 2, chunk_ms: 1, fail_attempts: 1, permanent: true });
+    const failed = await until(j.id, 'FAILED');
+    expect(failed.attempts).toBe(1);
+    expect(failed.error?.permanent).toBe(true);
+    const { rows: dead } = await t.service.pool.query(`SELECT 1 FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`, [QUEUES.jobsDead, j.id]);
+    expect(dead).toHaveLength(1);
+
+    const since = new Date(Date.now() - 60_000).toISOString();
+    const res = await t.api('/v1/dead-letters/replay', { method: 'POST', json: { type: 'synthetic', since, from: 'start' } });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { job_ids: string[] };
+    expect(body.job_ids).toContain(j.id);
+    // attempt 1 of the replay fails permanently again (fail_attempts: 1): the replay ran from the start.
+    const again = await until(j.id, 'FAILED');
+    expect(again.error_history).toHaveLength(2);
+  });
+
+  it('cancels a running job: its signal fires, no later chunk commits, status CANCELLED', async () => {
+    const j = await submit('synthetic', { chunks: 100, chunk_ms: 100 });
+    await waitFor('progress', async () => (await job(j.id)).progress.processed >= 2);
+    const res = await t.api(`/v1/jobs/${j.id}/cancel`, { method: 'POST' });
+    expect(res.status).toBe(202);
+    const cancelled = await until(j.id, 'CANCELLED', 5000);
+    const events = await progressEvents(j.id);
+    expect(events.at(-1)?.data.status).toBe('CANCELLED');
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await job(j.id)).progress.processed).toBe(cancelled.progress.processed);
+  });
+
+  it('runs a job longer than the execution budget as a chain of executions', async () => {
+    const j = await submit('synthetic', { chunks: 12, chunk_ms: 250 });
+    const done = await until(j.id, 'COMPLETED', 30_000);
+    expect(done.result).toEqual({ chunks: 12 });
+    expect(done.attempts).toBe(1);
+    const { rows } = await t.service.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`, [QUEUES.jobs, j.id]);
+    expect(rows[0]?.n).toBeGreaterThanOrEqual(3);
+    const processed = (await progressEvents(j.id)).filter((e) => e.kind === 'progress').map((e) => e.data.processed);
+    expect(processed).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  });
+
+  it('keeps one tenant from taking every worker', async () => {
+    const busy = await t.newTenant();
+    const other = await t.newTenant();
+    const jobs = await Promise.all(Array.from({ length: 6 }, () => t.api('/v1/jobs', { method: 'POST', key: busy.api_key, json: { type: 'synthetic', input: { chunks: 4, chunk_ms: 150 } } })));
+    const ids = await Promise.all(jobs.map(async (r) => ((await r.json()) as { id: string }).id));
+    const lone = (await (await t.api('/v1/jobs', { method: 'POST', key: other.api_key, json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } } })).json()) as { id: string };
+    let maxRunning = 0;
+    let loneDoneWhileBusy = false;
+    await waitFor('busy tenant done', async () => {
+      const { rows } = await t.service.pool.query<{ running: number; left: number }>(
+        `SELECT count(*) FILTER (WHERE status = 'RUNNING')::int AS running, count(*) FILTER (WHERE status IN ('PENDING','RUNNING'))::int AS left FROM jobs WHERE id = ANY($1::uuid[])`,
+        [ids],
+      );
+      const r = rows[0] ?? { running: 0, left: 0 };
+      maxRunning = Math.max(maxRunning, r.running);
+      if (r.left > 0 && (await job(lone.id, other.api_key)).status === 'COMPLETED') loneDoneWhileBusy = true;
+      return r.left === 0;
+    }, 30_000, 20);
+    expect(maxRunning).toBeLessThanOrEqual(3);
+    expect(loneDoneWhileBusy).toBe(true);
+  });
+
+  it('raises a stall alert once for a running job without progress, and clears it when the job ends', async () => {
+    const j = await submit('stalls', { ms: 2500 });
+    const key = `job-stalled:${j.id}`;
+    await waitFor('stall alert', async () => {
+      const { rows } = await t.service.pool.query('SELECT 1 FROM alerts WHERE key = $1 AND cleared_at IS NULL', [key]);
+      return rows.length === 1;
+    }, 10_000);
+    await until(j.id, 'COMPLETED');
+    await waitFor('stall alert cleared', async () => {
+      const { rows } = await t.service.pool.query('SELECT 1 FROM alerts WHERE key = $1 AND cleared_at IS NOT NULL', [key]);
+      return rows.length === 1;
+    }, 10_000);
+    const metrics = await t.service.metrics.registry.getSingleMetricAsString('longhaul_alerts_raised_total');
+    expect(metrics).toMatch(/longhaul_alerts_raised_total\{kind="job-stalled"\} 1/);
+  });
+
+  it('raises the pending alert when jobs wait too long, once, and clears it', async () => {
+    const monitor = new WorkerMonitor({
+      pool: t.service.pool,
+      boss: t.service.boss,
+      registry: t.service.registry,
+      alerts: t.service.alerts,
+      log: t.service.log,
+      options: { intervalSeconds: 60, leaseSeconds: 2, pendingAlertSeconds: 30 },
+    });
+    const { rows } = await t.service.pool.query<{ id: string }>(
+      `INSERT INTO jobs (id, tenant_id, type, input, max_attempts, updated_at) VALUES (gen_random_uuid(), $1, 'synthetic', '{}', 1, now() - interval '1 hour') RETURNING id`,
+      [t.tenant.id],
+    );
+    const seen: string[] = [];
+    t.service.alerts.addSink({ name: 'test', send: async (e) => void seen.push(`${e.state}:${e.key}`) });
+    await monitor.checkAlerts();
+    await monitor.checkAlerts();
+    expect(seen.filter((s) => s === 'raised:jobs-pending')).toHaveLength(1);
+    await t.service.pool.query(`UPDATE jobs SET status = 'CANCELLED' WHERE id = $1`, [rows[0]?.id]);
+    await monitor.checkAlerts();
+    expect(seen.filter((s) => s === 'cleared:jobs-pending')).toHaveLength(1);
+  });
+});
