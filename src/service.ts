@@ -7,27 +7,19 @@ import path from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { PgBoss } from 'pg-boss';
 import { createApp } from './api/app.ts';
-import { TokenSigner } from './api/tokens.ts';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { createPool, type Pool } from './db/pool.ts';
-import { createReportJobType } from './job-types/report/report.ts';
 import { synthetic } from './job-types/synthetic.ts';
 import { ensureQueues } from './jobs/queues.ts';
 import { JobTypeRegistry, loadJobTypeModule } from './jobs/registry.ts';
 import { JobSubmitter, releaseExpiredKeys } from './jobs/submit.ts';
 import { Alerts } from './observability/alerts.ts';
-import { CallbackAllowList } from './webhooks/allowlist.ts';
-import { signedWebhookAlertSink } from './webhooks/alert-sink.ts';
-import { Dispatcher } from './webhooks/dispatcher.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
-import { RealtimeHub } from './realtime/hub.ts';
 import { WorkerMonitor } from './worker/monitor.ts';
 import { WorkerRuntime } from './worker/runtime.ts';
-import { startArtifactSweeper } from './storage/retention.ts';
-import { createStorage, type Storage } from './storage/storage.ts';
 import { countTenants, createTenant } from './tenants/repository.ts';
 
 export type Role = 'api' | 'worker';
@@ -49,8 +41,6 @@ export interface Service {
   registry: JobTypeRegistry;
   /** Base URL of the HTTP server, when the api role runs. */
   url: string | undefined;
-  /** The live event hub, when the api role runs. */
-  realtime: RealtimeHub | undefined;
   databaseUrl: string;
   /** Drains and stops: stop accepting, let running work reach a safe point, close connections. */
   stop(): Promise<void>;
@@ -59,13 +49,8 @@ export interface Service {
 /** How often expired Idempotency-Keys are released. */
 const KEY_SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 
-/** How often expired artifacts are deleted. */
-const ARTIFACT_SWEEP_INTERVAL_MS = 10 * 60 * 1000;
-
-/** The built-in job types (synthetic, report) and those of LONGHAUL_JOB_TYPES. */
-export async function builtInJobTypes(config: Config, deps: { pool?: Pool; storage?: Storage } = {}): Promise<JobTypeRegistry> {
-  const report = createReportJobType({ config, storage: deps.storage ?? createStorage(config), pool: deps.pool });
-  const registry = new JobTypeRegistry([synthetic, report]);
+export async function builtInJobTypes(config: Config): Promise<JobTypeRegistry> {
+  const registry = new JobTypeRegistry([synthetic]);
   for (const spec of config.jobTypeModules) for (const t of await loadJobTypeModule(spec)) registry.register(t);
   return registry;
 }
@@ -118,30 +103,20 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
           EXECUTE format('ANALYZE %I.%I', t.schemaname, t.tablename);
         END LOOP; END $$`);
     }
-    const storage = createStorage(config);
-    const registry = await builtInJobTypes(config, { pool, storage });
+    const registry = await builtInJobTypes(config);
     await seedDefaultTenant(pool, config, db);
     const metrics = createMetrics();
     const alerts = new Alerts(pool, log, metrics.registry);
-    if (config.worker.alertWebhookUrl !== undefined && config.webhooks.alertSecret !== undefined) {
-      alerts.addSink(signedWebhookAlertSink(config.worker.alertWebhookUrl, config.webhooks.alertSecret));
-    }
 
     let url: string | undefined;
     let setDraining = (): void => undefined;
-    let realtime: RealtimeHub | undefined;
     if (roles.includes('api')) {
       const submitter = new JobSubmitter(pool, boss, { idempotencyTtlSeconds: config.idempotencyTtlSeconds });
-      const signer = await TokenSigner.load(pool, config.signingSecret);
-      const hub = new RealtimeHub({ pool, databaseUrl: db.url, log, pingIntervalMs: config.streamPingSeconds * 1000, registry: metrics.registry });
-      await hub.start();
-      realtime = hub;
-      const handle = createApp({ config, pool, boss, log, metrics, registry, submitter, signer, storage, realtime: hub, readiness: { realtime: async () => hub.listening } });
+      const handle = createApp({ config, pool, boss, log, metrics, registry, submitter });
       setDraining = handle.setDraining;
       const server = await new Promise<ServerType>((resolve) => {
         const s = serve({ fetch: (req, env) => handle.app.fetch(req, env), port: config.port, hostname: config.host }, () => resolve(s));
       });
-      handle.injectWebSocket(server);
       const address = server.address();
       const port = typeof address === 'object' && address !== null ? address.port : config.port;
       url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
@@ -153,8 +128,6 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
             if ('closeIdleConnections' in server) server.closeIdleConnections();
           }),
       );
-      // Open streams hold their connections (and so the server's close) open: end them first; clients resume elsewhere.
-      stops.unshift(() => hub.stop());
       log.info({ url, roles }, 'longhaul API listening');
     }
     if (roles.includes('worker')) {
@@ -184,21 +157,6 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       });
       log.info({ owner: worker.owner, concurrency: w.concurrency, types: registry.names() }, 'longhaul worker started');
     }
-    if (roles.includes('worker')) {
-      const dispatcher = new Dispatcher({
-        pool,
-        databaseUrl: db.url,
-        settings: config.webhooks,
-        allow: new CallbackAllowList(config.callbackAllow),
-        log,
-        registry: metrics.registry,
-        alerts,
-        drainSeconds: config.shutdownTimeoutSeconds,
-      });
-      await dispatcher.start();
-      stops.unshift(() => dispatcher.stop());
-    }
-    if (roles.includes('worker')) stops.push(startArtifactSweeper(pool, storage, config.artifactRetentionSeconds, log, ARTIFACT_SWEEP_INTERVAL_MS));
     const sweeper = setInterval(() => {
       releaseExpiredKeys(pool).catch((err: unknown) => log.warn({ err }, 'releasing expired idempotency keys failed'));
     }, KEY_SWEEP_INTERVAL_MS);
@@ -215,7 +173,6 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       alerts,
       registry,
       url,
-      realtime,
       databaseUrl: db.url,
       stop: () =>
         (stopping ??= (async () => {
