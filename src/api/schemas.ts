@@ -37,6 +37,7 @@ export const JobSchema = z
     max_attempts: z.number().int(),
     result: PresentJson,
     error: PresentJson,
+    error_history: z.array(z.unknown()).openapi({ description: 'The error of every failed attempt, oldest first.' }),
     created_at: z.string().datetime(),
     started_at: z.string().datetime().nullable(),
     updated_at: z.string().datetime(),
