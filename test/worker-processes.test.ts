@@ -1,0 +1,138 @@
+/**
+ * The worker runtime with real processes against a real Postgres: kill -9 mid-job and resume from
+ * the checkpoint (at most one chunk redone), SIGSTOP past the lease then SIGCONT (the stale worker's
+ * write is refused and it abandons the job; two workers never run a job at once), cancellation while
+ * PENDING, and a graceful SIGTERM that hands the job over at a chunk boundary.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startTestService, type TestService } from './support/service.ts';
+import { FIXTURE_TYPES, spawnWorker, waitFor, type WorkerProcess } from './support/worker.ts';
+
+let t: TestService;
+const workers: WorkerProcess[] = [];
+beforeAll(async () => {
+  t = await startTestService({ roles: ['api'], env: { LONGHAUL_JOB_TYPES: FIXTURE_TYPES } });
+});
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.kill('SIGKILL')));
+});
+afterAll(async () => t.stop());
+
+async function start(env: Record<string, string> = {}): Promise<WorkerProcess> {
+  const w = await spawnWorker(t.db.url, env);
+  workers.push(w);
+  return w;
+}
+
+async function submit(type: string, input: unknown): Promise<string> {
+  const res = await t.api('/v1/jobs', { method: 'POST', json: { type, input } });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { id: string }).id;
+}
+
+interface Row {
+  status: string;
+  processed: number;
+  result: unknown;
+  lease_owner: string | null;
+  attempts: number;
+}
+async function row(id: string): Promise<Row> {
+  const { rows } = await t.service.pool.query<Row>('SELECT status, processed, result, lease_owner, attempts FROM jobs WHERE id = $1', [id]);
+  const r = rows[0];
+  if (r === undefined) throw new Error(`no job ${id}`);
+  return r;
+}
+
+async function chunkRuns(id: string): Promise<Array<{ chunk: number; pid: number; started: Date; ended: Date | null }>> {
+  const { rows } = await t.service.pool.query<{ chunk: number; pid: number; started: Date; ended: Date | null }>(
+    'SELECT chunk, pid, started, ended FROM chunk_runs WHERE job_id = $1 ORDER BY started',
+    [id],
+  );
+  return rows;
+}
+
+const sum = (n: number) => (n * (n - 1)) / 2;
+
+describe('worker processes', () => {
+  it('resumes after kill -9 from the checkpoint with the same result, redoing at most one chunk', async () => {
+    const chunks = 14;
+    const a = await start();
+    const id = await submit('counted', { chunks, chunk_ms: 120 });
+    await waitFor('progress on the first worker', async () => (await row(id)).processed >= 4);
+    await a.kill('SIGKILL');
+    const before = (await row(id)).processed;
+    await start();
+    const done = await waitFor('completion', async () => {
+      const r = await row(id);
+      return r.status === 'COMPLETED' ? r : undefined;
+    }, 30_000);
+    // Same result as an uninterrupted run (the sum of every chunk number, each counted once).
+    expect(done.result).toEqual({ sum: sum(chunks) });
+    expect(done.processed).toBe(chunks);
+    expect(done.attempts).toBe(2);
+    const runs = await chunkRuns(id);
+    const redone = runs.length - chunks;
+    expect(redone).toBeLessThanOrEqual(1);
+    expect(runs.filter((r) => r.chunk < before).every((r) => r.pid === a.pid)).toBe(true);
+  });
+
+  it('refuses the checkpoint of a worker stopped past its lease, which abandons the job; never two at once', async () => {
+    const chunks = 16;
+    const a = await start();
+    const b = await start();
+    const id = await submit('counted', { chunks, chunk_ms: 150 });
+    const owner = await waitFor('a running owner', async () => {
+      const r = await row(id);
+      return r.processed >= 2 ? r.lease_owner : undefined;
+    });
+    const [stale, live] = owner?.includes(`:${a.pid}:`) === true ? [a, b] : [b, a];
+    stale.child.kill('SIGSTOP');
+    // The lease (2 s) runs out, the other worker's monitor takes the job over, and it makes progress.
+    await waitFor('takeover', async () => (await row(id)).lease_owner?.includes(`:${live.pid}:`) === true, 15_000);
+    const atTakeover = (await row(id)).processed;
+    await waitFor('progress by the new owner', async () => (await row(id)).processed >= atTakeover + 2, 15_000);
+    stale.child.kill('SIGCONT');
+    await waitFor('the stale worker abandons the job', async () => stale.output().includes('lease lost; abandoning job'), 10_000);
+    const done = await waitFor('completion', async () => {
+      const r = await row(id);
+      return r.status === 'COMPLETED' ? r : undefined;
+    }, 30_000);
+    expect(done.result).toEqual({ sum: sum(chunks) });
+    expect(done.processed).toBe(chunks);
+    // Never two workers on the job at once: committed chunks of different workers do not overlap in time.
+    const committed = (await chunkRuns(id)).filter((r) => r.ended !== null);
+    expect(committed).toHaveLength(chunks);
+    for (let i = 1; i < committed.length; i++) {
+      const prev = committed[i - 1];
+      const cur = committed[i];
+      if (prev?.ended && cur) expect(cur.started.getTime()).toBeGreaterThanOrEqual(prev.ended.getTime());
+    }
+  });
+
+  it('cancels a PENDING job at once; a worker started later does not run it', async () => {
+    const id = await submit('counted', { chunks: 2, chunk_ms: 1 });
+    const res = await t.api(`/v1/jobs/${id}/cancel`, { method: 'POST' });
+    expect(res.status).toBe(200);
+    await start();
+    const other = await submit('counted', { chunks: 1, chunk_ms: 1 });
+    await waitFor('the next job completes', async () => (await row(other)).status === 'COMPLETED');
+    expect((await row(id)).status).toBe('CANCELLED');
+    expect(await chunkRuns(id)).toHaveLength(0);
+  });
+
+  it('on SIGTERM stops at the next chunk boundary with the checkpoint committed, then exits', async () => {
+    const a = await start();
+    const id = await submit('counted', { chunks: 30, chunk_ms: 200 });
+    await waitFor('progress', async () => (await row(id)).processed >= 2);
+    a.child.kill('SIGTERM');
+    expect(await a.exited).toBe(0);
+    const r = await row(id);
+    expect(r.status).toBe('PENDING');
+    // The chunk in flight at SIGTERM finished and committed: nothing was left half done.
+    const runs = await chunkRuns(id);
+    expect(runs.every((x) => x.ended !== null)).toBe(true);
+    expect(runs).toHaveLength(r.processed);
+    expect(a.output()).toContain('handed over');
+  });
+});
