@@ -67,6 +67,9 @@ const envSchema = z.object({
   LONGHAUL_WEBHOOK_CONCURRENCY: int(1, 10_000).default(64),
   LONGHAUL_WEBHOOK_ENDPOINT_CONCURRENCY: int(1, 1000).default(8),
   LONGHAUL_WEBHOOK_SECRET_GRACE_SECONDS: int(0).default(24 * 60 * 60),
+  LONGHAUL_WEBHOOK_LEASE_SECONDS: seconds(1).optional(),
+  LONGHAUL_WEBHOOK_POLL_SECONDS: seconds(0.05).default(1),
+  LONGHAUL_ALERT_WEBHOOK_SECRET: z.string().startsWith('whsec_', 'must be a Standard Webhooks secret (whsec_ + base64)').optional(),
   LONGHAUL_BREAKER_WINDOW: int(1, 10_000).default(20),
   LONGHAUL_BREAKER_FAILURE_RATIO: z.coerce.number().gt(0).max(1).default(0.5),
   LONGHAUL_BREAKER_MIN_REQUESTS: int(1).default(5),
@@ -123,6 +126,12 @@ export interface Config {
     concurrency: number;
     endpointConcurrency: number;
     secretGraceSeconds: number;
+    /** How long a claimed delivery is reserved for its dispatcher; a dead dispatcher's deliveries are retried after it. */
+    leaseSeconds: number;
+    /** Polling fallback of the dispatcher's LISTEN wake-up. */
+    pollSeconds: number;
+    /** Secret (`whsec_…`) that signs alert webhooks sent to LONGHAUL_ALERT_WEBHOOK_URL. */
+    alertSecret: string | undefined;
     breaker: { window: number; failureRatio: number; minRequests: number; cooldownSeconds: number };
   };
   /** Key material for signed URLs and stream tokens; derived from the data dir when not set. */
@@ -155,6 +164,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if (e.LONGHAUL_ALERT_WEBHOOK_URL !== undefined && e.LONGHAUL_ALERT_WEBHOOK_SECRET === undefined) {
+    throw new ConfigError('invalid configuration:\n  LONGHAUL_ALERT_WEBHOOK_SECRET: required when LONGHAUL_ALERT_WEBHOOK_URL is set (alerts are signed)');
+  }
   return {
     port: e.PORT,
     host: e.HOST,
@@ -189,6 +201,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       concurrency: e.LONGHAUL_WEBHOOK_CONCURRENCY,
       endpointConcurrency: e.LONGHAUL_WEBHOOK_ENDPOINT_CONCURRENCY,
       secretGraceSeconds: e.LONGHAUL_WEBHOOK_SECRET_GRACE_SECONDS,
+      // The lease must outlast one attempt (its total timeout) with a margin for recording the result.
+      leaseSeconds: Math.max(e.LONGHAUL_WEBHOOK_LEASE_SECONDS ?? e.LONGHAUL_WEBHOOK_TIMEOUT_SECONDS + 30, e.LONGHAUL_WEBHOOK_TIMEOUT_SECONDS + 1),
+      pollSeconds: e.LONGHAUL_WEBHOOK_POLL_SECONDS,
+      alertSecret: e.LONGHAUL_ALERT_WEBHOOK_SECRET,
       breaker: {
         window: e.LONGHAUL_BREAKER_WINDOW,
         failureRatio: e.LONGHAUL_BREAKER_FAILURE_RATIO,

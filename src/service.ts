@@ -16,6 +16,9 @@ import { ensureQueues } from './jobs/queues.ts';
 import { JobTypeRegistry, loadJobTypeModule } from './jobs/registry.ts';
 import { JobSubmitter, releaseExpiredKeys } from './jobs/submit.ts';
 import { Alerts } from './observability/alerts.ts';
+import { CallbackAllowList } from './webhooks/allowlist.ts';
+import { signedWebhookAlertSink } from './webhooks/alert-sink.ts';
+import { Dispatcher } from './webhooks/dispatcher.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { WorkerMonitor } from './worker/monitor.ts';
@@ -107,6 +110,9 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     await seedDefaultTenant(pool, config, db);
     const metrics = createMetrics();
     const alerts = new Alerts(pool, log, metrics.registry);
+    if (config.worker.alertWebhookUrl !== undefined && config.webhooks.alertSecret !== undefined) {
+      alerts.addSink(signedWebhookAlertSink(config.worker.alertWebhookUrl, config.webhooks.alertSecret));
+    }
 
     let url: string | undefined;
     let setDraining = (): void => undefined;
@@ -156,6 +162,20 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         await worker.stop();
       });
       log.info({ owner: worker.owner, concurrency: w.concurrency, types: registry.names() }, 'longhaul worker started');
+    }
+    if (roles.includes('worker')) {
+      const dispatcher = new Dispatcher({
+        pool,
+        databaseUrl: db.url,
+        settings: config.webhooks,
+        allow: new CallbackAllowList(config.callbackAllow),
+        log,
+        registry: metrics.registry,
+        alerts,
+        drainSeconds: config.shutdownTimeoutSeconds,
+      });
+      await dispatcher.start();
+      stops.unshift(() => dispatcher.stop());
     }
     const sweeper = setInterval(() => {
       releaseExpiredKeys(pool).catch((err: unknown) => log.warn({ err }, 'releasing expired idempotency keys failed'));

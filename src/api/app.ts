@@ -9,6 +9,7 @@ import { apiKeyAuth, requestContext } from './middleware.ts';
 import { registerSecuritySchemes } from './openapi.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
+import { registerDeliveryRoutes } from './routes/deliveries.ts';
 import { registerDeadLetterRoutes } from './routes/dead-letters.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
@@ -46,6 +47,7 @@ export function createApp(deps: AppDeps): AppHandle {
   registerHealthRoutes(app, deps, () => draining);
   registerAdminRoutes(app, deps);
   registerJobRoutes(app, deps, allow);
+  registerDeliveryRoutes(app, deps);
   registerDeadLetterRoutes(app, deps);
   registerDocsRoutes(app);
   registerSecuritySchemes(app);

@@ -59,6 +59,7 @@ export function openApiDocument(app: App): Record<string, unknown> {
     servers: [{ url: 'http://localhost:3000', description: 'A local longhaul (npm start)' }],
     tags: [
       { name: 'jobs', description: 'Submit, read, list and cancel jobs' },
+      { name: 'webhooks', description: 'Signed job events: deliveries, dead-letter replay, endpoints, secrets and keys' },
       { name: 'admin', description: 'Operator endpoints (LONGHAUL_ADMIN_TOKEN)' },
       { name: 'operations', description: 'Health, readiness, metrics' },
     ],

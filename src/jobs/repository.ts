@@ -3,6 +3,7 @@ import type { Queryable } from '../db/pool.ts';
 import type { Json } from '../worker/sdk.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
 import { sourcesOf, type JobStatus } from './state.ts';
+import { outboxInsertSql } from '../webhooks/outbox.ts';
 
 /** Channel on which every job event is announced as `jobId:seq` (the payload stays small). */
 export const JOB_EVENTS_CHANNEL = 'longhaul_job_events';
@@ -51,7 +52,8 @@ export async function listJobs(db: Queryable, tenantId: string, f: ListFilter): 
 
 /**
  * Moves a job to `to` if the state machine allows it from its current status, appends a `status`
- * event and announces it, in one statement. Returns the updated row, or undefined if the move was not legal.
+ * event and announces it, in one statement. A terminal status also writes the job's webhook delivery
+ * (the outbox, src/webhooks/outbox.ts) in that statement. Returns the updated row, or undefined if the move was not legal.
  */
 export async function transition(
   db: Queryable,
@@ -73,7 +75,8 @@ export async function transition(
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
        SELECT id, event_seq, 'status', jsonb_build_object('status', status, 'attempts', attempts, 'error', error, 'result', result)
-         FROM u)
+         FROM u),
+     webhooks AS (${outboxInsertSql('u')})
      SELECT ${JOB_COLUMNS}, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text) FROM u`,
     [jobId, to, set.result === undefined ? null : JSON.stringify(set.result), set.error === undefined ? null : JSON.stringify(set.error), terminal, sourcesOf(to)],
   );

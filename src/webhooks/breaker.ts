@@ -1,0 +1,132 @@
+/**
+ * Circuit breaker per endpoint (scheme://host:port). Each dispatcher keeps a window of the latest
+ * outcomes per endpoint; when most of them failed it opens the breaker in the webhook_endpoints table,
+ * where every dispatcher (and the API) sees it. Deliveries to an open endpoint are not claimed, so they
+ * wait without spending attempts. After the cool-down one dispatcher wins the right to send one probe
+ * (half-open, with a lease); a success closes the breaker, a failure opens it for another cool-down.
+ */
+import type { Queryable } from '../db/pool.ts';
+
+export interface BreakerSettings {
+  /** How many of the latest outcomes are looked at. (Default: 20) */
+  window: number;
+  /** Opens when failures/outcomes in the window reach this ratio. (Default: 0.5) */
+  failureRatio: number;
+  /** …and the window holds at least this many outcomes. (Default: 5) */
+  minRequests: number;
+  /** How long an open breaker waits before a probe, in seconds. (Default: 30) */
+  cooldownSeconds: number;
+}
+
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+/** The latest outcomes of one endpoint, as a ring. */
+export class OutcomeWindow {
+  readonly #size: number;
+  readonly #ring: boolean[] = [];
+  #next = 0;
+
+  constructor(size: number) {
+    this.#size = size;
+  }
+
+  record(ok: boolean): void {
+    if (this.#ring.length < this.#size) this.#ring.push(ok);
+    else this.#ring[this.#next] = ok;
+    this.#next = (this.#next + 1) % this.#size;
+  }
+
+  get total(): number {
+    return this.#ring.length;
+  }
+
+  get failures(): number {
+    return this.#ring.filter((ok) => !ok).length;
+  }
+
+  shouldOpen(s: BreakerSettings): boolean {
+    return this.total >= s.minRequests && this.failures / this.total >= s.failureRatio;
+  }
+
+  reset(): void {
+    this.#ring.length = 0;
+    this.#next = 0;
+  }
+}
+
+/**
+ * Opens a closed breaker and moves the endpoint's waiting deliveries past the cool-down (so the claim
+ * query does not keep stepping over them). Returns false when another dispatcher opened it first.
+ */
+export async function openBreaker(db: Queryable, endpoint: string, cooldownSeconds: number, fromStates: BreakerState[] = ['closed']): Promise<boolean> {
+  const { rows } = await db.query<{ opened: number }>(
+    `WITH o AS (
+       INSERT INTO webhook_endpoints (endpoint, state, retry_at, opened_at, updated_at)
+       VALUES ($1, 'open', now() + make_interval(secs => $2), now(), now())
+       ON CONFLICT (endpoint) DO UPDATE SET state = 'open', retry_at = EXCLUDED.retry_at,
+              opened_at = CASE WHEN webhook_endpoints.state = 'closed' THEN now() ELSE webhook_endpoints.opened_at END, updated_at = now()
+        WHERE webhook_endpoints.state = ANY($3::text[])
+       RETURNING retry_at),
+     moved AS (
+       UPDATE webhook_deliveries d SET next_attempt_at = greatest(d.next_attempt_at, o.retry_at)
+         FROM o WHERE d.endpoint = $1 AND d.status = 'PENDING' AND d.claim_token IS NULL)
+     SELECT count(*)::int AS opened FROM o`,
+    [endpoint, cooldownSeconds, fromStates],
+  );
+  return (rows[0]?.opened ?? 0) > 0;
+}
+
+/** Takes the one probe of an open endpoint whose cool-down is over (or whose probe's lease ran out). */
+export async function takeProbe(db: Queryable, endpoint: string, leaseSeconds: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE webhook_endpoints SET state = 'half_open', retry_at = now() + make_interval(secs => $2), updated_at = now()
+      WHERE endpoint = $1 AND state <> 'closed' AND retry_at <= now()`,
+    [endpoint, leaseSeconds],
+  );
+  return rowCount === 1;
+}
+
+export async function closeBreaker(db: Queryable, endpoint: string): Promise<void> {
+  await db.query(
+    `UPDATE webhook_endpoints SET state = 'closed', retry_at = NULL, opened_at = NULL, recent_total = 0, recent_failures = 0, updated_at = now()
+      WHERE endpoint = $1 AND state <> 'closed'`,
+    [endpoint],
+  );
+}
+
+export interface EndpointRow {
+  endpoint: string;
+  state: BreakerState;
+  retry_at: Date | null;
+  opened_at: Date | null;
+  recent_total: number;
+  recent_failures: number;
+  successes: number;
+  failures: number;
+  last_success_at: Date | null;
+  last_failure_at: Date | null;
+  gone_at: Date | null;
+  pending: number;
+}
+
+/** The endpoints a tenant's deliveries go to, with their breaker state and counters. */
+export async function listTenantEndpoints(db: Queryable, tenantId: string): Promise<EndpointRow[]> {
+  const { rows } = await db.query<EndpointRow>(
+    `SELECT t.endpoint, coalesce(e.state, 'closed') AS state, e.retry_at, e.opened_at,
+            coalesce(e.recent_total, 0) AS recent_total, coalesce(e.recent_failures, 0) AS recent_failures,
+            coalesce(e.successes, 0) AS successes, coalesce(e.failures, 0) AS failures,
+            e.last_success_at, e.last_failure_at, e.gone_at, t.pending
+       FROM (SELECT endpoint, count(*) FILTER (WHERE status = 'PENDING')::int AS pending
+               FROM webhook_deliveries WHERE tenant_id = $1 GROUP BY endpoint) t
+       LEFT JOIN webhook_endpoints e ON e.endpoint = t.endpoint
+      ORDER BY t.endpoint`,
+    [tenantId],
+  );
+  return rows;
+}
+
+/** Number of endpoints in each state, for the metrics gauge. */
+export async function endpointStates(db: Queryable): Promise<Array<{ endpoint: string; state: BreakerState }>> {
+  const { rows } = await db.query<{ endpoint: string; state: BreakerState }>('SELECT endpoint, state FROM webhook_endpoints ORDER BY endpoint');
+  return rows;
+}

@@ -1,0 +1,394 @@
+/**
+ * The webhook dispatcher: claims due deliveries from the outbox table, signs and sends them
+ * concurrently (bounded overall and per endpoint), records each attempt, retries on a schedule,
+ * holds deliveries to endpoints whose circuit breaker is open, and parks exhausted ones as DEAD.
+ *
+ * Why an own table and not pg-boss: the delivery row must be written by the very SQL statement that
+ * makes the job terminal (a CTE of `transition()`), which pg-boss's API cannot join; deliveries to an
+ * open endpoint must wait without spending attempts, and the per-endpoint concurrency limit must be
+ * applied when claiming (pg-boss counts retries and groups per queue, not per URL); the API needs the
+ * attempt log, per-tenant dead-letter listings and replays with the same webhook-id, which would all
+ * have to be mirrored outside pg-boss anyway. Claiming is `FOR UPDATE SKIP LOCKED` with a lease, so
+ * dispatchers in several processes share the work and a killed one's deliveries are retried.
+ *
+ * Wake-up: LISTEN on a dedicated connection (the outbox notifies on commit), with polling as fallback
+ * and a timer for the next scheduled retry.
+ */
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import type { Config } from '../config.ts';
+import type { Pool } from '../db/pool.ts';
+import type { Alerts } from '../observability/alerts.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Registry } from '../observability/metrics.ts';
+import type { CallbackAllowList } from './allowlist.ts';
+import { closeBreaker, OutcomeWindow, openBreaker, takeProbe } from './breaker.ts';
+import { webhookMetrics, type WebhookMetrics } from './metrics.ts';
+import { WEBHOOKS_CHANNEL } from './outbox.ts';
+import { nextDelaySeconds } from './schedule.ts';
+import { WebhookSender, type AttemptResult } from './send.ts';
+import { privateKeyOf, webhookHeaders, type Signer } from './sign.ts';
+import { claimDeliveries, recordAttempts, releaseDeliveries, secondsUntilNextDue, type AttemptRecord, type ClaimedDelivery } from './store.ts';
+
+/** Most deliveries claimed by one statement. */
+const MAX_CLAIM_BATCH = 256;
+/** Most attempts recorded by one statement. */
+const MAX_RECORD_BATCH = 512;
+/** Shortest wait before claiming again when the last claim found nothing (rows may be due but held). */
+const IDLE_FLOOR_SECONDS = 0.05;
+/** Wait before retrying a failed claim, record or LISTEN connection. */
+const RETRY_MS = 1_000;
+
+export interface DispatcherOptions {
+  pool: Pool;
+  /** Database URL for the dedicated LISTEN connection. */
+  databaseUrl: string;
+  settings: Config['webhooks'];
+  allow: CallbackAllowList;
+  log: Logger;
+  registry: Registry;
+  /** Where a delivery going DEAD raises an alert (cleared when a replay succeeds). */
+  alerts?: Alerts | undefined;
+  /** How long stop() lets in-flight attempts finish, in seconds. (Default: 30) */
+  drainSeconds?: number;
+}
+
+interface Recorded extends AttemptRecord {
+  webhookId: string;
+  jobId: string;
+  tenantId: string;
+  url: string;
+  attempt: number;
+  replayed: boolean;
+}
+
+function signerOf(row: ClaimedDelivery): Signer | undefined {
+  if (row.scheme === 'v1a' && row.key_pems.length > 0) {
+    return { scheme: 'v1a', keys: row.key_pems.map((pem, i) => privateKeyOf(row.key_ids[i] ?? String(i), pem)) };
+  }
+  if (row.secrets.length > 0) return { scheme: 'v1', secrets: row.secrets };
+  return undefined;
+}
+
+export class Dispatcher {
+  readonly #o: DispatcherOptions;
+  readonly #s: Config['webhooks'];
+  readonly #sender: WebhookSender;
+  readonly #metrics: WebhookMetrics;
+  readonly #windows = new Map<string, OutcomeWindow>();
+  /** In-flight deliveries: id → claim token. */
+  readonly #inflight = new Map<string, string>();
+  readonly #perEndpoint = new Map<string, number>();
+  #results: Recorded[] = [];
+  #flushing: Promise<void> | undefined;
+  #claiming = false;
+  #again = false;
+  #stopping = false;
+  /** Set when stopping gave up waiting: results of attempts still running are dropped. */
+  #abandoned = false;
+  #timer: NodeJS.Timeout | undefined;
+  #poller: NodeJS.Timeout | undefined;
+  #listener: pg.Client | undefined;
+  #reconnect: NodeJS.Timeout | undefined;
+  #idleWaiters: Array<() => void> = [];
+
+  constructor(opts: DispatcherOptions) {
+    this.#o = opts;
+    this.#s = opts.settings;
+    this.#sender = new WebhookSender({
+      allow: opts.allow,
+      timeoutSeconds: opts.settings.timeoutSeconds,
+      connectTimeoutSeconds: opts.settings.connectTimeoutSeconds,
+      connectionsPerEndpoint: opts.settings.endpointConcurrency,
+    });
+    this.#metrics = webhookMetrics(opts.registry);
+  }
+
+  async start(): Promise<void> {
+    await this.#listen().catch((err: unknown) => {
+      this.#o.log.warn({ err }, 'webhook dispatcher: LISTEN failed; polling until it reconnects');
+      this.#scheduleReconnect();
+    });
+    this.#poller = setInterval(() => this.wake(), this.#s.pollSeconds * 1000);
+    this.#poller.unref();
+    this.wake();
+  }
+
+  /** Claims due deliveries now (called on NOTIFY, by the poller and when a slot frees up). */
+  wake(): void {
+    if (this.#stopping) return;
+    void this.#pump();
+  }
+
+  /** Number of attempts in flight. */
+  get inFlight(): number {
+    return this.#inflight.size;
+  }
+
+  /**
+   * Stops claiming, lets in-flight attempts finish (up to the drain time), records their results and
+   * closes connections. Attempts still running after that are abandoned and their claims released, so
+   * another dispatcher retries them without spending an attempt.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    clearTimeout(this.#timer);
+    clearInterval(this.#poller);
+    clearTimeout(this.#reconnect);
+    const listener = this.#listener;
+    this.#listener = undefined;
+    await listener?.end().catch(() => undefined);
+    if (this.#inflight.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const drained = new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, (this.#o.drainSeconds ?? 30) * 1000)));
+      await Promise.race([drained, timeout]);
+      clearTimeout(timer);
+    }
+    if (this.#inflight.size > 0) {
+      this.#abandoned = true;
+      const byToken = new Map<string, string[]>();
+      for (const [id, token] of this.#inflight) byToken.set(token, [...(byToken.get(token) ?? []), id]);
+      for (const [token, ids] of byToken) await releaseDeliveries(this.#o.pool, ids, token).catch(() => undefined);
+      await this.#sender.destroy().catch(() => undefined);
+    }
+    await this.#flushing;
+    await this.#flush();
+    await this.#sender.close().catch(() => undefined);
+  }
+
+  async #listen(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.#o.databaseUrl, application_name: 'longhaul-webhooks' });
+    const lost = (err?: unknown) => {
+      if (this.#listener !== client) return;
+      this.#listener = undefined;
+      client.end().catch(() => undefined);
+      if (this.#stopping) return;
+      this.#o.log.warn({ err }, 'webhook dispatcher: LISTEN connection lost; reconnecting');
+      this.#scheduleReconnect();
+    };
+    client.on('error', lost);
+    client.on('end', () => lost());
+    client.on('notification', () => this.wake());
+    await client.connect();
+    await client.query(`LISTEN ${WEBHOOKS_CHANNEL}`);
+    if (this.#stopping) {
+      await client.end();
+      return;
+    }
+    this.#listener = client;
+    // Anything committed before LISTEN took effect is found by this claim.
+    this.wake();
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#stopping) return;
+    clearTimeout(this.#reconnect);
+    this.#reconnect = setTimeout(() => {
+      this.#listen().catch(() => this.#scheduleReconnect());
+    }, RETRY_MS);
+    this.#reconnect.unref();
+  }
+
+  #armTimer(seconds: number): void {
+    if (this.#stopping) return;
+    clearTimeout(this.#timer);
+    const s = Math.min(Math.max(seconds, 0), this.#s.pollSeconds);
+    this.#timer = setTimeout(() => this.wake(), s * 1000);
+    this.#timer.unref();
+  }
+
+  async #pump(): Promise<void> {
+    if (this.#claiming) {
+      this.#again = true;
+      return;
+    }
+    this.#claiming = true;
+    try {
+      let lastClaimed = 0;
+      let wanted = 0;
+      do {
+        this.#again = false;
+        wanted = Math.min(this.#s.concurrency - this.#inflight.size, MAX_CLAIM_BATCH);
+        if (wanted <= 0 || this.#stopping) return;
+        const token = randomUUID();
+        const busy = new Map<string, number>();
+        for (const [endpoint, n] of this.#perEndpoint) busy.set(endpoint, Math.max(0, this.#s.endpointConcurrency - n));
+        const rows = await claimDeliveries(this.#o.pool, { token, limit: wanted, perEndpoint: this.#s.endpointConcurrency, busy, leaseSeconds: this.#s.leaseSeconds });
+        lastClaimed = rows.length;
+        await this.#startAll(rows, token);
+        if (rows.length >= wanted) this.#again = true;
+      } while (this.#again && !this.#stopping);
+      if (lastClaimed < wanted) {
+        const due = await secondsUntilNextDue(this.#o.pool);
+        if (due !== undefined) this.#armTimer(Math.max(due, lastClaimed === 0 ? IDLE_FLOOR_SECONDS : 0));
+      }
+    } catch (err) {
+      if (!this.#stopping) this.#o.log.warn({ err }, 'webhook dispatcher: claiming deliveries failed');
+      this.#armTimer(RETRY_MS / 1000);
+    } finally {
+      this.#claiming = false;
+    }
+  }
+
+  /** Starts the claimed deliveries; an endpoint whose breaker is not closed gets one probe, the rest go back. */
+  async #startAll(rows: ClaimedDelivery[], token: string): Promise<void> {
+    const probing = new Map<string, ClaimedDelivery[]>();
+    for (const row of rows) {
+      if (row.endpoint_state === null || row.endpoint_state === 'closed') this.#begin(row, token, false);
+      else probing.set(row.endpoint, [...(probing.get(row.endpoint) ?? []), row]);
+    }
+    for (const [endpoint, group] of probing) {
+      const won = await takeProbe(this.#o.pool, endpoint, this.#s.leaseSeconds);
+      const [probe, ...rest] = group;
+      if (won && probe !== undefined) {
+        this.#o.log.info({ endpoint }, 'webhook circuit breaker half-open: sending one probe');
+        this.#begin(probe, token, true);
+        await releaseDeliveries(this.#o.pool, rest.map((r) => r.id), token);
+      } else {
+        await releaseDeliveries(this.#o.pool, group.map((r) => r.id), token);
+      }
+    }
+  }
+
+  #begin(row: ClaimedDelivery, token: string, probe: boolean): void {
+    this.#inflight.set(row.id, token);
+    this.#perEndpoint.set(row.endpoint, (this.#perEndpoint.get(row.endpoint) ?? 0) + 1);
+    this.#attempt(row, token, probe)
+      .catch((err: unknown) => this.#o.log.error({ err, delivery: row.id }, 'webhook dispatcher: attempt failed unexpectedly'))
+      .finally(() => {
+        this.#inflight.delete(row.id);
+        const left = (this.#perEndpoint.get(row.endpoint) ?? 1) - 1;
+        if (left <= 0) this.#perEndpoint.delete(row.endpoint);
+        else this.#perEndpoint.set(row.endpoint, left);
+        if (this.#inflight.size === 0) for (const w of this.#idleWaiters.splice(0)) w();
+        this.wake();
+      });
+  }
+
+  async #attempt(row: ClaimedDelivery, token: string, probe: boolean): Promise<void> {
+    const startedAt = new Date();
+    if (row.attempts_made === 0 && !row.replayed) this.#metrics.firstAttemptLag.observe(Math.max(0, startedAt.getTime() - row.created_at.getTime()) / 1000);
+    const signer = signerOf(row);
+    const result: AttemptResult =
+      signer === undefined
+        ? { kind: 'failed', statusCode: null, error: 'the tenant has no active webhook secret or signing key', response: null, durationMs: 0, retryAfterSeconds: undefined }
+        : await this.#sender.send(row.url, webhookHeaders(signer, row.webhook_id, Math.floor(Date.now() / 1000), row.payload), row.payload);
+    if (this.#abandoned) return;
+    const attempt = row.attempts_made + 1;
+    const ok = result.kind === 'success';
+    let status: AttemptRecord['status'] = 'SUCCEEDED';
+    let delaySeconds = 0;
+    if (result.kind === 'gone' || result.kind === 'refused') status = 'DEAD';
+    else if (!ok) {
+      const delay = nextDelaySeconds(this.#s, { attempt, throttled: result.kind === 'throttled', retryAfterSeconds: result.retryAfterSeconds });
+      if (delay === undefined) status = 'DEAD';
+      else {
+        status = 'PENDING';
+        delaySeconds = delay;
+      }
+    }
+    this.#metrics.attempts.inc({ outcome: result.kind });
+    this.#metrics.attemptDuration.observe(result.durationMs / 1000);
+    const counts = result.kind !== 'refused';
+    if (counts) await this.#breaker(row.endpoint, ok, probe);
+    this.#results.push({
+      id: row.id,
+      token,
+      endpoint: row.endpoint,
+      status,
+      delaySeconds,
+      startedAt,
+      durationMs: result.durationMs,
+      statusCode: result.statusCode,
+      error: result.error,
+      response: result.response,
+      countsForEndpoint: counts,
+      ok,
+      gone: result.kind === 'gone',
+      webhookId: row.webhook_id,
+      jobId: row.job_id,
+      tenantId: row.tenant_id,
+      url: row.url,
+      attempt,
+      replayed: row.replayed,
+    });
+    this.#kickFlush();
+  }
+
+  #kickFlush(): void {
+    if (this.#flushing !== undefined) return;
+    this.#flushing = this.#flush().finally(() => {
+      this.#flushing = undefined;
+      if (this.#results.length > 0) this.#kickFlush();
+    });
+  }
+
+  async #breaker(endpoint: string, ok: boolean, probe: boolean): Promise<void> {
+    let window = this.#windows.get(endpoint);
+    if (window === undefined) this.#windows.set(endpoint, (window = new OutcomeWindow(this.#s.breaker.window)));
+    window.record(ok);
+    const pool = this.#o.pool;
+    try {
+      if (probe && ok) {
+        await closeBreaker(pool, endpoint);
+        window.reset();
+        this.#o.log.info({ endpoint }, 'webhook circuit breaker closed: the probe succeeded');
+      } else if (probe) {
+        await openBreaker(pool, endpoint, this.#s.breaker.cooldownSeconds, ['half_open', 'open']);
+        this.#o.log.warn({ endpoint }, 'webhook circuit breaker stays open: the probe failed');
+      } else if (!ok && window.shouldOpen(this.#s.breaker)) {
+        const counts = { total: window.total, failures: window.failures };
+        window.reset();
+        if (await openBreaker(pool, endpoint, this.#s.breaker.cooldownSeconds)) {
+          this.#o.log.warn({ endpoint, ...counts, cooldown_seconds: this.#s.breaker.cooldownSeconds }, 'webhook circuit breaker opened');
+        }
+      }
+    } catch (err) {
+      this.#o.log.warn({ err, endpoint }, 'webhook dispatcher: updating the circuit breaker failed');
+    }
+  }
+
+  /** Records results in batches until none are left (group commit: results that arrive meanwhile go in the next batch). */
+  async #flush(): Promise<void> {
+    while (this.#results.length > 0) {
+      const batch = this.#results.splice(0, MAX_RECORD_BATCH);
+      const windows = new Map<string, { total: number; failures: number }>();
+      for (const r of batch) {
+        const w = this.#windows.get(r.endpoint);
+        if (w !== undefined) windows.set(r.endpoint, { total: w.total, failures: w.failures });
+      }
+      let recorded: Set<string>;
+      try {
+        recorded = await recordAttempts(this.#o.pool, batch, windows);
+      } catch (err) {
+        if (this.#stopping) {
+          this.#o.log.error({ err, n: batch.length }, 'webhook dispatcher: could not record attempts while stopping; their leases will expire and they are retried');
+          return;
+        }
+        this.#o.log.warn({ err }, 'webhook dispatcher: recording attempts failed; retrying');
+        this.#results.unshift(...batch);
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+        continue;
+      }
+      for (const r of batch) {
+        if (!recorded.has(r.id)) continue;
+        if (r.status === 'DEAD') await this.#dead(r);
+        else if (r.status === 'SUCCEEDED' && r.replayed) await this.#o.alerts?.clear(`delivery-dead:${r.id}`).catch(() => undefined);
+      }
+    }
+  }
+
+  async #dead(r: Recorded): Promise<void> {
+    this.#metrics.dead.inc();
+    this.#o.log.warn({ delivery: r.id, webhook_id: r.webhookId, job_id: r.jobId, endpoint: r.endpoint, attempts: r.attempt, error: r.error }, 'webhook delivery DEAD');
+    await this.#o.alerts
+      ?.raise(`delivery-dead:${r.id}`, {
+        kind: 'delivery-dead',
+        message: `webhook delivery ${r.webhookId} of job ${r.jobId} to ${r.endpoint} is DEAD after ${r.attempt} attempt(s): ${r.error ?? 'failed'}`,
+        details: { delivery_id: r.id, webhook_id: r.webhookId, job_id: r.jobId, tenant_id: r.tenantId, endpoint: r.endpoint, attempts: r.attempt, error: r.error, status_code: r.statusCode },
+      })
+      .catch((err: unknown) => this.#o.log.warn({ err }, 'webhook dispatcher: raising the dead-delivery alert failed'));
+  }
+}

@@ -1,0 +1,284 @@
+/** SQL of the webhook_deliveries and webhook_attempts tables: claiming, recording, listing, replaying. */
+import type { Queryable } from '../db/pool.ts';
+import type { BreakerState } from './breaker.ts';
+import { WEBHOOKS_CHANNEL } from './outbox.ts';
+
+export type DeliveryStatus = 'PENDING' | 'SUCCEEDED' | 'DEAD';
+
+/** A claimed delivery with what is needed to sign it (read in the claiming statement, so always current). */
+export interface ClaimedDelivery {
+  id: string;
+  webhook_id: string;
+  tenant_id: string;
+  url: string;
+  endpoint: string;
+  payload: string;
+  job_id: string;
+  /** Attempts made since the delivery was created or last replayed. */
+  attempts_made: number;
+  /** The delivery was replayed from the dead-letter queue. */
+  replayed: boolean;
+  created_at: Date;
+  endpoint_state: BreakerState | null;
+  scheme: 'v1' | 'v1a';
+  secrets: string[];
+  key_ids: string[];
+  key_pems: string[];
+}
+
+/**
+ * Claims up to `limit` due deliveries for `token`, at most `free` per endpoint (`busy` lists the
+ * endpoints with deliveries in flight here and how many more each may take; others take `perEndpoint`).
+ * Endpoints whose breaker is open (or probing) are skipped. A claimed row's next_attempt_at becomes the
+ * end of the lease: when the dispatcher dies, the row is due again then.
+ */
+export async function claimDeliveries(
+  db: Queryable,
+  opts: { token: string; limit: number; perEndpoint: number; busy: Map<string, number>; leaseSeconds: number },
+): Promise<ClaimedDelivery[]> {
+  // Look at more candidates than wanted so that rows of saturated endpoints do not hide the others.
+  const scan = Math.min(opts.limit * 4 + 16, 5_000);
+  const { rows } = await db.query<ClaimedDelivery>(
+    `WITH busy AS (SELECT * FROM unnest($1::text[], $2::int[]) AS b(endpoint, free)),
+     cand AS (
+       SELECT d.id, d.endpoint, d.next_attempt_at FROM webhook_deliveries d
+        WHERE d.status = 'PENDING' AND d.next_attempt_at <= now()
+          AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e
+                           WHERE e.endpoint = d.endpoint AND e.state <> 'closed' AND e.retry_at > now())
+        ORDER BY d.next_attempt_at
+        LIMIT $3
+        FOR UPDATE OF d SKIP LOCKED),
+     ranked AS (
+       SELECT c.id, c.next_attempt_at, coalesce(b.free, $4) AS free,
+              row_number() OVER (PARTITION BY c.endpoint ORDER BY c.next_attempt_at, c.id) AS rn
+         FROM cand c LEFT JOIN busy b ON b.endpoint = c.endpoint),
+     picked AS (SELECT id FROM ranked WHERE rn <= free ORDER BY next_attempt_at LIMIT $5)
+     UPDATE webhook_deliveries d
+        SET claim_token = $6, next_attempt_at = now() + make_interval(secs => $7), updated_at = now()
+       FROM picked p
+      WHERE d.id = p.id
+     RETURNING d.id, d.webhook_id, d.tenant_id, d.job_id, d.url, d.endpoint, d.payload, d.attempts - d.replay_base AS attempts_made,
+       d.replay_base > 0 AS replayed, d.created_at,
+       (SELECT e.state FROM webhook_endpoints e WHERE e.endpoint = d.endpoint) AS endpoint_state,
+       coalesce((SELECT s.scheme FROM webhook_settings s WHERE s.tenant_id = d.tenant_id), 'v1') AS scheme,
+       ARRAY(SELECT w.secret FROM webhook_secrets w WHERE w.tenant_id = d.tenant_id AND (w.expires_at IS NULL OR w.expires_at > now())
+              ORDER BY w.created_at DESC) AS secrets,
+       ARRAY(SELECT k.kid FROM webhook_signing_keys k WHERE k.tenant_id = d.tenant_id AND (k.expires_at IS NULL OR k.expires_at > now())
+              ORDER BY k.created_at DESC) AS key_ids,
+       ARRAY(SELECT k.private_pem FROM webhook_signing_keys k WHERE k.tenant_id = d.tenant_id AND (k.expires_at IS NULL OR k.expires_at > now())
+              ORDER BY k.created_at DESC) AS key_pems`,
+    [[...opts.busy.keys()], [...opts.busy.values()], scan, opts.perEndpoint, opts.limit, opts.token, opts.leaseSeconds],
+  );
+  return rows;
+}
+
+/** Gives claimed deliveries back unattempted (due now, nothing spent), e.g. those behind a probe. */
+export async function releaseDeliveries(db: Queryable, ids: string[], token: string): Promise<void> {
+  if (ids.length === 0) return;
+  await db.query(
+    `UPDATE webhook_deliveries SET claim_token = NULL, next_attempt_at = now(), updated_at = now()
+      WHERE id = ANY($1::uuid[]) AND claim_token = $2`,
+    [ids, token],
+  );
+}
+
+/** The outcome of one attempt, as recorded. */
+export interface AttemptRecord {
+  id: string;
+  token: string;
+  endpoint: string;
+  /** What the delivery becomes. */
+  status: DeliveryStatus;
+  /** Seconds until the next attempt, when status is PENDING. */
+  delaySeconds: number;
+  startedAt: Date;
+  durationMs: number;
+  statusCode: number | null;
+  error: string | null;
+  response: string | null;
+  /** Counts in the endpoint's statistics (refusals by our own SSRF guard do not). */
+  countsForEndpoint: boolean;
+  ok: boolean;
+  gone: boolean;
+}
+
+/**
+ * Records a batch of attempts in one statement: each delivery's new status, its attempt log row and the
+ * endpoints' counters. A row whose claim was lost (its lease ran out and another dispatcher took it) is
+ * not touched. Returns the ids that were recorded.
+ */
+export async function recordAttempts(db: Queryable, batch: AttemptRecord[], windows: Map<string, { total: number; failures: number }>): Promise<Set<string>> {
+  const endpoints = new Map<string, { ok: number; failed: number; gone: boolean; lastOk: boolean | undefined }>();
+  for (const r of batch) {
+    if (!r.countsForEndpoint) continue;
+    const e = endpoints.get(r.endpoint) ?? { ok: 0, failed: 0, gone: false, lastOk: undefined };
+    if (r.ok) e.ok++;
+    else e.failed++;
+    e.gone ||= r.gone;
+    endpoints.set(r.endpoint, e);
+  }
+  const eps = [...endpoints.keys()];
+  const { rows } = await db.query<{ id: string }>(
+    `WITH r AS (
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::timestamptz[], $6::int[], $7::int[], $8::text[], $9::text[])
+         AS r(id, token, status, delay_s, started_at, duration_ms, status_code, error, response)),
+     upd AS (
+       UPDATE webhook_deliveries d
+          SET attempts = d.attempts + 1, status = r.status, claim_token = NULL,
+              next_attempt_at = CASE WHEN r.status = 'PENDING' THEN now() + make_interval(secs => r.delay_s) ELSE now() END,
+              last_status_code = r.status_code, last_error = r.error, updated_at = now(),
+              delivered_at = CASE WHEN r.status = 'SUCCEEDED' THEN now() ELSE d.delivered_at END,
+              dead_at = CASE WHEN r.status = 'DEAD' THEN now() END
+         FROM r
+        WHERE d.id = r.id AND d.claim_token = r.token
+       RETURNING d.id, d.attempts),
+     ep AS (
+       INSERT INTO webhook_endpoints AS e (endpoint, successes, failures, last_success_at, last_failure_at, gone_at, recent_total, recent_failures, updated_at)
+       SELECT x.endpoint, x.ok, x.failed, CASE WHEN x.ok > 0 THEN now() END, CASE WHEN x.failed > 0 THEN now() END,
+              CASE WHEN x.gone THEN now() END, x.recent_total, x.recent_failures, now()
+         FROM unnest($10::text[], $11::int[], $12::int[], $13::bool[], $14::int[], $15::int[])
+           AS x(endpoint, ok, failed, gone, recent_total, recent_failures)
+       ON CONFLICT (endpoint) DO UPDATE SET
+              successes = e.successes + EXCLUDED.successes, failures = e.failures + EXCLUDED.failures,
+              last_success_at = coalesce(EXCLUDED.last_success_at, e.last_success_at),
+              last_failure_at = coalesce(EXCLUDED.last_failure_at, e.last_failure_at),
+              gone_at = coalesce(EXCLUDED.gone_at, e.gone_at),
+              recent_total = EXCLUDED.recent_total, recent_failures = EXCLUDED.recent_failures, updated_at = now())
+     INSERT INTO webhook_attempts (delivery_id, n, started_at, duration_ms, status_code, error, response)
+     SELECT upd.id, upd.attempts, r.started_at, r.duration_ms, r.status_code, r.error, r.response
+       FROM upd JOIN r ON r.id = upd.id
+     RETURNING delivery_id AS id`,
+    [
+      batch.map((r) => r.id),
+      batch.map((r) => r.token),
+      batch.map((r) => r.status),
+      batch.map((r) => r.delaySeconds),
+      batch.map((r) => r.startedAt),
+      batch.map((r) => r.durationMs),
+      batch.map((r) => r.statusCode),
+      batch.map((r) => r.error),
+      batch.map((r) => r.response),
+      eps,
+      eps.map((e) => endpoints.get(e)?.ok ?? 0),
+      eps.map((e) => endpoints.get(e)?.failed ?? 0),
+      eps.map((e) => endpoints.get(e)?.gone ?? false),
+      eps.map((e) => windows.get(e)?.total ?? 0),
+      eps.map((e) => windows.get(e)?.failures ?? 0),
+    ],
+  );
+  return new Set(rows.map((r) => r.id));
+}
+
+/** Seconds until the earliest PENDING delivery is due (negative when overdue), or undefined when none waits. */
+export async function secondsUntilNextDue(db: Queryable): Promise<number | undefined> {
+  const { rows } = await db.query<{ s: number | null }>(
+    `SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 AS s FROM webhook_deliveries WHERE status = 'PENDING'`,
+  );
+  return rows[0]?.s ?? undefined;
+}
+
+export interface DeliveryRow {
+  id: string;
+  webhook_id: string;
+  job_id: string;
+  event_type: string;
+  url: string;
+  endpoint: string;
+  status: DeliveryStatus;
+  attempts: number;
+  next_attempt_at: Date;
+  last_status_code: number | null;
+  last_error: string | null;
+  created_at: Date;
+  updated_at: Date;
+  delivered_at: Date | null;
+  dead_at: Date | null;
+}
+
+export interface AttemptRow {
+  delivery_id: string;
+  n: number;
+  started_at: Date;
+  duration_ms: number;
+  status_code: number | null;
+  error: string | null;
+  response: string | null;
+}
+
+const DELIVERY_COLUMNS = `id, webhook_id, job_id, event_type, url, endpoint, status, attempts, next_attempt_at, last_status_code,
+  last_error, created_at, updated_at, delivered_at, dead_at`;
+
+export async function attemptsOf(db: Queryable, deliveryIds: string[]): Promise<Map<string, AttemptRow[]>> {
+  const out = new Map<string, AttemptRow[]>();
+  if (deliveryIds.length === 0) return out;
+  const { rows } = await db.query<AttemptRow>(
+    `SELECT delivery_id, n, started_at, duration_ms, status_code, error, response FROM webhook_attempts
+      WHERE delivery_id = ANY($1::uuid[]) ORDER BY delivery_id, n`,
+    [deliveryIds],
+  );
+  for (const r of rows) out.set(r.delivery_id, [...(out.get(r.delivery_id) ?? []), r]);
+  return out;
+}
+
+export async function deliveriesOfJob(db: Queryable, tenantId: string, jobId: string): Promise<DeliveryRow[]> {
+  const { rows } = await db.query<DeliveryRow>(
+    `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE job_id = $1 AND tenant_id = $2 ORDER BY created_at, id`,
+    [jobId, tenantId],
+  );
+  return rows;
+}
+
+export async function getDelivery(db: Queryable, tenantId: string, id: string): Promise<DeliveryRow | undefined> {
+  const { rows } = await db.query<DeliveryRow>(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND tenant_id = $2`, [id, tenantId]);
+  return rows[0];
+}
+
+export interface DeliveryFilter {
+  status?: DeliveryStatus | undefined;
+  /** Inclusive lower bound on created_at (when the event happened). */
+  since?: Date | undefined;
+  /** Exclusive upper bound on created_at. */
+  until?: Date | undefined;
+  limit: number;
+  /** Exclusive keyset position: (created_at, id) of the last row of the previous page. */
+  after?: { createdAt: string; id: string } | undefined;
+}
+
+/** Newest first, keyset-paginated on (created_at, id). */
+export async function listDeliveries(db: Queryable, tenantId: string, f: DeliveryFilter): Promise<{ rows: DeliveryRow[]; next: { createdAt: string; id: string } | null }> {
+  const { rows } = await db.query<DeliveryRow & { created_key: string }>(
+    `SELECT ${DELIVERY_COLUMNS}, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key
+       FROM webhook_deliveries
+      WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+        AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::timestamptz IS NULL OR created_at < $4)
+        AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::uuid))
+      ORDER BY created_at DESC, id DESC
+      LIMIT $7`,
+    [tenantId, f.status ?? null, f.since ?? null, f.until ?? null, f.after?.createdAt ?? null, f.after?.id ?? null, f.limit + 1],
+  );
+  const more = rows.length > f.limit;
+  const page = more ? rows.slice(0, f.limit) : rows;
+  const last = page.at(-1);
+  return {
+    rows: page.map(({ created_key: _k, ...r }) => r),
+    next: more && last !== undefined ? { createdAt: last.created_key, id: last.id } : null,
+  };
+}
+
+/**
+ * Puts finished deliveries back in the queue, due now, with the same webhook-id and a fresh retry
+ * schedule (their attempt log is kept). `ids` limits it to those; otherwise every DEAD one in the range.
+ */
+export async function redeliver(db: Queryable, tenantId: string, sel: { ids: string[] } | { since?: Date | undefined; until?: Date | undefined }): Promise<string[]> {
+  const byId = 'ids' in sel;
+  const { rows } = await db.query<{ id: string }>(
+    `UPDATE webhook_deliveries
+        SET status = 'PENDING', replay_base = attempts, next_attempt_at = now(), claim_token = NULL, dead_at = NULL, updated_at = now()
+      WHERE tenant_id = $1
+        AND CASE WHEN $2 THEN id = ANY($3::uuid[]) AND status <> 'PENDING'
+                 ELSE status = 'DEAD' AND ($4::timestamptz IS NULL OR created_at >= $4) AND ($5::timestamptz IS NULL OR created_at < $5) END
+     RETURNING id, pg_notify('${WEBHOOKS_CHANNEL}', '')`,
+    [tenantId, byId, byId ? sel.ids : [], byId ? null : (sel.since ?? null), byId ? null : (sel.until ?? null)],
+  );
+  return rows.map((r) => r.id);
+}
