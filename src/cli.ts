@@ -1,12 +1,13 @@
 /**
  * The `longhaul` command: `longhaul [start]` (all roles), `longhaul api`, `longhaul worker`,
- * `longhaul migrate`, `longhaul tenants create NAME [--json]`.
+ * `longhaul migrate`, `longhaul tenants create NAME [--json]`, `longhaul demo seed --rows N`.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { openDatabase } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { createPool } from './db/pool.ts';
+import { seedDemoOrders } from './job-types/report/seed.ts';
 import { createLogger } from './observability/logger.ts';
 import { startService, type Role } from './service.ts';
 import { createTenant, listTenants, TenantExistsError } from './tenants/repository.ts';
@@ -18,6 +19,7 @@ const USAGE = `usage: longhaul <command>
   migrate                    apply database migrations and exit
   tenants create NAME [--json]   create a tenant and print its API key and webhook secret
   tenants list [--json]      list tenants
+  demo seed --rows N         (re)create the demo table demo_orders with N rows, for the report job
 `;
 
 function config(): Config {
@@ -87,6 +89,16 @@ async function withDatabase<T>(fn: (pool: ReturnType<typeof createPool>) => Prom
   }
 }
 
+/** A pool on another database (the report database), for the time of `fn`. */
+async function withPool<T>(url: string, fn: (pool: ReturnType<typeof createPool>) => Promise<T>): Promise<T> {
+  const pool = createPool(url, 2, 'longhaul-cli');
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
 export async function cli(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
@@ -111,6 +123,20 @@ export async function cli(argv: string[]): Promise<number> {
       await withDatabase(async () => undefined);
       process.stdout.write('migrations applied\n');
       return 0;
+    case 'demo':
+      if (sub === 'seed') {
+        const rows = Number(values.rows ?? '1000000');
+        if (!Number.isSafeInteger(rows) || rows < 0) {
+          process.stderr.write('longhaul: --rows must be a whole number\n');
+          return 2;
+        }
+        const reportUrl = config().report.databaseUrl;
+        const seed = async (pool: ReturnType<typeof createPool>) => seedDemoOrders(pool, rows);
+        const ms = reportUrl === undefined ? await withDatabase(seed) : await withPool(reportUrl, seed);
+        process.stdout.write(`demo_orders: ${rows} rows in ${(ms / 1000).toFixed(1)} s\n`);
+        return 0;
+      }
+      break;
     case 'tenants':
       if (sub === 'create' && arg !== undefined) {
         try {

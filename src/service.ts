@@ -11,6 +11,7 @@ import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { createPool, type Pool } from './db/pool.ts';
+import { createReportJobType } from './job-types/report/report.ts';
 import { synthetic } from './job-types/synthetic.ts';
 import { ensureQueues } from './jobs/queues.ts';
 import { JobTypeRegistry, loadJobTypeModule } from './jobs/registry.ts';
@@ -23,6 +24,8 @@ import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { WorkerMonitor } from './worker/monitor.ts';
 import { WorkerRuntime } from './worker/runtime.ts';
+import { startArtifactSweeper } from './storage/retention.ts';
+import { createStorage, type Storage } from './storage/storage.ts';
 import { countTenants, createTenant } from './tenants/repository.ts';
 
 export type Role = 'api' | 'worker';
@@ -52,8 +55,13 @@ export interface Service {
 /** How often expired Idempotency-Keys are released. */
 const KEY_SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 
-export async function builtInJobTypes(config: Config): Promise<JobTypeRegistry> {
-  const registry = new JobTypeRegistry([synthetic]);
+/** How often expired artifacts are deleted. */
+const ARTIFACT_SWEEP_INTERVAL_MS = 10 * 60 * 1000;
+
+/** The built-in job types (synthetic, report) and those of LONGHAUL_JOB_TYPES. */
+export async function builtInJobTypes(config: Config, deps: { pool?: Pool; storage?: Storage } = {}): Promise<JobTypeRegistry> {
+  const report = createReportJobType({ config, storage: deps.storage ?? createStorage(config), pool: deps.pool });
+  const registry = new JobTypeRegistry([synthetic, report]);
   for (const spec of config.jobTypeModules) for (const t of await loadJobTypeModule(spec)) registry.register(t);
   return registry;
 }
@@ -106,7 +114,8 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
           EXECUTE format('ANALYZE %I.%I', t.schemaname, t.tablename);
         END LOOP; END $$`);
     }
-    const registry = await builtInJobTypes(config);
+    const storage = createStorage(config);
+    const registry = await builtInJobTypes(config, { pool, storage });
     await seedDefaultTenant(pool, config, db);
     const metrics = createMetrics();
     const alerts = new Alerts(pool, log, metrics.registry);
@@ -118,7 +127,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     let setDraining = (): void => undefined;
     if (roles.includes('api')) {
       const submitter = new JobSubmitter(pool, boss, { idempotencyTtlSeconds: config.idempotencyTtlSeconds });
-      const handle = createApp({ config, pool, boss, log, metrics, registry, submitter });
+      const handle = createApp({ config, pool, boss, log, metrics, registry, submitter, storage });
       setDraining = handle.setDraining;
       const server = await new Promise<ServerType>((resolve) => {
         const s = serve({ fetch: (req, env) => handle.app.fetch(req, env), port: config.port, hostname: config.host }, () => resolve(s));
@@ -177,6 +186,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       await dispatcher.start();
       stops.unshift(() => dispatcher.stop());
     }
+    if (roles.includes('worker')) stops.push(startArtifactSweeper(pool, storage, config.artifactRetentionSeconds, log, ARTIFACT_SWEEP_INTERVAL_MS));
     const sweeper = setInterval(() => {
       releaseExpiredKeys(pool).catch((err: unknown) => log.warn({ err }, 'releasing expired idempotency keys failed'));
     }, KEY_SWEEP_INTERVAL_MS);

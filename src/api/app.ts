@@ -9,6 +9,7 @@ import { apiKeyAuth, requestContext } from './middleware.ts';
 import { registerSecuritySchemes } from './openapi.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
+import { registerArtifactRoutes } from './routes/artifacts.ts';
 import { registerDeliveryRoutes } from './routes/deliveries.ts';
 import { registerDeadLetterRoutes } from './routes/dead-letters.ts';
 import { registerHealthRoutes } from './routes/health.ts';
@@ -47,6 +48,7 @@ export function createApp(deps: AppDeps): AppHandle {
   registerHealthRoutes(app, deps, () => draining);
   registerAdminRoutes(app, deps);
   registerJobRoutes(app, deps, allow);
+  registerArtifactRoutes(app, deps);
   registerDeliveryRoutes(app, deps);
   registerDeadLetterRoutes(app, deps);
   registerDocsRoutes(app);

@@ -7,7 +7,9 @@ import type { JobTypeRegistry } from '../jobs/registry.ts';
 import type { JobSubmitter } from '../jobs/submit.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { Storage } from '../storage/storage.ts';
 import type { Tenant } from '../tenants/repository.ts';
+import type { TokenSigner } from './tokens.ts';
 
 export interface AppDeps {
   config: Config;
@@ -19,6 +21,10 @@ export interface AppDeps {
   submitter: JobSubmitter;
   /** Extra readiness checks by name (e.g. the realtime listener); each resolves true when ready. */
   readiness?: Record<string, () => Promise<boolean>>;
+  /** Signs and verifies short-lived tokens (stream tokens, download links); routes that need it answer 503 without it. */
+  signer?: TokenSigner;
+  /** Where job artifacts are stored. (Default: the local filesystem under the data dir) */
+  storage?: Storage;
 }
 
 export interface Variables {
