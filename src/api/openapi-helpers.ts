@@ -26,7 +26,7 @@ interface HeaderObject {
 
 /** Headers that come with some errors: the auth challenge, and when to retry a request still in flight. */
 const ERROR_HEADERS: Record<number, Record<string, HeaderObject>> = {
-  401: { 'WWW-Authenticate': { description: 'The Bearer challenge (RFC 6750)', required: true, schema: { type: 'string' } } },
+  401: { 'WWW-Authenticate': { description: 'The Bearer challenge (RFC 6750), when a bearer credential was expected', required: false, schema: { type: 'string' } } },
   409: { 'Retry-After': { description: 'Seconds to wait before retrying, when an Idempotency-Key is still in flight', required: false, schema: { type: 'integer' } } },
 };
 

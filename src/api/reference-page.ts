@@ -19,16 +19,34 @@ function schemaBlock(schema: unknown): string {
   return `<pre>${esc(JSON.stringify(schema, null, 2))}</pre>`;
 }
 
+/** A link to a named schema (`$ref`, or an array of one), else the schema itself. */
+function schemaLink(schema: unknown): string {
+  const ref = (s: unknown) => /^#\/components\/schemas\/(.+)$/.exec(str(obj(s).$ref))?.[1];
+  const name = ref(schema);
+  if (name !== undefined) return `<a href="#schema-${esc(name)}"><code>${esc(name)}</code></a>`;
+  const item = obj(schema).type === 'array' ? ref(obj(schema).items) : undefined;
+  if (item !== undefined) return `<a href="#schema-${esc(item)}"><code>${esc(item)}[]</code></a>`;
+  return schemaBlock(schema);
+}
+
+function content(c: unknown): string {
+  return Object.entries(obj(c))
+    .map(([type, media]) => ` <code>${esc(type)}</code> ${obj(media).schema === undefined ? '' : schemaLink(obj(media).schema)}`)
+    .join(';');
+}
+
 function operation(path: string, method: string, op: Obj): string {
   const params = Array.isArray(op.parameters) ? (op.parameters as Obj[]) : [];
-  const body = obj(obj(obj(op.requestBody).content)['application/json']).schema;
+  const body = obj(op.requestBody).content;
   const responses = Object.entries(obj(op.responses));
+  const security = Array.isArray(op.security) ? (op.security as Obj[]).flatMap((s) => Object.keys(s)) : [];
   return `<section class="op" id="${esc(method + path)}">
   <h3><span class="m ${method}">${method.toUpperCase()}</span> <code>${esc(path)}</code> — ${esc(str(op.summary))}</h3>
   ${op.description === undefined ? '' : `<p>${esc(str(op.description))}</p>`}
+  ${security.length === 0 ? '' : `<p>Authorization: ${security.map((s) => `<a href="#auth-${esc(s)}"><code>${esc(s)}</code></a>`).join(' or ')}</p>`}
   ${params.length === 0 ? '' : `<h4>Parameters</h4><ul>${params.map((p) => `<li><code>${esc(str(p.name))}</code> (${esc(str(p.in))})${p.required === true ? ' required' : ''} ${esc(str(p.description))}</li>`).join('')}</ul>`}
-  ${body === undefined ? '' : `<h4>Request body</h4>${schemaBlock(body)}`}
-  <h4>Responses</h4><ul>${responses.map(([code, r]) => `<li><b>${esc(code)}</b> ${esc(str(obj(r).description))}</li>`).join('')}</ul>
+  ${body === undefined ? '' : `<h4>Request body</h4><p>${content(body)}</p>`}
+  <h4>Responses</h4><ul>${responses.map(([code, r]) => `<li><b>${esc(code)}</b> ${esc(str(obj(r).description))}${content(obj(r).content)}</li>`).join('')}</ul>
 </section>`;
 }
 
@@ -45,6 +63,9 @@ export function renderReference(doc: Obj): string {
     }
   }
   const hooks = Object.entries(obj(doc.webhooks)).map(([name, item]) => operation(name, 'post', obj(obj(item).post)));
+  const auth = Object.entries(obj(obj(doc.components).securitySchemes)).map(
+    ([name, scheme]) => `<li id="auth-${esc(name)}"><code>${esc(name)}</code>: ${esc(str(obj(scheme).scheme))} — ${esc(str(obj(scheme).description))}</li>`,
+  );
   const schemas = Object.entries(obj(obj(doc.components).schemas)).map(([name, s]) => `<section id="schema-${esc(name)}"><h3>${esc(name)}</h3>${schemaBlock(s)}</section>`);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(str(info.title))} API reference</title>
@@ -59,6 +80,7 @@ code,pre{font-family:ui-monospace,monospace}pre{background:#f4f5f7;padding:.75re
 <h1>${esc(str(info.title))} <small>${esc(str(info.version))}</small></h1>
 <p>${esc(str(info.description))}</p>
 <p>The machine-readable spec: <a href="/openapi.yaml">/openapi.yaml</a>.</p>
+<h2>Authorization</h2><ul>${auth.join('')}</ul>
 <h2>Endpoints</h2><ul>${toc.join('')}</ul>
 ${ops.join('\n')}
 ${hooks.length === 0 ? '' : `<h2>Webhooks</h2>${hooks.join('\n')}`}

@@ -174,8 +174,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -291,8 +291,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -360,8 +360,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -451,8 +451,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -527,8 +527,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -559,6 +559,224 @@ export interface paths {
                 };
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/{id}/artifacts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a job's artifacts
+         * @description Each artifact with a fresh signed download URL (valid for LONGHAUL_ARTIFACT_URL_TTL_SECONDS). Expired artifacts are not listed.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The artifacts */
+                200: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ArtifactList"];
+                    };
+                };
+                /** @description Missing or invalid credentials */
+                401: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found (also for another tenant's resources) */
+                404: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not ready */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/{id}/artifacts/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download an artifact */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The file */
+                200: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description `attachment` with the artifact name */
+                        "Content-Disposition": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/pdf": string;
+                        "text/csv": string;
+                    };
+                };
+                /** @description Missing or invalid credentials */
+                401: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found (also for another tenant's resources) */
+                404: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/artifacts/{token}/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download an artifact with a signed URL
+         * @description No API key: the token in the path is the credential. It opens one artifact of one job and expires (401 once expired; ask GET /v1/jobs/{id}/artifacts for a fresh one).
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The signed token from an artifact `url` */
+                    token: string;
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The file */
+                200: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description `attachment` with the artifact name */
+                        "Content-Disposition": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/pdf": string;
+                        "text/csv": string;
+                    };
+                };
+                /** @description Missing or invalid credentials */
+                401: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found (also for another tenant's resources) */
+                404: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not ready */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -600,8 +818,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -680,8 +898,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -741,8 +959,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -807,8 +1025,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -892,8 +1110,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -971,8 +1189,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1020,8 +1238,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1071,8 +1289,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1157,8 +1375,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1219,8 +1437,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1335,8 +1553,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1415,8 +1633,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1523,8 +1741,8 @@ export interface paths {
                 401: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
-                        /** @description The Bearer challenge (RFC 6750) */
-                        "WWW-Authenticate": string;
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1934,6 +2152,26 @@ export interface components {
         JobList: {
             data: components["schemas"]["Job"][];
             next_cursor: string | null;
+        };
+        ArtifactList: {
+            data: components["schemas"]["Artifact"][];
+        };
+        Artifact: {
+            /** @example report.pdf */
+            name: string;
+            /** @example application/pdf */
+            content_type: string;
+            /** @description Bytes */
+            size: number;
+            /**
+             * Format: date-time
+             * @description When the artifact is deleted (LONGHAUL_ARTIFACT_RETENTION_SECONDS after it was made)
+             */
+            expires_at: string;
+            /** @description Signed download URL that works without the API key (hand it to a browser) until `url_expires_at` */
+            url: string;
+            /** Format: date-time */
+            url_expires_at: string;
         };
         Delivery: {
             /** Format: uuid */
