@@ -1,13 +1,14 @@
 /**
  * `npm run openapi`: writes openapi.yaml from the app's route definitions (src/api/openapi.ts), then
- * test/generated/api.d.ts from openapi.yaml with openapi-typescript. The drift tests
+ * test/generated/api.d.ts from openapi.yaml with openapi-typescript (`-- --check`: only report stale
+ * files, exit 1). The drift tests
  * (test/openapi.test.ts) call the same functions and fail when either committed file is stale.
  *
  * The app is built with inert dependencies: nothing here connects to a database, and the document does
  * not depend on the environment (ports, tokens, job-type modules). When AppDeps gains a field, give it
  * an inert value in specApp() below.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import openapiTS, { astToString } from 'openapi-typescript';
@@ -69,12 +70,27 @@ export async function generateClientTypes(specYaml: string): Promise<string> {
   return TYPES_HEADER + astToString(ast);
 }
 
+async function readOrEmpty(file: string): Promise<string> {
+  return readFile(file, 'utf8').catch(() => '');
+}
+
 if (import.meta.main) {
   const spec = await generateSpec();
-  await writeFile(SPEC_FILE, spec);
+  const types = await generateClientTypes(spec);
+  const files = [
+    [SPEC_FILE, spec],
+    [TYPES_FILE, types],
+  ] as const;
+  if (process.argv.includes('--check')) {
+    // `npm run openapi -- --check`: exit 1, naming the stale files, instead of writing them.
+    const stale = [];
+    for (const [file, text] of files) if ((await readOrEmpty(file)) !== text) stale.push(path.relative(ROOT, file));
+    process.stdout.write(stale.length === 0 ? 'openapi.yaml and the client types are up to date\n' : `stale: ${stale.join(', ')}; run \`npm run openapi\`\n`);
+    process.exit(stale.length === 0 ? 0 : 1);
+  }
   await mkdir(path.dirname(TYPES_FILE), { recursive: true });
-  await writeFile(TYPES_FILE, await generateClientTypes(spec));
-  process.stdout.write(`wrote ${path.relative(ROOT, SPEC_FILE)} and ${path.relative(ROOT, TYPES_FILE)}\n`);
+  for (const [file, text] of files) await writeFile(file, text);
+  process.stdout.write(`wrote ${files.map(([file]) => path.relative(ROOT, file)).join(' and ')}\n`);
   // Route modules may hold timers or sockets (queues, listeners); the files are written, so leave now.
   process.exit(0);
 }

@@ -59,10 +59,14 @@ describe('the document', () => {
     }
   });
 
-  it('documents every error as a problem+json Problem', () => {
+  it('documents every error, and the 500 any request may meet, as a problem+json Problem', () => {
+    const internal = ((doc.components as Obj).responses as Obj).InternalError as Obj;
+    expect(internal.content).toEqual({ 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } });
     for (const { path, method, op } of operations(doc)) {
-      for (const [status, response] of Object.entries(op.responses as Obj)) {
-        if (Number(status) < 400 || path === '/readyz') continue;
+      const responses = op.responses as Obj;
+      expect(responses['500'], `${method} ${path}`).toEqual({ $ref: '#/components/responses/InternalError' });
+      for (const [status, response] of Object.entries(responses)) {
+        if (Number(status) < 400 || status === '500' || (path === '/readyz' && status === '503')) continue;
         expect(Object.keys(((response as Obj).content as Obj | undefined) ?? {}), `${method} ${path} ${status}`).toEqual(['application/problem+json']);
       }
     }
@@ -114,7 +118,7 @@ describe('response validation', () => {
   });
 
   it('rejects an undocumented status, content type or missing required header', async () => {
-    await expect(check('GET', '/v1/jobs/abc', new Response('{}', { status: 500, headers }))).rejects.toThrow(/status 500 is not documented/);
+    await expect(check('GET', '/v1/jobs/abc', new Response('{}', { status: 418, headers }))).rejects.toThrow(/status 418 is not documented/);
     await expect(check('GET', '/healthz', new Response('ok', { status: 200, headers: { 'x-request-id': 'r' } }))).rejects.toThrow(/content type/);
     await expect(check('GET', '/healthz', new Response('{"status":"ok"}', { status: 200, headers: { 'content-type': 'application/json' } }))).rejects.toThrow(
       /required header X-Request-Id/,

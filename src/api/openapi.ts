@@ -31,8 +31,13 @@ export function registerSecuritySchemes(app: App): void {
 type Obj = Record<string, unknown>;
 const obj = (v: unknown): Obj => (typeof v === 'object' && v !== null ? (v as Obj) : {});
 
-/** The request id header every response carries (see requestContext), documented once and referenced by each response. */
-function addRequestIdHeader(doc: Obj): void {
+const REQUEST_ID_HEADER = { 'X-Request-Id': { $ref: '#/components/headers/X-Request-Id' } };
+
+/**
+ * What every operation has in common, documented once and referenced from each: the request id header
+ * on every response (see requestContext), and the 500 problem any request may meet (see app.onError).
+ */
+function addCommonResponses(doc: Obj): void {
   const components = obj(doc.components);
   components.headers = {
     ...obj(components.headers),
@@ -42,12 +47,22 @@ function addRequestIdHeader(doc: Obj): void {
       schema: { type: 'string' },
     },
   };
+  components.responses = {
+    ...obj(components.responses),
+    InternalError: {
+      description: 'An internal error; quote the request id when reporting it',
+      headers: REQUEST_ID_HEADER,
+      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+    },
+  };
   for (const item of Object.values(obj(doc.paths))) {
     for (const op of Object.values(obj(item))) {
-      for (const response of Object.values(obj(obj(op).responses))) {
+      const responses = obj(obj(op).responses);
+      for (const response of Object.values(responses)) {
         const r = obj(response);
-        r.headers = { 'X-Request-Id': { $ref: '#/components/headers/X-Request-Id' }, ...obj(r.headers) };
+        r.headers = { ...REQUEST_ID_HEADER, ...obj(r.headers) };
       }
+      responses['500'] ??= { $ref: '#/components/responses/InternalError' };
     }
   }
 }
@@ -65,7 +80,7 @@ export function openApiDocument(app: App): Record<string, unknown> {
     ],
   });
   const out = JSON.parse(JSON.stringify(doc)) as Obj;
-  addRequestIdHeader(out);
+  addCommonResponses(out);
   return out;
 }
 

@@ -35,10 +35,17 @@ function content(c: unknown): string {
     .join(';');
 }
 
-function operation(path: string, method: string, op: Obj): string {
+/** Follows a local `$ref` (e.g. to `#/components/responses/…`) within `doc`. */
+function deref(doc: Obj, v: unknown): Obj {
+  const ref = str(obj(v).$ref);
+  if (!ref.startsWith('#/')) return obj(v);
+  return obj(ref.slice(2).split('/').reduce<unknown>((node, key) => obj(node)[key.replace(/~1/g, '/').replace(/~0/g, '~')], doc));
+}
+
+function operation(doc: Obj, path: string, method: string, op: Obj): string {
   const params = Array.isArray(op.parameters) ? (op.parameters as Obj[]) : [];
   const body = obj(op.requestBody).content;
-  const responses = Object.entries(obj(op.responses));
+  const responses = Object.entries(obj(op.responses)).map(([code, r]) => [code, deref(doc, r)] as const);
   const security = Array.isArray(op.security) ? (op.security as Obj[]).flatMap((s) => Object.keys(s)) : [];
   return `<section class="op" id="${esc(method + path)}">
   <h3><span class="m ${method}">${method.toUpperCase()}</span> <code>${esc(path)}</code> — ${esc(str(op.summary))}</h3>
@@ -46,7 +53,7 @@ function operation(path: string, method: string, op: Obj): string {
   ${security.length === 0 ? '' : `<p>Authorization: ${security.map((s) => `<a href="#auth-${esc(s)}"><code>${esc(s)}</code></a>`).join(' or ')}</p>`}
   ${params.length === 0 ? '' : `<h4>Parameters</h4><ul>${params.map((p) => `<li><code>${esc(str(p.name))}</code> (${esc(str(p.in))})${p.required === true ? ' required' : ''} ${esc(str(p.description))}</li>`).join('')}</ul>`}
   ${body === undefined ? '' : `<h4>Request body</h4><p>${content(body)}</p>`}
-  <h4>Responses</h4><ul>${responses.map(([code, r]) => `<li><b>${esc(code)}</b> ${esc(str(obj(r).description))}${content(obj(r).content)}</li>`).join('')}</ul>
+  <h4>Responses</h4><ul>${responses.map(([code, r]) => `<li><b>${esc(code)}</b> ${esc(str(r.description))}${content(r.content)}</li>`).join('')}</ul>
 </section>`;
 }
 
@@ -59,10 +66,10 @@ export function renderReference(doc: Obj): string {
       const op = obj(item)[m];
       if (op === undefined) continue;
       toc.push(`<li><a href="#${esc(m + path)}">${m.toUpperCase()} ${esc(path)}</a></li>`);
-      ops.push(operation(path, m, obj(op)));
+      ops.push(operation(doc, path, m, obj(op)));
     }
   }
-  const hooks = Object.entries(obj(doc.webhooks)).map(([name, item]) => operation(name, 'post', obj(obj(item).post)));
+  const hooks = Object.entries(obj(doc.webhooks)).map(([name, item]) => operation(doc, name, 'post', obj(obj(item).post)));
   const auth = Object.entries(obj(obj(doc.components).securitySchemes)).map(
     ([name, scheme]) => `<li id="auth-${esc(name)}"><code>${esc(name)}</code>: ${esc(str(obj(scheme).scheme))} — ${esc(str(obj(scheme).description))}</li>`,
   );

@@ -30,6 +30,7 @@ export interface paths {
                         "application/json": components["schemas"]["Health"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -67,6 +68,7 @@ export interface paths {
                         "application/json": components["schemas"]["Health"];
                     };
                 };
+                500: components["responses"]["InternalError"];
                 /** @description Not ready */
                 503: {
                     headers: {
@@ -114,6 +116,7 @@ export interface paths {
                         "text/plain": string;
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -234,6 +237,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -309,6 +313,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -410,6 +415,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -469,6 +475,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -557,6 +564,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -619,6 +627,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
                 /** @description Not ready */
                 503: {
                     headers: {
@@ -694,6 +703,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -763,6 +773,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
                 /** @description Not ready */
                 503: {
                     headers: {
@@ -836,6 +847,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -916,6 +928,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -977,6 +990,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1055,6 +1069,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1148,6 +1163,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1197,6 +1213,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1246,6 +1263,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         /**
@@ -1327,6 +1345,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         post?: never;
@@ -1393,6 +1412,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1455,6 +1475,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1490,6 +1511,7 @@ export interface paths {
                         "application/json": components["schemas"]["Jwks"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1571,6 +1593,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1683,6 +1706,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1779,6 +1803,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1814,6 +1839,7 @@ export interface paths {
                         "application/yaml": string;
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1851,6 +1877,7 @@ export interface paths {
                         "text/html": string;
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -2350,7 +2377,18 @@ export interface components {
             limit: number;
         };
     };
-    responses: never;
+    responses: {
+        /** @description An internal error; quote the request id when reporting it */
+        InternalError: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+    };
     parameters: never;
     requestBodies: never;
     headers: {
