@@ -78,6 +78,7 @@ const envSchema = z.object({
   LONGHAUL_ARTIFACT_URL_TTL_SECONDS: int(1).default(15 * 60),
   LONGHAUL_ARTIFACT_RETENTION_SECONDS: int(60).default(7 * 24 * 60 * 60),
   LONGHAUL_STREAM_TOKEN_TTL_SECONDS: int(1).default(5 * 60),
+  LONGHAUL_STREAM_PING_SECONDS: seconds(0.1).default(15),
   LONGHAUL_REPORT_DATABASE_URL: z.string().url().optional(),
   LONGHAUL_REPORT_SOURCES: list.default(['demo_orders']),
   LONGHAUL_REPORT_CHUNK_SIZE: int(100, 1_000_000).default(10_000),
@@ -139,6 +140,8 @@ export interface Config {
   artifactUrlTtlSeconds: number;
   artifactRetentionSeconds: number;
   streamTokenTtlSeconds: number;
+  /** Event streams are pinged this often; one that takes no data for two intervals is closed. */
+  streamPingSeconds: number;
   report: { databaseUrl: string | undefined; sources: string[]; chunkSize: number };
   /** Create a `default` tenant on first start of an empty database (default: only when embedded). */
   seedDefaultTenant: boolean;
@@ -216,6 +219,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     artifactUrlTtlSeconds: e.LONGHAUL_ARTIFACT_URL_TTL_SECONDS,
     artifactRetentionSeconds: e.LONGHAUL_ARTIFACT_RETENTION_SECONDS,
     streamTokenTtlSeconds: e.LONGHAUL_STREAM_TOKEN_TTL_SECONDS,
+    streamPingSeconds: e.LONGHAUL_STREAM_PING_SECONDS,
     report: {
       databaseUrl: e.LONGHAUL_REPORT_DATABASE_URL,
       sources: e.LONGHAUL_REPORT_SOURCES,

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { PgBoss } from 'pg-boss';
 import { createApp } from './api/app.ts';
+import { TokenSigner } from './api/tokens.ts';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
@@ -22,6 +23,7 @@ import { signedWebhookAlertSink } from './webhooks/alert-sink.ts';
 import { Dispatcher } from './webhooks/dispatcher.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
+import { RealtimeHub } from './realtime/hub.ts';
 import { WorkerMonitor } from './worker/monitor.ts';
 import { WorkerRuntime } from './worker/runtime.ts';
 import { startArtifactSweeper } from './storage/retention.ts';
@@ -47,6 +49,8 @@ export interface Service {
   registry: JobTypeRegistry;
   /** Base URL of the HTTP server, when the api role runs. */
   url: string | undefined;
+  /** The live event hub, when the api role runs. */
+  realtime: RealtimeHub | undefined;
   databaseUrl: string;
   /** Drains and stops: stop accepting, let running work reach a safe point, close connections. */
   stop(): Promise<void>;
@@ -125,13 +129,19 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
 
     let url: string | undefined;
     let setDraining = (): void => undefined;
+    let realtime: RealtimeHub | undefined;
     if (roles.includes('api')) {
       const submitter = new JobSubmitter(pool, boss, { idempotencyTtlSeconds: config.idempotencyTtlSeconds });
-      const handle = createApp({ config, pool, boss, log, metrics, registry, submitter, storage });
+      const signer = await TokenSigner.load(pool, config.signingSecret);
+      const hub = new RealtimeHub({ pool, databaseUrl: db.url, log, pingIntervalMs: config.streamPingSeconds * 1000, registry: metrics.registry });
+      await hub.start();
+      realtime = hub;
+      const handle = createApp({ config, pool, boss, log, metrics, registry, submitter, storage, signer, realtime: hub, readiness: { realtime: async () => hub.listening } });
       setDraining = handle.setDraining;
       const server = await new Promise<ServerType>((resolve) => {
         const s = serve({ fetch: (req, env) => handle.app.fetch(req, env), port: config.port, hostname: config.host }, () => resolve(s));
       });
+      handle.injectWebSocket(server);
       const address = server.address();
       const port = typeof address === 'object' && address !== null ? address.port : config.port;
       url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
@@ -143,6 +153,8 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
             if ('closeIdleConnections' in server) server.closeIdleConnections();
           }),
       );
+      // Open streams hold their connections (and so the server's close) open: end them first; clients resume elsewhere.
+      stops.unshift(() => hub.stop());
       log.info({ url, roles }, 'longhaul API listening');
     }
     if (roles.includes('worker')) {
@@ -203,6 +215,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       alerts,
       registry,
       url,
+      realtime,
       databaseUrl: db.url,
       stop: () =>
         (stopping ??= (async () => {

@@ -1,5 +1,7 @@
 /** createApp(deps): the Hono app with every route, the error mapping and the OpenAPI document. */
 import { OpenAPIHono } from '@hono/zod-openapi';
+import { createNodeWebSocket } from '@hono/node-ws';
+import type { ServerType } from '@hono/node-server';
 import { HTTPException } from 'hono/http-exception';
 import type { Context } from 'hono';
 import { CallbackAllowList } from '../webhooks/allowlist.ts';
@@ -9,6 +11,7 @@ import { apiKeyAuth, requestContext } from './middleware.ts';
 import { registerSecuritySchemes } from './openapi.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
+import { registerEventRoutes, usesStreamToken } from './routes/events.ts';
 import { registerArtifactRoutes } from './routes/artifacts.ts';
 import { registerDeliveryRoutes } from './routes/deliveries.ts';
 import { registerDeadLetterRoutes } from './routes/dead-letters.ts';
@@ -19,6 +22,8 @@ export interface AppHandle {
   app: App;
   /** Marks the process as draining: /readyz answers 503 so load balancers stop sending traffic. */
   setDraining: () => void;
+  /** Lets the server hand WebSocket upgrades to the app (call once with the listening server). */
+  injectWebSocket: (server: ServerType) => void;
 }
 
 function problemResponse(c: Context<AppEnv>, err: ApiError): Response {
@@ -43,11 +48,13 @@ export function createApp(deps: AppDeps): AppHandle {
   const allow = new CallbackAllowList(deps.config.callbackAllow);
 
   app.use('*', requestContext(deps.log, deps.metrics));
-  app.use('/v1/*', apiKeyAuth(deps.pool, deps.config.authCacheSeconds, '/v1/admin/'));
+  app.use('/v1/*', apiKeyAuth(deps.pool, deps.config.authCacheSeconds, '/v1/admin/', usesStreamToken));
+  const ws = createNodeWebSocket({ app });
 
   registerHealthRoutes(app, deps, () => draining);
   registerAdminRoutes(app, deps);
   registerJobRoutes(app, deps, allow);
+  registerEventRoutes(app, deps, ws.upgradeWebSocket);
   registerArtifactRoutes(app, deps);
   registerDeliveryRoutes(app, deps);
   registerDeadLetterRoutes(app, deps);
@@ -64,5 +71,5 @@ export function createApp(deps: AppDeps): AppHandle {
     (c.get('log') ?? deps.log).error({ err }, 'unhandled error');
     return problemResponse(c, new ApiError('internal', 'an internal error occurred; quote the request id when reporting it'));
   });
-  return { app, setDraining: () => void (draining = true) };
+  return { app, setDraining: () => void (draining = true), injectWebSocket: (server) => ws.injectWebSocket(server) };
 }

@@ -7,6 +7,7 @@ import type { JobTypeRegistry } from '../jobs/registry.ts';
 import type { JobSubmitter } from '../jobs/submit.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { RealtimeHub } from '../realtime/hub.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { Tenant } from '../tenants/repository.ts';
 import type { TokenSigner } from './tokens.ts';
@@ -21,6 +22,8 @@ export interface AppDeps {
   submitter: JobSubmitter;
   /** Extra readiness checks by name (e.g. the realtime listener); each resolves true when ready. */
   readiness?: Record<string, () => Promise<boolean>>;
+  /** This process's live event hub (GET /v1/jobs/{id}/events answers 503 without it). */
+  realtime?: RealtimeHub;
   /** Signs and verifies short-lived tokens (stream tokens, download links); routes that need it answer 503 without it. */
   signer?: TokenSigner;
   /** Where job artifacts are stored. (Default: the local filesystem under the data dir) */

@@ -79,12 +79,19 @@ function bearer(c: Context): string | undefined {
 /**
  * API-key authentication. Lookups are cached for a short time (LONGHAUL_AUTH_CACHE_SECONDS) so the
  * request path does not pay a query for it; a revoked key stops working within that time.
+ * Requests for which `authenticatesItself` is true (a stream token instead of the header) are left to
+ * their route, which must verify them. (Default: none)
  */
-export function apiKeyAuth(pool: Pool, cacheSeconds: number, exceptPrefix: string): MiddlewareHandler<AppEnv> {
+export function apiKeyAuth(
+  pool: Pool,
+  cacheSeconds: number,
+  exceptPrefix: string,
+  authenticatesItself: (c: Context<AppEnv>) => boolean = () => false,
+): MiddlewareHandler<AppEnv> {
   const cache = new Map<string, { tenant: Tenant | undefined; until: number }>();
   const MAX_CACHED = 10_000;
   return async (c, next) => {
-    if (c.req.path.startsWith(exceptPrefix)) return next();
+    if (c.req.path.startsWith(exceptPrefix) || authenticatesItself(c)) return next();
     const key = bearer(c);
     if (key === undefined) {
       throw new ApiError('unauthorized', 'send the API key as "Authorization: Bearer <key>"', { headers: { 'WWW-Authenticate': 'Bearer' } });

@@ -30,7 +30,6 @@ export interface paths {
                         "application/json": components["schemas"]["Health"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -68,7 +67,6 @@ export interface paths {
                         "application/json": components["schemas"]["Health"];
                     };
                 };
-                500: components["responses"]["InternalError"];
                 /** @description Not ready */
                 503: {
                     headers: {
@@ -116,7 +114,6 @@ export interface paths {
                         "text/plain": string;
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -237,7 +234,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -313,7 +309,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -415,7 +410,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -475,7 +469,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -564,9 +557,219 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/{id}/stream-token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Get a short-lived token to stream a job from a browser
+         * @description Browsers cannot set headers on a WebSocket or an EventSource. Your server asks for a token with its API key and hands the URL to the browser; the token streams this job only and expires after LONGHAUL_STREAM_TOKEN_TTL_SECONDS (it is checked when the stream opens).
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A stream token */
+                200: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["StreamToken"];
+                    };
+                };
+                /** @description Missing or invalid credentials */
+                401: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found (also for another tenant's resources) */
+                404: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not ready */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stream a job’s progress and status (SSE or WebSocket)
+         * @description Live progress and status of a job.
+         *
+         *     - **Server-Sent Events**: send `Accept: text/event-stream`. Each event's `event` is the message type, its `id` the sequence number and its `data` a `StreamMessage`.
+         *     - **WebSocket**: send `Upgrade: websocket` (101). Each text message is a `StreamMessage`.
+         *
+         *     A new stream starts with a `snapshot` of the job, then sends one `progress` message per committed checkpoint and one `status` message per change of status, and ends after COMPLETED, FAILED or CANCELLED (WebSocket close code 1000). Sequence numbers increase by one per event of the job. To resume after a disconnect, send `Last-Event-ID` (EventSource does it by itself) or `?after=N`: the stream continues with the events after N, then live ones. A finished job whose last event the client has seen answers 204 (SSE), so EventSource stops reconnecting.
+         *
+         *     A client more than 100 events behind (it reads too slowly) receives every status event but only the newest progress: sequence numbers then skip the superseded progress events. Idle streams are pinged (SSE comment lines, WebSocket pings); a stream that takes no data for two ping intervals is closed.
+         *
+         *     Authenticate with the API key header, or — from a browser, which cannot set headers on a WebSocket or an EventSource — with `?token=` from `POST /v1/jobs/{id}/stream-token`.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Resume: send the events after this sequence number (what a WebSocket client passes on reconnect). */
+                    after?: number | null;
+                    /** @description A stream token from `POST /v1/jobs/{id}/stream-token`, instead of the Authorization header. */
+                    token?: string;
+                };
+                header?: {
+                    /** @description The `Last-Event-ID` header that EventSource sends on reconnect: resume after this sequence number (wins over `after`). */
+                    "last-event-id"?: string;
+                };
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Switching to the WebSocket protocol (with `Upgrade: websocket`); each text message is a `StreamMessage`. */
+                101: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description An event stream (with `Accept: text/event-stream`); each event’s data is a `StreamMessage`. */
+                200: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/event-stream": string;
+                    };
+                };
+                /** @description The job has finished and the client has seen its last event: nothing more will come. */
+                204: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Missing or invalid credentials */
+                401: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found (also for another tenant's resources) */
+                404: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Error */
+                406: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Validation failed; `errors` names the fields */
+                422: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not ready */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -627,7 +830,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
                 /** @description Not ready */
                 503: {
                     headers: {
@@ -703,7 +905,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -773,7 +974,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
                 /** @description Not ready */
                 503: {
                     headers: {
@@ -847,7 +1047,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -928,7 +1127,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -990,7 +1188,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1069,7 +1266,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1163,7 +1359,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1213,7 +1408,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1263,7 +1457,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         /**
@@ -1345,7 +1538,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         post?: never;
@@ -1412,7 +1604,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1475,7 +1666,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1511,7 +1701,6 @@ export interface paths {
                         "application/json": components["schemas"]["Jwks"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1593,7 +1782,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1706,7 +1894,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1803,7 +1990,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1839,7 +2025,6 @@ export interface paths {
                         "application/yaml": string;
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1877,7 +2062,6 @@ export interface paths {
                         "text/html": string;
                     };
                 };
-                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -2123,6 +2307,57 @@ export interface components {
             timestamp: string;
             data: components["schemas"]["Job"];
         };
+        /** @description One message of a job event stream: the `data` of an SSE event (whose `event` is `type` and `id` is `seq`), or one WebSocket text message. */
+        StreamMessage: components["schemas"]["StreamSnapshot"] | components["schemas"]["StreamProgress"] | components["schemas"]["StreamStatus"];
+        /** @description First message of a new stream: the job as it is at sequence `seq`. */
+        StreamSnapshot: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "snapshot";
+            seq: number;
+            job: components["schemas"]["Job"];
+        };
+        /** @description A committed checkpoint. `processed` and `percent` never decrease within a stream, even across retries. */
+        StreamProgress: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "progress";
+            seq: number;
+            /** Format: uuid */
+            job_id: string;
+            processed: number;
+            total: number | null;
+            percent: number | null;
+            /**
+             * Format: date-time
+             * @description When the event was committed
+             */
+            at: string;
+        };
+        /** @description A change of status. The stream ends after COMPLETED, FAILED or CANCELLED. */
+        StreamStatus: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "status";
+            seq: number;
+            /** Format: uuid */
+            job_id: string;
+            status: components["schemas"]["JobStatus"];
+            attempts: number;
+            error?: unknown;
+            result?: unknown;
+            /**
+             * Format: date-time
+             * @description When the event was committed
+             */
+            at: string;
+        };
         Health: {
             status: string;
             checks?: {
@@ -2179,6 +2414,16 @@ export interface components {
         JobList: {
             data: components["schemas"]["Job"][];
             next_cursor: string | null;
+        };
+        StreamToken: {
+            /** @description A JWT for the `token` query parameter of the events endpoint, for this job only */
+            token: string;
+            /** Format: date-time */
+            expires_at: string;
+            /** @description The events URL with the token, for `EventSource` */
+            events_url: string;
+            /** @description The same as a `ws:`/`wss:` URL, for `WebSocket` */
+            websocket_url: string;
         };
         ArtifactList: {
             data: components["schemas"]["Artifact"][];
@@ -2377,18 +2622,7 @@ export interface components {
             limit: number;
         };
     };
-    responses: {
-        /** @description An internal error; quote the request id when reporting it */
-        InternalError: {
-            headers: {
-                "X-Request-Id": components["headers"]["X-Request-Id"];
-                [name: string]: unknown;
-            };
-            content: {
-                "application/problem+json": components["schemas"]["Problem"];
-            };
-        };
-    };
+    responses: never;
     parameters: never;
     requestBodies: never;
     headers: {

@@ -1,0 +1,157 @@
+/**
+ * Job events as streams carry them: the SQL that reads `job_events` (the table `transition()` and the
+ * worker's checkpoints append to), and the messages a subscriber receives.
+ */
+import type { Queryable } from '../db/pool.ts';
+import { JOB_COLUMNS, toResource, type JobResource, type JobRow } from '../jobs/model.ts';
+import type { JobStatus } from '../jobs/state.ts';
+import type { Json } from '../worker/sdk.ts';
+
+export interface JobEvent {
+  jobId: string;
+  seq: number;
+  kind: 'status' | 'progress';
+  data: Json;
+  createdAt: Date;
+}
+
+/** The first message of a new subscription: the job as it is, at event sequence `seq`. */
+export interface SnapshotMessage {
+  type: 'snapshot';
+  seq: number;
+  job: JobResource;
+}
+
+/** One committed checkpoint. `processed` and `percent` never decrease within one stream. */
+export interface ProgressMessage {
+  type: 'progress';
+  seq: number;
+  job_id: string;
+  processed: number;
+  total: number | null;
+  percent: number | null;
+  at: string;
+}
+
+/** One change of the job's status. */
+export interface StatusMessage {
+  type: 'status';
+  seq: number;
+  job_id: string;
+  status: JobStatus;
+  attempts: number;
+  error: Json;
+  result: Json;
+  at: string;
+}
+
+export type StreamMessage = SnapshotMessage | ProgressMessage | StatusMessage;
+
+interface EventRow {
+  job_id: string;
+  seq: number;
+  kind: 'status' | 'progress';
+  data: Json;
+  created_at: Date;
+}
+
+const EVENT_COLUMNS = 'job_id, seq, kind, data, created_at';
+
+function toEvent(r: EventRow): JobEvent {
+  return { jobId: r.job_id, seq: r.seq, kind: r.kind, data: r.data, createdAt: r.created_at };
+}
+
+/** The job of a tenant with its current event sequence, or undefined (also for another tenant's job). */
+export async function readSnapshot(db: Queryable, tenantId: string, jobId: string): Promise<{ job: JobRow; seq: number } | undefined> {
+  const { rows } = await db.query<JobRow & { event_seq: number }>(`SELECT ${JOB_COLUMNS}, event_seq FROM jobs WHERE id = $1 AND tenant_id = $2`, [jobId, tenantId]);
+  const row = rows[0];
+  if (row === undefined) return undefined;
+  const { event_seq: seq, ...job } = row;
+  return { job, seq };
+}
+
+export function snapshotMessage(job: JobRow, seq: number): SnapshotMessage {
+  return { type: 'snapshot', seq, job: toResource(job) };
+}
+
+/** Up to `limit` events of one job after `afterSeq`, in order. */
+export async function readEvents(db: Queryable, jobId: string, afterSeq: number, limit: number): Promise<JobEvent[]> {
+  const { rows } = await db.query<EventRow>(
+    `SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+    [jobId, afterSeq, limit],
+  );
+  return rows.map(toEvent);
+}
+
+/** For many jobs at once (one query per notification burst): up to `limit` events of each after its position. */
+export async function readEventsOfJobs(db: Queryable, positions: ReadonlyArray<{ jobId: string; after: number }>, limit: number): Promise<JobEvent[]> {
+  const { rows } = await db.query<EventRow>(
+    `SELECT e.job_id, e.seq, e.kind, e.data, e.created_at
+       FROM unnest($1::uuid[], $2::bigint[]) AS p(job_id, after)
+       CROSS JOIN LATERAL (
+         SELECT ${EVENT_COLUMNS} FROM job_events
+          WHERE job_events.job_id = p.job_id AND job_events.seq > p.after
+          ORDER BY seq LIMIT $3) e
+      ORDER BY e.job_id, e.seq`,
+    [positions.map((p) => p.jobId), positions.map((p) => p.after), limit],
+  );
+  return rows.map(toEvent);
+}
+
+/**
+ * A lagging subscriber's catch-up with progress coalesced: every status event after `afterSeq` (up to
+ * `limit`) and only the newest progress event.
+ */
+export async function readCoalesced(db: Queryable, jobId: string, afterSeq: number, limit: number): Promise<JobEvent[]> {
+  const { rows } = await db.query<EventRow>(
+    `(SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = $1 AND seq > $2 AND kind = 'status' ORDER BY seq LIMIT $3)
+     UNION ALL
+     (SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = $1 AND seq > $2 AND kind = 'progress' ORDER BY seq DESC LIMIT 1)
+     ORDER BY seq`,
+    [jobId, afterSeq, limit],
+  );
+  return rows.map(toEvent);
+}
+
+/** The progress a client had seen up to `seq` (the highest committed before it), so a resumed stream never goes back. */
+export async function progressUpTo(db: Queryable, jobId: string, seq: number): Promise<{ processed: number; percent: number | null }> {
+  const { rows } = await db.query<{ processed: number | null; percent: number | null }>(
+    `SELECT max((data->>'processed')::bigint) AS processed, max((data->>'percent')::float8) AS percent
+       FROM job_events WHERE job_id = $1 AND seq <= $2 AND kind = 'progress'`,
+    [jobId, seq],
+  );
+  return { processed: rows[0]?.processed ?? 0, percent: rows[0]?.percent ?? null };
+}
+
+function field(data: Json, name: string): Json | undefined {
+  return typeof data === 'object' && data !== null && !Array.isArray(data) ? data[name] : undefined;
+}
+
+const num = (v: Json | undefined): number | null => (typeof v === 'number' ? v : typeof v === 'string' && v !== '' && Number.isFinite(Number(v)) ? Number(v) : null);
+
+/** The message for an event, with progress held at or above `floor` (what the client has already seen). */
+export function eventMessage(e: JobEvent, floor: { processed: number; percent: number | null }): ProgressMessage | StatusMessage {
+  const at = e.createdAt.toISOString();
+  if (e.kind === 'progress') {
+    const percent = num(field(e.data, 'percent'));
+    return {
+      type: 'progress',
+      seq: e.seq,
+      job_id: e.jobId,
+      processed: Math.max(num(field(e.data, 'processed')) ?? 0, floor.processed),
+      total: num(field(e.data, 'total')),
+      percent: percent === null ? floor.percent : Math.max(percent, floor.percent ?? 0),
+    at,
+    };
+  }
+  return {
+    type: 'status',
+    seq: e.seq,
+    job_id: e.jobId,
+    status: field(e.data, 'status') as JobStatus,
+    attempts: num(field(e.data, 'attempts')) ?? 0,
+    error: field(e.data, 'error') ?? null,
+    result: field(e.data, 'result') ?? null,
+    at,
+  };
+}
