@@ -30,6 +30,7 @@ export interface paths {
                         "application/json": components["schemas"]["Health"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -67,6 +68,7 @@ export interface paths {
                         "application/json": components["schemas"]["Health"];
                     };
                 };
+                500: components["responses"]["InternalError"];
                 /** @description Not ready */
                 503: {
                     headers: {
@@ -114,6 +116,7 @@ export interface paths {
                         "text/plain": string;
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -234,6 +237,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -309,6 +313,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -410,6 +415,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -469,6 +475,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -557,6 +564,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -621,6 +629,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
                 /** @description Not ready */
                 503: {
                     headers: {
@@ -756,6 +765,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
                 /** @description Not ready */
                 503: {
                     headers: {
@@ -830,6 +840,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
                 /** @description Not ready */
                 503: {
                     headers: {
@@ -905,6 +916,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -974,6 +986,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
                 /** @description Not ready */
                 503: {
                     headers: {
@@ -1047,6 +1060,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1127,6 +1141,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1188,6 +1203,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1266,6 +1282,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1359,6 +1376,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1408,6 +1426,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1457,6 +1476,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         /**
@@ -1538,6 +1558,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         post?: never;
@@ -1604,6 +1625,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1666,6 +1688,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1701,6 +1724,7 @@ export interface paths {
                         "application/json": components["schemas"]["Jwks"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1782,6 +1806,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -1894,6 +1919,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -1990,6 +2016,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         delete?: never;
@@ -2025,6 +2052,7 @@ export interface paths {
                         "application/yaml": string;
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -2062,6 +2090,7 @@ export interface paths {
                         "text/html": string;
                     };
                 };
+                500: components["responses"]["InternalError"];
             };
         };
         put?: never;
@@ -2622,7 +2651,18 @@ export interface components {
             limit: number;
         };
     };
-    responses: never;
+    responses: {
+        /** @description An internal error; quote the request id when reporting it */
+        InternalError: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+    };
     parameters: never;
     requestBodies: never;
     headers: {
