@@ -14,12 +14,16 @@ import { createPool } from '../src/db/pool.ts';
 import { ensureQueues } from '../src/jobs/queues.ts';
 import { cloneTemplate, databaseUrl, TEMPLATE, type BenchModule, type BenchRow } from './harness.ts';
 import { jobsApiBench } from './jobs-api.ts';
+import { reportBench } from './report.ts';
 import { workerBench } from './worker.ts';
+import { webhooksBench } from './webhooks.ts';
 
 /** Every benchmark, in the order the issues were written. */
 const MODULES: Array<[string, BenchModule]> = [
   ['jobs-api', jobsApiBench],
   ['worker', workerBench],
+  ['report', reportBench],
+  ['webhooks', webhooksBench],
 ];
 
 function fmt(n: number | undefined): string {
