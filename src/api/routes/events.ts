@@ -105,7 +105,7 @@ const STREAM_DESCRIPTION = `Live progress and status of a job.
 
 A new stream starts with a \`snapshot\` of the job, then sends one \`progress\` message per committed checkpoint and one \`status\` message per change of status, and ends after COMPLETED, FAILED or CANCELLED (WebSocket close code 1000). Sequence numbers increase by one per event of the job. To resume after a disconnect, send \`Last-Event-ID\` (EventSource does it by itself) or \`?after=N\`: the stream continues with the events after N, then live ones. A finished job whose last event the client has seen answers 204 (SSE), so EventSource stops reconnecting.
 
-A client more than ${COALESCE_LAG} events behind (it reads too slowly) receives every status event but only the newest progress: sequence numbers then skip the superseded progress events. Idle streams are pinged (SSE comment lines, WebSocket pings); a stream that takes no data for two ping intervals is closed.
+A client more than ${COALESCE_LAG} events behind (it reads too slowly) receives every status event but only the newest progress: sequence numbers then skip the superseded progress events. Streams are pinged every LONGHAUL_STREAM_PING_SECONDS (SSE comment lines, WebSocket pings): a WebSocket that leaves a ping unanswered until the next, or a stream whose writes make no progress for two intervals, is closed.
 
 Authenticate with the API key header, or — from a browser, which cannot set headers on a WebSocket or an EventSource — with \`?token=\` from \`POST /v1/jobs/{id}/stream-token\`.`;
 
