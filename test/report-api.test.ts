@@ -16,6 +16,8 @@ const ROWS = 60_000;
 /** Small chunks make the crash test's report long enough (60 checkpoints) to be killed in the middle. */
 const CHUNK = 1_000;
 const ROOT = path.join(import.meta.dirname, '..');
+/** The base of links the API and the workers hand out; requests go to the test server instead. */
+const PUBLIC_URL = 'http://longhaul.test';
 
 let t: TestService;
 let dir: string;
@@ -25,7 +27,7 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'longhaul-report-api-'));
   t = await startTestService({
     roles: ['api'],
-    env: { LONGHAUL_DATA_DIR: dir, LONGHAUL_REPORT_CHUNK_SIZE: String(CHUNK), LONGHAUL_REPORT_SOURCES: 'demo_orders,vip:demo_orders_vip' },
+    env: { LONGHAUL_PUBLIC_URL: PUBLIC_URL, LONGHAUL_DATA_DIR: dir, LONGHAUL_REPORT_CHUNK_SIZE: String(CHUNK), LONGHAUL_REPORT_SOURCES: 'demo_orders,vip:demo_orders_vip' },
   });
   await seedDemoOrders(t.service.pool, ROWS);
   await t.service.pool.query(`CREATE VIEW demo_orders_vip AS SELECT * FROM demo_orders WHERE amount > 1000`);
@@ -42,6 +44,7 @@ function startWorker(): ChildProcess {
     env: {
       ...process.env,
       DATABASE_URL: t.db.url,
+      LONGHAUL_PUBLIC_URL: PUBLIC_URL,
       LONGHAUL_DATA_DIR: dir,
       LONGHAUL_REPORT_CHUNK_SIZE: String(CHUNK),
       LONGHAUL_LEASE_SECONDS: '10',
@@ -151,17 +154,17 @@ describe('report run', () => {
     expect(bytes.toString('utf8').split('\r\n')).toHaveLength(ROWS + 2);
 
     // The signed link needs no API key; the link in the job's result works too.
-    const signed = await fetch(csv.url.replace(t.config.publicUrl, t.url));
+    const signed = await fetch(csv.url.replace(PUBLIC_URL, t.url));
     expect(signed.status).toBe(200);
     expect(Buffer.from(await signed.arrayBuffer()).equals(bytes)).toBe(true);
     const fromResult = reference.result?.artifacts.find((a) => a.name === 'report.pdf');
-    const pdf = await fetch((fromResult?.url ?? '').replace(t.config.publicUrl, t.url));
+    const pdf = await fetch((fromResult?.url ?? '').replace(PUBLIC_URL, t.url));
     expect(pdf.status).toBe(200);
     expect(Buffer.from(await pdf.arrayBuffer()).subarray(0, 5).toString()).toBe('%PDF-');
 
     // A link for one artifact does not open another; a tampered link opens nothing; another tenant sees nothing.
-    expect((await fetch(csv.url.replace(t.config.publicUrl, t.url).replace(/report\.csv$/, 'report.pdf'))).status).toBe(401);
-    expect((await fetch(csv.url.replace(t.config.publicUrl, t.url).replace(/\.([^./]+)\/report\.csv$/, '.x$1/report.csv'))).status).toBe(401);
+    expect((await fetch(csv.url.replace(PUBLIC_URL, t.url).replace(/report\.csv$/, 'report.pdf'))).status).toBe(401);
+    expect((await fetch(csv.url.replace(PUBLIC_URL, t.url).replace(/\.([^./]+)\/report\.csv$/, '.x$1/report.csv'))).status).toBe(401);
     const other = await t.newTenant();
     expect((await t.api(`/v1/jobs/${reference.id}/artifacts`, { key: other.api_key })).status).toBe(404);
     expect((await t.api(`/v1/jobs/${reference.id}/artifacts/report.csv`, { key: other.api_key })).status).toBe(404);

@@ -23,7 +23,7 @@ const PRODUCTS: Array<[string, string, number]> = [
 ];
 /** Distinct customers the orders are spread over. */
 const CUSTOMERS = 20_000;
-/** The orders span two years from this instant, evenly by id. */
+/** The orders span two years from this instant, in id order, growing over time (the density rises linearly: sqrt of id). */
 const EPOCH = '2024-01-01T00:00:00Z';
 const SPAN_SECONDS = 2 * 365 * 24 * 3600;
 
@@ -57,7 +57,7 @@ export async function seedDemoOrders(db: Queryable, rows: number): Promise<numbe
      SELECT id, created_at, customer, region, product, category, quantity, unit_price, quantity * unit_price, status
        FROM (
          SELECT g AS id,
-                timestamptz ${lit(EPOCH)} + make_interval(secs => ((g - 1) * ${SPAN_SECONDS}) / greatest($1::bigint, 1)) AS created_at,
+                timestamptz ${lit(EPOCH)} + make_interval(secs => floor(${SPAN_SECONDS} * sqrt((g - 1)::float8 / greatest($1::bigint, 1)))) AS created_at,
                 'C' || lpad((1 + ${h(1)} % ${CUSTOMERS})::text, 5, '0') AS customer,
                 (${textArray(REGIONS)})[1 + ${h(2)} % ${REGIONS.length}] AS region,
                 (${products})[p] AS product,
