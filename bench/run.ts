@@ -16,12 +16,14 @@ import { cloneTemplate, databaseUrl, TEMPLATE, type BenchModule, type BenchRow }
 import { jobsApiBench } from './jobs-api.ts';
 import { reportBench } from './report.ts';
 import { workerBench } from './worker.ts';
+import { webhooksBench } from './webhooks.ts';
 
 /** Every benchmark, in the order the issues were written. */
 const MODULES: Array<[string, BenchModule]> = [
   ['jobs-api', jobsApiBench],
   ['worker', workerBench],
   ['report', reportBench],
+  ['webhooks', webhooksBench],
 ];
 
 function fmt(n: number | undefined): string {

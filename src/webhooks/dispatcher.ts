@@ -79,6 +79,8 @@ export class Dispatcher {
   /** In-flight deliveries: id → claim token. */
   readonly #inflight = new Map<string, string>();
   readonly #perEndpoint = new Map<string, number>();
+  /** Claimed deliveries waiting for a free slot (at most one concurrency's worth). */
+  #ready: Array<{ row: ClaimedDelivery; token: string }> = [];
   #results: Recorded[] = [];
   #flushing: Promise<void> | undefined;
   #claiming = false;
@@ -139,6 +141,7 @@ export class Dispatcher {
     const listener = this.#listener;
     this.#listener = undefined;
     await listener?.end().catch(() => undefined);
+    await this.#releaseReady().catch(() => undefined);
     if (this.#inflight.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       const drained = new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
@@ -210,14 +213,21 @@ export class Dispatcher {
       let wanted = 0;
       do {
         this.#again = false;
-        wanted = Math.min(this.#s.concurrency - this.#inflight.size, MAX_CLAIM_BATCH);
-        if (wanted <= 0 || this.#stopping) return;
+        this.#startReady();
+        // Keep up to one concurrency's worth claimed ahead, so finished slots refill without waiting for a claim.
+        const buffered = this.#inflight.size + this.#ready.length;
+        wanted = Math.min(2 * this.#s.concurrency - buffered, MAX_CLAIM_BATCH);
+        if (this.#stopping || wanted <= 0 || (buffered > 0 && wanted < Math.max(1, this.#s.concurrency / 4))) return;
         const token = randomUUID();
+        const perEndpoint = 2 * this.#s.endpointConcurrency;
+        const held = new Map<string, number>(this.#perEndpoint);
+        for (const r of this.#ready) held.set(r.row.endpoint, (held.get(r.row.endpoint) ?? 0) + 1);
         const busy = new Map<string, number>();
-        for (const [endpoint, n] of this.#perEndpoint) busy.set(endpoint, Math.max(0, this.#s.endpointConcurrency - n));
-        const rows = await claimDeliveries(this.#o.pool, { token, limit: wanted, perEndpoint: this.#s.endpointConcurrency, busy, leaseSeconds: this.#s.leaseSeconds });
+        for (const [endpoint, n] of held) busy.set(endpoint, Math.max(0, perEndpoint - n));
+        const rows = await claimDeliveries(this.#o.pool, { token, limit: wanted, perEndpoint, busy, leaseSeconds: this.#s.leaseSeconds });
         lastClaimed = rows.length;
         await this.#startAll(rows, token);
+        this.#startReady();
         if (rows.length >= wanted) this.#again = true;
       } while (this.#again && !this.#stopping);
       if (lastClaimed < wanted) {
@@ -232,11 +242,35 @@ export class Dispatcher {
     }
   }
 
+  /** Starts buffered deliveries while there are free slots, overall and for their endpoint. */
+  #startReady(): void {
+    if (this.#stopping) return;
+    for (let i = 0; i < this.#ready.length && this.#inflight.size < this.#s.concurrency; ) {
+      const r = this.#ready[i];
+      if (r !== undefined && (this.#perEndpoint.get(r.row.endpoint) ?? 0) < this.#s.endpointConcurrency) {
+        this.#ready.splice(i, 1);
+        this.#begin(r.row, r.token, false);
+      } else i++;
+    }
+  }
+
+  /** Gives back buffered deliveries not yet started (of one endpoint, or all), due now and unspent. */
+  async #releaseReady(endpoint?: string): Promise<void> {
+    const keep: Array<{ row: ClaimedDelivery; token: string }> = [];
+    const byToken = new Map<string, string[]>();
+    for (const r of this.#ready) {
+      if (endpoint !== undefined && r.row.endpoint !== endpoint) keep.push(r);
+      else byToken.set(r.token, [...(byToken.get(r.token) ?? []), r.row.id]);
+    }
+    this.#ready = keep;
+    for (const [token, ids] of byToken) await releaseDeliveries(this.#o.pool, ids, token);
+  }
+
   /** Starts the claimed deliveries; an endpoint whose breaker is not closed gets one probe, the rest go back. */
   async #startAll(rows: ClaimedDelivery[], token: string): Promise<void> {
     const probing = new Map<string, ClaimedDelivery[]>();
     for (const row of rows) {
-      if (row.endpoint_state === null || row.endpoint_state === 'closed') this.#begin(row, token, false);
+      if (row.endpoint_state === null || row.endpoint_state === 'closed') this.#ready.push({ row, token });
       else probing.set(row.endpoint, [...(probing.get(row.endpoint) ?? []), row]);
     }
     for (const [endpoint, group] of probing) {
@@ -245,6 +279,7 @@ export class Dispatcher {
       if (won && probe !== undefined) {
         this.#o.log.info({ endpoint }, 'webhook circuit breaker half-open: sending one probe');
         this.#begin(probe, token, true);
+        await this.#releaseReady(endpoint);
         await releaseDeliveries(this.#o.pool, rest.map((r) => r.id), token);
       } else {
         await releaseDeliveries(this.#o.pool, group.map((r) => r.id), token);
@@ -263,6 +298,7 @@ export class Dispatcher {
         if (left <= 0) this.#perEndpoint.delete(row.endpoint);
         else this.#perEndpoint.set(row.endpoint, left);
         if (this.#inflight.size === 0) for (const w of this.#idleWaiters.splice(0)) w();
+        this.#startReady();
         this.wake();
       });
   }
@@ -337,11 +373,13 @@ export class Dispatcher {
         this.#o.log.info({ endpoint }, 'webhook circuit breaker closed: the probe succeeded');
       } else if (probe) {
         await openBreaker(pool, endpoint, this.#s.breaker.cooldownSeconds, ['half_open', 'open']);
+        await this.#releaseReady(endpoint);
         this.#o.log.warn({ endpoint }, 'webhook circuit breaker stays open: the probe failed');
       } else if (!ok && window.shouldOpen(this.#s.breaker)) {
         const counts = { total: window.total, failures: window.failures };
         window.reset();
         if (await openBreaker(pool, endpoint, this.#s.breaker.cooldownSeconds)) {
+          await this.#releaseReady(endpoint);
           this.#o.log.warn({ endpoint, ...counts, cooldown_seconds: this.#s.breaker.cooldownSeconds }, 'webhook circuit breaker opened');
         }
       }

@@ -1,0 +1,128 @@
+/**
+ * Circuit breaker per endpoint (open → one probe → closed, visible through the API and /metrics) and
+ * isolation (a slow endpoint does not hold back another's webhooks), with a real receiver on 127.0.0.1.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { transition } from '../src/jobs/repository.ts';
+import { createLogger } from '../src/observability/logger.ts';
+import { CallbackAllowList } from '../src/webhooks/allowlist.ts';
+import { Dispatcher } from '../src/webhooks/dispatcher.ts';
+import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
+import { startTestService, type TestService } from './support/service.ts';
+
+const COOLDOWN_S = 1;
+let t: TestService;
+let dispatcher: Dispatcher;
+
+beforeAll(async () => {
+  t = await startTestService({
+    env: {
+      LONGHAUL_CALLBACK_ALLOW: '127.0.0.1',
+      // 8 attempts within ~0.4 s: without the breaker holding them, the deliveries would be DEAD long before the cool-down ends.
+      LONGHAUL_WEBHOOK_SCHEDULE_SECONDS: '0.05,0.05,0.05,0.05,0.05,0.05,0.05',
+      LONGHAUL_WEBHOOK_MIN_BACKOFF_AFTER_THROTTLE_SECONDS: '0',
+      LONGHAUL_WEBHOOK_TIMEOUT_SECONDS: '2',
+      LONGHAUL_WEBHOOK_POLL_SECONDS: '0.1',
+      LONGHAUL_WEBHOOK_ENDPOINT_CONCURRENCY: '2',
+      LONGHAUL_BREAKER_WINDOW: '4',
+      LONGHAUL_BREAKER_MIN_REQUESTS: '4',
+      LONGHAUL_BREAKER_FAILURE_RATIO: '0.5',
+      LONGHAUL_BREAKER_COOLDOWN_SECONDS: String(COOLDOWN_S),
+    },
+  });
+  dispatcher = new Dispatcher({
+    pool: t.service.pool,
+    databaseUrl: t.service.databaseUrl,
+    settings: t.config.webhooks,
+    allow: new CallbackAllowList(t.config.callbackAllow),
+    log: createLogger('silent'),
+    registry: t.service.metrics.registry,
+    drainSeconds: 1,
+  });
+  await dispatcher.start();
+});
+
+afterAll(async () => {
+  await dispatcher.stop();
+  await t.stop();
+});
+
+async function terminalJob(url: string): Promise<string> {
+  const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: url } });
+  const { id } = (await res.json()) as { id: string };
+  await transition(t.service.pool, id, 'CANCELLED');
+  return id;
+}
+
+interface Endpoint {
+  endpoint: string;
+  state: string;
+  recent_failures: number;
+}
+async function endpointState(rx: Receiver): Promise<Endpoint | undefined> {
+  const body = (await (await t.api('/v1/webhook-endpoints')).json()) as { data: Endpoint[] };
+  return body.data.find((e) => e.endpoint === `http://127.0.0.1:${new URL(rx.url).port}`);
+}
+
+async function statuses(ids: string[]): Promise<Array<{ status: string; attempts: number }>> {
+  const { rows } = await t.service.pool.query<{ status: string; attempts: number }>('SELECT status, attempts FROM webhook_deliveries WHERE job_id = ANY($1::uuid[])', [ids]);
+  return rows;
+}
+
+describe('circuit breaker', () => {
+  it('opens when most deliveries fail, lets one probe through after the cool-down, and closes on success', async () => {
+    const rx = await startReceiver();
+    try {
+      let down = true;
+      rx.on('/hook', (_n, _r, res) => void (down ? res.writeHead(503).end('down') : undefined));
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) ids.push(await terminalJob(rx.url + '/hook'));
+
+      await waitFor('breaker open', async () => (await endpointState(rx))?.state === 'open');
+      const metrics = await (await fetch(`${t.url}/metrics`)).text();
+      expect(metrics).toContain(`longhaul_webhook_endpoint_state{endpoint="http://127.0.0.1:${new URL(rx.url).port}"} 2`);
+      const atOpen = rx.received.length;
+
+      // After the cool-down exactly one probe goes out; it fails, so the breaker opens again.
+      await waitFor('the probe', () => rx.received.length > atOpen, COOLDOWN_S * 1000 + 5000);
+      await waitFor('breaker open again', async () => (await endpointState(rx))?.state === 'open');
+      expect(rx.received.length).toBe(atOpen + 1);
+      // Held deliveries did not spend their attempts: none is DEAD although 8 attempts take ~0.4 s.
+      expect((await statuses(ids)).every((d) => d.status === 'PENDING' && d.attempts < 8)).toBe(true);
+
+      down = false;
+      await waitFor('breaker closed', async () => (await endpointState(rx))?.state === 'closed', COOLDOWN_S * 1000 + 5000);
+      await waitFor('all delivered', async () => (await statuses(ids)).every((d) => d.status === 'SUCCEEDED'));
+      const metricsAfter = await (await fetch(`${t.url}/metrics`)).text();
+      expect(metricsAfter).toContain(`longhaul_webhook_endpoint_state{endpoint="http://127.0.0.1:${new URL(rx.url).port}"} 0`);
+    } finally {
+      await rx.close();
+    }
+  });
+});
+
+describe('isolation', () => {
+  it('keeps delivering to a healthy endpoint while a slow one holds its own concurrency slots', async () => {
+    const slow = await startReceiver();
+    const fast = await startReceiver();
+    let release = (): void => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    try {
+      slow.on('/hook', () => gate);
+      const slowIds: string[] = [];
+      for (let i = 0; i < 5; i++) slowIds.push(await terminalJob(slow.url + '/hook'));
+      // The per-endpoint limit (2) is reached and the rest of the slow endpoint's deliveries wait.
+      await waitFor('slow endpoint saturated', () => slow.received.length === 2);
+      const fastId = await terminalJob(fast.url + '/hook');
+      await waitFor('fast delivery', async () => (await statuses([fastId]))[0]?.status === 'SUCCEEDED', 1500);
+      expect(slow.received.length).toBe(2);
+      expect((await statuses(slowIds)).every((d) => d.status === 'PENDING')).toBe(true);
+      release();
+      await waitFor('slow deliveries', async () => (await statuses(slowIds)).every((d) => d.status === 'SUCCEEDED'));
+    } finally {
+      release();
+      await slow.close();
+      await fast.close();
+    }
+  });
+});
