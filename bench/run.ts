@@ -14,6 +14,7 @@ import { createPool } from '../src/db/pool.ts';
 import { ensureQueues } from '../src/jobs/queues.ts';
 import { cloneTemplate, databaseUrl, TEMPLATE, type BenchModule, type BenchRow } from './harness.ts';
 import { jobsApiBench } from './jobs-api.ts';
+import { realtimeBench } from './realtime.ts';
 import { reportBench } from './report.ts';
 import { workerBench } from './worker.ts';
 import { webhooksBench } from './webhooks.ts';
@@ -24,6 +25,7 @@ const MODULES: Array<[string, BenchModule]> = [
   ['worker', workerBench],
   ['report', reportBench],
   ['webhooks', webhooksBench],
+  ['realtime', realtimeBench],
 ];
 
 function fmt(n: number | undefined): string {
