@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { Pool as HttpPool } from 'undici';
+import { announcement, JobEventsPublisher } from '../src/jobs/events-publisher.ts';
+import { createLogger } from '../src/observability/logger.ts';
 import { createTenant } from '../src/tenants/repository.ts';
 import { writeCheckpoint } from '../src/worker/store.ts';
 import { percentile, type BenchModule, type BenchRow } from './harness.ts';
@@ -45,17 +47,21 @@ async function checkpointRows(pool: pg.Pool, tenantId: string): Promise<BenchRow
   await pool.query('CREATE TABLE bench_plain (id int PRIMARY KEY, v jsonb)');
   await pool.query(`INSERT INTO bench_plain SELECT g, '{}' FROM generate_series(0, ${CHECKPOINT_CLIENTS - 1}) g`);
   const state = { cursor: 0, rows: 12345, sums: { a: 1, b: 2 } };
+  // As the worker does: the commit is timed, its announcement follows on the publisher.
+  const events = new JobEventsPublisher(pool, createLogger('warn'));
   let n = 0;
   const cp = async (i: number) => {
     const j = jobs[i];
     if (j === undefined) return;
     const seq = await writeCheckpoint(pool, { jobId: j.id, token: j.token, cursor: n++, state, processed: 1, leaseSeconds: 30 });
     if (seq === undefined) throw new Error('checkpoint refused');
+    events.publish(announcement(j.id, seq));
   };
   const plain = async (i: number) => void (await pool.query('UPDATE bench_plain SET v = $2 WHERE id = $1', [i, JSON.stringify(state)]));
   await timedLoops(CHECKPOINT_CLIENTS, 0.5, cp);
   await pool.query('ANALYZE jobs; ANALYZE job_events; ANALYZE bench_plain');
   const c = await timedLoops(CHECKPOINT_CLIENTS, CHECKPOINT_SECONDS, cp);
+  await events.flush();
   const p = await timedLoops(CHECKPOINT_CLIENTS, CHECKPOINT_SECONDS, plain);
   const p50 = percentile(c.latencies, 50);
   return [

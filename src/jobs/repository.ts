@@ -53,16 +53,22 @@ export async function listJobs(db: Queryable, tenantId: string, f: ListFilter): 
 /**
  * Moves a job to `to` if the state machine allows it from its current status, appends a `status`
  * event and announces it, in one statement. A terminal status also writes the job's webhook delivery
- * (the outbox, src/webhooks/outbox.ts) in that statement. Returns the updated row, or undefined if the move was not legal.
+ * (the outbox, src/webhooks/outbox.ts) in that statement. Returns the updated row with its event's
+ * `event_seq`, or undefined if the move was not legal.
+ *
+ * `announce: false` leaves the announcement to the caller, who sends it after the commit
+ * (src/jobs/events-publisher.ts): a notifying transaction holds Postgres's global notify lock through
+ * its commit's WAL flush, which serialises busy writers. (Default: true, announced on commit)
  */
 export async function transition(
   db: Queryable,
   jobId: string,
   to: JobStatus,
-  set: { result?: Json; error?: Json; extraSql?: string } = {},
-): Promise<JobRow | undefined> {
+  set: { result?: Json; error?: Json; extraSql?: string; announce?: boolean } = {},
+): Promise<(JobRow & { event_seq: number }) | undefined> {
   const terminal = to === 'COMPLETED' || to === 'FAILED' || to === 'CANCELLED';
-  const { rows } = await db.query<JobRow>(
+  const announce = set.announce === false ? '' : `, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text)`;
+  const { rows } = await db.query<JobRow & { event_seq: number }>(
     `WITH u AS (
        UPDATE jobs SET status = $2, updated_at = now(), event_seq = event_seq + 1,
               result = COALESCE($3::jsonb, result), error = COALESCE($4::jsonb, error),
@@ -77,7 +83,7 @@ export async function transition(
        SELECT id, event_seq, 'status', jsonb_build_object('status', status, 'attempts', attempts, 'error', error, 'result', result)
          FROM u),
      webhooks AS (${outboxInsertSql('u')})
-     SELECT ${JOB_COLUMNS}, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text) FROM u`,
+     SELECT ${JOB_COLUMNS}, event_seq${announce} FROM u`,
     [jobId, to, set.result === undefined ? null : JSON.stringify(set.result), set.error === undefined ? null : JSON.stringify(set.error), terminal, sourcesOf(to)],
   );
   return rows[0];

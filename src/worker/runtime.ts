@@ -12,6 +12,7 @@ import pg from 'pg';
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import client from 'prom-client';
 import { withTransaction, type Pool, type Queryable } from '../db/pool.ts';
+import { announcement, JobEventsPublisher } from '../jobs/events-publisher.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
 import { CANCEL_CHANNEL, transition } from '../jobs/repository.ts';
@@ -80,6 +81,8 @@ export class WorkerRuntime {
   readonly #owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   readonly #running = new Map<string, Running>();
   readonly #typeCounts = new Map<string, number>();
+  /** Announces the events this worker commits, after each commit (never inside the transaction). */
+  readonly #events: JobEventsPublisher;
   #stopping = false;
   #draining = false;
   #wake: (() => void) | undefined;
@@ -100,6 +103,7 @@ export class WorkerRuntime {
     this.#registry = deps.registry;
     this.#log = deps.log.child({ component: 'worker' });
     this.#opts = deps.options;
+    this.#events = new JobEventsPublisher(this.#pool, this.#log);
     const r = deps.metrics;
     this.#metrics = {
       steps: new client.Counter({ name: 'longhaul_job_steps_total', help: 'Job steps (start, chunks, finish) run', labelNames: ['type', 'outcome'], registers: [r] }),
@@ -147,6 +151,7 @@ export class WorkerRuntime {
     const l = this.#listener;
     this.#listener = undefined;
     await l?.end().catch(() => undefined);
+    await this.#events.flush();
   }
 
   // ---- fetching ------------------------------------------------------------------------------
@@ -308,11 +313,14 @@ export class WorkerRuntime {
         // A continuation carries on the same attempt; a first execution or a retry is a new attempt.
         const attempts = j.data.cont === true && attempt.retryCount === 0 ? Math.max(1, row.attempts) : row.attempts + 1;
         await takeLease(c, { jobId, token, owner: this.#owner, leaseSeconds: this.#opts.leaseSeconds, attempts, execution: attempt.id, executionRetry: attempt.retryCount });
-        if (row.status === 'PENDING') await transition(c, jobId, 'RUNNING');
-        return { row: { ...row, attempts, status: 'RUNNING' as const }, type };
+        const moved = row.status === 'PENDING' ? await transition(c, jobId, 'RUNNING', { announce: false }) : undefined;
+        return { row: { ...row, attempts, status: 'RUNNING' as const }, type, seq: moved?.event_seq };
       });
       if (out === 'skip') return undefined;
-      if (out !== 'busy') return out;
+      if (out !== 'busy') {
+        if (out.seq !== undefined) this.#events.publish(announcement(jobId, out.seq));
+        return out;
+      }
       // The previous holder's lease is still live (a retry came before it ran out): wait it out.
       if (Date.now() > deadline || this.#stopping) {
         await failExecution(this.#boss, this.#pool, attempt, { message: 'the job was still leased by another worker' });
@@ -347,6 +355,7 @@ export class WorkerRuntime {
       });
       if (seq === undefined) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
       this.#metrics.checkpoint.observe({ type: type.name }, (performance.now() - t0) / 1000);
+      this.#events.publish(announcement(row.id, seq));
     };
 
     if (row.checkpoint_at === null) {
@@ -401,14 +410,15 @@ export class WorkerRuntime {
     result: Json,
   ): Promise<void> {
     const client = await tx.client();
-    const ok = await tx.finish(async () => {
+    const seqs = await tx.finish(async () => {
       const seq = await writeCheckpoint(client, { jobId: row.id, token, leaseSeconds: this.#opts.leaseSeconds, cursor: r.cursor, state: r.state, processed: r.processed });
-      if (seq === undefined) return { value: false, rollback: true };
-      await transition(client, row.id, 'COMPLETED', { result });
+      if (seq === undefined) return { value: undefined, rollback: true };
+      const done = await transition(client, row.id, 'COMPLETED', { result, announce: false });
       await completeExecution(this.#boss, client, attempt);
-      return { value: true };
+      return { value: done === undefined ? [seq] : [seq, done.event_seq] };
     });
-    if (!ok) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
+    if (seqs === undefined) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
+    this.#events.publish(...seqs.map((s) => announcement(row.id, s)));
     this.#metrics.executions.inc({ outcome: 'completed' });
   }
 
@@ -466,12 +476,13 @@ export class WorkerRuntime {
     if (reason === 'cancelled') {
       const ok = await withTransaction(this.#pool, async (c) => {
         if (!(await releaseLease(c, { jobId: row.id, token }))) return false;
-        await transition(c, row.id, 'CANCELLED');
+        const moved = await transition(c, row.id, 'CANCELLED', { announce: false });
         await completeExecution(this.#boss, c, attempt, { cancelled: true });
-        return true;
+        return { seq: moved?.event_seq };
       });
-      if (!ok) this.#leaseLost(row.id, log);
+      if (ok === false) this.#leaseLost(row.id, log);
       else {
+        if (ok.seq !== undefined) this.#events.publish(announcement(row.id, ok.seq));
         this.#metrics.executions.inc({ outcome: 'cancelled' });
         log.info('job cancelled');
       }
@@ -489,19 +500,16 @@ export class WorkerRuntime {
     };
     const ok = await withTransaction(this.#pool, async (c) => {
       if (!(await releaseLease(c, { jobId: row.id, token, error, deadLetter: last }))) return false;
-      if (last) {
-        await transition(c, row.id, 'FAILED', { error });
-        await deadLetterExecution(this.#boss, c, attempt, row.id, { ...error, history: [...row.error_history, error] });
-      } else {
-        await transition(c, row.id, 'PENDING', { error });
-        await failExecution(this.#boss, c, attempt, error);
-      }
-      return true;
+      const moved = await transition(c, row.id, last ? 'FAILED' : 'PENDING', { error, announce: false });
+      if (last) await deadLetterExecution(this.#boss, c, attempt, row.id, { ...error, history: [...row.error_history, error] });
+      else await failExecution(this.#boss, c, attempt, error);
+      return { seq: moved?.event_seq };
     });
-    if (!ok) {
+    if (ok === false) {
       this.#leaseLost(row.id, log);
       return;
     }
+    if (ok.seq !== undefined) this.#events.publish(announcement(row.id, ok.seq));
     this.#metrics.executions.inc({ outcome: last ? 'failed' : 'retry' });
     if (last) log.error({ err: e, permanent }, permanent ? 'job failed permanently' : 'job failed; attempts exhausted, dead-lettered');
     else log.warn({ err: e }, 'job attempt failed; will retry');

@@ -4,7 +4,6 @@
  * that lost its lease (paused, partitioned, presumed dead) changes nothing.
  */
 import type { Queryable } from '../db/pool.ts';
-import { JOB_EVENTS_CHANNEL } from '../jobs/repository.ts';
 import type { JobStatus } from '../jobs/state.ts';
 import type { Json } from './sdk.ts';
 
@@ -83,9 +82,10 @@ export interface CheckpointWrite {
 }
 
 /**
- * The checkpoint: new cursor and state, progress, lease extension, a `progress` event at the next
- * seq, and its announcement, in one statement, fenced by the lease token and by cancellation (no chunk
- * commits once a cancel is requested). Returns the event seq, or undefined when refused.
+ * The checkpoint: new cursor and state, progress, lease extension and a `progress` event at the next
+ * seq, in one statement, fenced by the lease token and by cancellation (no chunk commits once a cancel
+ * is requested). Returns the event seq, or undefined when refused. It does not notify: the caller
+ * announces the event once its transaction has committed (src/jobs/events-publisher.ts).
  */
 export async function writeCheckpoint(db: Queryable, w: CheckpointWrite): Promise<number | undefined> {
   const { rows } = await db.query<{ seq: number }>(
@@ -101,7 +101,7 @@ export async function writeCheckpoint(db: Queryable, w: CheckpointWrite): Promis
                 CASE WHEN total IS NULL THEN NULL WHEN total <= 0 THEN 100
                      ELSE least(100, floor(processed * 10000.0 / total) / 100) END)
          FROM u)
-     SELECT event_seq AS seq, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text) FROM u`,
+     SELECT event_seq AS seq FROM u`,
     [w.jobId, w.token, JSON.stringify(w.cursor), JSON.stringify(w.state), w.processed, w.total ?? null, w.total !== undefined, w.leaseSeconds],
   );
   return rows[0]?.seq;

@@ -1,0 +1,64 @@
+/**
+ * Announces committed job events (`jobId:seq` on JOB_EVENTS_CHANNEL) after their transaction has
+ * committed, many per statement.
+ *
+ * Why not pg_notify inside the transaction: a transaction that notifies takes Postgres's global
+ * notify-queue lock at commit and holds it through its WAL flush, so every notifying commit of every
+ * session waits for the one before it. The worker's checkpoints and status changes commit without
+ * notifying, and this publisher sends their announcements afterwards, group-commit style: at once
+ * when idle, and while one statement is in flight the next batch collects.
+ *
+ * The `job_events` row is the durable record and commits with the change; the announcement only
+ * tells readers to look. One lost to a crash between the commit and the announcement (or to a failed
+ * send) is found by readers reading `job_events` by sequence (the realtime hub's catch-up).
+ */
+import type { Queryable } from '../db/pool.ts';
+import type { Logger } from '../observability/logger.ts';
+import { JOB_EVENTS_CHANNEL } from './repository.ts';
+
+/** Announcements per statement: keeps one statement's notify-queue insert short. */
+const MAX_BATCH = 1000;
+
+/** The announcement of event `seq` of a job, as readers expect it on JOB_EVENTS_CHANNEL. */
+export function announcement(jobId: string, seq: number): string {
+  return `${jobId}:${seq}`;
+}
+
+export class JobEventsPublisher {
+  readonly #db: Queryable;
+  readonly #log: Logger;
+  #pending: string[] = [];
+  #sending: Promise<void> | undefined;
+
+  constructor(db: Queryable, log: Logger) {
+    this.#db = db;
+    this.#log = log;
+  }
+
+  /** Queues announcements of events that have committed; they are sent without waiting. */
+  publish(...payloads: string[]): void {
+    if (payloads.length === 0) return;
+    this.#pending.push(...payloads);
+    this.#sending ??= this.#send();
+  }
+
+  /** Resolves once everything published so far has been sent (or failed to send). */
+  async flush(): Promise<void> {
+    while (this.#sending !== undefined) await this.#sending;
+  }
+
+  async #send(): Promise<void> {
+    // Let the announcements published in this same tick join the first statement.
+    await Promise.resolve();
+    while (this.#pending.length > 0) {
+      const batch = this.#pending.splice(0, MAX_BATCH);
+      try {
+        await this.#db.query('SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p', [JOB_EVENTS_CHANNEL, batch]);
+      } catch (err) {
+        // Readers catch up from job_events by sequence; a lost announcement only delays them.
+        this.#log.warn({ err, announcements: batch.length }, 'announcing job events failed');
+      }
+    }
+    this.#sending = undefined;
+  }
+}
