@@ -3,6 +3,13 @@
  * without the other. Concurrent submissions are grouped into one transaction (group commit): while one
  * batch is being written, new requests queue up and go together in the next, so the request path costs
  * a fraction of a round trip under load and exactly one batch of one when idle.
+ *
+ * A batch is one statement (one round trip, its own transaction): it takes the advisory locks of keyed
+ * requests, inserts the jobs, reads the rows holding keys that were taken, and enqueues the created
+ * jobs by running pg-boss's own insert statement through `longhaul_enqueue` (sql/010). The statement
+ * is captured from `PgBoss.insert()` via its `db` option, so pg-boss still writes its own tables. The
+ * rare requests that statement cannot settle (a key that expired, a key row that vanished) go through
+ * the general path: BEGIN, the same insert, conflict resolution, `PgBoss.insert()`, COMMIT.
  */
 import { randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
@@ -54,6 +61,9 @@ export class JobSubmitter {
   readonly #ttl: number;
   #queue: Pending[] = [];
   #active = 0;
+  #pumpScheduled = false;
+  /** Whether batches go as one statement; off for good if pg-boss's insert statement is not of the expected shape. */
+  #oneStatement = true;
   /** Keys of requests this process is writing now: a duplicate is answered 409 without a query. */
   readonly #inFlight = new Set<string>();
 
@@ -61,7 +71,7 @@ export class JobSubmitter {
     this.#pool = pool;
     this.#boss = boss;
     this.#maxBatch = opts.maxBatch ?? 256;
-    this.#maxConcurrent = opts.maxConcurrentBatches ?? 4;
+    this.#maxConcurrent = opts.maxConcurrentBatches ?? 2;
     this.#ttl = opts.idempotencyTtlSeconds ?? 86_400;
   }
 
@@ -73,7 +83,15 @@ export class JobSubmitter {
     }
     return new Promise<SubmitOutcome>((resolve, reject) => {
       this.#queue.push({ req, resolve, reject });
-      this.#pump();
+      // Start writing once the requests that arrived in this turn of the event loop are all queued,
+      // so a burst goes as one batch rather than a batch of one followed by the rest.
+      if (!this.#pumpScheduled) {
+        this.#pumpScheduled = true;
+        setImmediate(() => {
+          this.#pumpScheduled = false;
+          this.#pump();
+        });
+      }
     }).finally(() => {
       if (k !== null) this.#inFlight.delete(k);
     });
@@ -95,7 +113,13 @@ export class JobSubmitter {
   }
 
   async #write(batch: Pending[]): Promise<void> {
-    const outcomes = await withTransaction(this.#pool, (client) => this.#insert(client, batch.map((p) => p.req)));
+    const reqs = batch.map((p) => p.req);
+    const outcomes: Array<SubmitOutcome | undefined> = this.#oneStatement ? await this.#writeOneStatement(reqs) : [];
+    const rest = reqs.flatMap((req, i) => (outcomes[i] === undefined ? [i] : []));
+    if (rest.length > 0) {
+      const settled = await withTransaction(this.#pool, (client) => this.#insert(client, rest.map((i) => reqs[i] as SubmitRequest)));
+      rest.forEach((i, k) => (outcomes[i] = settled[k]));
+    }
     batch.forEach((p, i) => {
       const o = outcomes[i];
       if (o === undefined) p.reject(new Error('submit batch lost a request'));
@@ -103,38 +127,96 @@ export class JobSubmitter {
     });
   }
 
+  /**
+   * The batch in one statement. Returns each request's outcome, or undefined where the general path
+   * must decide (the key expired, or its row is not visible to this statement's snapshot).
+   */
+  async #writeOneStatement(reqs: SubmitRequest[]): Promise<Array<SubmitOutcome | undefined>> {
+    const ids = reqs.map(() => randomUUID());
+    const enqueue = await this.#captureEnqueue(reqs, ids);
+    if (enqueue === undefined) {
+      this.#oneStatement = false;
+      return [];
+    }
+    let rows: Array<JobRow & { locked: boolean; created: boolean | null; hash: string | null; expired: boolean | null }>;
+    try {
+      ({ rows } = await this.#pool.query({
+        name: 'longhaul-submit-batch',
+        text: `WITH ${REQ_CTE},
+           ins AS (${INSERT_JOBS} RETURNING ${JOB_COLUMNS}),
+           enq AS (
+             SELECT longhaul_enqueue($12,
+                      (SELECT json_agg(e)::text FROM json_array_elements($13::text::json) e WHERE (e->>'id')::uuid IN (SELECT id FROM ins)),
+                      (SELECT count(*)::int FROM ins)) AS n),
+           res AS (
+             SELECT req.ord, true AS created, NULL::text AS hash, NULL::boolean AS expired, ins.*
+               FROM req JOIN ins ON ins.id = req.id
+             UNION ALL
+             SELECT req.ord, false, p.*
+               FROM req CROSS JOIN LATERAL (
+                 SELECT idempotency_hash, idempotency_expires_at < now(), ${JOB_COLUMNS}
+                   FROM jobs WHERE jobs.tenant_id = req.tenant_id AND jobs.idempotency_key = req.key) p
+              WHERE req.locked AND req.key IS NOT NULL AND req.id NOT IN (SELECT id FROM ins))
+         SELECT req.locked, res.* FROM req LEFT JOIN res ON res.ord = req.ord CROSS JOIN enq ORDER BY req.ord`,
+        values: [...this.#params(reqs, ids), enqueue.sql, enqueue.jobs],
+      }));
+    } catch (err) {
+      // pg-boss's statement did not enqueue what it was given: it changed shape. Stop using it this way.
+      if ((err as { code?: unknown }).code !== ENQUEUE_MISMATCH) throw err;
+      this.#oneStatement = false;
+      return [];
+    }
+    return rows.map((row, i): SubmitOutcome | undefined => {
+      const idem = reqs[i]?.idempotency ?? null;
+      if (!row.locked) return { kind: 'in-flight' };
+      if (row.created === true) return { kind: 'created', job: jobOf(row) };
+      if (row.created === null || row.expired !== false || idem === null) return undefined;
+      return row.hash === idem.fingerprint ? { kind: 'replayed', job: jobOf(row) } : { kind: 'key-reused' };
+    });
+  }
+
+  /**
+   * pg-boss's insert statement and payload for these jobs, captured through `insert()`'s `db` option
+   * without running it; undefined if its shape is not the one `longhaul_enqueue` expects (one JSON parameter).
+   */
+  async #captureEnqueue(reqs: SubmitRequest[], ids: string[]): Promise<{ sql: string; jobs: string } | undefined> {
+    let captured: { sql: string; values: unknown[] } | undefined;
+    const capture = {
+      executeSql: async (sql: string, values: unknown[] = []) => {
+        captured = { sql, values };
+        return { rows: [] };
+      },
+    };
+    await this.#boss.insert(QUEUES.jobs, reqs.map((req, i) => bossJob(ids[i] ?? '', req)), { db: capture, returnId: true });
+    const jobs = captured?.values[0];
+    if (captured === undefined || captured.values.length !== 1 || typeof jobs !== 'string' || captured.sql.includes('$2')) return undefined;
+    return { sql: captured.sql, jobs };
+  }
+
+  #params(reqs: SubmitRequest[], ids: string[]): unknown[] {
+    return [
+      ids,
+      reqs.map((r) => r.tenantId),
+      reqs.map((r) => r.type),
+      reqs.map((r) => JSON.stringify(r.input)),
+      reqs.map((r) => (r.metadata === null ? null : JSON.stringify(r.metadata))),
+      reqs.map((r) => r.callbackUrl),
+      reqs.map((r) => r.maxAttempts),
+      reqs.map((r) => r.idempotency?.key ?? null),
+      reqs.map((r) => r.idempotency?.fingerprint ?? null),
+      reqs.map((r) => (r.idempotency === null ? null : keyLockId(r.tenantId, r.idempotency.key))),
+      this.#ttl,
+    ];
+  }
+
   async #insert(client: PoolClient, reqs: SubmitRequest[]): Promise<SubmitOutcome[]> {
     const ids = reqs.map(() => randomUUID());
     // One statement: take each keyed request's advisory lock (held by a concurrent writer of the same
     // key → in flight), then insert every job whose key is free; a taken key is a conflict to resolve.
     const { rows } = await client.query<JobRow & { ord: number; locked: boolean }>(
-      `WITH req AS MATERIALIZED (
-         SELECT r.*, CASE WHEN r.key IS NULL THEN true ELSE pg_try_advisory_xact_lock(r.lock_id) END AS locked
-           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[], $7::int[],
-                       $8::text[], $9::text[], $10::bigint[])
-                WITH ORDINALITY AS r(id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash, lock_id, ord)),
-       ins AS (
-         INSERT INTO jobs (id, tenant_id, type, input, metadata, callback_url, max_attempts,
-                           idempotency_key, idempotency_hash, idempotency_expires_at)
-         SELECT id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash,
-                CASE WHEN key IS NULL THEN NULL ELSE now() + make_interval(secs => $11) END
-           FROM req WHERE locked
-         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING ${JOB_COLUMNS})
+      `WITH ${REQ_CTE}, ins AS (${INSERT_JOBS} RETURNING ${JOB_COLUMNS})
        SELECT ins.*, req.ord::int AS ord, req.locked FROM req LEFT JOIN ins ON ins.id = req.id ORDER BY req.ord`,
-      [
-        ids,
-        reqs.map((r) => r.tenantId),
-        reqs.map((r) => r.type),
-        reqs.map((r) => JSON.stringify(r.input)),
-        reqs.map((r) => (r.metadata === null ? null : JSON.stringify(r.metadata))),
-        reqs.map((r) => r.callbackUrl),
-        reqs.map((r) => r.maxAttempts),
-        reqs.map((r) => r.idempotency?.key ?? null),
-        reqs.map((r) => r.idempotency?.fingerprint ?? null),
-        reqs.map((r) => (r.idempotency === null ? null : keyLockId(r.tenantId, r.idempotency.key))),
-        this.#ttl,
-      ],
+      this.#params(reqs, ids),
     );
     const outcomes: SubmitOutcome[] = [];
     const conflicts: number[] = [];
@@ -149,22 +231,8 @@ export class JobSubmitter {
       if (req === undefined || id === undefined) continue;
       outcomes[i] = await this.#resolveConflict(client, req, id);
     }
-    const created = outcomes.flatMap((o, i) => (o.kind === 'created' ? [{ o, req: reqs[i] }] : []));
-    if (created.length > 0) {
-      await this.#boss.insert(
-        QUEUES.jobs,
-        created.map(({ o, req }) => ({
-          id: o.job.id,
-          data: { jobId: o.job.id },
-          group: { id: o.job.tenant_id },
-          retryLimit: o.job.max_attempts - 1,
-          retryDelay: req?.backoff.initialSeconds,
-          retryDelayMax: req?.backoff.maxSeconds,
-          retryBackoff: true,
-        })),
-        { db: bossDb(client) },
-      );
-    }
+    const created = outcomes.flatMap((o, i) => (o.kind === 'created' ? [bossJob(o.job.id, reqs[i] as SubmitRequest)] : []));
+    if (created.length > 0) await this.#boss.insert(QUEUES.jobs, created, { db: bossDb(client) });
     return outcomes;
   }
 
@@ -201,6 +269,42 @@ function stripExtra(row: JobRow & { ord: number; locked: boolean }): JobRow {
   const { ord: _o, locked: _l, ...job } = row;
   return job;
 }
+
+function jobOf(row: JobRow & { locked: boolean; created: boolean | null; hash: string | null; expired: boolean | null; ord?: number }): JobRow {
+  const { locked: _l, created: _c, hash: _h, expired: _e, ord: _o, ...job } = row;
+  return job;
+}
+
+/** The pg-boss job that runs a longhaul job: one execution, with the type's retry policy. */
+function bossJob(id: string, req: SubmitRequest) {
+  return {
+    id,
+    data: { jobId: id },
+    group: { id: req.tenantId },
+    retryLimit: req.maxAttempts - 1,
+    retryDelay: req.backoff.initialSeconds,
+    retryDelayMax: req.backoff.maxSeconds,
+    retryBackoff: true,
+  };
+}
+
+/** SQLSTATE raised by longhaul_enqueue when pg-boss's statement did not insert every job it was given. */
+const ENQUEUE_MISMATCH = 'LH001';
+
+/** The batch as rows ($1–$10 arrays, one element per request), each keyed request with its advisory lock tried. */
+const REQ_CTE = `req AS MATERIALIZED (
+  SELECT r.*, CASE WHEN r.key IS NULL THEN true ELSE pg_try_advisory_xact_lock(r.lock_id) END AS locked
+    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[], $7::int[],
+                $8::text[], $9::text[], $10::bigint[])
+         WITH ORDINALITY AS r(id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash, lock_id, ord))`;
+
+/** Inserts every locked request's job whose key is free ($11: the key's lifetime in seconds). */
+const INSERT_JOBS = `INSERT INTO jobs (id, tenant_id, type, input, metadata, callback_url, max_attempts,
+                          idempotency_key, idempotency_hash, idempotency_expires_at)
+  SELECT id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash,
+         CASE WHEN key IS NULL THEN NULL ELSE now() + make_interval(secs => $11) END
+    FROM req WHERE locked
+  ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`;
 
 /** Releases Idempotency-Keys older than their expiry, so the unique index stays small. */
 export async function releaseExpiredKeys(pool: Pool): Promise<number> {
