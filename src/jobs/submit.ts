@@ -41,7 +41,10 @@ export type SubmitOutcome =
 export interface SubmitterOptions {
   /** Most requests written in one transaction. (Default: 256) */
   maxBatch?: number;
-  /** Batches being written at once; each holds one pooled connection. (Default: 4) */
+  /**
+   * Batches being written at once; each holds one pooled connection. One lets the next batch grow
+   * while the current one is written, which costs Postgres and this process least per job. (Default: 1)
+   */
   maxConcurrentBatches?: number;
   /** How long an Idempotency-Key is remembered, in seconds. (Default: 86400) */
   idempotencyTtlSeconds?: number;
@@ -71,7 +74,7 @@ export class JobSubmitter {
     this.#pool = pool;
     this.#boss = boss;
     this.#maxBatch = opts.maxBatch ?? 256;
-    this.#maxConcurrent = opts.maxConcurrentBatches ?? 2;
+    this.#maxConcurrent = opts.maxConcurrentBatches ?? 1;
     this.#ttl = opts.idempotencyTtlSeconds ?? 86_400;
   }
 
