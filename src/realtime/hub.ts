@@ -28,6 +28,12 @@ const FETCH_LIMIT = 500;
 const JOBS_PER_QUERY = 500;
 /** Wait before retrying a failed read of new events. */
 const FETCH_RETRY_MS = 1_000;
+/**
+ * Every followed job is re-read this often even without a notification: workers announce after their
+ * commit (src/jobs/events-publisher.ts), so an announcement lost to a crash or a failed send would
+ * otherwise hold its events back until the job's next one.
+ */
+const CATCH_UP_INTERVAL_MS = 2_000;
 
 /** How a stream ends: after the terminal status, at shutdown, because the peer stopped answering, or because it left. */
 export type CloseReason = 'finished' | 'shutdown' | 'dead' | 'gone';
@@ -310,6 +316,7 @@ export class RealtimeHub {
   #flushing = false;
   #retryTimer: NodeJS.Timeout | undefined;
   #pingTimer: NodeJS.Timeout | undefined;
+  #catchUpTimer: NodeJS.Timeout | undefined;
   #nextId = 1;
   #stopped = false;
 
@@ -362,12 +369,17 @@ export class RealtimeHub {
       for (const ch of this.#channels.values()) for (const s of ch.subscribers) s.tick(now, this.#pingIntervalMs);
     }, this.#pingIntervalMs);
     this.#pingTimer.unref();
+    this.#catchUpTimer = setInterval(() => {
+      for (const ch of this.#channels.values()) this.#markDirty(ch);
+    }, CATCH_UP_INTERVAL_MS);
+    this.#catchUpTimer.unref();
   }
 
   /** Ends every stream (clients reconnect elsewhere with their last sequence) and closes the listener. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#pingTimer);
+    clearInterval(this.#catchUpTimer);
     clearTimeout(this.#retryTimer);
     for (const ch of [...this.#channels.values()]) for (const s of [...ch.subscribers]) s.close('shutdown');
     await this.#listener.stop();
