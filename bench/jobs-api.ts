@@ -4,6 +4,7 @@
  * jsonb column at 16 connections, on the same database in the same run. Also the POST's p50/p99.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { Pool as HttpPool } from 'undici';
 import { createTenant } from '../src/tenants/repository.ts';
@@ -13,7 +14,22 @@ import { startChildService, timedLoops } from './support.ts';
 const CLIENTS = 16;
 const SECONDS = 5;
 const WARMUP_SECONDS = 1;
+/** USER_HZ: Linux reports process CPU times in ticks of 1/100 s on every mainstream architecture. */
+const CLOCK_TICKS_PER_SECOND = 100;
 const BODY = { type: 'synthetic', input: { chunks: 1, chunk_ms: 0 }, metadata: { source: 'bench' } };
+
+/** CPU seconds (user + system) a process has used so far, from /proc; undefined where there is no /proc. */
+function childCpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
 
 export const jobsApiBench: BenchModule = {
   title: 'jobs API: POST /v1/jobs vs raw INSERT',
@@ -45,7 +61,9 @@ export const jobsApiBench: BenchModule = {
       try {
         await timedLoops(CLIENTS, WARMUP_SECONDS, post);
         await pool.query('ANALYZE');
+        const cpu0 = childCpuSeconds(svc.child.pid);
         const api = await timedLoops(CLIENTS, SECONDS, post);
+        const cpu1 = childCpuSeconds(svc.child.pid);
         if (errors > 0) ctx.log(`${errors} POSTs did not answer 202`);
         const ratio = api.perSecond / raw.perSecond;
         return [
@@ -60,6 +78,8 @@ export const jobsApiBench: BenchModule = {
           },
           { name: 'POST /v1/jobs latency p50', value: percentile(api.latencies, 50), unit: 'ms', baselineName: 'raw INSERT p50', baseline: percentile(raw.latencies, 50) },
           { name: 'POST /v1/jobs latency p99', value: percentile(api.latencies, 99), unit: 'ms', baselineName: 'raw INSERT p99', baseline: percentile(raw.latencies, 99) },
+          // Where the time goes: the service's own CPU per accepted job (Linux only).
+          ...(cpu0 === undefined || cpu1 === undefined ? [] : [{ name: 'service CPU per accepted job', value: ((cpu1 - cpu0) * 1e6) / api.count, unit: 'µs' }]),
         ];
       } finally {
         await http.close();
