@@ -68,8 +68,11 @@ export async function transition(
 ): Promise<(JobRow & { event_seq: number }) | undefined> {
   const terminal = to === 'COMPLETED' || to === 'FAILED' || to === 'CANCELLED';
   const announce = set.announce === false ? '' : `, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text)`;
-  const { rows } = await db.query<JobRow & { event_seq: number }>(
-    `WITH u AS (
+  const { rows } = await db.query<JobRow & { event_seq: number }>({
+    // The worker's form (fixed text, announced later) runs many times a second: a prepared statement
+    // (planned once per connection; planning this statement costs more than running it).
+    name: set.announce === false && set.extraSql === undefined ? 'longhaul_transition_quiet' : undefined,
+    text: `WITH u AS (
        UPDATE jobs SET status = $2, updated_at = now(), event_seq = event_seq + 1,
               result = COALESCE($3::jsonb, result), error = COALESCE($4::jsonb, error),
               finished_at = CASE WHEN $5 THEN now() ELSE finished_at END,
@@ -84,8 +87,8 @@ export async function transition(
          FROM u),
      webhooks AS (${outboxInsertSql('u')})
      SELECT ${JOB_COLUMNS}, event_seq${announce} FROM u`,
-    [jobId, to, set.result === undefined ? null : JSON.stringify(set.result), set.error === undefined ? null : JSON.stringify(set.error), terminal, sourcesOf(to)],
-  );
+    values: [jobId, to, set.result === undefined ? null : JSON.stringify(set.result), set.error === undefined ? null : JSON.stringify(set.error), terminal, sourcesOf(to)],
+  });
   return rows[0];
 }
 

@@ -7,6 +7,17 @@ import type { Queryable } from '../db/pool.ts';
 import type { JobStatus } from '../jobs/state.ts';
 import type { Json } from './sdk.ts';
 
+/**
+ * Names of the per-step statements, run as prepared statements (parsed and planned once per
+ * connection): planning the checkpoint's CTE costs more than executing it, and far more on a busy CPU.
+ */
+const STATEMENTS = {
+  peek: 'longhaul_worker_peek',
+  lock: 'longhaul_worker_lock',
+  lease: 'longhaul_worker_lease',
+  checkpoint: 'longhaul_worker_checkpoint',
+} as const;
+
 /** The job as a claimer sees it, locked FOR UPDATE. */
 export interface ClaimRow {
   id: string;
@@ -32,15 +43,19 @@ export interface ClaimRow {
   error_history: Json[];
 }
 
-export async function lockJob(db: Queryable, jobId: string): Promise<ClaimRow | undefined> {
-  const { rows } = await db.query<ClaimRow>(
-    `SELECT id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
+const CLAIM_COLUMNS = `id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
             checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution, execution_retry,
             lease_owner, COALESCE(lease_token IS NOT NULL AND lease_expires_at > now(), false) AS lease_live,
-            cancel_requested_at IS NOT NULL AS cancel_requested, error_history
-       FROM jobs WHERE id = $1 FOR UPDATE`,
-    [jobId],
-  );
+            cancel_requested_at IS NOT NULL AS cancel_requested, error_history`;
+
+export async function lockJob(db: Queryable, jobId: string): Promise<ClaimRow | undefined> {
+  const { rows } = await db.query<ClaimRow>({ name: STATEMENTS.lock, text: `SELECT ${CLAIM_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE`, values: [jobId] });
+  return rows[0];
+}
+
+/** The job as lockJob reads it, without a lock (a guess, checked again under lockJob before it counts). */
+export async function peekJob(db: Queryable, jobId: string): Promise<ClaimRow | undefined> {
+  const { rows } = await db.query<ClaimRow>({ name: STATEMENTS.peek, text: `SELECT ${CLAIM_COLUMNS} FROM jobs WHERE id = $1`, values: [jobId] });
   return rows[0];
 }
 
@@ -49,12 +64,13 @@ export async function takeLease(
   db: Queryable,
   f: { jobId: string; token: string; owner: string; leaseSeconds: number; attempts: number; execution: string; executionRetry: number },
 ): Promise<void> {
-  await db.query(
-    `UPDATE jobs SET lease_token = $2, lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4),
+  await db.query({
+    name: STATEMENTS.lease,
+    text: `UPDATE jobs SET lease_token = $2, lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4),
             attempts = $5, execution_id = $6, execution_retry = $7, started_at = COALESCE(started_at, now()), updated_at = now()
       WHERE id = $1`,
-    [f.jobId, f.token, f.owner, f.leaseSeconds, f.attempts, f.execution, f.executionRetry],
-  );
+    values: [f.jobId, f.token, f.owner, f.leaseSeconds, f.attempts, f.execution, f.executionRetry],
+  });
 }
 
 /** Extends the lease. Returns undefined if the lease is no longer ours, else whether a cancel was requested. */
@@ -88,8 +104,9 @@ export interface CheckpointWrite {
  * announces the event once its transaction has committed (src/jobs/events-publisher.ts).
  */
 export async function writeCheckpoint(db: Queryable, w: CheckpointWrite): Promise<number | undefined> {
-  const { rows } = await db.query<{ seq: number }>(
-    `WITH u AS (
+  const { rows } = await db.query<{ seq: number }>({
+    name: STATEMENTS.checkpoint,
+    text: `WITH u AS (
        UPDATE jobs SET checkpoint_cursor = $3, checkpoint_state = $4, checkpoint_at = now(),
               processed = processed + $5, total = CASE WHEN $7 THEN $6 ELSE total END,
               event_seq = event_seq + 1, updated_at = now(), lease_expires_at = now() + make_interval(secs => $8)
@@ -102,8 +119,8 @@ export async function writeCheckpoint(db: Queryable, w: CheckpointWrite): Promis
                      ELSE least(100, floor(processed * 10000.0 / total) / 100) END)
          FROM u)
      SELECT event_seq AS seq FROM u`,
-    [w.jobId, w.token, JSON.stringify(w.cursor), JSON.stringify(w.state), w.processed, w.total ?? null, w.total !== undefined, w.leaseSeconds],
-  );
+    values: [w.jobId, w.token, JSON.stringify(w.cursor), JSON.stringify(w.state), w.processed, w.total ?? null, w.total !== undefined, w.leaseSeconds],
+  });
   return rows[0]?.seq;
 }
 
