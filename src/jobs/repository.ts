@@ -8,6 +8,9 @@ import { outboxInsertSql } from '../webhooks/outbox.ts';
 /** Channel on which every job event is announced as `jobId:seq` (the payload stays small). */
 export const JOB_EVENTS_CHANNEL = 'longhaul_job_events';
 
+/** The data of a `status` event, from the jobs row after its update (shared by every statement that moves a status). */
+export const STATUS_EVENT_DATA_SQL = `jsonb_build_object('status', status, 'attempts', attempts, 'error', error, 'result', result)`;
+
 export async function getJob(db: Queryable, tenantId: string, id: string): Promise<JobRow | undefined> {
   const { rows } = await db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2`, [id, tenantId]);
   return rows[0];
@@ -83,7 +86,7 @@ export async function transition(
         RETURNING *),
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, event_seq, 'status', jsonb_build_object('status', status, 'attempts', attempts, 'error', error, 'result', result)
+       SELECT id, event_seq, 'status', ${STATUS_EVENT_DATA_SQL}
          FROM u),
      webhooks AS (${outboxInsertSql('u')})
      SELECT ${JOB_COLUMNS}, event_seq${announce} FROM u`,

@@ -29,7 +29,18 @@ import {
 } from './executions.ts';
 import { LazyTransaction } from './lazy-transaction.ts';
 import { DEFAULT_BACKOFF, DEFAULT_CHUNK_SIZE, type AnyJobType, type Json, type JobContext, type JobTypeDefinition } from './sdk.ts';
-import { lockJob, refusalReason, releaseLease, renewLease, takeLease, writeCheckpoint, type ClaimRow } from './store.ts';
+import {
+  claimWithCheckpoint,
+  completeWithCheckpoint,
+  lockJob,
+  peekJob,
+  refusalReason,
+  releaseLease,
+  renewLease,
+  takeLease,
+  writeCheckpoint,
+  type ClaimRow,
+} from './store.ts';
 
 export interface WorkerOptions {
   /** Jobs run at once by this process. (Default: LONGHAUL_WORKER_CONCURRENCY, 8) */
@@ -246,32 +257,117 @@ export class WorkerRuntime {
     const attempt: ExecutionAttempt = { id: j.id, retryCount: j.retryCount, retryLimit: j.retryLimit };
     const jobId = j.data.jobId;
     const token = randomUUID();
-    const claimed = await this.#claim(j, attempt, token);
-    if (claimed === undefined) return;
-    const { row, type } = claimed;
-    this.#running.delete(key);
-    this.#running.set(jobId, entry);
-    entry.type = type.name;
-    this.#typeCounts.set(type.name, (this.#typeCounts.get(type.name) ?? 0) + 1);
-    const log = this.#log.child({ job_id: jobId, type: type.name, attempt: row.attempts });
     const lease = this.#opts.leaseSeconds;
+    let leased = false;
+    let log = this.#log.child({ job_id: jobId });
     const heartbeat = setInterval(() => {
-      renewLease(this.#pool, jobId, token, lease).then(
-        (r) => {
-          if (r === undefined) controller.abort(new JobStopped('lease-lost'));
-          else if (r.cancelRequested) controller.abort(new JobStopped('cancelled'));
-        },
-        (err: unknown) => log.warn({ err }, 'lease renewal failed'),
-      );
+      if (leased) {
+        renewLease(this.#pool, jobId, token, lease).then(
+          (r) => {
+            if (r === undefined) controller.abort(new JobStopped('lease-lost'));
+            else if (r.cancelRequested) controller.abort(new JobStopped('cancelled'));
+          },
+          (err: unknown) => log.warn({ err }, 'lease renewal failed'),
+        );
+      }
       this.#boss.touch(QUEUES.jobs, { id: attempt.id, retryCount: attempt.retryCount }).catch((err: unknown) => log.warn({ err }, 'pg-boss heartbeat failed'));
     }, (lease * 1000) / 3);
     try {
-      if (row.cancel_requested) throw new JobStopped('cancelled');
-      await this.#run(row, type, token, attempt, controller.signal, log);
-    } catch (err) {
-      await this.#onStop(err, controller.signal, { row, type, token, attempt, log });
+      const started = await this.#claimWithStart(j, attempt, token, controller.signal);
+      const claimed = 'row' in started ? started : await this.#claim(j, attempt, token);
+      if (claimed === undefined) return;
+      leased = true;
+      const { row, type } = claimed;
+      this.#running.delete(key);
+      this.#running.set(jobId, entry);
+      entry.type = type.name;
+      // #claimWithStart keeps the slot it reserved for the type.
+      if (!('row' in started)) this.#typeCounts.set(type.name, (this.#typeCounts.get(type.name) ?? 0) + 1);
+      log = this.#log.child({ job_id: jobId, type: type.name, attempt: row.attempts });
+      try {
+        if (row.cancel_requested) throw new JobStopped('cancelled');
+        // start() already ran for this attempt and threw: that is the attempt's outcome.
+        if ('error' in started && row.checkpoint_at === null) throw started.error;
+        await this.#run(row, type, token, attempt, controller.signal, log);
+      } catch (err) {
+        await this.#onStop(err, controller.signal, { row, type, token, attempt, log });
+      }
     } finally {
       clearInterval(heartbeat);
+    }
+  }
+
+  /**
+   * The usual first execution of a job, claimed together with start()'s checkpoint in one statement
+   * (one commit instead of two, and no row lock while start() runs): the job is read without a lock,
+   * start() runs in the step transaction, and claimWithCheckpoint ends it, applying only if the row
+   * is still as it was read (lease, RUNNING, first checkpoint, both events). Anything else (a job
+   * already started, a live lease, a type at its limit, a row that changed meanwhile) returns `{}`
+   * for the locked claim, start()'s writes rolled back; start() throwing returns its error, which
+   * becomes the attempt's outcome once the locked claim has taken the job.
+   */
+  async #claimWithStart(
+    j: JobWithMetadata<ExecutionData>,
+    attempt: ExecutionAttempt,
+    token: string,
+    signal: AbortSignal,
+  ): Promise<{ row: ClaimRow; type: AnyJobType } | { error: unknown } | Record<string, never>> {
+    const jobId = j.data.jobId;
+    const seen = await peekJob(this.#pool, jobId);
+    if (seen === undefined || seen.status !== 'PENDING' || seen.checkpoint_at !== null || seen.execution !== attempt.id || seen.lease_live || seen.cancel_requested) return {};
+    const type = this.#registry.get(seen.type);
+    if (type === undefined || (this.#typeCounts.get(type.name) ?? 0) >= (type.concurrency ?? this.#opts.concurrency)) return {};
+    this.#typeCounts.set(type.name, (this.#typeCounts.get(type.name) ?? 0) + 1);
+    const release = () => this.#typeCounts.set(type.name, (this.#typeCounts.get(type.name) ?? 1) - 1);
+    const attempts = j.data.cont === true && attempt.retryCount === 0 ? Math.max(1, seen.attempts) : seen.attempts + 1;
+    const row: ClaimRow = { ...seen, attempts, status: 'RUNNING' };
+    const log = this.#log.child({ job_id: jobId, type: type.name, attempt: attempts });
+    const def = type as JobTypeDefinition<unknown, Json, Json>;
+    const tx = new LazyTransaction(this.#pool);
+    try {
+      let s: Awaited<ReturnType<typeof def.start>>;
+      try {
+        s = await def.start(this.#context(row, type, signal, log, tx.db));
+        signal.throwIfAborted();
+      } catch (error) {
+        release();
+        return { error };
+      }
+      const t0 = performance.now();
+      const cursor = s.cursor ?? null;
+      const total = s.total ?? null;
+      // One statement: autocommit when start() wrote nothing, else the last of its transaction.
+      const seqs = await tx.finish(async (db) => {
+        const q = await claimWithCheckpoint(db, {
+          jobId,
+          token,
+          owner: this.#owner,
+          leaseSeconds: this.#opts.leaseSeconds,
+          attemptsSeen: seen.attempts,
+          attempts,
+          execution: attempt.id,
+          executionRetry: attempt.retryCount,
+          cursor,
+          state: s.state,
+          total,
+        });
+        return { value: q, rollback: q === undefined };
+      });
+      if (seqs === undefined) {
+        release();
+        return {};
+      }
+      this.#metrics.checkpoint.observe({ type: type.name }, (performance.now() - t0) / 1000);
+      this.#metrics.steps.inc({ type: type.name, outcome: 'start' });
+      this.#events.publish(...seqs.map((q) => announcement(jobId, q)));
+      return { row: { ...row, total, checkpoint_cursor: cursor, checkpoint_state: s.state, checkpoint_at: new Date() }, type };
+    } catch (err) {
+      // The claim's statements failed (e.g. a lost connection): the locked claim tries again.
+      release();
+      log.warn({ err }, 'claim with start failed; claiming with a lock');
+      return {};
+    } finally {
+      await tx.rollback();
     }
   }
 
@@ -411,11 +507,10 @@ export class WorkerRuntime {
   ): Promise<void> {
     const client = await tx.client();
     const seqs = await tx.finish(async () => {
-      const seq = await writeCheckpoint(client, { jobId: row.id, token, leaseSeconds: this.#opts.leaseSeconds, cursor: r.cursor, state: r.state, processed: r.processed });
-      if (seq === undefined) return { value: undefined, rollback: true };
-      const done = await transition(client, row.id, 'COMPLETED', { result, announce: false });
+      const q = await completeWithCheckpoint(client, { jobId: row.id, token, cursor: r.cursor, state: r.state, processed: r.processed, result });
+      if (q === undefined) return { value: undefined, rollback: true };
       await completeExecution(this.#boss, client, attempt);
-      return { value: done === undefined ? [seq] : [seq, done.event_seq] };
+      return { value: q };
     });
     if (seqs === undefined) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
     this.#events.publish(...seqs.map((s) => announcement(row.id, s)));

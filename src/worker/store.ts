@@ -4,6 +4,8 @@
  * that lost its lease (paused, partitioned, presumed dead) changes nothing.
  */
 import type { Queryable } from '../db/pool.ts';
+import { STATUS_EVENT_DATA_SQL } from '../jobs/repository.ts';
+import { outboxInsertSql } from '../webhooks/outbox.ts';
 import type { JobStatus } from '../jobs/state.ts';
 import type { Json } from './sdk.ts';
 
@@ -16,7 +18,14 @@ const STATEMENTS = {
   lock: 'longhaul_worker_lock',
   lease: 'longhaul_worker_lease',
   checkpoint: 'longhaul_worker_checkpoint',
+  claimStart: 'longhaul_worker_claim_start',
+  complete: 'longhaul_worker_complete',
 } as const;
+
+/** The data of a `progress` event, from the jobs row after its update. */
+const PROGRESS_EVENT_DATA_SQL = `jsonb_build_object('processed', processed, 'total', total, 'percent',
+                CASE WHEN total IS NULL THEN NULL WHEN total <= 0 THEN 100
+                     ELSE least(100, floor(processed * 10000.0 / total) / 100) END)`;
 
 /** The job as a claimer sees it, locked FOR UPDATE. */
 export interface ClaimRow {
@@ -114,14 +123,88 @@ export async function writeCheckpoint(db: Queryable, w: CheckpointWrite): Promis
         RETURNING id, event_seq, processed, total),
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, event_seq, 'progress', jsonb_build_object('processed', processed, 'total', total, 'percent',
-                CASE WHEN total IS NULL THEN NULL WHEN total <= 0 THEN 100
-                     ELSE least(100, floor(processed * 10000.0 / total) / 100) END)
+       SELECT id, event_seq, 'progress', ${PROGRESS_EVENT_DATA_SQL}
          FROM u)
      SELECT event_seq AS seq FROM u`,
     values: [w.jobId, w.token, JSON.stringify(w.cursor), JSON.stringify(w.state), w.processed, w.total ?? null, w.total !== undefined, w.leaseSeconds],
   });
   return rows[0]?.seq;
+}
+
+export interface ClaimWithCheckpoint {
+  jobId: string;
+  token: string;
+  owner: string;
+  leaseSeconds: number;
+  /** `attempts` as the claimer read it: the claim applies only if it is unchanged. */
+  attemptsSeen: number;
+  attempts: number;
+  execution: string;
+  executionRetry: number;
+  cursor: Json;
+  state: Json;
+  total: number | null;
+}
+
+/**
+ * A first execution's claim and start()'s checkpoint in one statement: the lease, PENDING → RUNNING
+ * with its `status` event, and the first checkpoint with its `progress` event. It applies only if the
+ * job is as the claimer saw it without a lock: PENDING, never checkpointed, owned by this execution,
+ * no live lease, no cancel request, the same `attempts`. Returns the two event seqs, or undefined.
+ */
+export async function claimWithCheckpoint(db: Queryable, c: ClaimWithCheckpoint): Promise<[number, number] | undefined> {
+  const { rows } = await db.query<{ seq: number }>({
+    name: STATEMENTS.claimStart,
+    text: `WITH u AS (
+       UPDATE jobs SET status = 'RUNNING', lease_token = $2, lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4),
+              attempts = $6, execution_id = $7, execution_retry = $8, started_at = COALESCE(started_at, now()),
+              checkpoint_cursor = $9, checkpoint_state = $10, checkpoint_at = now(), total = $11,
+              event_seq = event_seq + 2, updated_at = now()
+        WHERE id = $1 AND status = 'PENDING' AND checkpoint_at IS NULL AND COALESCE(execution_id, id) = $7
+          AND NOT COALESCE(lease_token IS NOT NULL AND lease_expires_at > now(), false)
+          AND cancel_requested_at IS NULL AND attempts = $5
+        RETURNING *),
+     e AS (
+       INSERT INTO job_events (job_id, seq, kind, data)
+       SELECT id, event_seq - 1, 'status', ${STATUS_EVENT_DATA_SQL} FROM u
+       UNION ALL
+       SELECT id, event_seq, 'progress', ${PROGRESS_EVENT_DATA_SQL} FROM u)
+     SELECT event_seq AS seq FROM u`,
+    values: [c.jobId, c.token, c.owner, c.leaseSeconds, c.attemptsSeen, c.attempts, c.execution, c.executionRetry, JSON.stringify(c.cursor), JSON.stringify(c.state), c.total],
+  });
+  const seq = rows[0]?.seq;
+  return seq === undefined ? undefined : [seq - 1, seq];
+}
+
+/**
+ * The last checkpoint and RUNNING → COMPLETED in one statement: the final cursor, state and progress
+ * with their `progress` event, the result and the `status` event, the lease ended, and the webhook
+ * outbox row that transition() writes for a terminal status (src/webhooks/outbox.ts). Fenced like a
+ * checkpoint. Returns the two event seqs, or undefined when refused.
+ */
+export async function completeWithCheckpoint(
+  db: Queryable,
+  w: { jobId: string; token: string; cursor: Json; state: Json; processed: number; result: Json },
+): Promise<[number, number] | undefined> {
+  const { rows } = await db.query<{ seq: number }>({
+    name: STATEMENTS.complete,
+    text: `WITH u AS (
+       UPDATE jobs SET checkpoint_cursor = $3, checkpoint_state = $4, checkpoint_at = now(), processed = processed + $5,
+              status = 'COMPLETED', result = $6::jsonb, finished_at = now(), lease_token = NULL, lease_expires_at = NULL,
+              event_seq = event_seq + 2, updated_at = now()
+        WHERE id = $1 AND lease_token = $2 AND status = 'RUNNING' AND cancel_requested_at IS NULL
+        RETURNING *),
+     e AS (
+       INSERT INTO job_events (job_id, seq, kind, data)
+       SELECT id, event_seq - 1, 'progress', ${PROGRESS_EVENT_DATA_SQL} FROM u
+       UNION ALL
+       SELECT id, event_seq, 'status', ${STATUS_EVENT_DATA_SQL} FROM u),
+     webhooks AS (${outboxInsertSql('u')})
+     SELECT event_seq AS seq FROM u`,
+    values: [w.jobId, w.token, JSON.stringify(w.cursor), JSON.stringify(w.state), w.processed, JSON.stringify(w.result)],
+  });
+  const seq = rows[0]?.seq;
+  return seq === undefined ? undefined : [seq - 1, seq];
 }
 
 /** Why a fenced write was refused: the lease is gone, or a cancel was requested (lease still ours). */
