@@ -58,6 +58,11 @@ export async function completeExecution(boss: PgBoss, db: Queryable, a: Pick<Exe
   await boss.complete(QUEUES.jobs, { id: a.id, retryCount: a.retryCount }, output ?? null, { db: bossDb(db) });
 }
 
+/** Completes many executions in one statement (each fenced to the attempt fetched). */
+export async function completeExecutions(boss: PgBoss, db: Queryable, attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>): Promise<void> {
+  await boss.complete(QUEUES.jobs, attempts.map((a) => ({ id: a.id, retryCount: a.retryCount })), null, { db: bossDb(db) });
+}
+
 /** Fails an execution so that pg-boss retries it with backoff (or dead-letters it when out of retries). */
 export async function failExecution(boss: PgBoss, db: Queryable, a: Pick<ExecutionAttempt, 'id' | 'retryCount'>, error: { [k: string]: Json }): Promise<void> {
   await boss.fail(QUEUES.jobs, { id: a.id, retryCount: a.retryCount }, error, { db: bossDb(db) });

@@ -21,6 +21,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Registry } from '../observability/metrics.ts';
 import {
   completeExecution,
+  completeExecutions,
   deadLetterExecution,
   failExecution,
   sendExecution,
@@ -33,14 +34,18 @@ import {
   claimWithCheckpoint,
   completeWithCheckpoint,
   lockJob,
-  peekJob,
+  peekJobs,
   refusalReason,
   releaseLease,
   renewLease,
   takeLease,
   writeCheckpoint,
   type ClaimRow,
+  type ClaimWithCheckpoint,
+  type CompleteWithCheckpoint,
+  type EventPair,
 } from './store.ts';
+import { GroupCommit } from './group-commit.ts';
 
 export interface WorkerOptions {
   /** Jobs run at once by this process. (Default: LONGHAUL_WORKER_CONCURRENCY, 8) */
@@ -63,6 +68,8 @@ const TYPE_BUSY_DELAY_SECONDS = 1;
 const LISTEN_RECONNECT_MS = 1000;
 /** What stop() keeps for the last commits after it aborts steps that did not finish in time. */
 const SHUTDOWN_MARGIN_MS = 2000;
+/** Jobs at most in one group-committed statement (claims, completions, reads): bounds its size. */
+const GROUP_MAX = 64;
 
 type StopReason = 'cancelled' | 'lease-lost' | 'shutdown';
 
@@ -94,6 +101,13 @@ export class WorkerRuntime {
   readonly #typeCounts = new Map<string, number>();
   /** Announces the events this worker commits, after each commit (never inside the transaction). */
   readonly #events: JobEventsPublisher;
+  /**
+   * Group commits of the steps that need no transaction of their own (start() or the last chunk wrote
+   * nothing through ctx.db): the jobs that reach one while a batch is in flight share one statement.
+   */
+  readonly #peeks: GroupCommit<string, ClaimRow | undefined>;
+  readonly #claims: GroupCommit<ClaimWithCheckpoint, EventPair | undefined>;
+  readonly #completions: GroupCommit<CompleteWithCheckpoint & { attempt: ExecutionAttempt }, EventPair | undefined>;
   #stopping = false;
   #draining = false;
   #wake: (() => void) | undefined;
@@ -115,6 +129,24 @@ export class WorkerRuntime {
     this.#log = deps.log.child({ component: 'worker' });
     this.#opts = deps.options;
     this.#events = new JobEventsPublisher(this.#pool, this.#log);
+    this.#peeks = new GroupCommit(async (ids) => {
+      const rows = await peekJobs(this.#pool, ids);
+      return ids.map((id) => rows.get(id));
+    }, GROUP_MAX);
+    this.#claims = new GroupCommit(async (claims) => {
+      const seqs = await claimWithCheckpoint(this.#pool, claims, { owner: this.#owner, seconds: this.#opts.leaseSeconds });
+      return claims.map((c) => seqs.get(c.jobId));
+    }, GROUP_MAX);
+    this.#completions = new GroupCommit(
+      (jobs) =>
+        withTransaction(this.#pool, async (c) => {
+          const seqs = await completeWithCheckpoint(c, jobs);
+          const done = jobs.filter((j) => seqs.has(j.jobId));
+          if (done.length > 0) await completeExecutions(this.#boss, c, done.map((j) => j.attempt));
+          return jobs.map((j) => seqs.get(j.jobId));
+        }),
+      GROUP_MAX,
+    );
     const r = deps.metrics;
     this.#metrics = {
       steps: new client.Counter({ name: 'longhaul_job_steps_total', help: 'Job steps (start, chunks, finish) run', labelNames: ['type', 'outcome'], registers: [r] }),
@@ -313,7 +345,7 @@ export class WorkerRuntime {
     signal: AbortSignal,
   ): Promise<{ row: ClaimRow; type: AnyJobType } | { error: unknown } | Record<string, never>> {
     const jobId = j.data.jobId;
-    const seen = await peekJob(this.#pool, jobId);
+    const seen = await this.#peeks.submit(jobId).catch(() => undefined);
     if (seen === undefined || seen.status !== 'PENDING' || seen.checkpoint_at !== null || seen.execution !== attempt.id || seen.lease_live || seen.cancel_requested) return {};
     const type = this.#registry.get(seen.type);
     if (type === undefined || (this.#typeCounts.get(type.name) ?? 0) >= (type.concurrency ?? this.#opts.concurrency)) return {};
@@ -336,23 +368,14 @@ export class WorkerRuntime {
       const t0 = performance.now();
       const cursor = s.cursor ?? null;
       const total = s.total ?? null;
-      // One statement: autocommit when start() wrote nothing, else the last of its transaction.
-      const seqs = await tx.finish(async (db) => {
-        const q = await claimWithCheckpoint(db, {
-          jobId,
-          token,
-          owner: this.#owner,
-          leaseSeconds: this.#opts.leaseSeconds,
-          attemptsSeen: seen.attempts,
-          attempts,
-          execution: attempt.id,
-          executionRetry: attempt.retryCount,
-          cursor,
-          state: s.state,
-          total,
-        });
-        return { value: q, rollback: q === undefined };
-      });
+      const claim: ClaimWithCheckpoint = { jobId, token, attemptsSeen: seen.attempts, attempts, execution: attempt.id, executionRetry: attempt.retryCount, cursor, state: s.state, total };
+      // Group-committed with other jobs' claims when start() wrote nothing, else the last statement of its transaction.
+      const seqs = tx.begun
+        ? await tx.finish(async (db) => {
+            const q = (await claimWithCheckpoint(db, [claim], { owner: this.#owner, seconds: this.#opts.leaseSeconds })).get(jobId);
+            return { value: q, rollback: q === undefined };
+          })
+        : await this.#claims.submit(claim);
       if (seqs === undefined) {
         release();
         return {};
@@ -496,7 +519,10 @@ export class WorkerRuntime {
     }
   }
 
-  /** The last chunk's checkpoint, the result, COMPLETED and the execution's completion: one transaction. */
+  /**
+   * The last chunk's checkpoint, the result, COMPLETED and the execution's completion: one transaction,
+   * group-committed with other jobs' completions when the step wrote nothing through ctx.db.
+   */
   async #complete(
     tx: LazyTransaction,
     row: ClaimRow,
@@ -505,13 +531,20 @@ export class WorkerRuntime {
     r: { cursor: Json; state: Json; processed: number },
     result: Json,
   ): Promise<void> {
-    const client = await tx.client();
-    const seqs = await tx.finish(async () => {
-      const q = await completeWithCheckpoint(client, { jobId: row.id, token, cursor: r.cursor, state: r.state, processed: r.processed, result });
-      if (q === undefined) return { value: undefined, rollback: true };
-      await completeExecution(this.#boss, client, attempt);
-      return { value: q };
-    });
+    const done: CompleteWithCheckpoint = { jobId: row.id, token, cursor: r.cursor, state: r.state, processed: r.processed, result };
+    let seqs: EventPair | undefined;
+    if (tx.begun) {
+      const client = await tx.client();
+      seqs = await tx.finish(async () => {
+        const q = (await completeWithCheckpoint(client, [done])).get(row.id);
+        if (q === undefined) return { value: undefined, rollback: true };
+        await completeExecution(this.#boss, client, attempt);
+        return { value: q };
+      });
+    } else {
+      await tx.rollback();
+      seqs = await this.#completions.submit({ ...done, attempt });
+    }
     if (seqs === undefined) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
     this.#events.publish(...seqs.map((s) => announcement(row.id, s)));
     this.#metrics.executions.inc({ outcome: 'completed' });

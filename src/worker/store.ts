@@ -62,10 +62,10 @@ export async function lockJob(db: Queryable, jobId: string): Promise<ClaimRow | 
   return rows[0];
 }
 
-/** The job as lockJob reads it, without a lock (a guess, checked again under lockJob before it counts). */
-export async function peekJob(db: Queryable, jobId: string): Promise<ClaimRow | undefined> {
-  const { rows } = await db.query<ClaimRow>({ name: STATEMENTS.peek, text: `SELECT ${CLAIM_COLUMNS} FROM jobs WHERE id = $1`, values: [jobId] });
-  return rows[0];
+/** Jobs as lockJob reads them, without a lock (a guess: a claim checks it again as it writes). */
+export async function peekJobs(db: Queryable, jobIds: string[]): Promise<Map<string, ClaimRow>> {
+  const { rows } = await db.query<ClaimRow>({ name: STATEMENTS.peek, text: `SELECT ${CLAIM_COLUMNS} FROM jobs WHERE id = ANY($1::uuid[])`, values: [jobIds] });
+  return new Map(rows.map((r) => [r.id, r]));
 }
 
 /** Takes the lease (the row must be locked by the caller's transaction). */
@@ -134,8 +134,6 @@ export async function writeCheckpoint(db: Queryable, w: CheckpointWrite): Promis
 export interface ClaimWithCheckpoint {
   jobId: string;
   token: string;
-  owner: string;
-  leaseSeconds: number;
   /** `attempts` as the claimer read it: the claim applies only if it is unchanged. */
   attemptsSeen: number;
   attempts: number;
@@ -146,65 +144,105 @@ export interface ClaimWithCheckpoint {
   total: number | null;
 }
 
+/** The two events a combined statement wrote for a job: [first, second] seq. */
+export type EventPair = [number, number];
+
 /**
- * A first execution's claim and start()'s checkpoint in one statement: the lease, PENDING → RUNNING
- * with its `status` event, and the first checkpoint with its `progress` event. It applies only if the
- * job is as the claimer saw it without a lock: PENDING, never checkpointed, owned by this execution,
- * no live lease, no cancel request, the same `attempts`. Returns the two event seqs, or undefined.
+ * First executions' claims each with start()'s checkpoint, many jobs in one statement: per job the
+ * lease, PENDING → RUNNING with its `status` event, and the first checkpoint with its `progress` event.
+ * A job's claim applies only if it is as its claimer saw it without a lock: PENDING, never
+ * checkpointed, owned by that execution, no live lease, no cancel request, the same `attempts`.
+ * Returns each claimed job's two event seqs; a job missing from the map was not claimed.
  */
-export async function claimWithCheckpoint(db: Queryable, c: ClaimWithCheckpoint): Promise<[number, number] | undefined> {
-  const { rows } = await db.query<{ seq: number }>({
+export async function claimWithCheckpoint(
+  db: Queryable,
+  claims: ClaimWithCheckpoint[],
+  lease: { owner: string; seconds: number },
+): Promise<Map<string, EventPair>> {
+  const { rows } = await db.query<{ id: string; seq: number }>({
     name: STATEMENTS.claimStart,
-    text: `WITH u AS (
-       UPDATE jobs SET status = 'RUNNING', lease_token = $2, lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4),
-              attempts = $6, execution_id = $7, execution_retry = $8, started_at = COALESCE(started_at, now()),
-              checkpoint_cursor = $9, checkpoint_state = $10, checkpoint_at = now(), total = $11,
-              event_seq = event_seq + 2, updated_at = now()
-        WHERE id = $1 AND status = 'PENDING' AND checkpoint_at IS NULL AND COALESCE(execution_id, id) = $7
-          AND NOT COALESCE(lease_token IS NOT NULL AND lease_expires_at > now(), false)
-          AND cancel_requested_at IS NULL AND attempts = $5
-        RETURNING *),
+    text: `WITH c AS (
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[], $5::uuid[], $6::int[], $7::jsonb[], $8::jsonb[], $9::bigint[])
+         AS c(id, token, attempts_seen, attempts, execution, execution_retry, cursor, state, total)),
+     u AS (
+       UPDATE jobs j SET status = 'RUNNING', lease_token = c.token, lease_owner = $10, lease_expires_at = now() + make_interval(secs => $11),
+              attempts = c.attempts, execution_id = c.execution, execution_retry = c.execution_retry, started_at = COALESCE(j.started_at, now()),
+              checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(), total = c.total,
+              event_seq = j.event_seq + 2, updated_at = now()
+         FROM c
+        WHERE j.id = c.id AND j.status = 'PENDING' AND j.checkpoint_at IS NULL AND COALESCE(j.execution_id, j.id) = c.execution
+          AND NOT COALESCE(j.lease_token IS NOT NULL AND j.lease_expires_at > now(), false)
+          AND j.cancel_requested_at IS NULL AND j.attempts = c.attempts_seen
+        RETURNING j.*),
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
        SELECT id, event_seq - 1, 'status', ${STATUS_EVENT_DATA_SQL} FROM u
        UNION ALL
        SELECT id, event_seq, 'progress', ${PROGRESS_EVENT_DATA_SQL} FROM u)
-     SELECT event_seq AS seq FROM u`,
-    values: [c.jobId, c.token, c.owner, c.leaseSeconds, c.attemptsSeen, c.attempts, c.execution, c.executionRetry, JSON.stringify(c.cursor), JSON.stringify(c.state), c.total],
+     SELECT id, event_seq AS seq FROM u`,
+    values: [
+      claims.map((c) => c.jobId),
+      claims.map((c) => c.token),
+      claims.map((c) => c.attemptsSeen),
+      claims.map((c) => c.attempts),
+      claims.map((c) => c.execution),
+      claims.map((c) => c.executionRetry),
+      claims.map((c) => JSON.stringify(c.cursor)),
+      claims.map((c) => JSON.stringify(c.state)),
+      claims.map((c) => c.total),
+      lease.owner,
+      lease.seconds,
+    ],
   });
-  const seq = rows[0]?.seq;
-  return seq === undefined ? undefined : [seq - 1, seq];
+  return new Map(rows.map((r) => [r.id, [r.seq - 1, r.seq]]));
+}
+
+export interface CompleteWithCheckpoint {
+  jobId: string;
+  token: string;
+  cursor: Json;
+  state: Json;
+  processed: number;
+  result: Json;
 }
 
 /**
- * The last checkpoint and RUNNING → COMPLETED in one statement: the final cursor, state and progress
- * with their `progress` event, the result and the `status` event, the lease ended, and the webhook
- * outbox row that transition() writes for a terminal status (src/webhooks/outbox.ts). Fenced like a
- * checkpoint. Returns the two event seqs, or undefined when refused.
+ * Last checkpoints and RUNNING → COMPLETED, many jobs in one statement: per job the final cursor,
+ * state and progress with their `progress` event, the result and the `status` event, the lease ended,
+ * and the webhook outbox row that transition() writes for a terminal status (src/webhooks/outbox.ts).
+ * Each job is fenced like a checkpoint. Returns each completed job's two event seqs; a job missing
+ * from the map was refused.
  */
-export async function completeWithCheckpoint(
-  db: Queryable,
-  w: { jobId: string; token: string; cursor: Json; state: Json; processed: number; result: Json },
-): Promise<[number, number] | undefined> {
-  const { rows } = await db.query<{ seq: number }>({
+export async function completeWithCheckpoint(db: Queryable, jobs: CompleteWithCheckpoint[]): Promise<Map<string, EventPair>> {
+  const { rows } = await db.query<{ id: string; seq: number }>({
     name: STATEMENTS.complete,
-    text: `WITH u AS (
-       UPDATE jobs SET checkpoint_cursor = $3, checkpoint_state = $4, checkpoint_at = now(), processed = processed + $5,
-              status = 'COMPLETED', result = $6::jsonb, finished_at = now(), lease_token = NULL, lease_expires_at = NULL,
-              event_seq = event_seq + 2, updated_at = now()
-        WHERE id = $1 AND lease_token = $2 AND status = 'RUNNING' AND cancel_requested_at IS NULL
-        RETURNING *),
+    text: `WITH c AS (
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::jsonb[])
+         AS c(id, token, cursor, state, processed, result)),
+     u AS (
+       UPDATE jobs j SET checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(), processed = j.processed + c.processed,
+              status = 'COMPLETED', result = c.result, finished_at = now(), lease_token = NULL, lease_expires_at = NULL,
+              event_seq = j.event_seq + 2, updated_at = now()
+         FROM c
+        WHERE j.id = c.id AND j.lease_token = c.token AND j.status = 'RUNNING' AND j.cancel_requested_at IS NULL
+        RETURNING j.*),
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
        SELECT id, event_seq - 1, 'progress', ${PROGRESS_EVENT_DATA_SQL} FROM u
        UNION ALL
        SELECT id, event_seq, 'status', ${STATUS_EVENT_DATA_SQL} FROM u),
      webhooks AS (${outboxInsertSql('u')})
-     SELECT event_seq AS seq FROM u`,
-    values: [w.jobId, w.token, JSON.stringify(w.cursor), JSON.stringify(w.state), w.processed, JSON.stringify(w.result)],
+     SELECT id, event_seq AS seq FROM u`,
+    values: [
+      jobs.map((j) => j.jobId),
+      jobs.map((j) => j.token),
+      jobs.map((j) => JSON.stringify(j.cursor)),
+      jobs.map((j) => JSON.stringify(j.state)),
+      jobs.map((j) => j.processed),
+      jobs.map((j) => JSON.stringify(j.result)),
+    ],
   });
-  const seq = rows[0]?.seq;
-  return seq === undefined ? undefined : [seq - 1, seq];
+  return new Map(rows.map((r) => [r.id, [r.seq - 1, r.seq]]));
 }
 
 /** Why a fenced write was refused: the lease is gone, or a cancel was requested (lease still ours). */
