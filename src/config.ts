@@ -82,6 +82,8 @@ const envSchema = z.object({
   LONGHAUL_REPORT_DATABASE_URL: z.string().url().optional(),
   LONGHAUL_REPORT_SOURCES: list.default(['demo_orders']),
   LONGHAUL_REPORT_CHUNK_SIZE: int(100, 1_000_000).default(10_000),
+  /** Off only to measure what checkpoints cost: a report then reads every chunk in one step and commits once. */
+  LONGHAUL_REPORT_CHECKPOINTS: bool.default(true),
   LONGHAUL_SEED_DEFAULT_TENANT: bool.optional(),
 });
 
@@ -142,7 +144,11 @@ export interface Config {
   streamTokenTtlSeconds: number;
   /** Event streams are pinged this often; one that takes no data for two intervals is closed. */
   streamPingSeconds: number;
-  report: { databaseUrl: string | undefined; sources: string[]; chunkSize: number };
+  /**
+   * `checkpoints: false` (LONGHAUL_REPORT_CHECKPOINTS, for benchmarks only) reads all chunks of a report in one
+   * step with unsynced CSV parts and commits once at the end: a crash restarts the report. (Default: true)
+   */
+  report: { databaseUrl: string | undefined; sources: string[]; chunkSize: number; checkpoints: boolean };
   /** Create a `default` tenant on first start of an empty database (default: only when embedded). */
   seedDefaultTenant: boolean;
 }
@@ -224,6 +230,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       databaseUrl: e.LONGHAUL_REPORT_DATABASE_URL,
       sources: e.LONGHAUL_REPORT_SOURCES,
       chunkSize: e.LONGHAUL_REPORT_CHUNK_SIZE,
+      checkpoints: e.LONGHAUL_REPORT_CHECKPOINTS,
     },
     seedDefaultTenant: e.LONGHAUL_SEED_DEFAULT_TENANT ?? e.DATABASE_URL === undefined,
   };

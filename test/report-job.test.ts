@@ -10,6 +10,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../src/config.ts';
 import { createPool, withTransaction, type Pool, type Queryable } from '../src/db/pool.ts';
+import { toDecimal } from '../src/job-types/report/aggregate.ts';
+import { toCrlf } from '../src/job-types/report/csv.ts';
 import { createReportJobType, type ReportState } from '../src/job-types/report/report.ts';
 import { seedDemoOrders } from '../src/job-types/report/seed.ts';
 import { createLogger } from '../src/observability/logger.ts';
@@ -32,7 +34,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   pool = createPool(db.url, 4);
   dir = await mkdtemp(path.join(tmpdir(), 'longhaul-report-'));
-  config = loadConfig({ DATABASE_URL: db.url, LONGHAUL_DATA_DIR: dir, LONGHAUL_REPORT_SOURCES: 'demo_orders', LONGHAUL_REPORT_CHUNK_SIZE: String(CHUNK) });
+  config = loadConfig({ DATABASE_URL: db.url, LONGHAUL_DATA_DIR: dir, LONGHAUL_REPORT_SOURCES: 'demo_orders,odd_values', LONGHAUL_REPORT_CHUNK_SIZE: String(CHUNK) });
   tenant = await createTenant(pool, 'report-tenant');
   await seedDemoOrders(pool, ROWS);
 });
@@ -189,5 +191,48 @@ describe('report job', () => {
     );
     const got = new Map(state.agg.groups.map((g) => [g.values.join('/'), g.count]));
     expect(got).toEqual(new Map(groups.map((g) => [`${g.category}/${g.product}`, g.n])));
+  });
+
+  it('keeps the first 500 groups in order of their first row across chunks and sums the rest as "(other groups)", matching SQL', async () => {
+    const { state } = await runReport(type, { source: 'demo_orders', group_by: ['customer'], metrics: ['amount'], formats: ['pdf'] });
+    const { rows } = await pool.query<{ customer: string; n: number; a: string }>(
+      'SELECT customer, count(*)::int AS n, sum(amount)::text AS a FROM demo_orders GROUP BY customer ORDER BY min(id) LIMIT 500',
+    );
+    expect(state.agg.groups.map((g) => [g.values[0], g.count, toDecimal(g.sums[0] ?? '0', state.agg.metrics[0]?.scale ?? 0)])).toEqual(rows.map((r) => [r.customer, r.n, r.a]));
+    const listed = rows.reduce((n, r) => n + r.n, 0);
+    expect(state.agg.other?.count).toBe(ROWS - listed);
+  });
+
+  it('with checkpoints off (the benchmark switch) runs every chunk in one step into the same CSV and figures', async () => {
+    const off = createReportJobType({ config: { ...config, report: { ...config.report, checkpoints: false } }, storage, pool });
+    const normal = await runReport(type, INPUT);
+    const oneStep = await runReport(off, INPUT);
+    expect(oneStep.chunkCalls).toBe(1);
+    expect(oneStep.state.chunks).toBe(normal.state.chunks);
+    expect(oneStep.state.agg).toEqual(normal.state.agg);
+    const a = await readFile(path.join(dir, 'artifacts', 'jobs', normal.id, 'report.csv'));
+    const b = await readFile(path.join(dir, 'artifacts', 'jobs', oneStep.id, 'report.csv'));
+    expect(b.equals(a)).toBe(true);
+  });
+
+  it('writes RFC 4180 CSV through COPY: quotes, commas, line breaks, empty strings and NULLs, CRLF line ends', async () => {
+    await pool.query(`CREATE TABLE odd_values (id int PRIMARY KEY, note text, kind text NOT NULL, v numeric)`);
+    const notes: Array<string | null> = ['plain', 'a,b', 'say "hi"', 'two\nlines', 'cr\rlf\r\n', '', null, '"', 'x'.repeat(3)];
+    await pool.query(`INSERT INTO odd_values SELECT i, n, CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END, i * 1.5 FROM unnest($1::text[]) WITH ORDINALITY AS t(n, i)`, [notes]);
+    const { id, state } = await runReport(type, { source: 'odd_values', group_by: ['kind'], metrics: ['v'], formats: ['csv'] });
+    // Built here independently of the job's code: RFC 4180 fields, NULL empty, an empty string "".
+    const field = (v: string | null): string => (v === null ? '' : v === '' || /[",\r\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
+    const expected = ['id,note,kind,v', ...notes.map((n, i) => [String(i + 1), field(n), (i + 1) % 2 === 0 ? 'even' : 'odd', ((i + 1) * 1.5).toFixed(1)].join(','))].join('\r\n') + '\r\n';
+    expect(await readFile(path.join(dir, 'artifacts', 'jobs', id, 'report.csv'), 'utf8')).toBe(expected);
+    expect(state.agg.groups.map((g) => [g.values, g.count])).toEqual([[['odd'], 5], [['even'], 4]]);
+    expect(state.agg.metrics[0]).toMatchObject({ n: 9, sum: '675', scale: 1 });
+  });
+});
+
+describe('toCrlf', () => {
+  it('ends lines with CRLF outside quotes and keeps line breaks inside quoted fields', () => {
+    const lf = Buffer.from('1,"a\nb",x\n2,"say ""hi""\n",y\n3,,\n');
+    expect(toCrlf(lf).toString()).toBe('1,"a\nb",x\r\n2,"say ""hi""\n",y\r\n3,,\r\n');
+    expect(toCrlf(Buffer.alloc(0)).length).toBe(0);
   });
 });

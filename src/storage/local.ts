@@ -4,7 +4,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { checkKey, type Body, type Storage } from './storage.ts';
+import { checkKey, type Body, type PutOptions, type Storage } from './storage.ts';
 
 export class LocalStorage implements Storage {
   readonly root: string;
@@ -17,7 +17,8 @@ export class LocalStorage implements Storage {
     return path.join(this.root, ...checkKey(key));
   }
 
-  async put(key: string, body: Body): Promise<{ size: number }> {
+  async put(key: string, body: Body, options: PutOptions = {}): Promise<{ size: number }> {
+    const durable = options.durable ?? true;
     const file = this.#path(key);
     const dir = path.dirname(file);
     await mkdir(dir, { recursive: true });
@@ -37,7 +38,7 @@ export class LocalStorage implements Storage {
         }
       }
       // The bytes reach the disk before the name points at them: a crash leaves the old object or the new one.
-      await handle.sync();
+      if (durable) await handle.sync();
     } catch (err) {
       await handle.close().catch(() => undefined);
       await rm(tmp, { force: true });
@@ -45,7 +46,7 @@ export class LocalStorage implements Storage {
     }
     await handle.close();
     await rename(tmp, file);
-    await syncDir(dir);
+    if (durable) await syncDir(dir);
     return { size };
   }
 

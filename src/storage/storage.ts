@@ -11,12 +11,17 @@ import { LocalStorage } from './local.ts';
 /** Bytes to store: a whole buffer or string, or a stream (read to its end). */
 export type Body = Buffer | string | Readable | AsyncIterable<Uint8Array>;
 
+export interface PutOptions {
+  /** Whether the object must be on disk when put() resolves; false skips the fsyncs (a crash may lose it). (Default: true) */
+  durable?: boolean;
+}
+
 export interface Storage {
   /**
    * Stores `body` under `key`, replacing what was there. The object appears whole or not at all, and is
-   * durable (on disk, or acknowledged by the store) when the promise resolves.
+   * durable (on disk, or acknowledged by the store) when the promise resolves, unless `durable` is false.
    */
-  put(key: string, body: Body): Promise<{ size: number }>;
+  put(key: string, body: Body, options?: PutOptions): Promise<{ size: number }>;
   /** The object's bytes as a stream, or undefined if there is none. */
   get(key: string): Promise<{ stream: Readable; size: number } | undefined>;
   /** Size of the object, or undefined if there is none. */

@@ -70,96 +70,87 @@ function pow10(n: number): bigint {
   return POW10[n] ?? 10n ** BigInt(n);
 }
 
+/** One chunk's aggregates as SQL computed them; every figure is decimal text, null where SQL gives NULL. */
+export type ChunkAggregates = {
+  rows: number;
+  /** Per metric: rows where it is not null, and its sum, min and max. */
+  metrics: Array<{ n: number; sum: string | null; min: string | null; max: string | null }>;
+  /** The chunk's groups in order of their first row (by key), each with its row count and per-metric sums. */
+  groups: Array<{ values: Array<string | null>; count: number; sums: Array<string | null> }>;
+  /** Rows per histogram bin (0-based), for the bins that have any. */
+  bins: Array<{ bin: number; count: number }>;
+};
+
 /**
- * Folds one chunk of rows into the aggregates (in place). `groupIdx` and `metricIdx` are the positions of
- * the group and metric columns in each row; `bucketIdx` is the position of the 1-based histogram bucket.
+ * Merges one chunk's aggregates into the running ones (in place). The result is the same as folding the
+ * chunk's rows one by one: new groups are taken in order of their first row until MAX_GROUPS, the rest
+ * go to "(other groups)", and a metric's scale grows to the most decimal places any figure has.
  */
-export function foldChunk(
-  agg: Aggregates,
-  rows: ReadonlyArray<ReadonlyArray<string | null>>,
-  groupIdx: readonly number[],
-  metricIdx: readonly number[],
-  bucketIdx: number | undefined,
-): void {
-  const m = metricIdx.length;
-  // The chunk's own sums, as BigInt, scaled like the state; folded into the strings once at the end.
-  const scales = agg.metrics.map((x) => x.scale);
-  const sums = new Array<bigint>(m).fill(0n);
-  const counts = new Array<number>(m).fill(0);
-  const mins: Array<bigint | null> = agg.metrics.map((x) => (x.min === null ? null : BigInt(x.min)));
-  const maxs: Array<bigint | null> = agg.metrics.map((x) => (x.max === null ? null : BigInt(x.max)));
-  const groupIndex = new Map<string, { g: GroupAgg; sums: bigint[] }>();
-  agg.groups.forEach((g) => groupIndex.set(groupKey(g.values), { g, sums: g.sums.map((s) => BigInt(s)) }));
-  const otherSums = agg.other?.sums.map((s) => BigInt(s));
-  let other = agg.other === null ? null : { g: agg.other, sums: otherSums ?? [] };
-  const groups = [...agg.groups];
-
-  /** A value with more decimals than the metric's scale so far: rescale everything already summed. */
-  const rescale = (j: number, places: number): void => {
-    const f = pow10(places - (scales[j] ?? 0));
-    scales[j] = places;
-    sums[j] = (sums[j] ?? 0n) * f;
-    const mn = mins[j];
-    const mx = maxs[j];
-    if (mn !== undefined && mn !== null) mins[j] = mn * f;
-    if (mx !== undefined && mx !== null) maxs[j] = mx * f;
+export function mergeChunk(agg: Aggregates, chunk: ChunkAggregates): void {
+  const m = agg.metrics.length;
+  // Every figure of the chunk, parsed; the metric's scale becomes the most places seen so far.
+  const parse = (v: string | null | undefined) => (v === null || v === undefined ? null : parseDecimal(v));
+  const figures = chunk.metrics.map((x) => ({ n: x.n, sum: parse(x.sum), min: parse(x.min), max: parse(x.max) }));
+  const groupSums = chunk.groups.map((g) => g.sums.map(parse));
+  for (let j = 0; j < m; j++) {
     const st = agg.metrics[j];
-    if (st !== undefined) st.sum = (BigInt(st.sum) * f).toString();
-    for (const e of [...groupIndex.values(), ...(other === null ? [] : [other])]) e.sums[j] = (e.sums[j] ?? 0n) * f;
-  };
+    if (st === undefined) continue;
+    const f = figures[j];
+    let places = st.scale;
+    for (const d of [f?.sum, f?.min, f?.max, ...groupSums.map((s) => s[j])]) if (d !== null && d !== undefined) places = Math.max(places, d.places);
+    if (places > st.scale) rescale(agg, j, places);
+  }
+  const scaled = (j: number, d: { int: bigint; places: number } | null | undefined): bigint | null =>
+    d === null || d === undefined ? null : d.int * pow10((agg.metrics[j]?.scale ?? 0) - d.places);
 
-  for (const row of rows) {
-    const values = groupIdx.map((i) => row[i] ?? null);
-    const key = groupKey(values);
-    let entry = groupIndex.get(key);
-    if (entry === undefined) {
-      if (groups.length < MAX_GROUPS) {
-        const g: GroupAgg = { values, count: 0, sums: [] };
-        entry = { g, sums: new Array<bigint>(m).fill(0n) };
-        groupIndex.set(key, entry);
-        groups.push(g);
+  agg.rows += chunk.rows;
+  agg.metrics.forEach((st, j) => {
+    const f = figures[j];
+    if (f === undefined) return;
+    st.n += f.n;
+    const sum = scaled(j, f.sum);
+    if (sum !== null) st.sum = (BigInt(st.sum) + sum).toString();
+    const mn = scaled(j, f.min);
+    if (mn !== null && (st.min === null || mn < BigInt(st.min))) st.min = mn.toString();
+    const mx = scaled(j, f.max);
+    if (mx !== null && (st.max === null || mx > BigInt(st.max))) st.max = mx.toString();
+  });
+
+  const index = new Map(agg.groups.map((g) => [groupKey(g.values), g]));
+  chunk.groups.forEach((cg, i) => {
+    let g = index.get(groupKey(cg.values));
+    if (g === undefined) {
+      if (agg.groups.length < MAX_GROUPS) {
+        g = { values: cg.values, count: 0, sums: new Array<string>(m).fill('0') };
+        index.set(groupKey(cg.values), g);
+        agg.groups.push(g);
       } else {
-        other ??= { g: { values: [], count: 0, sums: [] }, sums: new Array<bigint>(m).fill(0n) };
-        entry = other;
+        agg.other ??= { values: [], count: 0, sums: new Array<string>(m).fill('0') };
+        g = agg.other;
       }
     }
-    entry.g.count++;
+    g.count += cg.count;
     for (let j = 0; j < m; j++) {
-      const text = row[metricIdx[j] ?? -1];
-      if (text === null || text === undefined) continue;
-      const { int, places } = parseDecimal(text);
-      if (places > (scales[j] ?? 0)) rescale(j, places);
-      const v = int * pow10((scales[j] ?? 0) - places);
-      sums[j] = (sums[j] ?? 0n) + v;
-      entry.sums[j] = (entry.sums[j] ?? 0n) + v;
-      counts[j] = (counts[j] ?? 0) + 1;
-      const mn = mins[j];
-      const mx = maxs[j];
-      if (mn === null || mn === undefined || v < mn) mins[j] = v;
-      if (mx === null || mx === undefined || v > mx) maxs[j] = v;
+      const v = scaled(j, groupSums[i]?.[j]);
+      if (v !== null) g.sums[j] = (BigInt(g.sums[j] ?? '0') + v).toString();
     }
-    if (bucketIdx !== undefined && agg.histogram !== null) {
-      const b = Number(row[bucketIdx] ?? 0);
-      const bins = agg.histogram.counts.length;
-      const i = Math.min(bins, Math.max(1, b)) - 1;
-      agg.histogram.counts[i] = (agg.histogram.counts[i] ?? 0) + 1;
-    }
-  }
-
-  agg.rows += rows.length;
-  agg.metrics.forEach((st, j) => {
-    st.scale = scales[j] ?? 0;
-    st.n += counts[j] ?? 0;
-    st.sum = (BigInt(st.sum) + (sums[j] ?? 0n)).toString();
-    st.min = mins[j]?.toString() ?? null;
-    st.max = maxs[j]?.toString() ?? null;
   });
-  for (const e of groupIndex.values()) e.g.sums = e.sums.map((s) => s.toString());
-  if (other !== null) {
-    other.g.sums = other.sums.map((s) => s.toString());
-    agg.other = other.g;
-  }
-  agg.groups = groups;
+
+  const h = agg.histogram;
+  if (h !== null) for (const b of chunk.bins) if (b.bin >= 0 && b.bin < h.counts.length) h.counts[b.bin] = (h.counts[b.bin] ?? 0) + b.count;
+}
+
+/** Raises metric `j` to `places` decimal places: its sum, min, max and every group's sum are multiplied to match. */
+function rescale(agg: Aggregates, j: number, places: number): void {
+  const st = agg.metrics[j];
+  if (st === undefined) return;
+  const f = pow10(places - st.scale);
+  const up = (v: string): string => (BigInt(v) * f).toString();
+  st.scale = places;
+  st.sum = up(st.sum);
+  if (st.min !== null) st.min = up(st.min);
+  if (st.max !== null) st.max = up(st.max);
+  for (const g of agg.other === null ? agg.groups : [...agg.groups, agg.other]) g.sums[j] = up(g.sums[j] ?? '0');
 }
 
 function groupKey(values: ReadonlyArray<string | null>): string {

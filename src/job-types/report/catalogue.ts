@@ -14,6 +14,8 @@ export interface Column {
   kind: ColumnKind;
   /** The type as Postgres names it (for messages). */
   type: string;
+  /** The column's base type as a quoted, schema-qualified name, to cast values to in SQL (e.g. `"pg_catalog"."int8"`). */
+  sqlType: string;
 }
 
 export interface Source {
@@ -107,8 +109,8 @@ async function introspect(db: Queryable, name: string): Promise<Source | undefin
   if (m === null || m[2] === undefined) return undefined;
   const schema = m[1] ?? 'public';
   const table = m[2];
-  const { rows } = await db.query<{ column_name: string; data_type: string; is_key: boolean }>(
-    `SELECT c.column_name, c.data_type,
+  const { rows } = await db.query<{ column_name: string; data_type: string; udt_schema: string; udt_name: string; is_key: boolean }>(
+    `SELECT c.column_name, c.data_type, c.udt_schema, c.udt_name,
             EXISTS (SELECT 1 FROM information_schema.table_constraints t
                       JOIN information_schema.key_column_usage k
                         ON k.constraint_schema = t.constraint_schema AND k.constraint_name = t.constraint_name
@@ -122,7 +124,12 @@ async function introspect(db: Queryable, name: string): Promise<Source | undefin
     [schema, table],
   );
   if (rows.length === 0) return undefined;
-  const columns: Column[] = rows.map((r) => ({ name: r.column_name, kind: KINDS[r.data_type] ?? 'other', type: r.data_type }));
+  const columns: Column[] = rows.map((r) => ({
+    name: r.column_name,
+    kind: KINDS[r.data_type] ?? 'other',
+    type: r.data_type,
+    sqlType: `${escapeIdentifier(r.udt_schema)}.${escapeIdentifier(r.udt_name)}`,
+  }));
   const keyName = rows.find((r) => r.is_key)?.column_name ?? (columns.some((c) => c.name === 'id') ? 'id' : undefined);
   const key = columns.find((c) => c.name === keyName);
   if (key === undefined || !['integer', 'text', 'time', 'date'].includes(key.kind)) return undefined;

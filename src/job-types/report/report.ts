@@ -2,10 +2,12 @@
  * `report`: a PDF and a CSV over a table or view of millions of rows, in checkpointed chunks.
  *
  * start: checks the input against the source, counts the rows (progress total) and fixes the last key,
- * so rows inserted later are not half-included. chunk: reads the next `chunkSize` rows by keyset
- * pagination, folds them into the aggregates (in the checkpoint state) and stores their CSV lines as
- * part k, durably, before the checkpoint commits; a redone chunk rewrites its part whole, so parts never
- * duplicate rows. finish: concatenates the parts into the CSV (streamed), draws the PDF from the
+ * so rows inserted later are not half-included. chunk: takes the next `chunkSize` rows by keyset
+ * pagination, in one snapshot of the source: one query computes their aggregates in SQL (merged into the
+ * running ones in the checkpoint state, along with the next cursor, the chunk's largest key), and a
+ * `COPY … TO STDOUT (FORMAT csv)` of the same rows gives their CSV lines, stored as part k, durably,
+ * before the checkpoint commits; a redone chunk rewrites its part whole, so parts never duplicate rows.
+ * Node never parses a row. finish: concatenates the parts into the CSV (streamed), draws the PDF from the
  * aggregates, records both as artifacts and returns signed download links.
  */
 import pg, { escapeIdentifier } from 'pg';
@@ -15,12 +17,13 @@ import type { Queryable } from '../../db/pool.ts';
 import { recordArtifact, signedLink, type ArtifactLink } from '../../storage/artifacts.ts';
 import { jobFolder } from '../../storage/retention.ts';
 import type { Storage } from '../../storage/storage.ts';
-import { defineJobType, PermanentError, type JobContext, type Json } from '../../worker/sdk.ts';
-import { emptyAggregates, foldChunk, HISTOGRAM_BINS, meanOf, toDecimal, type Aggregates, type Histogram } from './aggregate.ts';
+import { defineJobType, PermanentError, type ChunkResult, type JobContext, type Json } from '../../worker/sdk.ts';
+import { emptyAggregates, HISTOGRAM_BINS, meanOf, mergeChunk, toDecimal, type Aggregates, type ChunkAggregates, type Histogram } from './aggregate.ts';
 import { SourceAllowList, SourceCatalogue, type Column } from './catalogue.ts';
-import { csvLine, csvLines } from './csv.ts';
+import { csvLine, toCrlf } from './csv.ts';
 import { reportInput, resolveReport, type ReportInput, type ResolvedReport } from './input.ts';
 import { renderPdf } from './pdf.ts';
+import { ChunkReader, type ChunkSql } from './reader.ts';
 
 export interface ReportDeps {
   config: Config;
@@ -41,15 +44,24 @@ export type ReportState = {
   agg: Aggregates;
 };
 
-/** Connections to a separate report database per worker process. */
-const REPORT_POOL_MAX = 4;
-/** Idle connections to the report database close after this long. */
+/**
+ * Connections to the report source (the report database, or the service's own) per worker process. A
+ * chunk reads on two of them at once (its aggregates and its CSV, in one snapshot).
+ */
+const REPORT_POOL_MAX = 8;
+/** Idle connections to the report source close after this long. */
 const REPORT_POOL_IDLE_MS = 10_000;
 const PDF = 'application/pdf';
 const CSV = 'text/csv; charset=utf-8';
 
-/** Every column comes back as its text form: exact decimals, and CSV bytes that do not depend on the client. */
-const TEXT_TYPES = { getTypeParser: () => (v: string) => v };
+/**
+ * A chunk's values (cursor, last key, filters, histogram range) reach its SQL as transaction-local
+ * settings, `current_setting('longhaul.report_N')` cast to the column's type, set by `set_config` with
+ * bind parameters: COPY takes no parameters, and input never becomes SQL text.
+ */
+const SETTING = 'longhaul.report_';
+/** The source's alias in a chunk's queries: `s.<key>` in ORDER BY is always the column, never an output alias. */
+const ALIAS = 's';
 
 /** Key of CSV part `k` of a job (zero-padded so names sort in order). */
 function partKey(jobId: string, k: number): string {
@@ -64,22 +76,95 @@ function outputExpr(c: Column, expr = escapeIdentifier(c.name)): string {
   return `(${expr})::text`;
 }
 
-/** WHERE conditions of the input's filters; every value is a parameter, every name a checked, quoted column. */
-function filterSql(r: ResolvedReport, params: unknown[]): string[] {
-  const p = (v: unknown): string => {
-    params.push(v);
-    return `$${params.length}`;
-  };
+/** Renders a value of a column's type into SQL: a bind parameter, or a setting. */
+type ValueSql = (value: unknown, sqlType: string) => string;
+
+/** WHERE conditions of the input's filters; every value goes through `v`, every name is a checked, quoted column. */
+function filterSql(r: ResolvedReport, v: ValueSql): string[] {
   const where: string[] = [];
   const time = r.source.time;
-  if (time !== undefined && r.from !== undefined) where.push(`${escapeIdentifier(time.name)} >= ${p(r.from)}`);
-  if (time !== undefined && r.to !== undefined) where.push(`${escapeIdentifier(time.name)} < ${p(r.to)}`);
-  for (const f of r.filters) where.push(`${escapeIdentifier(f.column.name)} = ANY(${p(f.values)})`);
+  if (time !== undefined && r.from !== undefined) where.push(`${escapeIdentifier(time.name)} >= ${v(r.from, time.sqlType)}`);
+  if (time !== undefined && r.to !== undefined) where.push(`${escapeIdentifier(time.name)} < ${v(r.to, time.sqlType)}`);
+  for (const f of r.filters) {
+    const list = `${f.column.sqlType}[]`;
+    // The no-op cast makes the array an expression: `= ANY((SELECT …))` alone would read as a subquery of rows.
+    where.push(`${escapeIdentifier(f.column.name)} = ANY(${v(f.values, list)}::${list})`);
+  }
   return where;
+}
+
+/** Bind parameters `$n` (pg infers their types from the columns). */
+function bindParams(params: unknown[]): ValueSql {
+  return (value) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+}
+
+/** A chunk's rows are `FROM <source> AS s WHERE <where> ORDER BY s.<key> LIMIT <n>`; every value is set first. */
+function chunkSql(r: ResolvedReport, cursor: Json, lastKey: string, histogram: Histogram | null, limit: number): ChunkSql {
+  // The only number written into the SQL: checked to be a positive integer.
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new Error(`invalid chunk size ${limit}`);
+  const values: unknown[] = [];
+  const v: ValueSql = (value, sqlType) => {
+    values.push(value);
+    // A scalar subquery is an InitPlan: evaluated once per statement, not once per row.
+    return `(SELECT current_setting('${SETTING}${values.length}')::${sqlType})`;
+  };
+  const col = (c: Column): string => `${ALIAS}.${escapeIdentifier(c.name)}`;
+  const key = r.source.key;
+  const where = filterSql(r, v);
+  where.push(`${col(key)} <= ${v(lastKey, key.sqlType)}`);
+  if (typeof cursor === 'string') where.push(`${col(key)} > ${v(cursor, key.sqlType)}`);
+  const hist = histogramExpr(r);
+  let bin: string | undefined;
+  if (hist !== undefined && histogram !== null) {
+    const bins = histogram.counts.length;
+    // 0-based; a value outside [lo, hi) or NULL counts in the first or last bin.
+    bin = `least(${bins}, greatest(1, coalesce(width_bucket(${hist.expr}, ${v(histogram.lo, 'float8')}, ${v(histogram.hi, 'float8')}, ${bins}), 0))) - 1`;
+  }
+  const rows = `FROM ${r.source.sql} AS ${ALIAS} WHERE ${where.join(' AND ')} ORDER BY ${col(key)} LIMIT ${limit}`;
+  const g = r.groupBy.map((_, i) => `g${i}`);
+  const m = r.metrics.map((_, j) => j);
+  // Group values by their text form (as the CSV shows them), so equal text is one group.
+  const picked = [`${col(key)} AS k`, ...r.groupBy.map((c, i) => `${outputExpr(c, col(c))} AS g${i}`), ...m.map((j) => `${col(r.metrics[j] ?? key)} AS m${j}`)];
+  if (bin !== undefined) picked.push(`${bin} AS b`);
+  const aggregates = `WITH c AS (SELECT ${picked.join(', ')} ${rows})
+    SELECT grouping(${g.join(', ')}) AS gg, ${bin === undefined ? 'NULL::int AS gb, NULL::int AS b' : 'grouping(b) AS gb, b'}, ${g.join(', ')},
+           count(*) AS n, ${outputExpr(key, 'max(k)')} AS last,
+           ${m.map((j) => `count(m${j}) AS n${j}, sum(m${j})::text AS s${j}, min(m${j})::text AS lo${j}, max(m${j})::text AS hi${j}`).join(', ')}
+      FROM c GROUP BY GROUPING SETS ((${g.join(', ')}), ${bin === undefined ? '' : '(b), '}())
+     ORDER BY gg, gb, min(k)`;
+  const copy = `COPY (SELECT ${r.source.columns.map((c) => outputExpr(c, col(c))).join(', ')} ${rows}) TO STDOUT (FORMAT csv)`;
+  const set = { text: `SELECT ${values.map((_, i) => `set_config('${SETTING}${i + 1}', $${i + 1}, true)`).join(', ')}`, values };
+  return { set, aggregates, copy };
+}
+
+type AggregateRow = { gg: string; gb: string | null; b: string | null; n: string; last: string | null } & { [column: string]: string | null };
+
+/** The aggregate query's rows as one chunk's aggregates, and the chunk's last key. */
+function chunkAggregates(rows: AggregateRow[], groups: number, metrics: number): { chunk: ChunkAggregates; last: string | null } {
+  const chunk: ChunkAggregates = { rows: 0, metrics: [], groups: [], bins: [] };
+  let last: string | null = null;
+  const sums = (row: AggregateRow) => Array.from({ length: metrics }, (_, j) => row[`s${j}`] ?? null);
+  for (const row of rows) {
+    if (row.gg === '0') {
+      chunk.groups.push({ values: Array.from({ length: groups }, (_, i) => row[`g${i}`] ?? null), count: Number(row.n), sums: sums(row) });
+    } else if (row.gb === '0') {
+      chunk.bins.push({ bin: Number(row.b), count: Number(row.n) });
+    } else {
+      chunk.rows = Number(row.n);
+      last = row.last;
+      chunk.metrics = Array.from({ length: metrics }, (_, j) => ({ n: Number(row[`n${j}`]), sum: row[`s${j}`] ?? null, min: row[`lo${j}`] ?? null, max: row[`hi${j}`] ?? null }));
+    }
+  }
+  return { chunk, last };
 }
 
 function histogramExpr(r: ResolvedReport): { expr: string; column: string; kind: Histogram['kind'] } | undefined {
   const time = r.source.time;
+  // date_part gives the epoch as float8 directly (extract's numeric costs twice as much per row); the same value.
+  if (time?.kind === 'time') return { expr: `date_part('epoch', ${escapeIdentifier(time.name)})`, column: time.name, kind: 'time' };
   if (time !== undefined) return { expr: `extract(epoch from ${escapeIdentifier(time.name)})::float8`, column: time.name, kind: 'time' };
   const m = r.metrics[0];
   return m === undefined ? undefined : { expr: `${escapeIdentifier(m.name)}::float8`, column: m.name, kind: 'value' };
@@ -93,28 +178,29 @@ function describeFilters(input: ReportInput): string {
 export function createReportJobType(deps: ReportDeps) {
   const { config, storage } = deps;
   const allow = new SourceAllowList(config.report.sources);
-  let reportPool: pg.Pool | undefined;
-  /** The separate report database, when configured (a read replica). */
-  const reportDb = (): pg.Pool | undefined => {
-    if (config.report.databaseUrl === undefined) return undefined;
-    reportPool ??= new pg.Pool({
-      connectionString: config.report.databaseUrl,
-      max: REPORT_POOL_MAX,
-      idleTimeoutMillis: REPORT_POOL_IDLE_MS,
-      allowExitOnIdle: true,
-      application_name: 'longhaul-report',
-    });
-    reportPool.on('error', () => undefined);
-    return reportPool;
+  let sourcePool: pg.Pool | undefined;
+  /** The report source: the separate report database when configured (a read replica), else the service's. */
+  const source = (): pg.Pool => {
+    if (sourcePool === undefined) {
+      sourcePool = new pg.Pool({
+        connectionString: config.report.databaseUrl ?? config.databaseUrl,
+        max: REPORT_POOL_MAX,
+        idleTimeoutMillis: REPORT_POOL_IDLE_MS,
+        allowExitOnIdle: true,
+        application_name: 'longhaul-report',
+      });
+      // An idle connection that breaks is replaced on next use.
+      sourcePool.on('error', () => undefined);
+    }
+    return sourcePool;
   };
-  let ownPool: pg.Pool | undefined;
-  const catalogue = new SourceCatalogue(() => {
-    const db = reportDb() ?? deps.pool;
-    if (db !== undefined) return db;
-    ownPool ??= new pg.Pool({ connectionString: config.databaseUrl, max: 1, allowExitOnIdle: true });
-    return ownPool;
-  });
+  const reader = new ChunkReader(source);
+  const reportDb = (): pg.Pool | undefined => (config.report.databaseUrl === undefined ? undefined : source());
+  const catalogue = new SourceCatalogue(() => reportDb() ?? deps.pool ?? source());
   let signer: Promise<TokenSigner> | undefined;
+
+  const sourceDb = (ctx: JobContext<ReportInput>): Queryable => reportDb() ?? ctx.db;
+  const wantsCsv = (input: ReportInput): boolean => input.formats.includes('csv');
 
   /** The source, checked against the allow-list and the catalogue; a problem fails the job for good. */
   async function resolve(ctx: JobContext<ReportInput>): Promise<ResolvedReport> {
@@ -128,8 +214,27 @@ export function createReportJobType(deps: ReportDeps) {
     return report;
   }
 
-  const sourceDb = (ctx: JobContext<ReportInput>): Queryable => reportDb() ?? ctx.db;
-  const wantsCsv = (input: ReportInput): boolean => input.formats.includes('csv');
+
+  /** One chunk: its aggregates merged into the state, its CSV lines stored as part k (synced if `durable`). */
+  async function readAndStore(ctx: JobContext<ReportInput> & { chunkSize: number }, cursor: Json, prior: ReportState, durable: boolean): Promise<ChunkResult<ReportState>> {
+    if (prior.lastKey === null) return { cursor, done: true, processed: 0, state: prior };
+    const r = await resolve(ctx);
+    if (r.source.columns.map((c) => c.name).join(',') !== prior.columns.join(',')) throw new PermanentError(`the columns of ${r.source.name} changed while the report ran`);
+    const sql = chunkSql(r, cursor, prior.lastKey, prior.agg.histogram, ctx.chunkSize);
+    const { rows, lf } = await reader.read<AggregateRow>(sql, wantsCsv(ctx.job.input));
+    const { chunk, last } = chunkAggregates(rows, r.groupBy.length, r.metrics.length);
+    if (chunk.rows === 0) return { cursor, done: true, processed: 0, state: prior };
+    const state = structuredClone(prior);
+    mergeChunk(state.agg, chunk);
+    if (lf !== undefined) {
+      // Durable before the checkpoint that counts it commits; a redo of this chunk rewrites the same part.
+      const { size } = await storage.put(partKey(ctx.job.id, state.chunks), toCrlf(lf), { durable });
+      state.csvBytes += size;
+    }
+    state.chunks++;
+    const done = chunk.rows < ctx.chunkSize || last === prior.lastKey;
+    return { cursor: last, done, processed: chunk.rows, state };
+  }
 
   return defineJobType<ReportInput, ReportState, { [key: string]: Json }>({
     name: 'report',
@@ -149,7 +254,7 @@ export function createReportJobType(deps: ReportDeps) {
     async start(ctx) {
       const r = await resolve(ctx);
       const params: unknown[] = [];
-      const where = filterSql(r, params);
+      const where = filterSql(r, bindParams(params));
       const hist = histogramExpr(r);
       const key = escapeIdentifier(r.source.key.name);
       const { rows } = await sourceDb(ctx).query<{ n: string; last: string | null; lo: number | null; hi: number | null }>(
@@ -172,50 +277,16 @@ export function createReportJobType(deps: ReportDeps) {
     },
 
     async chunk(ctx, cursor, prior) {
-      if (prior.lastKey === null) return { cursor, done: true, processed: 0, state: prior };
-      const r = await resolve(ctx);
-      if (r.source.columns.map((c) => c.name).join(',') !== prior.columns.join(',')) throw new PermanentError(`the columns of ${r.source.name} changed while the report ran`);
-      const state = structuredClone(prior);
-      const params: unknown[] = [];
-      const where = filterSql(r, params);
-      const key = escapeIdentifier(r.source.key.name);
-      params.push(prior.lastKey);
-      where.push(`${key} <= $${params.length}`);
-      if (typeof cursor === 'string') {
-        params.push(cursor);
-        where.push(`${key} > $${params.length}`);
+      if (config.report.checkpoints) return readAndStore(ctx, cursor, prior, true);
+      // Checkpoints off (only to measure their cost): every chunk in this one step, parts not synced; one commit at the end.
+      let out: ChunkResult<ReportState> = { cursor, done: false, processed: 0, state: prior };
+      let processed = 0;
+      while (!out.done) {
+        ctx.signal.throwIfAborted();
+        out = await readAndStore(ctx, out.cursor, out.state, false);
+        processed += out.processed;
       }
-      const hist = histogramExpr(r);
-      const h = state.agg.histogram;
-      let bucket = '';
-      if (hist !== undefined && h !== null) {
-        params.push(h.lo, h.hi);
-        bucket = `, width_bucket(${hist.expr}, $${params.length - 1}::float8, $${params.length}::float8, ${h.counts.length})::text`;
-      }
-      params.push(ctx.chunkSize);
-      const cols = r.source.columns;
-      const { rows } = await sourceDb(ctx).query<Array<string | null>>({
-        // Output columns get positional names: ORDER BY must see the key column, not its text form.
-        text: `SELECT ${cols.map((c, i) => `${outputExpr(c)} AS c${i}`).join(', ')}${bucket}
-                 FROM ${r.source.sql} WHERE ${where.join(' AND ')}
-                ORDER BY ${key} LIMIT $${params.length}`,
-        values: params,
-        rowMode: 'array',
-        types: TEXT_TYPES,
-      });
-      if (rows.length === 0) return { cursor, done: true, processed: 0, state: prior };
-      const index = (c: Column): number => cols.indexOf(c);
-      foldChunk(state.agg, rows, r.groupBy.map(index), r.metrics.map(index), bucket === '' ? undefined : cols.length);
-      if (wantsCsv(ctx.job.input)) {
-        const text = csvLines(rows, cols.length);
-        // Durable before the checkpoint that counts it commits; a redo of this chunk rewrites the same part.
-        const { size } = await storage.put(partKey(ctx.job.id, state.chunks), text);
-        state.csvBytes += size;
-      }
-      state.chunks++;
-      const last = rows[rows.length - 1]?.[index(r.source.key)] ?? null;
-      const done = rows.length < ctx.chunkSize || last === prior.lastKey;
-      return { cursor: last, done, processed: rows.length, state };
+      return { ...out, processed };
     },
 
     async finish(ctx, state) {

@@ -1,0 +1,85 @@
+/**
+ * Reads a report chunk from the source: its aggregates (one SQL query) and its rows as CSV (COPY), on two
+ * connections at once, in one snapshot. The first connection exports its REPEATABLE READ snapshot, the
+ * second imports it, so both statements see exactly the same rows; Postgres then works on both at once
+ * (the COPY's text output and the aggregation use a core each) while Node only receives bytes.
+ */
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+
+/** A chunk's SQL: the values to set first, the aggregate query and the COPY of the same rows. */
+export interface ChunkSql {
+  /** `SELECT set_config(…), …` of every value (at least one), with `values` as its bind parameters. */
+  set: { text: string; values: unknown[] };
+  /** The chunk's aggregates. */
+  aggregates: string;
+  /** The chunk's rows as CSV (Postgres's, LF line ends). */
+  copy: string;
+}
+
+/** Every column comes back as its text form: exact decimals, keys as the CSV shows them. */
+const TEXT_TYPES = { getTypeParser: () => (v: string) => v };
+const BEGIN = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
+/** What pg_export_snapshot() returns (e.g. `00000003-0000001B-1`); checked before it is written into SET TRANSACTION SNAPSHOT. */
+const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$/i;
+
+export class ChunkReader {
+  readonly #pool: () => pg.Pool;
+  /** Connections are taken two at a time under this lock, so readers never each hold one and wait for a second. */
+  #taking: Promise<unknown> = Promise.resolve();
+
+  constructor(pool: () => pg.Pool) {
+    this.#pool = pool;
+  }
+
+  /** The aggregate query's rows, and (if `csv`) the COPY output of the same rows. */
+  async read<Row extends Record<string, unknown>>(sql: ChunkSql, csv: boolean): Promise<{ rows: Row[]; lf: Buffer | undefined }> {
+    const clients = await this.#take(csv ? 2 : 1);
+    const [a, b] = clients;
+    let failed: Error | undefined;
+    try {
+      if (a === undefined) throw new Error('no connection to the report source');
+      await a.query(BEGIN);
+      const { rows: exported } = await a.query<{ snapshot: string }>({ text: `${sql.set.text}, pg_export_snapshot() AS snapshot`, values: sql.set.values });
+      const aggregates = a.query<Row>({ text: sql.aggregates, types: TEXT_TYPES });
+      const lf = b === undefined ? undefined : copyIn(b, exported[0]?.snapshot ?? '', sql);
+      // The exporting transaction stays open until the COPY's has imported the snapshot (both end together here).
+      const [{ rows }, bytes] = await Promise.all([aggregates, lf]);
+      await Promise.all(clients.map((c) => c.query('COMMIT')));
+      return { rows, lf: bytes };
+    } catch (err) {
+      failed = err instanceof Error ? err : new Error(String(err));
+      throw err;
+    } finally {
+      // After an error a connection may be in the middle of a COPY: drop it rather than reuse it.
+      for (const c of clients) c.release(failed);
+    }
+  }
+
+  async #take(n: number): Promise<pg.PoolClient[]> {
+    const pool = this.#pool();
+    const taken = this.#taking.then(async () => {
+      const out: pg.PoolClient[] = [];
+      try {
+        for (let i = 0; i < n; i++) out.push(await pool.connect());
+      } catch (err) {
+        for (const c of out) c.release();
+        throw err;
+      }
+      return out;
+    });
+    this.#taking = taken.catch(() => undefined);
+    return taken;
+  }
+}
+
+/** The COPY of the chunk's rows in the imported snapshot, read to its end. */
+async function copyIn(client: pg.PoolClient, snapshot: string, sql: ChunkSql): Promise<Buffer> {
+  if (!SNAPSHOT_ID.test(snapshot)) throw new Error(`unexpected snapshot id ${JSON.stringify(snapshot)}`);
+  await client.query(BEGIN);
+  await client.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
+  await client.query(sql.set);
+  const parts: Buffer[] = [];
+  for await (const part of client.query(copyTo(sql.copy)) as AsyncIterable<Buffer>) parts.push(part);
+  return Buffer.concat(parts);
+}
