@@ -40,6 +40,9 @@ import {
   renewLease,
   takeLease,
   writeCheckpoint,
+  checkpointGroup,
+  GROUP_MAX,
+  type CheckpointWrite,
   type ClaimRow,
   type ClaimWithCheckpoint,
   type CompleteWithCheckpoint,
@@ -68,8 +71,6 @@ const TYPE_BUSY_DELAY_SECONDS = 1;
 const LISTEN_RECONNECT_MS = 1000;
 /** What stop() keeps for the last commits after it aborts steps that did not finish in time. */
 const SHUTDOWN_MARGIN_MS = 2000;
-/** Jobs at most in one group-committed statement (claims, completions, reads): bounds its size. */
-const GROUP_MAX = 64;
 
 type StopReason = 'cancelled' | 'lease-lost' | 'shutdown';
 
@@ -106,6 +107,7 @@ export class WorkerRuntime {
    * nothing through ctx.db): the jobs that reach one while a batch is in flight share one statement.
    */
   readonly #peeks: GroupCommit<string, ClaimRow | undefined>;
+  readonly #checkpoints: GroupCommit<CheckpointWrite, number | undefined>;
   readonly #claims: GroupCommit<ClaimWithCheckpoint, EventPair | undefined>;
   readonly #completions: GroupCommit<CompleteWithCheckpoint & { attempt: ExecutionAttempt }, EventPair | undefined>;
   #stopping = false;
@@ -133,6 +135,7 @@ export class WorkerRuntime {
       const rows = await peekJobs(this.#pool, ids);
       return ids.map((id) => rows.get(id));
     }, GROUP_MAX);
+    this.#checkpoints = checkpointGroup(this.#pool);
     this.#claims = new GroupCommit(async (claims) => {
       const seqs = await claimWithCheckpoint(this.#pool, claims, { owner: this.#owner, seconds: this.#opts.leaseSeconds });
       return claims.map((c) => seqs.get(c.jobId));
@@ -468,10 +471,17 @@ export class WorkerRuntime {
     let state: Json = row.checkpoint_state;
     const commit = async (tx: LazyTransaction, write: { cursor: Json; state: Json; processed: number; total?: number | null }) => {
       const t0 = performance.now();
-      const seq = await tx.finish(async (db) => {
-        const s = await writeCheckpoint(db, { jobId: row.id, token, leaseSeconds: lease, ...write });
-        return { value: s, rollback: s === undefined };
-      });
+      const w: CheckpointWrite = { jobId: row.id, token, leaseSeconds: lease, ...write };
+      let seq: number | undefined;
+      if (tx.begun) {
+        seq = await tx.finish(async (db) => {
+          const s = await writeCheckpoint(db, w);
+          return { value: s, rollback: s === undefined };
+        });
+      } else {
+        await tx.rollback();
+        seq = await this.#checkpoints.submit(w);
+      }
       if (seq === undefined) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
       this.#metrics.checkpoint.observe({ type: type.name }, (performance.now() - t0) / 1000);
       this.#events.publish(announcement(row.id, seq));

@@ -6,6 +6,7 @@
 import type { Queryable } from '../db/pool.ts';
 import { STATUS_EVENT_DATA_SQL } from '../jobs/repository.ts';
 import { outboxInsertSql } from '../webhooks/outbox.ts';
+import { GroupCommit } from './group-commit.ts';
 import type { JobStatus } from '../jobs/state.ts';
 import type { Json } from './sdk.ts';
 
@@ -17,7 +18,8 @@ const STATEMENTS = {
   peek: 'longhaul_worker_peek',
   lock: 'longhaul_worker_lock',
   lease: 'longhaul_worker_lease',
-  checkpoint: 'longhaul_worker_checkpoint',
+  checkpoint: 'longhaul_worker_checkpoints',
+  checkpointOne: 'longhaul_worker_checkpoint',
   claimStart: 'longhaul_worker_claim_start',
   complete: 'longhaul_worker_complete',
 } as const;
@@ -107,14 +109,70 @@ export interface CheckpointWrite {
 }
 
 /**
- * The checkpoint: new cursor and state, progress, lease extension and a `progress` event at the next
- * seq, in one statement, fenced by the lease token and by cancellation (no chunk commits once a cancel
- * is requested). Returns the event seq, or undefined when refused. It does not notify: the caller
- * announces the event once its transaction has committed (src/jobs/events-publisher.ts).
+ * Checkpoints, many jobs in one statement: per job the new cursor and state, progress, lease
+ * extension and a `progress` event at its next seq, fenced by its lease token and by cancellation (no
+ * chunk commits once a cancel is requested). Returns each written job's event seq; a job missing from
+ * the map was refused. It does not notify: the caller announces the events once its transaction has
+ * committed (src/jobs/events-publisher.ts).
+ */
+export async function writeCheckpoints(db: Queryable, writes: CheckpointWrite[]): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ id: string; seq: number }>({
+    name: STATEMENTS.checkpoint,
+    text: `WITH c AS (
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::bigint[], $7::bool[], $8::float8[])
+         AS c(id, token, cursor, state, processed, total, set_total, lease_seconds)),
+     u AS (
+       UPDATE jobs j SET checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(),
+              processed = j.processed + c.processed, total = CASE WHEN c.set_total THEN c.total ELSE j.total END,
+              event_seq = j.event_seq + 1, updated_at = now(), lease_expires_at = now() + make_interval(secs => c.lease_seconds)
+         FROM c
+        WHERE j.id = ANY($1::uuid[]) AND j.id = c.id AND j.lease_token = c.token AND j.status = 'RUNNING' AND j.cancel_requested_at IS NULL
+        RETURNING j.id, j.event_seq, j.processed, j.total),
+     e AS (
+       INSERT INTO job_events (job_id, seq, kind, data)
+       SELECT id, event_seq, 'progress', ${PROGRESS_EVENT_DATA_SQL}
+         FROM u)
+     SELECT id, event_seq AS seq FROM u`,
+    values: [
+      writes.map((w) => w.jobId),
+      writes.map((w) => w.token),
+      writes.map((w) => JSON.stringify(w.cursor)),
+      writes.map((w) => JSON.stringify(w.state)),
+      writes.map((w) => w.processed),
+      writes.map((w) => w.total ?? null),
+      writes.map((w) => w.total !== undefined),
+      writes.map((w) => w.leaseSeconds),
+    ],
+  });
+  return new Map(rows.map((r) => [r.id, r.seq]));
+}
+
+/**
+ * Jobs at most in one group-committed statement: bounds its size. (The set statements also filter
+ * `id = ANY($1)` so that even a generic plan finds the rows through the primary key.)
+ */
+export const GROUP_MAX = 64;
+
+/**
+ * Checkpoints of steps that wrote nothing through ctx.db, group-committed: those that arrive while a
+ * statement is in flight share the next one (one commit for all). Answers each job's event seq.
+ */
+export function checkpointGroup(db: Queryable): GroupCommit<CheckpointWrite, number | undefined> {
+  return new GroupCommit(async (writes) => {
+    const seqs = await writeCheckpoints(db, writes);
+    return writes.map((w) => seqs.get(w.jobId));
+  }, GROUP_MAX);
+}
+
+/**
+ * One job's checkpoint, as writeCheckpoints writes it, for a step that commits its own transaction.
+ * A statement of its own because Postgres keeps re-planning the unnest form for one row (its generic
+ * plan is costed for ten), and planning costs more than running it. Returns the event seq, or
+ * undefined when refused.
  */
 export async function writeCheckpoint(db: Queryable, w: CheckpointWrite): Promise<number | undefined> {
   const { rows } = await db.query<{ seq: number }>({
-    name: STATEMENTS.checkpoint,
+    name: STATEMENTS.checkpointOne,
     text: `WITH u AS (
        UPDATE jobs SET checkpoint_cursor = $3, checkpoint_state = $4, checkpoint_at = now(),
               processed = processed + $5, total = CASE WHEN $7 THEN $6 ELSE total END,
@@ -170,7 +228,7 @@ export async function claimWithCheckpoint(
               checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(), total = c.total,
               event_seq = j.event_seq + 2, updated_at = now()
          FROM c
-        WHERE j.id = c.id AND j.status = 'PENDING' AND j.checkpoint_at IS NULL AND COALESCE(j.execution_id, j.id) = c.execution
+        WHERE j.id = ANY($1::uuid[]) AND j.id = c.id AND j.status = 'PENDING' AND j.checkpoint_at IS NULL AND COALESCE(j.execution_id, j.id) = c.execution
           AND NOT COALESCE(j.lease_token IS NOT NULL AND j.lease_expires_at > now(), false)
           AND j.cancel_requested_at IS NULL AND j.attempts = c.attempts_seen
         RETURNING j.*),
@@ -224,7 +282,7 @@ export async function completeWithCheckpoint(db: Queryable, jobs: CompleteWithCh
               status = 'COMPLETED', result = c.result, finished_at = now(), lease_token = NULL, lease_expires_at = NULL,
               event_seq = j.event_seq + 2, updated_at = now()
          FROM c
-        WHERE j.id = c.id AND j.lease_token = c.token AND j.status = 'RUNNING' AND j.cancel_requested_at IS NULL
+        WHERE j.id = ANY($1::uuid[]) AND j.id = c.id AND j.lease_token = c.token AND j.status = 'RUNNING' AND j.cancel_requested_at IS NULL
         RETURNING j.*),
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
