@@ -24,7 +24,7 @@ import { startChildService } from './support.ts';
 const SMALL = 1_000_000;
 const LARGE = 5_000_000;
 /** Runs of each of COPY, the report and the report without checkpoints, alternating; the fastest of each counts. */
-const ROUNDS = 2;
+const ROUNDS = 3;
 /** How often a run polls for its job's completion (bounds the timing error). */
 const POLL_MS = 10;
 const INPUT = { source: 'demo_orders', group_by: ['region', 'category'], metrics: ['quantity', 'amount'], formats: ['pdf', 'csv'] };
