@@ -96,10 +96,9 @@ async function checkpointRows(pool: pg.Pool, tenantId: string): Promise<BenchRow
   ];
 }
 
-async function pgBossDrain(url: string): Promise<number> {
+async function pgBossDrain(url: string, q: string): Promise<number> {
   const boss = new PgBoss({ connectionString: url, max: 10, supervise: false, schedule: false });
   await boss.start();
-  const q = 'bench-baseline';
   await boss.createQueue(q);
   await boss.insert(q, Array.from({ length: TINY_JOBS }, (_, i) => ({ data: { i } })));
   const pool = new pg.Pool({ connectionString: url, max: 1 });
@@ -182,18 +181,22 @@ export const workerBench: BenchModule = {
         await api.stop();
       }
       await pool.query('ANALYZE');
+      // The baseline runs just before and just after ours and the better figure counts: the machine's
+      // load drifts, and this way the drift cannot favour us.
+      const baselineBefore = await pgBossDrain(db.url, 'bench-baseline-1');
       const svc = await startChildService('start', env);
       const { post, close } = poster(svc.url, tenant.api_key);
       try {
         await waitCompleted(pool, TINY_JOBS);
         const { rows: span } = await pool.query<{ s: number }>(`SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 AS s FROM jobs`);
         const ours = TINY_JOBS / (span[0]?.s ?? Number.NaN);
-        const baseline = await pgBossDrain(db.url);
+        const baseline = Math.max(baselineBefore, await pgBossDrain(db.url, 'bench-baseline-2'));
+        ctx.log(`pg-boss work() drains: ${baselineBefore.toFixed(0)}/s before, ${baseline.toFixed(0)}/s best`);
         rows.push({
           name: `tiny jobs accepted → COMPLETED/s (backlog of ${TINY_JOBS}, ${WORKER_CONCURRENCY} slots)`,
           value: ours,
           unit: 'jobs/s',
-          baselineName: `pg-boss work() no-op drain/s (batch ${WORKER_CONCURRENCY})`,
+          baselineName: `pg-boss work() no-op drain/s (batch ${WORKER_CONCURRENCY}, best of 2)`,
           baseline,
           target: 'ratio ≥ 0.5',
           met: ours / baseline >= 0.5,
