@@ -1,6 +1,6 @@
 /** What a benchmark module gets and returns. Each row is a figure beside its baseline, measured in the same run. */
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import { cloneDatabase } from '../src/db/scratch.ts';
 
 export interface BenchRow {
   /** What was measured, e.g. "POST /v1/jobs accepted/s (16 clients)". */
@@ -33,25 +33,8 @@ export interface BenchModule {
 
 export const TEMPLATE = 'longhaul_bench_template';
 
-export function databaseUrl(serverUrl: string, name: string): string {
-  const u = new URL(serverUrl);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
 export async function cloneTemplate(serverUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `b_${randomBytes(5).toString('hex')}`;
-  const run = async (sql: string) => {
-    const c = new pg.Client({ connectionString: serverUrl });
-    await c.connect();
-    try {
-      await c.query(sql);
-    } finally {
-      await c.end();
-    }
-  };
-  await run(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE}`);
-  return { url: databaseUrl(serverUrl, name), drop: () => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+  return cloneDatabase(serverUrl, TEMPLATE, `b_${randomBytes(5).toString('hex')}`);
 }
 
 /** Percentile (0–100) of a list of numbers, by nearest rank. */

@@ -3,16 +3,8 @@
  * benchmark module against fresh databases, and prints one table: each figure beside its baseline
  * measured in the same run, the ratio, and the issue's target.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import pg from 'pg';
-import { PgBoss } from 'pg-boss';
-import { startEmbeddedPostgres } from '../src/db/embedded.ts';
-import { migrate } from '../src/db/migrate.ts';
-import { createPool } from '../src/db/pool.ts';
-import { ensureQueues } from '../src/jobs/queues.ts';
-import { cloneTemplate, databaseUrl, TEMPLATE, type BenchModule, type BenchRow } from './harness.ts';
+import { createTemplateDatabase, scratchServer } from '../src/db/scratch.ts';
+import { cloneTemplate, TEMPLATE, type BenchModule, type BenchRow } from './harness.ts';
 import { jobsApiBench } from './jobs-api.ts';
 import { realtimeBench } from './realtime.ts';
 import { reportBench } from './report.ts';
@@ -48,34 +40,11 @@ function table(rows: Array<BenchRow & { module: string }>): string {
 
 async function main(): Promise<void> {
   const filter = process.argv[2];
-  let serverUrl = process.env.DATABASE_URL;
-  let stop = async (): Promise<void> => undefined;
-  if (serverUrl === undefined || serverUrl === '') {
-    const dir = await mkdtemp(path.join(tmpdir(), 'longhaul-bench-'));
-    const server = await startEmbeddedPostgres(dir, 56000 + (process.pid % 3000));
-    serverUrl = server.url;
-    stop = async () => {
-      await server.stop();
-      await rm(dir, { recursive: true, force: true });
-    };
-  }
+  const server = await scratchServer(process.env.DATABASE_URL, 56000 + (process.pid % 3000), 'longhaul-bench-');
   try {
-    const admin = new pg.Client({ connectionString: serverUrl });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE}`);
-    await admin.query(`CREATE DATABASE ${TEMPLATE}`);
-    await admin.end();
-    const templateUrl = databaseUrl(serverUrl, TEMPLATE);
-    const pool = createPool(templateUrl, 2);
-    await migrate(pool);
-    await pool.end();
-    const boss = new PgBoss({ connectionString: templateUrl, supervise: false, schedule: false });
-    await boss.start();
-    await ensureQueues(boss, { leaseSeconds: 30, executionBudgetSeconds: 900 });
-    await boss.stop({ graceful: false });
-
+    await createTemplateDatabase(server.url, TEMPLATE);
     const rows: Array<BenchRow & { module: string }> = [];
-    const url = serverUrl;
+    const url = server.url;
     for (const [key, mod] of MODULES) {
       if (filter !== undefined && !key.includes(filter)) continue;
       process.stderr.write(`bench: ${mod.title}…\n`);
@@ -84,7 +53,7 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\n${table(rows)}\n`);
   } finally {
-    await stop();
+    await server.stop();
   }
 }
 
