@@ -1,7 +1,7 @@
 /**
  * The worker runtime in-process against a real Postgres: checkpoints and progress events, retries,
  * exhaustion into the dead-letter queue and replay, permanent failure, cancellation of a running job,
- * a job run as a chain of executions, tenant fairness, and the stall/pending alerts.
+ * a job run as a chain of executions, tenant fairness, the per-type concurrency limit, and the stall/pending alerts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QUEUES } from '../src/jobs/queues.ts';
@@ -173,6 +173,30 @@ describe('worker runtime', () => {
     }, 30_000, 20);
     expect(maxRunning).toBeLessThanOrEqual(3);
     expect(loneDoneWhileBusy).toBe(true);
+  });
+
+  it('runs at most `concurrency` jobs of a type at once in one process', async () => {
+    // The fixture records each chunk's run through its own pool, to the database in DATABASE_URL.
+    process.env.DATABASE_URL = t.db.url;
+    const tenants = await Promise.all([t.newTenant(), t.newTenant(), t.newTenant()]);
+    const ids = await Promise.all(
+      tenants.map(async (tenant) => {
+        const res = await t.api('/v1/jobs', { method: 'POST', key: tenant.api_key, json: { type: 'single', input: { chunks: 2, chunk_ms: 120 } } });
+        return ((await res.json()) as { id: string }).id;
+      }),
+    );
+    await waitFor('single jobs done', async () => {
+      const { rows } = await t.service.pool.query<{ left: number }>(`SELECT count(*) FILTER (WHERE status <> 'COMPLETED')::int AS left FROM jobs WHERE id = ANY($1::uuid[])`, [ids]);
+      return rows[0]?.left === 0;
+    }, 30_000);
+    // Chunks of different jobs never overlap in time: one job of the type ran at a time.
+    const { rows } = await t.service.pool.query<{ overlaps: number; runs: number }>(
+      `SELECT (SELECT count(*)::int FROM chunk_runs a JOIN chunk_runs b ON a.job_id <> b.job_id AND a.started < b.ended AND b.started < a.ended
+                WHERE a.job_id = ANY($1::uuid[]) AND b.job_id = ANY($1::uuid[])) AS overlaps,
+              (SELECT count(*)::int FROM chunk_runs WHERE job_id = ANY($1::uuid[]) AND ended IS NOT NULL) AS runs`,
+      [ids],
+    );
+    expect(rows[0]).toEqual({ overlaps: 0, runs: 6 });
   });
 
   it('raises a stall alert once for a running job without progress, and clears it when the job ends', async () => {
