@@ -33,9 +33,9 @@ import { claimDeliveries, recordAttempts, releaseDeliveries, secondsUntilNextDue
 /** Most deliveries claimed by one statement. */
 const MAX_CLAIM_BATCH = 256;
 /**
- * Deliveries kept claimed per slot (overall and per endpoint), in flight and buffered. A claim costs
- * about as much for 200 rows as for 30, and claims run one at a time, so claiming far ahead is what lets
- * throughput follow the HTTP round trip instead of the claim statement. A buffered row is never started
+ * Deliveries kept claimed per slot (overall and per endpoint), in flight and buffered. Claims run one at
+ * a time and their cost grows much less than their size (measured ~7 ms for 30 rows, ~13 ms for 80), so
+ * claiming far ahead is what lets throughput follow the HTTP round trip instead of the claim statement. A buffered row is never started
  * late in its lease (see #startBy), so a deep buffer does not risk an unrecorded attempt.
  */
 const CLAIM_AHEAD = 8;
@@ -93,7 +93,7 @@ export class Dispatcher {
   /** In-flight deliveries: id → claim token. */
   readonly #inflight = new Map<string, string>();
   readonly #perEndpoint = new Map<string, number>();
-  /** Claimed deliveries waiting for a free slot (at most one concurrency's worth). */
+  /** Claimed deliveries waiting for a free slot (with those in flight, at most CLAIM_AHEAD concurrencies' worth). */
   #ready: Ready[] = [];
   #results: Recorded[] = [];
   #flushing: Promise<void> | undefined;
