@@ -3,7 +3,7 @@
  * `v1` is HMAC-SHA256 with the `whsec_` secret's bytes, `v1a` is Ed25519. The `webhook-signature`
  * header carries one space-separated `scheme,base64` entry per active secret or key (rotation).
  */
-import { createHmac, createPrivateKey, generateKeyPairSync, sign as edSign, type KeyObject } from 'node:crypto';
+import { createHmac, createPrivateKey, createSecretKey, generateKeyPairSync, sign as edSign, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
 
 export const SECRET_PREFIX = 'whsec_';
@@ -18,9 +18,24 @@ function signedContent(id: string, timestamp: number, body: string): string {
   return `${id}.${timestamp}.${body}`;
 }
 
+/** HMAC keys are made once per secret: building a key from raw bytes on every signature costs more than the HMAC. */
+const hmacKeys = new Map<string, KeyObject>();
+/** Bound on the cache of HMAC keys (one per active secret; this only guards against growth). */
+const MAX_HMAC_KEYS = 10_000;
+
+function hmacKeyOf(secret: string): KeyObject {
+  let key = hmacKeys.get(secret);
+  if (key === undefined) {
+    key = createSecretKey(secretBytes(secret));
+    if (hmacKeys.size >= MAX_HMAC_KEYS) hmacKeys.clear();
+    hmacKeys.set(secret, key);
+  }
+  return key;
+}
+
 /** One `v1,<base64>` entry. */
 export function signV1(secret: string, id: string, timestamp: number, body: string): string {
-  return 'v1,' + createHmac('sha256', secretBytes(secret)).update(signedContent(id, timestamp, body)).digest('base64');
+  return 'v1,' + createHmac('sha256', hmacKeyOf(secret)).update(signedContent(id, timestamp, body)).digest('base64');
 }
 
 /** One `v1a,<base64>` entry (Ed25519). */
