@@ -77,6 +77,7 @@ const envSchema = z.object({
   LONGHAUL_SIGNING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   LONGHAUL_ARTIFACT_URL_TTL_SECONDS: int(1).default(15 * 60),
   LONGHAUL_ARTIFACT_RETENTION_SECONDS: int(60).default(7 * 24 * 60 * 60),
+  LONGHAUL_JOB_RETENTION_SECONDS: int(60).default(30 * 24 * 60 * 60),
   LONGHAUL_STREAM_TOKEN_TTL_SECONDS: int(1).default(5 * 60),
   LONGHAUL_STREAM_PING_SECONDS: seconds(0.1).default(15),
   LONGHAUL_REPORT_DATABASE_URL: z.string().url().optional(),
@@ -141,6 +142,8 @@ export interface Config {
   signingSecret: string | undefined;
   artifactUrlTtlSeconds: number;
   artifactRetentionSeconds: number;
+  /** Finished jobs (with their events and deliveries) are deleted after this long. (Default: 30 days) */
+  jobRetentionSeconds: number;
   streamTokenTtlSeconds: number;
   /** Event streams are pinged this often; one that takes no data for two intervals is closed. */
   streamPingSeconds: number;
@@ -224,6 +227,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     signingSecret: e.LONGHAUL_SIGNING_SECRET,
     artifactUrlTtlSeconds: e.LONGHAUL_ARTIFACT_URL_TTL_SECONDS,
     artifactRetentionSeconds: e.LONGHAUL_ARTIFACT_RETENTION_SECONDS,
+    jobRetentionSeconds: e.LONGHAUL_JOB_RETENTION_SECONDS,
     streamTokenTtlSeconds: e.LONGHAUL_STREAM_TOKEN_TTL_SECONDS,
     streamPingSeconds: e.LONGHAUL_STREAM_PING_SECONDS,
     report: {

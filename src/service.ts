@@ -27,6 +27,7 @@ import { RealtimeHub } from './realtime/hub.ts';
 import { WorkerMonitor } from './worker/monitor.ts';
 import { WorkerRuntime } from './worker/runtime.ts';
 import { startArtifactSweeper } from './storage/retention.ts';
+import { startJobSweeper } from './jobs/retention.ts';
 import { createStorage, type Storage } from './storage/storage.ts';
 import { countTenants, createTenant } from './tenants/repository.ts';
 
@@ -61,6 +62,8 @@ const KEY_SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 
 /** How often expired artifacts are deleted. */
 const ARTIFACT_SWEEP_INTERVAL_MS = 10 * 60 * 1000;
+/** How often finished jobs past their retention are deleted (retention is days; an hour is precise enough). */
+const JOB_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
 
 /** The built-in job types (synthetic, report) and those of LONGHAUL_JOB_TYPES. */
 export async function builtInJobTypes(config: Config, deps: { pool?: Pool; storage?: Storage } = {}): Promise<JobTypeRegistry> {
@@ -199,6 +202,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       stops.unshift(() => dispatcher.stop());
     }
     if (roles.includes('worker')) stops.push(startArtifactSweeper(pool, storage, config.artifactRetentionSeconds, log, ARTIFACT_SWEEP_INTERVAL_MS));
+    if (roles.includes('worker')) stops.push(startJobSweeper(pool, config.jobRetentionSeconds, log, JOB_SWEEP_INTERVAL_MS));
     const sweeper = setInterval(() => {
       releaseExpiredKeys(pool).catch((err: unknown) => log.warn({ err }, 'releasing expired idempotency keys failed'));
     }, KEY_SWEEP_INTERVAL_MS);
