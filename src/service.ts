@@ -26,8 +26,9 @@ import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { RealtimeHub } from './realtime/hub.ts';
 import { WorkerMonitor } from './worker/monitor.ts';
 import { WorkerRuntime } from './worker/runtime.ts';
-import { startArtifactSweeper } from './storage/retention.ts';
-import { startJobSweeper } from './jobs/retention.ts';
+import { sweepArtifacts } from './storage/retention.ts';
+import { sweepFinishedJobs } from './jobs/retention.ts';
+import { runPeriodically } from './periodic.ts';
 import { createStorage, type Storage } from './storage/storage.ts';
 import { countTenants, createTenant } from './tenants/repository.ts';
 
@@ -201,13 +202,19 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       await dispatcher.start();
       stops.unshift(() => dispatcher.stop());
     }
-    if (roles.includes('worker')) stops.push(startArtifactSweeper(pool, storage, config.artifactRetentionSeconds, log, ARTIFACT_SWEEP_INTERVAL_MS));
-    if (roles.includes('worker')) stops.push(startJobSweeper(pool, config.jobRetentionSeconds, log, JOB_SWEEP_INTERVAL_MS));
-    const sweeper = setInterval(() => {
-      releaseExpiredKeys(pool).catch((err: unknown) => log.warn({ err }, 'releasing expired idempotency keys failed'));
-    }, KEY_SWEEP_INTERVAL_MS);
-    sweeper.unref();
-    stops.push(async () => clearInterval(sweeper));
+    if (roles.includes('worker')) {
+      stops.push(
+        runPeriodically('artifact retention sweep', ARTIFACT_SWEEP_INTERVAL_MS, async () => {
+          const n = await sweepArtifacts(pool, storage, config.artifactRetentionSeconds);
+          if (n.artifacts + n.folders > 0) log.info(n, 'expired artifacts removed');
+        }, log),
+        runPeriodically('job retention sweep', JOB_SWEEP_INTERVAL_MS, async () => {
+          const n = await sweepFinishedJobs(pool, config.jobRetentionSeconds);
+          if (n > 0) log.info({ jobs: n }, 'finished jobs past retention deleted');
+        }, log),
+      );
+    }
+    stops.push(runPeriodically('releasing expired idempotency keys', KEY_SWEEP_INTERVAL_MS, async () => void (await releaseExpiredKeys(pool)), log));
 
     let stopping: Promise<void> | undefined;
     return {

@@ -4,7 +4,6 @@
  * A job that still has artifacts is kept until the artifact sweep has removed them and their files.
  */
 import type { Pool } from '../db/pool.ts';
-import type { Logger } from '../observability/logger.ts';
 import { TERMINAL_STATUSES } from './state.ts';
 
 /** Jobs deleted per statement, so one sweep never holds many row locks or a long transaction. */
@@ -27,23 +26,4 @@ export async function sweepFinishedJobs(pool: Pool, retentionSeconds: number): P
     deleted += rowCount ?? 0;
     if ((rowCount ?? 0) < SWEEP_BATCH) return deleted;
   }
-}
-
-/** Runs `sweepFinishedJobs` every `intervalMs`; returns a function that stops it. */
-export function startJobSweeper(pool: Pool, retentionSeconds: number, log: Logger, intervalMs: number): () => Promise<void> {
-  let running: Promise<void> | undefined;
-  const timer = setInterval(() => {
-    if (running !== undefined) return;
-    running = sweepFinishedJobs(pool, retentionSeconds)
-      .then((n) => {
-        if (n > 0) log.info({ jobs: n }, 'finished jobs past retention deleted');
-      })
-      .catch((err: unknown) => log.warn({ err }, 'job retention sweep failed'))
-      .finally(() => (running = undefined));
-  }, intervalMs);
-  timer.unref();
-  return async () => {
-    clearInterval(timer);
-    await running;
-  };
 }

@@ -3,7 +3,6 @@
  * ended without completing (the report's CSV parts) once the job has been over for as long.
  */
 import type { Pool } from '../db/pool.ts';
-import type { Logger } from '../observability/logger.ts';
 import { takeExpiredArtifacts } from './artifacts.ts';
 import type { Storage } from './storage.ts';
 
@@ -46,23 +45,4 @@ export async function sweepArtifacts(pool: Pool, storage: Storage, retentionSeco
     }
   }
   return { artifacts, folders };
-}
-
-/** Runs `sweepArtifacts` every `intervalMs`; returns a function that stops it. */
-export function startArtifactSweeper(pool: Pool, storage: Storage, retentionSeconds: number, log: Logger, intervalMs: number): () => Promise<void> {
-  let running: Promise<void> | undefined;
-  const timer = setInterval(() => {
-    if (running !== undefined) return;
-    running = sweepArtifacts(pool, storage, retentionSeconds)
-      .then((n) => {
-        if (n.artifacts + n.folders > 0) log.info(n, 'expired artifacts removed');
-      })
-      .catch((err: unknown) => log.warn({ err }, 'artifact retention sweep failed'))
-      .finally(() => (running = undefined));
-  }, intervalMs);
-  timer.unref();
-  return async () => {
-    clearInterval(timer);
-    await running;
-  };
 }
