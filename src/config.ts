@@ -149,7 +149,7 @@ export interface Config {
   streamPingSeconds: number;
   /**
    * `checkpoints: false` (LONGHAUL_REPORT_CHECKPOINTS, for benchmarks only) reads all chunks of a report in one
-   * step with unsynced CSV parts and commits once at the end: a crash restarts the report. (Default: true)
+   * step with unsynced CSV writes and commits once at the end: a crash restarts the report. (Default: true)
    */
   report: { databaseUrl: string | undefined; sources: string[]; chunkSize: number; checkpoints: boolean };
   /** Create a `default` tenant on first start of an empty database (default: only when embedded). */

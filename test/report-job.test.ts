@@ -3,7 +3,7 @@
  * does), over demo data, checked against SQL computed independently, pdftotext and the CSV's bytes.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -56,10 +56,11 @@ async function newJob(input: Json): Promise<string> {
 
 /**
  * Runs a report the way the runtime does: start, then each chunk in a transaction that also saves the
- * checkpoint, then finish. `failAt` throws inside chunk k's transaction after the chunk ran (its part is
- * written, its checkpoint rolls back), then resumes from the last checkpoint, counting redone chunks.
+ * checkpoint, then finish. `failAt` throws inside chunk k's transaction after the chunk ran (its CSV bytes
+ * are written, its checkpoint rolls back), runs `afterFailure`, then resumes from the last checkpoint,
+ * counting redone chunks.
  */
-async function runReport(type: ReportType, input: Json, failAt?: number): Promise<{ id: string; result: Json; state: ReportState; chunkCalls: number }> {
+async function runReport(type: ReportType, input: Json, failAt?: number, afterFailure?: (id: string) => Promise<void>): Promise<{ id: string; result: Json; state: ReportState; chunkCalls: number }> {
   const id = await newJob(input);
   const parsed = type.input.parse(input);
   const ctx = (client: Queryable, attempt = 1) => ({
@@ -87,6 +88,7 @@ async function runReport(type: ReportType, input: Json, failAt?: number): Promis
       if (done) break;
     } catch (err) {
       if (attempt > 1 || !String(err).includes('injected')) throw err;
+      await afterFailure?.(id);
       attempt++;
     }
   }
@@ -132,8 +134,8 @@ describe('report job', () => {
          FROM demo_orders WHERE id IN (1, 777, ${ROWS}) ORDER BY id`,
     );
     expect([body[0], body[776], body[ROWS - 1]]).toEqual(sample.map((s) => s.line));
-    // The parts are gone once the CSV is whole.
-    expect(await storage.list(`jobs/${id}/parts`)).toEqual([]);
+    // The CSV was written in place: no other file is left in the job's folder.
+    expect(await storage.list(`jobs/${id}`)).toEqual(['report.csv', 'report.pdf']);
 
     // PDF: its text holds the totals and the per-group totals SQL computes, and its page count is printed.
     const pdfFile = path.join(dir, 'artifacts', 'jobs', id, 'report.pdf');
@@ -156,7 +158,9 @@ describe('report job', () => {
 
   it('resumes after a failure in chunk k by redoing only chunk k, with a byte-identical CSV and the same figures', async () => {
     const clean = await runReport(type, INPUT);
-    const failed = await runReport(type, INPUT, 2);
+    // As if the failed attempt had written more than the redo will (the source changed meanwhile): bytes
+    // past the checkpointed end, beyond where the finished CSV ends, which finish must cut off.
+    const failed = await runReport(type, INPUT, 2, (id) => appendFile(path.join(dir, 'artifacts', 'jobs', id, 'report.csv'), 'junk\r\n'.repeat(200_000)));
     const chunks = Math.ceil(ROWS / CHUNK);
     expect(clean.chunkCalls).toBe(chunks);
     expect(failed.chunkCalls).toBe(chunks + 1);
@@ -226,6 +230,23 @@ describe('report job', () => {
     expect(await readFile(path.join(dir, 'artifacts', 'jobs', id, 'report.csv'), 'utf8')).toBe(expected);
     expect(state.agg.groups.map((g) => [g.values, g.count])).toEqual([[['odd'], 5], [['even'], 4]]);
     expect(state.agg.metrics[0]).toMatchObject({ n: 9, sum: '675', scale: 1 });
+  });
+});
+
+describe('LocalStorage.writeAt', () => {
+  it('writes in place at an offset, cuts the object when asked, and refuses to leave a hole', async () => {
+    const storage = new LocalStorage(path.join(dir, 'write-at'));
+    const read = async () => (await readFile(path.join(dir, 'write-at', 'a', 'b.csv'))).toString();
+    await storage.writeAt('a/b.csv', 0, Buffer.from('abc'));
+    await storage.writeAt('a/b.csv', 3, Buffer.from('def'));
+    expect(await read()).toBe('abcdef');
+    await storage.writeAt('a/b.csv', 3, Buffer.from('DE'));
+    expect(await read()).toBe('abcDEf');
+    await storage.writeAt('a/b.csv', 3, Buffer.from('DE'), { truncate: true });
+    expect(await read()).toBe('abcDE');
+    await expect(storage.writeAt('a/b.csv', 9, Buffer.from('x'))).rejects.toThrow(/fewer than the offset/);
+    await expect(storage.writeAt('a/missing.csv', 1, Buffer.from('x'))).rejects.toThrow();
+    expect(await read()).toBe('abcDE');
   });
 });
 

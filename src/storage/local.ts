@@ -1,10 +1,13 @@
-/** Storage on the local filesystem: each object one file, written to a temporary name, fsynced, then renamed. */
+/**
+ * Storage on the local filesystem: each object one file. put() writes it to a temporary name, fsyncs it,
+ * then renames it; writeAt() writes in place and fdatasyncs.
+ */
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { checkKey, type Body, type PutOptions, type Storage } from './storage.ts';
+import { checkKey, type Body, type PutOptions, type Storage, type WriteAtOptions } from './storage.ts';
 
 export class LocalStorage implements Storage {
   readonly root: string;
@@ -48,6 +51,25 @@ export class LocalStorage implements Storage {
     await rename(tmp, file);
     if (durable) await syncDir(dir);
     return { size };
+  }
+
+  async writeAt(key: string, offset: number, buf: Buffer, options: WriteAtOptions = {}): Promise<void> {
+    const durable = options.durable ?? true;
+    const file = this.#path(key);
+    const dir = path.dirname(file);
+    if (offset === 0) await mkdir(dir, { recursive: true });
+    const handle = await open(file, offset === 0 ? constants.O_WRONLY | constants.O_CREAT : constants.O_WRONLY);
+    try {
+      const { size } = await handle.stat();
+      if (size < offset) throw new Error(`${key} holds ${size} bytes, fewer than the offset ${offset} to write at`);
+      for (let done = 0; done < buf.length; ) done += (await handle.write(buf, done, buf.length - done, offset + done)).bytesWritten;
+      if (options.truncate === true && size > offset + buf.length) await handle.truncate(offset + buf.length);
+      // Data and size; the name needs its directory synced, once, when the first write creates the file.
+      if (durable) await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    if (durable && offset === 0) await syncDir(dir);
   }
 
   async get(key: string): Promise<{ stream: Readable; size: number } | undefined> {

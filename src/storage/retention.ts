@@ -1,6 +1,6 @@
 /**
  * Retention: artifacts are deleted (row and file) once they expire, and the working files of jobs that
- * ended without completing (the report's CSV parts) once the job has been over for as long.
+ * ended without completing (a report's CSV in progress) once the job has been over for as long.
  */
 import type { Pool } from '../db/pool.ts';
 import { takeExpiredArtifacts } from './artifacts.ts';

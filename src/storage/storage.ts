@@ -16,12 +16,26 @@ export interface PutOptions {
   durable?: boolean;
 }
 
+export interface WriteAtOptions extends PutOptions {
+  /** Cut the object at the end of the written bytes. (Default: false) */
+  truncate?: boolean;
+}
+
 export interface Storage {
   /**
    * Stores `body` under `key`, replacing what was there. The object appears whole or not at all, and is
    * durable (on disk, or acknowledged by the store) when the promise resolves, unless `durable` is false.
    */
   put(key: string, body: Body, options?: PutOptions): Promise<{ size: number }>;
+  /**
+   * Writes `buf` into the object `key` at byte `offset`, keeping what it holds before `offset` (and, unless
+   * `truncate`, after the written bytes): for an object built up piece by piece, such as a report's CSV
+   * chunk after chunk, where a redone piece rewrites the same bytes at the same place. Offset 0 creates the
+   * object if needed; a larger offset throws if the object is shorter (it would leave a hole). Durable when
+   * the promise resolves unless `durable` is false. Readers may see the object half-written until the writer
+   * is done with it.
+   */
+  writeAt(key: string, offset: number, buf: Buffer, options?: WriteAtOptions): Promise<void>;
   /** The object's bytes as a stream, or undefined if there is none. */
   get(key: string): Promise<{ stream: Readable; size: number } | undefined>;
   /** Size of the object, or undefined if there is none. */

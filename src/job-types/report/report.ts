@@ -5,10 +5,11 @@
  * so rows inserted later are not half-included. chunk: takes the next `chunkSize` rows by keyset
  * pagination, in one snapshot of the source: one query computes their aggregates in SQL (merged into the
  * running ones in the checkpoint state, along with the next cursor, the chunk's largest key), and a
- * `COPY … TO STDOUT (FORMAT csv)` of the same rows gives their CSV lines, stored as part k, durably,
- * before the checkpoint commits; a redone chunk rewrites its part whole, so parts never duplicate rows.
- * Node never parses a row. finish: concatenates the parts into the CSV (streamed), draws the PDF from the
- * aggregates, records both as artifacts and returns signed download links.
+ * `COPY … TO STDOUT (FORMAT csv)` of the same rows gives their CSV lines, written into report.csv at the
+ * byte offset the last checkpoint recorded and fdatasynced before the checkpoint commits; a redone chunk
+ * writes the same bytes at the same offset, so the CSV never duplicates rows. Node never parses a row.
+ * finish: cuts the CSV at the checkpointed end, draws the PDF from the aggregates, records both as
+ * artifacts and returns signed download links.
  */
 import pg, { escapeIdentifier } from 'pg';
 import { TokenSigner } from '../../api/tokens.ts';
@@ -33,9 +34,13 @@ export interface ReportDeps {
 }
 
 export type ReportState = {
-  /** Chunks done = CSV parts written. */
+  /** Chunks done. */
   chunks: number;
-  /** Bytes of CSV in the parts so far (the final CSV is the header plus these). */
+  /**
+   * Bytes of report.csv that checkpointed chunks wrote, the header included (0 until the first chunk).
+   * The file may hold more (a chunk written but not checkpointed before a crash): the redone chunk
+   * rewrites it from here, and finish cuts off anything past the end.
+   */
   csvBytes: number;
   /** The source's columns when the report started; a source whose columns change fails the report. */
   columns: string[];
@@ -65,9 +70,9 @@ const SETTING = 'longhaul.report_';
 /** The source's alias in a chunk's queries: `s.<key>` in ORDER BY is always the column, never an output alias. */
 const ALIAS = 's';
 
-/** Key of CSV part `k` of a job (zero-padded so names sort in order). */
-function partKey(jobId: string, k: number): string {
-  return `${jobFolder(jobId)}/parts/${String(k).padStart(8, '0')}.csv`;
+/** Key of a job's CSV, written chunk after chunk in place. */
+function csvKey(jobId: string): string {
+  return `${jobFolder(jobId)}/report.csv`;
 }
 
 /** Column text as the CSV shows it: timestamps in UTC ISO 8601, everything else in Postgres's text form. */
@@ -256,9 +261,12 @@ export function createReportJobType(deps: ReportDeps) {
     const state = structuredClone(prior);
     mergeChunk(state.agg, chunk);
     if (lf !== undefined) {
-      // Durable before the checkpoint that counts it commits; a redo of this chunk rewrites the same part.
-      const { size } = await storage.put(partKey(ctx.job.id, state.chunks), toCrlf(lf), { durable });
-      state.csvBytes += size;
+      // In place at the checkpointed end, durable before the checkpoint that counts it commits; a redo of
+      // this chunk writes the same bytes at the same offset. The first chunk writes the header too.
+      const lines = toCrlf(lf);
+      const bytes = prior.csvBytes === 0 ? Buffer.concat([Buffer.from(csvLine(prior.columns)), lines]) : lines;
+      await storage.writeAt(csvKey(ctx.job.id), prior.csvBytes, bytes, { durable });
+      state.csvBytes += bytes.length;
     }
     state.chunks++;
     const done = chunk.rows < ctx.chunkSize || last === prior.lastKey;
@@ -324,16 +332,12 @@ export function createReportJobType(deps: ReportDeps) {
       const folder = jobFolder(ctx.job.id);
       const stored: Array<{ name: string; key: string; type: string; size: number }> = [];
       if (wantsCsv(ctx.job.input)) {
-        const header = csvLine(state.columns);
-        const key = `${folder}/report.csv`;
-        const expected = Buffer.byteLength(header) + state.csvBytes;
-        // A redone finish finds the CSV already whole (the parts are gone by then).
-        if ((await storage.stat(key))?.size !== expected) {
-          const { size } = await storage.put(key, concatParts(storage, ctx.job.id, header, state.chunks));
-          if (size !== expected) throw new Error(`report.csv has ${size} bytes; the parts held ${expected}`);
-        }
-        await storage.delete(`${folder}/parts`);
-        stored.push({ name: 'report.csv', key, type: CSV, size: expected });
+        const key = csvKey(ctx.job.id);
+        // Cut off what no checkpoint counts (durably: with checkpoints off, the chunks' writes were not synced);
+        // a report of no rows is its header alone.
+        const tail = state.csvBytes === 0 ? Buffer.from(csvLine(state.columns)) : Buffer.alloc(0);
+        await storage.writeAt(key, state.csvBytes, tail, { truncate: true });
+        stored.push({ name: 'report.csv', key, type: CSV, size: state.csvBytes + tail.length });
       }
       if (ctx.job.input.formats.includes('pdf')) {
         const key = `${folder}/report.pdf`;
@@ -387,14 +391,4 @@ export function createReportJobType(deps: ReportDeps) {
       };
     },
   });
-}
-
-/** The header, then every part in order, as one stream (never more than one part's buffer in memory). */
-async function* concatParts(storage: Storage, jobId: string, header: string, chunks: number): AsyncGenerator<Uint8Array> {
-  yield Buffer.from(header);
-  for (let k = 0; k < chunks; k++) {
-    const part = await storage.get(partKey(jobId, k));
-    if (part === undefined) throw new PermanentError(`CSV part ${k} is missing from the storage`);
-    for await (const chunk of part.stream as AsyncIterable<Uint8Array>) yield chunk;
-  }
 }
