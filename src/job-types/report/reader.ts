@@ -3,6 +3,11 @@
  * connections at once, in one snapshot. The first connection exports its REPEATABLE READ snapshot, the
  * second imports it, so both statements see exactly the same rows; Postgres then works on both at once
  * (the COPY's text output and the aggregation use a core each) while Node only receives bytes.
+ *
+ * A job can start its next chunk's read ahead (`readAhead`), as soon as it knows where that chunk begins,
+ * so that Postgres reads it while the job writes the current chunk's CSV and commits its checkpoint; the
+ * next `read` of exactly the same SQL takes it. A read is only a read: the checkpoint still counts only
+ * what the job wrote, and a read ahead that is never taken is simply dropped.
  */
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
@@ -22,9 +27,21 @@ const TEXT_TYPES = { getTypeParser: () => (v: string) => v };
 const BEGIN = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
 /** What pg_export_snapshot() returns (e.g. `00000003-0000001B-1`); checked before it is written into SET TRANSACTION SNAPSHOT. */
 const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$/i;
+/**
+ * Reads ahead kept at most (one per job, the oldest dropped first): bounds what jobs that stop without
+ * taking theirs (cancelled, lease lost) leave in memory, a chunk each (about 1 MB at 10,000 rows).
+ */
+const MAX_AHEAD = 4;
 
-export class ChunkReader {
+export interface ChunkRead<Row> {
+  rows: Row[];
+  lf: Buffer | undefined;
+}
+
+export class ChunkReader<Row extends Record<string, unknown>> {
   readonly #pool: () => pg.Pool;
+  /** Reads started ahead, by job id, with the SQL they read. */
+  readonly #ahead = new Map<string, { sql: string; read: Promise<ChunkRead<Row>> }>();
   /** Connections are taken two at a time under this lock, so readers never each hold one and wait for a second. */
   #taking: Promise<unknown> = Promise.resolve();
 
@@ -32,8 +49,29 @@ export class ChunkReader {
     this.#pool = pool;
   }
 
+  /** `job`'s chunk: the read started ahead for exactly this SQL, or a new one. */
+  read(job: string, sql: ChunkSql, csv: boolean): Promise<ChunkRead<Row>> {
+    const ahead = this.#ahead.get(job);
+    this.#ahead.delete(job);
+    if (ahead !== undefined && ahead.sql === sqlKey(sql, csv)) return ahead.read;
+    return this.#read(sql, csv);
+  }
+
+  /** Starts reading `job`'s next chunk now, for its next read() to take (replacing any earlier one of the job). */
+  readAhead(job: string, sql: ChunkSql, csv: boolean): void {
+    const read = this.#read(sql, csv);
+    // Dropped reads must not be unhandled rejections; read() hands the promise itself, which still rejects.
+    read.catch(() => undefined);
+    this.#ahead.delete(job);
+    this.#ahead.set(job, { sql: sqlKey(sql, csv), read });
+    for (const oldest of this.#ahead.keys()) {
+      if (this.#ahead.size <= MAX_AHEAD) break;
+      this.#ahead.delete(oldest);
+    }
+  }
+
   /** The aggregate query's rows, and (if `csv`) the COPY output of the same rows. */
-  async read<Row extends Record<string, unknown>>(sql: ChunkSql, csv: boolean): Promise<{ rows: Row[]; lf: Buffer | undefined }> {
+  async #read(sql: ChunkSql, csv: boolean): Promise<ChunkRead<Row>> {
     const clients = await this.#take(csv ? 2 : 1);
     const [a, b] = clients;
     let failed: Error | undefined;
@@ -71,6 +109,10 @@ export class ChunkReader {
     this.#taking = taken.catch(() => undefined);
     return taken;
   }
+}
+
+function sqlKey(sql: ChunkSql, csv: boolean): string {
+  return JSON.stringify([sql, csv]);
 }
 
 /** The COPY of the chunk's rows in the imported snapshot, read to its end. */

@@ -8,6 +8,8 @@
  * `COPY … TO STDOUT (FORMAT csv)` of the same rows gives their CSV lines, written into report.csv at the
  * byte offset the last checkpoint recorded and fdatasynced before the checkpoint commits; a redone chunk
  * writes the same bytes at the same offset, so the CSV never duplicates rows. Node never parses a row.
+ * The next chunk's read starts as soon as this chunk's last key is known, so Postgres reads it while this
+ * chunk's CSV is written and its checkpoint commits (the checkpoint still counts only what was written).
  * finish: cuts the CSV at the checkpointed end, draws the PDF from the aggregates, records both as
  * artifacts and returns signed download links.
  */
@@ -215,7 +217,7 @@ export function createReportJobType(deps: ReportDeps) {
     }
     return sourcePool;
   };
-  const reader = new ChunkReader(source);
+  const reader = new ChunkReader<AggregateRow>(source);
   const reportDb = (): pg.Pool | undefined => (config.report.databaseUrl === undefined ? undefined : source());
   const catalogue = new SourceCatalogue(() => reportDb() ?? deps.pool ?? source());
   let signer: Promise<TokenSigner> | undefined;
@@ -254,10 +256,13 @@ export function createReportJobType(deps: ReportDeps) {
     if (prior.lastKey === null) return { cursor, done: true, processed: 0, state: prior };
     const r = await resolve(ctx);
     if (r.source.columns.map((c) => c.name).join(',') !== prior.columns.join(',')) throw new PermanentError(`the columns of ${r.source.name} changed while the report ran`);
-    const sql = chunkSql(r, cursor, prior.lastKey, prior.agg.histogram, ctx.chunkSize);
-    const { rows, lf } = await reader.read<AggregateRow>(sql, wantsCsv(ctx.job.input));
+    const csv = wantsCsv(ctx.job.input);
+    const { rows, lf } = await reader.read(ctx.job.id, chunkSql(r, cursor, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
     const { chunk, last } = chunkAggregates(rows, r.groupBy.length, r.metrics.length);
     if (chunk.rows === 0) return { cursor, done: true, processed: 0, state: prior };
+    const done = chunk.rows < ctx.chunkSize || last === prior.lastKey;
+    // The next chunk's rows are read while this one's CSV is written and its checkpoint commits.
+    if (!done) reader.readAhead(ctx.job.id, chunkSql(r, last, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
     const state = structuredClone(prior);
     mergeChunk(state.agg, chunk);
     if (lf !== undefined) {
@@ -269,7 +274,6 @@ export function createReportJobType(deps: ReportDeps) {
       state.csvBytes += bytes.length;
     }
     state.chunks++;
-    const done = chunk.rows < ctx.chunkSize || last === prior.lastKey;
     return { cursor: last, done, processed: chunk.rows, state };
   }
 
