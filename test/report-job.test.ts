@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../src/config.ts';
 import { createPool, withTransaction, type Pool, type Queryable } from '../src/db/pool.ts';
 import { toDecimal } from '../src/job-types/report/aggregate.ts';
-import { toCrlf } from '../src/job-types/report/csv.ts';
+import { CopyCsvLines } from '../src/job-types/report/copy-csv.ts';
 import { createReportJobType, type ReportState } from '../src/job-types/report/report.ts';
 import { seedDemoOrders } from '../src/job-types/report/seed.ts';
 import { createLogger } from '../src/observability/logger.ts';
@@ -250,10 +250,18 @@ describe('LocalStorage.writeAt', () => {
   });
 });
 
-describe('toCrlf', () => {
-  it('ends lines with CRLF outside quotes and keeps line breaks inside quoted fields', () => {
-    const lf = Buffer.from('1,"a\nb",x\n2,"say ""hi""\n",y\n3,,\n');
-    expect(toCrlf(lf).toString()).toBe('1,"a\nb",x\r\n2,"say ""hi""\n",y\r\n3,,\r\n');
-    expect(toCrlf(Buffer.alloc(0)).length).toBe(0);
+describe('CopyCsvLines', () => {
+  it('reads a COPY as CRLF-ended lines, keeps line feeds inside fields, and fails on an error mid-COPY', async () => {
+    const c = await pool.connect();
+    try {
+      const ok = c.query(new CopyCsvLines(`COPY (SELECT i, 'a' || chr(10) || 'b', NULL, '' FROM generate_series(1, 3) i) TO STDOUT (FORMAT csv)`));
+      expect((await ok.done).toString()).toBe('1,"a\nb",,""\r\n2,"a\nb",,""\r\n3,"a\nb",,""\r\n');
+      // The second row fails after the first was sent; the connection stays usable.
+      const bad = c.query(new CopyCsvLines('COPY (SELECT 1 / (2 - i) FROM generate_series(1, 3) i) TO STDOUT (FORMAT csv)'));
+      await expect(bad.done).rejects.toThrow(/division by zero/);
+      expect((await c.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      c.release();
+    }
   });
 });

@@ -10,7 +10,7 @@
  * what the job wrote, and a read ahead that is never taken is simply dropped.
  */
 import type pg from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
+import { CopyCsvLines } from './copy-csv.ts';
 
 /** A chunk's SQL: the values to set first, the aggregate query and the COPY of the same rows. */
 export interface ChunkSql {
@@ -18,7 +18,7 @@ export interface ChunkSql {
   set: { text: string; values: unknown[] };
   /** The chunk's aggregates. */
   aggregates: string;
-  /** The chunk's rows as CSV (Postgres's, LF line ends). */
+  /** The chunk's rows as CSV (COPY … (FORMAT csv)). */
   copy: string;
 }
 
@@ -35,7 +35,8 @@ const MAX_AHEAD = 4;
 
 export interface ChunkRead<Row> {
   rows: Row[];
-  lf: Buffer | undefined;
+  /** The rows' CSV lines, CRLF-ended (when asked for). */
+  csv: Buffer | undefined;
 }
 
 export class ChunkReader<Row extends Record<string, unknown>> {
@@ -80,11 +81,11 @@ export class ChunkReader<Row extends Record<string, unknown>> {
       await a.query(BEGIN);
       const { rows: exported } = await a.query<{ snapshot: string }>({ text: `${sql.set.text}, pg_export_snapshot() AS snapshot`, values: sql.set.values });
       const aggregates = a.query<Row>({ text: sql.aggregates, types: TEXT_TYPES });
-      const lf = b === undefined ? undefined : copyIn(b, exported[0]?.snapshot ?? '', sql);
+      const lines = b === undefined ? undefined : copyIn(b, exported[0]?.snapshot ?? '', sql);
       // The exporting transaction stays open until the COPY's has imported the snapshot (both end together here).
-      const [{ rows }, bytes] = await Promise.all([aggregates, lf]);
+      const [{ rows }, bytes] = await Promise.all([aggregates, lines]);
       await Promise.all(clients.map((c) => c.query('COMMIT')));
-      return { rows, lf: bytes };
+      return { rows, csv: bytes };
     } catch (err) {
       failed = err instanceof Error ? err : new Error(String(err));
       throw err;
@@ -115,13 +116,11 @@ function sqlKey(sql: ChunkSql, csv: boolean): string {
   return JSON.stringify([sql, csv]);
 }
 
-/** The COPY of the chunk's rows in the imported snapshot, read to its end. */
+/** The COPY of the chunk's rows in the imported snapshot, read to its end, as CRLF-ended lines. */
 async function copyIn(client: pg.PoolClient, snapshot: string, sql: ChunkSql): Promise<Buffer> {
   if (!SNAPSHOT_ID.test(snapshot)) throw new Error(`unexpected snapshot id ${JSON.stringify(snapshot)}`);
-  await client.query(BEGIN);
-  await client.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
+  // One round trip: a simple query may hold both, and the snapshot is set first thing in the transaction.
+  await client.query(`${BEGIN}; SET TRANSACTION SNAPSHOT '${snapshot}'`);
   await client.query(sql.set);
-  const parts: Buffer[] = [];
-  for await (const part of client.query(copyTo(sql.copy)) as AsyncIterable<Buffer>) parts.push(part);
-  return Buffer.concat(parts);
+  return client.query(new CopyCsvLines(sql.copy)).done;
 }

@@ -23,7 +23,7 @@ import type { Storage } from '../../storage/storage.ts';
 import { defineJobType, PermanentError, type ChunkResult, type JobContext, type Json } from '../../worker/sdk.ts';
 import { emptyAggregates, HISTOGRAM_BINS, meanOf, mergeChunk, toDecimal, type Aggregates, type ChunkAggregates, type Histogram } from './aggregate.ts';
 import { SourceAllowList, SourceCatalogue, type Column } from './catalogue.ts';
-import { csvLine, toCrlf } from './csv.ts';
+import { csvLine } from './csv.ts';
 import { reportInput, resolveReport, type ReportInput, type ResolvedReport } from './input.ts';
 import { renderPdf } from './pdf.ts';
 import { ChunkReader, type ChunkSql } from './reader.ts';
@@ -257,7 +257,7 @@ export function createReportJobType(deps: ReportDeps) {
     const r = await resolve(ctx);
     if (r.source.columns.map((c) => c.name).join(',') !== prior.columns.join(',')) throw new PermanentError(`the columns of ${r.source.name} changed while the report ran`);
     const csv = wantsCsv(ctx.job.input);
-    const { rows, lf } = await reader.read(ctx.job.id, chunkSql(r, cursor, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
+    const { rows, csv: lines } = await reader.read(ctx.job.id, chunkSql(r, cursor, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
     const { chunk, last } = chunkAggregates(rows, r.groupBy.length, r.metrics.length);
     if (chunk.rows === 0) return { cursor, done: true, processed: 0, state: prior };
     const done = chunk.rows < ctx.chunkSize || last === prior.lastKey;
@@ -265,10 +265,9 @@ export function createReportJobType(deps: ReportDeps) {
     if (!done) reader.readAhead(ctx.job.id, chunkSql(r, last, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
     const state = structuredClone(prior);
     mergeChunk(state.agg, chunk);
-    if (lf !== undefined) {
+    if (lines !== undefined) {
       // In place at the checkpointed end, durable before the checkpoint that counts it commits; a redo of
       // this chunk writes the same bytes at the same offset. The first chunk writes the header too.
-      const lines = toCrlf(lf);
       const bytes = prior.csvBytes === 0 ? Buffer.concat([Buffer.from(csvLine(prior.columns)), lines]) : lines;
       await storage.writeAt(csvKey(ctx.job.id), prior.csvBytes, bytes, { durable });
       state.csvBytes += bytes.length;
