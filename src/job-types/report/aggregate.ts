@@ -70,16 +70,22 @@ function pow10(n: number): bigint {
   return POW10[n] ?? 10n ** BigInt(n);
 }
 
-/** One chunk's aggregates as SQL computed them; every figure is decimal text, null where SQL gives NULL. */
-export type ChunkAggregates = {
-  rows: number;
-  /** Per metric: rows where it is not null, and its sum, min and max. */
-  metrics: Array<{ n: number; sum: string | null; min: string | null; max: string | null }>;
-  /** The chunk's groups in order of their first row (by key), each with its row count and per-metric sums. */
-  groups: Array<{ values: Array<string | null>; count: number; sums: Array<string | null> }>;
-  /** Rows per histogram bin (0-based), for the bins that have any. */
-  bins: Array<{ bin: number; count: number }>;
-};
+/** Figures of one metric over some rows, as SQL computed them: decimal text, null where SQL gives NULL. */
+export type MetricFigures = { n: number; sum: string | null; min: string | null; max: string | null };
+
+/**
+ * One chunk's aggregates as SQL computed them: per group and histogram bin (one GROUP BY, the cheapest
+ * for Postgres), in order of their first row (by key), so a group comes once per bin it has rows in.
+ */
+export type ChunkAggregates = Array<{
+  /** The group's values, one per group_by column (null for SQL NULL). */
+  values: Array<string | null>;
+  /** The rows' histogram bin (0-based), or null when there is no histogram. */
+  bin: number | null;
+  count: number;
+  /** Per metric. */
+  metrics: MetricFigures[];
+}>;
 
 /**
  * Merges one chunk's aggregates into the running ones (in place). The result is the same as folding the
@@ -90,54 +96,60 @@ export function mergeChunk(agg: Aggregates, chunk: ChunkAggregates): void {
   const m = agg.metrics.length;
   // Every figure of the chunk, parsed; the metric's scale becomes the most places seen so far.
   const parse = (v: string | null | undefined) => (v === null || v === undefined ? null : parseDecimal(v));
-  const figures = chunk.metrics.map((x) => ({ n: x.n, sum: parse(x.sum), min: parse(x.min), max: parse(x.max) }));
-  const groupSums = chunk.groups.map((g) => g.sums.map(parse));
+  const figures = chunk.map((part) => part.metrics.map((x) => ({ n: x.n, sum: parse(x.sum), min: parse(x.min), max: parse(x.max) })));
   for (let j = 0; j < m; j++) {
     const st = agg.metrics[j];
     if (st === undefined) continue;
-    const f = figures[j];
     let places = st.scale;
-    for (const d of [f?.sum, f?.min, f?.max, ...groupSums.map((s) => s[j])]) if (d !== null && d !== undefined) places = Math.max(places, d.places);
+    for (const f of figures) for (const d of [f[j]?.sum, f[j]?.min, f[j]?.max]) if (d !== null && d !== undefined) places = Math.max(places, d.places);
     if (places > st.scale) rescale(agg, j, places);
   }
   const scaled = (j: number, d: { int: bigint; places: number } | null | undefined): bigint | null =>
     d === null || d === undefined ? null : d.int * pow10((agg.metrics[j]?.scale ?? 0) - d.places);
 
-  agg.rows += chunk.rows;
-  agg.metrics.forEach((st, j) => {
-    const f = figures[j];
-    if (f === undefined) return;
-    st.n += f.n;
-    const sum = scaled(j, f.sum);
-    if (sum !== null) st.sum = (BigInt(st.sum) + sum).toString();
-    const mn = scaled(j, f.min);
-    if (mn !== null && (st.min === null || mn < BigInt(st.min))) st.min = mn.toString();
-    const mx = scaled(j, f.max);
-    if (mx !== null && (st.max === null || mx > BigInt(st.max))) st.max = mx.toString();
-  });
-
+  // Totals as BigInt while the chunk is folded in, written back as text once.
+  const totals = agg.metrics.map((st) => ({ sum: BigInt(st.sum), min: st.min === null ? null : BigInt(st.min), max: st.max === null ? null : BigInt(st.max) }));
   const index = new Map(agg.groups.map((g) => [groupKey(g.values), g]));
-  chunk.groups.forEach((cg, i) => {
-    let g = index.get(groupKey(cg.values));
+  const h = agg.histogram;
+  chunk.forEach((part, i) => {
+    agg.rows += part.count;
+    for (let j = 0; j < m; j++) {
+      const st = agg.metrics[j];
+      const t = totals[j];
+      const f = figures[i]?.[j];
+      if (st === undefined || t === undefined || f === undefined) continue;
+      st.n += f.n;
+      t.sum += scaled(j, f.sum) ?? 0n;
+      const mn = scaled(j, f.min);
+      if (mn !== null && (t.min === null || mn < t.min)) t.min = mn;
+      const mx = scaled(j, f.max);
+      if (mx !== null && (t.max === null || mx > t.max)) t.max = mx;
+    }
+    let g = index.get(groupKey(part.values));
     if (g === undefined) {
       if (agg.groups.length < MAX_GROUPS) {
-        g = { values: cg.values, count: 0, sums: new Array<string>(m).fill('0') };
-        index.set(groupKey(cg.values), g);
+        g = { values: part.values, count: 0, sums: new Array<string>(m).fill('0') };
+        index.set(groupKey(part.values), g);
         agg.groups.push(g);
       } else {
         agg.other ??= { values: [], count: 0, sums: new Array<string>(m).fill('0') };
         g = agg.other;
       }
     }
-    g.count += cg.count;
+    g.count += part.count;
     for (let j = 0; j < m; j++) {
-      const v = scaled(j, groupSums[i]?.[j]);
+      const v = scaled(j, figures[i]?.[j]?.sum);
       if (v !== null) g.sums[j] = (BigInt(g.sums[j] ?? '0') + v).toString();
     }
+    if (h !== null && part.bin !== null && part.bin >= 0 && part.bin < h.counts.length) h.counts[part.bin] = (h.counts[part.bin] ?? 0) + part.count;
   });
-
-  const h = agg.histogram;
-  if (h !== null) for (const b of chunk.bins) if (b.bin >= 0 && b.bin < h.counts.length) h.counts[b.bin] = (h.counts[b.bin] ?? 0) + b.count;
+  agg.metrics.forEach((st, j) => {
+    const t = totals[j];
+    if (t === undefined) return;
+    st.sum = t.sum.toString();
+    st.min = t.min === null ? null : t.min.toString();
+    st.max = t.max === null ? null : t.max.toString();
+  });
 }
 
 /** Raises metric `j` to `places` decimal places: its sum, min, max and every group's sum are multiplied to match. */

@@ -147,36 +147,29 @@ function chunkSql(r: ResolvedReport, cursor: Json, lastKey: string, histogram: H
   // Group values by their text form (as the CSV shows them), so equal text is one group.
   const picked = [`${col(key)} AS k`, ...r.groupBy.map((c, i) => `${outputExpr(c, col(c))} AS g${i}`), ...m.map((j) => `${col(r.metrics[j] ?? key)} AS m${j}`)];
   if (bin !== undefined) picked.push(`${bin} AS b`);
+  // One GROUP BY of group and bin (a third cheaper than grouping sets for groups, bins and totals);
+  // the totals are summed in Node, and the last key is a window over the few grouped rows.
   const aggregates = `WITH c AS (SELECT ${picked.join(', ')} ${rows})
-    SELECT grouping(${g.join(', ')}) AS gg, ${bin === undefined ? 'NULL::int AS gb, NULL::int AS b' : 'grouping(b) AS gb, b'}, ${g.join(', ')},
-           count(*) AS n, ${outputExpr(key, 'max(k)')} AS last,
+    SELECT ${bin === undefined ? 'NULL::int AS b' : 'b'}, ${g.join(', ')}, count(*) AS n, ${outputExpr(key, 'max(max(k)) OVER ()')} AS last,
            ${m.map((j) => `count(m${j}) AS n${j}, sum(m${j})::text AS s${j}, min(m${j})::text AS lo${j}, max(m${j})::text AS hi${j}`).join(', ')}
-      FROM c GROUP BY GROUPING SETS ((${g.join(', ')}), ${bin === undefined ? '' : '(b), '}())
-     ORDER BY gg, gb, min(k)`;
+      FROM c GROUP BY ${[...g, ...(bin === undefined ? [] : ['b'])].join(', ')}
+     ORDER BY min(k)`;
   const copy = `COPY (SELECT ${r.source.columns.map((c) => csvExpr(c, col(c))).join(', ')} ${rows}) TO STDOUT (FORMAT csv)`;
   const set = { text: `SELECT ${values.map((_, i) => `set_config('${SETTING}${i + 1}', $${i + 1}, true)`).join(', ')}`, values };
   return { set, aggregates, copy };
 }
 
-type AggregateRow = { gg: string; gb: string | null; b: string | null; n: string; last: string | null } & { [column: string]: string | null };
+type AggregateRow = { b: string | null; n: string; last: string | null } & { [column: string]: string | null };
 
-/** The aggregate query's rows as one chunk's aggregates, and the chunk's last key. */
-function chunkAggregates(rows: AggregateRow[], groups: number, metrics: number): { chunk: ChunkAggregates; last: string | null } {
-  const chunk: ChunkAggregates = { rows: 0, metrics: [], groups: [], bins: [] };
-  let last: string | null = null;
-  const sums = (row: AggregateRow) => Array.from({ length: metrics }, (_, j) => row[`s${j}`] ?? null);
-  for (const row of rows) {
-    if (row.gg === '0') {
-      chunk.groups.push({ values: Array.from({ length: groups }, (_, i) => row[`g${i}`] ?? null), count: Number(row.n), sums: sums(row) });
-    } else if (row.gb === '0') {
-      chunk.bins.push({ bin: Number(row.b), count: Number(row.n) });
-    } else {
-      chunk.rows = Number(row.n);
-      last = row.last;
-      chunk.metrics = Array.from({ length: metrics }, (_, j) => ({ n: Number(row[`n${j}`]), sum: row[`s${j}`] ?? null, min: row[`lo${j}`] ?? null, max: row[`hi${j}`] ?? null }));
-    }
-  }
-  return { chunk, last };
+/** The aggregate query's rows as one chunk's aggregates, its row count and its last key. */
+function chunkAggregates(rows: AggregateRow[], groups: number, metrics: number): { chunk: ChunkAggregates; count: number; last: string | null } {
+  const chunk: ChunkAggregates = rows.map((row) => ({
+    values: Array.from({ length: groups }, (_, i) => row[`g${i}`] ?? null),
+    bin: row.b === null ? null : Number(row.b),
+    count: Number(row.n),
+    metrics: Array.from({ length: metrics }, (_, j) => ({ n: Number(row[`n${j}`]), sum: row[`s${j}`] ?? null, min: row[`lo${j}`] ?? null, max: row[`hi${j}`] ?? null })),
+  }));
+  return { chunk, count: chunk.reduce((n, part) => n + part.count, 0), last: rows[0]?.last ?? null };
 }
 
 /**
@@ -258,9 +251,9 @@ export function createReportJobType(deps: ReportDeps) {
     if (r.source.columns.map((c) => c.name).join(',') !== prior.columns.join(',')) throw new PermanentError(`the columns of ${r.source.name} changed while the report ran`);
     const csv = wantsCsv(ctx.job.input);
     const { rows, csv: lines } = await reader.read(ctx.job.id, chunkSql(r, cursor, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
-    const { chunk, last } = chunkAggregates(rows, r.groupBy.length, r.metrics.length);
-    if (chunk.rows === 0) return { cursor, done: true, processed: 0, state: prior };
-    const done = chunk.rows < ctx.chunkSize || last === prior.lastKey;
+    const { chunk, count, last } = chunkAggregates(rows, r.groupBy.length, r.metrics.length);
+    if (count === 0) return { cursor, done: true, processed: 0, state: prior };
+    const done = count < ctx.chunkSize || last === prior.lastKey;
     // The next chunk's rows are read while this one's CSV is written and its checkpoint commits.
     if (!done) reader.readAhead(ctx.job.id, chunkSql(r, last, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
     const state = structuredClone(prior);
@@ -273,7 +266,7 @@ export function createReportJobType(deps: ReportDeps) {
       state.csvBytes += bytes.length;
     }
     state.chunks++;
-    return { cursor: last, done, processed: chunk.rows, state };
+    return { cursor: last, done, processed: count, state };
   }
 
   return defineJobType<ReportInput, ReportState, { [key: string]: Json }>({
