@@ -4,7 +4,8 @@
  */
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
+import { createServer } from 'node:http';
 import { PgBoss } from 'pg-boss';
 import { createApp } from './api/app.ts';
 import { TokenSigner } from './api/tokens.ts';
@@ -142,8 +143,15 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       realtime = hub;
       const handle = createApp({ config, pool, boss, log, metrics, registry, submitter, storage, signer, realtime: hub, readiness: { realtime: async () => hub.listening } });
       setDraining = handle.setDraining;
-      const server = await new Promise<ServerType>((resolve) => {
-        const s = serve({ fetch: (req, env) => handle.app.fetch(req, env), port: config.port, hostname: config.host }, () => resolve(s));
+      const hono = getRequestListener((req, env) => handle.app.fetch(req, env), { hostname: config.host });
+      // POST /v1/jobs takes the lane; every other request goes to Hono.
+      const server = createServer((req, res) => void (handle.lane(req, res) || hono(req, res)));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
       handle.injectWebSocket(server);
       const address = server.address();

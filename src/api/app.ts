@@ -6,9 +6,10 @@ import { HTTPException } from 'hono/http-exception';
 import type { Context } from 'hono';
 import { CallbackAllowList } from '../webhooks/allowlist.ts';
 import type { App, AppDeps, AppEnv } from './context.ts';
-import { ApiError, fieldErrors, problemOf } from './errors.ts';
-import { apiKeyAuth, requestContext } from './middleware.ts';
+import { ApiError, invalidRequest, problemOf } from './errors.ts';
+import { ApiKeys, apiKeyAuth, requestContext } from './middleware.ts';
 import { registerSecuritySchemes } from './openapi.ts';
+import { submitLane, type NodeLane } from './submit-lane.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
 import { registerEventRoutes, usesStreamToken } from './routes/events.ts';
@@ -24,6 +25,8 @@ export interface AppHandle {
   setDraining: () => void;
   /** Lets the server hand WebSocket upgrades to the app (call once with the listening server). */
   injectWebSocket: (server: ServerType) => void;
+  /** POST /v1/jobs on Node's request and response, ahead of Hono (src/api/submit-lane.ts); false for any other request. */
+  lane: NodeLane;
 }
 
 function problemResponse(c: Context<AppEnv>, err: ApiError): Response {
@@ -37,18 +40,14 @@ export function createApp(deps: AppDeps): AppHandle {
   const app: App = new OpenAPIHono<AppEnv>({
     // Validation failures of parameters and bodies become 422 problems naming the fields.
     defaultHook: (result) => {
-      if (!result.success) {
-        const where = result.target === 'json' ? 'body' : result.target;
-        throw new ApiError('validation-error', `the request ${where} is not valid`, {
-          errors: fieldErrors(result.error.issues, result.target === 'json' ? undefined : result.target),
-        });
-      }
+      if (!result.success) throw invalidRequest(result.target, result.error.issues);
     },
   });
   const allow = new CallbackAllowList(deps.config.callbackAllow);
+  const keys = new ApiKeys(deps.pool, deps.config.authCacheSeconds);
 
   app.use('*', requestContext(deps.log, deps.metrics));
-  app.use('/v1/*', apiKeyAuth(deps.pool, deps.config.authCacheSeconds, '/v1/admin/', usesStreamToken));
+  app.use('/v1/*', apiKeyAuth(keys, '/v1/admin/', usesStreamToken));
   const ws = createNodeWebSocket({ app });
 
   registerHealthRoutes(app, deps, () => draining);
@@ -71,5 +70,10 @@ export function createApp(deps: AppDeps): AppHandle {
     (c.get('log') ?? deps.log).error({ err }, 'unhandled error');
     return problemResponse(c, new ApiError('internal', 'an internal error occurred; quote the request id when reporting it'));
   });
-  return { app, setDraining: () => void (draining = true), injectWebSocket: (server) => ws.injectWebSocket(server) };
+  return {
+    app,
+    setDraining: () => void (draining = true),
+    injectWebSocket: (server) => ws.injectWebSocket(server),
+    lane: submitLane(deps, allow, keys),
+  };
 }

@@ -76,6 +76,12 @@ export function problemOf(err: ApiError, requestId: string | undefined, instance
   };
 }
 
+/** The 422 for a request part (`json` body, `query`, `param`, `header`) its schema refused. */
+export function invalidRequest(target: string, issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>): ApiError {
+  const where = target === 'json' ? 'body' : target;
+  return new ApiError('validation-error', `the request ${where} is not valid`, { errors: fieldErrors(issues, target === 'json' ? undefined : target) });
+}
+
 /** Turns zod issues into field errors, prefixing paths (e.g. with `input`). */
 export function fieldErrors(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>, prefix?: string): FieldError[] {
   return issues.map((i) => {

@@ -11,22 +11,35 @@ import { ApiError } from './errors.ts';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
+/** The request's id: the caller's `X-Request-Id` if sane, else a new one. */
+export function requestIdOf(given: string | undefined): string {
+  return given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/** Counts and times a finished request, and writes its log line (with `fields`, e.g. the request id, if `log` lacks them). */
+export function observeRequest(
+  log: Logger,
+  metrics: Metrics,
+  r: { method: string; route: string; path: string; status: number; startedMs: number },
+  fields: Record<string, string> = {},
+): void {
+  const ms = performance.now() - r.startedMs;
+  metrics.httpRequests.inc({ method: r.method, route: r.route, status: String(r.status) });
+  metrics.httpDuration.observe({ method: r.method, route: r.route }, ms / 1000);
+  log.info({ ...fields, method: r.method, path: r.path, status: r.status, ms: Math.round(ms * 10) / 10 }, 'request');
+}
+
 /** Gives every request an id (the caller's `X-Request-Id` if sane), a child logger, a log line and metrics. */
 export function requestContext(log: Logger, metrics: Metrics): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const given = c.req.header('x-request-id');
-    const requestId = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+    const requestId = requestIdOf(c.req.header('x-request-id'));
     const reqLog = log.child({ request_id: requestId });
     c.set('requestId', requestId);
     c.set('log', reqLog);
     c.header('X-Request-Id', requestId);
-    const started = performance.now();
+    const startedMs = performance.now();
     await next();
-    const ms = performance.now() - started;
-    const route = c.req.routePath;
-    metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
-    metrics.httpDuration.observe({ method: c.req.method, route }, ms / 1000);
-    reqLog.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(ms * 10) / 10 }, 'request');
+    observeRequest(reqLog, metrics, { method: c.req.method, route: c.req.routePath, path: c.req.path, status: c.res.status, startedMs });
   };
 }
 
@@ -36,42 +49,49 @@ export function requestContext(log: Logger, metrics: Metrics): MiddlewareHandler
  */
 export function jsonBody(limitBytes: number): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const type = c.req.header('content-type') ?? '';
-    const length = Number(c.req.header('content-length') ?? '0');
-    if (length > limitBytes) throw new ApiError('payload-too-large', `the body is ${length} bytes; the limit is ${limitBytes}`);
-    if (!/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type)) {
-      throw new ApiError('unsupported-media-type', `send the body as application/json (got ${type === '' ? 'no Content-Type' : JSON.stringify(type)})`);
-    }
-    const text = await readLimited(c, limitBytes);
-    try {
-      JSON.parse(text);
-    } catch (err) {
-      throw new ApiError('malformed-json', `the body is not valid JSON: ${(err as Error).message}`);
-    }
+    checkJsonHeaders(c.req.header('content-type'), c.req.header('content-length'), limitBytes);
+    // Under @hono/node-server, read Node's request stream itself: touching `c.req.raw.body` would build a
+    // WHATWG Request and stream around it, which costs several times the rest of the request path.
+    const text = await readLimited(nodeIncoming(c)?.iterator({ destroyOnReturn: false }) ?? c.req.raw.body, limitBytes);
+    parseJson(text);
+    // Re-seat the consumed body so the validator (c.req.json()) reads it from Hono's cache.
+    // Hono caches the body promise per format (its type says otherwise).
+    (c.req.bodyCache as Record<string, Promise<unknown>>).text = Promise.resolve(text);
     await next();
   };
 }
 
-/** Reads the body as text, refusing more than `limit` bytes even when Content-Length was absent or false. */
-async function readLimited(c: Context<AppEnv>, limit: number): Promise<string> {
-  // Under @hono/node-server, read Node's request stream itself: touching `c.req.raw.body` would build a
-  // WHATWG Request and stream around it, which costs several times the rest of the request path.
-  const incoming = nodeIncoming(c);
-  const body = incoming?.iterator({ destroyOnReturn: false }) ?? c.req.raw.body;
+/** 413 when Content-Length says the body is over the limit, 415 unless the body is declared JSON. */
+export function checkJsonHeaders(contentType: string | undefined, contentLength: string | undefined, limitBytes: number): void {
+  const type = contentType ?? '';
+  const length = Number(contentLength ?? '0');
+  if (length > limitBytes) throw new ApiError('payload-too-large', `the body is ${length} bytes; the limit is ${limitBytes}`);
+  if (!/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type)) {
+    throw new ApiError('unsupported-media-type', `send the body as application/json (got ${type === '' ? 'no Content-Type' : JSON.stringify(type)})`);
+  }
+}
+
+/** The body as JSON, or 400. */
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new ApiError('malformed-json', `the body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** Reads a body as text, refusing more than `limit` bytes even when Content-Length was absent or false. */
+export async function readLimited(body: AsyncIterable<Uint8Array> | null, limit: number): Promise<string> {
   if (body === null) return '';
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of body as AsyncIterable<Uint8Array>) {
+  for await (const chunk of body) {
     size += chunk.byteLength;
     if (size > limit) throw new ApiError('payload-too-large', `the body exceeds the limit of ${limit} bytes`);
     chunks.push(chunk);
   }
   const only = chunks.length === 1 ? chunks[0] : undefined;
-  const text = Buffer.isBuffer(only) ? only.toString('utf8') : Buffer.concat(chunks).toString('utf8');
-  // Re-seat the consumed body so the validator (c.req.json()) reads it from Hono's cache.
-  // Hono caches the body promise per format (its type says otherwise).
-  (c.req.bodyCache as Record<string, Promise<unknown>>).text = Promise.resolve(text);
-  return text;
+  return Buffer.isBuffer(only) ? only.toString('utf8') : Buffer.concat(chunks).toString('utf8');
 }
 
 /** Node's request under @hono/node-server (it passes `{ incoming, outgoing }` as the env), if there is one. */
@@ -80,44 +100,62 @@ function nodeIncoming(c: Context<AppEnv>): IncomingMessage | undefined {
   return incoming instanceof IncomingMessage ? incoming : undefined;
 }
 
-function bearer(c: Context): string | undefined {
-  const h = c.req.header('authorization');
-  if (h === undefined) return undefined;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+function bearer(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
   return m?.[1];
 }
 
+/** Most API keys remembered at once; past it the cache starts over (a burst of bad keys cannot grow it). */
+const MAX_CACHED_KEYS = 10_000;
+
 /**
- * API-key authentication. Lookups are cached for a short time (LONGHAUL_AUTH_CACHE_SECONDS) so the
+ * API keys → tenants. Lookups are cached for a short time (LONGHAUL_AUTH_CACHE_SECONDS) so the
  * request path does not pay a query for it; a revoked key stops working within that time.
- * Requests for which `authenticatesItself` is true (a stream token instead of the header) are left to
- * their route, which must verify them. (Default: none)
  */
-export function apiKeyAuth(
-  pool: Pool,
-  cacheSeconds: number,
-  exceptPrefix: string,
-  authenticatesItself: (c: Context<AppEnv>) => boolean = () => false,
-): MiddlewareHandler<AppEnv> {
-  const cache = new Map<string, { tenant: Tenant | undefined; until: number }>();
-  const MAX_CACHED = 10_000;
-  return async (c, next) => {
-    if (c.req.path.startsWith(exceptPrefix) || authenticatesItself(c)) return next();
-    const key = bearer(c);
+export class ApiKeys {
+  readonly #pool: Pool;
+  readonly #cacheMs: number;
+  readonly #cache = new Map<string, { tenant: Tenant | undefined; until: number }>();
+
+  constructor(pool: Pool, cacheSeconds: number) {
+    this.#pool = pool;
+    this.#cacheMs = cacheSeconds * 1000;
+  }
+
+  /** The tenant an `Authorization` header names, or 401. */
+  async tenantFor(authorization: string | undefined): Promise<Tenant> {
+    const key = bearer(authorization);
     if (key === undefined) {
       throw new ApiError('unauthorized', 'send the API key as "Authorization: Bearer <key>"', { headers: { 'WWW-Authenticate': 'Bearer' } });
     }
     const now = Date.now();
     const cacheKey = createHash('sha256').update(key).digest('base64');
-    let hit = cache.get(cacheKey);
+    let hit = this.#cache.get(cacheKey);
     if (hit === undefined || hit.until < now) {
-      hit = { tenant: await tenantByApiKey(pool, key), until: now + cacheSeconds * 1000 };
-      if (cache.size >= MAX_CACHED) cache.clear();
-      if (cacheSeconds > 0) cache.set(cacheKey, hit);
+      hit = { tenant: await tenantByApiKey(this.#pool, key), until: now + this.#cacheMs };
+      if (this.#cache.size >= MAX_CACHED_KEYS) this.#cache.clear();
+      if (this.#cacheMs > 0) this.#cache.set(cacheKey, hit);
     }
     if (hit.tenant === undefined) throw new ApiError('unauthorized', 'the API key is not valid', { headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' } });
-    c.set('tenant', hit.tenant);
-    c.set('log', c.get('log').child({ tenant_id: hit.tenant.id }));
+    return hit.tenant;
+  }
+}
+
+/**
+ * API-key authentication for the routes under a prefix. Requests for which `authenticatesItself` is
+ * true (a stream token instead of the header) are left to their route, which must verify them. (Default: none)
+ */
+export function apiKeyAuth(
+  keys: ApiKeys,
+  exceptPrefix: string,
+  authenticatesItself: (c: Context<AppEnv>) => boolean = () => false,
+): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (c.req.path.startsWith(exceptPrefix) || authenticatesItself(c)) return next();
+    const tenant = await keys.tenantFor(c.req.header('authorization'));
+    c.set('tenant', tenant);
+    c.set('log', c.get('log').child({ tenant_id: tenant.id }));
     await next();
   };
 }
@@ -127,7 +165,7 @@ export function adminAuth(token: string | undefined): MiddlewareHandler<AppEnv> 
   const expected = token === undefined ? undefined : createHash('sha256').update(token).digest();
   return async (c, next) => {
     if (expected === undefined) throw new ApiError('admin-disabled', 'set LONGHAUL_ADMIN_TOKEN to enable the admin API');
-    const given = bearer(c);
+    const given = bearer(c.req.header('authorization'));
     if (given === undefined || !timingSafeEqual(createHash('sha256').update(given).digest(), expected)) {
       throw new ApiError('unauthorized', 'the admin token is missing or wrong', { headers: { 'WWW-Authenticate': 'Bearer' } });
     }

@@ -57,6 +57,7 @@ export const CreateJobSchema = z
   })
   .strict()
   .openapi('CreateJob');
+export type CreateJob = z.infer<typeof CreateJobSchema>;
 
 export const JobListSchema = z
   .object({

@@ -2,15 +2,16 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { withTransaction } from '../../db/pool.ts';
 import { fingerprint, validateKey } from '../../jobs/idempotency.ts';
-import { asCreated, toResource } from '../../jobs/model.ts';
+import { asCreated, toResource, type JobResource } from '../../jobs/model.ts';
 import { cancelJob, getJob, listJobs } from '../../jobs/repository.ts';
 import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS } from '../../worker/sdk.ts';
 import { callbackUrlProblem, type CallbackAllowList } from '../../webhooks/allowlist.ts';
+import type { Tenant } from '../../tenants/repository.ts';
 import type { App, AppDeps } from '../context.ts';
 import { ApiError, fieldErrors } from '../errors.ts';
 import { jsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
-import { CreateJobSchema, IdempotencyHeader, JobIdParam, JobListSchema, JobSchema, ListJobsQuery } from '../schemas.ts';
+import { CreateJobSchema, type CreateJob, IdempotencyHeader, JobIdParam, JobListSchema, JobSchema, ListJobsQuery } from '../schemas.ts';
 import type { Json } from '../../worker/sdk.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -100,54 +101,75 @@ export function checkCallbackUrl(raw: string | undefined, allow: CallbackAllowLi
   return raw;
 }
 
+/** What POST /v1/jobs answers with 202: the job, and whether it is a replay of an earlier request. */
+export interface Accepted {
+  job: JobResource;
+  replayed: boolean;
+}
+
+/**
+ * POST /v1/jobs past its transport: checks the Idempotency-Key, the type and its input, and submits.
+ * Shared by the Hono route and the Node-level fast lane (src/api/submit-lane.ts), so they answer alike.
+ */
+export async function acceptJob(
+  deps: Pick<AppDeps, 'registry' | 'submitter' | 'metrics'>,
+  allow: CallbackAllowList,
+  tenant: Tenant,
+  body: CreateJob,
+  rawKey: string | undefined,
+): Promise<Accepted> {
+  if (rawKey !== undefined) {
+    const bad = validateKey(rawKey);
+    if (bad !== undefined) throw new ApiError('bad-request', `Idempotency-Key ${bad}`, { errors: [{ field: 'Idempotency-Key', message: bad }] });
+  }
+  const type = deps.registry.get(body.type);
+  if (type === undefined) {
+    throw new ApiError('unknown-job-type', `no job type "${body.type}"; known types: ${deps.registry.names().join(', ')}`, {
+      errors: [{ field: 'type', message: 'unknown job type' }],
+    });
+  }
+  const parsed = type.input.safeParse(body.input);
+  if (!parsed.success) throw new ApiError('validation-error', `input does not match the "${type.name}" schema`, { errors: fieldErrors(parsed.error.issues, 'input') });
+  const extra = (await type.check?.(parsed.data, { tenant: { id: tenant.id, name: tenant.name } })) ?? [];
+  if (extra.length > 0) throw new ApiError('validation-error', `input is not valid for "${type.name}"`, { errors: extra.map((e) => ({ ...e, field: `input.${e.field}` })) });
+  const callbackUrl = checkCallbackUrl(body.callback_url, allow);
+
+  const outcome = await deps.submitter.submit({
+    tenantId: tenant.id,
+    type: type.name,
+    input: parsed.data as Json,
+    metadata: (body.metadata ?? null) as Json,
+    callbackUrl,
+    maxAttempts: type.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+    backoff: type.backoff ?? DEFAULT_BACKOFF,
+    idempotency: rawKey === undefined ? null : { key: rawKey, fingerprint: fingerprint(body) },
+  });
+  switch (outcome.kind) {
+    case 'in-flight':
+      throw new ApiError('idempotency-key-in-use', 'a request with this Idempotency-Key is still being processed; retry later', { headers: { 'Retry-After': '1' } });
+    case 'key-reused':
+      throw new ApiError('idempotency-key-reused', 'this Idempotency-Key was already used with a different request body');
+    case 'replayed':
+      return { job: toResource(asCreated(outcome.job)), replayed: true };
+    case 'created':
+      deps.metrics.jobsSubmitted.inc({ type: type.name });
+      return { job: toResource(outcome.job), replayed: false };
+  }
+}
+
+/** The headers of a 202 from POST /v1/jobs. */
+export function acceptedHeaders(a: Accepted): Record<string, string> {
+  return a.replayed ? { 'Idempotent-Replayed': 'true', Location: `/v1/jobs/${a.job.id}` } : { Location: `/v1/jobs/${a.job.id}` };
+}
+
 export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowList): void {
-  const { registry, submitter, pool, metrics, config } = deps;
+  const { pool, config } = deps;
   app.on('POST', '/v1/jobs', jsonBody(config.bodyLimitBytes));
 
   app.openapi(createJob, async (c) => {
-    const body = c.req.valid('json');
-    const tenant = c.get('tenant');
-    const rawKey = c.req.header('idempotency-key');
-    if (rawKey !== undefined) {
-      const bad = validateKey(rawKey);
-      if (bad !== undefined) throw new ApiError('bad-request', `Idempotency-Key ${bad}`, { errors: [{ field: 'Idempotency-Key', message: bad }] });
-    }
-    const type = registry.get(body.type);
-    if (type === undefined) {
-      throw new ApiError('unknown-job-type', `no job type "${body.type}"; known types: ${registry.names().join(', ')}`, {
-        errors: [{ field: 'type', message: 'unknown job type' }],
-      });
-    }
-    const parsed = type.input.safeParse(body.input);
-    if (!parsed.success) throw new ApiError('validation-error', `input does not match the "${type.name}" schema`, { errors: fieldErrors(parsed.error.issues, 'input') });
-    const extra = (await type.check?.(parsed.data, { tenant: { id: tenant.id, name: tenant.name } })) ?? [];
-    if (extra.length > 0) throw new ApiError('validation-error', `input is not valid for "${type.name}"`, { errors: extra.map((e) => ({ ...e, field: `input.${e.field}` })) });
-    const callbackUrl = checkCallbackUrl(body.callback_url, allow);
-
-    const outcome = await submitter.submit({
-      tenantId: tenant.id,
-      type: type.name,
-      input: parsed.data as Json,
-      metadata: (body.metadata ?? null) as Json,
-      callbackUrl,
-      maxAttempts: type.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-      backoff: type.backoff ?? DEFAULT_BACKOFF,
-      idempotency: rawKey === undefined ? null : { key: rawKey, fingerprint: fingerprint(body) },
-    });
-    switch (outcome.kind) {
-      case 'in-flight':
-        throw new ApiError('idempotency-key-in-use', 'a request with this Idempotency-Key is still being processed; retry later', { headers: { 'Retry-After': '1' } });
-      case 'key-reused':
-        throw new ApiError('idempotency-key-reused', 'this Idempotency-Key was already used with a different request body');
-      case 'replayed':
-        c.header('Idempotent-Replayed', 'true');
-        c.header('Location', `/v1/jobs/${outcome.job.id}`);
-        return c.json(toResource(asCreated(outcome.job)), 202);
-      case 'created':
-        metrics.jobsSubmitted.inc({ type: type.name });
-        c.header('Location', `/v1/jobs/${outcome.job.id}`);
-        return c.json(toResource(outcome.job), 202);
-    }
+    const accepted = await acceptJob(deps, allow, c.get('tenant'), c.req.valid('json'), c.req.header('idempotency-key'));
+    for (const [name, value] of Object.entries(acceptedHeaders(accepted))) c.header(name, value);
+    return c.json(accepted.job, 202);
   });
 
   app.openapi(getJobRoute, async (c) => {

@@ -1,0 +1,79 @@
+/**
+ * POST /v1/jobs served on Node's own request and response. Under @hono/node-server every request is
+ * wrapped in Fetch-API objects (Request, Headers, Response) and passes Hono's router, middleware chain
+ * and validator; for the one route partners call at volume that machinery costs several times the
+ * rest of the request (README, "Performance"). The lane takes only that route and runs the same steps
+ * as the Hono route, in the same order, through the same functions: request id, API-key auth, JSON
+ * body checks, the CreateJob schema, acceptJob(), problem+json errors, metrics and the log line.
+ * Everything else, and any request the lane does not take, goes to Hono; test/submit-lane.test.ts
+ * checks that both answer alike.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CallbackAllowList } from '../webhooks/allowlist.ts';
+import type { AppDeps } from './context.ts';
+import { ApiError, invalidRequest, problemOf } from './errors.ts';
+import { checkJsonHeaders, observeRequest, parseJson, readLimited, requestIdOf, type ApiKeys } from './middleware.ts';
+import { acceptJob, acceptedHeaders } from './routes/jobs.ts';
+import { CreateJobSchema } from './schemas.ts';
+
+/** Serves the request and returns true, or returns false and leaves it alone. */
+export type NodeLane = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+const ROUTE = '/v1/jobs';
+
+/** Whether a request target is /v1/jobs, with or without a query (as Hono routes it). */
+function isJobsTarget(url: string | undefined): boolean {
+  if (url === undefined || !url.startsWith(ROUTE)) return false;
+  return url.length === ROUTE.length || url.charCodeAt(ROUTE.length) === 0x3f; // '?'
+}
+
+export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKeys): NodeLane {
+  const { log, metrics, config } = deps;
+
+  function send(res: ServerResponse, status: number, contentType: string, headers: Record<string, string>, body: string): void {
+    res.writeHead(status, { ...headers, 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const startedMs = performance.now();
+    const requestId = requestIdOf(header(req, 'x-request-id'));
+    const fields: Record<string, string> = { request_id: requestId };
+    let status: number;
+    try {
+      const tenant = await keys.tenantFor(header(req, 'authorization'));
+      fields.tenant_id = tenant.id;
+      checkJsonHeaders(header(req, 'content-type'), header(req, 'content-length'), config.bodyLimitBytes);
+      const json = parseJson(await readLimited(req.iterator({ destroyOnReturn: false }), config.bodyLimitBytes));
+      const body = CreateJobSchema.safeParse(json);
+      if (!body.success) throw invalidRequest('json', body.error.issues);
+      const accepted = await acceptJob(deps, allow, tenant, body.data, header(req, 'idempotency-key'));
+      status = 202;
+      send(res, status, 'application/json', { 'X-Request-Id': requestId, ...acceptedHeaders(accepted) }, JSON.stringify(accepted.job));
+    } catch (caught) {
+      let err = caught;
+      if (!(err instanceof ApiError)) {
+        log.error({ ...fields, err }, 'unhandled error');
+        err = new ApiError('internal', 'an internal error occurred; quote the request id when reporting it');
+      }
+      const problem = err as ApiError;
+      status = problem.status;
+      if (!res.headersSent) {
+        send(res, status, 'application/problem+json', { 'X-Request-Id': requestId, ...problem.headers }, JSON.stringify(problemOf(problem, requestId, ROUTE)));
+      }
+    }
+    observeRequest(log, metrics, { method: 'POST', route: ROUTE, path: ROUTE, status, startedMs }, fields);
+  }
+
+  return (req, res) => {
+    if (req.method !== 'POST' || !isJobsTarget(req.url)) return false;
+    serve(req, res).catch((err: unknown) => log.error({ err }, 'POST /v1/jobs failed after answering'));
+    return true;
+  };
+}
+
+/** A request header as Fetch's Headers.get() would give it (repeated headers joined by ", "). */
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+}
