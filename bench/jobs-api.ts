@@ -31,6 +31,18 @@ function childCpuSeconds(pid: number | undefined): number | undefined {
   }
 }
 
+/** CPU seconds all of the server's processes (backends, WAL writer, …) have used so far; undefined unless they are local. */
+async function postgresCpuSeconds(pool: pg.Pool): Promise<number | undefined> {
+  const { rows } = await pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity');
+  let total = 0;
+  for (const { pid } of rows) {
+    const s = childCpuSeconds(pid);
+    if (s === undefined) return undefined;
+    total += s;
+  }
+  return total;
+}
+
 export const jobsApiBench: BenchModule = {
   title: 'jobs API: POST /v1/jobs vs raw INSERT',
   async run(ctx) {
@@ -41,7 +53,9 @@ export const jobsApiBench: BenchModule = {
       await pool.query('CREATE TABLE bench_raw (id bigserial PRIMARY KEY, payload jsonb NOT NULL)');
       const payload = JSON.stringify(BODY);
       await timedLoops(CLIENTS, WARMUP_SECONDS, async () => void (await pool.query('INSERT INTO bench_raw (payload) VALUES ($1)', [payload])));
+      const rawPg0 = await postgresCpuSeconds(pool);
       const raw = await timedLoops(CLIENTS, SECONDS, async () => void (await pool.query('INSERT INTO bench_raw (payload) VALUES ($1)', [payload])));
+      const rawPg1 = await postgresCpuSeconds(pool);
 
       const tenant = await createTenant(pool, 'bench');
       const svc = await startChildService('api', { DATABASE_URL: db.url, LONGHAUL_LOG_LEVEL: 'warn', LONGHAUL_PG_POOL_MAX: '20' });
@@ -62,8 +76,10 @@ export const jobsApiBench: BenchModule = {
         await timedLoops(CLIENTS, WARMUP_SECONDS, post);
         await pool.query('ANALYZE');
         const cpu0 = childCpuSeconds(svc.child.pid);
+        const pg0 = await postgresCpuSeconds(pool);
         const api = await timedLoops(CLIENTS, SECONDS, post);
         const cpu1 = childCpuSeconds(svc.child.pid);
+        const pg1 = await postgresCpuSeconds(pool);
         if (errors > 0) ctx.log(`${errors} POSTs did not answer 202`);
         const ratio = api.perSecond / raw.perSecond;
         return [
@@ -78,8 +94,19 @@ export const jobsApiBench: BenchModule = {
           },
           { name: 'POST /v1/jobs latency p50', value: percentile(api.latencies, 50), unit: 'ms', baselineName: 'raw INSERT p50', baseline: percentile(raw.latencies, 50) },
           { name: 'POST /v1/jobs latency p99', value: percentile(api.latencies, 99), unit: 'ms', baselineName: 'raw INSERT p99', baseline: percentile(raw.latencies, 99) },
-          // Where the time goes: the service's own CPU per accepted job (Linux only).
+          // Where the time goes (Linux, local server only): the service's own CPU per accepted job, and Postgres's.
           ...(cpu0 === undefined || cpu1 === undefined ? [] : [{ name: 'service CPU per accepted job', value: ((cpu1 - cpu0) * 1e6) / api.count, unit: 'µs' }]),
+          ...(pg0 === undefined || pg1 === undefined || rawPg0 === undefined || rawPg1 === undefined
+            ? []
+            : [
+                {
+                  name: 'Postgres CPU per accepted job',
+                  value: ((pg1 - pg0) * 1e6) / api.count,
+                  unit: 'µs',
+                  baselineName: 'Postgres CPU per raw INSERT',
+                  baseline: ((rawPg1 - rawPg0) * 1e6) / raw.count,
+                },
+              ]),
         ];
       } finally {
         await http.close();
