@@ -280,6 +280,7 @@ export class Dispatcher {
       } else i++;
     }
     if (stale.length > 0) {
+      this.#metrics.givenBack.inc(stale.length);
       void this.#release(stale)
         .then(() => this.wake())
         .catch((err: unknown) => this.#o.log.warn({ err }, 'webhook dispatcher: giving back deliveries buffered too long failed; their leases will expire'));

@@ -26,6 +26,16 @@ export function webhookMetrics(registry: Registry) {
           registers: [registry],
         }),
     ),
+    givenBack: once(
+      registry,
+      'longhaul_webhook_given_back_total',
+      () =>
+        new client.Counter({
+          name: 'longhaul_webhook_given_back_total',
+          help: 'Claimed deliveries given back unstarted because they waited in the buffer too long for a slot',
+          registers: [registry],
+        }),
+    ),
     dead: once(registry, 'longhaul_webhook_dead_total', () => new client.Counter({ name: 'longhaul_webhook_dead_total', help: 'Deliveries that went DEAD', registers: [registry] })),
     firstAttemptLag: once(
       registry,
