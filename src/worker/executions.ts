@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
-import { bossDb, type Queryable } from '../db/pool.ts';
+import { bossDb, type PipelinedQuery, type Queryable } from '../db/pool.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import type { Json } from './sdk.ts';
 
@@ -61,6 +61,24 @@ export async function completeExecution(boss: PgBoss, db: Queryable, a: Pick<Exe
 /** Completes many executions in one statement (each fenced to the attempt fetched). */
 export async function completeExecutions(boss: PgBoss, db: Queryable, attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>): Promise<void> {
   await boss.complete(QUEUES.jobs, attempts.map((a) => ({ id: a.id, retryCount: a.retryCount })), null, { db: bossDb(db) });
+}
+
+/**
+ * pg-boss's own statement completing these executions, as completeExecutions would run it, captured
+ * through the `db` option without running it: a statement for a pipelined transaction. Undefined if
+ * pg-boss did not issue exactly one statement.
+ */
+export async function completeExecutionsQuery(boss: PgBoss, attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>): Promise<PipelinedQuery | undefined> {
+  const captured: PipelinedQuery[] = [];
+  const capture = {
+    executeSql: async (text: string, values: unknown[] = []) => {
+      captured.push({ text, values });
+      // The answer pg-boss reads from its settle statements: the count and ids settled.
+      return { rows: [{ count: '0', ids: [] }] };
+    },
+  };
+  await boss.complete(QUEUES.jobs, attempts.map((a) => ({ id: a.id, retryCount: a.retryCount })), null, { db: capture });
+  return captured.length === 1 ? captured[0] : undefined;
 }
 
 /** Fails an execution so that pg-boss retries it with backoff (or dead-letters it when out of retries). */

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import client from 'prom-client';
-import { withTransaction, type Pool, type Queryable } from '../db/pool.ts';
+import { createPipelinePool, pipelinedTransaction, withTransaction, type Pool, type Queryable } from '../db/pool.ts';
 import { announcement, JobEventsPublisher } from '../jobs/events-publisher.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
@@ -22,6 +22,7 @@ import type { Registry } from '../observability/metrics.ts';
 import {
   completeExecution,
   completeExecutions,
+  completeExecutionsQuery,
   deadLetterExecution,
   failExecution,
   sendExecution,
@@ -32,7 +33,10 @@ import { LazyTransaction } from './lazy-transaction.ts';
 import { DEFAULT_BACKOFF, DEFAULT_CHUNK_SIZE, type AnyJobType, type Json, type JobContext, type JobTypeDefinition } from './sdk.ts';
 import {
   claimWithCheckpoint,
+  completeAllQuery,
+  completedSeqs,
   completeWithCheckpoint,
+  COMPLETE_REFUSED,
   lockJob,
   peekJobs,
   refusalReason,
@@ -69,6 +73,8 @@ const POLL_INTERVAL_MS = 500;
 const TYPE_BUSY_DELAY_SECONDS = 1;
 /** Pause before reconnecting the LISTEN connection after it broke. */
 const LISTEN_RECONNECT_MS = 1000;
+/** Connections of the pipelining pool (group commits run one batch at a time; one spare for a broken one). */
+const PIPELINE_POOL_MAX = 2;
 /** What stop() keeps for the last commits after it aborts steps that did not finish in time. */
 const SHUTDOWN_MARGIN_MS = 2000;
 
@@ -110,6 +116,8 @@ export class WorkerRuntime {
   readonly #checkpoints: GroupCommit<CheckpointWrite, number | undefined>;
   readonly #claims: GroupCommit<ClaimWithCheckpoint, EventPair | undefined>;
   readonly #completions: GroupCommit<CompleteWithCheckpoint & { attempt: ExecutionAttempt }, EventPair | undefined>;
+  /** Pipelining connections for the group-committed completions (opened by start()). */
+  #pipeline: Pool | undefined;
   #stopping = false;
   #draining = false;
   #wake: (() => void) | undefined;
@@ -140,16 +148,17 @@ export class WorkerRuntime {
       const seqs = await claimWithCheckpoint(this.#pool, claims, { owner: this.#owner, seconds: this.#opts.leaseSeconds });
       return claims.map((c) => seqs.get(c.jobId));
     }, GROUP_MAX);
-    this.#completions = new GroupCommit(
-      (jobs) =>
-        withTransaction(this.#pool, async (c) => {
-          const seqs = await completeWithCheckpoint(c, jobs);
-          const done = jobs.filter((j) => seqs.has(j.jobId));
+    this.#completions = new GroupCommit(async (jobs) => {
+      const seqs =
+        (await this.#completeAllPipelined(jobs)) ??
+        (await withTransaction(this.#pool, async (c) => {
+          const completed = await completeWithCheckpoint(c, jobs);
+          const done = jobs.filter((j) => completed.has(j.jobId));
           if (done.length > 0) await completeExecutions(this.#boss, c, done.map((j) => j.attempt));
-          return jobs.map((j) => seqs.get(j.jobId));
-        }),
-      GROUP_MAX,
-    );
+          return completed;
+        }));
+      return jobs.map((j) => seqs.get(j.jobId));
+    }, GROUP_MAX);
     const r = deps.metrics;
     this.#metrics = {
       steps: new client.Counter({ name: 'longhaul_job_steps_total', help: 'Job steps (start, chunks, finish) run', labelNames: ['type', 'outcome'], registers: [r] }),
@@ -176,6 +185,7 @@ export class WorkerRuntime {
       `SELECT 'pgboss_' || left(encode(sha224('pgboss'::bytea), 'hex'), 24) AS ch`,
     );
     this.#bossChannel = rows[0]?.ch ?? '';
+    this.#pipeline = createPipelinePool(databaseUrl, PIPELINE_POOL_MAX, 'longhaul-worker-commit');
     await this.#listen(databaseUrl);
     this.#loop = this.#fetchLoop();
   }
@@ -198,6 +208,8 @@ export class WorkerRuntime {
     this.#listener = undefined;
     await l?.end().catch(() => undefined);
     await this.#events.flush();
+    await this.#pipeline?.end().catch(() => undefined);
+    this.#pipeline = undefined;
   }
 
   // ---- fetching ------------------------------------------------------------------------------
@@ -558,6 +570,26 @@ export class WorkerRuntime {
     if (seqs === undefined) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
     this.#events.publish(...seqs.map((s) => announcement(row.id, s)));
     this.#metrics.executions.inc({ outcome: 'completed' });
+  }
+
+  /**
+   * Completions of jobs whose last step wrote nothing, in one round trip: BEGIN, completeAllQuery,
+   * pg-boss's complete of their executions and COMMIT, pipelined. pg-boss's statement is sent before
+   * ours answers, so ours applies to every job or fails and rolls all back; undefined then (and before
+   * start()), and the caller completes them job by job, each as its fence allows.
+   */
+  async #completeAllPipelined(jobs: Array<CompleteWithCheckpoint & { attempt: ExecutionAttempt }>): Promise<Map<string, EventPair> | undefined> {
+    const pipeline = this.#pipeline;
+    if (pipeline === undefined) return undefined;
+    const boss = await completeExecutionsQuery(this.#boss, jobs.map((j) => j.attempt));
+    if (boss === undefined) return undefined;
+    try {
+      const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), boss]);
+      return completedSeqs(rows ?? []);
+    } catch (err) {
+      if ((err as { code?: unknown }).code === COMPLETE_REFUSED) return undefined;
+      throw err;
+    }
   }
 
   /** Ends this execution at a chunk boundary and sends the next one, which continues from the checkpoint. */

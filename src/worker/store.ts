@@ -3,7 +3,7 @@
  * and the fenced checkpoint. Every write by a running execution names its lease token, so a worker
  * that lost its lease (paused, partitioned, presumed dead) changes nothing.
  */
-import type { Queryable } from '../db/pool.ts';
+import type { PipelinedQuery, Queryable } from '../db/pool.ts';
 import { STATUS_EVENT_DATA_SQL } from '../jobs/repository.ts';
 import { outboxInsertSql } from '../webhooks/outbox.ts';
 import { GroupCommit } from './group-commit.ts';
@@ -22,6 +22,7 @@ const STATEMENTS = {
   checkpointOne: 'longhaul_worker_checkpoint',
   claimStart: 'longhaul_worker_claim_start',
   complete: 'longhaul_worker_complete',
+  completeAll: 'longhaul_worker_complete_all',
 } as const;
 
 /** The data of a `progress` event, from the jobs row after its update. */
@@ -272,8 +273,38 @@ export interface CompleteWithCheckpoint {
  * from the map was refused.
  */
 export async function completeWithCheckpoint(db: Queryable, jobs: CompleteWithCheckpoint[]): Promise<Map<string, EventPair>> {
-  const { rows } = await db.query<{ id: string; seq: number }>({
-    name: STATEMENTS.complete,
+  const { rows } = await db.query<{ id: string; seq: number }>(completeQuery(jobs, false));
+  return new Map(rows.map((r) => [r.id, [r.seq - 1, r.seq]]));
+}
+
+/**
+ * completeWithCheckpoint as one statement of a pipelined transaction, whose next statements are sent
+ * before it answers: unless it completes every job, it fails (SQLSTATE COMPLETE_REFUSED) and so rolls
+ * the transaction back. Read its rows with completedSeqs.
+ */
+export function completeAllQuery(jobs: CompleteWithCheckpoint[]): PipelinedQuery {
+  return completeQuery(jobs, true);
+}
+
+/** The SQLSTATE of completeAllQuery when a job was refused (sql/012). */
+export const COMPLETE_REFUSED = 'LH002';
+
+/** Each completed job's two event seqs, from the rows of completeAllQuery. */
+export function completedSeqs(rows: unknown[]): Map<string, EventPair> {
+  // bigint[] arrives as strings (only scalar int8 has a number parser, src/db/pool.ts).
+  const row = rows[0] as { ids: string[] | null; seqs: string[] | null } | undefined;
+  const ids = row?.ids ?? [];
+  const seqs = (row?.seqs ?? []).map(Number);
+  return new Map(ids.map((id, i) => [id, [(seqs[i] ?? 0) - 1, seqs[i] ?? 0]]));
+}
+
+function completeQuery(jobs: CompleteWithCheckpoint[], requireAll: boolean): PipelinedQuery {
+  // All or nothing: one row always (an aggregate), so the count is checked even when nothing applied.
+  const answer = requireAll
+    ? `SELECT longhaul_require_count($7, count(*)::int) AS n, array_agg(id) AS ids, array_agg(event_seq) AS seqs FROM u`
+    : `SELECT id, event_seq AS seq FROM u`;
+  return {
+    name: requireAll ? STATEMENTS.completeAll : STATEMENTS.complete,
     text: `WITH c AS (
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::jsonb[])
          AS c(id, token, cursor, state, processed, result)),
@@ -290,7 +321,7 @@ export async function completeWithCheckpoint(db: Queryable, jobs: CompleteWithCh
        UNION ALL
        SELECT id, event_seq, 'status', ${STATUS_EVENT_DATA_SQL} FROM u),
      webhooks AS (${outboxInsertSql('u')})
-     SELECT id, event_seq AS seq FROM u`,
+     ${answer}`,
     values: [
       jobs.map((j) => j.jobId),
       jobs.map((j) => j.token),
@@ -298,9 +329,9 @@ export async function completeWithCheckpoint(db: Queryable, jobs: CompleteWithCh
       jobs.map((j) => JSON.stringify(j.state)),
       jobs.map((j) => j.processed),
       jobs.map((j) => JSON.stringify(j.result)),
+      ...(requireAll ? [jobs.length] : []),
     ],
-  });
-  return new Map(rows.map((r) => [r.id, [r.seq - 1, r.seq]]));
+  };
 }
 
 /** Why a fenced write was refused: the lease is gone, or a cancel was requested (lease still ours). */

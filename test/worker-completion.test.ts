@@ -1,0 +1,95 @@
+/**
+ * The worker's pipelined completion (BEGIN, the jobs statement, pg-boss's complete, COMMIT in one round
+ * trip): it completes every job of a batch and each one's execution together, or, when any job of the
+ * batch is refused by its fence, changes nothing at all (the runtime then settles the batch job by job).
+ */
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { PgBoss } from 'pg-boss';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPipelinePool, pipelinedTransaction } from '../src/db/pool.ts';
+import { QUEUES } from '../src/jobs/queues.ts';
+import { createTenant } from '../src/tenants/repository.ts';
+import { completeExecutionsQuery, type ExecutionData } from '../src/worker/executions.ts';
+import { COMPLETE_REFUSED, completeAllQuery, completedSeqs, type CompleteWithCheckpoint } from '../src/worker/store.ts';
+import { createTestDatabase, type TestDatabase } from './support/db.ts';
+
+let db: TestDatabase;
+let pool: pg.Pool;
+let pipeline: pg.Pool;
+let boss: PgBoss;
+let tenantId: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  pool = new pg.Pool({ connectionString: db.url, max: 3 });
+  pipeline = createPipelinePool(db.url, 1, 'test-pipeline');
+  boss = new PgBoss({ connectionString: db.url, supervise: false, schedule: false });
+  await boss.start();
+  tenantId = (await createTenant(pool, 'completion')).id;
+});
+afterAll(async () => {
+  await boss.stop({ graceful: false });
+  await pipeline.end();
+  await pool.end();
+  await db.drop();
+});
+
+/** `n` RUNNING jobs, each leased and with its execution fetched from pg-boss (active). */
+async function runningJobs(n: number): Promise<Array<CompleteWithCheckpoint & { attempt: { id: string; retryCount: number } }>> {
+  const jobs = [];
+  for (let i = 0; i < n; i++) {
+    const id = randomUUID();
+    const token = randomUUID();
+    await pool.query(
+      `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts, lease_token, lease_expires_at, event_seq)
+       VALUES ($1, $2, 'synthetic', 'RUNNING', '{}', 3, $3, now() + interval '1 minute', 2)`,
+      [id, tenantId, token],
+    );
+    await boss.send(QUEUES.jobs, { jobId: id } satisfies ExecutionData, { id });
+    jobs.push({ jobId: id, token, cursor: 1, state: { done: 1 }, processed: 1, result: { chunks: 1 }, attempt: { id, retryCount: 0 } });
+  }
+  const fetched = await boss.fetch<ExecutionData>(QUEUES.jobs, { batchSize: n });
+  expect(fetched.map((f) => f.id).sort()).toEqual(jobs.map((j) => j.jobId).sort());
+  return jobs;
+}
+
+async function states(ids: string[]): Promise<Array<{ status: string; execution: string; events: number }>> {
+  const { rows } = await pool.query<{ status: string; execution: string; events: number }>(
+    `SELECT j.status, b.state AS execution, (SELECT count(*)::int FROM job_events e WHERE e.job_id = j.id) AS events
+       FROM jobs j JOIN pgboss.job b ON b.id = j.id AND b.name = $2 WHERE j.id = ANY($1::uuid[]) ORDER BY j.id`,
+    [ids, QUEUES.jobs],
+  );
+  return rows;
+}
+
+describe('pipelined completion', () => {
+  it('completes every job, its events and its execution in one transaction', async () => {
+    const jobs = await runningJobs(3);
+    const bossComplete = await completeExecutionsQuery(boss, jobs.map((j) => j.attempt));
+    if (bossComplete === undefined) throw new Error('pg-boss complete was not one statement');
+    const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), bossComplete]);
+    const seqs = completedSeqs(rows ?? []);
+    expect([...seqs.keys()].sort()).toEqual(jobs.map((j) => j.jobId).sort());
+    for (const s of seqs.values()) expect(s).toEqual([3, 4]);
+    expect(await states(jobs.map((j) => j.jobId))).toEqual(jobs.map(() => ({ status: 'COMPLETED', execution: 'completed', events: 2 })));
+  });
+
+  it('changes nothing when one job of the batch is refused by its fence', async () => {
+    const jobs = await runningJobs(3);
+    const refused = jobs[1];
+    if (refused === undefined) throw new Error('no job');
+    await pool.query('UPDATE jobs SET cancel_requested_at = now() WHERE id = $1', [refused.jobId]);
+    const bossComplete = await completeExecutionsQuery(boss, jobs.map((j) => j.attempt));
+    if (bossComplete === undefined) throw new Error('pg-boss complete was not one statement');
+    const err = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), bossComplete]).catch((e: unknown) => e);
+    expect((err as { code?: unknown }).code).toBe(COMPLETE_REFUSED);
+    expect(await states(jobs.map((j) => j.jobId))).toEqual(jobs.map(() => ({ status: 'RUNNING', execution: 'active', events: 0 })));
+    // The connection is usable again after the rolled-back pipeline.
+    const again = jobs.filter((j) => j !== refused);
+    const q = await completeExecutionsQuery(boss, again.map((j) => j.attempt));
+    if (q === undefined) throw new Error('pg-boss complete was not one statement');
+    const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(again), q]);
+    expect(completedSeqs(rows ?? []).size).toBe(2);
+  });
+});
