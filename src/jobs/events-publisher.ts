@@ -9,7 +9,9 @@
  * when idle, and while one statement is in flight the next batch collects.
  *
  * The `job_events` row is the durable record and commits with the change; the announcement only
- * tells readers to look. One lost to a crash between the commit and the announcement (or to a failed
+ * tells readers to look. Readers read a job's events by sequence up to the highest seq announced
+ * (src/realtime/hub.ts), so of the announcements of one job that wait together only the highest is
+ * sent (a tiny job's claim and completion announce four events; this sends one or two). One lost to a crash between the commit and the announcement (or to a failed
  * send) is found by readers reading `job_events` by sequence (the realtime hub's catch-up).
  */
 import type { Queryable } from '../db/pool.ts';
@@ -27,7 +29,8 @@ export function announcement(jobId: string, seq: number): string {
 export class JobEventsPublisher {
   readonly #db: Queryable;
   readonly #log: Logger;
-  #pending: string[] = [];
+  /** Job id → the highest seq waiting to be announced. */
+  #pending = new Map<string, number>();
   #sending: Promise<void> | undefined;
 
   constructor(db: Queryable, log: Logger) {
@@ -38,7 +41,12 @@ export class JobEventsPublisher {
   /** Queues announcements of events that have committed; they are sent without waiting. */
   publish(...payloads: string[]): void {
     if (payloads.length === 0) return;
-    this.#pending.push(...payloads);
+    for (const p of payloads) {
+      const sep = p.lastIndexOf(':');
+      const jobId = p.slice(0, sep);
+      const seq = Number(p.slice(sep + 1));
+      if (!((this.#pending.get(jobId) ?? -Infinity) >= seq)) this.#pending.set(jobId, seq);
+    }
     this.#sending ??= this.#send();
   }
 
@@ -50,8 +58,13 @@ export class JobEventsPublisher {
   async #send(): Promise<void> {
     // Let the announcements published in this same tick join the first statement.
     await Promise.resolve();
-    while (this.#pending.length > 0) {
-      const batch = this.#pending.splice(0, MAX_BATCH);
+    while (this.#pending.size > 0) {
+      const batch: string[] = [];
+      for (const [jobId, seq] of this.#pending) {
+        if (batch.length === MAX_BATCH) break;
+        batch.push(announcement(jobId, seq));
+        this.#pending.delete(jobId);
+      }
       try {
         await this.#db.query('SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p', [JOB_EVENTS_CHANNEL, batch]);
       } catch (err) {
