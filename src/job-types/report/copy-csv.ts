@@ -54,8 +54,9 @@ export class CopyCsvLines implements Submittable {
   }
 
   handleReadyForQuery(): void {
-    this.#blocks.push(this.#block.subarray(0, this.#at));
-    this.#resolve(Buffer.concat(this.#blocks));
+    const last = this.#block.subarray(0, this.#at);
+    // Most chunks fit in one block: then no second copy.
+    this.#resolve(this.#blocks.length === 0 ? last : Buffer.concat([...this.#blocks, last]));
   }
 
   /** pg's one failure path (an error from the server or the connection); no ReadyForQuery follows. */
