@@ -306,7 +306,9 @@ export class WorkerRuntime {
     const token = randomUUID();
     const lease = this.#opts.leaseSeconds;
     let leased = false;
-    let log = this.#log.child({ job_id: jobId });
+    // Child loggers cost a few µs each (redaction setup): the job's is made when first needed.
+    let log: Logger | undefined;
+    const jobLog = (): Logger => (log ??= this.#log.child({ job_id: jobId }));
     const heartbeat = setInterval(() => {
       if (leased) {
         renewLease(this.#pool, jobId, token, lease).then(
@@ -314,10 +316,10 @@ export class WorkerRuntime {
             if (r === undefined) controller.abort(new JobStopped('lease-lost'));
             else if (r.cancelRequested) controller.abort(new JobStopped('cancelled'));
           },
-          (err: unknown) => log.warn({ err }, 'lease renewal failed'),
+          (err: unknown) => jobLog().warn({ err }, 'lease renewal failed'),
         );
       }
-      this.#boss.touch(QUEUES.jobs, { id: attempt.id, retryCount: attempt.retryCount }).catch((err: unknown) => log.warn({ err }, 'pg-boss heartbeat failed'));
+      this.#boss.touch(QUEUES.jobs, { id: attempt.id, retryCount: attempt.retryCount }).catch((err: unknown) => jobLog().warn({ err }, 'pg-boss heartbeat failed'));
     }, (lease * 1000) / 3);
     try {
       const started = await this.#claimWithStart(j, attempt, token, controller.signal);
@@ -330,14 +332,15 @@ export class WorkerRuntime {
       entry.type = type.name;
       // #claimWithStart keeps the slot it reserved for the type.
       if (!('row' in started)) this.#typeCounts.set(type.name, (this.#typeCounts.get(type.name) ?? 0) + 1);
-      log = this.#log.child({ job_id: jobId, type: type.name, attempt: row.attempts });
+      const stepLog = 'log' in claimed ? claimed.log : this.#log.child({ job_id: jobId, type: type.name, attempt: row.attempts });
+      log = stepLog;
       try {
         if (row.cancel_requested) throw new JobStopped('cancelled');
         // start() already ran for this attempt and threw: that is the attempt's outcome.
         if ('error' in started && row.checkpoint_at === null) throw started.error;
-        await this.#run(row, type, token, attempt, controller.signal, log);
+        await this.#run(row, type, token, attempt, controller.signal, stepLog);
       } catch (err) {
-        await this.#onStop(err, controller.signal, { row, type, token, attempt, log });
+        await this.#onStop(err, controller.signal, { row, type, token, attempt, log: stepLog });
       }
     } finally {
       clearInterval(heartbeat);
@@ -358,7 +361,7 @@ export class WorkerRuntime {
     attempt: ExecutionAttempt,
     token: string,
     signal: AbortSignal,
-  ): Promise<{ row: ClaimRow; type: AnyJobType } | { error: unknown } | Record<string, never>> {
+  ): Promise<{ row: ClaimRow; type: AnyJobType; log: Logger } | { error: unknown } | Record<string, never>> {
     const jobId = j.data.jobId;
     const seen = await this.#peeks.submit(jobId).catch(() => undefined);
     if (seen === undefined || seen.status !== 'PENDING' || seen.checkpoint_at !== null || seen.execution !== attempt.id || seen.lease_live || seen.cancel_requested) return {};
@@ -398,7 +401,7 @@ export class WorkerRuntime {
       this.#metrics.checkpoint.observe({ type: type.name }, (performance.now() - t0) / 1000);
       this.#metrics.steps.inc({ type: type.name, outcome: 'start' });
       this.#events.publish(...seqs.map((q) => announcement(jobId, q)));
-      return { row: { ...row, total, checkpoint_cursor: cursor, checkpoint_state: s.state, checkpoint_at: new Date() }, type };
+      return { row: { ...row, total, checkpoint_cursor: cursor, checkpoint_state: s.state, checkpoint_at: new Date() }, type, log };
     } catch (err) {
       // The claim's statements failed (e.g. a lost connection): the locked claim tries again.
       release();
