@@ -255,10 +255,10 @@ describe('CopyCsvLines', () => {
     const c = await pool.connect();
     try {
       const ok = c.query(new CopyCsvLines(`COPY (SELECT i, 'a' || chr(10) || 'b', NULL, '' FROM generate_series(1, 3) i) TO STDOUT (FORMAT csv)`));
-      expect((await ok.done).toString()).toBe('1,"a\nb",,""\r\n2,"a\nb",,""\r\n3,"a\nb",,""\r\n');
+      expect((await ok.done).lines.toString()).toBe('1,"a\nb",,""\r\n2,"a\nb",,""\r\n3,"a\nb",,""\r\n');
       // More than one block's worth (1 MB).
       const big = c.query(new CopyCsvLines(`COPY (SELECT i, repeat('x', 1000) FROM generate_series(1, 3000) i) TO STDOUT (FORMAT csv)`));
-      expect((await big.done).toString()).toBe(Array.from({ length: 3000 }, (_, i) => `${i + 1},${'x'.repeat(1000)}\r\n`).join(''));
+      expect((await big.done).lines.toString()).toBe(Array.from({ length: 3000 }, (_, i) => `${i + 1},${'x'.repeat(1000)}\r\n`).join(''));
       // The second row fails after the first was sent; the connection stays usable.
       const bad = c.query(new CopyCsvLines('COPY (SELECT 1 / (2 - i) FROM generate_series(1, 3) i) TO STDOUT (FORMAT csv)'));
       await expect(bad.done).rejects.toThrow(/division by zero/);

@@ -10,7 +10,7 @@
  * what the job wrote, and a read ahead that is never taken is simply dropped.
  */
 import type pg from 'pg';
-import { CopyCsvLines } from './copy-csv.ts';
+import { BlockPool, CopyCsvLines, type CsvLines } from './copy-csv.ts';
 
 /** A chunk's SQL: the values to set first, the aggregate query and the COPY of the same rows. */
 export interface ChunkSql {
@@ -37,12 +37,15 @@ export interface ChunkRead<Row> {
   rows: Row[];
   /** The rows' CSV lines, CRLF-ended (when asked for). */
   csv: Buffer | undefined;
+  /** Call once `csv` has been written out: its memory is reused for a later chunk. */
+  release: () => void;
 }
 
 export class ChunkReader<Row extends Record<string, unknown>> {
   readonly #pool: () => pg.Pool;
   /** Reads started ahead, by job id, with the SQL they read. */
   readonly #ahead = new Map<string, { sql: string; read: Promise<ChunkRead<Row>> }>();
+  readonly #blocks = new BlockPool();
   /** Connections are taken two at a time under this lock, so readers never each hold one and wait for a second. */
   #taking: Promise<unknown> = Promise.resolve();
 
@@ -81,11 +84,11 @@ export class ChunkReader<Row extends Record<string, unknown>> {
       await a.query(BEGIN);
       const { rows: exported } = await a.query<{ snapshot: string }>({ text: `${sql.set.text}, pg_export_snapshot() AS snapshot`, values: sql.set.values });
       const aggregates = a.query<Row>({ text: sql.aggregates, types: TEXT_TYPES });
-      const lines = b === undefined ? undefined : copyIn(b, exported[0]?.snapshot ?? '', sql);
+      const lines = b === undefined ? undefined : copyIn(b, exported[0]?.snapshot ?? '', sql, this.#blocks);
       // The exporting transaction stays open until the COPY's has imported the snapshot (both end together here).
-      const [{ rows }, bytes] = await Promise.all([aggregates, lines]);
+      const [{ rows }, copied] = await Promise.all([aggregates, lines]);
       await Promise.all(clients.map((c) => c.query('COMMIT')));
-      return { rows, csv: bytes };
+      return { rows, csv: copied?.lines, release: copied?.release ?? (() => undefined) };
     } catch (err) {
       failed = err instanceof Error ? err : new Error(String(err));
       throw err;
@@ -117,10 +120,10 @@ function sqlKey(sql: ChunkSql, csv: boolean): string {
 }
 
 /** The COPY of the chunk's rows in the imported snapshot, read to its end, as CRLF-ended lines. */
-async function copyIn(client: pg.PoolClient, snapshot: string, sql: ChunkSql): Promise<Buffer> {
+async function copyIn(client: pg.PoolClient, snapshot: string, sql: ChunkSql, blocks: BlockPool): Promise<CsvLines> {
   if (!SNAPSHOT_ID.test(snapshot)) throw new Error(`unexpected snapshot id ${JSON.stringify(snapshot)}`);
   // One round trip: a simple query may hold both, and the snapshot is set first thing in the transaction.
   await client.query(`${BEGIN}; SET TRANSACTION SNAPSHOT '${snapshot}'`);
   await client.query(sql.set);
-  return client.query(new CopyCsvLines(sql.copy)).done;
+  return client.query(new CopyCsvLines(sql.copy, blocks)).done;
 }

@@ -250,9 +250,12 @@ export function createReportJobType(deps: ReportDeps) {
     const r = await resolve(ctx);
     if (r.source.columns.map((c) => c.name).join(',') !== prior.columns.join(',')) throw new PermanentError(`the columns of ${r.source.name} changed while the report ran`);
     const csv = wantsCsv(ctx.job.input);
-    const { rows, csv: lines } = await reader.read(ctx.job.id, chunkSql(r, cursor, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
+    const { rows, csv: lines, release } = await reader.read(ctx.job.id, chunkSql(r, cursor, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
     const { chunk, count, last } = chunkAggregates(rows, r.groupBy.length, r.metrics.length);
-    if (count === 0) return { cursor, done: true, processed: 0, state: prior };
+    if (count === 0) {
+      release();
+      return { cursor, done: true, processed: 0, state: prior };
+    }
     const done = count < ctx.chunkSize || last === prior.lastKey;
     // The next chunk's rows are read while this one's CSV is written and its checkpoint commits.
     if (!done) reader.readAhead(ctx.job.id, chunkSql(r, last, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
@@ -262,7 +265,11 @@ export function createReportJobType(deps: ReportDeps) {
       // In place at the checkpointed end, durable before the checkpoint that counts it commits; a redo of
       // this chunk writes the same bytes at the same offset. The first chunk writes the header too.
       const bytes = prior.csvBytes === 0 ? Buffer.concat([Buffer.from(csvLine(prior.columns)), lines]) : lines;
-      await storage.writeAt(csvKey(ctx.job.id), prior.csvBytes, bytes, { durable });
+      try {
+        await storage.writeAt(csvKey(ctx.job.id), prior.csvBytes, bytes, { durable });
+      } finally {
+        release();
+      }
       state.csvBytes += bytes.length;
     }
     state.chunks++;
