@@ -97,6 +97,13 @@ interface Running {
   done: Promise<void>;
 }
 
+/**
+ * The channel pg-boss 12 announces new jobs of notify-enabled queues on (its notifyChannelSql), as a SQL
+ * expression; the worker LISTENs on it to wake at once. test/pgboss-drift.test.ts checks it against the
+ * statement pg-boss's insert() runs, so an upgrade that renames the channel fails a test, not pickup.
+ */
+export const BOSS_CHANNEL_SQL = `'pgboss_' || left(encode(sha224('pgboss'::bytea), 'hex'), 24)`;
+
 export class WorkerRuntime {
   readonly #pool: Pool;
   readonly #boss: PgBoss;
@@ -180,10 +187,7 @@ export class WorkerRuntime {
   }
 
   async start(databaseUrl: string): Promise<void> {
-    const { rows } = await this.#pool.query<{ ch: string }>(
-      // pg-boss announces new jobs of notify-enabled queues on this channel (pg-boss 12 notifyChannelSql).
-      `SELECT 'pgboss_' || left(encode(sha224('pgboss'::bytea), 'hex'), 24) AS ch`,
-    );
+    const { rows } = await this.#pool.query<{ ch: string }>(`SELECT ${BOSS_CHANNEL_SQL} AS ch`);
     this.#bossChannel = rows[0]?.ch ?? '';
     this.#pipeline = createPipelinePool(databaseUrl, PIPELINE_POOL_MAX, 'longhaul-worker-commit');
     await this.#listen(databaseUrl);
