@@ -3,10 +3,12 @@
  * does), over demo data, checked against SQL computed independently, pdftotext and the CSV's bytes.
  */
 import { execFile } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { Connection } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../src/config.ts';
 import { createPool, withTransaction, type Pool, type Queryable } from '../src/db/pool.ts';
@@ -251,6 +253,32 @@ describe('LocalStorage.writeAt', () => {
 });
 
 describe('CopyCsvLines', () => {
+  it('reads rows from messages split anywhere across socket reads, skips notices, and hands the end back to pg', async () => {
+    const msg = (code: string, body: string | Buffer) => {
+      const b = Buffer.from(body);
+      const out = Buffer.alloc(5 + b.length);
+      out.write(code, 0);
+      out.writeUInt32BE(b.length + 4, 1);
+      b.copy(out, 5);
+      return out;
+    };
+    const rows = Buffer.concat([msg('H', Buffer.from([0, 0, 2, 0, 0, 0, 0])), msg('d', '1,"a\nb"\n'), msg('N', 'a notice\0'), msg('d', '2,x\n')]);
+    const end = Buffer.concat([msg('c', ''), msg('C', 'COPY 2\0'), msg('Z', 'I')]);
+    const wire = Buffer.concat([rows, end]);
+    for (let cut = 0; cut <= wire.length; cut++) {
+      const stream = new EventEmitter();
+      const pgGot: Buffer[] = [];
+      stream.on('data', (b: Buffer) => pgGot.push(b));
+      const copy = new CopyCsvLines('COPY (…) TO STDOUT (FORMAT csv)');
+      copy.submit({ stream, query: () => undefined } as unknown as Connection);
+      stream.emit('data', wire.subarray(0, cut));
+      stream.emit('data', wire.subarray(cut));
+      copy.handleReadyForQuery();
+      expect((await copy.done).lines.toString()).toBe('1,"a\nb"\r\n2,x\r\n');
+      expect(Buffer.concat(pgGot).equals(end)).toBe(true);
+    }
+  });
+
   it('reads a COPY as CRLF-ended lines, keeps line feeds inside fields, and fails on an error mid-COPY', async () => {
     const c = await pool.connect();
     try {
