@@ -4,10 +4,11 @@
  * second imports it, so both statements see exactly the same rows; Postgres then works on both at once
  * (the COPY's text output and the aggregation use a core each) while Node only receives bytes.
  *
- * A job can start its next chunk's read ahead (`readAhead`), as soon as it knows where that chunk begins,
- * so that Postgres reads it while the job writes the current chunk's CSV and commits its checkpoint; the
- * next `read` of exactly the same SQL takes it. A read is only a read: the checkpoint still counts only
- * what the job wrote, and a read ahead that is never taken is simply dropped.
+ * A read gives the aggregate rows as soon as they come (the aggregate query ends well before the COPY),
+ * and a job can start its next chunk's read ahead (`readAhead`) as soon as they tell it where that chunk
+ * begins: Postgres then reads the next chunk while this one's COPY ends, its CSV is written and its
+ * checkpoint commits; the next `read` of exactly the same SQL takes it. A read is only a read: the
+ * checkpoint still counts only what the job wrote, and a read ahead that is never taken is dropped.
  */
 import type pg from 'pg';
 import { BlockPool, CopyCsvLines, type CsvLines } from './copy-csv.ts';
@@ -34,17 +35,16 @@ const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$/i;
 const MAX_AHEAD = 4;
 
 export interface ChunkRead<Row> {
-  rows: Row[];
-  /** The rows' CSV lines, CRLF-ended (when asked for). */
-  csv: Buffer | undefined;
-  /** Call once `csv` has been written out: its memory is reused for a later chunk. */
-  release: () => void;
+  /** The aggregate query's rows; they come first. */
+  rows: Promise<Row[]>;
+  /** The rows' CSV lines, CRLF-ended (when asked for); release them once written out. */
+  csv: Promise<CsvLines | undefined>;
 }
 
 export class ChunkReader<Row extends Record<string, unknown>> {
   readonly #pool: () => pg.Pool;
   /** Reads started ahead, by job id, with the SQL they read. */
-  readonly #ahead = new Map<string, { sql: string; read: Promise<ChunkRead<Row>> }>();
+  readonly #ahead = new Map<string, { sql: string; read: ChunkRead<Row> }>();
   readonly #blocks = new BlockPool();
   /** Connections are taken two at a time under this lock, so readers never each hold one and wait for a second. */
   #taking: Promise<unknown> = Promise.resolve();
@@ -54,7 +54,7 @@ export class ChunkReader<Row extends Record<string, unknown>> {
   }
 
   /** `job`'s chunk: the read started ahead for exactly this SQL, or a new one. */
-  read(job: string, sql: ChunkSql, csv: boolean): Promise<ChunkRead<Row>> {
+  read(job: string, sql: ChunkSql, csv: boolean): ChunkRead<Row> {
     const ahead = this.#ahead.get(job);
     this.#ahead.delete(job);
     if (ahead !== undefined && ahead.sql === sqlKey(sql, csv)) return ahead.read;
@@ -64,8 +64,6 @@ export class ChunkReader<Row extends Record<string, unknown>> {
   /** Starts reading `job`'s next chunk now, for its next read() to take (replacing any earlier one of the job). */
   readAhead(job: string, sql: ChunkSql, csv: boolean): void {
     const read = this.#read(sql, csv);
-    // Dropped reads must not be unhandled rejections; read() hands the promise itself, which still rejects.
-    read.catch(() => undefined);
     this.#ahead.delete(job);
     this.#ahead.set(job, { sql: sqlKey(sql, csv), read });
     for (const oldest of this.#ahead.keys()) {
@@ -75,7 +73,24 @@ export class ChunkReader<Row extends Record<string, unknown>> {
   }
 
   /** The aggregate query's rows, and (if `csv`) the COPY output of the same rows. */
-  async #read(sql: ChunkSql, csv: boolean): Promise<ChunkRead<Row>> {
+  #read(sql: ChunkSql, csv: boolean): ChunkRead<Row> {
+    let rowsCame: (rows: Row[]) => void = () => undefined;
+    let rowsFailed: (err: unknown) => void = () => undefined;
+    const rows = new Promise<Row[]>((resolve, reject) => {
+      rowsCame = resolve;
+      rowsFailed = reject;
+    });
+    const lines = this.#both(sql, csv, rowsCame);
+    // A failure before the rows came fails them too (after, it is a no-op).
+    lines.catch(rowsFailed);
+    // Neither may be an unhandled rejection when its reader stops at the other one (or never reads);
+    // the promises handed out still reject.
+    rows.catch(() => undefined);
+    lines.catch(() => undefined);
+    return { rows, csv: lines };
+  }
+
+  async #both(sql: ChunkSql, csv: boolean, rowsCame: (rows: Row[]) => void): Promise<CsvLines | undefined> {
     const clients = await this.#take(csv ? 2 : 1);
     const [a, b] = clients;
     let failed: Error | undefined;
@@ -83,12 +98,12 @@ export class ChunkReader<Row extends Record<string, unknown>> {
       if (a === undefined) throw new Error('no connection to the report source');
       await a.query(BEGIN);
       const { rows: exported } = await a.query<{ snapshot: string }>({ text: `${sql.set.text}, pg_export_snapshot() AS snapshot`, values: sql.set.values });
-      const aggregates = a.query<Row>({ text: sql.aggregates, types: TEXT_TYPES });
+      const aggregates = a.query<Row>({ text: sql.aggregates, types: TEXT_TYPES }).then((r) => rowsCame(r.rows));
       const lines = b === undefined ? undefined : copyIn(b, exported[0]?.snapshot ?? '', sql, this.#blocks);
       // The exporting transaction stays open until the COPY's has imported the snapshot (both end together here).
-      const [{ rows }, copied] = await Promise.all([aggregates, lines]);
+      const [, copied] = await Promise.all([aggregates, lines]);
       await Promise.all(clients.map((c) => c.query('COMMIT')));
-      return { rows, csv: copied?.lines, release: copied?.release ?? (() => undefined) };
+      return copied;
     } catch (err) {
       failed = err instanceof Error ? err : new Error(String(err));
       throw err;

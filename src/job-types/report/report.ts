@@ -53,7 +53,8 @@ export type ReportState = {
 
 /**
  * Connections to the report source (the report database, or the service's own) per worker process. A
- * chunk reads on two of them at once (its aggregates and its CSV, in one snapshot).
+ * chunk reads on two of them at once (its aggregates and its CSV, in one snapshot), and a report may
+ * have two chunks' reads under way (the next one starts while this one's COPY ends).
  */
 const REPORT_POOL_MAX = 8;
 /** Idle connections to the report source close after this long. */
@@ -250,25 +251,26 @@ export function createReportJobType(deps: ReportDeps) {
     const r = await resolve(ctx);
     if (r.source.columns.map((c) => c.name).join(',') !== prior.columns.join(',')) throw new PermanentError(`the columns of ${r.source.name} changed while the report ran`);
     const csv = wantsCsv(ctx.job.input);
-    const { rows, csv: lines, release } = await reader.read(ctx.job.id, chunkSql(r, cursor, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
-    const { chunk, count, last } = chunkAggregates(rows, r.groupBy.length, r.metrics.length);
+    const read = reader.read(ctx.job.id, chunkSql(r, cursor, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
+    const { chunk, count, last } = chunkAggregates(await read.rows, r.groupBy.length, r.metrics.length);
     if (count === 0) {
-      release();
+      (await read.csv)?.release();
       return { cursor, done: true, processed: 0, state: prior };
     }
     const done = count < ctx.chunkSize || last === prior.lastKey;
-    // The next chunk's rows are read while this one's CSV is written and its checkpoint commits.
+    // The next chunk's rows are read while this one's COPY ends, its CSV is written and its checkpoint commits.
     if (!done) reader.readAhead(ctx.job.id, chunkSql(r, last, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
+    const copied = await read.csv;
     const state = structuredClone(prior);
     mergeChunk(state.agg, chunk);
-    if (lines !== undefined) {
+    if (copied !== undefined) {
       // In place at the checkpointed end, durable before the checkpoint that counts it commits; a redo of
       // this chunk writes the same bytes at the same offset. The first chunk writes the header too.
-      const bytes = prior.csvBytes === 0 ? Buffer.concat([Buffer.from(csvLine(prior.columns)), lines]) : lines;
+      const bytes = prior.csvBytes === 0 ? Buffer.concat([Buffer.from(csvLine(prior.columns)), copied.lines]) : copied.lines;
       try {
         await storage.writeAt(csvKey(ctx.job.id), prior.csvBytes, bytes, { durable });
       } finally {
-        release();
+        copied.release();
       }
       state.csvBytes += bytes.length;
     }
