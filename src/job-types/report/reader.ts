@@ -29,10 +29,13 @@ const BEGIN = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
 /** What pg_export_snapshot() returns (e.g. `00000003-0000001B-1`); checked before it is written into SET TRANSACTION SNAPSHOT. */
 const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$/i;
 /**
- * Reads ahead kept at most (one per job, the oldest dropped first): bounds what jobs that stop without
- * taking theirs (cancelled, lease lost) leave in memory, a chunk each (about 1 MB at 10,000 rows).
+ * Reads ahead a job may have under way: the next chunk, and the one after it once the next one's
+ * aggregates tell where it begins, so that reads run back to back whatever a chunk's write and checkpoint
+ * take. Each holds two connections and, once read, a chunk (about 1 MB at 10,000 rows).
  */
-const MAX_AHEAD = 4;
+const AHEAD_PER_JOB = 2;
+/** Jobs whose reads ahead are kept (the oldest dropped first): bounds what jobs that stop without taking theirs leave in memory. */
+const MAX_AHEAD_JOBS = 4;
 
 export interface ChunkRead<Row> {
   /** The aggregate query's rows; they come first. */
@@ -43,8 +46,8 @@ export interface ChunkRead<Row> {
 
 export class ChunkReader<Row extends Record<string, unknown>> {
   readonly #pool: () => pg.Pool;
-  /** Reads started ahead, by job id, with the SQL they read. */
-  readonly #ahead = new Map<string, { sql: string; read: ChunkRead<Row> }>();
+  /** Reads started ahead, by job id, in the order they were started, with the SQL they read. */
+  readonly #ahead = new Map<string, Array<{ sql: string; read: ChunkRead<Row> }>>();
   readonly #blocks = new BlockPool();
   /** Connections are taken two at a time under this lock, so readers never each hold one and wait for a second. */
   #taking: Promise<unknown> = Promise.resolve();
@@ -53,23 +56,36 @@ export class ChunkReader<Row extends Record<string, unknown>> {
     this.#pool = pool;
   }
 
-  /** `job`'s chunk: the read started ahead for exactly this SQL, or a new one. */
+  /**
+   * `job`'s chunk: the read started ahead for exactly this SQL, or a new one. Reads ahead started before
+   * the one taken are for chunks already past, and a chunk not read ahead (a redo) drops them all.
+   */
   read(job: string, sql: ChunkSql, csv: boolean): ChunkRead<Row> {
-    const ahead = this.#ahead.get(job);
-    this.#ahead.delete(job);
-    if (ahead !== undefined && ahead.sql === sqlKey(sql, csv)) return ahead.read;
-    return this.#read(sql, csv);
+    const key = sqlKey(sql, csv);
+    const queue = this.#ahead.get(job) ?? [];
+    const at = queue.findIndex((a) => a.sql === key);
+    const rest = at < 0 ? [] : queue.slice(at + 1);
+    if (rest.length > 0) this.#ahead.set(job, rest);
+    else this.#ahead.delete(job);
+    return queue[at]?.read ?? this.#read(sql, csv);
   }
 
-  /** Starts reading `job`'s next chunk now, for its next read() to take (replacing any earlier one of the job). */
-  readAhead(job: string, sql: ChunkSql, csv: boolean): void {
+  /** Starts reading one of `job`'s next chunks now, unless that read is under way already, for a later read() to take. */
+  readAhead(job: string, sql: ChunkSql, csv: boolean): ChunkRead<Row> {
+    const key = sqlKey(sql, csv);
+    const queue = this.#ahead.get(job) ?? [];
+    const started = queue.find((a) => a.sql === key);
+    if (started !== undefined) return started.read;
     const read = this.#read(sql, csv);
+    queue.push({ sql: key, read });
+    while (queue.length > AHEAD_PER_JOB) queue.shift();
     this.#ahead.delete(job);
-    this.#ahead.set(job, { sql: sqlKey(sql, csv), read });
+    this.#ahead.set(job, queue);
     for (const oldest of this.#ahead.keys()) {
-      if (this.#ahead.size <= MAX_AHEAD) break;
+      if (this.#ahead.size <= MAX_AHEAD_JOBS) break;
       this.#ahead.delete(oldest);
     }
+    return read;
   }
 
   /** The aggregate query's rows, and (if `csv`) the COPY output of the same rows. */

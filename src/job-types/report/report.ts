@@ -258,8 +258,18 @@ export function createReportJobType(deps: ReportDeps) {
       return { cursor, done: true, processed: 0, state: prior };
     }
     const done = count < ctx.chunkSize || last === prior.lastKey;
-    // The next chunk's rows are read while this one's COPY ends, its CSV is written and its checkpoint commits.
-    if (!done) reader.readAhead(ctx.job.id, chunkSql(r, last, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
+    if (!done) {
+      // The next chunk's rows are read while this one's COPY ends, its CSV is written and its checkpoint
+      // commits; and the one after it as soon as the next one's aggregates tell where it begins, so reads
+      // run back to back whatever the writes and checkpoints take. Reads only: checkpoints are unchanged.
+      const lastKey = prior.lastKey;
+      const sqlFrom = (from: string | null) => chunkSql(r, from, lastKey, prior.agg.histogram, ctx.chunkSize);
+      const next = reader.readAhead(ctx.job.id, sqlFrom(last), csv);
+      void next.rows.then((rows) => {
+        const after = chunkAggregates(rows, r.groupBy.length, r.metrics.length);
+        if (after.count === ctx.chunkSize && after.last !== lastKey) reader.readAhead(ctx.job.id, sqlFrom(after.last), csv);
+      }, () => undefined);
+    }
     const copied = await read.csv;
     const state = structuredClone(prior);
     mergeChunk(state.agg, chunk);
