@@ -8,8 +8,9 @@
  * `COPY … TO STDOUT (FORMAT csv)` of the same rows gives their CSV lines, written into report.csv at the
  * byte offset the last checkpoint recorded and fdatasynced before the checkpoint commits; a redone chunk
  * writes the same bytes at the same offset, so the CSV never duplicates rows. Node never parses a row.
- * The next chunk's read starts as soon as this chunk's last key is known, so Postgres reads it while this
- * chunk's CSV is written and its checkpoint commits (the checkpoint still counts only what was written).
+ * The next chunk's read starts as soon as this chunk's aggregates give its last key, and the one after it
+ * as soon as the next one's do, so Postgres reads on while chunks are written and checkpointed (a
+ * checkpoint still counts only what was written).
  * finish: cuts the CSV at the checkpointed end, draws the PDF from the aggregates, records both as
  * artifacts and returns signed download links.
  */
