@@ -4,44 +4,16 @@
  * jsonb column at 16 connections, on the same database in the same run. Also the POST's p50/p99.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { Pool as HttpPool } from 'undici';
 import { createTenant } from '../src/tenants/repository.ts';
 import { percentile, type BenchModule } from './harness.ts';
-import { startChildService, timedLoops } from './support.ts';
+import { cpuBetween, postgresCpu, processCpuSeconds, startChildService, timedLoops } from './support.ts';
 
 const CLIENTS = 16;
 const SECONDS = 5;
 const WARMUP_SECONDS = 1;
-/** USER_HZ: Linux reports process CPU times in ticks of 1/100 s on every mainstream architecture. */
-const CLOCK_TICKS_PER_SECOND = 100;
 const BODY = { type: 'synthetic', input: { chunks: 1, chunk_ms: 0 }, metadata: { source: 'bench' } };
-
-/** CPU seconds (user + system) a process has used so far, from /proc; undefined where there is no /proc. */
-function childCpuSeconds(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime are fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second on Linux).
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
-  } catch {
-    return undefined;
-  }
-}
-
-/** CPU seconds all of the server's processes (backends, WAL writer, …) have used so far; undefined unless they are local. */
-async function postgresCpuSeconds(pool: pg.Pool): Promise<number | undefined> {
-  const { rows } = await pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity');
-  let total = 0;
-  for (const { pid } of rows) {
-    const s = childCpuSeconds(pid);
-    if (s === undefined) return undefined;
-    total += s;
-  }
-  return total;
-}
 
 export const jobsApiBench: BenchModule = {
   title: 'jobs API: POST /v1/jobs vs raw INSERT',
@@ -53,9 +25,9 @@ export const jobsApiBench: BenchModule = {
       await pool.query('CREATE TABLE bench_raw (id bigserial PRIMARY KEY, payload jsonb NOT NULL)');
       const payload = JSON.stringify(BODY);
       await timedLoops(CLIENTS, WARMUP_SECONDS, async () => void (await pool.query('INSERT INTO bench_raw (payload) VALUES ($1)', [payload])));
-      const rawPg0 = await postgresCpuSeconds(pool);
+      const rawPg0 = await postgresCpu(pool);
       const raw = await timedLoops(CLIENTS, SECONDS, async () => void (await pool.query('INSERT INTO bench_raw (payload) VALUES ($1)', [payload])));
-      const rawPg1 = await postgresCpuSeconds(pool);
+      const rawPg1 = await postgresCpu(pool);
 
       const tenant = await createTenant(pool, 'bench');
       const svc = await startChildService('api', { DATABASE_URL: db.url, LONGHAUL_LOG_LEVEL: 'warn', LONGHAUL_PG_POOL_MAX: '20' });
@@ -75,11 +47,13 @@ export const jobsApiBench: BenchModule = {
       try {
         await timedLoops(CLIENTS, WARMUP_SECONDS, post);
         await pool.query('ANALYZE');
-        const cpu0 = childCpuSeconds(svc.child.pid);
-        const pg0 = await postgresCpuSeconds(pool);
+        const cpu0 = processCpuSeconds(svc.child.pid);
+        const pg0 = await postgresCpu(pool);
         const api = await timedLoops(CLIENTS, SECONDS, post);
-        const cpu1 = childCpuSeconds(svc.child.pid);
-        const pg1 = await postgresCpuSeconds(pool);
+        const cpu1 = processCpuSeconds(svc.child.pid);
+        const pg1 = await postgresCpu(pool);
+        const pgApi = cpuBetween(pg0, pg1);
+        const pgRaw = cpuBetween(rawPg0, rawPg1);
         if (errors > 0) ctx.log(`${errors} POSTs did not answer 202`);
         const ratio = api.perSecond / raw.perSecond;
         return [
@@ -96,15 +70,15 @@ export const jobsApiBench: BenchModule = {
           { name: 'POST /v1/jobs latency p99', value: percentile(api.latencies, 99), unit: 'ms', baselineName: 'raw INSERT p99', baseline: percentile(raw.latencies, 99) },
           // Where the time goes (Linux, local server only): the service's own CPU per accepted job, and Postgres's.
           ...(cpu0 === undefined || cpu1 === undefined ? [] : [{ name: 'service CPU per accepted job', value: ((cpu1 - cpu0) * 1e6) / api.count, unit: 'µs' }]),
-          ...(pg0 === undefined || pg1 === undefined || rawPg0 === undefined || rawPg1 === undefined
+          ...(pgApi === undefined || pgRaw === undefined
             ? []
             : [
                 {
                   name: 'Postgres CPU per accepted job',
-                  value: ((pg1 - pg0) * 1e6) / api.count,
+                  value: (pgApi * 1e6) / api.count,
                   unit: 'µs',
                   baselineName: 'Postgres CPU per raw INSERT',
-                  baseline: ((rawPg1 - rawPg0) * 1e6) / raw.count,
+                  baseline: (pgRaw * 1e6) / raw.count,
                 },
               ]),
         ];

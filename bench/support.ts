@@ -1,9 +1,11 @@
 /** Helpers for benchmarks: a longhaul process of its own, and timed concurrent loops. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Queryable } from '../src/db/pool.ts';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -76,4 +78,40 @@ export async function timedLoops(clients: number, seconds: number, op: (client: 
   );
   const elapsed = (performance.now() - started) / 1000;
   return { count: latencies.length, perSecond: latencies.length / elapsed, latencies };
+}
+
+/** USER_HZ: Linux reports process CPU times in ticks of 1/100 s on every mainstream architecture. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** CPU seconds (user + system) a local process has used so far, from /proc; undefined where there is none. */
+export function processCpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of /proc/<pid>/stat, in clock ticks.
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The CPU seconds each process of the Postgres server (backends, WAL writer, …) has used; undefined unless they are local. */
+export async function postgresCpu(db: Queryable): Promise<Map<number, number> | undefined> {
+  const { rows } = await db.query<{ pid: number }>('SELECT pid FROM pg_stat_activity');
+  const cpu = new Map<number, number>();
+  for (const { pid } of rows) {
+    const s = processCpuSeconds(pid);
+    if (s === undefined) return undefined;
+    cpu.set(pid, s);
+  }
+  return cpu;
+}
+
+/** CPU seconds the server's processes used between two readings (a process started in between counts from zero). */
+export function cpuBetween(before: Map<number, number> | undefined, after: Map<number, number> | undefined): number | undefined {
+  if (before === undefined || after === undefined) return undefined;
+  let total = 0;
+  for (const [pid, s] of after) total += s - (before.get(pid) ?? 0);
+  return total;
 }

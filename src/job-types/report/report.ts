@@ -332,7 +332,7 @@ export function createReportJobType(deps: ReportDeps) {
 
     async chunk(ctx, cursor, prior) {
       if (config.report.checkpoints) return readAndStore(ctx, cursor, prior, true);
-      // Checkpoints off (only to measure their cost): every chunk in this one step, parts not synced; one commit at the end.
+      // Checkpoints off (only to measure their cost): every chunk in this one step, CSV writes not synced; one commit at the end.
       let out: ChunkResult<ReportState> = { cursor, done: false, processed: 0, state: prior };
       let processed = 0;
       while (!out.done) {
