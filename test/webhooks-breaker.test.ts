@@ -4,10 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { transition } from '../src/jobs/repository.ts';
-import { createLogger } from '../src/observability/logger.ts';
-import { CallbackAllowList } from '../src/webhooks/allowlist.ts';
-import { Dispatcher } from '../src/webhooks/dispatcher.ts';
+import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
+import { startDispatcher } from './support/dispatcher.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const COOLDOWN_S = 1;
@@ -30,16 +29,7 @@ beforeAll(async () => {
       LONGHAUL_BREAKER_COOLDOWN_SECONDS: String(COOLDOWN_S),
     },
   });
-  dispatcher = new Dispatcher({
-    pool: t.service.pool,
-    databaseUrl: t.service.databaseUrl,
-    settings: t.config.webhooks,
-    allow: new CallbackAllowList(t.config.callbackAllow),
-    log: createLogger('silent'),
-    registry: t.service.metrics.registry,
-    drainSeconds: 1,
-  });
-  await dispatcher.start();
+  dispatcher = await startDispatcher(t, 1);
 });
 
 afterAll(async () => {

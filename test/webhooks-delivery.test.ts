@@ -7,10 +7,9 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withTransaction } from '../src/db/pool.ts';
 import { transition } from '../src/jobs/repository.ts';
-import { createLogger } from '../src/observability/logger.ts';
-import { CallbackAllowList } from '../src/webhooks/allowlist.ts';
-import { Dispatcher } from '../src/webhooks/dispatcher.ts';
+import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
+import { startDispatcher } from './support/dispatcher.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 /** 8 attempts 50 ms apart: the whole schedule runs in well under a second. */
@@ -35,17 +34,7 @@ beforeAll(async () => {
     },
   });
   rx = await startReceiver();
-  dispatcher = new Dispatcher({
-    pool: t.service.pool,
-    databaseUrl: t.service.databaseUrl,
-    settings: t.config.webhooks,
-    allow: new CallbackAllowList(t.config.callbackAllow),
-    log: createLogger('silent'),
-    registry: t.service.metrics.registry,
-    alerts: t.service.alerts,
-    drainSeconds: 2,
-  });
-  await dispatcher.start();
+  dispatcher = await startDispatcher(t, 2);
 });
 
 afterAll(async () => {

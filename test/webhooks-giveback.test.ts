@@ -5,10 +5,9 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { transition } from '../src/jobs/repository.ts';
-import { createLogger } from '../src/observability/logger.ts';
-import { CallbackAllowList } from '../src/webhooks/allowlist.ts';
-import { Dispatcher } from '../src/webhooks/dispatcher.ts';
+import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
+import { startDispatcher } from './support/dispatcher.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 /** Lease 3 s, attempt timeout 2 s: a buffered delivery must start within (3 − 2) / 2 = 0.5 s of its claim. */
@@ -58,17 +57,7 @@ it('gives back deliveries that waited too long for a slot, unspent, and delivers
     ids.push(id);
   }
   // All three deliveries exist before the dispatcher starts, so its first claim takes them together.
-  dispatcher = new Dispatcher({
-    pool: t.service.pool,
-    databaseUrl: t.service.databaseUrl,
-    settings: t.config.webhooks,
-    allow: new CallbackAllowList(t.config.callbackAllow),
-    log: createLogger('silent'),
-    registry: t.service.metrics.registry,
-    alerts: t.service.alerts,
-    drainSeconds: 2,
-  });
-  await dispatcher.start();
+  dispatcher = await startDispatcher(t, 2);
 
   const rows = await waitFor('all three delivered', async () => {
     const { rows } = await t.service.pool.query<{ job_id: string; status: string; attempts: number; webhook_id: string }>(

@@ -1,0 +1,20 @@
+/** A real webhook dispatcher over a test service's database and settings (its own, not the service's worker role). */
+import { createLogger } from '../../src/observability/logger.ts';
+import { CallbackAllowList } from '../../src/webhooks/allowlist.ts';
+import { Dispatcher } from '../../src/webhooks/dispatcher.ts';
+import type { TestService } from './service.ts';
+
+export async function startDispatcher(t: TestService, drainSeconds: number): Promise<Dispatcher> {
+  const dispatcher = new Dispatcher({
+    pool: t.service.pool,
+    databaseUrl: t.service.databaseUrl,
+    settings: t.config.webhooks,
+    allow: new CallbackAllowList(t.config.callbackAllow),
+    log: createLogger('silent'),
+    registry: t.service.metrics.registry,
+    alerts: t.service.alerts,
+    drainSeconds,
+  });
+  await dispatcher.start();
+  return dispatcher;
+}
