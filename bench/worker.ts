@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { Pool as HttpPool } from 'undici';
-import { announcement, JobEventsPublisher } from '../src/jobs/events-publisher.ts';
+import { JobEventsPublisher } from '../src/jobs/events-publisher.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { createTenant } from '../src/tenants/repository.ts';
 import { checkpointGroup, writeCheckpoint, type CheckpointWrite } from '../src/worker/store.ts';
@@ -63,7 +63,7 @@ async function checkpointRows(pool: pg.Pool, tenantId: string): Promise<BenchRow
     if (j === undefined) return;
     const seq = await write({ jobId: j.id, token: j.token, cursor: n++, state, processed: 1, leaseSeconds: 30 });
     if (seq === undefined) throw new Error('checkpoint refused');
-    events.publish(announcement(j.id, seq));
+    events.publish(j.id, seq);
   };
   const cp = checkpoint((w) => group.submit(w));
   const alone = checkpoint((w) => writeCheckpoint(pool, w));

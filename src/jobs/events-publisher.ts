@@ -22,7 +22,7 @@ import { JOB_EVENTS_CHANNEL } from './repository.ts';
 const MAX_BATCH = 1000;
 
 /** The announcement of event `seq` of a job, as readers expect it on JOB_EVENTS_CHANNEL. */
-export function announcement(jobId: string, seq: number): string {
+function announcement(jobId: string, seq: number): string {
   return `${jobId}:${seq}`;
 }
 
@@ -38,15 +38,11 @@ export class JobEventsPublisher {
     this.#log = log;
   }
 
-  /** Queues announcements of events that have committed; they are sent without waiting. */
-  publish(...payloads: string[]): void {
-    if (payloads.length === 0) return;
-    for (const p of payloads) {
-      const sep = p.lastIndexOf(':');
-      const jobId = p.slice(0, sep);
-      const seq = Number(p.slice(sep + 1));
-      if (!((this.#pending.get(jobId) ?? -Infinity) >= seq)) this.#pending.set(jobId, seq);
-    }
+  /** Queues the announcement of a job's events that have committed (only the highest seq is sent); it goes without waiting. */
+  publish(jobId: string, ...seqs: number[]): void {
+    if (seqs.length === 0) return;
+    const highest = Math.max(...seqs);
+    if (!((this.#pending.get(jobId) ?? -Infinity) >= highest)) this.#pending.set(jobId, highest);
     this.#sending ??= this.#send();
   }
 

@@ -12,7 +12,7 @@ import pg from 'pg';
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import client from 'prom-client';
 import { createPipelinePool, pipelinedTransaction, withTransaction, type Pool, type Queryable } from '../db/pool.ts';
-import { announcement, JobEventsPublisher } from '../jobs/events-publisher.ts';
+import { JobEventsPublisher } from '../jobs/events-publisher.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
 import { CANCEL_CHANNEL, transition } from '../jobs/repository.ts';
@@ -404,7 +404,7 @@ export class WorkerRuntime {
       }
       this.#metrics.checkpoint.observe({ type: type.name }, (performance.now() - t0) / 1000);
       this.#metrics.steps.inc({ type: type.name, outcome: 'start' });
-      this.#events.publish(...seqs.map((q) => announcement(jobId, q)));
+      this.#events.publish(jobId, ...seqs);
       return { row: { ...row, total, checkpoint_cursor: cursor, checkpoint_state: s.state, checkpoint_at: new Date() }, type, log };
     } catch (err) {
       // The claim's statements failed (e.g. a lost connection): the locked claim tries again.
@@ -459,7 +459,7 @@ export class WorkerRuntime {
       });
       if (out === 'skip') return undefined;
       if (out !== 'busy') {
-        if (out.seq !== undefined) this.#events.publish(announcement(jobId, out.seq));
+        if (out.seq !== undefined) this.#events.publish(jobId, out.seq);
         return out;
       }
       // The previous holder's lease is still live (a retry came before it ran out): wait it out.
@@ -503,7 +503,7 @@ export class WorkerRuntime {
       }
       if (seq === undefined) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
       this.#metrics.checkpoint.observe({ type: type.name }, (performance.now() - t0) / 1000);
-      this.#events.publish(announcement(row.id, seq));
+      this.#events.publish(row.id, seq);
     };
 
     if (row.checkpoint_at === null) {
@@ -575,7 +575,7 @@ export class WorkerRuntime {
       seqs = await this.#completions.submit({ ...done, attempt });
     }
     if (seqs === undefined) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
-    this.#events.publish(...seqs.map((s) => announcement(row.id, s)));
+    this.#events.publish(row.id, ...seqs);
     this.#metrics.executions.inc({ outcome: 'completed' });
   }
 
@@ -659,7 +659,7 @@ export class WorkerRuntime {
       });
       if (ok === false) this.#leaseLost(row.id, log);
       else {
-        if (ok.seq !== undefined) this.#events.publish(announcement(row.id, ok.seq));
+        if (ok.seq !== undefined) this.#events.publish(row.id, ok.seq);
         this.#metrics.executions.inc({ outcome: 'cancelled' });
         log.info('job cancelled');
       }
@@ -686,7 +686,7 @@ export class WorkerRuntime {
       this.#leaseLost(row.id, log);
       return;
     }
-    if (ok.seq !== undefined) this.#events.publish(announcement(row.id, ok.seq));
+    if (ok.seq !== undefined) this.#events.publish(row.id, ok.seq);
     this.#metrics.executions.inc({ outcome: last ? 'failed' : 'retry' });
     if (last) log.error({ err: e, permanent }, permanent ? 'job failed permanently' : 'job failed; attempts exhausted, dead-lettered');
     else log.warn({ err: e }, 'job attempt failed; will retry');
