@@ -5,6 +5,7 @@
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { captureBossSql } from '../src/db/pool.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { BOSS_CHANNEL_SQL } from '../src/worker/runtime.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
@@ -23,14 +24,7 @@ afterAll(async () => {
 });
 
 it('the worker LISTENs on the channel pg-boss notifies when it inserts a job', async () => {
-  let sql = '';
-  const capture = {
-    executeSql: async (text: string) => {
-      sql = text;
-      return { rows: [] };
-    },
-  };
-  await boss.insert(QUEUES.jobs, [{ data: { jobId: 'drift' } }], { db: capture });
+  const sql = (await captureBossSql((db) => boss.insert(QUEUES.jobs, [{ data: { jobId: 'drift' } }], { db }))).at(-1)?.text ?? '';
   // pg_notify((<channel expression>), '<queue name>')
   const notify = new RegExp(String.raw`pg_notify\(\s*\(([\s\S]+?)\)\s*,\s*'${QUEUES.jobs}'\s*\)`).exec(sql);
   if (notify?.[1] === undefined) throw new Error(`pg-boss's insert no longer notifies the queue by name:\n${sql}`);

@@ -32,8 +32,35 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
   }
 }
 
+/** One statement of a pipelined transaction: text and parameters, optionally a prepared statement's name. */
+export interface PipelinedQuery {
+  name?: string;
+  text: string;
+  values?: unknown[];
+}
+
+/**
+ * The statements pg-boss would run through its `db` option, captured without running them (each is
+ * answered with `rows`): to run pg-boss's own SQL inside a statement or pipeline of ours.
+ */
+export async function captureBossSql(run: (db: BossDb) => Promise<unknown>, rows: unknown[] = []): Promise<Array<{ text: string; values: unknown[] }>> {
+  const captured: Array<{ text: string; values: unknown[] }> = [];
+  await run({
+    executeSql: async (text, values = []) => {
+      captured.push({ text, values });
+      return { rows };
+    },
+  });
+  return captured;
+}
+
+/** What pg-boss's `db` option takes. */
+export interface BossDb {
+  executeSql(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
 /** Adapts a pg client to pg-boss's `db` option, so pg-boss writes join the caller's transaction. */
-export function bossDb(client: Queryable): { executeSql(text: string, values?: unknown[]): Promise<{ rows: unknown[] }> } {
+export function bossDb(client: Queryable): BossDb {
   return { executeSql: (text, values) => client.query(text, values) };
 }
 
@@ -47,12 +74,6 @@ export function createPipelinePool(connectionString: string, max: number, applic
   return pool;
 }
 
-/** One statement of a pipelined transaction: text and parameters, optionally a prepared statement's name. */
-export interface PipelinedQuery {
-  name?: string;
-  text: string;
-  values?: unknown[];
-}
 
 /**
  * Runs `queries` as one transaction in a single round trip on a pipelining pool (createPipelinePool):

@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
-import { bossDb, withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
+import { bossDb, captureBossSql, withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
 import type { Json } from '../worker/sdk.ts';
 import { keyLockId, type IdempotencyRequest } from './idempotency.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
@@ -183,17 +183,10 @@ export class JobSubmitter {
    * without running it; undefined if its shape is not the one `longhaul_enqueue` expects (one JSON parameter).
    */
   async #captureEnqueue(reqs: SubmitRequest[], ids: string[]): Promise<{ sql: string; jobs: string } | undefined> {
-    let captured: { sql: string; values: unknown[] } | undefined;
-    const capture = {
-      executeSql: async (sql: string, values: unknown[] = []) => {
-        captured = { sql, values };
-        return { rows: [] };
-      },
-    };
-    await this.#boss.insert(QUEUES.jobs, reqs.map((req, i) => bossJob(ids[i] ?? '', req)), { db: capture, returnId: true });
+    const captured = (await captureBossSql((db) => this.#boss.insert(QUEUES.jobs, reqs.map((req, i) => bossJob(ids[i] ?? '', req)), { db, returnId: true }))).at(-1);
     const jobs = captured?.values[0];
-    if (captured === undefined || captured.values.length !== 1 || typeof jobs !== 'string' || captured.sql.includes('$2')) return undefined;
-    return { sql: captured.sql, jobs };
+    if (captured === undefined || captured.values.length !== 1 || typeof jobs !== 'string' || captured.text.includes('$2')) return undefined;
+    return { sql: captured.text, jobs };
   }
 
   #params(reqs: SubmitRequest[], ids: string[]): unknown[] {

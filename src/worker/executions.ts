@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
-import { bossDb, type PipelinedQuery, type Queryable } from '../db/pool.ts';
+import { bossDb, captureBossSql, type PipelinedQuery, type Queryable } from '../db/pool.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import type { Json } from './sdk.ts';
 
@@ -69,15 +69,11 @@ export async function completeExecutions(boss: PgBoss, db: Queryable, attempts: 
  * pg-boss did not issue exactly one statement.
  */
 export async function completeExecutionsQuery(boss: PgBoss, attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>): Promise<PipelinedQuery | undefined> {
-  const captured: PipelinedQuery[] = [];
-  const capture = {
-    executeSql: async (text: string, values: unknown[] = []) => {
-      captured.push({ text, values });
-      // The answer pg-boss reads from its settle statements: the count and ids settled.
-      return { rows: [{ count: '0', ids: [] }] };
-    },
-  };
-  await boss.complete(QUEUES.jobs, attempts.map((a) => ({ id: a.id, retryCount: a.retryCount })), null, { db: capture });
+  const captured = await captureBossSql(
+    (db) => boss.complete(QUEUES.jobs, attempts.map((a) => ({ id: a.id, retryCount: a.retryCount })), null, { db }),
+    // The answer pg-boss reads from its settle statements: the count and ids settled.
+    [{ count: '0', ids: [] }],
+  );
   return captured.length === 1 ? captured[0] : undefined;
 }
 
