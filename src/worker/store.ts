@@ -7,7 +7,7 @@ import type { PipelinedQuery, Queryable } from '../db/pool.ts';
 import { STATUS_EVENT_DATA_SQL } from '../jobs/repository.ts';
 import { outboxInsertSql } from '../webhooks/outbox.ts';
 import { GroupCommit } from './group-commit.ts';
-import type { JobStatus } from '../jobs/state.ts';
+import type { JobRow } from '../jobs/model.ts';
 import type { Json } from './sdk.ts';
 
 /**
@@ -31,17 +31,7 @@ const PROGRESS_EVENT_DATA_SQL = `jsonb_build_object('processed', processed, 'tot
                      ELSE least(100, floor(processed * 10000.0 / total) / 100) END)`;
 
 /** The job as a claimer sees it, locked FOR UPDATE. */
-export interface ClaimRow {
-  id: string;
-  tenant_id: string;
-  type: string;
-  status: JobStatus;
-  input: Json;
-  metadata: Json | null;
-  attempts: number;
-  max_attempts: number;
-  processed: number;
-  total: number | null;
+export interface ClaimRow extends Pick<JobRow, 'id' | 'tenant_id' | 'type' | 'status' | 'input' | 'metadata' | 'attempts' | 'max_attempts' | 'processed' | 'total' | 'error_history'> {
   checkpoint_cursor: Json;
   checkpoint_state: Json;
   checkpoint_at: Date | null;
@@ -52,7 +42,6 @@ export interface ClaimRow {
   /** A live lease: another execution is (or may still be) running the job. */
   lease_live: boolean;
   cancel_requested: boolean;
-  error_history: Json[];
 }
 
 const CLAIM_COLUMNS = `id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
