@@ -44,6 +44,14 @@ async function row(id: string): Promise<Row> {
   return r;
 }
 
+/** The job's row once it is COMPLETED (within 30 s). */
+async function completed(id: string): Promise<Row> {
+  return waitFor('completion', async () => {
+    const r = await row(id);
+    return r.status === 'COMPLETED' ? r : undefined;
+  }, 30_000);
+}
+
 async function chunkRuns(id: string): Promise<Array<{ chunk: number; pid: number; started: Date; ended: Date | null }>> {
   const { rows } = await t.service.pool.query<{ chunk: number; pid: number; started: Date; ended: Date | null }>(
     'SELECT chunk, pid, started, ended FROM chunk_runs WHERE job_id = $1 ORDER BY started',
@@ -63,10 +71,7 @@ describe('worker processes', () => {
     await a.kill('SIGKILL');
     const before = (await row(id)).processed;
     await start();
-    const done = await waitFor('completion', async () => {
-      const r = await row(id);
-      return r.status === 'COMPLETED' ? r : undefined;
-    }, 30_000);
+    const done = await completed(id);
     // Same result as an uninterrupted run (the sum of every chunk number, each counted once).
     expect(done.result).toEqual({ sum: sum(chunks) });
     expect(done.processed).toBe(chunks);
@@ -94,10 +99,7 @@ describe('worker processes', () => {
     await waitFor('progress by the new owner', async () => (await row(id)).processed >= atTakeover + 2, 15_000);
     stale.child.kill('SIGCONT');
     await waitFor('the stale worker abandons the job', async () => stale.output().includes('lease lost; abandoning job'), 10_000);
-    const done = await waitFor('completion', async () => {
-      const r = await row(id);
-      return r.status === 'COMPLETED' ? r : undefined;
-    }, 30_000);
+    const done = await completed(id);
     expect(done.result).toEqual({ sum: sum(chunks) });
     expect(done.processed).toBe(chunks);
     // Never two workers on the job at once: committed chunks of different workers do not overlap in time.
