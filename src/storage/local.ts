@@ -1,6 +1,6 @@
 /**
  * Storage on the local filesystem: each object one file. put() writes it to a temporary name, fsyncs it,
- * then renames it; writeAt() writes in place and fdatasyncs.
+ * then renames it; writeAt() writes in place and fdatasyncs (or leaves that to sync()).
  */
 import { randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
@@ -70,6 +70,18 @@ export class LocalStorage implements Storage {
       await handle.close();
     }
     if (durable && offset === 0) await syncDir(dir);
+  }
+
+  async sync(key: string): Promise<void> {
+    const file = this.#path(key);
+    const handle = await open(file, constants.O_WRONLY);
+    try {
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    // Its name too, in case a write at offset 0 created it (an unchanged directory syncs at once).
+    await syncDir(path.dirname(file));
   }
 
   async get(key: string): Promise<{ stream: Readable; size: number } | undefined> {

@@ -36,6 +36,12 @@ export interface Storage {
    * is done with it.
    */
   writeAt(key: string, offset: number, buf: Buffer, options?: WriteAtOptions): Promise<void>;
+  /**
+   * Makes what writeAt() wrote into `key` with `durable: false` durable, as `durable: true` would have:
+   * for a writer that lets the sync run while it carries on (a report's next chunk runs while this
+   * one's bytes reach the disk). Throws if there is no such object.
+   */
+  sync(key: string): Promise<void>;
   /** The object's bytes as a stream, or undefined if there is none. */
   get(key: string): Promise<{ stream: Readable; size: number } | undefined>;
   /** Size of the object, or undefined if there is none. */
