@@ -2,7 +2,8 @@
  * The worker runtime with real processes against a real Postgres: kill -9 mid-job and resume from
  * the checkpoint (at most one chunk redone), SIGSTOP past the lease then SIGCONT (the stale worker's
  * write is refused and it abandons the job; two workers never run a job at once), cancellation while
- * PENDING, and a graceful SIGTERM that hands the job over at a chunk boundary.
+ * PENDING, a graceful SIGTERM that hands the job over at a chunk boundary, and a chunk running while the
+ * previous checkpoint commits (after the chunk's durable writes, and the whole step failing if they fail).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTestService, type TestService } from './support/service.ts';
@@ -136,5 +137,45 @@ describe('worker processes', () => {
     expect(runs.every((x) => x.ended !== null)).toBe(true);
     expect(runs).toHaveLength(r.processed);
     expect(a.output()).toContain('handed over');
+  });
+
+  it("runs the next chunk while the last checkpoint commits, and commits it only once the chunk's durable writes are", async () => {
+    await start();
+    const id = await submit('overlapped', { fail_sync: false });
+    const gates = async (name: string) => (await t.service.pool.query('SELECT 1 FROM gates WHERE job_id = $1 AND name = $2', [id, name]).catch(() => ({ rowCount: 0 }))).rowCount ?? 0;
+    const open = (name: string) => t.service.pool.query('INSERT INTO gates (job_id, name) VALUES ($1, $2)', [id, name]);
+    const cursor = async () => (await t.service.pool.query<{ c: unknown }>('SELECT checkpoint_cursor AS c FROM jobs WHERE id = $1', [id])).rows[0]?.c;
+    // Chunk 1 starts although chunk 0's checkpoint cannot commit yet (its durable promise waits on 'durable').
+    await waitFor('chunk 1 started', async () => (await gates('chunk1-started-1')) > 0);
+    expect(await cursor()).toBe(0);
+    // Once its writes are durable, chunk 0's checkpoint commits while chunk 1 still runs.
+    await open('durable');
+    await waitFor('chunk 0 checkpointed', async () => (await cursor()) === 1);
+    expect((await row(id)).status).toBe('RUNNING');
+    await open('finish');
+    expect((await completed(id)).processed).toBe(2);
+    const { rows } = await t.service.pool.query<{ p: number }>(`SELECT (data->>'processed')::int AS p FROM job_events WHERE job_id = $1 AND kind = 'progress' ORDER BY seq`, [id]);
+    expect(rows.map((r) => r.p)).toEqual([0, 1, 2]);
+  });
+
+  it("fails the step when a chunk's durable write fails: the chunk running meanwhile stops, the retry redoes only unsaved chunks", async () => {
+    await start();
+    const id = await submit('overlapped', { fail_sync: true });
+    const done = await completed(id);
+    expect(done.attempts).toBe(2);
+    expect(done.processed).toBe(3);
+    const body = (await (await t.api(`/v1/jobs/${id}`)).json()) as { error_history: Array<{ message: string }> };
+    expect(body.error_history.map((e) => e.message)).toEqual(['sync failed']);
+    const stopped = await t.service.pool.query(`SELECT 1 FROM gates WHERE job_id = $1 AND name = 'chunk2-stopped'`, [id]);
+    expect(stopped.rowCount).toBe(1);
+    const { rows } = await t.service.pool.query<{ attempt: number; chunk: number }>('SELECT attempt, chunk FROM overlapped_runs WHERE job_id = $1 ORDER BY attempt, chunk', [id]);
+    // Chunk 0's checkpoint committed; chunk 1's never did (its write failed), so the retry starts at chunk 1.
+    expect(rows).toEqual([
+      { attempt: 1, chunk: 0 },
+      { attempt: 1, chunk: 1 },
+      { attempt: 1, chunk: 2 },
+      { attempt: 2, chunk: 1 },
+      { attempt: 2, chunk: 2 },
+    ]);
   });
 });

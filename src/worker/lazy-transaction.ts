@@ -6,14 +6,17 @@ import type { Pool, PoolClient, Queryable } from '../db/pool.ts';
 
 export class LazyTransaction {
   readonly #pool: Pool;
+  readonly #after: Promise<unknown> | undefined;
   #client: PoolClient | undefined;
   #opening: Promise<PoolClient> | undefined;
   #done = false;
   /** The Queryable handed to job code: every query joins this transaction. */
   readonly db: Queryable;
 
-  constructor(pool: Pool) {
+  /** `after`: begins only once this has settled, and fails if it failed (the previous step's checkpoint). (Default: none) */
+  constructor(pool: Pool, after?: Promise<unknown>) {
     this.#pool = pool;
+    this.#after = after;
     const run = async (text: unknown, values?: unknown) => {
       const client = await this.client();
       // pg's overloads are many; the job's own arguments are passed through untouched.
@@ -31,6 +34,7 @@ export class LazyTransaction {
   client(): Promise<PoolClient> {
     if (this.#done) return Promise.reject(new Error('the step transaction is already finished'));
     this.#opening ??= (async () => {
+      await this.#after;
       const c = await this.#pool.connect();
       try {
         await c.query('BEGIN');

@@ -30,7 +30,7 @@ import {
   type ExecutionData,
 } from './executions.ts';
 import { LazyTransaction } from './lazy-transaction.ts';
-import { DEFAULT_BACKOFF, DEFAULT_CHUNK_SIZE, type AnyJobType, type Json, type JobContext, type JobTypeDefinition } from './sdk.ts';
+import { DEFAULT_BACKOFF, DEFAULT_CHUNK_SIZE, type AnyJobType, type ChunkResult, type Json, type JobContext, type JobTypeDefinition } from './sdk.ts';
 import {
   claimWithCheckpoint,
   completeAllQuery,
@@ -77,6 +77,13 @@ const LISTEN_RECONNECT_MS = 1000;
 const PIPELINE_POOL_MAX = 2;
 /** What stop() keeps for the last commits after it aborts steps that did not finish in time. */
 const SHUTDOWN_MARGIN_MS = 2000;
+/**
+ * Checkpoints of one job committing at once while its next chunk runs. Two: a chunk whose input is
+ * already read (a report reads ahead) can take less time than a checkpoint's fdatasync and commit
+ * on a busy machine; one more in flight keeps the job from waiting, and a failed commit redoes at most
+ * the chunks after the last committed one.
+ */
+const CHECKPOINTS_IN_FLIGHT = 2;
 
 type StopReason = 'cancelled' | 'lease-lost' | 'shutdown';
 
@@ -135,6 +142,7 @@ export class WorkerRuntime {
   readonly #metrics: {
     steps: client.Counter<'type' | 'outcome'>;
     checkpoint: client.Histogram<'type'>;
+    checkpointWait: client.Counter<'type'>;
     executions: client.Counter<'outcome'>;
     leaseLost: client.Counter;
   };
@@ -174,6 +182,12 @@ export class WorkerRuntime {
         help: 'Time to commit one checkpoint (the step transaction)',
         labelNames: ['type'],
         buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+        registers: [r],
+      }),
+      checkpointWait: new client.Counter({
+        name: 'longhaul_checkpoint_wait_seconds_total',
+        help: "Time jobs waited, their next chunk done, for the last chunk's checkpoint (durable writes and commit); what checkpoints add to a job's run time",
+        labelNames: ['type'],
         registers: [r],
       }),
       executions: new client.Counter({ name: 'longhaul_executions_total', help: 'Executions ended, by outcome', labelNames: ['outcome'], registers: [r] }),
@@ -519,18 +533,58 @@ export class WorkerRuntime {
       }
       this.#metrics.steps.inc({ type: type.name, outcome: 'start' });
     }
+    // A chunk's checkpoint commits while the next chunks run (its latency, a WAL flush and the chunk's
+    // durable writes, is off the job's path), in order, at most CHECKPOINTS_IN_FLIGHT at once. A step's
+    // own transaction begins, and the job finishes or hands over, only once all before it committed. If
+    // one fails, the chunk running meanwhile is aborted and its result dropped.
+    const committing: Array<Promise<void>> = [];
+    /** Waits until at most `keep` checkpoints are still committing; throws the first one's failure. */
+    const settle = async (keep: number): Promise<void> => {
+      if (committing.length <= keep) return;
+      const t0 = performance.now();
+      try {
+        while (committing.length > keep) await committing.shift();
+      } finally {
+        this.#metrics.checkpointWait.inc({ type: type.name }, (performance.now() - t0) / 1000);
+      }
+    };
     for (;;) {
-      signal.throwIfAborted();
+      if (signal.aborted) {
+        await settle(0);
+        signal.throwIfAborted();
+      }
       if (this.#draining || Date.now() >= budgetEnds) {
+        await settle(0);
         await this.#handOver(row, type, token, attempt, this.#draining ? 'shutdown' : 'budget', log);
         return;
       }
-      const tx = new LazyTransaction(this.#pool);
+      const before = committing.at(-1);
+      const tx = new LazyTransaction(this.#pool, before);
+      // The chunk's signal: the execution's, and the failure of a checkpoint committing meanwhile.
+      const step = new AbortController();
+      const forward = () => step.abort(signal.reason);
+      signal.addEventListener('abort', forward, { once: true });
+      before?.catch((err: unknown) => step.abort(err));
+      let handed = false;
       try {
-        const ctx = this.#context(row, type, signal, log, tx.db);
-        const r = await def.chunk({ ...ctx, chunkSize }, cursor, state);
-        signal.throwIfAborted();
+        const ctx = this.#context(row, type, step.signal, log, tx.db);
+        let r: ChunkResult<Json>;
+        try {
+          r = await def.chunk({ ...ctx, chunkSize }, cursor, state);
+        } catch (err) {
+          // A failed checkpoint, if any, is what stopped this chunk: its error is the one thrown.
+          await settle(0);
+          throw err;
+        }
+        // Awaited below (before finish, or by the checkpoint); until then a failure must not count as unhandled.
+        r.durable?.catch(() => undefined);
+        if (signal.aborted) {
+          await settle(0);
+          signal.throwIfAborted();
+        }
         if (r.done) {
+          await settle(0);
+          await r.durable;
           const result = await def.finish(ctx, r.state);
           signal.throwIfAborted();
           await this.#complete(tx, row, token, attempt, r, result);
@@ -538,12 +592,25 @@ export class WorkerRuntime {
           log.info('job completed');
           return;
         }
-        await commit(tx, { cursor: r.cursor, state: r.state, processed: r.processed });
+        await settle(CHECKPOINTS_IN_FLIGHT - 1);
+        const { durable } = r;
+        const write = { cursor: r.cursor, state: r.state, processed: r.processed };
+        const previous = committing.at(-1);
+        const pending = (async () => {
+          await durable;
+          await previous;
+          await commit(tx, write);
+        })().finally(() => tx.rollback());
+        // Awaited by settle(); until then a failure must not count as unhandled.
+        pending.catch(() => undefined);
+        committing.push(pending);
+        handed = true;
         cursor = r.cursor;
         state = r.state;
         this.#metrics.steps.inc({ type: type.name, outcome: 'chunk' });
       } finally {
-        await tx.rollback();
+        signal.removeEventListener('abort', forward);
+        if (!handed) await tx.rollback();
       }
     }
   }

@@ -1,7 +1,9 @@
 /**
  * The job-type SDK: everything a module needs to define a job type. A job runs in chunks;
  * after each chunk its cursor, state and progress are committed in one transaction (the checkpoint),
- * so a retried or resumed job continues from the last committed chunk.
+ * so a retried or resumed job continues from the last committed chunk. The next chunk starts while
+ * that checkpoint commits; it is stopped (its signal fires) if the commit fails, and whatever it
+ * does through `ctx.db` waits for the commit, so it sees the previous chunk's writes.
  */
 import type { z } from 'zod';
 import type { Queryable } from '../db/pool.ts';
@@ -48,6 +50,12 @@ export interface ChunkResult<State> {
   /** How many items this chunk processed (added to the job's progress). */
   processed: number;
   state: State;
+  /**
+   * Settles once what the chunk wrote outside the database (a file, an object) is durable. The chunk's
+   * checkpoint commits only after it, while the next chunk may already run; a rejection fails the step
+   * like a throw from `chunk`. (Default: none: the chunk's writes were durable when it returned)
+   */
+  durable?: Promise<void>;
 }
 
 /** A problem with one field of a job's input, named by its path inside `input` (e.g. `group_by.0`). */
