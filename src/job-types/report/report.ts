@@ -246,7 +246,10 @@ export function createReportJobType(deps: ReportDeps) {
   }
 
 
-  /** One chunk: its aggregates merged into the state, its CSV lines stored as part k (synced if `durable`). */
+  /**
+   * One chunk: its aggregates merged into the state, its CSV lines written at the checkpointed end; if
+   * `durable`, their fdatasync runs while the next chunk starts, and the checkpoint waits for it.
+   */
   async function readAndStore(ctx: JobContext<ReportInput> & { chunkSize: number }, cursor: Json, prior: ReportState, durable: boolean): Promise<ChunkResult<ReportState>> {
     if (prior.lastKey === null) return { cursor, done: true, processed: 0, state: prior };
     const r = await resolve(ctx);
@@ -274,19 +277,22 @@ export function createReportJobType(deps: ReportDeps) {
     const copied = await read.csv;
     const state = structuredClone(prior);
     mergeChunk(state.agg, chunk);
+    let synced: Promise<void> | undefined;
     if (copied !== undefined) {
       // In place at the checkpointed end, durable before the checkpoint that counts it commits; a redo of
       // this chunk writes the same bytes at the same offset. The first chunk writes the header too.
       const bytes = prior.csvBytes === 0 ? Buffer.concat([Buffer.from(csvLine(prior.columns)), copied.lines]) : copied.lines;
+      const key = csvKey(ctx.job.id);
       try {
-        await storage.writeAt(csvKey(ctx.job.id), prior.csvBytes, bytes, { durable });
+        await storage.writeAt(key, prior.csvBytes, bytes, { durable: false });
       } finally {
         copied.release();
       }
+      if (durable) synced = storage.sync(key);
       state.csvBytes += bytes.length;
     }
     state.chunks++;
-    return { cursor: last, done, processed: count, state };
+    return { cursor: last, done, processed: count, state, durable: synced };
   }
 
   return defineJobType<ReportInput, ReportState, { [key: string]: Json }>({
