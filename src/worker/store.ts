@@ -149,6 +149,9 @@ export const GROUP_MAX = 64;
  */
 export function checkpointGroup(db: Queryable): GroupCommit<CheckpointWrite, number | undefined> {
   return new GroupCommit(async (writes) => {
+    // A checkpoint alone (one long job, as a report usually is) takes the one-row statement: the unnest
+    // form is planned afresh each time for one row, and its JSON goes through array-literal quoting.
+    if (writes.length === 1 && writes[0] !== undefined) return [await writeCheckpoint(db, writes[0])];
     const seqs = await writeCheckpoints(db, writes);
     return writes.map((w) => seqs.get(w.jobId));
   }, GROUP_MAX);
