@@ -78,10 +78,10 @@ const PIPELINE_POOL_MAX = 2;
 /** What stop() keeps for the last commits after it aborts steps that did not finish in time. */
 const SHUTDOWN_MARGIN_MS = 2000;
 /**
- * Checkpoints of one job committing at once while its next chunk runs. Two: a chunk whose input is
- * already read (a report reads ahead) can take less time than a checkpoint's fdatasync and commit
- * on a busy machine; one more in flight keeps the job from waiting, and a failed commit redoes at most
- * the chunks after the last committed one.
+ * Checkpoints of one job not yet committed (they commit one after another) while its next chunk runs.
+ * Two: a chunk whose input is already read (a report reads ahead) can take less time than a
+ * checkpoint's fdatasync and commit on a busy machine; one more in flight keeps the job from waiting,
+ * and a failed commit still redoes only the chunks after the last committed one.
  */
 const CHECKPOINTS_IN_FLIGHT = 2;
 
