@@ -548,11 +548,14 @@ export class WorkerRuntime {
         this.#metrics.checkpointWait.inc({ type: type.name }, (performance.now() - t0) / 1000);
       }
     };
+    /** Stops once the signal has fired, after the checkpoints committing (a failed one's error wins). */
+    const stopIfAborted = async (): Promise<void> => {
+      if (!signal.aborted) return;
+      await settle(0);
+      signal.throwIfAborted();
+    };
     for (;;) {
-      if (signal.aborted) {
-        await settle(0);
-        signal.throwIfAborted();
-      }
+      await stopIfAborted();
       if (this.#draining || Date.now() >= budgetEnds) {
         await settle(0);
         await this.#handOver(row, type, token, attempt, this.#draining ? 'shutdown' : 'budget', log);
@@ -578,10 +581,7 @@ export class WorkerRuntime {
         }
         // Awaited below (before finish, or by the checkpoint); until then a failure must not count as unhandled.
         r.durable?.catch(() => undefined);
-        if (signal.aborted) {
-          await settle(0);
-          signal.throwIfAborted();
-        }
+        await stopIfAborted();
         if (r.done) {
           await settle(0);
           await r.durable;
