@@ -1,6 +1,7 @@
 /**
  * Storage on the local filesystem: each object one file. put() writes it to a temporary name, fsyncs it,
- * then renames it; writeAt() writes in place and fdatasyncs (or leaves that to sync()).
+ * then renames it; writeAt() writes in place, then (unless told not to) sync() fdatasyncs the file and
+ * its directory.
  */
 import { randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
@@ -56,26 +57,24 @@ export class LocalStorage implements Storage {
   async writeAt(key: string, offset: number, buf: Buffer, options: WriteAtOptions = {}): Promise<void> {
     const durable = options.durable ?? true;
     const file = this.#path(key);
-    const dir = path.dirname(file);
-    if (offset === 0) await mkdir(dir, { recursive: true });
+    if (offset === 0) await mkdir(path.dirname(file), { recursive: true });
     const handle = await open(file, offset === 0 ? constants.O_WRONLY | constants.O_CREAT : constants.O_WRONLY);
     try {
       const { size } = await handle.stat();
       if (size < offset) throw new Error(`${key} holds ${size} bytes, fewer than the offset ${offset} to write at`);
       for (let done = 0; done < buf.length; ) done += (await handle.write(buf, done, buf.length - done, offset + done)).bytesWritten;
       if (options.truncate === true && size > offset + buf.length) await handle.truncate(offset + buf.length);
-      // Data and size; the name needs its directory synced, once, when the first write creates the file.
-      if (durable) await handle.datasync();
     } finally {
       await handle.close();
     }
-    if (durable && offset === 0) await syncDir(dir);
+    if (durable) await this.sync(key);
   }
 
   async sync(key: string): Promise<void> {
     const file = this.#path(key);
     const handle = await open(file, constants.O_WRONLY);
     try {
+      // Data and size.
       await handle.datasync();
     } finally {
       await handle.close();
