@@ -10,7 +10,7 @@ import pg from 'pg';
 import { JOB_EVENTS_CHANNEL } from '../src/jobs/repository.ts';
 import { createTenant } from '../src/tenants/repository.ts';
 import { percentile, type BenchModule } from './harness.ts';
-import { startChildService, type ChildService } from './support.ts';
+import { metricValue, startChildService, type ChildService } from './support.ts';
 
 const SUBSCRIBERS = 1000;
 const PER_JOB = 10;
@@ -31,18 +31,12 @@ const CHECKPOINT_SQL = `WITH u AS (
     SELECT id, event_seq, 'progress', jsonb_build_object('processed', processed, 'total', total, 'percent', least(100, floor(processed * 10000.0 / total) / 100)) FROM u)
   SELECT event_seq AS seq, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text) FROM u`;
 
-async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(name + ' '));
-  return Number(line?.split(' ')[1] ?? Number.NaN);
-}
-
 /** Resident memory of the API process once it has settled (a few samples, the lowest). */
 async function settledRss(url: string): Promise<number> {
   let low = Infinity;
   for (let i = 0; i < 5; i++) {
     await new Promise((r) => setTimeout(r, 200));
-    low = Math.min(low, await metric(url, 'process_resident_memory_bytes'));
+    low = Math.min(low, (await metricValue(url, 'process_resident_memory_bytes')) ?? Number.NaN);
   }
   return low;
 }

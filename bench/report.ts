@@ -23,8 +23,8 @@ import { to as copyTo } from 'pg-copy-streams';
 import { createPool } from '../src/db/pool.ts';
 import { seedDemoOrders } from '../src/job-types/report/seed.ts';
 import { createTenant } from '../src/tenants/repository.ts';
-import type { BenchModule, BenchRow } from './harness.ts';
-import { cpuBetween, postgresCpu, processCpuSeconds, startChildService } from './support.ts';
+import { percentile, type BenchModule, type BenchRow } from './harness.ts';
+import { cpuBetween, metricValue, postgresCpu, processCpuSeconds, startChildService } from './support.ts';
 
 const SMALL = 1_000_000;
 const LARGE = 5_000_000;
@@ -83,19 +83,8 @@ interface Run {
   checkpointWaitSeconds: number;
 }
 
-/** The median of a list of numbers (the mean of the middle two for an even count). */
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? (s[m] ?? Number.NaN) : ((s[m - 1] ?? Number.NaN) + (s[m] ?? Number.NaN)) / 2;
-}
-
-/** A counter's value for the report type in a service's Prometheus text, 0 when absent. */
-async function reportCounter(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{type="report"} `));
-  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
-}
+/** The median of a list of numbers (ROUNDS is odd, so it is the middle one). */
+const median = (xs: number[]): number => percentile(xs, 50);
 
 /**
  * Runs the report in a `longhaul start` process (with `env` added); returns its seconds (started →
@@ -128,7 +117,7 @@ async function serviceRun(url: string, label: string, env: Record<string, string
         const pgCpu = cpuBetween(pgCpu0, await postgresCpu(pool));
         const cpuSeconds = svcCpu0 === undefined || svcCpu1 === undefined || pgCpu === undefined ? undefined : svcCpu1 - svcCpu0 + pgCpu;
         const rssMb = await peakRssMb(svc.child.pid ?? 0);
-        const checkpointWaitSeconds = await reportCounter(svc.url, 'longhaul_checkpoint_wait_seconds_total');
+        const checkpointWaitSeconds = (await metricValue(svc.url, 'longhaul_checkpoint_wait_seconds_total{type="report"}')) ?? 0;
         const cpuText = cpuSeconds === undefined ? '' : `, CPU ${cpuSeconds.toFixed(2)} s`;
         log(
           `${label} over ${j.processed} rows: ${seconds.toFixed(2)} s (${Math.round(j.processed / seconds).toLocaleString('en-US')} rows/s)${cpuText}, ` +

@@ -62,6 +62,16 @@ export async function startChildService(role: 'api' | 'start', env: Record<strin
   };
 }
 
+/**
+ * The value of one series (`name` or `name{label="value"}`) in a running service's Prometheus text at
+ * `/metrics`; undefined when the service has not reported it (a labelled counter never incremented).
+ */
+export async function metricValue(url: string, series: string): Promise<number | undefined> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
 /** Runs `clients` loops of `op` for `seconds`, returning the count and each op's latency in ms. */
 export async function timedLoops(clients: number, seconds: number, op: (client: number) => Promise<void>): Promise<{ count: number; perSecond: number; latencies: number[] }> {
   const latencies: number[] = [];
