@@ -6,7 +6,9 @@
  * (LONGHAUL_REPORT_CHECKPOINTS=false: every chunk in one step, CSV writes not synced, one commit at the
  * end), for the checkpoint overhead: each round runs both modes back to back (in alternating order), and
  * the overhead is the median of the rounds' ratios, so that the machine's speed drifting between rounds
- * (it does, by ±20 %) cancels out; likewise for the CPU both take (service and Postgres). Beside it, the
+ * (it does, by ±20 %) cancels out; likewise for the CPU both take (service and Postgres). A control
+ * runs the checkpointed report once more in each round and is paired with it the same way: its true
+ * ratio is 1, so its distance from 1 shows what difference this run could resolve. Beside it, the
  * time the checkpointed runs' chunks waited for their checkpoints (the service's
  * longhaul_checkpoint_wait_seconds_total), as a share of the run: measured inside each run, so the
  * machine's speed does not enter it. Last,
@@ -29,9 +31,9 @@ import { cpuBetween, metricValue, postgresCpu, processCpuSeconds, startChildServ
 const SMALL = 1_000_000;
 const LARGE = 5_000_000;
 /**
- * Rounds of COPY, the report and the report without checkpoints. Seven, because a 2–3 s run on a shared
- * machine scatters by about ±20 % and the checkpoint overhead to be shown is a few per cent: the median
- * of seven paired ratios lands within a few per cent of the true one.
+ * Rounds of COPY, the report, the report without checkpoints and the control. Seven, because a 2–3 s
+ * run on a shared machine scatters by about ±20 % and the checkpoint overhead to be shown is a few per
+ * cent; how near the median of seven paired ratios lands to the true one, the control shows.
  */
 const ROUNDS = 7;
 /** Runs of the report over 5,000,000 rows, for its peak RSS. */
@@ -150,6 +152,7 @@ export const reportBench: BenchModule = {
       let smallRss = 0;
       const on: Run[] = [];
       const off: Run[] = [];
+      const control: Run[] = [];
       for (let round = 0; round < ROUNDS; round++) {
         const c = await rawCopy(db.url);
         ctx.log(`raw COPY: ${c.toFixed(2)} s (${Math.round(SMALL / c).toLocaleString('en-US')} rows/s)`);
@@ -161,8 +164,9 @@ export const reportBench: BenchModule = {
           on.push(r);
         };
         const without = async () => void off.push(await serviceRun(db.url, 'report, checkpoints off', { LONGHAUL_REPORT_CHECKPOINTS: 'false' }, (m) => ctx.log(m)));
-        // Alternating which goes first, so that neither mode always runs right after the COPY.
-        for (const run of round % 2 === 0 ? [withCheckpoints, without] : [without, withCheckpoints]) await run();
+        const again = async () => void control.push(await serviceRun(db.url, 'report again (control)', {}, (m) => ctx.log(m)));
+        // The checkpointed run in the middle, next to both its partners; which comes first alternates.
+        for (const run of round % 2 === 0 ? [without, withCheckpoints, again] : [again, withCheckpoints, without]) await run();
       }
       if (report === undefined) throw new Error('no report run');
       const copyRate = SMALL / copySeconds;
@@ -176,10 +180,10 @@ export const reportBench: BenchModule = {
         target: 'ratio ≥ 0.5',
         met: reportRate / copyRate >= 0.5,
       });
-      const paired = (f: (r: Run) => number | undefined): number[] =>
+      const paired = (f: (r: Run) => number | undefined, partners = off): number[] =>
         on.flatMap((r, i) => {
           const a = f(r);
-          const o = off[i];
+          const o = partners[i];
           const b = o === undefined ? undefined : f(o);
           return a === undefined || b === undefined ? [] : [a / b];
         });
@@ -195,6 +199,18 @@ export const reportBench: BenchModule = {
         target: 'overhead ≤ 3 %',
         met: ratio <= 1.03,
       });
+      // The control: the same checkpointed report twice per round, the same pairing. Its true ratio is 1,
+      // so how far its median lands from 1 is how finely this run of the bench can tell a difference.
+      const controlRatio = median(paired((r) => r.seconds, control));
+      ctx.log(`control (the same mode twice), round by round: ${paired((r) => r.seconds, control).map((x) => `${((x - 1) * 100).toFixed(1)} %`).join(', ')}; median ${((controlRatio - 1) * 100).toFixed(1)} %`);
+      rows.push({
+        name: `control: report with checkpoints, seconds, against itself in the same rounds (true ratio 1: the bench's resolution)`,
+        value: median(on.map((r) => r.seconds)),
+        unit: 's',
+        baselineName: 'same, run again',
+        baseline: median(control.map((r) => r.seconds)),
+        ratio: controlRatio,
+      });
       const cpuRatios = paired((r) => r.cpuSeconds);
       if (cpuRatios.length > 0) {
         rows.push({
@@ -204,6 +220,14 @@ export const reportBench: BenchModule = {
           baselineName: 'same, LONGHAUL_REPORT_CHECKPOINTS=false',
           baseline: median(off.flatMap((r) => r.cpuSeconds ?? [])),
           ratio: median(cpuRatios),
+        });
+        rows.push({
+          name: `control: report with checkpoints, CPU s, against itself in the same rounds`,
+          value: median(on.flatMap((r) => r.cpuSeconds ?? [])),
+          unit: 's',
+          baselineName: 'same, run again',
+          baseline: median(control.flatMap((r) => r.cpuSeconds ?? [])),
+          ratio: median(paired((r) => r.cpuSeconds, control)),
         });
       }
       rows.push({
