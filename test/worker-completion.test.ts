@@ -11,7 +11,7 @@ import { createPipelinePool, pipelinedTransaction } from '../src/db/pool.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { createTenant } from '../src/tenants/repository.ts';
 import { completeExecutionsQuery, type ExecutionData } from '../src/worker/executions.ts';
-import { COMPLETE_REFUSED, completeAllQuery, completedSeqs, type CompleteWithCheckpoint } from '../src/worker/store.ts';
+import { COMPLETE_REFUSED, completeAllQuery, completedSeqs, writeKey, type CompleteWithCheckpoint } from '../src/worker/store.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
 let db: TestDatabase;
@@ -70,7 +70,7 @@ describe('pipelined completion', () => {
     if (bossComplete === undefined) throw new Error('pg-boss complete was not one statement');
     const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), bossComplete]);
     const seqs = completedSeqs(rows ?? []);
-    expect([...seqs.keys()].sort()).toEqual(jobs.map((j) => j.jobId).sort());
+    expect([...seqs.keys()].sort()).toEqual(jobs.map((j) => writeKey(j.jobId, j.token)).sort());
     for (const s of seqs.values()) expect(s).toEqual([3, 4]);
     expect(await states(jobs.map((j) => j.jobId))).toEqual(jobs.map(() => ({ status: 'COMPLETED', execution: 'completed', events: 2 })));
   });

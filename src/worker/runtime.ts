@@ -44,6 +44,7 @@ import {
   renewLease,
   takeLease,
   writeCheckpoint,
+  writeKey,
   checkpointGroup,
   GROUP_MAX,
   type CheckpointWrite,
@@ -161,18 +162,18 @@ export class WorkerRuntime {
     this.#checkpoints = checkpointGroup(this.#pool);
     this.#claims = new GroupCommit(async (claims) => {
       const seqs = await claimWithCheckpoint(this.#pool, claims, { owner: this.#owner, seconds: this.#opts.leaseSeconds });
-      return claims.map((c) => seqs.get(c.jobId));
+      return claims.map((c) => seqs.get(writeKey(c.jobId, c.token)));
     }, GROUP_MAX);
     this.#completions = new GroupCommit(async (jobs) => {
       const seqs =
         (await this.#completeAllPipelined(jobs)) ??
         (await withTransaction(this.#pool, async (c) => {
           const completed = await completeWithCheckpoint(c, jobs);
-          const done = jobs.filter((j) => completed.has(j.jobId));
+          const done = jobs.filter((j) => completed.has(writeKey(j.jobId, j.token)));
           if (done.length > 0) await completeExecutions(this.#boss, c, done.map((j) => j.attempt));
           return completed;
         }));
-      return jobs.map((j) => seqs.get(j.jobId));
+      return jobs.map((j) => seqs.get(writeKey(j.jobId, j.token)));
     }, GROUP_MAX);
     const r = deps.metrics;
     this.#metrics = {
@@ -408,7 +409,7 @@ export class WorkerRuntime {
       // Group-committed with other jobs' claims when start() wrote nothing, else the last statement of its transaction.
       const seqs = tx.begun
         ? await tx.finish(async (db) => {
-            const q = (await claimWithCheckpoint(db, [claim], { owner: this.#owner, seconds: this.#opts.leaseSeconds })).get(jobId);
+            const q = (await claimWithCheckpoint(db, [claim], { owner: this.#owner, seconds: this.#opts.leaseSeconds })).get(writeKey(jobId, token));
             return { value: q, rollback: q === undefined };
           })
         : await this.#claims.submit(claim);
@@ -632,7 +633,7 @@ export class WorkerRuntime {
     if (tx.begun) {
       const client = await tx.client();
       seqs = await tx.finish(async () => {
-        const q = (await completeWithCheckpoint(client, [done])).get(row.id);
+        const q = (await completeWithCheckpoint(client, [done])).get(writeKey(row.id, token));
         if (q === undefined) return { value: undefined, rollback: true };
         await completeExecution(this.#boss, client, attempt);
         return { value: q };

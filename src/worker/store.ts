@@ -101,12 +101,12 @@ export interface CheckpointWrite {
 /**
  * Checkpoints, many jobs in one statement: per job the new cursor and state, progress, lease
  * extension and a `progress` event at its next seq, fenced by its lease token and by cancellation (no
- * chunk commits once a cancel is requested). Returns each written job's event seq; a job missing from
- * the map was refused. It does not notify: the caller announces the events once its transaction has
+ * chunk commits once a cancel is requested). Returns each applied write's event seq by writeKey; a
+ * write missing from the map was refused. It does not notify: the caller announces the events once its transaction has
  * committed (src/jobs/events-publisher.ts).
  */
 export async function writeCheckpoints(db: Queryable, writes: CheckpointWrite[]): Promise<Map<string, number>> {
-  const { rows } = await db.query<{ id: string; seq: number }>({
+  const { rows } = await db.query<{ id: string; token: string; seq: number }>({
     name: STATEMENTS.checkpoint,
     text: `WITH c AS (
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::bigint[], $7::bool[], $8::float8[])
@@ -117,12 +117,12 @@ export async function writeCheckpoints(db: Queryable, writes: CheckpointWrite[])
               event_seq = j.event_seq + 1, updated_at = now(), lease_expires_at = now() + make_interval(secs => c.lease_seconds)
          FROM c
         WHERE j.id = ANY($1::uuid[]) AND j.id = c.id AND j.lease_token = c.token AND j.status = 'RUNNING' AND j.cancel_requested_at IS NULL
-        RETURNING j.id, j.event_seq, j.processed, j.total),
+        RETURNING j.id, c.token, j.event_seq, j.processed, j.total),
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
        SELECT id, event_seq, 'progress', ${PROGRESS_EVENT_DATA_SQL}
          FROM u)
-     SELECT id, event_seq AS seq FROM u`,
+     SELECT id, token, event_seq AS seq FROM u`,
     values: [
       writes.map((w) => w.jobId),
       writes.map((w) => w.token),
@@ -134,7 +134,7 @@ export async function writeCheckpoints(db: Queryable, writes: CheckpointWrite[])
       writes.map((w) => w.leaseSeconds),
     ],
   });
-  return new Map(rows.map((r) => [r.id, r.seq]));
+  return new Map(rows.map((r) => [writeKey(r.id, r.token), r.seq]));
 }
 
 /**
@@ -153,7 +153,7 @@ export function checkpointGroup(db: Queryable): GroupCommit<CheckpointWrite, num
     // form is planned afresh each time for one row, and its JSON goes through array-literal quoting.
     if (writes.length === 1 && writes[0] !== undefined) return [await writeCheckpoint(db, writes[0])];
     const seqs = await writeCheckpoints(db, writes);
-    return writes.map((w) => seqs.get(w.jobId));
+    return writes.map((w) => seqs.get(writeKey(w.jobId, w.token)));
   }, GROUP_MAX);
 }
 
@@ -195,6 +195,15 @@ export interface ClaimWithCheckpoint {
   total: number | null;
 }
 
+/**
+ * How a group-committed statement answers each write: by job and lease token, not job alone, because
+ * two executions of one job (one that lost its lease, and the new owner) may share a batch, and only
+ * the one whose token the row carries may be told that its write applied.
+ */
+export function writeKey(jobId: string, token: string): string {
+  return `${jobId} ${token}`;
+}
+
 /** The two events a combined statement wrote for a job: [first, second] seq. */
 export type EventPair = [number, number];
 
@@ -203,14 +212,14 @@ export type EventPair = [number, number];
  * lease, PENDING → RUNNING with its `status` event, and the first checkpoint with its `progress` event.
  * A job's claim applies only if it is as its claimer saw it without a lock: PENDING, never
  * checkpointed, owned by that execution, no live lease, no cancel request, the same `attempts`.
- * Returns each claimed job's two event seqs; a job missing from the map was not claimed.
+ * Returns each applied claim's two event seqs by writeKey; a claim missing from the map did not apply.
  */
 export async function claimWithCheckpoint(
   db: Queryable,
   claims: ClaimWithCheckpoint[],
   lease: { owner: string; seconds: number },
 ): Promise<Map<string, EventPair>> {
-  const { rows } = await db.query<{ id: string; seq: number }>({
+  const { rows } = await db.query<{ id: string; token: string; seq: number }>({
     name: STATEMENTS.claimStart,
     text: `WITH c AS (
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[], $5::uuid[], $6::int[], $7::jsonb[], $8::jsonb[], $9::bigint[])
@@ -230,7 +239,7 @@ export async function claimWithCheckpoint(
        SELECT id, event_seq - 1, 'status', ${STATUS_EVENT_DATA_SQL} FROM u
        UNION ALL
        SELECT id, event_seq, 'progress', ${PROGRESS_EVENT_DATA_SQL} FROM u)
-     SELECT id, event_seq AS seq FROM u`,
+     SELECT id, lease_token AS token, event_seq AS seq FROM u`,
     values: [
       claims.map((c) => c.jobId),
       claims.map((c) => c.token),
@@ -245,7 +254,7 @@ export async function claimWithCheckpoint(
       lease.seconds,
     ],
   });
-  return new Map(rows.map((r) => [r.id, [r.seq - 1, r.seq]]));
+  return new Map(rows.map((r) => [writeKey(r.id, r.token), [r.seq - 1, r.seq]]));
 }
 
 export interface CompleteWithCheckpoint {
@@ -261,12 +270,12 @@ export interface CompleteWithCheckpoint {
  * Last checkpoints and RUNNING → COMPLETED, many jobs in one statement: per job the final cursor,
  * state and progress with their `progress` event, the result and the `status` event, the lease ended,
  * and the webhook outbox row that transition() writes for a terminal status (src/webhooks/outbox.ts).
- * Each job is fenced like a checkpoint. Returns each completed job's two event seqs; a job missing
- * from the map was refused.
+ * Each job is fenced like a checkpoint. Returns each applied completion's two event seqs by writeKey;
+ * one missing from the map was refused.
  */
 export async function completeWithCheckpoint(db: Queryable, jobs: CompleteWithCheckpoint[]): Promise<Map<string, EventPair>> {
-  const { rows } = await db.query<{ id: string; seq: number }>(completeQuery(jobs, false));
-  return new Map(rows.map((r) => [r.id, [r.seq - 1, r.seq]]));
+  const { rows } = await db.query<{ id: string; token: string; seq: number }>(completeQuery(jobs, false));
+  return new Map(rows.map((r) => [writeKey(r.id, r.token), [r.seq - 1, r.seq]]));
 }
 
 /**
@@ -281,20 +290,21 @@ export function completeAllQuery(jobs: CompleteWithCheckpoint[]): PipelinedQuery
 /** The SQLSTATE of completeAllQuery when a job was refused (sql/012). */
 export const COMPLETE_REFUSED = 'LH002';
 
-/** Each completed job's two event seqs, from the rows of completeAllQuery. */
+/** Each applied completion's two event seqs by writeKey, from the rows of completeAllQuery. */
 export function completedSeqs(rows: unknown[]): Map<string, EventPair> {
   // bigint[] arrives as strings (only scalar int8 has a number parser, src/db/pool.ts).
-  const row = rows[0] as { ids: string[] | null; seqs: string[] | null } | undefined;
+  const row = rows[0] as { ids: string[] | null; tokens: string[] | null; seqs: string[] | null } | undefined;
   const ids = row?.ids ?? [];
+  const tokens = row?.tokens ?? [];
   const seqs = (row?.seqs ?? []).map(Number);
-  return new Map(ids.map((id, i) => [id, [(seqs[i] ?? 0) - 1, seqs[i] ?? 0]]));
+  return new Map(ids.map((id, i) => [writeKey(id, tokens[i] ?? ''), [(seqs[i] ?? 0) - 1, seqs[i] ?? 0]]));
 }
 
 function completeQuery(jobs: CompleteWithCheckpoint[], requireAll: boolean): PipelinedQuery {
   // All or nothing: one row always (an aggregate), so the count is checked even when nothing applied.
   const answer = requireAll
-    ? `SELECT longhaul_require_count($7, count(*)::int) AS n, array_agg(id) AS ids, array_agg(event_seq) AS seqs FROM u`
-    : `SELECT id, event_seq AS seq FROM u`;
+    ? `SELECT longhaul_require_count($7, count(*)::int) AS n, array_agg(id) AS ids, array_agg(fenced_token) AS tokens, array_agg(event_seq) AS seqs FROM u`
+    : `SELECT id, fenced_token AS token, event_seq AS seq FROM u`;
   return {
     name: requireAll ? STATEMENTS.completeAll : STATEMENTS.complete,
     text: `WITH c AS (
@@ -306,7 +316,7 @@ function completeQuery(jobs: CompleteWithCheckpoint[], requireAll: boolean): Pip
               event_seq = j.event_seq + 2, updated_at = now()
          FROM c
         WHERE j.id = ANY($1::uuid[]) AND j.id = c.id AND j.lease_token = c.token AND j.status = 'RUNNING' AND j.cancel_requested_at IS NULL
-        RETURNING j.*),
+        RETURNING j.*, c.token AS fenced_token),
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
        SELECT id, event_seq - 1, 'progress', ${PROGRESS_EVENT_DATA_SQL} FROM u
