@@ -349,8 +349,7 @@ export class WorkerRuntime {
       this.#running.delete(key);
       this.#running.set(jobId, entry);
       entry.type = type.name;
-      // #claimWithStart keeps the slot it reserved for the type.
-      if (!('row' in started)) this.#typeCounts.set(type.name, (this.#typeCounts.get(type.name) ?? 0) + 1);
+      // The claim (either kind) reserved the type's slot; #launch gives it back when the execution ends.
       const stepLog = 'log' in claimed ? claimed.log : this.#log.child({ job_id: jobId, type: type.name, attempt: row.attempts });
       log = stepLog;
       try {
@@ -431,10 +430,15 @@ export class WorkerRuntime {
     }
   }
 
-  /** Claims the job for this execution, or settles the execution when it has nothing to run. */
+  /**
+   * Claims the job for this execution, or settles the execution when it has nothing to run. A claim
+   * reserves a slot of the job's type (checked and taken with no await between, as executions of the
+   * same type claim at the same time), given back if the claim does not commit.
+   */
   async #claim(j: JobWithMetadata<ExecutionData>, attempt: ExecutionAttempt, token: string): Promise<{ row: ClaimRow; type: AnyJobType } | undefined> {
     const jobId = j.data.jobId;
     const deadline = Date.now() + (this.#opts.leaseSeconds + 5) * 1000;
+    let reserved: string | undefined;
     for (;;) {
       const out = await withTransaction(this.#pool, async (c) => {
         const row = await lockJob(c, jobId);
@@ -466,11 +470,18 @@ export class WorkerRuntime {
           await completeExecution(this.#boss, c, attempt, { handedOver: next, reason: 'type concurrency' });
           return 'skip' as const;
         }
+        this.#typeCounts.set(type.name, (this.#typeCounts.get(type.name) ?? 0) + 1);
+        reserved = type.name;
         // A continuation carries on the same attempt; a first execution or a retry is a new attempt.
         const attempts = j.data.cont === true && attempt.retryCount === 0 ? Math.max(1, row.attempts) : row.attempts + 1;
         await takeLease(c, { jobId, token, owner: this.#owner, leaseSeconds: this.#opts.leaseSeconds, attempts, execution: attempt.id, executionRetry: attempt.retryCount });
         const moved = row.status === 'PENDING' ? await transition(c, jobId, 'RUNNING', { announce: false }) : undefined;
         return { row: { ...row, attempts, status: 'RUNNING' as const }, type, seq: moved?.event_seq };
+      }).catch((err: unknown) => {
+        // The claim did not commit: its slot is not taken.
+        if (reserved !== undefined) this.#typeCounts.set(reserved, (this.#typeCounts.get(reserved) ?? 1) - 1);
+        reserved = undefined;
+        throw err;
       });
       if (out === 'skip') return undefined;
       if (out !== 'busy') {
