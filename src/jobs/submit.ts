@@ -117,7 +117,18 @@ export class JobSubmitter {
 
   async #write(batch: Pending[]): Promise<void> {
     const reqs = batch.map((p) => p.req);
-    const outcomes: Array<SubmitOutcome | undefined> = this.#oneStatement ? await this.#writeOneStatement(reqs) : [];
+    let outcomes: Array<SubmitOutcome | undefined>;
+    try {
+      outcomes = this.#oneStatement ? await this.#writeOneStatement(reqs) : [];
+    } catch (err) {
+      // A value Postgres refuses (SQLSTATE class 22) fails the one statement, which wrote nothing, for every
+      // request in it: write them one by one, so that only the request carrying the value fails.
+      if (batch.length > 1 && isDataException(err)) {
+        for (const p of batch) await this.#write([p]).catch((e: unknown) => p.reject(e));
+        return;
+      }
+      throw err;
+    }
     const rest = reqs.flatMap((req, i) => (outcomes[i] === undefined ? [i] : []));
     if (rest.length > 0) {
       const settled = await withTransaction(this.#pool, (client) => this.#insert(client, rest.map((i) => reqs[i] as SubmitRequest)));
@@ -309,4 +320,10 @@ export async function releaseExpiredKeys(pool: Pool): Promise<number> {
       WHERE idempotency_key IS NOT NULL AND idempotency_expires_at < now()`,
   );
   return rowCount ?? 0;
+}
+
+/** Whether a database error is about a value (SQLSTATE class 22, data exception), not the database or the statement. */
+function isDataException(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('22');
 }
