@@ -7,7 +7,7 @@ import type { Context } from 'hono';
 import { CallbackAllowList } from '../webhooks/allowlist.ts';
 import type { App, AppDeps, AppEnv } from './context.ts';
 import { ApiError, invalidRequest, problemOf } from './errors.ts';
-import { ApiKeys, apiKeyAuth, requestContext } from './middleware.ts';
+import { ApiKeys, apiKeyAuth, refuseNulInUrl, requestContext } from './middleware.ts';
 import { registerSecuritySchemes } from './openapi.ts';
 import { submitLane, type NodeLane } from './submit-lane.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
@@ -47,6 +47,7 @@ export function createApp(deps: AppDeps): AppHandle {
   const keys = new ApiKeys(deps.pool, deps.config.authCacheSeconds);
 
   app.use('*', requestContext(deps.log, deps.metrics));
+  app.use('*', refuseNulInUrl());
   app.use('/v1/*', apiKeyAuth(keys, '/v1/admin/', usesStreamToken));
   const ws = createNodeWebSocket({ app });
 

@@ -7,7 +7,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { tenantByApiKey, type Tenant } from '../tenants/repository.ts';
 import type { AppEnv } from './context.ts';
-import { ApiError } from './errors.ts';
+import { ApiError, type FieldError } from './errors.ts';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
@@ -43,12 +43,31 @@ export function requestContext(log: Logger, metrics: Metrics): MiddlewareHandler
   };
 }
 
+/** Whether a request URL holds an encoded NUL: no id, name or filter has one, and Postgres text cannot hold it. */
+export function urlHasNul(url: string): boolean {
+  return /%00/i.test(url);
+}
+
+/** 400 for a URL with an encoded NUL (%00) in its path or query, before anything reads it. */
+export function refuseNulInUrl(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (urlHasNul(c.req.url)) throw new ApiError('bad-request', 'the URL contains an encoded NUL character (%00)');
+    await next();
+  };
+}
+
 /**
  * For POST routes with a JSON body: 415 for another content type, 413 over the limit, 400 for a
- * body that is not JSON. The parsed body is left in Hono's body cache for the validator.
+ * body that is not JSON. The parsed body is left in Hono's body cache for the validator. With
+ * `optional`, a request without a body passes unchecked.
  */
-export function jsonBody(limitBytes: number): MiddlewareHandler<AppEnv> {
+export function jsonBody(limitBytes: number, opts: { optional?: boolean } = {}): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
+    const length = c.req.header('content-length');
+    if (opts.optional === true && (length === '0' || (length === undefined && c.req.header('transfer-encoding') === undefined))) {
+      await next();
+      return;
+    }
     checkJsonHeaders(c.req.header('content-type'), c.req.header('content-length'), limitBytes);
     // Under @hono/node-server, read Node's request stream itself: touching `c.req.raw.body` would build a
     // WHATWG Request and stream around it, which costs several times the rest of the request path.
@@ -61,23 +80,67 @@ export function jsonBody(limitBytes: number): MiddlewareHandler<AppEnv> {
   };
 }
 
+/** What Hono's JSON validator reads as JSON (hono/validator's jsonRegex): `application/json` or `application/<one word>+json`. */
+const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
+
 /** 413 when Content-Length says the body is over the limit, 415 unless the body is declared JSON. */
 export function checkJsonHeaders(contentType: string | undefined, contentLength: string | undefined, limitBytes: number): void {
   const type = contentType ?? '';
   const length = Number(contentLength ?? '0');
   if (length > limitBytes) throw new ApiError('payload-too-large', `the body is ${length} bytes; the limit is ${limitBytes}`);
-  if (!/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type)) {
+  // The media type as Hono's JSON validator reads it (the Hono route and the submit lane must agree).
+  if (!JSON_MEDIA_TYPE.test(type.split(';')[0]?.trim() ?? '')) {
     throw new ApiError('unsupported-media-type', `send the body as application/json (got ${type === '' ? 'no Content-Type' : JSON.stringify(type)})`);
   }
 }
 
-/** The body as JSON, or 400. */
+/**
+ * The body as JSON: 400 if it is not JSON, 422 if it holds what JSON allows but cannot be kept as sent
+ * (see unstorable).
+ */
 export function parseJson(text: string): unknown {
+  let json: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    json = JSON.parse(text) as unknown;
   } catch (err) {
     throw new ApiError('malformed-json', `the body is not valid JSON: ${(err as Error).message}`);
   }
+  const problem = unstorable(json, '');
+  if (problem !== undefined) throw new ApiError('validation-error', 'the request body is not valid', { errors: [problem] });
+  return json;
+}
+
+/**
+ * The first value JSON.parse accepts that would not be stored as sent: a string or key with U+0000 or an
+ * unpaired UTF-16 surrogate (Postgres text and jsonb refuse both), a number beyond double range (it
+ * parses to ±Infinity and would be stored as null), a `__proto__` key (dropped by object schemas). Each
+ * would otherwise fail in the database with a 500 or change what a replayed Idempotency-Key compares.
+ */
+function unstorable(value: unknown, path: string): FieldError | undefined {
+  const here = path === '' ? '(body)' : path;
+  if (typeof value === 'string') return stringProblem(value, here);
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : { field: here, message: 'the number is too large to represent' };
+  if (value === null || typeof value !== 'object') return undefined;
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const p = unstorable(item, `${path}[${i}]`);
+      if (p !== undefined) return p;
+    }
+    return undefined;
+  }
+  for (const [key, item] of Object.entries(value)) {
+    const field = path === '' ? key : `${path}.${key}`;
+    if (key === '__proto__') return { field, message: 'the key "__proto__" is not allowed' };
+    const p = stringProblem(key, `${field} (the key)`) ?? unstorable(item, field);
+    if (p !== undefined) return p;
+  }
+  return undefined;
+}
+
+function stringProblem(s: string, field: string): FieldError | undefined {
+  if (s.includes('\u0000')) return { field, message: 'contains U+0000 (NUL), which cannot be stored' };
+  if (!s.isWellFormed()) return { field, message: 'contains an unpaired UTF-16 surrogate, which cannot be stored' };
+  return undefined;
 }
 
 /** Reads a body as text, refusing more than `limit` bytes even when Content-Length was absent or false. */

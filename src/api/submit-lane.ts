@@ -12,7 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CallbackAllowList } from '../webhooks/allowlist.ts';
 import type { AppDeps } from './context.ts';
 import { ApiError, invalidRequest, problemOf } from './errors.ts';
-import { checkJsonHeaders, observeRequest, parseJson, readLimited, requestIdOf, type ApiKeys } from './middleware.ts';
+import { checkJsonHeaders, observeRequest, parseJson, readLimited, requestIdOf, urlHasNul, type ApiKeys } from './middleware.ts';
 import { acceptJob, acceptedHeaders } from './routes/jobs.ts';
 import { CreateJobSchema } from './schemas.ts';
 
@@ -21,9 +21,9 @@ export type NodeLane = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 const ROUTE = '/v1/jobs';
 
-/** Whether a request target is /v1/jobs, with or without a query (as Hono routes it). */
+/** Whether a request target is /v1/jobs, with or without a query (as Hono routes it); one with an encoded NUL is Hono's to refuse. */
 function isJobsTarget(url: string | undefined): boolean {
-  if (url === undefined || !url.startsWith(ROUTE)) return false;
+  if (url === undefined || !url.startsWith(ROUTE) || urlHasNul(url)) return false;
   return url.length === ROUTE.length || url.charCodeAt(ROUTE.length) === 0x3f; // '?'
 }
 

@@ -1,0 +1,51 @@
+/**
+ * JSON that JSON.parse accepts but Postgres cannot store (a NUL character, a lone UTF-16 surrogate) and
+ * NUL bytes in query or path parameters are a client's mistake: a 4xx problem that changes nothing,
+ * never a 500 (README "Errors").
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestService, type TestService } from './support/service.ts';
+
+let t: TestService;
+beforeAll(async () => {
+  t = await startTestService();
+});
+afterAll(async () => t.stop());
+
+const H = () => ({ authorization: `Bearer ${t.tenant.api_key}`, 'content-type': 'application/json' });
+
+async function jobCount(): Promise<number> {
+  const { rows } = await t.service.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM jobs');
+  return rows[0]?.n ?? -1;
+}
+
+async function expectClientProblem(res: Response): Promise<void> {
+  const text = await res.text();
+  expect(res.status, text).toBeGreaterThanOrEqual(400);
+  expect(res.status, text).toBeLessThan(500);
+  expect(res.headers.get('content-type')).toContain('application/problem+json');
+}
+
+describe('POST /v1/jobs with strings Postgres cannot store', () => {
+  it.each([
+    ['NUL in a metadata value', '{"type":"synthetic","input":{"chunks":1,"chunk_ms":0},"metadata":{"a":"\\u0000"}}'],
+    ['NUL in a metadata key', '{"type":"synthetic","input":{"chunks":1,"chunk_ms":0},"metadata":{"\\u0000":1}}'],
+    ['a lone surrogate in metadata', '{"type":"synthetic","input":{"chunks":1,"chunk_ms":0},"metadata":{"a":"\\ud800"}}'],
+    ['NUL in callback_url', '{"type":"synthetic","input":{"chunks":1,"chunk_ms":0},"callback_url":"https://example.com/a\\u0000b"}'],
+  ])('%s answers a 4xx problem, not 500, and creates nothing', async (_name, body) => {
+    const before = await jobCount();
+    const res = await fetch(`${t.url}/v1/jobs`, { method: 'POST', headers: H(), body });
+    await expectClientProblem(res);
+    expect(await jobCount()).toBe(before);
+  });
+});
+
+describe('NUL bytes in query and path parameters', () => {
+  it('GET /v1/jobs?type=%00 answers a 4xx problem, not 500', async () => {
+    await expectClientProblem(await fetch(`${t.url}/v1/jobs?type=%00`, { headers: H() }));
+  });
+
+  it('GET /v1/jobs/{id}/artifacts/%00 answers a 4xx problem, not 500', async () => {
+    await expectClientProblem(await fetch(`${t.url}/v1/jobs/00000000-0000-0000-0000-000000000000/artifacts/a%00b`, { headers: H() }));
+  });
+});
