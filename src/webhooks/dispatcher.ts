@@ -76,6 +76,12 @@ interface Ready {
   claimedAt: number;
 }
 
+/** Postgres refused a value (SQLSTATE class 22, data exception: e.g. U+0000 in text, a number out of range). */
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('22');
+}
+
 function signerOf(row: ClaimedDelivery): Signer | undefined {
   if (row.scheme === 'v1a' && row.key_pems.length > 0) {
     return { scheme: 'v1a', keys: row.key_pems.map((pem, i) => privateKeyOf(row.key_ids[i] ?? String(i), pem)) };
@@ -429,14 +435,9 @@ export class Dispatcher {
   async #flush(): Promise<void> {
     while (this.#results.length > 0) {
       const batch = this.#results.splice(0, MAX_RECORD_BATCH);
-      const windows = new Map<string, { total: number; failures: number }>();
-      for (const r of batch) {
-        const w = this.#windows.get(r.endpoint);
-        if (w !== undefined) windows.set(r.endpoint, { total: w.total, failures: w.failures });
-      }
       let recorded: Set<string>;
       try {
-        recorded = await recordAttempts(this.#o.pool, batch, windows);
+        recorded = await this.#record(batch);
       } catch (err) {
         if (this.#stopping) {
           this.#o.log.error({ err, n: batch.length }, 'webhook dispatcher: could not record attempts while stopping; their leases will expire and they are retried');
@@ -453,6 +454,36 @@ export class Dispatcher {
         else if (r.status === 'SUCCEEDED' && r.replayed) await this.#o.alerts?.clear(`delivery-dead:${r.id}`).catch(() => undefined);
       }
     }
+  }
+
+  /**
+   * Records a batch in one statement. When Postgres refuses the data of some row (SQLSTATE class 22),
+   * the rows are recorded one by one, so one bad row cannot keep the others from being recorded; a row
+   * refused on its own is left to its lease (it is attempted again when the lease ends). Any other error
+   * (e.g. a lost connection) is thrown, and the caller retries the whole batch.
+   */
+  async #record(batch: Recorded[]): Promise<Set<string>> {
+    const windows = new Map<string, { total: number; failures: number }>();
+    for (const r of batch) {
+      const w = this.#windows.get(r.endpoint);
+      if (w !== undefined) windows.set(r.endpoint, { total: w.total, failures: w.failures });
+    }
+    try {
+      return await recordAttempts(this.#o.pool, batch, windows);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      this.#o.log.warn({ err, n: batch.length }, 'webhook dispatcher: a batch of attempts holds data Postgres refuses; recording them one by one');
+    }
+    const recorded = new Set<string>();
+    for (const r of batch) {
+      try {
+        for (const id of await recordAttempts(this.#o.pool, [r], windows)) recorded.add(id);
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        this.#o.log.error({ err, delivery: r.id }, 'webhook dispatcher: an attempt holds data Postgres refuses; it is not recorded and is attempted again after its lease');
+      }
+    }
+    return recorded;
   }
 
   async #dead(r: Recorded): Promise<void> {

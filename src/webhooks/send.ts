@@ -29,7 +29,7 @@ export interface AttemptResult {
   kind: AttemptKind;
   statusCode: number | null;
   error: string | null;
-  /** Start of the response body (at most STORED_RESPONSE_BYTES, as UTF-8 text). */
+  /** Start of the response body (at most STORED_RESPONSE_BYTES, as UTF-8 text, U+0000 replaced by U+FFFD). */
   response: string | null;
   durationMs: number;
   retryAfterSeconds: number | undefined;
@@ -89,7 +89,12 @@ export class WebhookSender {
 
   async send(url: string, headers: Record<string, string>, body: string): Promise<AttemptResult> {
     const started = performance.now();
-    const done = (r: Omit<AttemptResult, 'durationMs'>): AttemptResult => ({ ...r, durationMs: Math.round(performance.now() - started) });
+    const done = (r: Omit<AttemptResult, 'durationMs'>): AttemptResult => ({
+      ...r,
+      error: storable(r.error),
+      response: storable(r.response),
+      durationMs: Math.round(performance.now() - started),
+    });
     const refused = this.refusal(url);
     if (refused !== undefined) return done({ kind: 'refused', statusCode: null, error: `refused: ${refused}`, response: null, retryAfterSeconds: undefined });
     const target = new URL(url);
@@ -133,6 +138,14 @@ export class WebhookSender {
   destroy(): Promise<void> {
     return this.#agent.destroy();
   }
+}
+
+/**
+ * The text with every U+0000 replaced by U+FFFD: a receiver's answer (or an error quoting it) may hold NUL
+ * bytes, and Postgres text cannot, so an unreplaced one would make the attempt impossible to record.
+ */
+function storable(text: string | null): string | null {
+  return text?.replaceAll('\u0000', '\uFFFD') ?? null;
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {
