@@ -103,6 +103,8 @@ export class Dispatcher {
   #ready: Ready[] = [];
   #results: Recorded[] = [];
   #flushing: Promise<void> | undefined;
+  /** The queue of alert raises and clears (see #alert). */
+  #alerting: Promise<void> = Promise.resolve();
   #claiming = false;
   #again = false;
   #stopping = false;
@@ -185,6 +187,8 @@ export class Dispatcher {
     }
     await this.#flushing;
     await this.#flush();
+    // The alerts of what was recorded go out before the caller closes the pool.
+    await this.#alerting;
     await this.#sender.close().catch(() => undefined);
   }
 
@@ -450,8 +454,8 @@ export class Dispatcher {
       }
       for (const r of batch) {
         if (!recorded.has(r.id)) continue;
-        if (r.status === 'DEAD') await this.#dead(r);
-        else if (r.status === 'SUCCEEDED' && r.replayed) await this.#o.alerts?.clear(`delivery-dead:${r.id}`).catch(() => undefined);
+        if (r.status === 'DEAD') this.#dead(r);
+        else if (r.status === 'SUCCEEDED' && r.replayed) this.#alert('clearing the dead-delivery alert', (alerts) => alerts.clear(`delivery-dead:${r.id}`));
       }
     }
   }
@@ -486,15 +490,30 @@ export class Dispatcher {
     return recorded;
   }
 
-  async #dead(r: Recorded): Promise<void> {
+  #dead(r: Recorded): void {
     this.#metrics.dead.inc();
     this.#o.log.warn({ delivery: r.id, webhook_id: r.webhookId, job_id: r.jobId, endpoint: r.endpoint, attempts: r.attempt, error: r.error }, 'webhook delivery DEAD');
-    await this.#o.alerts
-      ?.raise(`delivery-dead:${r.id}`, {
+    this.#alert('raising the dead-delivery alert', (alerts) =>
+      alerts.raise(`delivery-dead:${r.id}`, {
         kind: 'delivery-dead',
         message: `webhook delivery ${r.webhookId} of job ${r.jobId} to ${r.endpoint} is DEAD after ${r.attempt} attempt(s): ${r.error ?? 'failed'}`,
         details: { delivery_id: r.id, webhook_id: r.webhookId, job_id: r.jobId, tenant_id: r.tenantId, endpoint: r.endpoint, attempts: r.attempt, error: r.error, status_code: r.statusCode },
-      })
-      .catch((err: unknown) => this.#o.log.warn({ err }, 'webhook dispatcher: raising the dead-delivery alert failed'));
+      }),
+    );
+  }
+
+  /**
+   * Queues an alert raise or clear behind the earlier ones. Recording never waits for it: an alert's
+   * sinks call the network (up to 10 s each), and results waiting that long to be recorded would
+   * outlive their leases and be sent again. One at a time and in order, so a clear never overtakes
+   * its raise and a burst of dead deliveries does not flood the sinks or the pool.
+   */
+  #alert(what: string, send: (alerts: Alerts) => Promise<boolean>): void {
+    const alerts = this.#o.alerts;
+    if (alerts === undefined) return;
+    this.#alerting = this.#alerting.then(() => send(alerts)).then(
+      () => undefined,
+      (err: unknown) => this.#o.log.warn({ err }, `webhook dispatcher: ${what} failed`),
+    );
   }
 }
