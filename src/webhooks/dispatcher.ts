@@ -99,6 +99,12 @@ export class Dispatcher {
   /** In-flight deliveries: id → claim token. */
   readonly #inflight = new Map<string, string>();
   readonly #perEndpoint = new Map<string, number>();
+  /**
+   * Endpoints whose breaker this dispatcher knows is not closed (it or another dispatcher opened it, or
+   * it is half-open): their buffered deliveries are given back, never started. Cleared when a claim
+   * returns the endpoint closed or this dispatcher's probe closes it.
+   */
+  readonly #held = new Set<string>();
   /** Claimed deliveries waiting for a free slot (with those in flight, at most CLAIM_AHEAD concurrencies' worth). */
   #ready: Ready[] = [];
   #results: Recorded[] = [];
@@ -284,7 +290,7 @@ export class Dispatcher {
       if (r !== undefined && r.claimedAt < late) {
         this.#ready.splice(i, 1);
         stale.push(r);
-      } else if (r !== undefined && (this.#perEndpoint.get(r.row.endpoint) ?? 0) < this.#s.endpointConcurrency) {
+      } else if (r !== undefined && !this.#held.has(r.row.endpoint) && (this.#perEndpoint.get(r.row.endpoint) ?? 0) < this.#s.endpointConcurrency) {
         this.#ready.splice(i, 1);
         this.#begin(r.row, r.token, false);
       } else i++;
@@ -317,10 +323,13 @@ export class Dispatcher {
   async #startAll(rows: ClaimedDelivery[], token: string, claimedAt: number): Promise<void> {
     const probing = new Map<string, ClaimedDelivery[]>();
     for (const row of rows) {
-      if (row.endpoint_state === null || row.endpoint_state === 'closed') this.#ready.push({ row, token, claimedAt });
-      else probing.set(row.endpoint, [...(probing.get(row.endpoint) ?? []), row]);
+      if (row.endpoint_state === null || row.endpoint_state === 'closed') {
+        this.#held.delete(row.endpoint);
+        this.#ready.push({ row, token, claimedAt });
+      } else probing.set(row.endpoint, [...(probing.get(row.endpoint) ?? []), row]);
     }
     for (const [endpoint, group] of probing) {
+      this.#held.add(endpoint);
       const won = await takeProbe(this.#o.pool, endpoint, this.#s.leaseSeconds);
       const [probe, ...rest] = group;
       if (won && probe !== undefined) {
@@ -329,6 +338,7 @@ export class Dispatcher {
         await this.#releaseReady(endpoint);
         await releaseDeliveries(this.#o.pool, rest.map((r) => r.id), token);
       } else {
+        await this.#releaseReady(endpoint);
         await releaseDeliveries(this.#o.pool, group.map((r) => r.id), token);
       }
     }
@@ -416,6 +426,7 @@ export class Dispatcher {
     try {
       if (probe && ok) {
         await closeBreaker(pool, endpoint);
+        this.#held.delete(endpoint);
         window.reset();
         this.#o.log.info({ endpoint }, 'webhook circuit breaker closed: the probe succeeded');
       } else if (probe) {
@@ -425,10 +436,14 @@ export class Dispatcher {
       } else if (!ok && window.shouldOpen(this.#s.breaker)) {
         const counts = { total: window.total, failures: window.failures };
         window.reset();
-        if (await openBreaker(pool, endpoint, this.#s.breaker.cooldownSeconds)) {
-          await this.#releaseReady(endpoint);
-          this.#o.log.warn({ endpoint, ...counts, cooldown_seconds: this.#s.breaker.cooldownSeconds }, 'webhook circuit breaker opened');
-        }
+        // Opened here or already by another dispatcher: either way, nothing buffered for it starts, even
+        // while openBreaker runs, and all of it goes back. Marked again after it: a claim that ran
+        // meanwhile may have seen the endpoint still closed.
+        this.#held.add(endpoint);
+        const opened = await openBreaker(pool, endpoint, this.#s.breaker.cooldownSeconds);
+        this.#held.add(endpoint);
+        await this.#releaseReady(endpoint);
+        if (opened) this.#o.log.warn({ endpoint, ...counts, cooldown_seconds: this.#s.breaker.cooldownSeconds }, 'webhook circuit breaker opened');
       }
     } catch (err) {
       this.#o.log.warn({ err, endpoint }, 'webhook dispatcher: updating the circuit breaker failed');
