@@ -27,6 +27,19 @@ export interface ClaimedDelivery {
 }
 
 /**
+ * `pending`: each endpoint with pending deliveries and its earliest next_attempt_at, found by a loose scan
+ * of webhook_deliveries_endpoint_due (one probe per endpoint, whatever its backlog). For a WITH RECURSIVE.
+ */
+const PENDING_ENDPOINTS_CTE = `pending AS (
+       (SELECT d.endpoint, d.next_attempt_at FROM webhook_deliveries d
+         WHERE d.status = 'PENDING' ORDER BY d.endpoint, d.next_attempt_at LIMIT 1)
+       UNION ALL
+       SELECT n.endpoint, n.next_attempt_at
+         FROM pending p CROSS JOIN LATERAL (
+           SELECT d.endpoint, d.next_attempt_at FROM webhook_deliveries d
+            WHERE d.status = 'PENDING' AND d.endpoint > p.endpoint ORDER BY d.endpoint, d.next_attempt_at LIMIT 1) n)`;
+
+/**
  * Claims up to `limit` due deliveries for `token`, earliest due first, at most `free` per endpoint (`busy`
  * lists the endpoints with deliveries held here and how many more each may take; others take
  * `perEndpoint`). Endpoints whose breaker is open (or probing) are skipped. A claimed row's
@@ -46,14 +59,7 @@ export async function claimDeliveries(
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query<ClaimedDelivery>(
     `WITH RECURSIVE busy AS (SELECT * FROM unnest($1::text[], $2::int[]) AS b(endpoint, free)),
-     pending AS (
-       (SELECT d.endpoint, d.next_attempt_at FROM webhook_deliveries d
-         WHERE d.status = 'PENDING' ORDER BY d.endpoint, d.next_attempt_at LIMIT 1)
-       UNION ALL
-       SELECT n.endpoint, n.next_attempt_at
-         FROM pending p CROSS JOIN LATERAL (
-           SELECT d.endpoint, d.next_attempt_at FROM webhook_deliveries d
-            WHERE d.status = 'PENDING' AND d.endpoint > p.endpoint ORDER BY d.endpoint, d.next_attempt_at LIMIT 1) n),
+     ${PENDING_ENDPOINTS_CTE},
      due AS (
        SELECT p.endpoint, least(coalesce(b.free, $3::int), ceil($4::float8 / least(count(*) OVER (), $4::int))::int) AS take
          FROM pending p LEFT JOIN busy b ON b.endpoint = p.endpoint
@@ -187,10 +193,18 @@ export async function recordAttempts(db: Queryable, batch: AttemptRecord[], wind
   return new Set(rows.map((r) => r.id));
 }
 
-/** Seconds until the earliest PENDING delivery is due (negative when overdue), or undefined when none waits. */
+/**
+ * Seconds until the earliest PENDING delivery may be claimed (negative when overdue): when it is due, or
+ * when its endpoint's breaker cool-down ends if that is later. Undefined when none waits.
+ */
 export async function secondsUntilNextDue(db: Queryable): Promise<number | undefined> {
+  // A delivery of an endpoint whose breaker holds it (not closed, cool-down running) is claimable only
+  // once the cool-down ends, however overdue the delivery: counting it as due now would have every
+  // dispatcher claim in vain, at the idle floor, for the whole cool-down of every failing endpoint.
   const { rows } = await db.query<{ s: number | null }>(
-    `SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 AS s FROM webhook_deliveries WHERE status = 'PENDING'`,
+    `WITH RECURSIVE ${PENDING_ENDPOINTS_CTE}
+     SELECT extract(epoch FROM min(greatest(p.next_attempt_at, CASE WHEN e.state <> 'closed' THEN e.retry_at END)) - now())::float8 AS s
+       FROM pending p LEFT JOIN webhook_endpoints e ON e.endpoint = p.endpoint`,
   );
   return rows[0]?.s ?? undefined;
 }

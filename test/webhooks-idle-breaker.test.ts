@@ -1,0 +1,53 @@
+/**
+ * An idle dispatcher sleeps until the earliest delivery it could claim: a delivery of an endpoint whose
+ * breaker is holding it (open, cool-down running) counts from the end of the cool-down, however overdue,
+ * so that dispatchers do not claim in vain at the idle floor for the whole cool-down of a failing endpoint.
+ */
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createTenant } from '../src/tenants/repository.ts';
+import { secondsUntilNextDue } from '../src/webhooks/store.ts';
+import { createTestDatabase, type TestDatabase } from './support/db.ts';
+
+let db: TestDatabase;
+let pool: pg.Pool;
+let tenantId: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  tenantId = (await createTenant(pool, 'idle-breaker')).id;
+});
+afterAll(async () => {
+  await pool.end();
+  await db.drop();
+});
+
+async function pendingDelivery(endpoint: string, dueInSeconds: number): Promise<void> {
+  const jobId = randomUUID();
+  await pool.query(`INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts) VALUES ($1, $2, 'synthetic', 'COMPLETED', '{}', 1)`, [jobId, tenantId]);
+  await pool.query(
+    `INSERT INTO webhook_deliveries (tenant_id, job_id, event_type, url, endpoint, payload, next_attempt_at)
+     VALUES ($1, $2, 'job.completed', $3, $4, '{}', now() + make_interval(secs => $5))`,
+    [tenantId, jobId, `${endpoint}/hook`, endpoint, dueInSeconds],
+  );
+}
+
+it('counts a held endpoint’s overdue deliveries from the end of its cool-down, and others from when they are due', async () => {
+  expect(await secondsUntilNextDue(pool)).toBeUndefined();
+  await pendingDelivery('http://held.test:80', -60);
+  await pool.query(`INSERT INTO webhook_endpoints (endpoint, state, retry_at, opened_at) VALUES ('http://held.test:80', 'open', now() + interval '30 seconds', now())`);
+  const held = await secondsUntilNextDue(pool);
+  expect(held).toBeGreaterThan(25);
+  expect(held).toBeLessThanOrEqual(30);
+
+  await pendingDelivery('http://fine.test:80', 5);
+  const fine = await secondsUntilNextDue(pool);
+  expect(fine).toBeGreaterThan(0);
+  expect(fine).toBeLessThanOrEqual(5);
+
+  // Once the cool-down is over, the overdue delivery is claimable (for the probe) at once.
+  await pool.query(`UPDATE webhook_endpoints SET retry_at = now() - interval '1 second' WHERE endpoint = 'http://held.test:80'`);
+  expect(await secondsUntilNextDue(pool)).toBeLessThan(0);
+});
