@@ -91,6 +91,33 @@ describe('circuit breaker', () => {
   });
 });
 
+describe('a tenant without a signing secret', () => {
+  it('fails its own deliveries without opening the breaker of an endpoint other tenants share', async () => {
+    const rx = await startReceiver();
+    try {
+      const unsigned = await t.newTenant();
+      await t.service.pool.query('DELETE FROM webhook_secrets WHERE tenant_id = $1', [unsigned.id]);
+      await t.service.pool.query('DELETE FROM webhook_signing_keys WHERE tenant_id = $1', [unsigned.id]);
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const res = await t.api('/v1/jobs', { method: 'POST', key: unsigned.api_key, json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: rx.url + '/hook' } });
+        const { id } = (await res.json()) as { id: string };
+        await transition(t.service.pool, id, 'CANCELLED');
+        ids.push(id);
+      }
+      // Each has failed twice, more than the breaker's window needs to open, without a request going out.
+      await waitFor('unsigned attempts', async () => (await statuses(ids)).every((d) => d.attempts >= 2));
+      expect(rx.received.length).toBe(0);
+      expect((await endpointState(rx))?.state ?? 'closed').toBe('closed');
+      // Another tenant's webhook to the same endpoint goes out.
+      const signed = await terminalJob(rx.url + '/hook');
+      await waitFor('the other tenant delivered', async () => (await statuses([signed])).every((d) => d.status === 'SUCCEEDED'));
+    } finally {
+      await rx.close();
+    }
+  });
+});
+
 describe('isolation', () => {
   it('keeps delivering to a healthy endpoint while a slow one holds its own concurrency slots', async () => {
     const slow = await startReceiver();

@@ -384,7 +384,9 @@ export class Dispatcher {
     }
     this.#metrics.attempts.inc({ outcome: result.kind });
     this.#metrics.attemptDuration.observe(result.durationMs / 1000);
-    const counts = result.kind !== 'refused';
+    // Only a request that went out says something about the endpoint: a refused URL, or a tenant without
+    // a secret (a misconfiguration of one tenant), must not open the breaker of an endpoint others share.
+    const counts = result.kind !== 'refused' && signer !== undefined;
     if (counts) await this.#breaker(row.endpoint, ok, probe);
     this.#results.push({
       id: row.id,
