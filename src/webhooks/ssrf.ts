@@ -27,7 +27,9 @@ const BLOCKED_V4: Array<[string, number]> = [
 const BLOCKED_V6: Array<[string, number]> = [
   ['::', 128], // unspecified
   ['::1', 128], // loopback
+  ['::ffff:0:0:0', 96], // IPv4-translated (SIIT, RFC 7915: ::ffff:0:a.b.c.d reaches a.b.c.d)
   ['64:ff9b::', 96], // NAT64 (reaches IPv4 space)
+  ['64:ff9b:1::', 48], // local-use NAT64 (RFC 8215), also reaches IPv4 space
   ['100::', 64], // discard
   ['2001:db8::', 32], // documentation
   ['fc00::', 7], // unique local (includes AWS's fd00:ec2::254 metadata)
