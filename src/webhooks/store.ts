@@ -141,7 +141,9 @@ export async function recordAttempts(db: Queryable, batch: AttemptRecord[], wind
     e.gone ||= r.gone;
     endpoints.set(r.endpoint, e);
   }
-  const eps = [...endpoints.keys()];
+  // In one order in every dispatcher: two batches upserting the same endpoints in opposite orders would
+  // deadlock (Postgres ends one, and its batch is retried a second later).
+  const eps = [...endpoints.keys()].sort();
   const { rows } = await db.query<{ id: string }>(
     `WITH r AS (
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::timestamptz[], $6::int[], $7::int[], $8::text[], $9::text[])
