@@ -188,8 +188,10 @@ export class Dispatcher {
       this.#abandoned = true;
       const byToken = new Map<string, string[]>();
       for (const [id, token] of this.#inflight) byToken.set(token, [...(byToken.get(token) ?? []), id]);
-      for (const [token, ids] of byToken) await releaseDeliveries(this.#o.pool, ids, token).catch(() => undefined);
+      // Their requests end before the rows go back: released first, another dispatcher could send one
+      // again while this one's request is still being answered.
       await this.#sender.destroy().catch(() => undefined);
+      for (const [token, ids] of byToken) await releaseDeliveries(this.#o.pool, ids, token).catch(() => undefined);
     }
     await this.#flushing;
     await this.#flush();
