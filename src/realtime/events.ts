@@ -100,7 +100,8 @@ export async function readEventsOfJobs(db: Queryable, positions: ReadonlyArray<{
 
 /**
  * A lagging subscriber's catch-up with progress coalesced: every status event after `afterSeq` (up to
- * `limit`) and only the newest progress event.
+ * `limit`) and only the newest progress event (or, when the status events were cut off, only if it
+ * comes before the last of them).
  */
 export async function readCoalesced(db: Queryable, jobId: string, afterSeq: number, limit: number): Promise<JobEvent[]> {
   const { rows } = await db.query<EventRow>(
@@ -110,7 +111,12 @@ export async function readCoalesced(db: Queryable, jobId: string, afterSeq: numb
      ORDER BY seq`,
     [jobId, afterSeq, limit],
   );
-  return rows.map(toEvent);
+  const events = rows.map(toEvent);
+  // Status events cut off at `limit`: a progress event after the last of them would carry the client
+  // past the status events not read yet. It waits for the next read, which starts at that status.
+  const statuses = events.filter((e) => e.kind === 'status');
+  const last = statuses.at(-1);
+  return statuses.length === limit && last !== undefined ? events.filter((e) => e.seq <= last.seq) : events;
 }
 
 /** The progress a client had seen up to `seq` (the highest committed before it), so a resumed stream never goes back. */
