@@ -439,6 +439,8 @@ export class WorkerRuntime {
     const jobId = j.data.jobId;
     const deadline = Date.now() + (this.#opts.leaseSeconds + 5) * 1000;
     let reserved: string | undefined;
+    /** The `status` event of a job failed for good here (its type unknown to every worker that ran it). */
+    let deadSeq: number | undefined;
     for (;;) {
       const out = await withTransaction(this.#pool, async (c) => {
         const row = await lockJob(c, jobId);
@@ -451,8 +453,17 @@ export class WorkerRuntime {
         const type = this.#registry.get(row.type);
         if (type === undefined) {
           const error = { message: `unknown job type "${row.type}" (is its module in LONGHAUL_JOB_TYPES?)`, at: new Date().toISOString() };
-          await failExecution(this.#boss, c, attempt, error);
-          return 'skip' as const;
+          if (attempt.retryCount < attempt.retryLimit) {
+            // A retry may reach a worker that has the type's module.
+            await failExecution(this.#boss, c, attempt, error);
+            return 'skip' as const;
+          }
+          // No execution is left: the job fails for good and is dead-lettered (replayable once a worker
+          // knows the type) rather than staying PENDING, or RUNNING with no lease, where no monitor looks.
+          await releaseLease(c, { jobId, token: null, error, deadLetter: true });
+          deadSeq = (await transition(c, jobId, 'FAILED', { error, announce: false }))?.event_seq;
+          await deadLetterExecution(this.#boss, c, attempt, jobId, { ...error, history: [...row.error_history, error] });
+          return 'dead' as const;
         }
         const limit = type.concurrency ?? this.#opts.concurrency;
         if ((this.#typeCounts.get(type.name) ?? 0) >= limit) {
@@ -484,6 +495,12 @@ export class WorkerRuntime {
         throw err;
       });
       if (out === 'skip') return undefined;
+      if (out === 'dead') {
+        if (deadSeq !== undefined) this.#events.publish(jobId, deadSeq);
+        this.#metrics.executions.inc({ outcome: 'failed' });
+        this.#log.error({ job_id: jobId, execution: attempt.id }, 'job failed: no worker that ran it knows its type; dead-lettered');
+        return undefined;
+      }
       if (out !== 'busy') {
         if (out.seq !== undefined) this.#events.publish(jobId, out.seq);
         return out;

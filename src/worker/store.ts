@@ -348,10 +348,11 @@ export async function refusalReason(db: Queryable, jobId: string, token: string)
 /**
  * Ends the lease (fenced) and records a failed attempt's error when given. Returns false when the
  * lease was not ours any more. The caller then moves the status with transition() in the same transaction.
+ * `token: null` is for a caller that holds no lease but has the row locked and saw no live lease on it.
  */
 export async function releaseLease(
   db: Queryable,
-  f: { jobId: string; token: string; error?: Json; deadLetter?: boolean; execution?: string },
+  f: { jobId: string; token: string | null; error?: Json; deadLetter?: boolean; execution?: string },
 ): Promise<boolean> {
   const { rowCount } = await db.query(
     `UPDATE jobs SET lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
@@ -359,7 +360,7 @@ export async function releaseLease(
             error_history = CASE WHEN $3::jsonb IS NULL THEN error_history ELSE error_history || jsonb_build_array($3::jsonb) END,
             dead_lettered_at = CASE WHEN $4 THEN now() ELSE dead_lettered_at END,
             execution_id = COALESCE($5::uuid, execution_id)
-      WHERE id = $1 AND lease_token = $2`,
+      WHERE id = $1 AND ($2::uuid IS NULL OR lease_token = $2)`,
     [f.jobId, f.token, f.error === undefined ? null : JSON.stringify(f.error), f.deadLetter === true, f.execution ?? null],
   );
   return (rowCount ?? 0) > 0;
