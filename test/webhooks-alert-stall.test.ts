@@ -4,11 +4,11 @@
  * their leases run out, so none of them is sent again.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { transition } from '../src/jobs/repository.ts';
 import { signedWebhookAlertSink } from '../src/webhooks/alert-sink.ts';
 import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
 import { startDispatcher } from './support/dispatcher.ts';
+import { completedJob } from './support/webhooks.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 let t: TestService;
@@ -40,20 +40,12 @@ afterAll(async () => {
   await t.stop();
 });
 
-async function finishJob(path: string): Promise<string> {
-  const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: rx.url + path } });
-  expect(res.status).toBe(202);
-  const job = (await res.json()) as { id: string };
-  await transition(t.service.pool, job.id, 'RUNNING', { extraSql: ', started_at = now(), attempts = 1' });
-  await transition(t.service.pool, job.id, 'COMPLETED', { result: {} });
-  return job.id;
-}
 
 it('sends a delivery answered 200 once, even while a dead-delivery alert is being sent', async () => {
   rx.on('/gone', (_n, _req, res) => void res.writeHead(410).end());
-  await finishJob('/gone');
+  await completedJob(t, rx.url + '/gone');
   await waitFor('the alert webhook was called', () => rx.to('/alerts').length >= 1, 10_000);
-  const ok = await finishJob('/ok');
+  const ok = await completedJob(t, rx.url + '/ok');
   await waitFor('the delivery arrived', () => rx.to('/ok').length >= 1, 5_000);
   // Longer than the 2 s lease, shorter than the slow alert.
   await new Promise((r) => setTimeout(r, 5_000));

@@ -3,10 +3,10 @@
  * isolation (a slow endpoint does not hold back another's webhooks), with a real receiver on 127.0.0.1.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { transition } from '../src/jobs/repository.ts';
 import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
 import { startDispatcher } from './support/dispatcher.ts';
+import { cancelledJob } from './support/webhooks.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const COOLDOWN_S = 1;
@@ -37,12 +37,6 @@ afterAll(async () => {
   await t.stop();
 });
 
-async function terminalJob(url: string): Promise<string> {
-  const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: url } });
-  const { id } = (await res.json()) as { id: string };
-  await transition(t.service.pool, id, 'CANCELLED');
-  return id;
-}
 
 interface Endpoint {
   endpoint: string;
@@ -66,7 +60,7 @@ describe('circuit breaker', () => {
       let down = true;
       rx.on('/hook', (_n, _r, res) => void (down ? res.writeHead(503).end('down') : undefined));
       const ids: string[] = [];
-      for (let i = 0; i < 6; i++) ids.push(await terminalJob(rx.url + '/hook'));
+      for (let i = 0; i < 6; i++) ids.push(await cancelledJob(t, rx.url + '/hook'));
 
       await waitFor('breaker open', async () => (await endpointState(rx))?.state === 'open');
       const metrics = await (await fetch(`${t.url}/metrics`)).text();
@@ -99,18 +93,13 @@ describe('a tenant without a signing secret', () => {
       await t.service.pool.query('DELETE FROM webhook_secrets WHERE tenant_id = $1', [unsigned.id]);
       await t.service.pool.query('DELETE FROM webhook_signing_keys WHERE tenant_id = $1', [unsigned.id]);
       const ids: string[] = [];
-      for (let i = 0; i < 6; i++) {
-        const res = await t.api('/v1/jobs', { method: 'POST', key: unsigned.api_key, json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: rx.url + '/hook' } });
-        const { id } = (await res.json()) as { id: string };
-        await transition(t.service.pool, id, 'CANCELLED');
-        ids.push(id);
-      }
+      for (let i = 0; i < 6; i++) ids.push(await cancelledJob(t, rx.url + '/hook', unsigned.api_key));
       // Each has failed twice, more than the breaker's window needs to open, without a request going out.
       await waitFor('unsigned attempts', async () => (await statuses(ids)).every((d) => d.attempts >= 2));
       expect(rx.received.length).toBe(0);
       expect((await endpointState(rx))?.state ?? 'closed').toBe('closed');
       // Another tenant's webhook to the same endpoint goes out.
-      const signed = await terminalJob(rx.url + '/hook');
+      const signed = await cancelledJob(t, rx.url + '/hook');
       await waitFor('the other tenant delivered', async () => (await statuses([signed])).every((d) => d.status === 'SUCCEEDED'));
     } finally {
       await rx.close();
@@ -127,10 +116,10 @@ describe('isolation', () => {
     try {
       slow.on('/hook', () => gate);
       const slowIds: string[] = [];
-      for (let i = 0; i < 5; i++) slowIds.push(await terminalJob(slow.url + '/hook'));
+      for (let i = 0; i < 5; i++) slowIds.push(await cancelledJob(t, slow.url + '/hook'));
       // The per-endpoint limit (2) is reached and the rest of the slow endpoint's deliveries wait.
       await waitFor('slow endpoint saturated', () => slow.received.length === 2);
-      const fastId = await terminalJob(fast.url + '/hook');
+      const fastId = await cancelledJob(t, fast.url + '/hook');
       await waitFor('fast delivery', async () => (await statuses([fastId]))[0]?.status === 'SUCCEEDED', 1500);
       expect(slow.received.length).toBe(2);
       expect((await statuses(slowIds)).every((d) => d.status === 'PENDING')).toBe(true);

@@ -3,10 +3,10 @@
  * the stored response has it replaced by U+FFFD; the attempt is recorded, and so is every later one.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { transition } from '../src/jobs/repository.ts';
 import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
 import { startDispatcher } from './support/dispatcher.ts';
+import { completedJob } from './support/webhooks.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 let t: TestService;
@@ -34,18 +34,10 @@ afterAll(async () => {
   await t.stop();
 });
 
-async function finishJob(path: string): Promise<string> {
-  const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: rx.url + path } });
-  expect(res.status).toBe(202);
-  const job = (await res.json()) as { id: string };
-  await transition(t.service.pool, job.id, 'RUNNING', { extraSql: ', started_at = now(), attempts = 1' });
-  await transition(t.service.pool, job.id, 'COMPLETED', { result: {} });
-  return job.id;
-}
 
 it('records a successful attempt whose response body contains a NUL byte', async () => {
   rx.on('/nul', (_n, _req, res) => void res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(Buffer.from([0x6f, 0x6b, 0x00, 0x01])));
-  const jobId = await finishJob('/nul');
+  const jobId = await completedJob(t, rx.url + '/nul');
   await waitFor('the receiver got the delivery', () => rx.to('/nul').length >= 1, 5_000);
   // The receiver answered 200: the delivery must become SUCCEEDED with one attempt.
   const status = await waitFor(
@@ -57,7 +49,7 @@ it('records a successful attempt whose response body contains a NUL byte', async
     5_000,
   ).catch((err: unknown) => err as Error);
   // A later, unrelated delivery is recorded too (the dispatcher is not wedged).
-  const other = await finishJob('/plain');
+  const other = await completedJob(t, rx.url + '/plain');
   const plain = await waitFor(
     'plain delivery recorded',
     async () => {

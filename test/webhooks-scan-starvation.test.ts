@@ -3,10 +3,10 @@
  * than one claim, does not hide another endpoint's deliveries, which are sent at once.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { transition } from '../src/jobs/repository.ts';
 import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
 import { startDispatcher } from './support/dispatcher.ts';
+import { cancelledJob } from './support/webhooks.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 let t: TestService;
@@ -37,20 +37,14 @@ afterAll(async () => {
   await t.stop();
 });
 
-async function terminalJob(url: string): Promise<string> {
-  const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: url } });
-  const { id } = (await res.json()) as { id: string };
-  await transition(t.service.pool, id, 'CANCELLED');
-  return id;
-}
 
 it('delivers to a healthy endpoint while a slow endpoint has a backlog', async () => {
   // The slow partner answers 200, but only after 3 s (within the timeout; its breaker stays closed).
   slow.on('/hook', (_n, _r, res) => new Promise<void>((r) => setTimeout(r, 3_000)).then(() => void res.writeHead(200).end()));
-  for (let i = 0; i < 150; i++) await terminalJob(slow.url + '/hook');
+  for (let i = 0; i < 150; i++) await cancelledJob(t, slow.url + '/hook');
   dispatcher = await startDispatcher(t, 1);
   await waitFor('slow endpoint busy', () => slow.received.length >= 1);
-  const fastId = await terminalJob(fast.url + '/hook');
+  const fastId = await cancelledJob(t, fast.url + '/hook');
   const status = await waitFor(
     'fast delivery recorded',
     async () => {

@@ -3,6 +3,7 @@
  * exhaustion into the dead-letter queue and replay, permanent failure, cancellation of a running job,
  * a job run as a chain of executions, tenant fairness, the per-type concurrency limit, and the stall/pending alerts.
  */
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { WorkerMonitor } from '../src/worker/monitor.ts';
@@ -24,6 +25,25 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => t.stop());
+
+/**
+ * Waits until the jobs `ids` (of the concurrency-1 fixture type `single`, which records each chunk's
+ * run in chunk_runs) are COMPLETED; then how many pairs of their chunk runs overlapped in time, and how
+ * many chunks ran.
+ */
+async function singleRuns(ids: string[]): Promise<{ overlaps: number; runs: number } | undefined> {
+  await waitFor('single jobs done', async () => {
+    const { rows } = await t.service.pool.query<{ left: number }>(`SELECT count(*) FILTER (WHERE status <> 'COMPLETED')::int AS left FROM jobs WHERE id = ANY($1::uuid[])`, [ids]);
+    return rows[0]?.left === 0;
+  }, 30_000);
+  const { rows } = await t.service.pool.query<{ overlaps: number; runs: number }>(
+    `SELECT (SELECT count(*)::int FROM chunk_runs a JOIN chunk_runs b ON a.job_id <> b.job_id AND a.started < b.ended AND b.started < a.ended
+              WHERE a.job_id = ANY($1::uuid[]) AND b.job_id = ANY($1::uuid[])) AS overlaps,
+            (SELECT count(*)::int FROM chunk_runs WHERE job_id = ANY($1::uuid[]) AND ended IS NOT NULL) AS runs`,
+    [ids],
+  );
+  return rows[0];
+}
 
 interface JobBody {
   id: string;
@@ -185,18 +205,29 @@ describe('worker runtime', () => {
         return ((await res.json()) as { id: string }).id;
       }),
     );
-    await waitFor('single jobs done', async () => {
-      const { rows } = await t.service.pool.query<{ left: number }>(`SELECT count(*) FILTER (WHERE status <> 'COMPLETED')::int AS left FROM jobs WHERE id = ANY($1::uuid[])`, [ids]);
-      return rows[0]?.left === 0;
-    }, 30_000);
     // Chunks of different jobs never overlap in time: one job of the type ran at a time.
-    const { rows } = await t.service.pool.query<{ overlaps: number; runs: number }>(
-      `SELECT (SELECT count(*)::int FROM chunk_runs a JOIN chunk_runs b ON a.job_id <> b.job_id AND a.started < b.ended AND b.started < a.ended
-                WHERE a.job_id = ANY($1::uuid[]) AND b.job_id = ANY($1::uuid[])) AS overlaps,
-              (SELECT count(*)::int FROM chunk_runs WHERE job_id = ANY($1::uuid[]) AND ended IS NOT NULL) AS runs`,
-      [ids],
-    );
-    expect(rows[0]).toEqual({ overlaps: 0, runs: 6 });
+    expect(await singleRuns(ids)).toEqual({ overlaps: 0, runs: 6 });
+  });
+
+  it('holds a type’s concurrency for executions that take the locked claim, fetched together', async () => {
+    // A bulk replay from the checkpoint of two dead-lettered jobs of the concurrency-1 type sends both
+    // executions in one transaction; the worker fetches them together and both take the locked claim.
+    process.env.DATABASE_URL = t.db.url;
+    await t.service.pool.query('CREATE TABLE IF NOT EXISTS chunk_runs (id bigserial PRIMARY KEY, job_id uuid, chunk int, pid int, started timestamptz, ended timestamptz)');
+    const ids = [randomUUID(), randomUUID()];
+    for (const id of ids) {
+      // A job that failed for good after its first checkpoint (as the worker leaves one).
+      await t.service.pool.query(
+        `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts, attempts, total, checkpoint_cursor, checkpoint_state, checkpoint_at,
+                           dead_lettered_at, finished_at, error, error_history, event_seq)
+         VALUES ($1, $2, 'single', 'FAILED', '{"chunks": 3, "chunk_ms": 300}', 1, 1, 3, '0', '{"sum": 0}', now(),
+                 now(), now(), '{"message": "x"}', '[{"message": "x"}]', 3)`,
+        [id, t.tenant.id],
+      );
+    }
+    const res = await t.api('/v1/dead-letters/replay', { method: 'POST', json: { type: 'single', from: 'checkpoint' } });
+    expect(res.status).toBe(202);
+    expect(await singleRuns(ids)).toEqual({ overlaps: 0, runs: 6 });
   });
 
   it('raises a stall alert once for a running job without progress, and clears it when the job ends', async () => {
