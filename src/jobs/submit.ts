@@ -243,6 +243,20 @@ export class JobSubmitter {
     return outcomes;
   }
 
+  /**
+   * The job that an earlier request with this key and body created, while its key is held: what a repeat
+   * of that request is answered with even when it would no longer be accepted (its type, the type's
+   * checks or the callback allow-list changed since).
+   */
+  async storedReplay(tenantId: string, idem: IdempotencyRequest): Promise<JobRow | undefined> {
+    const { rows } = await this.#pool.query<JobRow>(
+      `SELECT ${JOB_COLUMNS} FROM jobs
+        WHERE tenant_id = $1 AND idempotency_key = $2 AND idempotency_hash = $3 AND idempotency_expires_at >= now()`,
+      [tenantId, idem.key, idem.fingerprint],
+    );
+    return rows[0];
+  }
+
   /** A keyed request whose key is taken: replay, 422, or (if the key expired) release it and insert. */
   async #resolveConflict(client: PoolClient, req: SubmitRequest, id: string): Promise<SubmitOutcome> {
     const idem = req.idempotency;

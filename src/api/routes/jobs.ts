@@ -4,7 +4,7 @@ import { withTransaction } from '../../db/pool.ts';
 import { fingerprint, validateKey } from '../../jobs/idempotency.ts';
 import { asCreated, toResource, type JobResource } from '../../jobs/model.ts';
 import { cancelJob, getJob, listJobs } from '../../jobs/repository.ts';
-import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS } from '../../worker/sdk.ts';
+import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, type AnyJobType } from '../../worker/sdk.ts';
 import { callbackUrlProblem, type CallbackAllowList } from '../../webhooks/allowlist.ts';
 import type { Tenant } from '../../tenants/repository.ts';
 import type { App, AppDeps } from '../context.ts';
@@ -120,6 +120,21 @@ export interface Accepted {
  * POST /v1/jobs past its transport: checks the Idempotency-Key, the type and its input, and submits.
  * Shared by the Hono route and the Node-level fast lane (src/api/submit-lane.ts), so they answer alike.
  */
+/** The job a request asks for, checked against its type (schema and check) and the callback allow-list: 4xx if not. */
+async function checkJob(registry: AppDeps['registry'], allow: CallbackAllowList, tenant: Tenant, body: CreateJob): Promise<{ type: AnyJobType; input: Json; callbackUrl: string | null }> {
+  const type = registry.get(body.type);
+  if (type === undefined) {
+    throw new ApiError('unknown-job-type', `no job type "${body.type}"; known types: ${registry.names().join(', ')}`, {
+      errors: [{ field: 'type', message: 'unknown job type' }],
+    });
+  }
+  const parsed = type.input.safeParse(body.input);
+  if (!parsed.success) throw new ApiError('validation-error', `input does not match the "${type.name}" schema`, { errors: fieldErrors(parsed.error.issues, 'input') });
+  const extra = (await type.check?.(parsed.data, { tenant: { id: tenant.id, name: tenant.name } })) ?? [];
+  if (extra.length > 0) throw new ApiError('validation-error', `input is not valid for "${type.name}"`, { errors: extra.map((e) => ({ ...e, field: `input.${e.field}` })) });
+  return { type, input: parsed.data as Json, callbackUrl: checkCallbackUrl(body.callback_url, allow) };
+}
+
 export async function acceptJob(
   deps: Pick<AppDeps, 'registry' | 'submitter' | 'metrics'>,
   allow: CallbackAllowList,
@@ -131,27 +146,27 @@ export async function acceptJob(
     const bad = validateKey(rawKey);
     if (bad !== undefined) throw new ApiError('bad-request', `Idempotency-Key ${bad}`, { errors: [{ field: 'Idempotency-Key', message: bad }] });
   }
-  const type = deps.registry.get(body.type);
-  if (type === undefined) {
-    throw new ApiError('unknown-job-type', `no job type "${body.type}"; known types: ${deps.registry.names().join(', ')}`, {
-      errors: [{ field: 'type', message: 'unknown job type' }],
-    });
+  const idempotency = rawKey === undefined ? null : { key: rawKey, fingerprint: fingerprint(body) };
+  let checked: Awaited<ReturnType<typeof checkJob>>;
+  try {
+    checked = await checkJob(deps.registry, allow, tenant, body);
+  } catch (err) {
+    // A repeat of a request that created a job is answered as before, even if it would not be accepted now.
+    const stored = err instanceof ApiError && idempotency !== null ? await deps.submitter.storedReplay(tenant.id, idempotency) : undefined;
+    if (stored === undefined) throw err;
+    return { job: toResource(asCreated(stored)), replayed: true };
   }
-  const parsed = type.input.safeParse(body.input);
-  if (!parsed.success) throw new ApiError('validation-error', `input does not match the "${type.name}" schema`, { errors: fieldErrors(parsed.error.issues, 'input') });
-  const extra = (await type.check?.(parsed.data, { tenant: { id: tenant.id, name: tenant.name } })) ?? [];
-  if (extra.length > 0) throw new ApiError('validation-error', `input is not valid for "${type.name}"`, { errors: extra.map((e) => ({ ...e, field: `input.${e.field}` })) });
-  const callbackUrl = checkCallbackUrl(body.callback_url, allow);
+  const { type, input, callbackUrl } = checked;
 
   const outcome = await deps.submitter.submit({
     tenantId: tenant.id,
     type: type.name,
-    input: parsed.data as Json,
+    input,
     metadata: (body.metadata ?? null) as Json,
     callbackUrl,
     maxAttempts: type.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
     backoff: type.backoff ?? DEFAULT_BACKOFF,
-    idempotency: rawKey === undefined ? null : { key: rawKey, fingerprint: fingerprint(body) },
+    idempotency,
   });
   switch (outcome.kind) {
     case 'in-flight':
