@@ -9,6 +9,15 @@ export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
 // bigint (int8) columns hold counters that stay far below 2^53; read them as numbers.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
+/**
+ * Whether a database error is about a value Postgres refuses (SQLSTATE class 22, data exception: U+0000
+ * in text, a number out of range…), not about the database, the connection or the statement.
+ */
+export function isDataException(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('22');
+}
+
 export function createPool(connectionString: string, max: number, applicationName = 'longhaul'): Pool {
   const pool = new pg.Pool({ connectionString, max, application_name: applicationName });
   // An idle client that loses its connection emits here; the pool replaces it on next use.

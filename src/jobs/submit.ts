@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
-import { bossDb, captureBossSql, withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
+import { bossDb, captureBossSql, isDataException, withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
 import type { Json } from '../worker/sdk.ts';
 import { keyLockId, type IdempotencyRequest } from './idempotency.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
@@ -334,10 +334,4 @@ export async function releaseExpiredKeys(pool: Pool): Promise<number> {
       WHERE idempotency_key IS NOT NULL AND idempotency_expires_at < now()`,
   );
   return rowCount ?? 0;
-}
-
-/** Whether a database error is about a value (SQLSTATE class 22, data exception), not the database or the statement. */
-function isDataException(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && code.startsWith('22');
 }

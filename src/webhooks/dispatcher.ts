@@ -17,7 +17,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Config } from '../config.ts';
-import type { Pool } from '../db/pool.ts';
+import { isDataException, type Pool } from '../db/pool.ts';
 import type { Alerts } from '../observability/alerts.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Registry } from '../observability/metrics.ts';
@@ -74,12 +74,6 @@ interface Ready {
   row: ClaimedDelivery;
   token: string;
   claimedAt: number;
-}
-
-/** Postgres refused a value (SQLSTATE class 22, data exception: e.g. U+0000 in text, a number out of range). */
-function isDataError(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && code.startsWith('22');
 }
 
 function signerOf(row: ClaimedDelivery): Signer | undefined {
@@ -494,7 +488,7 @@ export class Dispatcher {
     try {
       return await recordAttempts(this.#o.pool, batch, windows);
     } catch (err) {
-      if (!isDataError(err)) throw err;
+      if (!isDataException(err)) throw err;
       this.#o.log.warn({ err, n: batch.length }, 'webhook dispatcher: a batch of attempts holds data Postgres refuses; recording them one by one');
     }
     const recorded = new Set<string>();
@@ -502,7 +496,7 @@ export class Dispatcher {
       try {
         for (const id of await recordAttempts(this.#o.pool, [r], windows)) recorded.add(id);
       } catch (err) {
-        if (!isDataError(err)) throw err;
+        if (!isDataException(err)) throw err;
         this.#o.log.error({ err, delivery: r.id }, 'webhook dispatcher: an attempt holds data Postgres refuses; it is not recorded and is attempted again after its lease');
       }
     }
