@@ -102,8 +102,8 @@ export interface CheckpointWrite {
  * Checkpoints, many jobs in one statement: per job the new cursor and state, progress, lease
  * extension and a `progress` event at its next seq, fenced by its lease token and by cancellation (no
  * chunk commits once a cancel is requested). Returns each applied write's event seq by writeKey; a
- * write missing from the map was refused. It does not notify: the caller announces the events once its transaction has
- * committed (src/jobs/events-publisher.ts).
+ * write missing from the map was refused. It does not notify: the caller announces the events once its
+ * transaction has committed (src/jobs/events-publisher.ts).
  */
 export async function writeCheckpoints(db: Queryable, writes: CheckpointWrite[]): Promise<Map<string, number>> {
   const { rows } = await db.query<{ id: string; token: string; seq: number }>({

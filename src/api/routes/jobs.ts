@@ -116,10 +116,6 @@ export interface Accepted {
   replayed: boolean;
 }
 
-/**
- * POST /v1/jobs past its transport: checks the Idempotency-Key, the type and its input, and submits.
- * Shared by the Hono route and the Node-level fast lane (src/api/submit-lane.ts), so they answer alike.
- */
 /** The job a request asks for, checked against its type (schema and check) and the callback allow-list: 4xx if not. */
 async function checkJob(registry: AppDeps['registry'], allow: CallbackAllowList, tenant: Tenant, body: CreateJob): Promise<{ type: AnyJobType; input: Json; callbackUrl: string | null }> {
   const type = registry.get(body.type);
@@ -135,6 +131,10 @@ async function checkJob(registry: AppDeps['registry'], allow: CallbackAllowList,
   return { type, input: parsed.data as Json, callbackUrl: checkCallbackUrl(body.callback_url, allow) };
 }
 
+/**
+ * POST /v1/jobs past its transport: checks the Idempotency-Key, the type and its input, and submits.
+ * Shared by the Hono route and the Node-level fast lane (src/api/submit-lane.ts), so they answer alike.
+ */
 export async function acceptJob(
   deps: Pick<AppDeps, 'registry' | 'submitter' | 'metrics'>,
   allow: CallbackAllowList,
