@@ -253,6 +253,17 @@ describe('HTTP behaviour', () => {
     expect(d.attempts[0]?.response).toHaveLength(4096);
   });
 
+  it('stores an answer holding a NUL byte with U+FFFD in its place, and goes on recording', async () => {
+    // Postgres text cannot hold U+0000: unreplaced, the attempt could never be recorded, nor any after it.
+    rx.on('/nul', (_n, _r, res) => void res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(Buffer.from([0x6f, 0x6b, 0x00, 0x01])));
+    const job = await finishJob('/nul');
+    const d = await settled(job.id, 'succeeded');
+    expect(d.attempts.map((a) => a.response)).toEqual(['ok\uFFFD\u0001']);
+    expect(rx.to('/nul')).toHaveLength(1);
+    const later = await finishJob('/after-nul');
+    expect((await settled(later.id, 'succeeded')).attempts).toHaveLength(1);
+  });
+
   it('does not follow redirects and counts them as failures', async () => {
     rx.on('/moved', (n, _r, res) => void (n === 1 ? res.writeHead(302, { location: `${rx.url}/elsewhere` }).end() : undefined));
     const job = await finishJob('/moved');
