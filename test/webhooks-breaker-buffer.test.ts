@@ -4,10 +4,10 @@
  * buffer back too), so no attempt is spent against an open breaker.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { transition } from '../src/jobs/repository.ts';
 import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
 import { startDispatcher } from './support/dispatcher.ts';
+import { cancelledJob } from './support/webhooks.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 let t: TestService;
@@ -41,12 +41,7 @@ afterAll(async () => {
 it('sends nothing more to an endpoint once its breaker is open (other than in-flight attempts)', async () => {
   rx.on('/hook', (_n, _r, res) => new Promise<void>((r) => setTimeout(r, 50)).then(() => void res.writeHead(503).end('down')));
   const ids: string[] = [];
-  for (let i = 0; i < 20; i++) {
-    const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: rx.url + '/hook' } });
-    const { id } = (await res.json()) as { id: string };
-    await transition(t.service.pool, id, 'CANCELLED');
-    ids.push(id);
-  }
+  for (let i = 0; i < 20; i++) ids.push(await cancelledJob(t, rx.url + '/hook'));
   // Two dispatchers (as in two worker processes), each claiming ahead for the endpoint.
   dispatchers.push(await startDispatcher(t, 1), await startDispatcher(t, 1));
   const endpoint = `http://127.0.0.1:${new URL(rx.url).port}`;
