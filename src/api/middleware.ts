@@ -68,7 +68,7 @@ export function jsonBody(limitBytes: number, opts: { optional?: boolean } = {}):
       await next();
       return;
     }
-    checkJsonHeaders(c.req.header('content-type'), c.req.header('content-length'), limitBytes);
+    checkJsonHeaders(c.req.header('content-type'), length, limitBytes);
     // Under @hono/node-server, read Node's request stream itself: touching `c.req.raw.body` would build a
     // WHATWG Request and stream around it, which costs several times the rest of the request path.
     const text = await readLimited(nodeIncoming(c)?.iterator({ destroyOnReturn: false }) ?? c.req.raw.body, limitBytes);
