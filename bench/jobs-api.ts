@@ -40,7 +40,14 @@ async function bossSends(url: string): Promise<number> {
  */
 async function bareHttpServer(): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
-  const job = JSON.stringify({ id: randomUUID(), type: BODY.type, status: 'PENDING', input: BODY.input, metadata: BODY.metadata, created_at: new Date().toISOString() });
+  const job = JSON.stringify({
+    id: randomUUID(),
+    type: BODY.type,
+    status: 'PENDING',
+    input: BODY.input,
+    metadata: BODY.metadata,
+    created_at: new Date().toISOString(),
+  });
   const code = `require('node:http').createServer((req, res) => {
     const parts = []; req.on('data', (c) => parts.push(c));
     req.on('end', () => { JSON.parse(Buffer.concat(parts).toString()); res.writeHead(202, { 'content-type': 'application/json', location: '/v1/jobs/x' }); res.end(${JSON.stringify(job)}); });
@@ -66,14 +73,26 @@ export const jobsApiBench: BenchModule = {
       // Baseline: single-row INSERTs of the same payload, 16 connections.
       await pool.query('CREATE TABLE bench_raw (id bigserial PRIMARY KEY, payload jsonb NOT NULL)');
       const payload = JSON.stringify(BODY);
-      await timedLoops(CLIENTS, WARMUP_SECONDS, async () => void (await pool.query('INSERT INTO bench_raw (payload) VALUES ($1)', [payload])));
+      await timedLoops(
+        CLIENTS,
+        WARMUP_SECONDS,
+        async () => void (await pool.query('INSERT INTO bench_raw (payload) VALUES ($1)', [payload])),
+      );
       const rawPg0 = await postgresCpu(pool);
-      const raw = await timedLoops(CLIENTS, SECONDS, async () => void (await pool.query('INSERT INTO bench_raw (payload) VALUES ($1)', [payload])));
+      const raw = await timedLoops(
+        CLIENTS,
+        SECONDS,
+        async () => void (await pool.query('INSERT INTO bench_raw (payload) VALUES ($1)', [payload])),
+      );
       const rawPg1 = await postgresCpu(pool);
       const sends = await bossSends(db.url);
 
       const tenant = await createTenant(pool, 'bench');
-      const svc = await startChildService('api', { DATABASE_URL: db.url, LONGHAUL_LOG_LEVEL: 'warn', LONGHAUL_PG_POOL_MAX: '20' });
+      const svc = await startChildService('api', {
+        DATABASE_URL: db.url,
+        LONGHAUL_LOG_LEVEL: 'warn',
+        LONGHAUL_PG_POOL_MAX: '20',
+      });
       const http = new HttpPool(svc.url, { connections: CLIENTS, pipelining: 1 });
       const body = JSON.stringify(BODY);
       let errors = 0;
@@ -81,7 +100,11 @@ export const jobsApiBench: BenchModule = {
         const res = await to.request({
           path: '/v1/jobs',
           method: 'POST',
-          headers: { authorization: `Bearer ${tenant.api_key}`, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
+          headers: {
+            authorization: `Bearer ${tenant.api_key}`,
+            'content-type': 'application/json',
+            'idempotency-key': randomUUID(),
+          },
           body,
         });
         await res.body.dump();
@@ -120,13 +143,45 @@ export const jobsApiBench: BenchModule = {
             target: 'ratio ≥ 0.6',
             met: ratio >= 0.6,
           },
-          { name: `pg-boss send()/s alone, one job per call (${CLIENTS} callers)`, value: sends, unit: 'jobs/s', baselineName: `raw INSERT/s (${CLIENTS} conns)`, baseline: raw.perSecond },
-          { name: `POST /v1/jobs accepted/s, as above`, value: api.perSecond, unit: 'jobs/s', baselineName: 'pg-boss send()/s alone, as above', baseline: sends },
-          { name: `bare node:http 202 answers/s, no database (${CLIENTS} clients)`, value: bareRate, unit: 'req/s', baselineName: `raw INSERT/s (${CLIENTS} conns)`, baseline: raw.perSecond },
-          { name: 'POST /v1/jobs latency p50', value: percentile(api.latencies, 50), unit: 'ms', baselineName: 'raw INSERT p50', baseline: percentile(raw.latencies, 50) },
-          { name: 'POST /v1/jobs latency p99', value: percentile(api.latencies, 99), unit: 'ms', baselineName: 'raw INSERT p99', baseline: percentile(raw.latencies, 99) },
+          {
+            name: `pg-boss send()/s alone, one job per call (${CLIENTS} callers)`,
+            value: sends,
+            unit: 'jobs/s',
+            baselineName: `raw INSERT/s (${CLIENTS} conns)`,
+            baseline: raw.perSecond,
+          },
+          {
+            name: `POST /v1/jobs accepted/s, as above`,
+            value: api.perSecond,
+            unit: 'jobs/s',
+            baselineName: 'pg-boss send()/s alone, as above',
+            baseline: sends,
+          },
+          {
+            name: `bare node:http 202 answers/s, no database (${CLIENTS} clients)`,
+            value: bareRate,
+            unit: 'req/s',
+            baselineName: `raw INSERT/s (${CLIENTS} conns)`,
+            baseline: raw.perSecond,
+          },
+          {
+            name: 'POST /v1/jobs latency p50',
+            value: percentile(api.latencies, 50),
+            unit: 'ms',
+            baselineName: 'raw INSERT p50',
+            baseline: percentile(raw.latencies, 50),
+          },
+          {
+            name: 'POST /v1/jobs latency p99',
+            value: percentile(api.latencies, 99),
+            unit: 'ms',
+            baselineName: 'raw INSERT p99',
+            baseline: percentile(raw.latencies, 99),
+          },
           // Where the time goes (Linux, local server only): the service's own CPU per accepted job, and Postgres's.
-          ...(cpu0 === undefined || cpu1 === undefined ? [] : [{ name: 'service CPU per accepted job', value: ((cpu1 - cpu0) * 1e6) / api.count, unit: 'µs' }]),
+          ...(cpu0 === undefined || cpu1 === undefined
+            ? []
+            : [{ name: 'service CPU per accepted job', value: ((cpu1 - cpu0) * 1e6) / api.count, unit: 'µs' }]),
           ...(pgApi === undefined || pgRaw === undefined
             ? []
             : [

@@ -122,7 +122,10 @@ export const realtimeBench: BenchModule = {
             subscribers.push({ close: () => ws.close() });
           } else {
             const abort = new AbortController();
-            const res = await fetch(`${api.url}/v1/jobs/${job}/events`, { headers: { ...auth, accept: 'text/event-stream' }, signal: abort.signal });
+            const res = await fetch(`${api.url}/v1/jobs/${job}/events`, {
+              headers: { ...auth, accept: 'text/event-stream' },
+              signal: abort.signal,
+            });
             if (res.status !== 200 || res.body === null) throw new Error(`SSE answered ${res.status}`);
             subscribers.push({ close: () => abort.abort() });
             void (async () => {

@@ -40,7 +40,12 @@ const ROUNDS = 7;
 const LARGE_RUNS = 2;
 /** How often a run polls for its job's completion (bounds the timing error). */
 const POLL_MS = 10;
-const INPUT = { source: 'demo_orders', group_by: ['region', 'category'], metrics: ['quantity', 'amount'], formats: ['pdf', 'csv'] };
+const INPUT = {
+  source: 'demo_orders',
+  group_by: ['region', 'category'],
+  metrics: ['quantity', 'amount'],
+  formats: ['pdf', 'csv'],
+};
 /** The CSV columns exactly as the report writes them, for the COPY baseline. */
 const COPY_SQL = `COPY (SELECT id, (to_json(created_at AT TIME ZONE 'UTC') #>> '{}') || 'Z', customer, region, product, category,
   quantity, unit_price, amount, status FROM demo_orders ORDER BY id) TO STDOUT WITH (FORMAT csv)`;
@@ -92,10 +97,20 @@ const median = (xs: number[]): number => percentile(xs, 50);
  * Runs the report in a `longhaul start` process (with `env` added); returns its seconds (started →
  * finished), the process's peak RSS, and the CPU the run took.
  */
-async function serviceRun(url: string, label: string, env: Record<string, string>, log: (m: string) => void): Promise<Run> {
+async function serviceRun(
+  url: string,
+  label: string,
+  env: Record<string, string>,
+  log: (m: string) => void,
+): Promise<Run> {
   const dir = await mkdtemp(path.join(tmpdir(), 'longhaul-bench-report-'));
   const pool = createPool(url, 2);
-  const svc = await startChildService('start', { DATABASE_URL: url, LONGHAUL_DATA_DIR: dir, LONGHAUL_LOG_LEVEL: 'warn', ...env });
+  const svc = await startChildService('start', {
+    DATABASE_URL: url,
+    LONGHAUL_DATA_DIR: dir,
+    LONGHAUL_LOG_LEVEL: 'warn',
+    ...env,
+  });
   try {
     const tenant = await createTenant(pool, `bench-${Date.now()}`);
     // Wall-clock from the submit to COMPLETED seen (the job's own timestamps are its transactions' start times).
@@ -111,15 +126,20 @@ async function serviceRun(url: string, label: string, env: Record<string, string
     const { id } = (await res.json()) as { id: string };
     const deadline = Date.now() + 180_000;
     for (;;) {
-      const { rows } = await pool.query<{ status: string; processed: number; error: unknown }>(`SELECT status, processed, error FROM jobs WHERE id = $1`, [id]);
+      const { rows } = await pool.query<{ status: string; processed: number; error: unknown }>(
+        `SELECT status, processed, error FROM jobs WHERE id = $1`,
+        [id],
+      );
       const j = rows[0];
       if (j?.status === 'COMPLETED') {
         const seconds = (performance.now() - t0) / 1000;
         const svcCpu1 = processCpuSeconds(svc.child.pid);
         const pgCpu = cpuBetween(pgCpu0, await postgresCpu(pool));
-        const cpuSeconds = svcCpu0 === undefined || svcCpu1 === undefined || pgCpu === undefined ? undefined : svcCpu1 - svcCpu0 + pgCpu;
+        const cpuSeconds =
+          svcCpu0 === undefined || svcCpu1 === undefined || pgCpu === undefined ? undefined : svcCpu1 - svcCpu0 + pgCpu;
         const rssMb = await peakRssMb(svc.child.pid ?? 0);
-        const checkpointWaitSeconds = (await metricValue(svc.url, 'longhaul_checkpoint_wait_seconds_total{type="report"}')) ?? 0;
+        const checkpointWaitSeconds =
+          (await metricValue(svc.url, 'longhaul_checkpoint_wait_seconds_total{type="report"}')) ?? 0;
         const cpuText = cpuSeconds === undefined ? '' : `, CPU ${cpuSeconds.toFixed(2)} s`;
         log(
           `${label} over ${j.processed} rows: ${seconds.toFixed(2)} s (${Math.round(j.processed / seconds).toLocaleString('en-US')} rows/s)${cpuText}, ` +
@@ -127,7 +147,8 @@ async function serviceRun(url: string, label: string, env: Record<string, string
         );
         return { seconds, rows: j.processed, rssMb, cpuSeconds, checkpointWaitSeconds };
       }
-      if (j?.status === 'FAILED' || Date.now() > deadline) throw new Error(`report did not complete: ${JSON.stringify(j)}`);
+      if (j?.status === 'FAILED' || Date.now() > deadline)
+        throw new Error(`report did not complete: ${JSON.stringify(j)}`);
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
   } finally {
@@ -163,10 +184,17 @@ export const reportBench: BenchModule = {
           smallRss = Math.max(smallRss, r.rssMb);
           on.push(r);
         };
-        const without = async () => void off.push(await serviceRun(db.url, 'report, checkpoints off', { LONGHAUL_REPORT_CHECKPOINTS: 'false' }, (m) => ctx.log(m)));
-        const again = async () => void control.push(await serviceRun(db.url, 'report again (control)', {}, (m) => ctx.log(m)));
+        const without = async () =>
+          void off.push(
+            await serviceRun(db.url, 'report, checkpoints off', { LONGHAUL_REPORT_CHECKPOINTS: 'false' }, (m) =>
+              ctx.log(m),
+            ),
+          );
+        const again = async () =>
+          void control.push(await serviceRun(db.url, 'report again (control)', {}, (m) => ctx.log(m)));
         // The checkpointed run in the middle, next to both its partners; which comes first alternates.
-        for (const run of round % 2 === 0 ? [without, withCheckpoints, again] : [again, withCheckpoints, without]) await run();
+        for (const run of round % 2 === 0 ? [without, withCheckpoints, again] : [again, withCheckpoints, without])
+          await run();
       }
       if (report === undefined) throw new Error('no report run');
       const copyRate = SMALL / copySeconds;
@@ -188,7 +216,11 @@ export const reportBench: BenchModule = {
           return a === undefined || b === undefined ? [] : [a / b];
         });
       const ratio = median(paired((r) => r.seconds));
-      ctx.log(`checkpoint overhead, round by round: ${paired((r) => r.seconds).map((x) => `${((x - 1) * 100).toFixed(1)} %`).join(', ')}; median ${((ratio - 1) * 100).toFixed(1)} %`);
+      ctx.log(
+        `checkpoint overhead, round by round: ${paired((r) => r.seconds)
+          .map((x) => `${((x - 1) * 100).toFixed(1)} %`)
+          .join(', ')}; median ${((ratio - 1) * 100).toFixed(1)} %`,
+      );
       rows.push({
         name: `report with checkpoints: seconds (median of ${ROUNDS}; ratio: median of the rounds' ratios)`,
         value: median(on.map((r) => r.seconds)),
@@ -202,7 +234,11 @@ export const reportBench: BenchModule = {
       // The control: the same checkpointed report twice per round, the same pairing. Its true ratio is 1,
       // so how far its median lands from 1 is how finely this run of the bench can tell a difference.
       const controlRatio = median(paired((r) => r.seconds, control));
-      ctx.log(`control (the same mode twice), round by round: ${paired((r) => r.seconds, control).map((x) => `${((x - 1) * 100).toFixed(1)} %`).join(', ')}; median ${((controlRatio - 1) * 100).toFixed(1)} %`);
+      ctx.log(
+        `control (the same mode twice), round by round: ${paired((r) => r.seconds, control)
+          .map((x) => `${((x - 1) * 100).toFixed(1)} %`)
+          .join(', ')}; median ${((controlRatio - 1) * 100).toFixed(1)} %`,
+      );
       rows.push({
         name: `control: report with checkpoints, seconds, against itself in the same rounds (true ratio 1: the bench's resolution)`,
         value: median(on.map((r) => r.seconds)),
@@ -242,8 +278,15 @@ export const reportBench: BenchModule = {
       // Peak RSS scatters by tens of MB from run to run (how far V8 lets the young generation grow), so each
       // size's figure is the highest of its runs: every 1M-row run with checkpoints, and LARGE_RUNS at 5M.
       let bigRss = 0;
-      for (let i = 0; i < LARGE_RUNS; i++) bigRss = Math.max(bigRss, (await serviceRun(db.url, 'report', {}, (m) => ctx.log(m))).rssMb);
-      rows.push({ name: `seed demo_orders ${LARGE.toLocaleString('en-US')} rows`, value: largeSeedMs / 1000, unit: 's', target: 'well under 60 s', met: largeSeedMs < 60_000 });
+      for (let i = 0; i < LARGE_RUNS; i++)
+        bigRss = Math.max(bigRss, (await serviceRun(db.url, 'report', {}, (m) => ctx.log(m))).rssMb);
+      rows.push({
+        name: `seed demo_orders ${LARGE.toLocaleString('en-US')} rows`,
+        value: largeSeedMs / 1000,
+        unit: 's',
+        target: 'well under 60 s',
+        met: largeSeedMs < 60_000,
+      });
       rows.push({
         name: `peak RSS, report over ${LARGE.toLocaleString('en-US')} rows (highest of ${LARGE_RUNS})`,
         value: bigRss,

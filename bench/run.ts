@@ -31,7 +31,16 @@ function table(rows: Array<BenchRow & { module: string }>): string {
   const head = ['benchmark', 'value', 'unit', 'baseline', 'baseline value', 'ratio', 'target', 'met'];
   const body = rows.map((r) => {
     const ratio = r.ratio ?? (r.baseline === undefined ? undefined : r.value / r.baseline);
-    return [r.name, fmt(r.value), r.unit, r.baselineName ?? '', fmt(r.baseline), fmt(ratio), r.target ?? '', r.met === undefined ? '' : r.met ? 'yes' : 'NO'];
+    return [
+      r.name,
+      fmt(r.value),
+      r.unit,
+      r.baselineName ?? '',
+      fmt(r.baseline),
+      fmt(ratio),
+      r.target ?? '',
+      r.met === undefined ? '' : r.met ? 'yes' : 'NO',
+    ];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
@@ -48,7 +57,11 @@ async function main(): Promise<void> {
     for (const [key, mod] of MODULES) {
       if (filter !== undefined && !key.includes(filter)) continue;
       process.stderr.write(`bench: ${mod.title}…\n`);
-      const got = await mod.run({ serverUrl: url, createDatabase: () => cloneTemplate(url), log: (m) => process.stderr.write(`  ${m}\n`) });
+      const got = await mod.run({
+        serverUrl: url,
+        createDatabase: () => cloneTemplate(url),
+        log: (m) => process.stderr.write(`  ${m}\n`),
+      });
       rows.push(...got.map((r) => ({ ...r, module: key })));
     }
     process.stdout.write(`\n${table(rows)}\n`);

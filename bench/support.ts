@@ -35,11 +35,16 @@ export async function startChildService(role: 'api' | 'start', env: Record<strin
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
-  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`longhaul ${role} exited with ${code}`))));
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) => reject(new Error(`longhaul ${role} exited with ${code}`))),
+  );
   const deadline = Date.now() + 60_000;
   const ready = async (): Promise<void> => {
     while (Date.now() < deadline) {
-      const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+      const ok = await fetch(`${url}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) return;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -73,7 +78,11 @@ export async function metricValue(url: string, series: string): Promise<number |
 }
 
 /** Runs `clients` loops of `op` for `seconds`, returning the count and each op's latency in ms. */
-export async function timedLoops(clients: number, seconds: number, op: (client: number) => Promise<void>): Promise<{ count: number; perSecond: number; latencies: number[] }> {
+export async function timedLoops(
+  clients: number,
+  seconds: number,
+  op: (client: number) => Promise<void>,
+): Promise<{ count: number; perSecond: number; latencies: number[] }> {
   const latencies: number[] = [];
   const deadline = performance.now() + seconds * 1000;
   const started = performance.now();
@@ -119,7 +128,10 @@ export async function postgresCpu(db: Queryable): Promise<Map<number, number> | 
 }
 
 /** CPU seconds the server's processes used between two readings (a process started in between counts from zero). */
-export function cpuBetween(before: Map<number, number> | undefined, after: Map<number, number> | undefined): number | undefined {
+export function cpuBetween(
+  before: Map<number, number> | undefined,
+  after: Map<number, number> | undefined,
+): number | undefined {
   if (before === undefined || after === undefined) return undefined;
   let total = 0;
   for (const [pid, s] of after) total += s - (before.get(pid) ?? 0);

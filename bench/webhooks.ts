@@ -67,10 +67,20 @@ export const webhooksBench: BenchModule = {
       const tenant = await createTenant(pool, 'bench');
 
       // Baseline: raw undici POSTs of a payload of the same size, same concurrency, same receiver.
-      const sample = JSON.stringify({ type: 'job.completed', timestamp: new Date().toISOString(), data: { id: crypto.randomUUID(), pad: 'x'.repeat(600) } });
+      const sample = JSON.stringify({
+        type: 'job.completed',
+        timestamp: new Date().toISOString(),
+        data: { id: crypto.randomUUID(), pad: 'x'.repeat(600) },
+      });
       const agent = new Agent({ connections: CONCURRENCY });
       const post = async () => {
-        const res = await agent.request({ origin: base, path: '/raw', method: 'POST', headers: { 'content-type': 'application/json' }, body: sample });
+        const res = await agent.request({
+          origin: base,
+          path: '/raw',
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: sample,
+        });
         await res.body.dump();
       };
       await timedLoops(CONCURRENCY, 0.5, post);
@@ -79,7 +89,13 @@ export const webhooksBench: BenchModule = {
       const rawLatency: number[] = [];
       for (let i = 0; i < LATENCY_SAMPLES; i++) {
         const t0 = performance.now();
-        const res = await agent.request({ origin: base, path: `/raw-lat/${i}`, method: 'POST', headers: { 'content-type': 'application/json' }, body: sample });
+        const res = await agent.request({
+          origin: base,
+          path: `/raw-lat/${i}`,
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: sample,
+        });
         await res.body.dump();
         rawLatency.push(performance.now() - t0);
       }
@@ -101,7 +117,9 @@ export const webhooksBench: BenchModule = {
       // would take database time from the dispatcher being measured.
       while (received - before < n) await new Promise((r) => setTimeout(r, 5));
       for (;;) {
-        const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM webhook_deliveries WHERE status = 'SUCCEEDED'`);
+        const { rows } = await pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM webhook_deliveries WHERE status = 'SUCCEEDED'`,
+        );
         if ((rows[0]?.n ?? 0) >= n) break;
         await new Promise((r) => setTimeout(r, 20));
       }
@@ -144,8 +162,22 @@ export const webhooksBench: BenchModule = {
           target: 'ratio ≥ 0.3',
           met: ratio >= 0.3,
         },
-        { name: 'terminal state → receiver first byte p50', value: p50, unit: 'ms', baselineName: 'raw undici POST round trip p50', baseline: percentile(rawLatency, 50), target: 'p50 ≤ 20 ms', met: p50 <= 20 },
-        { name: 'terminal state → receiver first byte p99', value: percentile(latency, 99), unit: 'ms', baselineName: 'raw undici POST round trip p99', baseline: percentile(rawLatency, 99) },
+        {
+          name: 'terminal state → receiver first byte p50',
+          value: p50,
+          unit: 'ms',
+          baselineName: 'raw undici POST round trip p50',
+          baseline: percentile(rawLatency, 50),
+          target: 'p50 ≤ 20 ms',
+          met: p50 <= 20,
+        },
+        {
+          name: 'terminal state → receiver first byte p99',
+          value: percentile(latency, 99),
+          unit: 'ms',
+          baselineName: 'raw undici POST round trip p99',
+          baseline: percentile(rawLatency, 99),
+        },
       ];
     } finally {
       server.closeAllConnections();

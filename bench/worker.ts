@@ -70,7 +70,8 @@ async function checkpointRows(pool: pg.Pool, tenantId: string): Promise<BenchRow
   };
   const cp = checkpoint((w) => group.submit(w));
   const alone = checkpoint((w) => writeCheckpoint(pool, w));
-  const plain = async (i: number) => void (await pool.query('UPDATE bench_plain SET v = $2 WHERE id = $1', [i, JSON.stringify(state)]));
+  const plain = async (i: number) =>
+    void (await pool.query('UPDATE bench_plain SET v = $2 WHERE id = $1', [i, JSON.stringify(state)]));
   await timedLoops(CHECKPOINT_CLIENTS, 0.5, cp);
   await pool.query('ANALYZE jobs; ANALYZE job_events; ANALYZE bench_plain');
   const c = await timedLoops(CHECKPOINT_CLIENTS, CHECKPOINT_SECONDS, cp);
@@ -88,7 +89,13 @@ async function checkpointRows(pool: pg.Pool, tenantId: string): Promise<BenchRow
       target: 'p50 ≤ 2 ms',
       met: p50 <= 2,
     },
-    { name: `checkpoint commit p99 (${CHECKPOINT_CLIENTS} jobs at once, group-committed)`, value: percentile(c.latencies, 99), unit: 'ms', baselineName: 'plain 1-row UPDATE p99', baseline: percentile(p.latencies, 99) },
+    {
+      name: `checkpoint commit p99 (${CHECKPOINT_CLIENTS} jobs at once, group-committed)`,
+      value: percentile(c.latencies, 99),
+      unit: 'ms',
+      baselineName: 'plain 1-row UPDATE p99',
+      baseline: percentile(p.latencies, 99),
+    },
     {
       name: `checkpoint commit p50 (${CHECKPOINT_CLIENTS} at once, each alone: step wrote through ctx.db)`,
       value: percentile(a.latencies, 50),
@@ -116,7 +123,10 @@ async function pgBossDrain(url: string, q: string, settings: 'plain' | 'longhaul
     await boss.createQueue(q, { ...opts[QUEUES.jobs], deadLetter: `${q}-dead` });
   } else await boss.createQueue(q);
   const group = { id: randomUUID() };
-  await boss.insert(q, Array.from({ length: TINY_JOBS }, (_, i) => ({ data: { jobId: randomUUID(), i }, ...(longhaul ? { group } : {}) })));
+  await boss.insert(
+    q,
+    Array.from({ length: TINY_JOBS }, (_, i) => ({ data: { jobId: randomUUID(), i }, ...(longhaul ? { group } : {}) })),
+  );
   const pool = new pg.Pool({ connectionString: url, max: 1 });
   await pool.query('ANALYZE pgboss.job');
   await pool.end();
@@ -126,7 +136,8 @@ async function pgBossDrain(url: string, q: string, settings: 'plain' | 'longhaul
   const handler = async (jobs: unknown[]) => {
     done += jobs.length;
   };
-  if (longhaul) await boss.work(q, { ...options, includeMetadata: true, groupConcurrency: WORKER_CONCURRENCY }, handler);
+  if (longhaul)
+    await boss.work(q, { ...options, includeMetadata: true, groupConcurrency: WORKER_CONCURRENCY }, handler);
   else await boss.work(q, options, handler);
   await waitUntil(async () => done >= TINY_JOBS, 120_000);
   const rate = TINY_JOBS / ((now() - t0) / 1000);
@@ -139,7 +150,12 @@ function poster(url: string, apiKey: string) {
   const http = new HttpPool(url, { connections: TINY_CLIENTS, pipelining: 1 });
   const post = async (body: string): Promise<{ id: string; sent: number; accepted: number }> => {
     const sent = now();
-    const res = await http.request({ path: '/v1/jobs', method: 'POST', headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' }, body });
+    const res = await http.request({
+      path: '/v1/jobs',
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body,
+    });
     const json = (await res.body.json()) as { id: string };
     if (res.statusCode !== 202) throw new Error(`POST answered ${res.statusCode}`);
     return { id: json.id, sent, accepted: now() };
@@ -207,7 +223,9 @@ export const workerBench: BenchModule = {
       const { post, close } = poster(svc.url, tenant.api_key);
       try {
         await waitCompleted(pool, TINY_JOBS);
-        const { rows: span } = await pool.query<{ s: number }>(`SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 AS s FROM jobs`);
+        const { rows: span } = await pool.query<{ s: number }>(
+          `SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 AS s FROM jobs`,
+        );
         const ours = TINY_JOBS / (span[0]?.s ?? Number.NaN);
         const baseline = Math.max(baselineBefore, await pgBossDrain(db.url, 'bench-baseline-2', 'plain'));
         const bossAlone = await pgBossDrain(db.url, 'bench-longhaul-settings', 'longhaul');
@@ -238,7 +256,10 @@ export const workerBench: BenchModule = {
           const { id, sent, accepted } = await post(probeBody);
           let at = 0;
           await waitUntil(async () => {
-            const { rows: r } = await pool.query<{ at: number | null }>(`SELECT (result->>'first_chunk_at')::float8 AS at FROM jobs WHERE id = $1 AND status = 'COMPLETED'`, [id]);
+            const { rows: r } = await pool.query<{ at: number | null }>(
+              `SELECT (result->>'first_chunk_at')::float8 AS at FROM jobs WHERE id = $1 AND status = 'COMPLETED'`,
+              [id],
+            );
             at = r[0]?.at ?? 0;
             return at > 0;
           }, 10_000);
@@ -252,9 +273,25 @@ export const workerBench: BenchModule = {
         const p50 = percentile(fromAccepted, 50);
         const p99 = percentile(fromAccepted, 99);
         rows.push(
-          { name: 'pickup 202 accepted → first chunk started p50 (idle)', value: p50, unit: 'ms', target: 'p50 ≤ 10 ms', met: p50 <= 10 },
-          { name: 'pickup 202 accepted → first chunk started p99 (idle)', value: p99, unit: 'ms', target: 'p99 ≤ 25 ms', met: p99 <= 25 },
-          { name: 'pickup POST sent → first chunk started p50 (idle, with the POST)', value: percentile(fromSent, 50), unit: 'ms' },
+          {
+            name: 'pickup 202 accepted → first chunk started p50 (idle)',
+            value: p50,
+            unit: 'ms',
+            target: 'p50 ≤ 10 ms',
+            met: p50 <= 10,
+          },
+          {
+            name: 'pickup 202 accepted → first chunk started p99 (idle)',
+            value: p99,
+            unit: 'ms',
+            target: 'p99 ≤ 25 ms',
+            met: p99 <= 25,
+          },
+          {
+            name: 'pickup POST sent → first chunk started p50 (idle, with the POST)',
+            value: percentile(fromSent, 50),
+            unit: 'ms',
+          },
         );
 
         // For comparison: the same tiny jobs submitted by 16 clients while the worker runs, first POST → last COMPLETED
@@ -263,7 +300,11 @@ export const workerBench: BenchModule = {
         const t0 = now();
         await submitMany(post, tinyBody, TINY_JOBS);
         await waitCompleted(pool, before + TINY_JOBS);
-        rows.push({ name: `tiny jobs submitted and run at once, first POST → last COMPLETED/s (${TINY_CLIENTS} clients)`, value: TINY_JOBS / ((now() - t0) / 1000), unit: 'jobs/s' });
+        rows.push({
+          name: `tiny jobs submitted and run at once, first POST → last COMPLETED/s (${TINY_CLIENTS} clients)`,
+          value: TINY_JOBS / ((now() - t0) / 1000),
+          unit: 'jobs/s',
+        });
       } finally {
         await close();
         await svc.stop();

@@ -85,7 +85,11 @@ if (import.meta.main) {
     // `npm run openapi -- --check`: exit 1, naming the stale files, instead of writing them.
     const stale = [];
     for (const [file, text] of files) if ((await readOrEmpty(file)) !== text) stale.push(path.relative(ROOT, file));
-    process.stdout.write(stale.length === 0 ? 'openapi.yaml and the client types are up to date\n' : `stale: ${stale.join(', ')}; run \`npm run openapi\`\n`);
+    process.stdout.write(
+      stale.length === 0
+        ? 'openapi.yaml and the client types are up to date\n'
+        : `stale: ${stale.join(', ')}; run \`npm run openapi\`\n`,
+    );
     process.exit(stale.length === 0 ? 0 : 1);
   }
   await mkdir(path.dirname(TYPES_FILE), { recursive: true });

@@ -55,10 +55,13 @@ export async function runService(roles: Role[]): Promise<void> {
       process.exit(1);
     }
     log.info({ signal }, 'draining');
-    const force = setTimeout(() => {
-      log.error('drain timed out; exiting');
-      process.exit(1);
-    }, (cfg.shutdownTimeoutSeconds + 10) * 1000);
+    const force = setTimeout(
+      () => {
+        log.error('drain timed out; exiting');
+        process.exit(1);
+      },
+      (cfg.shutdownTimeoutSeconds + 10) * 1000,
+    );
     force.unref();
     svc
       .stop()
@@ -104,7 +107,11 @@ export async function cli(argv: string[]): Promise<number> {
     args: argv,
     allowPositionals: true,
     strict: true,
-    options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false }, rows: { type: 'string' } },
+    options: {
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+      rows: { type: 'string' },
+    },
   });
   const [command = 'start', sub, arg] = positionals;
   if (values.help) {
@@ -141,7 +148,11 @@ export async function cli(argv: string[]): Promise<number> {
       if (sub === 'create' && arg !== undefined) {
         try {
           const t = await withDatabase((pool) => createTenant(pool, arg));
-          process.stdout.write(values.json ? JSON.stringify(t) + '\n' : `tenant ${t.name} (${t.id})\napi key: ${t.api_key}\nwebhook secret: ${t.webhook_secret}\n`);
+          process.stdout.write(
+            values.json
+              ? JSON.stringify(t) + '\n'
+              : `tenant ${t.name} (${t.id})\napi key: ${t.api_key}\nwebhook secret: ${t.webhook_secret}\n`,
+          );
           return 0;
         } catch (err) {
           if (err instanceof TenantExistsError) {
@@ -153,7 +164,9 @@ export async function cli(argv: string[]): Promise<number> {
       }
       if (sub === 'list') {
         const list = await withDatabase((pool) => listTenants(pool));
-        process.stdout.write(values.json ? JSON.stringify(list) + '\n' : list.map((t) => `${t.id}  ${t.name}`).join('\n') + '\n');
+        process.stdout.write(
+          values.json ? JSON.stringify(list) + '\n' : list.map((t) => `${t.id}  ${t.name}`).join('\n') + '\n',
+        );
         return 0;
       }
       break;

@@ -18,7 +18,10 @@ const list = z.string().transform((s) =>
 );
 const durationList = z.string().transform((s, ctx) => {
   const out: number[] = [];
-  for (const part of s.split(',').map((x) => x.trim()).filter(Boolean)) {
+  for (const part of s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     const n = Number(part);
     if (!Number.isFinite(n) || n < 0) {
       ctx.addIssue({ code: 'custom', message: `"${part}" is not a number of seconds` });
@@ -55,7 +58,9 @@ const envSchema = z.object({
   // Own lease check, so it may be short (tests use 2 s); pg-boss's heartbeat (min 10 s) is only a backstop.
   LONGHAUL_LEASE_SECONDS: seconds(1).default(30),
   // One pg-boss execution can never outlive 24 h: a longer job runs as a chain of executions.
-  LONGHAUL_EXECUTION_BUDGET_SECONDS: seconds(1).max(23 * 60 * 60).default(15 * 60),
+  LONGHAUL_EXECUTION_BUDGET_SECONDS: seconds(1)
+    .max(23 * 60 * 60)
+    .default(15 * 60),
   LONGHAUL_PENDING_ALERT_SECONDS: int(1).default(5 * 60),
   LONGHAUL_MONITOR_INTERVAL_SECONDS: seconds(0.1).default(10),
   LONGHAUL_ALERT_WEBHOOK_URL: z.string().url().optional(),
@@ -69,7 +74,10 @@ const envSchema = z.object({
   LONGHAUL_WEBHOOK_SECRET_GRACE_SECONDS: int(0).default(24 * 60 * 60),
   LONGHAUL_WEBHOOK_LEASE_SECONDS: seconds(1).optional(),
   LONGHAUL_WEBHOOK_POLL_SECONDS: seconds(0.05).default(1),
-  LONGHAUL_ALERT_WEBHOOK_SECRET: z.string().startsWith('whsec_', 'must be a Standard Webhooks secret (whsec_ + base64)').optional(),
+  LONGHAUL_ALERT_WEBHOOK_SECRET: z
+    .string()
+    .startsWith('whsec_', 'must be a Standard Webhooks secret (whsec_ + base64)')
+    .optional(),
   LONGHAUL_BREAKER_WINDOW: int(1, 10_000).default(20),
   LONGHAUL_BREAKER_FAILURE_RATIO: z.coerce.number().gt(0).max(1).default(0.5),
   LONGHAUL_BREAKER_MIN_REQUESTS: int(1).default(5),
@@ -177,7 +185,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const e = parsed.data;
   if (e.LONGHAUL_ALERT_WEBHOOK_URL !== undefined && e.LONGHAUL_ALERT_WEBHOOK_SECRET === undefined) {
-    throw new ConfigError('invalid configuration:\n  LONGHAUL_ALERT_WEBHOOK_SECRET: required when LONGHAUL_ALERT_WEBHOOK_URL is set (alerts are signed)');
+    throw new ConfigError(
+      'invalid configuration:\n  LONGHAUL_ALERT_WEBHOOK_SECRET: required when LONGHAUL_ALERT_WEBHOOK_URL is set (alerts are signed)',
+    );
   }
   return {
     port: e.PORT,
@@ -188,7 +198,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     poolMax: e.LONGHAUL_PG_POOL_MAX,
     logLevel: e.LONGHAUL_LOG_LEVEL,
     adminToken: e.LONGHAUL_ADMIN_TOKEN,
-    publicUrl: (e.LONGHAUL_PUBLIC_URL ?? `http://${e.HOST === '0.0.0.0' ? '127.0.0.1' : e.HOST}:${e.PORT}`).replace(/\/$/, ''),
+    publicUrl: (e.LONGHAUL_PUBLIC_URL ?? `http://${e.HOST === '0.0.0.0' ? '127.0.0.1' : e.HOST}:${e.PORT}`).replace(
+      /\/$/,
+      '',
+    ),
     bodyLimitBytes: e.LONGHAUL_BODY_LIMIT_BYTES,
     idempotencyTtlSeconds: e.LONGHAUL_IDEMPOTENCY_TTL_SECONDS,
     authCacheSeconds: e.LONGHAUL_AUTH_CACHE_SECONDS,
@@ -214,7 +227,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       endpointConcurrency: e.LONGHAUL_WEBHOOK_ENDPOINT_CONCURRENCY,
       secretGraceSeconds: e.LONGHAUL_WEBHOOK_SECRET_GRACE_SECONDS,
       // The lease must outlast one attempt (its total timeout) with a margin for recording the result.
-      leaseSeconds: Math.max(e.LONGHAUL_WEBHOOK_LEASE_SECONDS ?? e.LONGHAUL_WEBHOOK_TIMEOUT_SECONDS + 30, e.LONGHAUL_WEBHOOK_TIMEOUT_SECONDS + 1),
+      leaseSeconds: Math.max(
+        e.LONGHAUL_WEBHOOK_LEASE_SECONDS ?? e.LONGHAUL_WEBHOOK_TIMEOUT_SECONDS + 30,
+        e.LONGHAUL_WEBHOOK_TIMEOUT_SECONDS + 1,
+      ),
       pollSeconds: e.LONGHAUL_WEBHOOK_POLL_SECONDS,
       alertSecret: e.LONGHAUL_ALERT_WEBHOOK_SECRET,
       breaker: {

@@ -5,7 +5,12 @@ import type { Logger } from './observability/logger.ts';
  * Runs `task` every `intervalMs` (skipping a tick while the previous run is still going) and logs a
  * failure as a warning naming `what`. Returns a function that stops the timer and waits for a run in progress.
  */
-export function runPeriodically(what: string, intervalMs: number, task: () => Promise<void>, log: Logger): () => Promise<void> {
+export function runPeriodically(
+  what: string,
+  intervalMs: number,
+  task: () => Promise<void>,
+  log: Logger,
+): () => Promise<void> {
   let running: Promise<void> | undefined;
   const timer = setInterval(() => {
     if (running !== undefined) return;

@@ -68,7 +68,10 @@ const ARTIFACT_SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 const JOB_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
 
 /** The built-in job types (synthetic, report) and those of LONGHAUL_JOB_TYPES. */
-export async function builtInJobTypes(config: Config, deps: { pool?: Pool; storage?: Storage } = {}): Promise<JobTypeRegistry> {
+export async function builtInJobTypes(
+  config: Config,
+  deps: { pool?: Pool; storage?: Storage } = {},
+): Promise<JobTypeRegistry> {
   const report = createReportJobType({ config, storage: deps.storage ?? createStorage(config), pool: deps.pool });
   const registry = new JobTypeRegistry([synthetic, report]);
   for (const spec of config.jobTypeModules) for (const t of await loadJobTypeModule(spec)) registry.register(t);
@@ -138,10 +141,28 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     if (roles.includes('api')) {
       const submitter = new JobSubmitter(pool, boss, { idempotencyTtlSeconds: config.idempotencyTtlSeconds });
       const signer = await TokenSigner.load(pool, config.signingSecret);
-      const hub = new RealtimeHub({ pool, databaseUrl: db.url, log, pingIntervalMs: config.streamPingSeconds * 1000, registry: metrics.registry });
+      const hub = new RealtimeHub({
+        pool,
+        databaseUrl: db.url,
+        log,
+        pingIntervalMs: config.streamPingSeconds * 1000,
+        registry: metrics.registry,
+      });
       await hub.start();
       realtime = hub;
-      const handle = createApp({ config, pool, boss, log, metrics, registry, submitter, storage, signer, realtime: hub, readiness: { realtime: async () => hub.listening } });
+      const handle = createApp({
+        config,
+        pool,
+        boss,
+        log,
+        metrics,
+        registry,
+        submitter,
+        storage,
+        signer,
+        realtime: hub,
+        readiness: { realtime: async () => hub.listening },
+      });
       setDraining = handle.setDraining;
       const hono = getRequestListener((req, env) => handle.app.fetch(req, env), { hostname: config.host });
       // POST /v1/jobs takes the lane; every other request goes to Hono.
@@ -177,7 +198,13 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         registry,
         log,
         metrics: metrics.registry,
-        options: { concurrency: w.concurrency, tenantConcurrency: w.tenantConcurrency, leaseSeconds: w.leaseSeconds, executionBudgetSeconds: w.executionBudgetSeconds, shutdownTimeoutSeconds: config.shutdownTimeoutSeconds },
+        options: {
+          concurrency: w.concurrency,
+          tenantConcurrency: w.tenantConcurrency,
+          leaseSeconds: w.leaseSeconds,
+          executionBudgetSeconds: w.executionBudgetSeconds,
+          shutdownTimeoutSeconds: config.shutdownTimeoutSeconds,
+        },
       });
       const monitor = new WorkerMonitor({
         pool,
@@ -185,7 +212,11 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         registry,
         alerts,
         log,
-        options: { intervalSeconds: w.monitorIntervalSeconds, leaseSeconds: w.leaseSeconds, pendingAlertSeconds: w.pendingAlertSeconds },
+        options: {
+          intervalSeconds: w.monitorIntervalSeconds,
+          leaseSeconds: w.leaseSeconds,
+          pendingAlertSeconds: w.pendingAlertSeconds,
+        },
       });
       await worker.start(db.url);
       monitor.start();
@@ -212,17 +243,34 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     }
     if (roles.includes('worker')) {
       stops.push(
-        runPeriodically('artifact retention sweep', ARTIFACT_SWEEP_INTERVAL_MS, async () => {
-          const n = await sweepArtifacts(pool, storage, config.artifactRetentionSeconds);
-          if (n.artifacts + n.folders > 0) log.info(n, 'expired artifacts removed');
-        }, log),
-        runPeriodically('job retention sweep', JOB_SWEEP_INTERVAL_MS, async () => {
-          const n = await sweepFinishedJobs(pool, config.jobRetentionSeconds);
-          if (n > 0) log.info({ jobs: n }, 'finished jobs past retention deleted');
-        }, log),
+        runPeriodically(
+          'artifact retention sweep',
+          ARTIFACT_SWEEP_INTERVAL_MS,
+          async () => {
+            const n = await sweepArtifacts(pool, storage, config.artifactRetentionSeconds);
+            if (n.artifacts + n.folders > 0) log.info(n, 'expired artifacts removed');
+          },
+          log,
+        ),
+        runPeriodically(
+          'job retention sweep',
+          JOB_SWEEP_INTERVAL_MS,
+          async () => {
+            const n = await sweepFinishedJobs(pool, config.jobRetentionSeconds);
+            if (n > 0) log.info({ jobs: n }, 'finished jobs past retention deleted');
+          },
+          log,
+        ),
       );
     }
-    stops.push(runPeriodically('releasing expired idempotency keys', KEY_SWEEP_INTERVAL_MS, async () => void (await releaseExpiredKeys(pool)), log));
+    stops.push(
+      runPeriodically(
+        'releasing expired idempotency keys',
+        KEY_SWEEP_INTERVAL_MS,
+        async () => void (await releaseExpiredKeys(pool)),
+        log,
+      ),
+    );
 
     let stopping: Promise<void> | undefined;
     return {

@@ -33,7 +33,10 @@ it('`tenants create NAME --json` prints the tenant once; its key works and only 
   try {
     const res = await t.api('/v1/jobs', { key: tenant.api_key });
     expect(res.status).toBe(200);
-    const { rows } = await t.service.pool.query<Record<string, unknown>>('SELECT * FROM api_keys WHERE tenant_id = $1', [tenant.id]);
+    const { rows } = await t.service.pool.query<Record<string, unknown>>(
+      'SELECT * FROM api_keys WHERE tenant_id = $1',
+      [tenant.id],
+    );
     expect(rows).toHaveLength(1);
     expect(rows[0]?.key_hash).toEqual(hashApiKey(tenant.api_key));
     expect(JSON.stringify(rows)).not.toContain(tenant.api_key);

@@ -17,7 +17,11 @@ afterAll(async () => t.stop());
 async function post(body: string, key: string): Promise<Response> {
   return fetch(`${t.url}/v1/jobs`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${t.tenant.api_key}`, 'content-type': 'application/json', 'idempotency-key': key },
+    headers: {
+      authorization: `Bearer ${t.tenant.api_key}`,
+      'content-type': 'application/json',
+      'idempotency-key': key,
+    },
     body,
   });
 }

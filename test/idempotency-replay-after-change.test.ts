@@ -26,17 +26,32 @@ afterAll(async () => {
 it('replays the stored job for a repeat that the changed configuration would refuse, and refuses a new request', async () => {
   const key = randomUUID();
   const body = { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: 'http://127.0.0.1:9/hook' };
-  const first = await before.api('/v1/jobs', { method: 'POST', key: before.tenant.api_key, headers: { 'idempotency-key': key }, json: body });
+  const first = await before.api('/v1/jobs', {
+    method: 'POST',
+    key: before.tenant.api_key,
+    headers: { 'idempotency-key': key },
+    json: body,
+  });
   expect(first.status).toBe(202);
   const created = (await first.json()) as { id: string };
 
-  const repeat = await after.api('/v1/jobs', { method: 'POST', key: before.tenant.api_key, headers: { 'idempotency-key': key }, json: body });
+  const repeat = await after.api('/v1/jobs', {
+    method: 'POST',
+    key: before.tenant.api_key,
+    headers: { 'idempotency-key': key },
+    json: body,
+  });
   const text = await repeat.text();
   expect(repeat.status, text).toBe(202);
   expect(repeat.headers.get('idempotent-replayed')).toBe('true');
   expect((JSON.parse(text) as { id: string }).id).toBe(created.id);
 
   // The same body under a new key is a new request, and the new configuration refuses it.
-  const fresh = await after.api('/v1/jobs', { method: 'POST', key: before.tenant.api_key, headers: { 'idempotency-key': randomUUID() }, json: body });
+  const fresh = await after.api('/v1/jobs', {
+    method: 'POST',
+    key: before.tenant.api_key,
+    headers: { 'idempotency-key': randomUUID() },
+    json: body,
+  });
   expect(fresh.status).toBe(422);
 });

@@ -12,7 +12,10 @@ afterAll(async () => t.stop());
 const DAY = 24 * 3600;
 
 async function jobIn(status: string, finishedDaysAgo: number | null): Promise<string> {
-  const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } } });
+  const res = await t.api('/v1/jobs', {
+    method: 'POST',
+    json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } },
+  });
   const { id } = (await res.json()) as { id: string };
   await t.service.pool.query(
     `UPDATE jobs SET status = $2, finished_at = CASE WHEN $3::float8 IS NULL THEN NULL ELSE now() - make_interval(days => $3::int) END, event_seq = 1 WHERE id = $1`,

@@ -30,8 +30,14 @@ describe('POST /v1/jobs with strings Postgres cannot store', () => {
   it.each([
     ['NUL in a metadata value', '{"type":"synthetic","input":{"chunks":1,"chunk_ms":0},"metadata":{"a":"\\u0000"}}'],
     ['NUL in a metadata key', '{"type":"synthetic","input":{"chunks":1,"chunk_ms":0},"metadata":{"\\u0000":1}}'],
-    ['a lone surrogate in metadata', '{"type":"synthetic","input":{"chunks":1,"chunk_ms":0},"metadata":{"a":"\\ud800"}}'],
-    ['NUL in callback_url', '{"type":"synthetic","input":{"chunks":1,"chunk_ms":0},"callback_url":"https://example.com/a\\u0000b"}'],
+    [
+      'a lone surrogate in metadata',
+      '{"type":"synthetic","input":{"chunks":1,"chunk_ms":0},"metadata":{"a":"\\ud800"}}',
+    ],
+    [
+      'NUL in callback_url',
+      '{"type":"synthetic","input":{"chunks":1,"chunk_ms":0},"callback_url":"https://example.com/a\\u0000b"}',
+    ],
   ])('%s answers a 4xx problem, not 500, and creates nothing', async (_name, body) => {
     const before = await jobCount();
     const res = await fetch(`${t.url}/v1/jobs`, { method: 'POST', headers: H(), body });
@@ -46,6 +52,8 @@ describe('NUL bytes in query and path parameters', () => {
   });
 
   it('GET /v1/jobs/{id}/artifacts/%00 answers a 4xx problem, not 500', async () => {
-    await expectClientProblem(await fetch(`${t.url}/v1/jobs/00000000-0000-0000-0000-000000000000/artifacts/a%00b`, { headers: H() }));
+    await expectClientProblem(
+      await fetch(`${t.url}/v1/jobs/00000000-0000-0000-0000-000000000000/artifacts/a%00b`, { headers: H() }),
+    );
   });
 });

@@ -16,7 +16,10 @@ async function jobCount(): Promise<number> {
 
 describe('POST /v1/jobs', () => {
   it('accepts a job, answers 202 with Location, and stores it with its queue entry', async () => {
-    const res = await t.api('/v1/jobs', { method: 'POST', json: { ...job, metadata: { order: 7 }, callback_url: 'https://example.com/hook' } });
+    const res = await t.api('/v1/jobs', {
+      method: 'POST',
+      json: { ...job, metadata: { order: 7 }, callback_url: 'https://example.com/hook' },
+    });
     expect(res.status).toBe(202);
     const body = (await res.json()) as { id: string; status: string; metadata: unknown; progress: unknown };
     expect(res.headers.get('location')).toBe(`/v1/jobs/${body.id}`);
@@ -38,13 +41,28 @@ describe('POST /v1/jobs', () => {
 
   it.each([
     ['malformed JSON', { body: '{"type":', headers: { 'content-type': 'application/json' } }, 400, 'malformed-json'],
-    ['wrong content type', { body: 'type=synthetic', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, 415, 'unsupported-media-type'],
+    [
+      'wrong content type',
+      { body: 'type=synthetic', headers: { 'content-type': 'application/x-www-form-urlencoded' } },
+      415,
+      'unsupported-media-type',
+    ],
     ['unknown type', { json: { type: 'nope', input: {} } }, 422, 'unknown-job-type'],
     ['bad input', { json: { type: 'synthetic', input: { chunks: -1, chunk_ms: 1 } } }, 422, 'validation-error'],
     ['unknown field', { json: { ...job, extra: true } }, 422, 'validation-error'],
-    ['unknown input field', { json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1, x: 1 } } }, 422, 'validation-error'],
+    [
+      'unknown input field',
+      { json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1, x: 1 } } },
+      422,
+      'validation-error',
+    ],
     ['http callback', { json: { ...job, callback_url: 'http://example.com/x' } }, 422, 'validation-error'],
-    ['callback with credentials', { json: { ...job, callback_url: 'https://u:p@example.com/x' } }, 422, 'validation-error'],
+    [
+      'callback with credentials',
+      { json: { ...job, callback_url: 'https://u:p@example.com/x' } },
+      422,
+      'validation-error',
+    ],
     ['relative callback', { json: { ...job, callback_url: '/x' } }, 422, 'validation-error'],
     ['oversized body', { json: { ...job, metadata: { pad: 'x'.repeat(1024 * 1024) } } }, 413, 'payload-too-large'],
     ['bad idempotency key', { json: job, headers: { 'idempotency-key': 'has space' } }, 400, 'bad-request'],
@@ -53,7 +71,13 @@ describe('POST /v1/jobs', () => {
     const res = await t.api('/v1/jobs', { method: 'POST', ...(init as RequestInit & { json?: unknown }) });
     expect(res.status).toBe(status);
     expect(res.headers.get('content-type')).toContain('application/problem+json');
-    const problem = (await res.json()) as { type: string; status: number; title: string; detail: string; request_id: string };
+    const problem = (await res.json()) as {
+      type: string;
+      status: number;
+      title: string;
+      detail: string;
+      request_id: string;
+    };
     expect(problem.type).toBe(`https://longhaul.dev/problems/${code}`);
     expect(problem.status).toBe(status);
     expect(problem.request_id).toBe(res.headers.get('x-request-id'));
@@ -71,8 +95,14 @@ describe('Idempotency-Key', () => {
     const key = crypto.randomUUID();
     const first = await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } });
     const firstBody = await first.text();
-    await t.service.pool.query(`UPDATE jobs SET status = 'RUNNING', attempts = 1 WHERE id = $1`, [(JSON.parse(firstBody) as { id: string }).id]);
-    const again = await t.api('/v1/jobs', { method: 'POST', json: { input: job.input, type: job.type }, headers: { 'idempotency-key': key } });
+    await t.service.pool.query(`UPDATE jobs SET status = 'RUNNING', attempts = 1 WHERE id = $1`, [
+      (JSON.parse(firstBody) as { id: string }).id,
+    ]);
+    const again = await t.api('/v1/jobs', {
+      method: 'POST',
+      json: { input: job.input, type: job.type },
+      headers: { 'idempotency-key': key },
+    });
     expect(again.status).toBe(202);
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(await again.text()).toBe(firstBody);
@@ -80,8 +110,14 @@ describe('Idempotency-Key', () => {
 
   it('answers 422 for the same key with a different body', async () => {
     const key = crypto.randomUUID();
-    expect((await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } })).status).toBe(202);
-    const res = await t.api('/v1/jobs', { method: 'POST', json: { ...job, metadata: { x: 1 } }, headers: { 'idempotency-key': key } });
+    expect((await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } })).status).toBe(
+      202,
+    );
+    const res = await t.api('/v1/jobs', {
+      method: 'POST',
+      json: { ...job, metadata: { x: 1 } },
+      headers: { 'idempotency-key': key },
+    });
     expect(res.status).toBe(422);
     expect(((await res.json()) as { type: string }).type).toContain('idempotency-key-reused');
   });
@@ -89,22 +125,35 @@ describe('Idempotency-Key', () => {
   it('creates exactly one job from 100 concurrent identical requests', async () => {
     const key = crypto.randomUUID();
     const responses = await Promise.all(
-      Array.from({ length: 100 }, () => t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } })),
+      Array.from({ length: 100 }, () =>
+        t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } }),
+      ),
     );
     const statuses = responses.map((r) => r.status);
     expect(statuses.every((s) => s === 202 || s === 409)).toBe(true);
     const ids = new Set<string>();
     for (const r of responses) if (r.status === 202) ids.add(((await r.json()) as { id: string }).id);
     expect(ids.size).toBe(1);
-    const { rows } = await t.service.pool.query('SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2', [t.tenant.id, key]);
+    const { rows } = await t.service.pool.query(
+      'SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2',
+      [t.tenant.id, key],
+    );
     expect(rows[0]).toEqual({ n: 1 });
   });
 
   it('forgets keys after their expiry', async () => {
     const key = crypto.randomUUID();
-    const first = (await (await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } })).json()) as { id: string };
-    await t.service.pool.query(`UPDATE jobs SET idempotency_expires_at = now() - interval '1 second' WHERE id = $1`, [first.id]);
-    const second = await t.api('/v1/jobs', { method: 'POST', json: { ...job, metadata: { other: true } }, headers: { 'idempotency-key': key } });
+    const first = (await (
+      await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } })
+    ).json()) as { id: string };
+    await t.service.pool.query(`UPDATE jobs SET idempotency_expires_at = now() - interval '1 second' WHERE id = $1`, [
+      first.id,
+    ]);
+    const second = await t.api('/v1/jobs', {
+      method: 'POST',
+      json: { ...job, metadata: { other: true } },
+      headers: { 'idempotency-key': key },
+    });
     expect(second.status).toBe(202);
     expect(((await second.json()) as { id: string }).id).not.toBe(first.id);
   });
@@ -112,14 +161,18 @@ describe('Idempotency-Key', () => {
   it('scopes keys per tenant', async () => {
     const key = crypto.randomUUID();
     const other = await t.newTenant();
-    const a = (await (await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } })).json()) as { id: string };
-    const b = (await (await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key }, key: other.api_key })).json()) as { id: string };
+    const a = (await (
+      await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key } })
+    ).json()) as { id: string };
+    const b = (await (
+      await t.api('/v1/jobs', { method: 'POST', json: job, headers: { 'idempotency-key': key }, key: other.api_key })
+    ).json()) as { id: string };
     expect(a.id).not.toBe(b.id);
   });
 });
 
 describe('reading, listing and cancelling', () => {
-  it('hides other tenants\' jobs behind 404', async () => {
+  it("hides other tenants' jobs behind 404", async () => {
     const other = await t.newTenant();
     const created = (await (await t.api('/v1/jobs', { method: 'POST', json: job })).json()) as { id: string };
     expect((await t.api(`/v1/jobs/${created.id}`, { key: other.api_key })).status).toBe(404);
@@ -137,14 +190,19 @@ describe('reading, listing and cancelling', () => {
     const tenant = await t.newTenant();
     const ids: string[] = [];
     for (let i = 0; i < 7; i++) {
-      const r = (await (await t.api('/v1/jobs', { method: 'POST', json: job, key: tenant.api_key })).json()) as { id: string };
+      const r = (await (await t.api('/v1/jobs', { method: 'POST', json: job, key: tenant.api_key })).json()) as {
+        id: string;
+      };
       ids.push(r.id);
     }
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
       const q: string = cursor === null ? '' : `&cursor=${cursor}`;
-      const page = (await (await t.api(`/v1/jobs?limit=3${q}`, { key: tenant.api_key })).json()) as { data: Array<{ id: string }>; next_cursor: string | null };
+      const page = (await (await t.api(`/v1/jobs?limit=3${q}`, { key: tenant.api_key })).json()) as {
+        data: Array<{ id: string }>;
+        next_cursor: string | null;
+      };
       seen.push(...page.data.map((j) => j.id));
       cursor = page.next_cursor;
       // A job submitted mid-way must not shift the pages.
@@ -177,7 +235,10 @@ describe('reading, listing and cancelling', () => {
     await t.service.pool.query(`UPDATE jobs SET status = 'RUNNING' WHERE id = $1`, [created.id]);
     const res = await t.api(`/v1/jobs/${created.id}/cancel`, { method: 'POST' });
     expect(res.status).toBe(202);
-    const { rows } = await t.service.pool.query('SELECT cancel_requested_at IS NOT NULL AS asked FROM jobs WHERE id = $1', [created.id]);
+    const { rows } = await t.service.pool.query(
+      'SELECT cancel_requested_at IS NOT NULL AS asked FROM jobs WHERE id = $1',
+      [created.id],
+    );
     expect(rows[0]).toEqual({ asked: true });
   });
 });

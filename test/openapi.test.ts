@@ -21,7 +21,11 @@ afterAll(async () => t.stop());
 
 function operations(doc: Obj): Array<{ path: string; method: string; op: Obj }> {
   return Object.entries(doc.paths as Obj).flatMap(([path, item]) =>
-    METHODS.filter((m) => (item as Obj)[m] !== undefined).map((method) => ({ path, method, op: (item as Obj)[method] as Obj })),
+    METHODS.filter((m) => (item as Obj)[m] !== undefined).map((method) => ({
+      path,
+      method,
+      op: (item as Obj)[method] as Obj,
+    })),
   );
 }
 
@@ -61,13 +65,18 @@ describe('the document', () => {
 
   it('documents every error, and the 500 any request may meet, as a problem+json Problem', () => {
     const internal = ((doc.components as Obj).responses as Obj).InternalError as Obj;
-    expect(internal.content).toEqual({ 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } });
+    expect(internal.content).toEqual({
+      'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } },
+    });
     for (const { path, method, op } of operations(doc)) {
       const responses = op.responses as Obj;
       expect(responses['500'], `${method} ${path}`).toEqual({ $ref: '#/components/responses/InternalError' });
       for (const [status, response] of Object.entries(responses)) {
         if (Number(status) < 400 || status === '500' || (path === '/readyz' && status === '503')) continue;
-        expect(Object.keys(((response as Obj).content as Obj | undefined) ?? {}), `${method} ${path} ${status}`).toEqual(['application/problem+json']);
+        expect(
+          Object.keys(((response as Obj).content as Obj | undefined) ?? {}),
+          `${method} ${path} ${status}`,
+        ).toEqual(['application/problem+json']);
       }
     }
   });
@@ -95,8 +104,10 @@ describe('served', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/html');
     const html = await res.text();
-    for (const { path, method } of operations(spec().doc)) expect(html, `${method} ${path}`).toContain(`id="${method}${path}"`);
-    for (const name of Object.keys((spec().doc.webhooks as Obj | undefined) ?? {})) expect(html, `webhook ${name}`).toContain(name);
+    for (const { path, method } of operations(spec().doc))
+      expect(html, `${method} ${path}`).toContain(`id="${method}${path}"`);
+    for (const name of Object.keys((spec().doc.webhooks as Obj | undefined) ?? {}))
+      expect(html, `webhook ${name}`).toContain(name);
     for (const name of Object.keys(((spec().doc.components as Obj).schemas as Obj | undefined) ?? {})) {
       expect(html, `schema ${name}`).toContain(`id="schema-${name}"`);
     }
@@ -114,14 +125,24 @@ describe('response validation', () => {
 
   it('rejects a body that does not match the schema', async () => {
     const res = new Response(JSON.stringify({ id: 'x' }), { status: 200, headers });
-    await expect(check('GET', '/v1/jobs/abc', res)).rejects.toThrow(/GET \/v1\/jobs\/\{id\} → 200: body must have required property 'type'/);
+    await expect(check('GET', '/v1/jobs/abc', res)).rejects.toThrow(
+      /GET \/v1\/jobs\/\{id\} → 200: body must have required property 'type'/,
+    );
   });
 
   it('rejects an undocumented status, content type or missing required header', async () => {
-    await expect(check('GET', '/v1/jobs/abc', new Response('{}', { status: 418, headers }))).rejects.toThrow(/status 418 is not documented/);
-    await expect(check('GET', '/healthz', new Response('ok', { status: 200, headers: { 'x-request-id': 'r' } }))).rejects.toThrow(/content type/);
-    await expect(check('GET', '/healthz', new Response('{"status":"ok"}', { status: 200, headers: { 'content-type': 'application/json' } }))).rejects.toThrow(
-      /required header X-Request-Id/,
+    await expect(check('GET', '/v1/jobs/abc', new Response('{}', { status: 418, headers }))).rejects.toThrow(
+      /status 418 is not documented/,
     );
+    await expect(
+      check('GET', '/healthz', new Response('ok', { status: 200, headers: { 'x-request-id': 'r' } })),
+    ).rejects.toThrow(/content type/);
+    await expect(
+      check(
+        'GET',
+        '/healthz',
+        new Response('{"status":"ok"}', { status: 200, headers: { 'content-type': 'application/json' } }),
+      ),
+    ).rejects.toThrow(/required header X-Request-Id/);
   });
 });

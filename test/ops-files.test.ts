@@ -20,7 +20,10 @@ function table(markdown: string, heading: string): Map<string, string[]> {
   const rows = new Map<string, string[]>();
   for (const line of section.split('\n')) {
     if (!line.startsWith('|') || /^\|\s*-/.test(line)) continue;
-    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+    const cells = line
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim());
     rows.set((cells[0] ?? '').replace(/`/g, ''), cells);
   }
   return rows;
@@ -88,7 +91,10 @@ describe('Docker', () => {
 
   it('composes PostgreSQL 17 with the API and workers sharing it', () => {
     // Compose files use YAML merge keys (`<<: *longhaul`).
-    const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Record<string, unknown>>; volumes: Record<string, unknown> };
+    const compose = parse(read('docker-compose.yml'), { merge: true }) as {
+      services: Record<string, Record<string, unknown>>;
+      volumes: Record<string, unknown>;
+    };
     const { postgres, api, worker } = compose.services;
     expect(postgres?.image).toBe('postgres:17');
     expect(postgres?.healthcheck).toBeDefined();
@@ -105,7 +111,9 @@ describe('Docker', () => {
 });
 
 it('package-lock.json locks every optional dependency it names, or `npm ci` refuses to install', () => {
-  const lock = JSON.parse(read('package-lock.json')) as { packages: Record<string, { optionalDependencies?: Record<string, string> }> };
+  const lock = JSON.parse(read('package-lock.json')) as {
+    packages: Record<string, { optionalDependencies?: Record<string, string> }>;
+  };
   const missing: string[] = [];
   for (const [where, pkg] of Object.entries(lock.packages)) {
     for (const name of Object.keys(pkg.optionalDependencies ?? {})) {

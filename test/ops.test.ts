@@ -36,7 +36,12 @@ describe('longhaul api (a real process)', () => {
   let url: string;
   beforeAll(async () => {
     db = await createTestDatabase();
-    proc = runLonghaul(['api'], { DATABASE_URL: db.url, PORT: '0', LONGHAUL_LOG_LEVEL: 'info', LONGHAUL_ADMIN_TOKEN: ADMIN });
+    proc = runLonghaul(['api'], {
+      DATABASE_URL: db.url,
+      PORT: '0',
+      LONGHAUL_LOG_LEVEL: 'info',
+      LONGHAUL_ADMIN_TOKEN: ADMIN,
+    });
     url = await startedUrl(proc);
   });
   afterAll(async () => {
@@ -50,7 +55,10 @@ describe('longhaul api (a real process)', () => {
       call(`${url}/v1/admin/tenants`, {
         method: 'POST',
         json: body,
-        headers: { authorization: `Bearer ${token}`, ...(requestId === undefined ? {} : { 'x-request-id': requestId }) },
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(requestId === undefined ? {} : { 'x-request-id': requestId }),
+        },
       });
     const created = await admin({ name: 'globex' }, ADMIN, 'ops-create-tenant');
     expect(created.status).toBe(201);
@@ -65,10 +73,15 @@ describe('longhaul api (a real process)', () => {
     const duplicate = await admin({ name: 'globex' });
     expect(duplicate.status).toBe(409);
     expect(((await duplicate.json()) as { type: string }).type).toBe('https://longhaul.dev/problems/invalid-state');
-    for (const bad of [{}, { name: '' }, { name: 'x', extra: 1 }, { name: 7 }]) expect((await admin(bad)).status).toBe(422);
+    for (const bad of [{}, { name: '' }, { name: 'x', extra: 1 }, { name: 7 }])
+      expect((await admin(bad)).status).toBe(422);
 
     const key = { authorization: `Bearer ${tenant.api_key}` };
-    const job = await call(`${url}/v1/jobs`, { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } }, headers: key });
+    const job = await call(`${url}/v1/jobs`, {
+      method: 'POST',
+      json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } },
+      headers: key,
+    });
     expect(job.status).toBe(202);
     const { id } = (await job.json()) as { id: string };
     expect((await call(`${url}/v1/jobs/${id}`, { headers: key })).status).toBe(200);
@@ -117,14 +130,18 @@ describe('in-process operations', () => {
     try {
       expect((await t.api('/readyz')).status).toBe(200);
       await admin.query(`ALTER DATABASE ${t.db.name} ALLOW_CONNECTIONS false`);
-      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [t.db.name]);
+      await admin.query(
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+        [t.db.name],
+      );
       const down = await t.api('/readyz');
       expect(down.status).toBe(503);
       expect(((await down.json()) as { checks: Record<string, string> }).checks.database).toBe('failing');
       await admin.query(`ALTER DATABASE ${t.db.name} ALLOW_CONNECTIONS true`);
       const deadline = Date.now() + 10_000;
       let status = 0;
-      while (Date.now() < deadline && (status = (await t.api('/readyz')).status) !== 200) await new Promise((r) => setTimeout(r, 100));
+      while (Date.now() < deadline && (status = (await t.api('/readyz')).status) !== 200)
+        await new Promise((r) => setTimeout(r, 100));
       expect(status).toBe(200);
       expect((await t.api('/healthz')).status).toBe(200);
     } finally {
@@ -142,30 +159,43 @@ describe('first start on an embedded PostgreSQL (DATABASE_URL unset)', () => {
   });
   afterAll(async () => rm(dataDir, { recursive: true, force: true }));
 
-  it('creates the default tenant and prints its key once; a restart keeps the data and prints nothing new', { timeout: 90_000 }, async () => {
-    const env = { PORT: '0', LONGHAUL_DATA_DIR: dataDir, LONGHAUL_EMBEDDED_PG_PORT: String(await freePort()), LONGHAUL_LOG_LEVEL: 'info' };
-    const first = runLonghaul(['start'], env);
-    const url = await startedUrl(first);
-    const key = (await readFile(path.join(dataDir, 'default-api-key'), 'utf8')).trim();
-    expect(key).toMatch(/^lh_/);
-    expect(first.stderr().split(key).length - 1).toBe(1);
-    expect(first.stdout()).not.toContain(key);
-    const auth = { authorization: `Bearer ${key}` };
-    const job = await call(`${url}/v1/jobs`, { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } }, headers: auth });
-    expect(job.status).toBe(202);
-    const { id } = (await job.json()) as { id: string };
-    first.kill('SIGTERM');
-    expect(await first.exited).toBe(0);
+  it(
+    'creates the default tenant and prints its key once; a restart keeps the data and prints nothing new',
+    { timeout: 90_000 },
+    async () => {
+      const env = {
+        PORT: '0',
+        LONGHAUL_DATA_DIR: dataDir,
+        LONGHAUL_EMBEDDED_PG_PORT: String(await freePort()),
+        LONGHAUL_LOG_LEVEL: 'info',
+      };
+      const first = runLonghaul(['start'], env);
+      const url = await startedUrl(first);
+      const key = (await readFile(path.join(dataDir, 'default-api-key'), 'utf8')).trim();
+      expect(key).toMatch(/^lh_/);
+      expect(first.stderr().split(key).length - 1).toBe(1);
+      expect(first.stdout()).not.toContain(key);
+      const auth = { authorization: `Bearer ${key}` };
+      const job = await call(`${url}/v1/jobs`, {
+        method: 'POST',
+        json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } },
+        headers: auth,
+      });
+      expect(job.status).toBe(202);
+      const { id } = (await job.json()) as { id: string };
+      first.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
 
-    const second = runLonghaul(['start'], env);
-    const url2 = await startedUrl(second);
-    try {
-      expect(second.stderr()).not.toContain('API key');
-      const again = await call(`${url2}/v1/jobs/${id}`, { headers: auth });
-      expect(again.status).toBe(200);
-    } finally {
-      second.kill('SIGTERM');
-      expect(await second.exited).toBe(0);
-    }
-  });
+      const second = runLonghaul(['start'], env);
+      const url2 = await startedUrl(second);
+      try {
+        expect(second.stderr()).not.toContain('API key');
+        const again = await call(`${url2}/v1/jobs/${id}`, { headers: auth });
+        expect(again.status).toBe(200);
+      } finally {
+        second.kill('SIGTERM');
+        expect(await second.exited).toBe(0);
+      }
+    },
+  );
 });

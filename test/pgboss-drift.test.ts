@@ -24,14 +24,17 @@ afterAll(async () => {
 });
 
 it('the worker LISTENs on the channel pg-boss notifies when it inserts a job', async () => {
-  const sql = (await captureBossSql((db) => boss.insert(QUEUES.jobs, [{ data: { jobId: 'drift' } }], { db }))).at(-1)?.text ?? '';
+  const sql =
+    (await captureBossSql((db) => boss.insert(QUEUES.jobs, [{ data: { jobId: 'drift' } }], { db }))).at(-1)?.text ?? '';
   // pg_notify((<channel expression>), '<queue name>')
   const notify = new RegExp(String.raw`pg_notify\(\s*\(([\s\S]+?)\)\s*,\s*'${QUEUES.jobs}'\s*\)`).exec(sql);
   if (notify?.[1] === undefined) throw new Error(`pg-boss's insert no longer notifies the queue by name:\n${sql}`);
   const client = new pg.Client({ connectionString: db.url });
   await client.connect();
   try {
-    const { rows } = await client.query<{ theirs: string; ours: string }>(`SELECT ${notify[1]} AS theirs, ${BOSS_CHANNEL_SQL} AS ours`);
+    const { rows } = await client.query<{ theirs: string; ours: string }>(
+      `SELECT ${notify[1]} AS theirs, ${BOSS_CHANNEL_SQL} AS ours`,
+    );
     expect(rows[0]?.theirs).toMatch(/^pgboss_/);
     expect(rows[0]?.ours).toBe(rows[0]?.theirs);
   } finally {

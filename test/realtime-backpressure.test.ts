@@ -39,9 +39,25 @@ async function stalledClient(svc: TestService, path: string, transport: 'sse' | 
   const headers =
     transport === 'sse'
       ? ['Accept: text/event-stream']
-      : ['Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13'];
-  socket.write([`GET ${path} HTTP/1.1`, `Host: 127.0.0.1:${port}`, `Authorization: Bearer ${svc.tenant.api_key}`, ...headers, '', ''].join('\r\n'));
-  const head = await new Promise<string>((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString('latin1'))));
+      : [
+          'Upgrade: websocket',
+          'Connection: Upgrade',
+          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+          'Sec-WebSocket-Version: 13',
+        ];
+  socket.write(
+    [
+      `GET ${path} HTTP/1.1`,
+      `Host: 127.0.0.1:${port}`,
+      `Authorization: Bearer ${svc.tenant.api_key}`,
+      ...headers,
+      '',
+      '',
+    ].join('\r\n'),
+  );
+  const head = await new Promise<string>((resolve) =>
+    socket.once('data', (d: Buffer) => resolve(d.toString('latin1'))),
+  );
   expect(head).toMatch(transport === 'sse' ? /^HTTP\/1\.1 200/ : /^HTTP\/1\.1 101/);
   socket.pause();
   return socket;
@@ -52,7 +68,10 @@ function subscriber(svc: TestService, jobId: string): SubscriberStats | undefine
 }
 
 async function runningJob(svc: TestService): Promise<string> {
-  const res = await svc.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } } });
+  const res = await svc.api('/v1/jobs', {
+    method: 'POST',
+    json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } },
+  });
   const id = ((await res.json()) as { id: string }).id;
   await transition(svc.service.pool, id, 'RUNNING');
   return id;
@@ -74,7 +93,8 @@ async function stallAndPileUp(svc: TestService, id: string): Promise<void> {
     return s;
   };
   while (sample().writeWaitingMs < 200) {
-    if (produced >= MAX_EVENTS) throw new Error(`the client never stalled after ${produced} events: ${JSON.stringify(sample())}`);
+    if (produced >= MAX_EVENTS)
+      throw new Error(`the client never stalled after ${produced} events: ${JSON.stringify(sample())}`);
     await writeProgressBatch(svc.service.pool, id, BATCH, MAX_EVENTS * 2);
     produced += BATCH;
   }
@@ -119,7 +139,11 @@ describe('a client that stops reading', () => {
     const id = await runningJob(t);
     const socket = await stalledClient(t, `/v1/jobs/${id}/events`, 'websocket');
     await until('the subscription', () => subscriber(t, id) !== undefined);
-    await until('the silent client to be closed', () => subscriber(t, id) === undefined, 3 * PING_SECONDS * 1000 + 2000);
+    await until(
+      'the silent client to be closed',
+      () => subscriber(t, id) === undefined,
+      3 * PING_SECONDS * 1000 + 2000,
+    );
     await closedByServer(socket);
   });
 });

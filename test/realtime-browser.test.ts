@@ -14,7 +14,10 @@ let browser: Browser;
 beforeAll(async () => {
   [t, browser] = await Promise.all([
     startTestService(),
-    chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-background-networking', '--headless'] }),
+    chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-background-networking', '--headless'],
+    }),
   ]);
 });
 afterAll(async () => {
@@ -24,7 +27,10 @@ afterAll(async () => {
 
 describe('/examples/progress.html', () => {
   it.each(['websocket', 'sse'] as const)('shows a job\u2019s live progress over %s', async (transport) => {
-    const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 4, chunk_ms: 1 } } });
+    const res = await t.api('/v1/jobs', {
+      method: 'POST',
+      json: { type: 'synthetic', input: { chunks: 4, chunk_ms: 1 } },
+    });
     const id = ((await res.json()) as { id: string }).id;
     const page = await browser.newPage();
     try {

@@ -20,9 +20,22 @@ let worker: WorkerProcess;
 
 async function startApi(): Promise<{ url: string; proc: LonghaulProcess }> {
   const port = await freePort();
-  const proc = runLonghaul(['api'], { DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', LONGHAUL_LOG_LEVEL: 'warn' });
+  const proc = runLonghaul(['api'], {
+    DATABASE_URL: db.url,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LONGHAUL_LOG_LEVEL: 'warn',
+  });
   const url = `http://127.0.0.1:${port}`;
-  await until('the API process to be ready', async () => (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)), 30_000);
+  await until(
+    'the API process to be ready',
+    async () =>
+      await fetch(`${url}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      ),
+    30_000,
+  );
   return { url, proc };
 }
 
@@ -81,7 +94,9 @@ it('streams a job run by a worker process to clients on two API processes, over 
   await until('a few checkpoints on B', () => moving.messages.filter((m) => m.type === 'progress').length >= 5, 20_000);
   moving.close();
   await moving.ended;
-  const resumed = (await SseReader.open(`${a.url}/v1/jobs/${id}/events`, { ...auth(), 'last-event-id': moving.ids.at(-1) ?? '' })).reader;
+  const resumed = (
+    await SseReader.open(`${a.url}/v1/jobs/${id}/events`, { ...auth(), 'last-event-id': moving.ids.at(-1) ?? '' })
+  ).reader;
   if (resumed === undefined) throw new Error('no resumed stream');
 
   await Promise.all([sseA.ended, resumed.ended, ws.closed]);
@@ -112,8 +127,13 @@ it('refuses another tenant on any process', async () => {
     body: JSON.stringify({ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } }),
   });
   const id = ((await created.json()) as { id: string }).id;
-  const res = await fetch(`${b.url}/v1/jobs/${id}/events`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${stranger.api_key}` } });
+  const res = await fetch(`${b.url}/v1/jobs/${id}/events`, {
+    headers: { accept: 'text/event-stream', authorization: `Bearer ${stranger.api_key}` },
+  });
   expect(res.status).toBe(404);
-  const token = await fetch(`${b.url}/v1/jobs/${id}/stream-token`, { method: 'POST', headers: { authorization: `Bearer ${stranger.api_key}` } });
+  const token = await fetch(`${b.url}/v1/jobs/${id}/stream-token`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${stranger.api_key}` },
+  });
   expect(token.status).toBe(404);
 });

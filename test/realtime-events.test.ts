@@ -19,7 +19,10 @@ beforeAll(async () => {
   pool = new pg.Pool({ connectionString: db.url, max: 2 });
   const tenant = await createTenant(pool, 'coalesced');
   jobId = randomUUID();
-  await pool.query(`INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts, event_seq) VALUES ($1, $2, 'synthetic', 'RUNNING', '{}', 9, 4)`, [jobId, tenant.id]);
+  await pool.query(
+    `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts, event_seq) VALUES ($1, $2, 'synthetic', 'RUNNING', '{}', 9, 4)`,
+    [jobId, tenant.id],
+  );
   // status 1, status 2, status 3, progress 4
   await pool.query(
     `INSERT INTO job_events (job_id, seq, kind, data)

@@ -7,7 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenSigner } from '../src/api/tokens.ts';
 import { transition } from '../src/jobs/repository.ts';
 import { COALESCE_LAG } from '../src/realtime/hub.ts';
-import { range, seqs, SseReader, until, writeProgress, writeProgressBatch, WsReader, type Message } from './support/realtime.ts';
+import {
+  range,
+  seqs,
+  SseReader,
+  until,
+  writeProgress,
+  writeProgressBatch,
+  WsReader,
+  type Message,
+} from './support/realtime.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 let t: TestService;
@@ -17,7 +26,11 @@ beforeAll(async () => {
 afterAll(async () => t.stop());
 
 async function newJob(key?: string): Promise<string> {
-  const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 10, chunk_ms: 1 } }, ...(key === undefined ? {} : { key }) });
+  const res = await t.api('/v1/jobs', {
+    method: 'POST',
+    json: { type: 'synthetic', input: { chunks: 10, chunk_ms: 1 } },
+    ...(key === undefined ? {} : { key }),
+  });
   expect(res.status).toBe(202);
   return ((await res.json()) as { id: string }).id;
 }
@@ -25,7 +38,9 @@ async function newJob(key?: string): Promise<string> {
 const auth = () => ({ authorization: `Bearer ${t.tenant.api_key}` });
 const wsUrl = (path: string) => t.url.replace(/^http/, 'ws') + path;
 
-async function streamToken(jobId: string): Promise<{ token: string; events_url: string; websocket_url: string; expires_at: string }> {
+async function streamToken(
+  jobId: string,
+): Promise<{ token: string; events_url: string; websocket_url: string; expires_at: string }> {
   const res = await t.api(`/v1/jobs/${jobId}/stream-token`, { method: 'POST' });
   expect(res.status).toBe(200);
   return (await res.json()) as { token: string; events_url: string; websocket_url: string; expires_at: string };
@@ -55,7 +70,15 @@ describe('GET /v1/jobs/{id}/events over SSE', () => {
     const [snapshot, ...rest] = reader.messages;
     expect(snapshot?.type).toBe('snapshot');
     expect(snapshot?.job?.status).toBe('PENDING');
-    expect(rest.map((m) => m.type)).toEqual(['status', 'progress', 'progress', 'progress', 'progress', 'progress', 'status']);
+    expect(rest.map((m) => m.type)).toEqual([
+      'status',
+      'progress',
+      'progress',
+      'progress',
+      'progress',
+      'progress',
+      'status',
+    ]);
     expect(seqs(reader.messages)).toEqual(range((snapshot?.seq ?? 0) + 1, (snapshot?.seq ?? 0) + 7));
     expect(reader.ids).toEqual(reader.messages.map((m) => String(m.seq)));
     expect(rest.at(-1)).toMatchObject({ type: 'status', status: 'COMPLETED', result: { ok: true } });
@@ -73,7 +96,8 @@ describe('GET /v1/jobs/{id}/events over SSE', () => {
     const lastSeen = first.ids.at(-1) ?? '';
     // Committed while disconnected.
     for (let i = 4; i <= 6; i++) await writeProgress(t.service.pool, id, i, 10);
-    const second = (await SseReader.open(`${t.url}/v1/jobs/${id}/events`, { ...auth(), 'last-event-id': lastSeen })).reader;
+    const second = (await SseReader.open(`${t.url}/v1/jobs/${id}/events`, { ...auth(), 'last-event-id': lastSeen }))
+      .reader;
     if (second === undefined) throw new Error('no stream');
     await until('the missed checkpoints', () => second.messages.length >= 3);
     for (let i = 7; i <= 8; i++) await writeProgress(t.service.pool, id, i, 10);
@@ -85,7 +109,9 @@ describe('GET /v1/jobs/{id}/events over SSE', () => {
     expect(second.messages.filter((m) => m.type === 'progress').map((m) => m.processed)).toEqual([4, 5, 6, 7, 8]);
 
     // EventSource reconnects after the end; having seen the last event, it is told there is nothing more.
-    const again = await fetch(`${t.url}/v1/jobs/${id}/events`, { headers: { ...auth(), accept: 'text/event-stream', 'last-event-id': second.ids.at(-1) ?? '' } });
+    const again = await fetch(`${t.url}/v1/jobs/${id}/events`, {
+      headers: { ...auth(), accept: 'text/event-stream', 'last-event-id': second.ids.at(-1) ?? '' },
+    });
     expect(again.status).toBe(204);
   });
 
@@ -108,7 +134,12 @@ describe('GET /v1/jobs/{id}/events over SSE', () => {
       [60, 60],
       [70, 70],
     ]);
-    expect(reader.messages.filter((m) => m.type === 'status').map((m) => m.status)).toEqual(['RUNNING', 'PENDING', 'RUNNING', 'COMPLETED']);
+    expect(reader.messages.filter((m) => m.type === 'status').map((m) => m.status)).toEqual([
+      'RUNNING',
+      'PENDING',
+      'RUNNING',
+      'COMPLETED',
+    ]);
 
     // A client resuming after the 60 % checkpoint is held at 60 % too.
     const resumed = (await SseReader.open(`${t.url}/v1/jobs/${id}/events?after=${afterFifty}`, auth())).reader;
@@ -120,7 +151,9 @@ describe('GET /v1/jobs/{id}/events over SSE', () => {
 
   it('coalesces progress for a client far behind, but sends every status change', async () => {
     const id = await newJob();
-    const { rows } = await t.service.pool.query<{ event_seq: number }>('SELECT event_seq FROM jobs WHERE id = $1', [id]);
+    const { rows } = await t.service.pool.query<{ event_seq: number }>('SELECT event_seq FROM jobs WHERE id = $1', [
+      id,
+    ]);
     const start = rows[0]?.event_seq ?? 0;
     await transition(t.service.pool, id, 'RUNNING');
     await writeProgressBatch(t.service.pool, id, 3 * COALESCE_LAG, 1000);
@@ -180,7 +213,9 @@ describe('GET /v1/jobs/{id}/events over WebSocket', () => {
     expect(reader.messages.map((m) => m.type)).toEqual(['snapshot', 'status', 'progress', 'progress', 'status']);
 
     // The same token for SSE works too; for another job it is refused.
-    const sse = await fetch(`${t.url}/v1/jobs/${other}/events?token=${encodeURIComponent(token.token)}`, { headers: { accept: 'text/event-stream' } });
+    const sse = await fetch(`${t.url}/v1/jobs/${other}/events?token=${encodeURIComponent(token.token)}`, {
+      headers: { accept: 'text/event-stream' },
+    });
     expect(sse.status).toBe(403);
     const refused = new WsReader(wsUrl(`/v1/jobs/${other}/events?token=${encodeURIComponent(token.token)}`));
     await expect(refused.opened).rejects.toThrow();
@@ -200,9 +235,15 @@ describe('authentication and refusals', () => {
       ['a bad Last-Event-ID', { ...auth(), 'last-event-id': 'x' }, 422],
       ['no Accept', { ...auth(), accept: 'application/json' }, 406],
     ];
-    const query: Record<string, string> = { 'a bad after': '?after=-1', 'after beyond the last event': '?after=999999' };
+    const query: Record<string, string> = {
+      'a bad after': '?after=-1',
+      'after beyond the last event': '?after=999999',
+    };
     for (const [name, h, status] of cases) {
-      const res = await t.api(`/v1/jobs/${id}/events${query[name] ?? ''}`, { headers: { ...headers, ...h }, key: h.authorization === undefined ? '' : undefined });
+      const res = await t.api(`/v1/jobs/${id}/events${query[name] ?? ''}`, {
+        headers: { ...headers, ...h },
+        key: h.authorization === undefined ? '' : undefined,
+      });
       expect(res.status, name).toBe(status);
       expect(res.headers.get('content-type'), name).toContain('application/problem+json');
     }

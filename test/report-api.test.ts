@@ -27,7 +27,12 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'longhaul-report-api-'));
   t = await startTestService({
     roles: ['api'],
-    env: { LONGHAUL_PUBLIC_URL: PUBLIC_URL, LONGHAUL_DATA_DIR: dir, LONGHAUL_REPORT_CHUNK_SIZE: String(CHUNK), LONGHAUL_REPORT_SOURCES: 'demo_orders,vip:demo_orders_vip' },
+    env: {
+      LONGHAUL_PUBLIC_URL: PUBLIC_URL,
+      LONGHAUL_DATA_DIR: dir,
+      LONGHAUL_REPORT_CHUNK_SIZE: String(CHUNK),
+      LONGHAUL_REPORT_SOURCES: 'demo_orders,vip:demo_orders_vip',
+    },
   });
   await seedDemoOrders(t.service.pool, ROWS);
   await t.service.pool.query(`CREATE VIEW demo_orders_vip AS SELECT * FROM demo_orders WHERE amount > 1000`);
@@ -91,12 +96,17 @@ async function finished(id: string, seconds = 60): Promise<JobBody> {
   });
 }
 
-const INPUT = { source: 'demo_orders', group_by: ['region', 'status'], metrics: ['quantity', 'amount'], formats: ['pdf', 'csv'] };
+const INPUT = {
+  source: 'demo_orders',
+  group_by: ['region', 'status'],
+  metrics: ['quantity', 'amount'],
+  formats: ['pdf', 'csv'],
+};
 
 describe('report input', () => {
   it.each([
     ['a source outside the allow-list', { ...INPUT, source: 'tenants' }, 'input.source'],
-    ['another tenant\'s source', { ...INPUT, source: 'demo_orders_vip' }, 'input.source'],
+    ["another tenant's source", { ...INPUT, source: 'demo_orders_vip' }, 'input.source'],
     ['an unknown group_by column', { ...INPUT, group_by: ['nope'] }, 'input.group_by.0'],
     ['a text metric', { ...INPUT, metrics: ['region'] }, 'input.metrics.0'],
     ['an unknown filter column', { ...INPUT, filters: { colour: 'red' } }, 'input.filters.colour'],
@@ -110,7 +120,9 @@ describe('report input', () => {
     expect(res.status).toBe(422);
     const problem = (await res.json()) as { errors: Array<{ field: string; message: string }> };
     expect(problem.errors.map((e) => e.field)).toContain(field);
-    const { rows } = await t.service.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM jobs WHERE type = 'report'`);
+    const { rows } = await t.service.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM jobs WHERE type = 'report'`,
+    );
     expect(rows[0]?.n).toBe(0);
   });
 
@@ -134,12 +146,16 @@ describe('report run', () => {
   }, 90_000);
 
   it('completes with the right totals and signed links; artifacts download with the key or the link only', async () => {
-    const { rows } = await t.service.pool.query<{ n: number; a: string }>('SELECT count(*)::int AS n, sum(amount)::text AS a FROM demo_orders');
+    const { rows } = await t.service.pool.query<{ n: number; a: string }>(
+      'SELECT count(*)::int AS n, sum(amount)::text AS a FROM demo_orders',
+    );
     expect(reference.result?.rows).toBe(rows[0]?.n);
     expect(reference.progress).toEqual({ processed: ROWS, total: ROWS, percent: 100 });
     expect(reference.result?.summary).toMatchObject({ metrics: { amount: { sum: rows[0]?.a } } });
 
-    const list = (await (await t.api(`/v1/jobs/${reference.id}/artifacts`)).json()) as { data: Array<{ name: string; size: number; url: string; content_type: string }> };
+    const list = (await (await t.api(`/v1/jobs/${reference.id}/artifacts`)).json()) as {
+      data: Array<{ name: string; size: number; url: string; content_type: string }>;
+    };
     expect(list.data.map((a) => [a.name, a.content_type])).toEqual([
       ['report.csv', 'text/csv; charset=utf-8'],
       ['report.pdf', 'application/pdf'],
@@ -160,11 +176,17 @@ describe('report run', () => {
     const fromResult = reference.result?.artifacts.find((a) => a.name === 'report.pdf');
     const pdf = await fetch((fromResult?.url ?? '').replace(PUBLIC_URL, t.url));
     expect(pdf.status).toBe(200);
-    expect(Buffer.from(await pdf.arrayBuffer()).subarray(0, 5).toString()).toBe('%PDF-');
+    expect(
+      Buffer.from(await pdf.arrayBuffer())
+        .subarray(0, 5)
+        .toString(),
+    ).toBe('%PDF-');
 
     // A link for one artifact does not open another; a tampered link opens nothing; another tenant sees nothing.
     expect((await fetch(csv.url.replace(PUBLIC_URL, t.url).replace(/report\.csv$/, 'report.pdf'))).status).toBe(401);
-    expect((await fetch(csv.url.replace(PUBLIC_URL, t.url).replace(/\.([^./]+)\/report\.csv$/, '.x$1/report.csv'))).status).toBe(401);
+    expect(
+      (await fetch(csv.url.replace(PUBLIC_URL, t.url).replace(/\.([^./]+)\/report\.csv$/, '.x$1/report.csv'))).status,
+    ).toBe(401);
     const other = await t.newTenant();
     expect((await t.api(`/v1/jobs/${reference.id}/artifacts`, { key: other.api_key })).status).toBe(404);
     expect((await t.api(`/v1/jobs/${reference.id}/artifacts/report.csv`, { key: other.api_key })).status).toBe(404);
@@ -185,7 +207,10 @@ describe('report run', () => {
     expect(atKill.status).toBe('RUNNING');
     expect(atKill.progress.processed).toBeLessThan(ROWS);
 
-    const { rows: before } = await t.service.pool.query<{ processed: number }>('SELECT processed FROM jobs WHERE id = $1', [id]);
+    const { rows: before } = await t.service.pool.query<{ processed: number }>(
+      'SELECT processed FROM jobs WHERE id = $1',
+      [id],
+    );
     startWorker();
     const done = await finished(id, 90);
     expect(done.result?.rows).toBe(ROWS);

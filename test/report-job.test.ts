@@ -36,7 +36,12 @@ beforeAll(async () => {
   db = await createTestDatabase();
   pool = createPool(db.url, 4);
   dir = await mkdtemp(path.join(tmpdir(), 'longhaul-report-'));
-  config = loadConfig({ DATABASE_URL: db.url, LONGHAUL_DATA_DIR: dir, LONGHAUL_REPORT_SOURCES: 'demo_orders,odd_values', LONGHAUL_REPORT_CHUNK_SIZE: String(CHUNK) });
+  config = loadConfig({
+    DATABASE_URL: db.url,
+    LONGHAUL_DATA_DIR: dir,
+    LONGHAUL_REPORT_SOURCES: 'demo_orders,odd_values',
+    LONGHAUL_REPORT_CHUNK_SIZE: String(CHUNK),
+  });
   tenant = await createTenant(pool, 'report-tenant');
   await seedDemoOrders(pool, ROWS);
 });
@@ -62,7 +67,12 @@ async function newJob(input: Json): Promise<string> {
  * are written, its checkpoint rolls back), runs `afterFailure`, then resumes from the last checkpoint,
  * counting redone chunks.
  */
-async function runReport(type: ReportType, input: Json, failAt?: number, afterFailure?: (id: string) => Promise<void>): Promise<{ id: string; result: Json; state: ReportState; chunkCalls: number }> {
+async function runReport(
+  type: ReportType,
+  input: Json,
+  failAt?: number,
+  afterFailure?: (id: string) => Promise<void>,
+): Promise<{ id: string; result: Json; state: ReportState; chunkCalls: number }> {
   const id = await newJob(input);
   const parsed = type.input.parse(input);
   const ctx = (client: Queryable, attempt = 1) => ({
@@ -72,19 +82,35 @@ async function runReport(type: ReportType, input: Json, failAt?: number, afterFa
     db: client,
   });
   const started = await withTransaction(pool, (c) => type.start(ctx(c)));
-  await pool.query('UPDATE jobs SET total = $2, checkpoint_cursor = $3, checkpoint_state = $4 WHERE id = $1', [id, started.total, JSON.stringify(started.cursor ?? null), JSON.stringify(started.state)]);
+  await pool.query('UPDATE jobs SET total = $2, checkpoint_cursor = $3, checkpoint_state = $4 WHERE id = $1', [
+    id,
+    started.total,
+    JSON.stringify(started.cursor ?? null),
+    JSON.stringify(started.state),
+  ]);
   let chunkCalls = 0;
   let attempt = 1;
   for (;;) {
-    const { rows } = await pool.query<{ checkpoint_cursor: Json; checkpoint_state: ReportState }>('SELECT checkpoint_cursor, checkpoint_state FROM jobs WHERE id = $1', [id]);
+    const { rows } = await pool.query<{ checkpoint_cursor: Json; checkpoint_state: ReportState }>(
+      'SELECT checkpoint_cursor, checkpoint_state FROM jobs WHERE id = $1',
+      [id],
+    );
     const cp = rows[0];
     if (cp === undefined) throw new Error('job vanished');
     try {
       const done = await withTransaction(pool, async (c) => {
         chunkCalls++;
-        const out = await type.chunk({ ...ctx(c, attempt), chunkSize: CHUNK }, cp.checkpoint_cursor, cp.checkpoint_state);
-        if (failAt !== undefined && attempt === 1 && cp.checkpoint_state.chunks === failAt) throw new Error(`injected failure in chunk ${failAt}`);
-        await c.query('UPDATE jobs SET checkpoint_cursor = $2, checkpoint_state = $3, processed = processed + $4 WHERE id = $1', [id, JSON.stringify(out.cursor), JSON.stringify(out.state), out.processed]);
+        const out = await type.chunk(
+          { ...ctx(c, attempt), chunkSize: CHUNK },
+          cp.checkpoint_cursor,
+          cp.checkpoint_state,
+        );
+        if (failAt !== undefined && attempt === 1 && cp.checkpoint_state.chunks === failAt)
+          throw new Error(`injected failure in chunk ${failAt}`);
+        await c.query(
+          'UPDATE jobs SET checkpoint_cursor = $2, checkpoint_state = $3, processed = processed + $4 WHERE id = $1',
+          [id, JSON.stringify(out.cursor), JSON.stringify(out.state), out.processed],
+        );
         return out.done;
       });
       if (done) break;
@@ -94,14 +120,22 @@ async function runReport(type: ReportType, input: Json, failAt?: number, afterFa
       attempt++;
     }
   }
-  const { rows } = await pool.query<{ checkpoint_state: ReportState }>('SELECT checkpoint_state FROM jobs WHERE id = $1', [id]);
+  const { rows } = await pool.query<{ checkpoint_state: ReportState }>(
+    'SELECT checkpoint_state FROM jobs WHERE id = $1',
+    [id],
+  );
   const state = rows[0]?.checkpoint_state;
   if (state === undefined) throw new Error('no state');
   const result = await withTransaction(pool, (c) => type.finish(ctx(c, attempt), state));
   return { id, result, state, chunkCalls };
 }
 
-const INPUT: Json = { source: 'demo_orders', group_by: ['region'], metrics: ['quantity', 'amount'], formats: ['pdf', 'csv'] };
+const INPUT: Json = {
+  source: 'demo_orders',
+  group_by: ['region'],
+  metrics: ['quantity', 'amount'],
+  formats: ['pdf', 'csv'],
+};
 
 describe('report job', () => {
   let type: ReportType;
@@ -113,9 +147,15 @@ describe('report job', () => {
 
   it('computes the totals SQL computes, writes every row once to the CSV, and prints them in the PDF', async () => {
     const { id, result } = await runReport(type, INPUT);
-    const { rows: sql } = await pool.query<{ n: number; q: string; a: string }>('SELECT count(*)::int AS n, sum(quantity)::text AS q, sum(amount)::text AS a FROM demo_orders');
+    const { rows: sql } = await pool.query<{ n: number; q: string; a: string }>(
+      'SELECT count(*)::int AS n, sum(quantity)::text AS q, sum(amount)::text AS a FROM demo_orders',
+    );
     const expected = sql[0];
-    const r = result as { rows: number; summary: { metrics: Record<string, { sum: string; rows: number }> }; artifacts: Array<{ name: string; url: string }> };
+    const r = result as {
+      rows: number;
+      summary: { metrics: Record<string, { sum: string; rows: number }> };
+      artifacts: Array<{ name: string; url: string }>;
+    };
     expect(r.rows).toBe(ROWS);
     expect(r.summary.metrics.quantity?.sum).toBe(expected?.q);
     expect(r.summary.metrics.amount?.sum).toBe(expected?.a);
@@ -150,8 +190,13 @@ describe('report job', () => {
     expect(text).toContain(grouped(expected?.a ?? 'x'));
     expect(text).toContain(grouped(expected?.q ?? 'x'));
     expect(text).toMatch(new RegExp(`Rows\\s+${fmt(String(ROWS))}`));
-    const { rows: groups } = await pool.query<{ region: string; n: number; a: string }>('SELECT region, count(*)::int AS n, sum(amount)::text AS a FROM demo_orders GROUP BY region');
-    for (const g of groups) expect(text).toMatch(new RegExp(`${g.region}\\s+${fmt(String(g.n))}\\s+[\\d,]+\\s+${grouped(g.a).replaceAll('.', '\\.')}`));
+    const { rows: groups } = await pool.query<{ region: string; n: number; a: string }>(
+      'SELECT region, count(*)::int AS n, sum(amount)::text AS a FROM demo_orders GROUP BY region',
+    );
+    for (const g of groups)
+      expect(text).toMatch(
+        new RegExp(`${g.region}\\s+${fmt(String(g.n))}\\s+[\\d,]+\\s+${grouped(g.a).replaceAll('.', '\\.')}`),
+      );
     const { stdout: info } = await run('pdfinfo', [pdfFile]);
     const pages = Number(/Pages:\s+(\d+)/.exec(info)?.[1]);
     expect(pages).toBeGreaterThanOrEqual(2);
@@ -162,7 +207,9 @@ describe('report job', () => {
     const clean = await runReport(type, INPUT);
     // As if the failed attempt had written more than the redo will (the source changed meanwhile): bytes
     // past the checkpointed end, beyond where the finished CSV ends, which finish must cut off.
-    const failed = await runReport(type, INPUT, 2, (id) => appendFile(path.join(dir, 'artifacts', 'jobs', id, 'report.csv'), 'junk\r\n'.repeat(200_000)));
+    const failed = await runReport(type, INPUT, 2, (id) =>
+      appendFile(path.join(dir, 'artifacts', 'jobs', id, 'report.csv'), 'junk\r\n'.repeat(200_000)),
+    );
     const chunks = Math.ceil(ROWS / CHUNK);
     expect(clean.chunkCalls).toBe(chunks);
     expect(failed.chunkCalls).toBe(chunks + 1);
@@ -186,7 +233,11 @@ describe('report job', () => {
       `SELECT count(*)::int AS n, sum(unit_price)::text AS s, min(unit_price)::text AS mn, max(unit_price)::text AS mx FROM demo_orders
         WHERE created_at >= '2024-03-01' AND created_at < '2024-09-01T00:00:00Z' AND status IN ('completed', 'shipped') AND region = 'Europe'`,
     );
-    const r = result as { rows: number; artifacts: Array<{ name: string }>; summary: { metrics: Record<string, { sum: string; min: string; max: string }> } };
+    const r = result as {
+      rows: number;
+      artifacts: Array<{ name: string }>;
+      summary: { metrics: Record<string, { sum: string; min: string; max: string }> };
+    };
     expect(r.rows).toBe(rows[0]?.n);
     expect(r.summary.metrics.unit_price).toMatchObject({ sum: rows[0]?.s, min: rows[0]?.mn, max: rows[0]?.mx });
     expect(r.artifacts.map((a) => a.name)).toEqual(['report.pdf']);
@@ -200,17 +251,32 @@ describe('report job', () => {
   });
 
   it('keeps the first 500 groups in order of their first row across chunks and sums the rest as "(other groups)", matching SQL', async () => {
-    const { state } = await runReport(type, { source: 'demo_orders', group_by: ['customer'], metrics: ['amount'], formats: ['pdf'] });
+    const { state } = await runReport(type, {
+      source: 'demo_orders',
+      group_by: ['customer'],
+      metrics: ['amount'],
+      formats: ['pdf'],
+    });
     const { rows } = await pool.query<{ customer: string; n: number; a: string }>(
       'SELECT customer, count(*)::int AS n, sum(amount)::text AS a FROM demo_orders GROUP BY customer ORDER BY min(id) LIMIT 500',
     );
-    expect(state.agg.groups.map((g) => [g.values[0], g.count, toDecimal(g.sums[0] ?? '0', state.agg.metrics[0]?.scale ?? 0)])).toEqual(rows.map((r) => [r.customer, r.n, r.a]));
+    expect(
+      state.agg.groups.map((g) => [
+        g.values[0],
+        g.count,
+        toDecimal(g.sums[0] ?? '0', state.agg.metrics[0]?.scale ?? 0),
+      ]),
+    ).toEqual(rows.map((r) => [r.customer, r.n, r.a]));
     const listed = rows.reduce((n, r) => n + r.n, 0);
     expect(state.agg.other?.count).toBe(ROWS - listed);
   });
 
   it('with checkpoints off (the benchmark switch) runs every chunk in one step into the same CSV and figures', async () => {
-    const off = createReportJobType({ config: { ...config, report: { ...config.report, checkpoints: false } }, storage, pool });
+    const off = createReportJobType({
+      config: { ...config, report: { ...config.report, checkpoints: false } },
+      storage,
+      pool,
+    });
     const normal = await runReport(type, INPUT);
     const oneStep = await runReport(off, INPUT);
     expect(oneStep.chunkCalls).toBe(1);
@@ -223,14 +289,42 @@ describe('report job', () => {
 
   it('writes RFC 4180 CSV through COPY: quotes, commas, line breaks, empty strings and NULLs, CRLF line ends', async () => {
     await pool.query(`CREATE TABLE odd_values (id int PRIMARY KEY, note text, kind text NOT NULL, v numeric)`);
-    const notes: Array<string | null> = ['plain', 'a,b', 'say "hi"', 'two\nlines', 'cr\rlf\r\n', '', null, '"', 'x'.repeat(3)];
-    await pool.query(`INSERT INTO odd_values SELECT i, n, CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END, i * 1.5 FROM unnest($1::text[]) WITH ORDINALITY AS t(n, i)`, [notes]);
-    const { id, state } = await runReport(type, { source: 'odd_values', group_by: ['kind'], metrics: ['v'], formats: ['csv'] });
+    const notes: Array<string | null> = [
+      'plain',
+      'a,b',
+      'say "hi"',
+      'two\nlines',
+      'cr\rlf\r\n',
+      '',
+      null,
+      '"',
+      'x'.repeat(3),
+    ];
+    await pool.query(
+      `INSERT INTO odd_values SELECT i, n, CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END, i * 1.5 FROM unnest($1::text[]) WITH ORDINALITY AS t(n, i)`,
+      [notes],
+    );
+    const { id, state } = await runReport(type, {
+      source: 'odd_values',
+      group_by: ['kind'],
+      metrics: ['v'],
+      formats: ['csv'],
+    });
     // Built here independently of the job's code: RFC 4180 fields, NULL empty, an empty string "".
-    const field = (v: string | null): string => (v === null ? '' : v === '' || /[",\r\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
-    const expected = ['id,note,kind,v', ...notes.map((n, i) => [String(i + 1), field(n), (i + 1) % 2 === 0 ? 'even' : 'odd', ((i + 1) * 1.5).toFixed(1)].join(','))].join('\r\n') + '\r\n';
+    const field = (v: string | null): string =>
+      v === null ? '' : v === '' || /[",\r\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v;
+    const expected =
+      [
+        'id,note,kind,v',
+        ...notes.map((n, i) =>
+          [String(i + 1), field(n), (i + 1) % 2 === 0 ? 'even' : 'odd', ((i + 1) * 1.5).toFixed(1)].join(','),
+        ),
+      ].join('\r\n') + '\r\n';
     expect(await readFile(path.join(dir, 'artifacts', 'jobs', id, 'report.csv'), 'utf8')).toBe(expected);
-    expect(state.agg.groups.map((g) => [g.values, g.count])).toEqual([[['odd'], 5], [['even'], 4]]);
+    expect(state.agg.groups.map((g) => [g.values, g.count])).toEqual([
+      [['odd'], 5],
+      [['even'], 4],
+    ]);
     expect(state.agg.metrics[0]).toMatchObject({ n: 9, sum: '675', scale: 1 });
   });
 });
@@ -262,7 +356,12 @@ describe('CopyCsvLines', () => {
       b.copy(out, 5);
       return out;
     };
-    const rows = Buffer.concat([msg('H', Buffer.from([0, 0, 2, 0, 0, 0, 0])), msg('d', '1,"a\nb"\n'), msg('N', 'a notice\0'), msg('d', '2,x\n')]);
+    const rows = Buffer.concat([
+      msg('H', Buffer.from([0, 0, 2, 0, 0, 0, 0])),
+      msg('d', '1,"a\nb"\n'),
+      msg('N', 'a notice\0'),
+      msg('d', '2,x\n'),
+    ]);
     const end = Buffer.concat([msg('c', ''), msg('C', 'COPY 2\0'), msg('Z', 'I')]);
     const wire = Buffer.concat([rows, end]);
     for (let cut = 0; cut <= wire.length; cut++) {
@@ -282,13 +381,23 @@ describe('CopyCsvLines', () => {
   it('reads a COPY as CRLF-ended lines, keeps line feeds inside fields, and fails on an error mid-COPY', async () => {
     const c = await pool.connect();
     try {
-      const ok = c.query(new CopyCsvLines(`COPY (SELECT i, 'a' || chr(10) || 'b', NULL, '' FROM generate_series(1, 3) i) TO STDOUT (FORMAT csv)`));
+      const ok = c.query(
+        new CopyCsvLines(
+          `COPY (SELECT i, 'a' || chr(10) || 'b', NULL, '' FROM generate_series(1, 3) i) TO STDOUT (FORMAT csv)`,
+        ),
+      );
       expect((await ok.done).lines.toString()).toBe('1,"a\nb",,""\r\n2,"a\nb",,""\r\n3,"a\nb",,""\r\n');
       // More than one block's worth (1 MB).
-      const big = c.query(new CopyCsvLines(`COPY (SELECT i, repeat('x', 1000) FROM generate_series(1, 3000) i) TO STDOUT (FORMAT csv)`));
-      expect((await big.done).lines.toString()).toBe(Array.from({ length: 3000 }, (_, i) => `${i + 1},${'x'.repeat(1000)}\r\n`).join(''));
+      const big = c.query(
+        new CopyCsvLines(`COPY (SELECT i, repeat('x', 1000) FROM generate_series(1, 3000) i) TO STDOUT (FORMAT csv)`),
+      );
+      expect((await big.done).lines.toString()).toBe(
+        Array.from({ length: 3000 }, (_, i) => `${i + 1},${'x'.repeat(1000)}\r\n`).join(''),
+      );
       // The second row fails after the first was sent; the connection stays usable.
-      const bad = c.query(new CopyCsvLines('COPY (SELECT 1 / (2 - i) FROM generate_series(1, 3) i) TO STDOUT (FORMAT csv)'));
+      const bad = c.query(
+        new CopyCsvLines('COPY (SELECT 1 / (2 - i) FROM generate_series(1, 3) i) TO STDOUT (FORMAT csv)'),
+      );
       await expect(bad.done).rejects.toThrow(/division by zero/);
       expect((await c.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
     } finally {

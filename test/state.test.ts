@@ -11,7 +11,16 @@ describe('job state machine', () => {
   it('allows exactly the listed moves', () => {
     const legal = JOB_STATUSES.flatMap((from) => TRANSITIONS[from].map((to) => `${from}->${to}`)).sort();
     expect(legal).toEqual(
-      ['FAILED->PENDING', 'PENDING->CANCELLED', 'PENDING->FAILED', 'PENDING->RUNNING', 'RUNNING->CANCELLED', 'RUNNING->COMPLETED', 'RUNNING->FAILED', 'RUNNING->PENDING'].sort(),
+      [
+        'FAILED->PENDING',
+        'PENDING->CANCELLED',
+        'PENDING->FAILED',
+        'PENDING->RUNNING',
+        'RUNNING->CANCELLED',
+        'RUNNING->COMPLETED',
+        'RUNNING->FAILED',
+        'RUNNING->PENDING',
+      ].sort(),
     );
   });
   it('gives the sources of each target for SQL guards', () => {

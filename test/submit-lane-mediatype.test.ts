@@ -20,7 +20,11 @@ it('answers application/a+b+json the same through the lane and through Hono', as
   const body = JSON.stringify({ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } });
   const headers = { authorization: `Bearer ${t.tenant.api_key}`, 'content-type': 'application/a+b+json' };
   const lane = await fetch(`${t.url}/v1/jobs`, { method: 'POST', headers, body });
-  const viaHono = await hono.app.request('/v1/jobs', { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, body });
+  const viaHono = await hono.app.request('/v1/jobs', {
+    method: 'POST',
+    headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+    body,
+  });
   const laneText = await lane.text();
   const honoText = await viaHono.text();
   expect({ status: viaHono.status, type: (JSON.parse(honoText) as { type?: string }).type }, honoText).toEqual({

@@ -33,20 +33,31 @@ async function answer(res: Response, masks: string[]): Promise<Answer> {
   const headers = Object.fromEntries(pick.map((h) => [h, ((v) => (v === null ? null : mask(v)))(res.headers.get(h))]));
   const text = mask(await res.text());
   const body: unknown = JSON.parse(text);
-  if (typeof body === 'object' && body !== null && 'created_at' in body) Object.assign(body, { created_at: '<time>', updated_at: '<time>' });
+  if (typeof body === 'object' && body !== null && 'created_at' in body)
+    Object.assign(body, { created_at: '<time>', updated_at: '<time>' });
   return { status: res.status, headers, body };
 }
 
 type Init = { headers?: Record<string, string>; body?: string };
 
 /** The same request through the lane (real HTTP) and through Hono (app.request); `perDoor` headers differ between them. */
-async function both(init: Init, path = '/v1/jobs', perDoor: () => Record<string, string> = () => ({})): Promise<{ lane: Answer; hono: Answer }> {
+async function both(
+  init: Init,
+  path = '/v1/jobs',
+  perDoor: () => Record<string, string> = () => ({}),
+): Promise<{ lane: Answer; hono: Answer }> {
   const headers = { authorization: `Bearer ${t.tenant.api_key}`, 'content-type': 'application/json', ...init.headers };
   const viaLane = await fetch(t.url + path, { method: 'POST', headers: { ...headers, ...perDoor() }, body: init.body });
   // fetch sends Content-Length itself; app.request would not.
   const length = init.body === undefined ? {} : { 'content-length': String(Buffer.byteLength(init.body)) };
-  const viaHono = await hono.app.request(path, { method: 'POST', headers: { ...headers, ...length, ...perDoor() }, body: init.body });
-  const ids = [viaLane, viaHono].map((r) => r.headers.get('location')?.split('/').pop()).filter((x): x is string => x !== undefined);
+  const viaHono = await hono.app.request(path, {
+    method: 'POST',
+    headers: { ...headers, ...length, ...perDoor() },
+    body: init.body,
+  });
+  const ids = [viaLane, viaHono]
+    .map((r) => r.headers.get('location')?.split('/').pop())
+    .filter((x): x is string => x !== undefined);
   const ridLane = viaLane.headers.get('x-request-id') ?? '';
   const ridHono = viaHono.headers.get('x-request-id') ?? '';
   const given = init.headers?.['x-request-id'];
@@ -71,13 +82,20 @@ describe('POST /v1/jobs through the lane and through Hono', () => {
     ['an unknown field', { body: job({ colour: 'red' }) }, 422, 'validation-error'],
     ['no type', { body: JSON.stringify({ input: {} }) }, 422, 'validation-error'],
     ['an unknown type', { body: JSON.stringify({ type: 'nope', input: {} }) }, 422, 'unknown-job-type'],
-    ['input the type refuses', { body: JSON.stringify({ type: 'synthetic', input: { chunks: -1 } }) }, 422, 'validation-error'],
+    [
+      'input the type refuses',
+      { body: JSON.stringify({ type: 'synthetic', input: { chunks: -1 } }) },
+      422,
+      'validation-error',
+    ],
     ['a bad callback URL', { body: job({ callback_url: 'ftp://x' }) }, 422, 'validation-error'],
     ['a bad Idempotency-Key', { body: job(), headers: { 'idempotency-key': 'has space' } }, 400, 'bad-request'],
   ])('%s', async (_name, init, status, code) => {
     // A fresh key is used once per door, or the second door would replay the first one's job.
     const fresh = init.headers?.['idempotency-key'] === 'fresh';
-    const { lane, hono: viaHono } = await both(init, '/v1/jobs', (): Record<string, string> => (fresh ? { 'idempotency-key': randomUUID() } : {}));
+    const { lane, hono: viaHono } = await both(init, '/v1/jobs', (): Record<string, string> =>
+      fresh ? { 'idempotency-key': randomUUID() } : {},
+    );
     expect(lane.status).toBe(status);
     expect(viaHono).toEqual(lane);
     if (code !== undefined) expect((lane.body as { type: string }).type).toBe(`https://longhaul.dev/problems/${code}`);
@@ -87,7 +105,11 @@ describe('POST /v1/jobs through the lane and through Hono', () => {
     const key = randomUUID();
     const first = await fetch(`${t.url}/v1/jobs`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${t.tenant.api_key}`, 'content-type': 'application/json', 'idempotency-key': key },
+      headers: {
+        authorization: `Bearer ${t.tenant.api_key}`,
+        'content-type': 'application/json',
+        'idempotency-key': key,
+      },
       body: job(),
     });
     expect(first.status).toBe(202);
@@ -99,14 +121,21 @@ describe('POST /v1/jobs through the lane and through Hono', () => {
     expect(replay.lane.headers.location).toBe('/v1/jobs/<masked>');
     const again = await hono.app.request('/v1/jobs', {
       method: 'POST',
-      headers: { authorization: `Bearer ${t.tenant.api_key}`, 'content-type': 'application/json', 'idempotency-key': key },
+      headers: {
+        authorization: `Bearer ${t.tenant.api_key}`,
+        'content-type': 'application/json',
+        'idempotency-key': key,
+      },
       body: job(),
     });
     expect(((await again.json()) as { id: string }).id).toBe(id);
     const reused = await both({ body: job({ metadata: { other: true } }), headers: { 'idempotency-key': key } });
     expect(reused.lane.status).toBe(422);
     expect(reused.hono).toEqual(reused.lane);
-    const { rows } = await t.service.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM jobs WHERE idempotency_key = $1', [key]);
+    const { rows } = await t.service.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM jobs WHERE idempotency_key = $1',
+      [key],
+    );
     expect(rows[0]?.n).toBe(1);
   });
 
@@ -123,6 +152,8 @@ describe('POST /v1/jobs through the lane and through Hono', () => {
   it('counts and times its requests under the route like Hono does', async () => {
     const res = await t.api('/metrics');
     const text = await res.text();
-    expect(text).toMatch(/longhaul_http_requests_total\{[^}]*method="POST"[^}]*route="\/v1\/jobs"[^}]*status="202"[^}]*\} [1-9]/);
+    expect(text).toMatch(
+      /longhaul_http_requests_total\{[^}]*method="POST"[^}]*route="\/v1\/jobs"[^}]*status="202"[^}]*\} [1-9]/,
+    );
   });
 });

@@ -29,7 +29,9 @@ beforeAll(async () => {
   });
   rx = await startReceiver();
   // The operator's alert receiver is slow (answers after 9 s, inside the sink's 10 s timeout).
-  rx.on('/alerts', (_n, _req, res) => new Promise<void>((r) => setTimeout(r, 9_000)).then(() => void res.writeHead(200).end()));
+  rx.on('/alerts', (_n, _req, res) =>
+    new Promise<void>((r) => setTimeout(r, 9_000)).then(() => void res.writeHead(200).end()),
+  );
   t.service.alerts.addSink(signedWebhookAlertSink(`${rx.url}/alerts`, t.tenant.webhook_secret));
   dispatcher = await startDispatcher(t, 1);
 });
@@ -40,7 +42,6 @@ afterAll(async () => {
   await t.stop();
 });
 
-
 it('sends a delivery answered 200 once, even while a dead-delivery alert is being sent', async () => {
   rx.on('/gone', (_n, _req, res) => void res.writeHead(410).end());
   await completedJob(t, rx.url + '/gone');
@@ -49,6 +50,13 @@ it('sends a delivery answered 200 once, even while a dead-delivery alert is bein
   await waitFor('the delivery arrived', () => rx.to('/ok').length >= 1, 5_000);
   // Longer than the 2 s lease, shorter than the slow alert.
   await new Promise((r) => setTimeout(r, 5_000));
-  const { rows } = await t.service.pool.query<{ status: string; attempts: number }>('SELECT status, attempts FROM webhook_deliveries WHERE job_id = $1', [ok]);
-  expect({ received: rx.to('/ok').length, row: rows[0], alerts: rx.to('/alerts').length }).toEqual({ received: 1, row: { status: 'SUCCEEDED', attempts: 1 }, alerts: 1 });
+  const { rows } = await t.service.pool.query<{ status: string; attempts: number }>(
+    'SELECT status, attempts FROM webhook_deliveries WHERE job_id = $1',
+    [ok],
+  );
+  expect({ received: rx.to('/ok').length, row: rows[0], alerts: rx.to('/alerts').length }).toEqual({
+    received: 1,
+    row: { status: 'SUCCEEDED', attempts: 1 },
+    alerts: 1,
+  });
 }, 40_000);

@@ -39,14 +39,19 @@ afterAll(async () => {
 });
 
 it('sends nothing more to an endpoint once its breaker is open (other than in-flight attempts)', async () => {
-  rx.on('/hook', (_n, _r, res) => new Promise<void>((r) => setTimeout(r, 50)).then(() => void res.writeHead(503).end('down')));
+  rx.on('/hook', (_n, _r, res) =>
+    new Promise<void>((r) => setTimeout(r, 50)).then(() => void res.writeHead(503).end('down')),
+  );
   const ids: string[] = [];
   for (let i = 0; i < 20; i++) ids.push(await cancelledJob(t, rx.url + '/hook'));
   // Two dispatchers (as in two worker processes), each claiming ahead for the endpoint.
   dispatchers.push(await startDispatcher(t, 1), await startDispatcher(t, 1));
   const endpoint = `http://127.0.0.1:${new URL(rx.url).port}`;
   const opened = await waitFor('breaker open', async () => {
-    const { rows } = await t.service.pool.query<{ opened_at: Date }>(`SELECT opened_at FROM webhook_endpoints WHERE endpoint = $1 AND state = 'open'`, [endpoint]);
+    const { rows } = await t.service.pool.query<{ opened_at: Date }>(
+      `SELECT opened_at FROM webhook_endpoints WHERE endpoint = $1 AND state = 'open'`,
+      [endpoint],
+    );
     return rows[0]?.opened_at;
   });
   await new Promise((r) => setTimeout(r, 2_000));

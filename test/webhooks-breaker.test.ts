@@ -37,7 +37,6 @@ afterAll(async () => {
   await t.stop();
 });
 
-
 interface Endpoint {
   endpoint: string;
   state: string;
@@ -49,7 +48,10 @@ async function endpointState(rx: Receiver): Promise<Endpoint | undefined> {
 }
 
 async function statuses(ids: string[]): Promise<Array<{ status: string; attempts: number }>> {
-  const { rows } = await t.service.pool.query<{ status: string; attempts: number }>('SELECT status, attempts FROM webhook_deliveries WHERE job_id = ANY($1::uuid[])', [ids]);
+  const { rows } = await t.service.pool.query<{ status: string; attempts: number }>(
+    'SELECT status, attempts FROM webhook_deliveries WHERE job_id = ANY($1::uuid[])',
+    [ids],
+  );
   return rows;
 }
 
@@ -64,7 +66,9 @@ describe('circuit breaker', () => {
 
       await waitFor('breaker open', async () => (await endpointState(rx))?.state === 'open');
       const metrics = await (await fetch(`${t.url}/metrics`)).text();
-      expect(metrics).toContain(`longhaul_webhook_endpoint_state{endpoint="http://127.0.0.1:${new URL(rx.url).port}"} 2`);
+      expect(metrics).toContain(
+        `longhaul_webhook_endpoint_state{endpoint="http://127.0.0.1:${new URL(rx.url).port}"} 2`,
+      );
       const atOpen = rx.received.length;
 
       // After the cool-down exactly one probe goes out; it fails, so the breaker opens again.
@@ -75,10 +79,16 @@ describe('circuit breaker', () => {
       expect((await statuses(ids)).every((d) => d.status === 'PENDING' && d.attempts < 8)).toBe(true);
 
       down = false;
-      await waitFor('breaker closed', async () => (await endpointState(rx))?.state === 'closed', COOLDOWN_S * 1000 + 5000);
+      await waitFor(
+        'breaker closed',
+        async () => (await endpointState(rx))?.state === 'closed',
+        COOLDOWN_S * 1000 + 5000,
+      );
       await waitFor('all delivered', async () => (await statuses(ids)).every((d) => d.status === 'SUCCEEDED'));
       const metricsAfter = await (await fetch(`${t.url}/metrics`)).text();
-      expect(metricsAfter).toContain(`longhaul_webhook_endpoint_state{endpoint="http://127.0.0.1:${new URL(rx.url).port}"} 0`);
+      expect(metricsAfter).toContain(
+        `longhaul_webhook_endpoint_state{endpoint="http://127.0.0.1:${new URL(rx.url).port}"} 0`,
+      );
     } finally {
       await rx.close();
     }
@@ -100,7 +110,9 @@ describe('a tenant without a signing secret', () => {
       expect((await endpointState(rx))?.state ?? 'closed').toBe('closed');
       // Another tenant's webhook to the same endpoint goes out.
       const signed = await cancelledJob(t, rx.url + '/hook');
-      await waitFor('the other tenant delivered', async () => (await statuses([signed])).every((d) => d.status === 'SUCCEEDED'));
+      await waitFor('the other tenant delivered', async () =>
+        (await statuses([signed])).every((d) => d.status === 'SUCCEEDED'),
+      );
     } finally {
       await rx.close();
     }

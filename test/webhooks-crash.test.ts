@@ -48,7 +48,11 @@ afterAll(async () => {
 
 it('loses no delivery when the dispatcher is killed with kill -9 mid-delivery', async () => {
   // The first request of each delivery never gets an answer: all are in flight when the process dies.
-  rx.on('/hook', (_n, req) => (rx.received.filter((r) => r.headers['webhook-id'] === req.headers['webhook-id']).length === 1 ? new Promise<void>(() => undefined) : undefined));
+  rx.on('/hook', (_n, req) =>
+    rx.received.filter((r) => r.headers['webhook-id'] === req.headers['webhook-id']).length === 1
+      ? new Promise<void>(() => undefined)
+      : undefined,
+  );
   const ids: string[] = [];
   for (let i = 0; i < DELIVERIES; i++) {
     const { rows } = await pool.query<{ id: string }>(
@@ -90,7 +94,9 @@ it('loses no delivery when the dispatcher is killed with kill -9 mid-delivery', 
     await waitFor(
       'all delivered by the second dispatcher',
       async () => {
-        const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM webhook_deliveries WHERE status = 'SUCCEEDED' AND attempts = 1`);
+        const { rows } = await pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM webhook_deliveries WHERE status = 'SUCCEEDED' AND attempts = 1`,
+        );
         return rows[0]?.n === DELIVERIES;
       },
       30_000,

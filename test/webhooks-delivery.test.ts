@@ -53,20 +53,42 @@ interface Delivery {
   status: string;
   attempt_count: number;
   event_type: string;
-  attempts: Array<{ n: number; status_code: number | null; error: string | null; response: string | null; duration_ms: number; started_at: string }>;
+  attempts: Array<{
+    n: number;
+    status_code: number | null;
+    error: string | null;
+    response: string | null;
+    duration_ms: number;
+    started_at: string;
+  }>;
 }
 
 let seq = 0;
 /** A job with a callback to `path` on the receiver, moved to `to` (cancel through the API, others through transition()). */
-async function finishJob(path: string, to: 'COMPLETED' | 'FAILED' | 'CANCELLED' = 'COMPLETED', key?: string): Promise<JobBody> {
-  const res = await t.api('/v1/jobs', { method: 'POST', key, json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: rx.url + path, metadata: { n: ++seq } } });
+async function finishJob(
+  path: string,
+  to: 'COMPLETED' | 'FAILED' | 'CANCELLED' = 'COMPLETED',
+  key?: string,
+): Promise<JobBody> {
+  const res = await t.api('/v1/jobs', {
+    method: 'POST',
+    key,
+    json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: rx.url + path, metadata: { n: ++seq } },
+  });
   expect(res.status).toBe(202);
   const job = (await res.json()) as JobBody;
   if (to === 'CANCELLED') {
     expect((await t.api(`/v1/jobs/${job.id}/cancel`, { method: 'POST', key })).status).toBe(200);
   } else {
     await transition(t.service.pool, job.id, 'RUNNING', { extraSql: ', started_at = now(), attempts = 1' });
-    await transition(t.service.pool, job.id, to, to === 'COMPLETED' ? { result: { rows: 42 }, extraSql: ', processed = 1, total = 3' } : { error: { message: 'boom' } });
+    await transition(
+      t.service.pool,
+      job.id,
+      to,
+      to === 'COMPLETED'
+        ? { result: { rows: 42 }, extraSql: ', processed = 1, total = 3' }
+        : { error: { message: 'boom' } },
+    );
   }
   return job;
 }
@@ -84,7 +106,11 @@ async function settled(jobId: string, status: 'succeeded' | 'dead', key?: string
   });
 }
 
-function verify(body: string, headers: Record<string, string | string[] | undefined>, secret = t.tenant.webhook_secret): unknown {
+function verify(
+  body: string,
+  headers: Record<string, string | string[] | undefined>,
+  secret = t.tenant.webhook_secret,
+): unknown {
   return new Webhook(secret).verify(body, {
     'webhook-id': String(headers['webhook-id']),
     'webhook-timestamp': String(headers['webhook-timestamp']),
@@ -116,13 +142,18 @@ describe('events and signatures', () => {
     const f = rx.to('/failed')[0];
     const c = rx.to('/cancelled')[0];
     if (f === undefined || c === undefined) throw new Error('nothing received');
-    expect((verify(f.body, f.headers) as { type: string; data: { error: unknown } }).data.error).toEqual({ message: 'boom' });
+    expect((verify(f.body, f.headers) as { type: string; data: { error: unknown } }).data.error).toEqual({
+      message: 'boom',
+    });
     expect((verify(f.body, f.headers) as { type: string }).type).toBe('job.failed');
     expect((verify(c.body, c.headers) as { type: string; data: { status: string } }).data.status).toBe('CANCELLED');
   });
 
   it('writes the event with the terminal state or not at all (outbox)', async () => {
-    const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: rx.url + '/rolled-back' } });
+    const res = await t.api('/v1/jobs', {
+      method: 'POST',
+      json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: rx.url + '/rolled-back' },
+    });
     const job = (await res.json()) as JobBody;
     await withTransaction(t.service.pool, async (client) => {
       await transition(client, job.id, 'CANCELLED');
@@ -134,7 +165,9 @@ describe('events and signatures', () => {
     expect(rows).toHaveLength(0);
     expect((await t.api(`/v1/jobs/${job.id}`).then((r) => r.json())) as JobBody).toMatchObject({ status: 'PENDING' });
     // A job without a callback URL has no delivery.
-    const plain = (await (await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } } })).json()) as JobBody;
+    const plain = (await (
+      await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } } })
+    ).json()) as JobBody;
     await t.api(`/v1/jobs/${plain.id}/cancel`, { method: 'POST' });
     expect(await deliveries(plain.id)).toEqual([]);
   });
@@ -176,9 +209,14 @@ describe('retries, dead letters and replay', () => {
     const last = rx.to('/down').at(-1);
     expect(last?.headers['webhook-id']).toBe(dead.webhook_id);
     if (last !== undefined) verify(last.body, last.headers);
-    await waitFor('alert cleared', async () => !(await t.service.alerts.active('delivery-dead')).some((a) => a.key === `delivery-dead:${dead.id}`));
+    await waitFor(
+      'alert cleared',
+      async () => !(await t.service.alerts.active('delivery-dead')).some((a) => a.key === `delivery-dead:${dead.id}`),
+    );
     // A delivery that is not finished cannot be replayed; an unknown one is 404.
-    expect((await t.api(`/v1/deliveries/00000000-0000-4000-8000-000000000000/redeliver`, { method: 'POST' })).status).toBe(404);
+    expect(
+      (await t.api(`/v1/deliveries/00000000-0000-4000-8000-000000000000/redeliver`, { method: 'POST' })).status,
+    ).toBe(404);
   });
 
   it('replays every dead delivery of a time range', async () => {
@@ -190,17 +228,36 @@ describe('retries, dead letters and replay', () => {
     const b = await finishJob('/range', 'CANCELLED', tenant.api_key);
     await settled(a.id, 'dead', tenant.api_key);
     await settled(b.id, 'dead', tenant.api_key);
-    const listed = (await (await t.api(`/v1/deliveries?status=dead&since=${encodeURIComponent(since)}&until=${encodeURIComponent(new Date(Date.now() + 1000).toISOString())}`, { key: tenant.api_key })).json()) as { data: Delivery[] };
+    const listed = (await (
+      await t.api(
+        `/v1/deliveries?status=dead&since=${encodeURIComponent(since)}&until=${encodeURIComponent(new Date(Date.now() + 1000).toISOString())}`,
+        { key: tenant.api_key },
+      )
+    ).json()) as { data: Delivery[] };
     expect(listed.data).toHaveLength(2);
     // Another tenant sees none of them.
-    expect(((await (await t.api('/v1/deliveries?status=dead&since=' + encodeURIComponent(since))).json()) as { data: Delivery[] }).data.map((d) => d.id)).not.toContain(listed.data[0]?.id);
+    expect(
+      (
+        (await (await t.api('/v1/deliveries?status=dead&since=' + encodeURIComponent(since))).json()) as {
+          data: Delivery[];
+        }
+      ).data.map((d) => d.id),
+    ).not.toContain(listed.data[0]?.id);
     healthy = true;
     const res = await t.api('/v1/deliveries/redeliver', { method: 'POST', key: tenant.api_key, json: { since } });
     expect(res.status).toBe(202);
     expect(((await res.json()) as { redelivered: number }).redelivered).toBe(2);
     await settled(a.id, 'succeeded', tenant.api_key);
     await settled(b.id, 'succeeded', tenant.api_key);
-    expect((await t.api('/v1/deliveries/redeliver', { method: 'POST', key: tenant.api_key, json: { since: '2030-01-01T00:00:00Z', until: '2029-01-01T00:00:00Z' } })).status).toBe(422);
+    expect(
+      (
+        await t.api('/v1/deliveries/redeliver', {
+          method: 'POST',
+          key: tenant.api_key,
+          json: { since: '2030-01-01T00:00:00Z', until: '2029-01-01T00:00:00Z' },
+        })
+      ).status,
+    ).toBe(422);
   });
 });
 
@@ -218,7 +275,10 @@ describe('HTTP behaviour', () => {
   });
 
   it('treats 429 like a timeout (throttle floor) and honours Retry-After within bounds', async () => {
-    rx.on('/throttle', (n, _r, res) => void (n === 1 ? res.writeHead(429, { 'retry-after': '3600' }).end() : undefined));
+    rx.on(
+      '/throttle',
+      (n, _r, res) => void (n === 1 ? res.writeHead(429, { 'retry-after': '3600' }).end() : undefined),
+    );
     const job = await finishJob('/throttle');
     const d = await settled(job.id, 'succeeded');
     expect(d.attempts.map((a) => a.status_code)).toEqual([429, 200]);
@@ -255,7 +315,13 @@ describe('HTTP behaviour', () => {
 
   it('stores an answer holding a NUL byte with U+FFFD in its place, and goes on recording', async () => {
     // Postgres text cannot hold U+0000: unreplaced, the attempt could never be recorded, nor any after it.
-    rx.on('/nul', (_n, _r, res) => void res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(Buffer.from([0x6f, 0x6b, 0x00, 0x01])));
+    rx.on(
+      '/nul',
+      (_n, _r, res) =>
+        void res
+          .writeHead(200, { 'content-type': 'application/octet-stream' })
+          .end(Buffer.from([0x6f, 0x6b, 0x00, 0x01])),
+    );
     const job = await finishJob('/nul');
     const d = await settled(job.id, 'succeeded');
     expect(d.attempts.map((a) => a.response)).toEqual(['ok\uFFFD\u0001']);
@@ -265,7 +331,10 @@ describe('HTTP behaviour', () => {
   });
 
   it('does not follow redirects and counts them as failures', async () => {
-    rx.on('/moved', (n, _r, res) => void (n === 1 ? res.writeHead(302, { location: `${rx.url}/elsewhere` }).end() : undefined));
+    rx.on(
+      '/moved',
+      (n, _r, res) => void (n === 1 ? res.writeHead(302, { location: `${rx.url}/elsewhere` }).end() : undefined),
+    );
     const job = await finishJob('/moved');
     const d = await settled(job.id, 'succeeded');
     expect(d.attempts.map((a) => a.status_code)).toEqual([302, 200]);
@@ -277,13 +346,18 @@ describe('HTTP behaviour', () => {
     const gone = await startReceiver();
     try {
       gone.on('/gone', (_n, _r, res) => void res.writeHead(410).end('unsubscribed'));
-      const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: gone.url + '/gone' } });
+      const res = await t.api('/v1/jobs', {
+        method: 'POST',
+        json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: gone.url + '/gone' },
+      });
       const job = (await res.json()) as JobBody;
       await t.api(`/v1/jobs/${job.id}/cancel`, { method: 'POST' });
       const d = await settled(job.id, 'dead');
       expect(d.attempt_count).toBe(1);
       expect(d.attempts[0]?.status_code).toBe(410);
-      const endpoints = (await (await t.api('/v1/webhook-endpoints')).json()) as { data: Array<{ endpoint: string; gone_at: string | null }> };
+      const endpoints = (await (await t.api('/v1/webhook-endpoints')).json()) as {
+        data: Array<{ endpoint: string; gone_at: string | null }>;
+      };
       const port = new URL(gone.url).port;
       expect(endpoints.data.find((e) => e.endpoint === `http://127.0.0.1:${port}`)?.gone_at).not.toBeNull();
     } finally {
@@ -307,12 +381,18 @@ describe('signing keys', () => {
     expect(verify(got.body, got.headers, tenant.webhook_secret)).toBeTruthy();
     expect(verify(got.body, got.headers, fresh.secret)).toBeTruthy();
     expect(() => verify(got.body, got.headers, 'whsec_' + Buffer.alloc(32, 7).toString('base64'))).toThrow();
-    const settings = (await (await t.api('/v1/webhook-settings', { key: tenant.api_key })).json()) as { secrets: Array<{ expires_at: string | null }> };
+    const settings = (await (await t.api('/v1/webhook-settings', { key: tenant.api_key })).json()) as {
+      secrets: Array<{ expires_at: string | null }>;
+    };
     expect(settings.secrets).toHaveLength(2);
     expect(settings.secrets.filter((s) => s.expires_at !== null)).toHaveLength(1);
     // grace_seconds=0 revokes the previous secrets at once.
-    const now = (await (await t.api('/v1/webhook-secrets?grace_seconds=0', { method: 'POST', key: tenant.api_key })).json()) as { secret: string };
-    const after = (await (await t.api('/v1/webhook-settings', { key: tenant.api_key })).json()) as { secrets: unknown[] };
+    const now = (await (
+      await t.api('/v1/webhook-secrets?grace_seconds=0', { method: 'POST', key: tenant.api_key })
+    ).json()) as { secret: string };
+    const after = (await (await t.api('/v1/webhook-settings', { key: tenant.api_key })).json()) as {
+      secrets: unknown[];
+    };
     expect(after.secrets).toHaveLength(1);
     const job2 = await finishJob('/rotated-2', 'CANCELLED', tenant.api_key);
     await settled(job2.id, 'succeeded', tenant.api_key);
@@ -325,12 +405,21 @@ describe('signing keys', () => {
   it('signs v1a with Ed25519, verifiable with the key published in /.well-known/jwks.json', async () => {
     const { createPublicKey, verify: edVerify } = await import('node:crypto');
     const tenant = await t.newTenant();
-    const put = await t.api('/v1/webhook-settings', { method: 'PUT', key: tenant.api_key, json: { signature_scheme: 'v1a' } });
+    const put = await t.api('/v1/webhook-settings', {
+      method: 'PUT',
+      key: tenant.api_key,
+      json: { signature_scheme: 'v1a' },
+    });
     expect(put.status).toBe(200);
-    const settings = (await put.json()) as { signature_scheme: string; signing_keys: Array<{ kid: string; public_key: string }> };
+    const settings = (await put.json()) as {
+      signature_scheme: string;
+      signing_keys: Array<{ kid: string; public_key: string }>;
+    };
     expect(settings.signature_scheme).toBe('v1a');
     const kid = settings.signing_keys[0]?.kid;
-    const jwks = (await (await fetch(`${t.url}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string; kty: string; crv: string; x: string }> };
+    const jwks = (await (await fetch(`${t.url}/.well-known/jwks.json`)).json()) as {
+      keys: Array<{ kid: string; kty: string; crv: string; x: string }>;
+    };
     const jwk = jwks.keys.find((k) => k.kid === kid);
     if (jwk === undefined) throw new Error('key not published');
     expect(jwk).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig' });

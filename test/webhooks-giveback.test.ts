@@ -50,7 +50,10 @@ it('gives back deliveries that waited too long for a slot, unspent, and delivers
   rx.on('/slow', (n) => (n === 1 ? new Promise((resolve) => setTimeout(resolve, FIRST_ANSWER_MS)) : undefined));
   const ids: string[] = [];
   for (let i = 0; i < 3; i++) {
-    const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: `${rx.url}/slow` } });
+    const res = await t.api('/v1/jobs', {
+      method: 'POST',
+      json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: `${rx.url}/slow` },
+    });
     const { id } = (await res.json()) as { id: string };
     await transition(t.service.pool, id, 'RUNNING', { extraSql: ', started_at = now(), attempts = 1' });
     await transition(t.service.pool, id, 'COMPLETED', { result: { i } });
@@ -60,14 +63,21 @@ it('gives back deliveries that waited too long for a slot, unspent, and delivers
   dispatcher = await startDispatcher(t, 2);
 
   const rows = await waitFor('all three delivered', async () => {
-    const { rows } = await t.service.pool.query<{ job_id: string; status: string; attempts: number; webhook_id: string }>(
-      `SELECT job_id, status, attempts, webhook_id FROM webhook_deliveries WHERE job_id = ANY($1::uuid[])`,
-      [ids],
-    );
+    const { rows } = await t.service.pool.query<{
+      job_id: string;
+      status: string;
+      attempts: number;
+      webhook_id: string;
+    }>(`SELECT job_id, status, attempts, webhook_id FROM webhook_deliveries WHERE job_id = ANY($1::uuid[])`, [ids]);
     return rows.length === 3 && rows.every((r) => r.status === 'SUCCEEDED') ? rows : undefined;
   });
   // Each delivered by exactly one attempt: giving back spent none, and nothing was sent twice.
   expect(rows.map((r) => r.attempts)).toEqual([1, 1, 1]);
-  expect(rx.to('/slow').map((r) => r.headers['webhook-id']).sort()).toEqual(rows.map((r) => r.webhook_id).sort());
+  expect(
+    rx
+      .to('/slow')
+      .map((r) => r.headers['webhook-id'])
+      .sort(),
+  ).toEqual(rows.map((r) => r.webhook_id).sort());
   expect(await givenBack()).toBeGreaterThanOrEqual(1);
 });

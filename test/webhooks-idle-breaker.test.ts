@@ -26,7 +26,10 @@ afterAll(async () => {
 
 async function pendingDelivery(endpoint: string, dueInSeconds: number): Promise<void> {
   const jobId = randomUUID();
-  await pool.query(`INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts) VALUES ($1, $2, 'synthetic', 'COMPLETED', '{}', 1)`, [jobId, tenantId]);
+  await pool.query(
+    `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts) VALUES ($1, $2, 'synthetic', 'COMPLETED', '{}', 1)`,
+    [jobId, tenantId],
+  );
   await pool.query(
     `INSERT INTO webhook_deliveries (tenant_id, job_id, event_type, url, endpoint, payload, next_attempt_at)
      VALUES ($1, $2, 'job.completed', $3, $4, '{}', now() + make_interval(secs => $5))`,
@@ -37,7 +40,9 @@ async function pendingDelivery(endpoint: string, dueInSeconds: number): Promise<
 it('counts a held endpoint’s overdue deliveries from the end of its cool-down, and others from when they are due', async () => {
   expect(await secondsUntilNextDue(pool)).toBeUndefined();
   await pendingDelivery('http://held.test:80', -60);
-  await pool.query(`INSERT INTO webhook_endpoints (endpoint, state, retry_at, opened_at) VALUES ('http://held.test:80', 'open', now() + interval '30 seconds', now())`);
+  await pool.query(
+    `INSERT INTO webhook_endpoints (endpoint, state, retry_at, opened_at) VALUES ('http://held.test:80', 'open', now() + interval '30 seconds', now())`,
+  );
   const held = await secondsUntilNextDue(pool);
   expect(held).toBeGreaterThan(25);
   expect(held).toBeLessThanOrEqual(30);
@@ -48,6 +53,8 @@ it('counts a held endpoint’s overdue deliveries from the end of its cool-down,
   expect(fine).toBeLessThanOrEqual(5);
 
   // Once the cool-down is over, the overdue delivery is claimable (for the probe) at once.
-  await pool.query(`UPDATE webhook_endpoints SET retry_at = now() - interval '1 second' WHERE endpoint = 'http://held.test:80'`);
+  await pool.query(
+    `UPDATE webhook_endpoints SET retry_at = now() - interval '1 second' WHERE endpoint = 'http://held.test:80'`,
+  );
   expect(await secondsUntilNextDue(pool)).toBeLessThan(0);
 });

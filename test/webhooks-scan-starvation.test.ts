@@ -37,10 +37,11 @@ afterAll(async () => {
   await t.stop();
 });
 
-
 it('delivers to a healthy endpoint while a slow endpoint has a backlog', async () => {
   // The slow partner answers 200, but only after 3 s (within the timeout; its breaker stays closed).
-  slow.on('/hook', (_n, _r, res) => new Promise<void>((r) => setTimeout(r, 3_000)).then(() => void res.writeHead(200).end()));
+  slow.on('/hook', (_n, _r, res) =>
+    new Promise<void>((r) => setTimeout(r, 3_000)).then(() => void res.writeHead(200).end()),
+  );
   for (let i = 0; i < 150; i++) await cancelledJob(t, slow.url + '/hook');
   dispatcher = await startDispatcher(t, 1);
   await waitFor('slow endpoint busy', () => slow.received.length >= 1);
@@ -48,7 +49,10 @@ it('delivers to a healthy endpoint while a slow endpoint has a backlog', async (
   const status = await waitFor(
     'fast delivery recorded',
     async () => {
-      const { rows } = await t.service.pool.query<{ status: string }>('SELECT status FROM webhook_deliveries WHERE job_id = $1', [fastId]);
+      const { rows } = await t.service.pool.query<{ status: string }>(
+        'SELECT status FROM webhook_deliveries WHERE job_id = $1',
+        [fastId],
+      );
       return rows[0]?.status === 'SUCCEEDED' ? rows[0].status : undefined;
     },
     4_000,

@@ -14,8 +14,20 @@ import { addressProblem } from '../src/webhooks/ssrf.ts';
 describe('v1 signatures (HMAC-SHA256)', () => {
   // The Standard Webhooks specification's own example, and one of ours; both cross-checked with standardwebhooks.
   const vectors = [
-    { secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', id: 'msg_p5jXN8AQM9LWM0D4loKWxJek', ts: 1614265330, body: '{"test": 2432232314}', sig: 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=' },
-    { secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', id: 'msg_2b7f0c1e9d4a4c33a1f0e8d6b5c4a321', ts: 1735689600, body: '{"type":"job.completed"}', sig: 'v1,TsYbk/Fcv56mQeL/xvprmdTIJkh+DkTlwuhkH+yJsPg=' },
+    {
+      secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+      id: 'msg_p5jXN8AQM9LWM0D4loKWxJek',
+      ts: 1614265330,
+      body: '{"test": 2432232314}',
+      sig: 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=',
+    },
+    {
+      secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+      id: 'msg_2b7f0c1e9d4a4c33a1f0e8d6b5c4a321',
+      ts: 1735689600,
+      body: '{"type":"job.completed"}',
+      sig: 'v1,TsYbk/Fcv56mQeL/xvprmdTIJkh+DkTlwuhkH+yJsPg=',
+    },
   ];
 
   it.each(vectors)('signs $id to its known answer, as standardwebhooks does', ({ secret, id, ts, body, sig }) => {
@@ -48,13 +60,17 @@ describe('v1a signatures (Ed25519)', () => {
     expect(entry).toBe(KNOWN_V1A);
     const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, format: 'jwk' });
     const sig = Buffer.from(entry.slice('v1a,'.length), 'base64');
-    expect(edVerify(null, Buffer.from('msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.{"test": 2432232314}'), publicKey, sig)).toBe(true);
+    expect(
+      edVerify(null, Buffer.from('msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.{"test": 2432232314}'), publicKey, sig),
+    ).toBe(true);
   });
 
   it('generates keys whose kid is the JWK thumbprint and whose whpk_ form is the raw public key', async () => {
     const k = await generateSigningKey();
     expect(k.publicJwk).toMatchObject({ kty: 'OKP', crv: 'Ed25519', kid: k.kid, alg: 'EdDSA', use: 'sig' });
-    expect(Buffer.from(k.publicKey.slice('whpk_'.length), 'base64')).toEqual(Buffer.from(k.publicJwk.x ?? '', 'base64url'));
+    expect(Buffer.from(k.publicKey.slice('whpk_'.length), 'base64')).toEqual(
+      Buffer.from(k.publicJwk.x ?? '', 'base64url'),
+    );
     expect(k.publicJwk).not.toHaveProperty('d');
   });
 });
@@ -63,9 +79,30 @@ const KNOWN_V1A = 'v1a,fldxM4gAKugP6nnt1hdz3sgGfZ6d99nzrMFnZOELIxbzEHoVmAb2ADpkJ
 describe('SSRF rules', () => {
   const none = new CallbackAllowList([]);
   it.each([
-    '127.0.0.1', '127.8.9.10', '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '100.100.100.200',
-    '0.0.0.0', '224.0.0.1', '255.255.255.255', '::1', '::', 'fe80::1', 'fc00::1', 'fd00:ec2::254', 'ff02::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:a9fe:a9fe',
-    '::ffff:0:7f00:1', '::ffff:0:127.0.0.1', '64:ff9b::7f00:1', '64:ff9b:1::a00:1',
+    '127.0.0.1',
+    '127.8.9.10',
+    '10.1.2.3',
+    '172.16.0.1',
+    '172.31.255.255',
+    '192.168.1.1',
+    '169.254.169.254',
+    '100.100.100.200',
+    '0.0.0.0',
+    '224.0.0.1',
+    '255.255.255.255',
+    '::1',
+    '::',
+    'fe80::1',
+    'fc00::1',
+    'fd00:ec2::254',
+    'ff02::1',
+    '::ffff:127.0.0.1',
+    '::ffff:7f00:1',
+    '::ffff:a9fe:a9fe',
+    '::ffff:0:7f00:1',
+    '::ffff:0:127.0.0.1',
+    '64:ff9b::7f00:1',
+    '64:ff9b:1::a00:1',
   ])('refuses %s', (address) => {
     expect(addressProblem(address, none)).toMatch(/loopback|private|link-local|multicast|reserved|metadata/);
   });
@@ -92,19 +129,34 @@ describe('SSRF rules', () => {
     await once(server, 'listening');
     const address = server.address();
     const port = typeof address === 'object' && address !== null ? address.port : 0;
-    const sender = new WebhookSender({ allow: none, timeoutSeconds: 2, connectTimeoutSeconds: 1, connectionsPerEndpoint: 2 });
+    const sender = new WebhookSender({
+      allow: none,
+      timeoutSeconds: 2,
+      connectTimeoutSeconds: 1,
+      connectionsPerEndpoint: 2,
+    });
     try {
       // https to any host is accepted when the URL is saved; the address is only known at connect time.
       const byName = await sender.send(`https://localhost:${port}/hook`, {}, '{}');
       expect(byName.kind).toBe('refused');
       expect(byName.error).toMatch(/refused to connect to localhost/);
-      for (const url of [`https://127.0.0.1:${port}/`, 'https://[::1]/', 'https://169.254.169.254/latest/meta-data/', `http://127.0.0.1:${port}/`]) {
+      for (const url of [
+        `https://127.0.0.1:${port}/`,
+        'https://[::1]/',
+        'https://169.254.169.254/latest/meta-data/',
+        `http://127.0.0.1:${port}/`,
+      ]) {
         const r = await sender.send(url, {}, '{}');
         expect(r.kind, url).toBe('refused');
       }
       expect(hits).toBe(0);
       // The allow-list opens the door.
-      const allowed = new WebhookSender({ allow: new CallbackAllowList(['127.0.0.1']), timeoutSeconds: 2, connectTimeoutSeconds: 1, connectionsPerEndpoint: 2 });
+      const allowed = new WebhookSender({
+        allow: new CallbackAllowList(['127.0.0.1']),
+        timeoutSeconds: 2,
+        connectTimeoutSeconds: 1,
+        connectionsPerEndpoint: 2,
+      });
       expect((await allowed.send(`http://127.0.0.1:${port}/`, {}, '{}')).kind).toBe('success');
       await allowed.close();
       expect(hits).toBe(1);
@@ -116,7 +168,11 @@ describe('SSRF rules', () => {
 });
 
 describe('retry schedule', () => {
-  const policy = { scheduleSeconds: [5, 300, 1800, 7200, 18000, 36000, 36000], jitter: 0.2, minBackoffAfterThrottleSeconds: 60 };
+  const policy = {
+    scheduleSeconds: [5, 300, 1800, 7200, 18000, 36000, 36000],
+    jitter: 0.2,
+    minBackoffAfterThrottleSeconds: 60,
+  };
 
   it('follows the default schedule for 8 attempts (about 27 h) with ±20 % jitter, then stops', () => {
     let total = 0;
@@ -139,7 +195,9 @@ describe('retry schedule', () => {
 
   it('honours Retry-After within bounds: longer waits up to the longest delay, never shorter than the schedule', () => {
     expect(nextDelaySeconds(policy, { attempt: 1, throttled: false, retryAfterSeconds: 120 }, () => 0.5)).toBe(120);
-    expect(nextDelaySeconds(policy, { attempt: 1, throttled: false, retryAfterSeconds: 10 ** 9 }, () => 0.5)).toBe(36000);
+    expect(nextDelaySeconds(policy, { attempt: 1, throttled: false, retryAfterSeconds: 10 ** 9 }, () => 0.5)).toBe(
+      36000,
+    );
     expect(nextDelaySeconds(policy, { attempt: 3, throttled: false, retryAfterSeconds: 1 }, () => 0.5)).toBe(1800);
     expect(parseRetryAfter('30')).toBe(30);
     expect(parseRetryAfter(new Date(Date.now() + 90_000).toUTCString())).toBeGreaterThan(85);
@@ -170,14 +228,35 @@ describe('alert webhook sink', () => {
     try {
       const secret = 'whsec_' + Buffer.alloc(32, 9).toString('base64');
       const sink = signedWebhookAlertSink(`${rx.url}/alerts`, secret);
-      await sink.send({ state: 'raised', key: 'delivery-dead:x', kind: 'delivery-dead', message: 'dead', details: { attempts: 8 }, raisedAt: new Date(), clearedAt: null });
+      await sink.send({
+        state: 'raised',
+        key: 'delivery-dead:x',
+        kind: 'delivery-dead',
+        message: 'dead',
+        details: { attempts: 8 },
+        raisedAt: new Date(),
+        clearedAt: null,
+      });
       const got = rx.to('/alerts')[0];
       if (got === undefined) throw new Error('nothing received');
-      const event = new Webhook(secret).verify(got.body, got.headers as Record<string, string>) as { type: string; data: { key: string } };
+      const event = new Webhook(secret).verify(got.body, got.headers as Record<string, string>) as {
+        type: string;
+        data: { key: string };
+      };
       expect(event.type).toBe('alert.raised');
       expect(event.data.key).toBe('delivery-dead:x');
       rx.on('/fail', (_n, _r, res) => void res.writeHead(500).end());
-      await expect(signedWebhookAlertSink(`${rx.url}/fail`, secret).send({ state: 'cleared', key: 'k', kind: 'k', message: 'm', details: {}, raisedAt: new Date(), clearedAt: new Date() })).rejects.toThrow(/500/);
+      await expect(
+        signedWebhookAlertSink(`${rx.url}/fail`, secret).send({
+          state: 'cleared',
+          key: 'k',
+          kind: 'k',
+          message: 'm',
+          details: {},
+          raisedAt: new Date(),
+          clearedAt: new Date(),
+        }),
+      ).rejects.toThrow(/500/);
     } finally {
       await rx.close();
     }

@@ -11,7 +11,13 @@ import { createPipelinePool, pipelinedTransaction } from '../src/db/pool.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { createTenant } from '../src/tenants/repository.ts';
 import { completeExecutionsQuery, type ExecutionData } from '../src/worker/executions.ts';
-import { COMPLETE_REFUSED, completeAllQuery, completedSeqs, writeKey, type CompleteWithCheckpoint } from '../src/worker/store.ts';
+import {
+  COMPLETE_REFUSED,
+  completeAllQuery,
+  completedSeqs,
+  writeKey,
+  type CompleteWithCheckpoint,
+} from '../src/worker/store.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
 let db: TestDatabase;
@@ -36,7 +42,9 @@ afterAll(async () => {
 });
 
 /** `n` RUNNING jobs, each leased and with its execution fetched from pg-boss (active). */
-async function runningJobs(n: number): Promise<Array<CompleteWithCheckpoint & { attempt: { id: string; retryCount: number } }>> {
+async function runningJobs(
+  n: number,
+): Promise<Array<CompleteWithCheckpoint & { attempt: { id: string; retryCount: number } }>> {
   const jobs = [];
   for (let i = 0; i < n; i++) {
     const id = randomUUID();
@@ -47,7 +55,15 @@ async function runningJobs(n: number): Promise<Array<CompleteWithCheckpoint & { 
       [id, tenantId, token],
     );
     await boss.send(QUEUES.jobs, { jobId: id } satisfies ExecutionData, { id });
-    jobs.push({ jobId: id, token, cursor: 1, state: { done: 1 }, processed: 1, result: { chunks: 1 }, attempt: { id, retryCount: 0 } });
+    jobs.push({
+      jobId: id,
+      token,
+      cursor: 1,
+      state: { done: 1 },
+      processed: 1,
+      result: { chunks: 1 },
+      attempt: { id, retryCount: 0 },
+    });
   }
   const fetched = await boss.fetch<ExecutionData>(QUEUES.jobs, { batchSize: n });
   expect(fetched.map((f) => f.id).sort()).toEqual(jobs.map((j) => j.jobId).sort());
@@ -66,13 +82,18 @@ async function states(ids: string[]): Promise<Array<{ status: string; execution:
 describe('pipelined completion', () => {
   it('completes every job, its events and its execution in one transaction', async () => {
     const jobs = await runningJobs(3);
-    const bossComplete = await completeExecutionsQuery(boss, jobs.map((j) => j.attempt));
+    const bossComplete = await completeExecutionsQuery(
+      boss,
+      jobs.map((j) => j.attempt),
+    );
     if (bossComplete === undefined) throw new Error('pg-boss complete was not one statement');
     const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), bossComplete]);
     const seqs = completedSeqs(rows ?? []);
     expect([...seqs.keys()].sort()).toEqual(jobs.map((j) => writeKey(j.jobId, j.token)).sort());
     for (const s of seqs.values()) expect(s).toEqual([3, 4]);
-    expect(await states(jobs.map((j) => j.jobId))).toEqual(jobs.map(() => ({ status: 'COMPLETED', execution: 'completed', events: 2 })));
+    expect(await states(jobs.map((j) => j.jobId))).toEqual(
+      jobs.map(() => ({ status: 'COMPLETED', execution: 'completed', events: 2 })),
+    );
   });
 
   it('changes nothing when one job of the batch is refused by its fence', async () => {
@@ -80,14 +101,22 @@ describe('pipelined completion', () => {
     const refused = jobs[1];
     if (refused === undefined) throw new Error('no job');
     await pool.query('UPDATE jobs SET cancel_requested_at = now() WHERE id = $1', [refused.jobId]);
-    const bossComplete = await completeExecutionsQuery(boss, jobs.map((j) => j.attempt));
+    const bossComplete = await completeExecutionsQuery(
+      boss,
+      jobs.map((j) => j.attempt),
+    );
     if (bossComplete === undefined) throw new Error('pg-boss complete was not one statement');
     const err = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), bossComplete]).catch((e: unknown) => e);
     expect((err as { code?: unknown }).code).toBe(COMPLETE_REFUSED);
-    expect(await states(jobs.map((j) => j.jobId))).toEqual(jobs.map(() => ({ status: 'RUNNING', execution: 'active', events: 0 })));
+    expect(await states(jobs.map((j) => j.jobId))).toEqual(
+      jobs.map(() => ({ status: 'RUNNING', execution: 'active', events: 0 })),
+    );
     // The connection is usable again after the rolled-back pipeline.
     const again = jobs.filter((j) => j !== refused);
-    const q = await completeExecutionsQuery(boss, again.map((j) => j.attempt));
+    const q = await completeExecutionsQuery(
+      boss,
+      again.map((j) => j.attempt),
+    );
     if (q === undefined) throw new Error('pg-boss complete was not one statement');
     const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(again), q]);
     expect(completedSeqs(rows ?? []).size).toBe(2);

@@ -35,10 +35,20 @@ describe('checkpoint group commit', () => {
       [id, tenantId, current],
     );
     const group = checkpointGroup(pool);
-    const w = (token: string, cursor: number): CheckpointWrite => ({ jobId: id, token, cursor, state: {}, processed: 1, leaseSeconds: 30 });
+    const w = (token: string, cursor: number): CheckpointWrite => ({
+      jobId: id,
+      token,
+      cursor,
+      state: {},
+      processed: 1,
+      leaseSeconds: 30,
+    });
     // Two writes in one batch: the unnest statement, answered by job id.
     const [staleSeq, currentSeq] = await Promise.all([group.submit(w(stale, 7)), group.submit(w(current, 1))]);
-    const { rows } = await pool.query<{ processed: number; cursor: unknown }>('SELECT processed, checkpoint_cursor AS cursor FROM jobs WHERE id = $1', [id]);
+    const { rows } = await pool.query<{ processed: number; cursor: unknown }>(
+      'SELECT processed, checkpoint_cursor AS cursor FROM jobs WHERE id = $1',
+      [id],
+    );
     expect(rows[0]).toEqual({ processed: 1, cursor: 1 });
     expect(currentSeq).toBe(3);
     // The stale writer's checkpoint did not commit: it must be told so (undefined), not seq 3.

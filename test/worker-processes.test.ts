@@ -39,7 +39,10 @@ interface Row {
   attempts: number;
 }
 async function row(id: string): Promise<Row> {
-  const { rows } = await t.service.pool.query<Row>('SELECT status, processed, result, lease_owner, attempts FROM jobs WHERE id = $1', [id]);
+  const { rows } = await t.service.pool.query<Row>(
+    'SELECT status, processed, result, lease_owner, attempts FROM jobs WHERE id = $1',
+    [id],
+  );
   const r = rows[0];
   if (r === undefined) throw new Error(`no job ${id}`);
   return r;
@@ -47,13 +50,19 @@ async function row(id: string): Promise<Row> {
 
 /** The job's row once it is COMPLETED (within 30 s). */
 async function completed(id: string): Promise<Row> {
-  return waitFor('completion', async () => {
-    const r = await row(id);
-    return r.status === 'COMPLETED' ? r : undefined;
-  }, 30_000);
+  return waitFor(
+    'completion',
+    async () => {
+      const r = await row(id);
+      return r.status === 'COMPLETED' ? r : undefined;
+    },
+    30_000,
+  );
 }
 
-async function chunkRuns(id: string): Promise<Array<{ chunk: number; pid: number; started: Date; ended: Date | null }>> {
+async function chunkRuns(
+  id: string,
+): Promise<Array<{ chunk: number; pid: number; started: Date; ended: Date | null }>> {
   const { rows } = await t.service.pool.query<{ chunk: number; pid: number; started: Date; ended: Date | null }>(
     'SELECT chunk, pid, started, ended FROM chunk_runs WHERE job_id = $1 ORDER BY started',
     [id],
@@ -99,7 +108,11 @@ describe('worker processes', () => {
     const atTakeover = (await row(id)).processed;
     await waitFor('progress by the new owner', async () => (await row(id)).processed >= atTakeover + 2, 15_000);
     stale.child.kill('SIGCONT');
-    await waitFor('the stale worker abandons the job', async () => stale.output().includes('lease lost; abandoning job'), 10_000);
+    await waitFor(
+      'the stale worker abandons the job',
+      async () => stale.output().includes('lease lost; abandoning job'),
+      10_000,
+    );
     const done = await completed(id);
     expect(done.result).toEqual({ sum: sum(chunks) });
     expect(done.processed).toBe(chunks);
@@ -142,9 +155,16 @@ describe('worker processes', () => {
   it("runs the next chunk while the last checkpoint commits, and commits it only once the chunk's durable writes are", async () => {
     await start();
     const id = await submit('overlapped', { fail_sync: false });
-    const gates = async (name: string) => (await t.service.pool.query('SELECT 1 FROM gates WHERE job_id = $1 AND name = $2', [id, name]).catch(() => ({ rowCount: 0 }))).rowCount ?? 0;
+    const gates = async (name: string) =>
+      (
+        await t.service.pool
+          .query('SELECT 1 FROM gates WHERE job_id = $1 AND name = $2', [id, name])
+          .catch(() => ({ rowCount: 0 }))
+      ).rowCount ?? 0;
     const open = (name: string) => t.service.pool.query('INSERT INTO gates (job_id, name) VALUES ($1, $2)', [id, name]);
-    const cursor = async () => (await t.service.pool.query<{ c: unknown }>('SELECT checkpoint_cursor AS c FROM jobs WHERE id = $1', [id])).rows[0]?.c;
+    const cursor = async () =>
+      (await t.service.pool.query<{ c: unknown }>('SELECT checkpoint_cursor AS c FROM jobs WHERE id = $1', [id]))
+        .rows[0]?.c;
     // Chunk 1 starts although chunk 0's checkpoint cannot commit yet (its durable promise waits on 'durable').
     await waitFor('chunk 1 started', async () => (await gates('chunk1-started-1')) > 0);
     expect(await cursor()).toBe(0);
@@ -154,7 +174,10 @@ describe('worker processes', () => {
     expect((await row(id)).status).toBe('RUNNING');
     await open('finish');
     expect((await completed(id)).processed).toBe(2);
-    const { rows } = await t.service.pool.query<{ p: number }>(`SELECT (data->>'processed')::int AS p FROM job_events WHERE job_id = $1 AND kind = 'progress' ORDER BY seq`, [id]);
+    const { rows } = await t.service.pool.query<{ p: number }>(
+      `SELECT (data->>'processed')::int AS p FROM job_events WHERE job_id = $1 AND kind = 'progress' ORDER BY seq`,
+      [id],
+    );
     expect(rows.map((r) => r.p)).toEqual([0, 1, 2]);
   });
 
@@ -166,9 +189,14 @@ describe('worker processes', () => {
     expect(done.processed).toBe(3);
     const body = (await (await t.api(`/v1/jobs/${id}`)).json()) as { error_history: Array<{ message: string }> };
     expect(body.error_history.map((e) => e.message)).toEqual(['sync failed']);
-    const stopped = await t.service.pool.query(`SELECT 1 FROM gates WHERE job_id = $1 AND name = 'chunk2-stopped'`, [id]);
+    const stopped = await t.service.pool.query(`SELECT 1 FROM gates WHERE job_id = $1 AND name = 'chunk2-stopped'`, [
+      id,
+    ]);
     expect(stopped.rowCount).toBe(1);
-    const { rows } = await t.service.pool.query<{ attempt: number; chunk: number }>('SELECT attempt, chunk FROM overlapped_runs WHERE job_id = $1 ORDER BY attempt, chunk', [id]);
+    const { rows } = await t.service.pool.query<{ attempt: number; chunk: number }>(
+      'SELECT attempt, chunk FROM overlapped_runs WHERE job_id = $1 ORDER BY attempt, chunk',
+      [id],
+    );
     // Chunk 0's checkpoint committed; chunk 1's never did (its write failed), so the retry starts at chunk 1.
     expect(rows).toEqual([
       { attempt: 1, chunk: 0 },

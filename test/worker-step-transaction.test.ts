@@ -33,7 +33,9 @@ describe('step transaction after a checkpoint', () => {
   it('begins once the previous checkpoint has committed, and commits its writes with its own checkpoint', async () => {
     await pool.query('CREATE TABLE steps (n int)');
     let commit: () => void = () => undefined;
-    const previous = new Promise<void>((resolve) => (commit = resolve)).then(() => pool.query('INSERT INTO steps VALUES (1)')).then(() => undefined);
+    const previous = new Promise<void>((resolve) => (commit = resolve))
+      .then(() => pool.query('INSERT INTO steps VALUES (1)'))
+      .then(() => undefined);
     const tx = new LazyTransaction(pool, previous);
     const seen = tx.db.query<{ n: number }>('SELECT count(*)::int AS n FROM steps');
     commit();

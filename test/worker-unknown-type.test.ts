@@ -26,7 +26,14 @@ it('fails and dead-letters a RUNNING job with no lease whose last execution meet
     [id, t.tenant.id],
   );
   await withTransaction(t.service.pool, async (c) => {
-    const next = await sendExecution(t.service.boss, c, { jobId: id, tenantId: t.tenant.id, retriesLeft: 0, attemptsUsed: 1, backoff: DEFAULT_BACKOFF, continuation: true });
+    const next = await sendExecution(t.service.boss, c, {
+      jobId: id,
+      tenantId: t.tenant.id,
+      retriesLeft: 0,
+      attemptsUsed: 1,
+      backoff: DEFAULT_BACKOFF,
+      continuation: true,
+    });
     await c.query('UPDATE jobs SET execution_id = $2 WHERE id = $1', [id, next]);
   });
   const job = await waitFor('the job failed', async () => {

@@ -32,10 +32,17 @@ afterAll(async () => t.stop());
  * many chunks ran.
  */
 async function singleRuns(ids: string[]): Promise<{ overlaps: number; runs: number } | undefined> {
-  await waitFor('single jobs done', async () => {
-    const { rows } = await t.service.pool.query<{ left: number }>(`SELECT count(*) FILTER (WHERE status <> 'COMPLETED')::int AS left FROM jobs WHERE id = ANY($1::uuid[])`, [ids]);
-    return rows[0]?.left === 0;
-  }, 30_000);
+  await waitFor(
+    'single jobs done',
+    async () => {
+      const { rows } = await t.service.pool.query<{ left: number }>(
+        `SELECT count(*) FILTER (WHERE status <> 'COMPLETED')::int AS left FROM jobs WHERE id = ANY($1::uuid[])`,
+        [ids],
+      );
+      return rows[0]?.left === 0;
+    },
+    30_000,
+  );
   const { rows } = await t.service.pool.query<{ overlaps: number; runs: number }>(
     `SELECT (SELECT count(*)::int FROM chunk_runs a JOIN chunk_runs b ON a.job_id <> b.job_id AND a.started < b.ended AND b.started < a.ended
               WHERE a.job_id = ANY($1::uuid[]) AND b.job_id = ANY($1::uuid[])) AS overlaps,
@@ -66,15 +73,22 @@ async function job(id: string, key?: string): Promise<JobBody> {
 }
 
 async function until(id: string, status: string, ms = 20_000): Promise<JobBody> {
-  return waitFor(`job ${id} ${status}`, async () => {
-    const j = await job(id);
-    return j.status === status ? j : undefined;
-  }, ms);
+  return waitFor(
+    `job ${id} ${status}`,
+    async () => {
+      const j = await job(id);
+      return j.status === status ? j : undefined;
+    },
+    ms,
+  );
 }
 
 type EventRow = { seq: number; kind: string; data: { processed?: number; status?: string } };
 async function progressEvents(id: string): Promise<EventRow[]> {
-  const { rows } = await t.service.pool.query<EventRow>('SELECT seq, kind, data FROM job_events WHERE job_id = $1 ORDER BY seq', [id]);
+  const { rows } = await t.service.pool.query<EventRow>(
+    'SELECT seq, kind, data FROM job_events WHERE job_id = $1 ORDER BY seq',
+    [id],
+  );
   return rows;
 }
 
@@ -99,7 +113,9 @@ describe('worker runtime', () => {
     expect(done.error_history).toHaveLength(1);
     expect(done.error_history[0]?.message).toContain('synthetic failure at chunk 1 on attempt 1');
     // Resumed from the checkpoint: chunk 0 was not redone, progress never went back.
-    const processed = (await progressEvents(j.id)).filter((e) => e.kind === 'progress').map((e) => e.data.processed ?? -1);
+    const processed = (await progressEvents(j.id))
+      .filter((e) => e.kind === 'progress')
+      .map((e) => e.data.processed ?? -1);
     expect(processed).toEqual([...processed].sort((a, b) => a - b));
     expect(done.progress.processed).toBe(3);
   });
@@ -109,10 +125,15 @@ describe('worker runtime', () => {
     const failed = await until(j.id, 'FAILED', 30_000);
     expect(failed.attempts).toBe(3);
     expect(failed.error_history.map((e) => e.attempt)).toEqual([1, 2, 3]);
-    const { rows: dead } = await t.service.pool.query(`SELECT data FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`, [QUEUES.jobsDead, j.id]);
+    const { rows: dead } = await t.service.pool.query(
+      `SELECT data FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`,
+      [QUEUES.jobsDead, j.id],
+    );
     expect(dead).toHaveLength(1);
 
-    const list = (await (await t.api('/v1/dead-letters?kind=job')).json()) as { data: Array<{ kind: string; job: JobBody }> };
+    const list = (await (await t.api('/v1/dead-letters?kind=job')).json()) as {
+      data: Array<{ kind: string; job: JobBody }>;
+    };
     const entry = list.data.find((d) => d.job.id === j.id);
     expect(entry?.kind).toBe('job');
     expect(entry?.job.error_history).toHaveLength(3);
@@ -127,7 +148,10 @@ describe('worker runtime', () => {
     const progress = (await progressEvents(j.id)).filter((e) => e.kind === 'progress').map((e) => e.data.processed);
     expect(progress.at(-1)).toBe(3);
     expect(progress.filter((p) => p === 1)).toHaveLength(1);
-    const { rows: gone } = await t.service.pool.query(`SELECT 1 FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`, [QUEUES.jobsDead, j.id]);
+    const { rows: gone } = await t.service.pool.query(
+      `SELECT 1 FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`,
+      [QUEUES.jobsDead, j.id],
+    );
     expect(gone).toHaveLength(0);
     expect((await t.api(`/v1/jobs/${j.id}/retry`, { method: 'POST' })).status).toBe(409);
   });
@@ -137,11 +161,17 @@ describe('worker runtime', () => {
     const failed = await until(j.id, 'FAILED');
     expect(failed.attempts).toBe(1);
     expect(failed.error?.permanent).toBe(true);
-    const { rows: dead } = await t.service.pool.query(`SELECT 1 FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`, [QUEUES.jobsDead, j.id]);
+    const { rows: dead } = await t.service.pool.query(
+      `SELECT 1 FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`,
+      [QUEUES.jobsDead, j.id],
+    );
     expect(dead).toHaveLength(1);
 
     const since = new Date(Date.now() - 60_000).toISOString();
-    const res = await t.api('/v1/dead-letters/replay', { method: 'POST', json: { type: 'synthetic', since, from: 'start' } });
+    const res = await t.api('/v1/dead-letters/replay', {
+      method: 'POST',
+      json: { type: 'synthetic', since, from: 'start' },
+    });
     expect(res.status).toBe(202);
     const body = (await res.json()) as { job_ids: string[] };
     expect(body.job_ids).toContain(j.id);
@@ -167,7 +197,10 @@ describe('worker runtime', () => {
     const done = await until(j.id, 'COMPLETED', 30_000);
     expect(done.result).toEqual({ chunks: 12 });
     expect(done.attempts).toBe(1);
-    const { rows } = await t.service.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`, [QUEUES.jobs, j.id]);
+    const { rows } = await t.service.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`,
+      [QUEUES.jobs, j.id],
+    );
     expect(rows[0]?.n).toBeGreaterThanOrEqual(3);
     const processed = (await progressEvents(j.id)).filter((e) => e.kind === 'progress').map((e) => e.data.processed);
     expect(processed).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
@@ -176,21 +209,40 @@ describe('worker runtime', () => {
   it('keeps one tenant from taking every worker', async () => {
     const busy = await t.newTenant();
     const other = await t.newTenant();
-    const jobs = await Promise.all(Array.from({ length: 6 }, () => t.api('/v1/jobs', { method: 'POST', key: busy.api_key, json: { type: 'synthetic', input: { chunks: 4, chunk_ms: 150 } } })));
+    const jobs = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        t.api('/v1/jobs', {
+          method: 'POST',
+          key: busy.api_key,
+          json: { type: 'synthetic', input: { chunks: 4, chunk_ms: 150 } },
+        }),
+      ),
+    );
     const ids = await Promise.all(jobs.map(async (r) => ((await r.json()) as { id: string }).id));
-    const lone = (await (await t.api('/v1/jobs', { method: 'POST', key: other.api_key, json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } } })).json()) as { id: string };
+    const lone = (await (
+      await t.api('/v1/jobs', {
+        method: 'POST',
+        key: other.api_key,
+        json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } },
+      })
+    ).json()) as { id: string };
     let maxRunning = 0;
     let loneDoneWhileBusy = false;
-    await waitFor('busy tenant done', async () => {
-      const { rows } = await t.service.pool.query<{ running: number; left: number }>(
-        `SELECT count(*) FILTER (WHERE status = 'RUNNING')::int AS running, count(*) FILTER (WHERE status IN ('PENDING','RUNNING'))::int AS left FROM jobs WHERE id = ANY($1::uuid[])`,
-        [ids],
-      );
-      const r = rows[0] ?? { running: 0, left: 0 };
-      maxRunning = Math.max(maxRunning, r.running);
-      if (r.left > 0 && (await job(lone.id, other.api_key)).status === 'COMPLETED') loneDoneWhileBusy = true;
-      return r.left === 0;
-    }, 30_000, 20);
+    await waitFor(
+      'busy tenant done',
+      async () => {
+        const { rows } = await t.service.pool.query<{ running: number; left: number }>(
+          `SELECT count(*) FILTER (WHERE status = 'RUNNING')::int AS running, count(*) FILTER (WHERE status IN ('PENDING','RUNNING'))::int AS left FROM jobs WHERE id = ANY($1::uuid[])`,
+          [ids],
+        );
+        const r = rows[0] ?? { running: 0, left: 0 };
+        maxRunning = Math.max(maxRunning, r.running);
+        if (r.left > 0 && (await job(lone.id, other.api_key)).status === 'COMPLETED') loneDoneWhileBusy = true;
+        return r.left === 0;
+      },
+      30_000,
+      20,
+    );
     expect(maxRunning).toBeLessThanOrEqual(3);
     expect(loneDoneWhileBusy).toBe(true);
   });
@@ -201,7 +253,11 @@ describe('worker runtime', () => {
     const tenants = await Promise.all([t.newTenant(), t.newTenant(), t.newTenant()]);
     const ids = await Promise.all(
       tenants.map(async (tenant) => {
-        const res = await t.api('/v1/jobs', { method: 'POST', key: tenant.api_key, json: { type: 'single', input: { chunks: 2, chunk_ms: 120 } } });
+        const res = await t.api('/v1/jobs', {
+          method: 'POST',
+          key: tenant.api_key,
+          json: { type: 'single', input: { chunks: 2, chunk_ms: 120 } },
+        });
         return ((await res.json()) as { id: string }).id;
       }),
     );
@@ -213,7 +269,9 @@ describe('worker runtime', () => {
     // A bulk replay from the checkpoint of two dead-lettered jobs of the concurrency-1 type sends both
     // executions in one transaction; the worker fetches them together and both take the locked claim.
     process.env.DATABASE_URL = t.db.url;
-    await t.service.pool.query('CREATE TABLE IF NOT EXISTS chunk_runs (id bigserial PRIMARY KEY, job_id uuid, chunk int, pid int, started timestamptz, ended timestamptz)');
+    await t.service.pool.query(
+      'CREATE TABLE IF NOT EXISTS chunk_runs (id bigserial PRIMARY KEY, job_id uuid, chunk int, pid int, started timestamptz, ended timestamptz)',
+    );
     const ids = [randomUUID(), randomUUID()];
     for (const id of ids) {
       // A job that failed for good after its first checkpoint (as the worker leaves one).
@@ -225,7 +283,10 @@ describe('worker runtime', () => {
         [id, t.tenant.id],
       );
     }
-    const res = await t.api('/v1/dead-letters/replay', { method: 'POST', json: { type: 'single', from: 'checkpoint' } });
+    const res = await t.api('/v1/dead-letters/replay', {
+      method: 'POST',
+      json: { type: 'single', from: 'checkpoint' },
+    });
     expect(res.status).toBe(202);
     expect(await singleRuns(ids)).toEqual({ overlaps: 0, runs: 6 });
   });
@@ -233,15 +294,27 @@ describe('worker runtime', () => {
   it('raises a stall alert once for a running job without progress, and clears it when the job ends', async () => {
     const j = await submit('stalls', { ms: 2500 });
     const key = `job-stalled:${j.id}`;
-    await waitFor('stall alert', async () => {
-      const { rows } = await t.service.pool.query('SELECT 1 FROM alerts WHERE key = $1 AND cleared_at IS NULL', [key]);
-      return rows.length === 1;
-    }, 10_000);
+    await waitFor(
+      'stall alert',
+      async () => {
+        const { rows } = await t.service.pool.query('SELECT 1 FROM alerts WHERE key = $1 AND cleared_at IS NULL', [
+          key,
+        ]);
+        return rows.length === 1;
+      },
+      10_000,
+    );
     await until(j.id, 'COMPLETED');
-    await waitFor('stall alert cleared', async () => {
-      const { rows } = await t.service.pool.query('SELECT 1 FROM alerts WHERE key = $1 AND cleared_at IS NOT NULL', [key]);
-      return rows.length === 1;
-    }, 10_000);
+    await waitFor(
+      'stall alert cleared',
+      async () => {
+        const { rows } = await t.service.pool.query('SELECT 1 FROM alerts WHERE key = $1 AND cleared_at IS NOT NULL', [
+          key,
+        ]);
+        return rows.length === 1;
+      },
+      10_000,
+    );
     const metrics = await t.service.metrics.registry.getSingleMetricAsString('longhaul_alerts_raised_total');
     expect(metrics).toMatch(/longhaul_alerts_raised_total\{kind="job-stalled"\} 1/);
   });

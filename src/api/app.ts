@@ -69,7 +69,10 @@ export function createApp(deps: AppDeps): AppHandle {
       return problemResponse(c, new ApiError(code, err.message));
     }
     (c.get('log') ?? deps.log).error({ err }, 'unhandled error');
-    return problemResponse(c, new ApiError('internal', 'an internal error occurred; quote the request id when reporting it'));
+    return problemResponse(
+      c,
+      new ApiError('internal', 'an internal error occurred; quote the request id when reporting it'),
+    );
   });
   return {
     app,

@@ -40,7 +40,11 @@ export class ApiError extends Error {
   readonly errors: FieldError[] | undefined;
   readonly headers: Record<string, string> | undefined;
 
-  constructor(code: ErrorCode, detail: string, opts: { errors?: FieldError[]; headers?: Record<string, string>; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    detail: string,
+    opts: { errors?: FieldError[]; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
     super(detail, { cause: opts.cause });
     this.code = code;
     this.detail = detail;
@@ -77,13 +81,21 @@ export function problemOf(err: ApiError, requestId: string | undefined, instance
 }
 
 /** The 422 for a request part (`json` body, `query`, `param`, `header`) its schema refused. */
-export function invalidRequest(target: string, issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>): ApiError {
+export function invalidRequest(
+  target: string,
+  issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>,
+): ApiError {
   const where = target === 'json' ? 'body' : target;
-  return new ApiError('validation-error', `the request ${where} is not valid`, { errors: fieldErrors(issues, target === 'json' ? undefined : target) });
+  return new ApiError('validation-error', `the request ${where} is not valid`, {
+    errors: fieldErrors(issues, target === 'json' ? undefined : target),
+  });
 }
 
 /** Turns zod issues into field errors, prefixing paths (e.g. with `input`). */
-export function fieldErrors(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>, prefix?: string): FieldError[] {
+export function fieldErrors(
+  issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>,
+  prefix?: string,
+): FieldError[] {
   return issues.map((i) => {
     const parts = [...(prefix === undefined ? [] : [prefix]), ...i.path.map((p) => String(p))];
     return { field: parts.join('.') || '(body)', message: i.message };

@@ -39,7 +39,13 @@ export function requestContext(log: Logger, metrics: Metrics): MiddlewareHandler
     c.header('X-Request-Id', requestId);
     const startedMs = performance.now();
     await next();
-    observeRequest(reqLog, metrics, { method: c.req.method, route: c.req.routePath, path: c.req.path, status: c.res.status, startedMs });
+    observeRequest(reqLog, metrics, {
+      method: c.req.method,
+      route: c.req.routePath,
+      path: c.req.path,
+      status: c.res.status,
+      startedMs,
+    });
   };
 }
 
@@ -64,7 +70,10 @@ export function refuseNulInUrl(): MiddlewareHandler<AppEnv> {
 export function jsonBody(limitBytes: number, opts: { optional?: boolean } = {}): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const length = c.req.header('content-length');
-    if (opts.optional === true && (length === '0' || (length === undefined && c.req.header('transfer-encoding') === undefined))) {
+    if (
+      opts.optional === true &&
+      (length === '0' || (length === undefined && c.req.header('transfer-encoding') === undefined))
+    ) {
       await next();
       return;
     }
@@ -84,13 +93,21 @@ export function jsonBody(limitBytes: number, opts: { optional?: boolean } = {}):
 const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
 
 /** 413 when Content-Length says the body is over the limit, 415 unless the body is declared JSON. */
-export function checkJsonHeaders(contentType: string | undefined, contentLength: string | undefined, limitBytes: number): void {
+export function checkJsonHeaders(
+  contentType: string | undefined,
+  contentLength: string | undefined,
+  limitBytes: number,
+): void {
   const type = contentType ?? '';
   const length = Number(contentLength ?? '0');
-  if (length > limitBytes) throw new ApiError('payload-too-large', `the body is ${length} bytes; the limit is ${limitBytes}`);
+  if (length > limitBytes)
+    throw new ApiError('payload-too-large', `the body is ${length} bytes; the limit is ${limitBytes}`);
   // The media type as Hono's JSON validator reads it (the Hono route and the submit lane must agree).
   if (!JSON_MEDIA_TYPE.test(type.split(';')[0]?.trim() ?? '')) {
-    throw new ApiError('unsupported-media-type', `send the body as application/json (got ${type === '' ? 'no Content-Type' : JSON.stringify(type)})`);
+    throw new ApiError(
+      'unsupported-media-type',
+      `send the body as application/json (got ${type === '' ? 'no Content-Type' : JSON.stringify(type)})`,
+    );
   }
 }
 
@@ -106,7 +123,8 @@ export function parseJson(text: string): unknown {
     throw new ApiError('malformed-json', `the body is not valid JSON: ${(err as Error).message}`);
   }
   const problem = unstorable(json, '');
-  if (problem !== undefined) throw new ApiError('validation-error', 'the request body is not valid', { errors: [problem] });
+  if (problem !== undefined)
+    throw new ApiError('validation-error', 'the request body is not valid', { errors: [problem] });
   return json;
 }
 
@@ -119,7 +137,8 @@ export function parseJson(text: string): unknown {
 function unstorable(value: unknown, path: string): FieldError | undefined {
   const here = path === '' ? '(body)' : path;
   if (typeof value === 'string') return stringProblem(value, here);
-  if (typeof value === 'number') return Number.isFinite(value) ? undefined : { field: here, message: 'the number is too large to represent' };
+  if (typeof value === 'number')
+    return Number.isFinite(value) ? undefined : { field: here, message: 'the number is too large to represent' };
   if (value === null || typeof value !== 'object') return undefined;
   if (Array.isArray(value)) {
     for (const [i, item] of value.entries()) {
@@ -190,7 +209,9 @@ export class ApiKeys {
   async tenantFor(authorization: string | undefined): Promise<Tenant> {
     const key = bearer(authorization);
     if (key === undefined) {
-      throw new ApiError('unauthorized', 'send the API key as "Authorization: Bearer <key>"', { headers: { 'WWW-Authenticate': 'Bearer' } });
+      throw new ApiError('unauthorized', 'send the API key as "Authorization: Bearer <key>"', {
+        headers: { 'WWW-Authenticate': 'Bearer' },
+      });
     }
     const now = Date.now();
     const cacheKey = createHash('sha256').update(key).digest('base64');
@@ -200,7 +221,10 @@ export class ApiKeys {
       if (this.#cache.size >= MAX_CACHED_KEYS) this.#cache.clear();
       if (this.#cacheMs > 0) this.#cache.set(cacheKey, hit);
     }
-    if (hit.tenant === undefined) throw new ApiError('unauthorized', 'the API key is not valid', { headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' } });
+    if (hit.tenant === undefined)
+      throw new ApiError('unauthorized', 'the API key is not valid', {
+        headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' },
+      });
     return hit.tenant;
   }
 }
@@ -227,10 +251,13 @@ export function apiKeyAuth(
 export function adminAuth(token: string | undefined): MiddlewareHandler<AppEnv> {
   const expected = token === undefined ? undefined : createHash('sha256').update(token).digest();
   return async (c, next) => {
-    if (expected === undefined) throw new ApiError('admin-disabled', 'set LONGHAUL_ADMIN_TOKEN to enable the admin API');
+    if (expected === undefined)
+      throw new ApiError('admin-disabled', 'set LONGHAUL_ADMIN_TOKEN to enable the admin API');
     const given = bearer(c.req.header('authorization'));
     if (given === undefined || !timingSafeEqual(createHash('sha256').update(given).digest(), expected)) {
-      throw new ApiError('unauthorized', 'the admin token is missing or wrong', { headers: { 'WWW-Authenticate': 'Bearer' } });
+      throw new ApiError('unauthorized', 'the admin token is missing or wrong', {
+        headers: { 'WWW-Authenticate': 'Bearer' },
+      });
     }
     await next();
   };

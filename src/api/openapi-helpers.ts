@@ -6,8 +6,8 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: 'Malformed request (bad JSON, header or cursor)',
   401: 'Missing or invalid credentials',
   403: 'Not allowed',
-  404: 'Not found (also for another tenant\'s resources)',
-  409: 'Conflict with the resource\'s state, or an Idempotency-Key still in flight',
+  404: "Not found (also for another tenant's resources)",
+  409: "Conflict with the resource's state, or an Idempotency-Key still in flight",
   413: 'Body too large',
   415: 'Body is not application/json',
   422: 'Validation failed; `errors` names the fields',
@@ -26,14 +26,30 @@ interface HeaderObject {
 
 /** Headers that come with some errors: the auth challenge, and when to retry a request still in flight. */
 const ERROR_HEADERS: Record<number, Record<string, HeaderObject>> = {
-  401: { 'WWW-Authenticate': { description: 'The Bearer challenge (RFC 6750), when a bearer credential was expected', required: false, schema: { type: 'string' } } },
-  409: { 'Retry-After': { description: 'Seconds to wait before retrying, when an Idempotency-Key is still in flight', required: false, schema: { type: 'integer' } } },
+  401: {
+    'WWW-Authenticate': {
+      description: 'The Bearer challenge (RFC 6750), when a bearer credential was expected',
+      required: false,
+      schema: { type: 'string' },
+    },
+  },
+  409: {
+    'Retry-After': {
+      description: 'Seconds to wait before retrying, when an Idempotency-Key is still in flight',
+      required: false,
+      schema: { type: 'integer' },
+    },
+  },
 };
 
 export function errorResponses(...statuses: number[]) {
   const out: Record<
     number,
-    { description: string; headers?: Record<string, HeaderObject>; content: { 'application/problem+json': { schema: typeof ProblemSchema } } }
+    {
+      description: string;
+      headers?: Record<string, HeaderObject>;
+      content: { 'application/problem+json': { schema: typeof ProblemSchema } };
+    }
   > = {};
   for (const s of statuses) {
     out[s] = {

@@ -42,7 +42,8 @@ function addCommonResponses(doc: Obj): void {
   components.headers = {
     ...obj(components.headers),
     'X-Request-Id': {
-      description: "The request's id (the caller's `X-Request-Id` when it is sane); it is on every log line of the request.",
+      description:
+        "The request's id (the caller's `X-Request-Id` when it is sane); it is on every log line of the request.",
       required: true,
       schema: { type: 'string' },
     },
@@ -74,7 +75,10 @@ export function openApiDocument(app: App): Record<string, unknown> {
     servers: [{ url: 'http://localhost:3000', description: 'A local longhaul (npm start)' }],
     tags: [
       { name: 'jobs', description: 'Submit, read, list and cancel jobs' },
-      { name: 'webhooks', description: 'Signed job events: deliveries, dead-letter replay, endpoints, secrets and keys' },
+      {
+        name: 'webhooks',
+        description: 'Signed job events: deliveries, dead-letter replay, endpoints, secrets and keys',
+      },
       { name: 'admin', description: 'Operator endpoints (LONGHAUL_ADMIN_TOKEN)' },
       { name: 'operations', description: 'Health, readiness, metrics' },
     ],

@@ -31,7 +31,10 @@ function schemaLink(schema: unknown): string {
 
 function content(c: unknown): string {
   return Object.entries(obj(c))
-    .map(([type, media]) => ` <code>${esc(type)}</code> ${obj(media).schema === undefined ? '' : schemaLink(obj(media).schema)}`)
+    .map(
+      ([type, media]) =>
+        ` <code>${esc(type)}</code> ${obj(media).schema === undefined ? '' : schemaLink(obj(media).schema)}`,
+    )
     .join(';');
 }
 
@@ -39,7 +42,12 @@ function content(c: unknown): string {
 function deref(doc: Obj, v: unknown): Obj {
   const ref = str(obj(v).$ref);
   if (!ref.startsWith('#/')) return obj(v);
-  return obj(ref.slice(2).split('/').reduce<unknown>((node, key) => obj(node)[key.replace(/~1/g, '/').replace(/~0/g, '~')], doc));
+  return obj(
+    ref
+      .slice(2)
+      .split('/')
+      .reduce<unknown>((node, key) => obj(node)[key.replace(/~1/g, '/').replace(/~0/g, '~')], doc),
+  );
 }
 
 function operation(doc: Obj, path: string, method: string, op: Obj): string {
@@ -69,11 +77,16 @@ export function renderReference(doc: Obj): string {
       ops.push(operation(doc, path, m, obj(op)));
     }
   }
-  const hooks = Object.entries(obj(doc.webhooks)).map(([name, item]) => operation(doc, name, 'post', obj(obj(item).post)));
-  const auth = Object.entries(obj(obj(doc.components).securitySchemes)).map(
-    ([name, scheme]) => `<li id="auth-${esc(name)}"><code>${esc(name)}</code>: ${esc(str(obj(scheme).scheme))} — ${esc(str(obj(scheme).description))}</li>`,
+  const hooks = Object.entries(obj(doc.webhooks)).map(([name, item]) =>
+    operation(doc, name, 'post', obj(obj(item).post)),
   );
-  const schemas = Object.entries(obj(obj(doc.components).schemas)).map(([name, s]) => `<section id="schema-${esc(name)}"><h3>${esc(name)}</h3>${schemaBlock(s)}</section>`);
+  const auth = Object.entries(obj(obj(doc.components).securitySchemes)).map(
+    ([name, scheme]) =>
+      `<li id="auth-${esc(name)}"><code>${esc(name)}</code>: ${esc(str(obj(scheme).scheme))} — ${esc(str(obj(scheme).description))}</li>`,
+  );
+  const schemas = Object.entries(obj(obj(doc.components).schemas)).map(
+    ([name, s]) => `<section id="schema-${esc(name)}"><h3>${esc(name)}</h3>${schemaBlock(s)}</section>`,
+  );
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(str(info.title))} API reference</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">

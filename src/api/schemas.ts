@@ -53,7 +53,10 @@ export const CreateJobSchema = z
       description: 'Absolute https URL (no credentials) that receives signed job.completed/failed/cancelled events.',
       example: 'https://partner.example/hooks/longhaul',
     }),
-    metadata: z.record(z.string(), z.unknown()).optional().openapi({ description: 'Free-form JSON object, returned as is.' }),
+    metadata: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .openapi({ description: 'Free-form JSON object, returned as is.' }),
   })
   .strict()
   .openapi('CreateJob');
@@ -72,9 +75,23 @@ export const JobIdParam = z.object({
 
 export const ListJobsQuery = z.object({
   status: JobStatusSchema.optional().openapi({ param: { name: 'status', in: 'query' } }),
-  type: z.string().max(64).optional().openapi({ param: { name: 'type', in: 'query' } }),
-  limit: z.coerce.number().int().min(1).max(200).default(50).openapi({ param: { name: 'limit', in: 'query' } }),
-  cursor: z.string().max(200).optional().openapi({ param: { name: 'cursor', in: 'query' } }),
+  type: z
+    .string()
+    .max(64)
+    .optional()
+    .openapi({ param: { name: 'type', in: 'query' } }),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(200)
+    .default(50)
+    .openapi({ param: { name: 'limit', in: 'query' } }),
+  cursor: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({ param: { name: 'cursor', in: 'query' } }),
 });
 
 export const IdempotencyHeader = z.object({
@@ -84,11 +101,15 @@ export const IdempotencyHeader = z.object({
     .openapi({
       // Hono reads request headers in lower case, so the parameter is named in lower case too (HTTP header names are case-insensitive).
       param: { in: 'header' },
-      description: 'The `Idempotency-Key` header: up to 255 visible ASCII characters (a UUID is recommended); remembered for 24 h per tenant.',
+      description:
+        'The `Idempotency-Key` header: up to 255 visible ASCII characters (a UUID is recommended); remembered for 24 h per tenant.',
     }),
 });
 
-export const CreateTenantSchema = z.object({ name: z.string().min(1).max(200) }).strict().openapi('CreateTenant');
+export const CreateTenantSchema = z
+  .object({ name: z.string().min(1).max(200) })
+  .strict()
+  .openapi('CreateTenant');
 
 export const CreatedTenantSchema = z
   .object({
@@ -99,4 +120,6 @@ export const CreatedTenantSchema = z
   })
   .openapi('CreatedTenant');
 
-export const HealthSchema = z.object({ status: z.string(), checks: z.record(z.string(), z.string()).optional() }).openapi('Health');
+export const HealthSchema = z
+  .object({ status: z.string(), checks: z.record(z.string(), z.string()).optional() })
+  .openapi('Health');

@@ -12,7 +12,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CallbackAllowList } from '../webhooks/allowlist.ts';
 import type { AppDeps } from './context.ts';
 import { ApiError, invalidRequest, problemOf } from './errors.ts';
-import { checkJsonHeaders, observeRequest, parseJson, readLimited, requestIdOf, urlHasNul, type ApiKeys } from './middleware.ts';
+import {
+  checkJsonHeaders,
+  observeRequest,
+  parseJson,
+  readLimited,
+  requestIdOf,
+  urlHasNul,
+  type ApiKeys,
+} from './middleware.ts';
 import { acceptJob, acceptedHeaders } from './routes/jobs.ts';
 import { CreateJobSchema } from './schemas.ts';
 
@@ -30,7 +38,13 @@ function isJobsTarget(url: string | undefined): boolean {
 export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKeys): NodeLane {
   const { log, metrics, config } = deps;
 
-  function send(res: ServerResponse, status: number, contentType: string, headers: Record<string, string>, body: string): void {
+  function send(
+    res: ServerResponse,
+    status: number,
+    contentType: string,
+    headers: Record<string, string>,
+    body: string,
+  ): void {
     res.writeHead(status, { ...headers, 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
   }
@@ -49,7 +63,13 @@ export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKey
       if (!body.success) throw invalidRequest('json', body.error.issues);
       const accepted = await acceptJob(deps, allow, tenant, body.data, header(req, 'idempotency-key'));
       status = 202;
-      send(res, status, 'application/json', { 'X-Request-Id': requestId, ...acceptedHeaders(accepted) }, JSON.stringify(accepted.job));
+      send(
+        res,
+        status,
+        'application/json',
+        { 'X-Request-Id': requestId, ...acceptedHeaders(accepted) },
+        JSON.stringify(accepted.job),
+      );
     } catch (caught) {
       let err = caught;
       if (!(err instanceof ApiError)) {
@@ -59,7 +79,13 @@ export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKey
       const problem = err as ApiError;
       status = problem.status;
       if (!res.headersSent) {
-        send(res, status, 'application/problem+json', { 'X-Request-Id': requestId, ...problem.headers }, JSON.stringify(problemOf(problem, requestId, ROUTE)));
+        send(
+          res,
+          status,
+          'application/problem+json',
+          { 'X-Request-Id': requestId, ...problem.headers },
+          JSON.stringify(problemOf(problem, requestId, ROUTE)),
+        );
       }
     }
     observeRequest(log, metrics, { method: 'POST', route: ROUTE, path: ROUTE, status, startedMs }, fields);

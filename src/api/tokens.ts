@@ -33,14 +33,21 @@ export class TokenSigner {
   /** Loads the configured secret, or the database's (creating it on first use). */
   static async load(db: Queryable, configured: string | undefined): Promise<TokenSigner> {
     if (configured !== undefined) return new TokenSigner(new TextEncoder().encode(configured));
-    await db.query('INSERT INTO service_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [KEY_NAME, randomBytes(32)]);
+    await db.query('INSERT INTO service_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [
+      KEY_NAME,
+      randomBytes(32),
+    ]);
     const { rows } = await db.query<{ secret: Buffer }>('SELECT secret FROM service_keys WHERE name = $1', [KEY_NAME]);
     const secret = rows[0]?.secret;
     if (secret === undefined) throw new Error('token signing key missing');
     return new TokenSigner(new Uint8Array(secret));
   }
 
-  async sign(audience: TokenAudience, claims: TokenClaims, ttlSeconds: number): Promise<{ token: string; expiresAt: Date }> {
+  async sign(
+    audience: TokenAudience,
+    claims: TokenClaims,
+    ttlSeconds: number,
+  ): Promise<{ token: string; expiresAt: Date }> {
     const expiresAt = new Date(Date.now() + ttlSeconds * 1000);
     const token = await new SignJWT(claims)
       .setProtectedHeader({ alg: 'HS256' })

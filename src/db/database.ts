@@ -34,6 +34,8 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
   // Another local longhaul process (e.g. `longhaul worker` beside `longhaul api`) already runs it.
   if (await reachable(url)) return { url, createdCluster: false, embedded: true, close: async () => undefined };
   log.info({ dataDir: config.dataDir, port: config.embeddedPgPort }, 'starting embedded PostgreSQL');
-  const server = await startEmbeddedPostgres(config.dataDir, config.embeddedPgPort, (line) => log.debug({ postgres: line.trim() }, 'postgres'));
+  const server = await startEmbeddedPostgres(config.dataDir, config.embeddedPgPort, (line) =>
+    log.debug({ postgres: line.trim() }, 'postgres'),
+  );
   return { url: server.url, createdCluster: server.created, embedded: true, close: () => server.stop() };
 }

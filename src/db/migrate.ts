@@ -20,14 +20,17 @@ export async function migrate(pool: Pool, dir = SQL_DIR): Promise<string[]> {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
-    const { rows } = await client.query<{ name: string; checksum: string }>('SELECT name, checksum FROM schema_migrations');
+    const { rows } = await client.query<{ name: string; checksum: string }>(
+      'SELECT name, checksum FROM schema_migrations',
+    );
     const done = new Map(rows.map((r) => [r.name, r.checksum]));
     for (const file of files) {
       const text = await readFile(path.join(dir, file), 'utf8');
       const checksum = createHash('sha256').update(text).digest('hex');
       const prior = done.get(file);
       if (prior !== undefined) {
-        if (prior !== checksum) throw new Error(`migration ${file} changed after it was applied; add a new migration instead`);
+        if (prior !== checksum)
+          throw new Error(`migration ${file} changed after it was applied; add a new migration instead`);
         continue;
       }
       await client.query('BEGIN');

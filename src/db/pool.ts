@@ -52,7 +52,10 @@ export interface PipelinedQuery {
  * The statements pg-boss would run through its `db` option, captured without running them (each is
  * answered with `rows`): to run pg-boss's own SQL inside a statement or pipeline of ours.
  */
-export async function captureBossSql(run: (db: BossDb) => Promise<unknown>, rows: unknown[] = []): Promise<Array<{ text: string; values: unknown[] }>> {
+export async function captureBossSql(
+  run: (db: BossDb) => Promise<unknown>,
+  rows: unknown[] = [],
+): Promise<Array<{ text: string; values: unknown[] }>> {
   const captured: Array<{ text: string; values: unknown[] }> = [];
   await run({
     executeSql: async (text, values = []) => {
@@ -83,7 +86,6 @@ export function createPipelinePool(connectionString: string, max: number, applic
   return pool;
 }
 
-
 /**
  * Runs `queries` as one transaction in a single round trip on a pipelining pool (createPipelinePool):
  * BEGIN, every query, COMMIT, all sent at once. If a query fails, the rest fail with it and COMMIT
@@ -93,13 +95,18 @@ export async function pipelinedTransaction(pool: Pool, queries: PipelinedQuery[]
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
-    const sent = [client.query('BEGIN'), ...queries.map((q) => client.query({ name: q.name, text: q.text, values: q.values })), client.query('COMMIT')];
+    const sent = [
+      client.query('BEGIN'),
+      ...queries.map((q) => client.query({ name: q.name, text: q.text, values: q.values })),
+      client.query('COMMIT'),
+    ];
     const settled = await Promise.allSettled(sent);
     const failed = settled.find((s) => s.status === 'rejected');
     if (failed !== undefined) {
       const commit = settled[settled.length - 1];
       // COMMIT itself failing (not answering ROLLBACK) leaves the connection in an unknown state.
-      if (commit?.status === 'rejected') broken = commit.reason instanceof Error ? commit.reason : new Error(String(commit.reason));
+      if (commit?.status === 'rejected')
+        broken = commit.reason instanceof Error ? commit.reason : new Error(String(commit.reason));
       throw failed.reason;
     }
     return settled.slice(1, -1).map((s) => (s.status === 'fulfilled' ? (s.value.rows as unknown[]) : []));

@@ -21,7 +21,11 @@ export function databaseUrl(serverUrl: string, database: string): string {
 }
 
 /** `serverUrl` when given, else an embedded server on `port` in a temporary directory removed by `stop`. */
-export async function scratchServer(serverUrl: string | undefined, port: number, prefix: string): Promise<{ url: string; stop(): Promise<void> }> {
+export async function scratchServer(
+  serverUrl: string | undefined,
+  port: number,
+  prefix: string,
+): Promise<{ url: string; stop(): Promise<void> }> {
   if (serverUrl !== undefined && serverUrl !== '') return { url: serverUrl, stop: async () => undefined };
   const dir = await mkdtemp(path.join(tmpdir(), prefix));
   const server = await startEmbeddedPostgres(dir, port);
@@ -63,7 +67,14 @@ export async function createTemplateDatabase(serverUrl: string, name: string): P
 }
 
 /** A new database cloned from `template`, and a function that drops it. */
-export async function cloneDatabase(serverUrl: string, template: string, name: string): Promise<{ url: string; drop(): Promise<void> }> {
+export async function cloneDatabase(
+  serverUrl: string,
+  template: string,
+  name: string,
+): Promise<{ url: string; drop(): Promise<void> }> {
   await adminQuery(serverUrl, `CREATE DATABASE ${name} TEMPLATE ${template}`);
-  return { url: databaseUrl(serverUrl, name), drop: () => adminQuery(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+  return {
+    url: databaseUrl(serverUrl, name),
+    drop: () => adminQuery(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+  };
 }

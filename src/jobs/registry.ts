@@ -33,14 +33,23 @@ export class JobTypeRegistry {
 
 function isJobType(v: unknown): v is AnyJobType {
   const o = v as Partial<AnyJobType> | null;
-  return typeof o === 'object' && o !== null && typeof o.name === 'string' && typeof o.chunk === 'function' && typeof o.start === 'function' && typeof o.finish === 'function';
+  return (
+    typeof o === 'object' &&
+    o !== null &&
+    typeof o.name === 'string' &&
+    typeof o.chunk === 'function' &&
+    typeof o.start === 'function' &&
+    typeof o.finish === 'function'
+  );
 }
 
 /** Imports a user module (a path or package name) and returns the job types it exports. */
 export async function loadJobTypeModule(specifier: string): Promise<AnyJobType[]> {
-  const target = specifier.startsWith('.') || path.isAbsolute(specifier) ? pathToFileURL(path.resolve(specifier)).href : specifier;
+  const target =
+    specifier.startsWith('.') || path.isAbsolute(specifier) ? pathToFileURL(path.resolve(specifier)).href : specifier;
   const mod = (await import(target)) as Record<string, unknown>;
   const found = Object.values(mod).filter(isJobType);
-  if (found.length === 0) throw new Error(`LONGHAUL_JOB_TYPES: module "${specifier}" exports no job type (use defineJobType)`);
+  if (found.length === 0)
+    throw new Error(`LONGHAUL_JOB_TYPES: module "${specifier}" exports no job type (use defineJobType)`);
   return found;
 }

@@ -12,7 +12,10 @@ export const JOB_EVENTS_CHANNEL = 'longhaul_job_events';
 export const STATUS_EVENT_DATA_SQL = `jsonb_build_object('status', status, 'attempts', attempts, 'error', error, 'result', result)`;
 
 export async function getJob(db: Queryable, tenantId: string, id: string): Promise<JobRow | undefined> {
-  const { rows } = await db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2`, [id, tenantId]);
+  const { rows } = await db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2`, [
+    id,
+    tenantId,
+  ]);
   return rows[0];
 }
 
@@ -70,7 +73,8 @@ export async function transition(
   set: { result?: Json; error?: Json; extraSql?: string; announce?: boolean } = {},
 ): Promise<(JobRow & { event_seq: number }) | undefined> {
   const terminal = to === 'COMPLETED' || to === 'FAILED' || to === 'CANCELLED';
-  const announce = set.announce === false ? '' : `, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text)`;
+  const announce =
+    set.announce === false ? '' : `, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text)`;
   const { rows } = await db.query<JobRow & { event_seq: number }>({
     // The worker's form (fixed text, announced later) runs many times a second: a prepared statement
     // (planned once per connection; planning this statement costs more than running it).
@@ -90,7 +94,14 @@ export async function transition(
          FROM u),
      webhooks AS (${outboxInsertSql('u')})
      SELECT ${JOB_COLUMNS}, event_seq${announce} FROM u`,
-    values: [jobId, to, set.result === undefined ? null : JSON.stringify(set.result), set.error === undefined ? null : JSON.stringify(set.error), terminal, sourcesOf(to)],
+    values: [
+      jobId,
+      to,
+      set.result === undefined ? null : JSON.stringify(set.result),
+      set.error === undefined ? null : JSON.stringify(set.error),
+      terminal,
+      sourcesOf(to),
+    ],
   });
   return rows[0];
 }
@@ -109,7 +120,10 @@ export const CANCEL_CHANNEL = 'longhaul_job_cancel';
  * next chunk boundary at the latest); a finished one is left alone.
  */
 export async function cancelJob(db: Queryable, tenantId: string, id: string): Promise<CancelOutcome> {
-  const { rows } = await db.query<{ status: JobStatus }>('SELECT status FROM jobs WHERE id = $1 AND tenant_id = $2 FOR UPDATE', [id, tenantId]);
+  const { rows } = await db.query<{ status: JobStatus }>(
+    'SELECT status FROM jobs WHERE id = $1 AND tenant_id = $2 FOR UPDATE',
+    [id, tenantId],
+  );
   const row = rows[0];
   if (row === undefined) return { kind: 'not-found' };
   if (row.status === 'PENDING') {

@@ -131,7 +131,12 @@ export class JobSubmitter {
     }
     const rest = reqs.flatMap((req, i) => (outcomes[i] === undefined ? [i] : []));
     if (rest.length > 0) {
-      const settled = await withTransaction(this.#pool, (client) => this.#insert(client, rest.map((i) => reqs[i] as SubmitRequest)));
+      const settled = await withTransaction(this.#pool, (client) =>
+        this.#insert(
+          client,
+          rest.map((i) => reqs[i] as SubmitRequest),
+        ),
+      );
       rest.forEach((i, k) => (outcomes[i] = settled[k]));
     }
     batch.forEach((p, i) => {
@@ -152,7 +157,9 @@ export class JobSubmitter {
       this.#oneStatement = false;
       return [];
     }
-    let rows: Array<JobRow & { locked: boolean; created: boolean | null; hash: string | null; expired: boolean | null }>;
+    let rows: Array<
+      JobRow & { locked: boolean; created: boolean | null; hash: string | null; expired: boolean | null }
+    >;
     try {
       ({ rows } = await this.#pool.query({
         name: 'longhaul-submit-batch',
@@ -194,9 +201,23 @@ export class JobSubmitter {
    * without running it; undefined if its shape is not the one `longhaul_enqueue` expects (one JSON parameter).
    */
   async #captureEnqueue(reqs: SubmitRequest[], ids: string[]): Promise<{ sql: string; jobs: string } | undefined> {
-    const captured = (await captureBossSql((db) => this.#boss.insert(QUEUES.jobs, reqs.map((req, i) => bossJob(ids[i] ?? '', req)), { db, returnId: true }))).at(-1);
+    const captured = (
+      await captureBossSql((db) =>
+        this.#boss.insert(
+          QUEUES.jobs,
+          reqs.map((req, i) => bossJob(ids[i] ?? '', req)),
+          { db, returnId: true },
+        ),
+      )
+    ).at(-1);
     const jobs = captured?.values[0];
-    if (captured === undefined || captured.values.length !== 1 || typeof jobs !== 'string' || captured.text.includes('$2')) return undefined;
+    if (
+      captured === undefined ||
+      captured.values.length !== 1 ||
+      typeof jobs !== 'string' ||
+      captured.text.includes('$2')
+    )
+      return undefined;
     return { sql: captured.text, jobs };
   }
 
@@ -238,7 +259,9 @@ export class JobSubmitter {
       if (req === undefined || id === undefined) continue;
       outcomes[i] = await this.#resolveConflict(client, req, id);
     }
-    const created = outcomes.flatMap((o, i) => (o.kind === 'created' ? [bossJob(o.job.id, reqs[i] as SubmitRequest)] : []));
+    const created = outcomes.flatMap((o, i) =>
+      o.kind === 'created' ? [bossJob(o.job.id, reqs[i] as SubmitRequest)] : [],
+    );
     if (created.length > 0) await this.#boss.insert(QUEUES.jobs, created, { db: bossDb(client) });
     return outcomes;
   }
@@ -272,13 +295,27 @@ export class JobSubmitter {
       return hash === idem.fingerprint ? { kind: 'replayed', job } : { kind: 'key-reused' };
     }
     // The key expired (or its job was deleted since): release it and use it for this request.
-    await client.query('UPDATE jobs SET idempotency_key = NULL WHERE tenant_id = $1 AND idempotency_key = $2', [req.tenantId, idem.key]);
+    await client.query('UPDATE jobs SET idempotency_key = NULL WHERE tenant_id = $1 AND idempotency_key = $2', [
+      req.tenantId,
+      idem.key,
+    ]);
     const { rows: inserted } = await client.query<JobRow>(
       `INSERT INTO jobs (id, tenant_id, type, input, metadata, callback_url, max_attempts,
                          idempotency_key, idempotency_hash, idempotency_expires_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10))
        RETURNING ${JOB_COLUMNS}`,
-      [id, req.tenantId, req.type, JSON.stringify(req.input), req.metadata === null ? null : JSON.stringify(req.metadata), req.callbackUrl, req.maxAttempts, idem.key, idem.fingerprint, this.#ttl],
+      [
+        id,
+        req.tenantId,
+        req.type,
+        JSON.stringify(req.input),
+        req.metadata === null ? null : JSON.stringify(req.metadata),
+        req.callbackUrl,
+        req.maxAttempts,
+        idem.key,
+        idem.fingerprint,
+        this.#ttl,
+      ],
     );
     const job = inserted[0];
     if (job === undefined) throw new Error('insert after key release returned no row');
@@ -291,7 +328,15 @@ function stripExtra(row: JobRow & { ord: number; locked: boolean }): JobRow {
   return job;
 }
 
-function jobOf(row: JobRow & { locked: boolean; created: boolean | null; hash: string | null; expired: boolean | null; ord?: number }): JobRow {
+function jobOf(
+  row: JobRow & {
+    locked: boolean;
+    created: boolean | null;
+    hash: string | null;
+    expired: boolean | null;
+    ord?: number;
+  },
+): JobRow {
   const { locked: _l, created: _c, hash: _h, expired: _e, ord: _o, ...job } = row;
   return job;
 }

@@ -58,10 +58,20 @@ export class Alerts {
     // One registry per service; a second Alerts on the same registry shares its counters.
     this.#raised =
       (existing as client.Counter<'kind'> | undefined) ??
-      new client.Counter({ name: 'longhaul_alerts_raised_total', help: 'Alerts raised, by kind', labelNames: ['kind'], registers: [registry] });
+      new client.Counter({
+        name: 'longhaul_alerts_raised_total',
+        help: 'Alerts raised, by kind',
+        labelNames: ['kind'],
+        registers: [registry],
+      });
     this.#cleared =
       (registry.getSingleMetric('longhaul_alerts_cleared_total') as client.Counter<'kind'> | undefined) ??
-      new client.Counter({ name: 'longhaul_alerts_cleared_total', help: 'Alerts cleared, by kind', labelNames: ['kind'], registers: [registry] });
+      new client.Counter({
+        name: 'longhaul_alerts_cleared_total',
+        help: 'Alerts cleared, by kind',
+        labelNames: ['kind'],
+        registers: [registry],
+      });
     if (registry.getSingleMetric('longhaul_alerts_active') === undefined) {
       const db = this.#db;
       new client.Gauge({
@@ -71,7 +81,9 @@ export class Alerts {
         registers: [registry],
         async collect() {
           this.reset();
-          const { rows } = await db.query<{ kind: string; n: number }>('SELECT kind, count(*)::int AS n FROM alerts WHERE cleared_at IS NULL GROUP BY kind');
+          const { rows } = await db.query<{ kind: string; n: number }>(
+            'SELECT kind, count(*)::int AS n FROM alerts WHERE cleared_at IS NULL GROUP BY kind',
+          );
           for (const r of rows) this.set({ kind: r.kind }, r.n);
         },
       });
@@ -150,11 +162,21 @@ export class Alerts {
 
   async #emit(event: AlertEvent): Promise<void> {
     for (const sink of this.#sinks) {
-      await sink.send(event).catch((err: unknown) => this.#log.warn({ err, sink: sink.name, alert: event.key }, 'alert sink failed'));
+      await sink
+        .send(event)
+        .catch((err: unknown) => this.#log.warn({ err, sink: sink.name, alert: event.key }, 'alert sink failed'));
     }
   }
 }
 
 function toEvent(row: AlertRow, state: AlertEvent['state']): AlertEvent {
-  return { state, key: row.key, kind: row.kind, message: row.message, details: row.details, raisedAt: row.raised_at, clearedAt: row.cleared_at };
+  return {
+    state,
+    key: row.key,
+    kind: row.kind,
+    message: row.message,
+    details: row.details,
+    raisedAt: row.raised_at,
+    clearedAt: row.cleared_at,
+  };
 }

@@ -62,8 +62,15 @@ function toEvent(r: EventRow): JobEvent {
 }
 
 /** The job of a tenant with its current event sequence, or undefined (also for another tenant's job). */
-export async function readSnapshot(db: Queryable, tenantId: string, jobId: string): Promise<{ job: JobRow; seq: number } | undefined> {
-  const { rows } = await db.query<JobRow & { event_seq: number }>(`SELECT ${JOB_COLUMNS}, event_seq FROM jobs WHERE id = $1 AND tenant_id = $2`, [jobId, tenantId]);
+export async function readSnapshot(
+  db: Queryable,
+  tenantId: string,
+  jobId: string,
+): Promise<{ job: JobRow; seq: number } | undefined> {
+  const { rows } = await db.query<JobRow & { event_seq: number }>(
+    `SELECT ${JOB_COLUMNS}, event_seq FROM jobs WHERE id = $1 AND tenant_id = $2`,
+    [jobId, tenantId],
+  );
   const row = rows[0];
   if (row === undefined) return undefined;
   const { event_seq: seq, ...job } = row;
@@ -84,7 +91,11 @@ export async function readEvents(db: Queryable, jobId: string, afterSeq: number,
 }
 
 /** For many jobs at once (one query per notification burst): up to `limit` events of each after its position. */
-export async function readEventsOfJobs(db: Queryable, positions: ReadonlyArray<{ jobId: string; after: number }>, limit: number): Promise<JobEvent[]> {
+export async function readEventsOfJobs(
+  db: Queryable,
+  positions: ReadonlyArray<{ jobId: string; after: number }>,
+  limit: number,
+): Promise<JobEvent[]> {
   const { rows } = await db.query<EventRow>(
     `SELECT e.job_id, e.seq, e.kind, e.data, e.created_at
        FROM unnest($1::uuid[], $2::bigint[]) AS p(job_id, after)
@@ -103,7 +114,12 @@ export async function readEventsOfJobs(db: Queryable, positions: ReadonlyArray<{
  * `limit`) and only the newest progress event (or, when the status events were cut off, only if it
  * comes before the last of them).
  */
-export async function readCoalesced(db: Queryable, jobId: string, afterSeq: number, limit: number): Promise<JobEvent[]> {
+export async function readCoalesced(
+  db: Queryable,
+  jobId: string,
+  afterSeq: number,
+  limit: number,
+): Promise<JobEvent[]> {
   const { rows } = await db.query<EventRow>(
     `(SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = $1 AND seq > $2 AND kind = 'status' ORDER BY seq LIMIT $3)
      UNION ALL
@@ -120,7 +136,11 @@ export async function readCoalesced(db: Queryable, jobId: string, afterSeq: numb
 }
 
 /** The progress a client had seen up to `seq` (the highest committed before it), so a resumed stream never goes back. */
-export async function progressUpTo(db: Queryable, jobId: string, seq: number): Promise<{ processed: number; percent: number | null }> {
+export async function progressUpTo(
+  db: Queryable,
+  jobId: string,
+  seq: number,
+): Promise<{ processed: number; percent: number | null }> {
   const { rows } = await db.query<{ processed: number | null; percent: number | null }>(
     `SELECT max((data->>'processed')::bigint) AS processed, max((data->>'percent')::float8) AS percent
        FROM job_events WHERE job_id = $1 AND seq <= $2 AND kind = 'progress'`,
@@ -133,10 +153,14 @@ function field(data: Json, name: string): Json | undefined {
   return typeof data === 'object' && data !== null && !Array.isArray(data) ? data[name] : undefined;
 }
 
-const num = (v: Json | undefined): number | null => (typeof v === 'number' ? v : typeof v === 'string' && v !== '' && Number.isFinite(Number(v)) ? Number(v) : null);
+const num = (v: Json | undefined): number | null =>
+  typeof v === 'number' ? v : typeof v === 'string' && v !== '' && Number.isFinite(Number(v)) ? Number(v) : null;
 
 /** The message for an event, with progress held at or above `floor` (what the client has already seen). */
-export function eventMessage(e: JobEvent, floor: { processed: number; percent: number | null }): ProgressMessage | StatusMessage {
+export function eventMessage(
+  e: JobEvent,
+  floor: { processed: number; percent: number | null },
+): ProgressMessage | StatusMessage {
   const at = e.createdAt.toISOString();
   if (e.kind === 'progress') {
     const percent = num(field(e.data, 'percent'));
@@ -147,7 +171,7 @@ export function eventMessage(e: JobEvent, floor: { processed: number; percent: n
       processed: Math.max(num(field(e.data, 'processed')) ?? 0, floor.processed),
       total: num(field(e.data, 'total')),
       percent: percent === null ? floor.percent : Math.max(percent, floor.percent ?? 0),
-    at,
+      at,
     };
   }
   return {

@@ -13,7 +13,14 @@ import type { Pool } from '../db/pool.ts';
 import { JOB_EVENTS_CHANNEL } from '../jobs/repository.ts';
 import { isTerminal } from '../jobs/state.ts';
 import type { Logger } from '../observability/logger.ts';
-import { eventMessage, readCoalesced, readEvents, readEventsOfJobs, type JobEvent, type SnapshotMessage } from './events.ts';
+import {
+  eventMessage,
+  readCoalesced,
+  readEvents,
+  readEventsOfJobs,
+  type JobEvent,
+  type SnapshotMessage,
+} from './events.ts';
 import { NotificationListener } from './listener.ts';
 
 /** Events a subscription takes at once (its queue never holds more). */
@@ -224,7 +231,8 @@ class Subscription {
         const lagging = channel.latestSeq - this.sentSeq > COALESCE_LAG;
         const batch = lagging
           ? await readCoalesced(this.#hub.pool, this.jobId, this.sentSeq, PAGE_SIZE)
-          : (channel.fromRing(this.sentSeq, PAGE_SIZE) ?? (await readEvents(this.#hub.pool, this.jobId, this.sentSeq, PAGE_SIZE)));
+          : (channel.fromRing(this.sentSeq, PAGE_SIZE) ??
+            (await readEvents(this.#hub.pool, this.jobId, this.sentSeq, PAGE_SIZE)));
         const last = batch.at(-1);
         if (last === undefined) {
           // Announced but not visible yet, or nothing after all: wait for the channel's next read.
@@ -452,7 +460,11 @@ export class RealtimeHub {
         for (const ch of batch) this.#dirty.delete(ch);
         let events: JobEvent[];
         try {
-          events = await readEventsOfJobs(this.pool, batch.map((ch) => ({ jobId: ch.jobId, after: ch.fetchedSeq })), FETCH_LIMIT);
+          events = await readEventsOfJobs(
+            this.pool,
+            batch.map((ch) => ({ jobId: ch.jobId, after: ch.fetchedSeq })),
+            FETCH_LIMIT,
+          );
         } catch (err) {
           this.log.warn({ err }, 'reading job events failed; retrying');
           for (const ch of batch) this.#dirty.add(ch);

@@ -21,7 +21,15 @@ const COLUMNS = 'job_id, name, tenant_id, storage_key, content_type, size, creat
 /** Records (or replaces, when a job's last step is redone) an artifact that was stored. */
 export async function recordArtifact(
   db: Queryable,
-  a: { jobId: string; tenantId: string; name: string; storageKey: string; contentType: string; size: number; retentionSeconds: number },
+  a: {
+    jobId: string;
+    tenantId: string;
+    name: string;
+    storageKey: string;
+    contentType: string;
+    size: number;
+    retentionSeconds: number;
+  },
 ): Promise<Artifact> {
   const { rows } = await db.query<Artifact>(
     `INSERT INTO artifacts (job_id, name, tenant_id, storage_key, content_type, size, expires_at)
@@ -46,7 +54,12 @@ export async function listArtifacts(db: Queryable, tenantId: string, jobId: stri
   return rows;
 }
 
-export async function getArtifact(db: Queryable, tenantId: string, jobId: string, name: string): Promise<Artifact | undefined> {
+export async function getArtifact(
+  db: Queryable,
+  tenantId: string,
+  jobId: string,
+  name: string,
+): Promise<Artifact | undefined> {
   const { rows } = await db.query<Artifact>(
     `SELECT ${COLUMNS} FROM artifacts WHERE job_id = $1 AND tenant_id = $2 AND name = $3 AND expires_at > now()`,
     [jobId, tenantId, name],
@@ -79,8 +92,17 @@ export type ArtifactLink = {
 };
 
 /** A signed, short-lived download link for an artifact. */
-export async function signedLink(signer: TokenSigner, publicUrl: string, a: Artifact, ttlSeconds: number): Promise<ArtifactLink> {
-  const { token, expiresAt } = await signer.sign('artifact', { sub: a.tenant_id, job: a.job_id, name: a.name }, ttlSeconds);
+export async function signedLink(
+  signer: TokenSigner,
+  publicUrl: string,
+  a: Artifact,
+  ttlSeconds: number,
+): Promise<ArtifactLink> {
+  const { token, expiresAt } = await signer.sign(
+    'artifact',
+    { sub: a.tenant_id, job: a.job_id, name: a.name },
+    ttlSeconds,
+  );
   return {
     name: a.name,
     content_type: a.content_type,

@@ -62,7 +62,8 @@ export class LocalStorage implements Storage {
     try {
       const { size } = await handle.stat();
       if (size < offset) throw new Error(`${key} holds ${size} bytes, fewer than the offset ${offset} to write at`);
-      for (let done = 0; done < buf.length; ) done += (await handle.write(buf, done, buf.length - done, offset + done)).bytesWritten;
+      for (let done = 0; done < buf.length;)
+        done += (await handle.write(buf, done, buf.length - done, offset + done)).bytesWritten;
       if (options.truncate === true && size > offset + buf.length) await handle.truncate(offset + buf.length);
     } finally {
       await handle.close();
@@ -124,4 +125,3 @@ async function syncDir(dir: string): Promise<void> {
     await handle.close();
   }
 }
-

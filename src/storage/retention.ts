@@ -17,7 +17,11 @@ export function jobFolder(jobId: string): string {
 }
 
 /** One pass: returns how many artifacts and job folders were removed. */
-export async function sweepArtifacts(pool: Pool, storage: Storage, retentionSeconds: number): Promise<{ artifacts: number; folders: number }> {
+export async function sweepArtifacts(
+  pool: Pool,
+  storage: Storage,
+  retentionSeconds: number,
+): Promise<{ artifacts: number; folders: number }> {
   let artifacts = 0;
   for (;;) {
     const expired = await takeExpiredArtifacts(pool, SWEEP_BATCH);

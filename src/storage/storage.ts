@@ -57,7 +57,8 @@ const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Throws unless every segment of `key` is a plain name (no `..`, no absolute paths, no separators). */
 export function checkKey(key: string): string[] {
   const parts = key.split('/');
-  if (parts.length === 0 || !parts.every((p) => SEGMENT.test(p) && p !== '..')) throw new Error(`invalid storage key ${JSON.stringify(key)}`);
+  if (parts.length === 0 || !parts.every((p) => SEGMENT.test(p) && p !== '..'))
+    throw new Error(`invalid storage key ${JSON.stringify(key)}`);
   return parts;
 }
 

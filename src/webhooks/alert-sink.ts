@@ -31,7 +31,11 @@ export function signedWebhookAlertSink(url: string, secret: string): AlertSink {
       const id = `msg_${randomUUID().replaceAll('-', '')}`;
       const res = await request(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'user-agent': 'longhaul-alerts/1', ...webhookHeaders({ scheme: 'v1', secrets: [secret] }, id, Math.floor(Date.now() / 1000), body) },
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'longhaul-alerts/1',
+          ...webhookHeaders({ scheme: 'v1', secrets: [secret] }, id, Math.floor(Date.now() / 1000), body),
+        },
         body,
         // undici does not follow redirects unless asked to: a 3xx is a failure here too.
         signal: AbortSignal.timeout(ALERT_TIMEOUT_MS),

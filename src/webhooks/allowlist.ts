@@ -58,7 +58,9 @@ export function callbackUrlProblem(raw: string, allow: CallbackAllowList): strin
   if (url.hash !== '') return 'must not contain a fragment';
   if (url.protocol === 'https:') return undefined;
   if (url.protocol === 'http:') {
-    return allow.allowsHost(url.hostname) ? undefined : 'must use https (plain http only for hosts in LONGHAUL_CALLBACK_ALLOW)';
+    return allow.allowsHost(url.hostname)
+      ? undefined
+      : 'must use https (plain http only for hosts in LONGHAUL_CALLBACK_ALLOW)';
   }
   return 'must use https';
 }

@@ -58,7 +58,12 @@ export class OutcomeWindow {
  * Opens a closed breaker and moves the endpoint's waiting deliveries past the cool-down (so the claim
  * query does not keep stepping over them). Returns false when another dispatcher opened it first.
  */
-export async function openBreaker(db: Queryable, endpoint: string, cooldownSeconds: number, fromStates: BreakerState[] = ['closed']): Promise<boolean> {
+export async function openBreaker(
+  db: Queryable,
+  endpoint: string,
+  cooldownSeconds: number,
+  fromStates: BreakerState[] = ['closed'],
+): Promise<boolean> {
   const { rows } = await db.query<{ opened: number }>(
     `WITH o AS (
        INSERT INTO webhook_endpoints (endpoint, state, retry_at, opened_at, updated_at)
@@ -127,6 +132,8 @@ export async function listTenantEndpoints(db: Queryable, tenantId: string): Prom
 
 /** Number of endpoints in each state, for the metrics gauge. */
 export async function endpointStates(db: Queryable): Promise<Array<{ endpoint: string; state: BreakerState }>> {
-  const { rows } = await db.query<{ endpoint: string; state: BreakerState }>('SELECT endpoint, state FROM webhook_endpoints ORDER BY endpoint');
+  const { rows } = await db.query<{ endpoint: string; state: BreakerState }>(
+    'SELECT endpoint, state FROM webhook_endpoints ORDER BY endpoint',
+  );
   return rows;
 }

@@ -28,7 +28,14 @@ import { WEBHOOKS_CHANNEL } from './outbox.ts';
 import { nextDelaySeconds } from './schedule.ts';
 import { WebhookSender, type AttemptResult } from './send.ts';
 import { privateKeyOf, webhookHeaders, type Signer } from './sign.ts';
-import { claimDeliveries, recordAttempts, releaseDeliveries, secondsUntilNextDue, type AttemptRecord, type ClaimedDelivery } from './store.ts';
+import {
+  claimDeliveries,
+  recordAttempts,
+  releaseDeliveries,
+  secondsUntilNextDue,
+  type AttemptRecord,
+  type ClaimedDelivery,
+} from './store.ts';
 
 /** Most deliveries claimed by one statement. */
 const MAX_CLAIM_BATCH = 256;
@@ -174,7 +181,9 @@ export class Dispatcher {
     if (this.#inflight.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       const drained = new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
-      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, (this.#o.drainSeconds ?? 30) * 1000)));
+      const timeout = new Promise<void>(
+        (resolve) => (timer = setTimeout(resolve, (this.#o.drainSeconds ?? 30) * 1000)),
+      );
       await Promise.race([drained, timeout]);
       clearTimeout(timer);
     }
@@ -258,7 +267,13 @@ export class Dispatcher {
         for (const r of this.#ready) held.set(r.row.endpoint, (held.get(r.row.endpoint) ?? 0) + 1);
         const busy = new Map<string, number>();
         for (const [endpoint, n] of held) busy.set(endpoint, Math.max(0, perEndpoint - n));
-        const rows = await claimDeliveries(this.#o.pool, { token, limit: wanted, perEndpoint, busy, leaseSeconds: this.#s.leaseSeconds });
+        const rows = await claimDeliveries(this.#o.pool, {
+          token,
+          limit: wanted,
+          perEndpoint,
+          busy,
+          leaseSeconds: this.#s.leaseSeconds,
+        });
         lastClaimed = rows.length;
         await this.#startAll(rows, token, claimedAt);
         this.#startReady();
@@ -281,12 +296,16 @@ export class Dispatcher {
     if (this.#stopping) return;
     const late = performance.now() - this.#startBy;
     const stale: Ready[] = [];
-    for (let i = 0; i < this.#ready.length && this.#inflight.size < this.#s.concurrency; ) {
+    for (let i = 0; i < this.#ready.length && this.#inflight.size < this.#s.concurrency;) {
       const r = this.#ready[i];
       if (r !== undefined && r.claimedAt < late) {
         this.#ready.splice(i, 1);
         stale.push(r);
-      } else if (r !== undefined && !this.#held.has(r.row.endpoint) && (this.#perEndpoint.get(r.row.endpoint) ?? 0) < this.#s.endpointConcurrency) {
+      } else if (
+        r !== undefined &&
+        !this.#held.has(r.row.endpoint) &&
+        (this.#perEndpoint.get(r.row.endpoint) ?? 0) < this.#s.endpointConcurrency
+      ) {
         this.#ready.splice(i, 1);
         this.#begin(r.row, r.token, false);
       } else i++;
@@ -295,7 +314,12 @@ export class Dispatcher {
       this.#metrics.givenBack.inc(stale.length);
       void this.#release(stale)
         .then(() => this.wake())
-        .catch((err: unknown) => this.#o.log.warn({ err }, 'webhook dispatcher: giving back deliveries buffered too long failed; their leases will expire'));
+        .catch((err: unknown) =>
+          this.#o.log.warn(
+            { err },
+            'webhook dispatcher: giving back deliveries buffered too long failed; their leases will expire',
+          ),
+        );
     }
   }
 
@@ -332,10 +356,18 @@ export class Dispatcher {
         this.#o.log.info({ endpoint }, 'webhook circuit breaker half-open: sending one probe');
         this.#begin(probe, token, true);
         await this.#releaseReady(endpoint);
-        await releaseDeliveries(this.#o.pool, rest.map((r) => r.id), token);
+        await releaseDeliveries(
+          this.#o.pool,
+          rest.map((r) => r.id),
+          token,
+        );
       } else {
         await this.#releaseReady(endpoint);
-        await releaseDeliveries(this.#o.pool, group.map((r) => r.id), token);
+        await releaseDeliveries(
+          this.#o.pool,
+          group.map((r) => r.id),
+          token,
+        );
       }
     }
   }
@@ -344,7 +376,9 @@ export class Dispatcher {
     this.#inflight.set(row.id, token);
     this.#perEndpoint.set(row.endpoint, (this.#perEndpoint.get(row.endpoint) ?? 0) + 1);
     this.#attempt(row, token, probe)
-      .catch((err: unknown) => this.#o.log.error({ err, delivery: row.id }, 'webhook dispatcher: attempt failed unexpectedly'))
+      .catch((err: unknown) =>
+        this.#o.log.error({ err, delivery: row.id }, 'webhook dispatcher: attempt failed unexpectedly'),
+      )
       .finally(() => {
         this.#inflight.delete(row.id);
         const left = (this.#perEndpoint.get(row.endpoint) ?? 1) - 1;
@@ -358,12 +392,24 @@ export class Dispatcher {
 
   async #attempt(row: ClaimedDelivery, token: string, probe: boolean): Promise<void> {
     const startedAt = new Date();
-    if (row.attempts_made === 0 && !row.replayed) this.#metrics.firstAttemptLag.observe(Math.max(0, startedAt.getTime() - row.created_at.getTime()) / 1000);
+    if (row.attempts_made === 0 && !row.replayed)
+      this.#metrics.firstAttemptLag.observe(Math.max(0, startedAt.getTime() - row.created_at.getTime()) / 1000);
     const signer = signerOf(row);
     const result: AttemptResult =
       signer === undefined
-        ? { kind: 'failed', statusCode: null, error: 'the tenant has no active webhook secret or signing key', response: null, durationMs: 0, retryAfterSeconds: undefined }
-        : await this.#sender.send(row.url, webhookHeaders(signer, row.webhook_id, Math.floor(Date.now() / 1000), row.payload), row.payload);
+        ? {
+            kind: 'failed',
+            statusCode: null,
+            error: 'the tenant has no active webhook secret or signing key',
+            response: null,
+            durationMs: 0,
+            retryAfterSeconds: undefined,
+          }
+        : await this.#sender.send(
+            row.url,
+            webhookHeaders(signer, row.webhook_id, Math.floor(Date.now() / 1000), row.payload),
+            row.payload,
+          );
     if (this.#abandoned) return;
     const attempt = row.attempts_made + 1;
     const ok = result.kind === 'success';
@@ -371,7 +417,11 @@ export class Dispatcher {
     let delaySeconds = 0;
     if (result.kind === 'gone' || result.kind === 'refused') status = 'DEAD';
     else if (!ok) {
-      const delay = nextDelaySeconds(this.#s, { attempt, throttled: result.kind === 'throttled', retryAfterSeconds: result.retryAfterSeconds });
+      const delay = nextDelaySeconds(this.#s, {
+        attempt,
+        throttled: result.kind === 'throttled',
+        retryAfterSeconds: result.retryAfterSeconds,
+      });
       if (delay === undefined) status = 'DEAD';
       else {
         status = 'PENDING';
@@ -441,7 +491,11 @@ export class Dispatcher {
         const opened = await openBreaker(pool, endpoint, this.#s.breaker.cooldownSeconds);
         this.#held.add(endpoint);
         await this.#releaseReady(endpoint);
-        if (opened) this.#o.log.warn({ endpoint, ...counts, cooldown_seconds: this.#s.breaker.cooldownSeconds }, 'webhook circuit breaker opened');
+        if (opened)
+          this.#o.log.warn(
+            { endpoint, ...counts, cooldown_seconds: this.#s.breaker.cooldownSeconds },
+            'webhook circuit breaker opened',
+          );
       }
     } catch (err) {
       this.#o.log.warn({ err, endpoint }, 'webhook dispatcher: updating the circuit breaker failed');
@@ -457,7 +511,10 @@ export class Dispatcher {
         recorded = await this.#record(batch);
       } catch (err) {
         if (this.#stopping) {
-          this.#o.log.error({ err, n: batch.length }, 'webhook dispatcher: could not record attempts while stopping; their leases will expire and they are retried');
+          this.#o.log.error(
+            { err, n: batch.length },
+            'webhook dispatcher: could not record attempts while stopping; their leases will expire and they are retried',
+          );
           return;
         }
         this.#o.log.warn({ err }, 'webhook dispatcher: recording attempts failed; retrying');
@@ -468,7 +525,8 @@ export class Dispatcher {
       for (const r of batch) {
         if (!recorded.has(r.id)) continue;
         if (r.status === 'DEAD') this.#dead(r);
-        else if (r.status === 'SUCCEEDED' && r.replayed) this.#alert('clearing the dead-delivery alert', (alerts) => alerts.clear(`delivery-dead:${r.id}`));
+        else if (r.status === 'SUCCEEDED' && r.replayed)
+          this.#alert('clearing the dead-delivery alert', (alerts) => alerts.clear(`delivery-dead:${r.id}`));
       }
     }
   }
@@ -489,7 +547,10 @@ export class Dispatcher {
       return await recordAttempts(this.#o.pool, batch, windows);
     } catch (err) {
       if (!isDataException(err)) throw err;
-      this.#o.log.warn({ err, n: batch.length }, 'webhook dispatcher: a batch of attempts holds data Postgres refuses; recording them one by one');
+      this.#o.log.warn(
+        { err, n: batch.length },
+        'webhook dispatcher: a batch of attempts holds data Postgres refuses; recording them one by one',
+      );
     }
     const recorded = new Set<string>();
     for (const r of batch) {
@@ -497,7 +558,10 @@ export class Dispatcher {
         for (const id of await recordAttempts(this.#o.pool, [r], windows)) recorded.add(id);
       } catch (err) {
         if (!isDataException(err)) throw err;
-        this.#o.log.error({ err, delivery: r.id }, 'webhook dispatcher: an attempt holds data Postgres refuses; it is not recorded and is attempted again after its lease');
+        this.#o.log.error(
+          { err, delivery: r.id },
+          'webhook dispatcher: an attempt holds data Postgres refuses; it is not recorded and is attempted again after its lease',
+        );
       }
     }
     return recorded;
@@ -505,12 +569,31 @@ export class Dispatcher {
 
   #dead(r: Recorded): void {
     this.#metrics.dead.inc();
-    this.#o.log.warn({ delivery: r.id, webhook_id: r.webhookId, job_id: r.jobId, endpoint: r.endpoint, attempts: r.attempt, error: r.error }, 'webhook delivery DEAD');
+    this.#o.log.warn(
+      {
+        delivery: r.id,
+        webhook_id: r.webhookId,
+        job_id: r.jobId,
+        endpoint: r.endpoint,
+        attempts: r.attempt,
+        error: r.error,
+      },
+      'webhook delivery DEAD',
+    );
     this.#alert('raising the dead-delivery alert', (alerts) =>
       alerts.raise(`delivery-dead:${r.id}`, {
         kind: 'delivery-dead',
         message: `webhook delivery ${r.webhookId} of job ${r.jobId} to ${r.endpoint} is DEAD after ${r.attempt} attempt(s): ${r.error ?? 'failed'}`,
-        details: { delivery_id: r.id, webhook_id: r.webhookId, job_id: r.jobId, tenant_id: r.tenantId, endpoint: r.endpoint, attempts: r.attempt, error: r.error, status_code: r.statusCode },
+        details: {
+          delivery_id: r.id,
+          webhook_id: r.webhookId,
+          job_id: r.jobId,
+          tenant_id: r.tenantId,
+          endpoint: r.endpoint,
+          attempts: r.attempt,
+          error: r.error,
+          status_code: r.statusCode,
+        },
       }),
     );
   }
@@ -524,9 +607,11 @@ export class Dispatcher {
   #alert(what: string, send: (alerts: Alerts) => Promise<boolean>): void {
     const alerts = this.#o.alerts;
     if (alerts === undefined) return;
-    this.#alerting = this.#alerting.then(() => send(alerts)).then(
-      () => undefined,
-      (err: unknown) => this.#o.log.warn({ err }, `webhook dispatcher: ${what} failed`),
-    );
+    this.#alerting = this.#alerting
+      .then(() => send(alerts))
+      .then(
+        () => undefined,
+        (err: unknown) => this.#o.log.warn({ err }, `webhook dispatcher: ${what} failed`),
+      );
   }
 }

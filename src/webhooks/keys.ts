@@ -25,7 +25,11 @@ const SECRET_PREFIX_CHARS = 10;
  * Adds a new secret; every other active secret stays valid for `graceSeconds` more (0 revokes them now).
  * Returns the new secret, shown once.
  */
-export async function rotateSecret(db: Queryable, tenantId: string, graceSeconds: number): Promise<SecretInfo & { secret: string }> {
+export async function rotateSecret(
+  db: Queryable,
+  tenantId: string,
+  graceSeconds: number,
+): Promise<SecretInfo & { secret: string }> {
   const secret = generateWebhookSecret();
   const { rows } = await db.query<{ id: string; created_at: Date }>(
     `WITH old AS (
@@ -36,7 +40,13 @@ export async function rotateSecret(db: Queryable, tenantId: string, graceSeconds
   );
   const row = rows[0];
   if (row === undefined) throw new Error('secret insert returned no row');
-  return { id: row.id, prefix: secret.slice(0, SECRET_PREFIX_CHARS), created_at: row.created_at, expires_at: null, secret };
+  return {
+    id: row.id,
+    prefix: secret.slice(0, SECRET_PREFIX_CHARS),
+    created_at: row.created_at,
+    expires_at: null,
+    secret,
+  };
 }
 
 /** The tenant's secrets that still sign deliveries, newest first. */
@@ -81,11 +91,20 @@ export async function rotateSigningKey(db: Queryable, tenantId: string, graceSec
      INSERT INTO webhook_signing_keys (kid, tenant_id, private_pem, public_jwk) VALUES ($1, $2, $3, $4) RETURNING created_at`,
     [key.kid, tenantId, key.privatePem, JSON.stringify(key.publicJwk), graceSeconds],
   );
-  return { kid: key.kid, public_key: key.publicKey, public_jwk: key.publicJwk, created_at: rows[0]?.created_at ?? new Date(), expires_at: null };
+  return {
+    kid: key.kid,
+    public_key: key.publicKey,
+    public_jwk: key.publicJwk,
+    created_at: rows[0]?.created_at ?? new Date(),
+    expires_at: null,
+  };
 }
 
 export async function signatureScheme(db: Queryable, tenantId: string): Promise<SignatureScheme> {
-  const { rows } = await db.query<{ scheme: SignatureScheme }>('SELECT scheme FROM webhook_settings WHERE tenant_id = $1', [tenantId]);
+  const { rows } = await db.query<{ scheme: SignatureScheme }>(
+    'SELECT scheme FROM webhook_settings WHERE tenant_id = $1',
+    [tenantId],
+  );
   return rows[0]?.scheme ?? 'v1';
 }
 

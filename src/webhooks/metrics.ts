@@ -13,7 +13,13 @@ export function webhookMetrics(registry: Registry) {
     attempts: once(
       registry,
       'longhaul_webhook_attempts_total',
-      () => new client.Counter({ name: 'longhaul_webhook_attempts_total', help: 'Delivery attempts by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+      () =>
+        new client.Counter({
+          name: 'longhaul_webhook_attempts_total',
+          help: 'Delivery attempts by outcome',
+          labelNames: ['outcome'] as const,
+          registers: [registry],
+        }),
     ),
     attemptDuration: once(
       registry,
@@ -36,7 +42,16 @@ export function webhookMetrics(registry: Registry) {
           registers: [registry],
         }),
     ),
-    dead: once(registry, 'longhaul_webhook_dead_total', () => new client.Counter({ name: 'longhaul_webhook_dead_total', help: 'Deliveries that went DEAD', registers: [registry] })),
+    dead: once(
+      registry,
+      'longhaul_webhook_dead_total',
+      () =>
+        new client.Counter({
+          name: 'longhaul_webhook_dead_total',
+          help: 'Deliveries that went DEAD',
+          registers: [registry],
+        }),
+    ),
     firstAttemptLag: once(
       registry,
       'longhaul_webhook_first_attempt_lag_seconds',

@@ -23,7 +23,11 @@ export interface FailureInfo {
  * the wait up to the schedule's longest delay, never shorten it below the schedule (within bounds: a
  * partner cannot park a delivery for days nor make us hammer it).
  */
-export function nextDelaySeconds(policy: RetryPolicy, failure: FailureInfo, random: () => number = Math.random): number | undefined {
+export function nextDelaySeconds(
+  policy: RetryPolicy,
+  failure: FailureInfo,
+  random: () => number = Math.random,
+): number | undefined {
   const base = policy.scheduleSeconds[failure.attempt - 1];
   if (base === undefined) return undefined;
   let wait = base * (1 + policy.jitter * (2 * random() - 1));

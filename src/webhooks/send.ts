@@ -47,7 +47,8 @@ export interface SenderOptions {
 
 function errorText(err: unknown): { text: string; timeout: boolean; refused: boolean } {
   const e = err as { name?: string; code?: string; message?: string; cause?: unknown };
-  if (e.name === 'SsrfRefusedError' || e.code === 'ERR_SSRF_REFUSED') return { text: e.message ?? 'refused', timeout: false, refused: true };
+  if (e.name === 'SsrfRefusedError' || e.code === 'ERR_SSRF_REFUSED')
+    return { text: e.message ?? 'refused', timeout: false, refused: true };
   const cause = e.cause as { name?: string; code?: string } | undefined;
   if (cause?.name === 'SsrfRefusedError') return errorText(cause);
   const timeout =
@@ -56,7 +57,9 @@ function errorText(err: unknown): { text: string; timeout: boolean; refused: boo
     e.code === 'UND_ERR_HEADERS_TIMEOUT' ||
     e.code === 'UND_ERR_BODY_TIMEOUT' ||
     cause?.name === 'TimeoutError';
-  const text = timeout ? `timeout: ${e.message ?? 'no answer in time'}` : `${e.code ?? e.name ?? 'Error'}: ${e.message ?? String(err)}`;
+  const text = timeout
+    ? `timeout: ${e.message ?? 'no answer in time'}`
+    : `${e.code ?? e.name ?? 'Error'}: ${e.message ?? String(err)}`;
   return { text, timeout, refused: false };
 }
 
@@ -96,7 +99,14 @@ export class WebhookSender {
       durationMs: Math.round(performance.now() - started),
     });
     const refused = this.refusal(url);
-    if (refused !== undefined) return done({ kind: 'refused', statusCode: null, error: `refused: ${refused}`, response: null, retryAfterSeconds: undefined });
+    if (refused !== undefined)
+      return done({
+        kind: 'refused',
+        statusCode: null,
+        error: `refused: ${refused}`,
+        response: null,
+        retryAfterSeconds: undefined,
+      });
     const target = new URL(url);
     try {
       const res = await this.#agent.request({
@@ -120,13 +130,33 @@ export class WebhookSender {
       const response = Buffer.concat(chunks).subarray(0, STORED_RESPONSE_BYTES).toString('utf8');
       const code = res.statusCode;
       const retryAfter = parseRetryAfter(headerValue(res.headers['retry-after']));
-      if (code >= 200 && code < 300) return done({ kind: 'success', statusCode: code, error: null, response, retryAfterSeconds: undefined });
-      if (code === 410) return done({ kind: 'gone', statusCode: code, error: '410 Gone: the endpoint asked to stop', response, retryAfterSeconds: undefined });
+      if (code >= 200 && code < 300)
+        return done({ kind: 'success', statusCode: code, error: null, response, retryAfterSeconds: undefined });
+      if (code === 410)
+        return done({
+          kind: 'gone',
+          statusCode: code,
+          error: '410 Gone: the endpoint asked to stop',
+          response,
+          retryAfterSeconds: undefined,
+        });
       const error = code >= 300 && code < 400 ? `redirect ${code} (redirects are not followed)` : `HTTP ${code}`;
-      return done({ kind: code === 429 ? 'throttled' : 'failed', statusCode: code, error, response, retryAfterSeconds: retryAfter });
+      return done({
+        kind: code === 429 ? 'throttled' : 'failed',
+        statusCode: code,
+        error,
+        response,
+        retryAfterSeconds: retryAfter,
+      });
     } catch (err) {
       const { text, timeout, refused: ssrf } = errorText(err);
-      return done({ kind: ssrf ? 'refused' : timeout ? 'throttled' : 'failed', statusCode: null, error: text, response: null, retryAfterSeconds: undefined });
+      return done({
+        kind: ssrf ? 'refused' : timeout ? 'throttled' : 'failed',
+        statusCode: null,
+        error: text,
+        response: null,
+        retryAfterSeconds: undefined,
+      });
     }
   }
 

@@ -3,7 +3,14 @@
  * `v1` is HMAC-SHA256 with the `whsec_` secret's bytes, `v1a` is Ed25519. The `webhook-signature`
  * header carries one space-separated `scheme,base64` entry per active secret or key (rotation).
  */
-import { createHmac, createPrivateKey, createSecretKey, generateKeyPairSync, sign as edSign, type KeyObject } from 'node:crypto';
+import {
+  createHmac,
+  createPrivateKey,
+  createSecretKey,
+  generateKeyPairSync,
+  sign as edSign,
+  type KeyObject,
+} from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
 
 export const SECRET_PREFIX = 'whsec_';
@@ -35,7 +42,12 @@ function hmacKeyOf(secret: string): KeyObject {
 
 /** One `v1,<base64>` entry. */
 export function signV1(secret: string, id: string, timestamp: number, body: string): string {
-  return 'v1,' + createHmac('sha256', hmacKeyOf(secret)).update(signedContent(id, timestamp, body)).digest('base64');
+  return (
+    'v1,' +
+    createHmac('sha256', hmacKeyOf(secret))
+      .update(signedContent(id, timestamp, body))
+      .digest('base64')
+  );
 }
 
 /** One `v1a,<base64>` entry (Ed25519). */
@@ -48,7 +60,10 @@ export type Signer = { scheme: 'v1'; secrets: string[] } | { scheme: 'v1a'; keys
 
 /** The three Standard Webhooks headers of one attempt. */
 export function webhookHeaders(signer: Signer, id: string, timestamp: number, body: string): Record<string, string> {
-  const entries = signer.scheme === 'v1' ? signer.secrets.map((s) => signV1(s, id, timestamp, body)) : signer.keys.map((k) => signV1a(k, id, timestamp, body));
+  const entries =
+    signer.scheme === 'v1'
+      ? signer.secrets.map((s) => signV1(s, id, timestamp, body))
+      : signer.keys.map((k) => signV1a(k, id, timestamp, body));
   return { 'webhook-id': id, 'webhook-timestamp': String(timestamp), 'webhook-signature': entries.join(' ') };
 }
 

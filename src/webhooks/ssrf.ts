@@ -84,12 +84,14 @@ export function guardedLookup(allow: CallbackAllowList) {
       if (!allow.allowsHost(hostname)) {
         for (const a of addresses) {
           const problem = addressProblem(a.address, allow);
-          if (problem !== undefined) return callback(new SsrfRefusedError(`refused to connect to ${hostname}: ${problem}`), []);
+          if (problem !== undefined)
+            return callback(new SsrfRefusedError(`refused to connect to ${hostname}: ${problem}`), []);
         }
       }
       if (options.all === true) return callback(null, addresses);
       const first = addresses[0];
-      if (first === undefined) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), []);
+      if (first === undefined)
+        return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), []);
       callback(null, first.address, first.family);
     });
   };

@@ -131,7 +131,11 @@ export interface AttemptRecord {
  * endpoints' counters. A row whose claim was lost (its lease ran out and another dispatcher took it) is
  * not touched. Returns the ids that were recorded.
  */
-export async function recordAttempts(db: Queryable, batch: AttemptRecord[], windows: Map<string, { total: number; failures: number }>): Promise<Set<string>> {
+export async function recordAttempts(
+  db: Queryable,
+  batch: AttemptRecord[],
+  windows: Map<string, { total: number; failures: number }>,
+): Promise<Set<string>> {
   const endpoints = new Map<string, { ok: number; failed: number; gone: boolean; lastOk: boolean | undefined }>();
   for (const r of batch) {
     if (!r.countsForEndpoint) continue;
@@ -263,7 +267,10 @@ export async function deliveriesOfJob(db: Queryable, tenantId: string, jobId: st
 }
 
 export async function getDelivery(db: Queryable, tenantId: string, id: string): Promise<DeliveryRow | undefined> {
-  const { rows } = await db.query<DeliveryRow>(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND tenant_id = $2`, [id, tenantId]);
+  const { rows } = await db.query<DeliveryRow>(
+    `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND tenant_id = $2`,
+    [id, tenantId],
+  );
   return rows[0];
 }
 
@@ -279,7 +286,11 @@ export interface DeliveryFilter {
 }
 
 /** Newest first, keyset-paginated on (created_at, id). */
-export async function listDeliveries(db: Queryable, tenantId: string, f: DeliveryFilter): Promise<{ rows: DeliveryRow[]; next: { createdAt: string; id: string } | null }> {
+export async function listDeliveries(
+  db: Queryable,
+  tenantId: string,
+  f: DeliveryFilter,
+): Promise<{ rows: DeliveryRow[]; next: { createdAt: string; id: string } | null }> {
   const { rows } = await db.query<DeliveryRow & { created_key: string }>(
     `SELECT ${DELIVERY_COLUMNS}, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key
        FROM webhook_deliveries
@@ -288,7 +299,15 @@ export async function listDeliveries(db: Queryable, tenantId: string, f: Deliver
         AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::uuid))
       ORDER BY created_at DESC, id DESC
       LIMIT $7`,
-    [tenantId, f.status ?? null, f.since ?? null, f.until ?? null, f.after?.createdAt ?? null, f.after?.id ?? null, f.limit + 1],
+    [
+      tenantId,
+      f.status ?? null,
+      f.since ?? null,
+      f.until ?? null,
+      f.after?.createdAt ?? null,
+      f.after?.id ?? null,
+      f.limit + 1,
+    ],
   );
   const more = rows.length > f.limit;
   const page = more ? rows.slice(0, f.limit) : rows;
@@ -303,7 +322,11 @@ export async function listDeliveries(db: Queryable, tenantId: string, f: Deliver
  * Puts finished deliveries back in the queue, due now, with the same webhook-id and a fresh retry
  * schedule (their attempt log is kept). `ids` limits it to those; otherwise every DEAD one in the range.
  */
-export async function redeliver(db: Queryable, tenantId: string, sel: { ids: string[] } | { since?: Date | undefined; until?: Date | undefined }): Promise<string[]> {
+export async function redeliver(
+  db: Queryable,
+  tenantId: string,
+  sel: { ids: string[] } | { since?: Date | undefined; until?: Date | undefined },
+): Promise<string[]> {
   const byId = 'ids' in sel;
   const { rows } = await db.query<{ id: string }>(
     `UPDATE webhook_deliveries

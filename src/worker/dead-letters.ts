@@ -27,7 +27,11 @@ export interface DeadLetterFilter {
   after?: { at: string; id: string } | undefined;
 }
 
-export async function listDeadLetters(db: Queryable, tenantId: string, f: DeadLetterFilter): Promise<{ rows: DeadLetter[]; next: { at: string; id: string } | null }> {
+export async function listDeadLetters(
+  db: Queryable,
+  tenantId: string,
+  f: DeadLetterFilter,
+): Promise<{ rows: DeadLetter[]; next: { at: string; id: string } | null }> {
   const { rows } = await db.query<JobRow & { dead_lettered_at: Date; at_key: string }>(
     `SELECT ${JOB_COLUMNS}, dead_lettered_at,
             to_char(dead_lettered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at_key
@@ -52,11 +56,22 @@ export async function listDeadLetters(db: Queryable, tenantId: string, f: DeadLe
 
 export type ReplayFrom = 'checkpoint' | 'start';
 
-export type ReplayOutcome = { kind: 'replayed'; job: JobRow } | { kind: 'not-found' } | { kind: 'not-failed'; job: JobRow };
+export type ReplayOutcome =
+  { kind: 'replayed'; job: JobRow } | { kind: 'not-found' } | { kind: 'not-failed'; job: JobRow };
 
 /** Replays one FAILED job: fresh attempts, a new execution, PENDING; from its checkpoint or from scratch. */
-export async function replayJob(db: Queryable, boss: PgBoss, registry: JobTypeRegistry, tenantId: string, jobId: string, from: ReplayFrom): Promise<ReplayOutcome> {
-  const { rows } = await db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2 FOR UPDATE`, [jobId, tenantId]);
+export async function replayJob(
+  db: Queryable,
+  boss: PgBoss,
+  registry: JobTypeRegistry,
+  tenantId: string,
+  jobId: string,
+  from: ReplayFrom,
+): Promise<ReplayOutcome> {
+  const { rows } = await db.query<JobRow>(
+    `SELECT ${JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2 FOR UPDATE`,
+    [jobId, tenantId],
+  );
   const job = rows[0];
   if (job === undefined) return { kind: 'not-found' };
   if (job.status !== 'FAILED') return { kind: 'not-failed', job };

@@ -54,13 +54,27 @@ export async function sendExecution(boss: PgBoss, db: Queryable, n: NextExecutio
 }
 
 /** Completes an execution (fenced to the attempt fetched). */
-export async function completeExecution(boss: PgBoss, db: Queryable, a: Pick<ExecutionAttempt, 'id' | 'retryCount'>, output?: { [k: string]: Json }): Promise<void> {
+export async function completeExecution(
+  boss: PgBoss,
+  db: Queryable,
+  a: Pick<ExecutionAttempt, 'id' | 'retryCount'>,
+  output?: { [k: string]: Json },
+): Promise<void> {
   await boss.complete(QUEUES.jobs, { id: a.id, retryCount: a.retryCount }, output ?? null, { db: bossDb(db) });
 }
 
 /** Completes many executions in one statement (each fenced to the attempt fetched). */
-export async function completeExecutions(boss: PgBoss, db: Queryable, attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>): Promise<void> {
-  await boss.complete(QUEUES.jobs, attempts.map((a) => ({ id: a.id, retryCount: a.retryCount })), null, { db: bossDb(db) });
+export async function completeExecutions(
+  boss: PgBoss,
+  db: Queryable,
+  attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>,
+): Promise<void> {
+  await boss.complete(
+    QUEUES.jobs,
+    attempts.map((a) => ({ id: a.id, retryCount: a.retryCount })),
+    null,
+    { db: bossDb(db) },
+  );
 }
 
 /**
@@ -68,9 +82,18 @@ export async function completeExecutions(boss: PgBoss, db: Queryable, attempts: 
  * through the `db` option without running it: a statement for a pipelined transaction. Undefined if
  * pg-boss did not issue exactly one statement.
  */
-export async function completeExecutionsQuery(boss: PgBoss, attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>): Promise<PipelinedQuery | undefined> {
+export async function completeExecutionsQuery(
+  boss: PgBoss,
+  attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>,
+): Promise<PipelinedQuery | undefined> {
   const captured = await captureBossSql(
-    (db) => boss.complete(QUEUES.jobs, attempts.map((a) => ({ id: a.id, retryCount: a.retryCount })), null, { db }),
+    (db) =>
+      boss.complete(
+        QUEUES.jobs,
+        attempts.map((a) => ({ id: a.id, retryCount: a.retryCount })),
+        null,
+        { db },
+      ),
     // The answer pg-boss reads from its settle statements: the count and ids settled.
     [{ count: '0', ids: [] }],
   );
@@ -78,7 +101,12 @@ export async function completeExecutionsQuery(boss: PgBoss, attempts: Array<Pick
 }
 
 /** Fails an execution so that pg-boss retries it with backoff (or dead-letters it when out of retries). */
-export async function failExecution(boss: PgBoss, db: Queryable, a: Pick<ExecutionAttempt, 'id' | 'retryCount'>, error: { [k: string]: Json }): Promise<void> {
+export async function failExecution(
+  boss: PgBoss,
+  db: Queryable,
+  a: Pick<ExecutionAttempt, 'id' | 'retryCount'>,
+  error: { [k: string]: Json },
+): Promise<void> {
   await boss.fail(QUEUES.jobs, { id: a.id, retryCount: a.retryCount }, error, { db: bossDb(db) });
 }
 
@@ -87,7 +115,13 @@ export async function failExecution(boss: PgBoss, db: Queryable, a: Pick<Executi
  * does it (fail); a permanent error before that cannot skip pg-boss's retries, so the execution is
  * completed and its dead letter written directly, in the same shape.
  */
-export async function deadLetterExecution(boss: PgBoss, db: Queryable, a: ExecutionAttempt, jobId: string, output: { [k: string]: Json }): Promise<void> {
+export async function deadLetterExecution(
+  boss: PgBoss,
+  db: Queryable,
+  a: ExecutionAttempt,
+  jobId: string,
+  output: { [k: string]: Json },
+): Promise<void> {
   if (a.retryCount >= a.retryLimit) {
     await failExecution(boss, db, a, output);
     return;
@@ -99,5 +133,10 @@ export async function deadLetterExecution(boss: PgBoss, db: Queryable, a: Execut
 /** Removes a job's entries from the dead-letter queue (when it is replayed). */
 export async function removeDeadLetters(boss: PgBoss, db: Queryable, jobId: string): Promise<void> {
   const dead = await boss.findJobs(QUEUES.jobsDead, { data: { jobId }, db: bossDb(db) });
-  if (dead.length > 0) await boss.deleteJob(QUEUES.jobsDead, dead.map((j) => j.id), { db: bossDb(db) });
+  if (dead.length > 0)
+    await boss.deleteJob(
+      QUEUES.jobsDead,
+      dead.map((j) => j.id),
+      { db: bossDb(db) },
+    );
 }

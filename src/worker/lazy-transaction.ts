@@ -52,7 +52,9 @@ export class LazyTransaction {
    * Runs `fn` as the last statements of the transaction and commits, or, if nothing began it, runs
    * `fn` on the pool. `fn` returning `rollback: true` rolls everything back instead.
    */
-  async finish<T>(fn: (db: Queryable, inTransaction: boolean) => Promise<{ value: T; rollback?: boolean }>): Promise<T> {
+  async finish<T>(
+    fn: (db: Queryable, inTransaction: boolean) => Promise<{ value: T; rollback?: boolean }>,
+  ): Promise<T> {
     if (!this.begun) {
       this.#done = true;
       return (await fn(this.#pool, false)).value;

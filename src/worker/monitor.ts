@@ -40,7 +40,14 @@ export class WorkerMonitor {
   #timers: NodeJS.Timeout[] = [];
   #busy = new Set<string>();
 
-  constructor(deps: { pool: Pool; boss: PgBoss; registry: JobTypeRegistry; alerts: Alerts; log: Logger; options: MonitorOptions }) {
+  constructor(deps: {
+    pool: Pool;
+    boss: PgBoss;
+    registry: JobTypeRegistry;
+    alerts: Alerts;
+    log: Logger;
+    options: MonitorOptions;
+  }) {
     this.#pool = deps.pool;
     this.#boss = deps.boss;
     this.#registry = deps.registry;
@@ -100,12 +107,18 @@ export class WorkerMonitor {
         if (last) {
           await transition(c, row.id, 'FAILED', { error });
           const meta = await this.#boss.getJobById(QUEUES.jobs, row.execution, { db: bossDb(c) });
-          await deadLetterExecution(this.#boss, c, { ...attempt, retryLimit: meta?.retryLimit ?? 0 }, row.id, { ...error, history: [...row.error_history, error] });
+          await deadLetterExecution(this.#boss, c, { ...attempt, retryLimit: meta?.retryLimit ?? 0 }, row.id, {
+            ...error,
+            history: [...row.error_history, error],
+          });
         } else {
           await transition(c, row.id, 'PENDING', { error });
           await failExecution(this.#boss, c, attempt, error);
         }
-        this.#log.warn({ job_id: row.id, owner: row.lease_owner, attempt: row.attempts, dead_lettered: last }, 'took over a job whose lease expired');
+        this.#log.warn(
+          { job_id: row.id, owner: row.lease_owner, attempt: row.attempts, dead_lettered: last },
+          'took over a job whose lease expired',
+        );
       }
       return rows.length;
     });
@@ -114,7 +127,13 @@ export class WorkerMonitor {
   /** Raises and clears the stalled-job and pending-too-long alerts. */
   async checkAlerts(): Promise<void> {
     const types = this.#registry.all();
-    const { rows: stalled } = await this.#pool.query<{ id: string; type: string; tenant_id: string; idle: number; processed: number }>(
+    const { rows: stalled } = await this.#pool.query<{
+      id: string;
+      type: string;
+      tenant_id: string;
+      idle: number;
+      processed: number;
+    }>(
       `SELECT j.id, j.type, j.tenant_id, extract(epoch FROM now() - j.updated_at)::float8 AS idle, j.processed
          FROM jobs j JOIN unnest($1::text[], $2::float8[]) AS t(type, secs) ON t.type = j.type
         WHERE j.status = 'RUNNING' AND j.lease_expires_at > now() AND j.updated_at < now() - make_interval(secs => t.secs)`,
@@ -124,10 +143,19 @@ export class WorkerMonitor {
       await this.#alerts.raise(`${STALLED_KIND}:${s.id}`, {
         kind: STALLED_KIND,
         message: `job ${s.id} (${s.type}) is running but has not checkpointed for ${Math.round(s.idle)} s`,
-        details: { job_id: s.id, type: s.type, tenant_id: s.tenant_id, idle_seconds: Math.round(s.idle), processed: s.processed },
+        details: {
+          job_id: s.id,
+          type: s.type,
+          tenant_id: s.tenant_id,
+          idle_seconds: Math.round(s.idle),
+          processed: s.processed,
+        },
       });
     }
-    await this.#alerts.clearAllExcept(STALLED_KIND, stalled.map((s) => `${STALLED_KIND}:${s.id}`));
+    await this.#alerts.clearAllExcept(
+      STALLED_KIND,
+      stalled.map((s) => `${STALLED_KIND}:${s.id}`),
+    );
 
     const { rows } = await this.#pool.query<{ n: number; oldest: string | null; waited: number | null }>(
       `SELECT count(*)::int AS n, (array_agg(id ORDER BY updated_at))[1]::text AS oldest,

@@ -30,7 +30,15 @@ import {
   type ExecutionData,
 } from './executions.ts';
 import { LazyTransaction } from './lazy-transaction.ts';
-import { DEFAULT_BACKOFF, DEFAULT_CHUNK_SIZE, type AnyJobType, type ChunkResult, type Json, type JobContext, type JobTypeDefinition } from './sdk.ts';
+import {
+  DEFAULT_BACKOFF,
+  DEFAULT_CHUNK_SIZE,
+  type AnyJobType,
+  type ChunkResult,
+  type Json,
+  type JobContext,
+  type JobTypeDefinition,
+} from './sdk.ts';
 import {
   claimWithCheckpoint,
   completeAllQuery,
@@ -148,7 +156,14 @@ export class WorkerRuntime {
     leaseLost: client.Counter;
   };
 
-  constructor(deps: { pool: Pool; boss: PgBoss; registry: JobTypeRegistry; log: Logger; metrics: Registry; options: WorkerOptions }) {
+  constructor(deps: {
+    pool: Pool;
+    boss: PgBoss;
+    registry: JobTypeRegistry;
+    log: Logger;
+    metrics: Registry;
+    options: WorkerOptions;
+  }) {
     this.#pool = deps.pool;
     this.#boss = deps.boss;
     this.#registry = deps.registry;
@@ -161,7 +176,10 @@ export class WorkerRuntime {
     }, GROUP_MAX);
     this.#checkpoints = checkpointGroup(this.#pool);
     this.#claims = new GroupCommit(async (claims) => {
-      const seqs = await claimWithCheckpoint(this.#pool, claims, { owner: this.#owner, seconds: this.#opts.leaseSeconds });
+      const seqs = await claimWithCheckpoint(this.#pool, claims, {
+        owner: this.#owner,
+        seconds: this.#opts.leaseSeconds,
+      });
       return claims.map((c) => seqs.get(writeKey(c.jobId, c.token)));
     }, GROUP_MAX);
     this.#completions = new GroupCommit(async (jobs) => {
@@ -170,14 +188,24 @@ export class WorkerRuntime {
         (await withTransaction(this.#pool, async (c) => {
           const completed = await completeWithCheckpoint(c, jobs);
           const done = jobs.filter((j) => completed.has(writeKey(j.jobId, j.token)));
-          if (done.length > 0) await completeExecutions(this.#boss, c, done.map((j) => j.attempt));
+          if (done.length > 0)
+            await completeExecutions(
+              this.#boss,
+              c,
+              done.map((j) => j.attempt),
+            );
           return completed;
         }));
       return jobs.map((j) => seqs.get(writeKey(j.jobId, j.token)));
     }, GROUP_MAX);
     const r = deps.metrics;
     this.#metrics = {
-      steps: new client.Counter({ name: 'longhaul_job_steps_total', help: 'Job steps (start, chunks, finish) run', labelNames: ['type', 'outcome'], registers: [r] }),
+      steps: new client.Counter({
+        name: 'longhaul_job_steps_total',
+        help: 'Job steps (start, chunks, finish) run',
+        labelNames: ['type', 'outcome'],
+        registers: [r],
+      }),
       checkpoint: new client.Histogram({
         name: 'longhaul_checkpoint_seconds',
         help: 'Time to commit one checkpoint (the step transaction)',
@@ -191,8 +219,17 @@ export class WorkerRuntime {
         labelNames: ['type'],
         registers: [r],
       }),
-      executions: new client.Counter({ name: 'longhaul_executions_total', help: 'Executions ended, by outcome', labelNames: ['outcome'], registers: [r] }),
-      leaseLost: new client.Counter({ name: 'longhaul_lease_lost_total', help: 'Executions that found their lease taken and abandoned the job', registers: [r] }),
+      executions: new client.Counter({
+        name: 'longhaul_executions_total',
+        help: 'Executions ended, by outcome',
+        labelNames: ['outcome'],
+        registers: [r],
+      }),
+      leaseLost: new client.Counter({
+        name: 'longhaul_lease_lost_total',
+        help: 'Executions that found their lease taken and abandoned the job',
+        registers: [r],
+      }),
     };
   }
 
@@ -276,7 +313,8 @@ export class WorkerRuntime {
   async #listen(databaseUrl: string): Promise<void> {
     const c = new pg.Client({ connectionString: databaseUrl, application_name: 'longhaul-worker-listen' });
     c.on('notification', (n) => {
-      if (n.channel === CANCEL_CHANNEL && n.payload !== undefined) this.#running.get(n.payload)?.controller.abort(new JobStopped('cancelled'));
+      if (n.channel === CANCEL_CHANNEL && n.payload !== undefined)
+        this.#running.get(n.payload)?.controller.abort(new JobStopped('cancelled'));
       else this.#ring();
     });
     const reconnect = () => {
@@ -308,7 +346,9 @@ export class WorkerRuntime {
     const key = `exec:${j.id}`;
     this.#running.set(key, entry);
     entry.done = this.#execute(j, controller, entry, key)
-      .catch((err: unknown) => this.#log.error({ err, job_id: j.data.jobId, execution: j.id }, 'execution failed unexpectedly'))
+      .catch((err: unknown) =>
+        this.#log.error({ err, job_id: j.data.jobId, execution: j.id }, 'execution failed unexpectedly'),
+      )
       .finally(() => {
         this.#running.delete(key);
         if (this.#running.get(entry.jobId) === entry) this.#running.delete(entry.jobId);
@@ -319,7 +359,12 @@ export class WorkerRuntime {
 
   // ---- one execution -------------------------------------------------------------------------
 
-  async #execute(j: JobWithMetadata<ExecutionData>, controller: AbortController, entry: Running, key: string): Promise<void> {
+  async #execute(
+    j: JobWithMetadata<ExecutionData>,
+    controller: AbortController,
+    entry: Running,
+    key: string,
+  ): Promise<void> {
     const attempt: ExecutionAttempt = { id: j.id, retryCount: j.retryCount, retryLimit: j.retryLimit };
     const jobId = j.data.jobId;
     const token = randomUUID();
@@ -328,18 +373,23 @@ export class WorkerRuntime {
     // Child loggers cost a few µs each (redaction setup): the job's is made when first needed.
     let log: Logger | undefined;
     const jobLog = (): Logger => (log ??= this.#log.child({ job_id: jobId }));
-    const heartbeat = setInterval(() => {
-      if (leased) {
-        renewLease(this.#pool, jobId, token, lease).then(
-          (r) => {
-            if (r === undefined) controller.abort(new JobStopped('lease-lost'));
-            else if (r.cancelRequested) controller.abort(new JobStopped('cancelled'));
-          },
-          (err: unknown) => jobLog().warn({ err }, 'lease renewal failed'),
-        );
-      }
-      this.#boss.touch(QUEUES.jobs, { id: attempt.id, retryCount: attempt.retryCount }).catch((err: unknown) => jobLog().warn({ err }, 'pg-boss heartbeat failed'));
-    }, (lease * 1000) / 3);
+    const heartbeat = setInterval(
+      () => {
+        if (leased) {
+          renewLease(this.#pool, jobId, token, lease).then(
+            (r) => {
+              if (r === undefined) controller.abort(new JobStopped('lease-lost'));
+              else if (r.cancelRequested) controller.abort(new JobStopped('cancelled'));
+            },
+            (err: unknown) => jobLog().warn({ err }, 'lease renewal failed'),
+          );
+        }
+        this.#boss
+          .touch(QUEUES.jobs, { id: attempt.id, retryCount: attempt.retryCount })
+          .catch((err: unknown) => jobLog().warn({ err }, 'pg-boss heartbeat failed'));
+      },
+      (lease * 1000) / 3,
+    );
     try {
       const started = await this.#claimWithStart(j, attempt, token, controller.signal);
       const claimed = 'row' in started ? started : await this.#claim(j, attempt, token);
@@ -350,7 +400,8 @@ export class WorkerRuntime {
       this.#running.set(jobId, entry);
       entry.type = type.name;
       // The claim (either kind) reserved the type's slot; #launch gives it back when the execution ends.
-      const stepLog = 'log' in claimed ? claimed.log : this.#log.child({ job_id: jobId, type: type.name, attempt: row.attempts });
+      const stepLog =
+        'log' in claimed ? claimed.log : this.#log.child({ job_id: jobId, type: type.name, attempt: row.attempts });
       log = stepLog;
       try {
         if (row.cancel_requested) throw new JobStopped('cancelled');
@@ -382,9 +433,18 @@ export class WorkerRuntime {
   ): Promise<{ row: ClaimRow; type: AnyJobType; log: Logger } | { error: unknown } | Record<string, never>> {
     const jobId = j.data.jobId;
     const seen = await this.#peeks.submit(jobId).catch(() => undefined);
-    if (seen === undefined || seen.status !== 'PENDING' || seen.checkpoint_at !== null || seen.execution !== attempt.id || seen.lease_live || seen.cancel_requested) return {};
+    if (
+      seen === undefined ||
+      seen.status !== 'PENDING' ||
+      seen.checkpoint_at !== null ||
+      seen.execution !== attempt.id ||
+      seen.lease_live ||
+      seen.cancel_requested
+    )
+      return {};
     const type = this.#registry.get(seen.type);
-    if (type === undefined || (this.#typeCounts.get(type.name) ?? 0) >= (type.concurrency ?? this.#opts.concurrency)) return {};
+    if (type === undefined || (this.#typeCounts.get(type.name) ?? 0) >= (type.concurrency ?? this.#opts.concurrency))
+      return {};
     this.#typeCounts.set(type.name, (this.#typeCounts.get(type.name) ?? 0) + 1);
     const release = () => this.#typeCounts.set(type.name, (this.#typeCounts.get(type.name) ?? 1) - 1);
     const attempts = j.data.cont === true && attempt.retryCount === 0 ? Math.max(1, seen.attempts) : seen.attempts + 1;
@@ -404,11 +464,23 @@ export class WorkerRuntime {
       const t0 = performance.now();
       const cursor = s.cursor ?? null;
       const total = s.total ?? null;
-      const claim: ClaimWithCheckpoint = { jobId, token, attemptsSeen: seen.attempts, attempts, execution: attempt.id, executionRetry: attempt.retryCount, cursor, state: s.state, total };
+      const claim: ClaimWithCheckpoint = {
+        jobId,
+        token,
+        attemptsSeen: seen.attempts,
+        attempts,
+        execution: attempt.id,
+        executionRetry: attempt.retryCount,
+        cursor,
+        state: s.state,
+        total,
+      };
       // Group-committed with other jobs' claims when start() wrote nothing, else the last statement of its transaction.
       const seqs = tx.begun
         ? await tx.finish(async (db) => {
-            const q = (await claimWithCheckpoint(db, [claim], { owner: this.#owner, seconds: this.#opts.leaseSeconds })).get(writeKey(jobId, token));
+            const q = (
+              await claimWithCheckpoint(db, [claim], { owner: this.#owner, seconds: this.#opts.leaseSeconds })
+            ).get(writeKey(jobId, token));
             return { value: q, rollback: q === undefined };
           })
         : await this.#claims.submit(claim);
@@ -419,7 +491,11 @@ export class WorkerRuntime {
       this.#metrics.checkpoint.observe({ type: type.name }, (performance.now() - t0) / 1000);
       this.#metrics.steps.inc({ type: type.name, outcome: 'start' });
       this.#events.publish(jobId, ...seqs);
-      return { row: { ...row, total, checkpoint_cursor: cursor, checkpoint_state: s.state, checkpoint_at: new Date() }, type, log };
+      return {
+        row: { ...row, total, checkpoint_cursor: cursor, checkpoint_state: s.state, checkpoint_at: new Date() },
+        type,
+        log,
+      };
     } catch (err) {
       // The claim's statements failed (e.g. a lost connection): the locked claim tries again.
       release();
@@ -435,7 +511,11 @@ export class WorkerRuntime {
    * reserves a slot of the job's type (checked and taken with no await between, as executions of the
    * same type claim at the same time), given back if the claim does not commit.
    */
-  async #claim(j: JobWithMetadata<ExecutionData>, attempt: ExecutionAttempt, token: string): Promise<{ row: ClaimRow; type: AnyJobType } | undefined> {
+  async #claim(
+    j: JobWithMetadata<ExecutionData>,
+    attempt: ExecutionAttempt,
+    token: string,
+  ): Promise<{ row: ClaimRow; type: AnyJobType } | undefined> {
     const jobId = j.data.jobId;
     const deadline = Date.now() + (this.#opts.leaseSeconds + 5) * 1000;
     let reserved: string | undefined;
@@ -446,13 +526,18 @@ export class WorkerRuntime {
         const row = await lockJob(c, jobId);
         if (row === undefined || isTerminal(row.status) || row.execution !== attempt.id) {
           // Nothing to run: the job finished, or a newer execution owns it (this one is a stale duplicate).
-          await completeExecution(this.#boss, c, attempt, { skipped: row === undefined ? 'no such job' : `job is ${row.status}, execution ${row.execution}` });
+          await completeExecution(this.#boss, c, attempt, {
+            skipped: row === undefined ? 'no such job' : `job is ${row.status}, execution ${row.execution}`,
+          });
           return 'skip' as const;
         }
         if (row.lease_live) return 'busy' as const;
         const type = this.#registry.get(row.type);
         if (type === undefined) {
-          const error = { message: `unknown job type "${row.type}" (is its module in LONGHAUL_JOB_TYPES?)`, at: new Date().toISOString() };
+          const error = {
+            message: `unknown job type "${row.type}" (is its module in LONGHAUL_JOB_TYPES?)`,
+            at: new Date().toISOString(),
+          };
           if (attempt.retryCount < attempt.retryLimit) {
             // A retry may reach a worker that has the type's module.
             await failExecution(this.#boss, c, attempt, error);
@@ -462,7 +547,10 @@ export class WorkerRuntime {
           // knows the type) rather than staying PENDING, or RUNNING with no lease, where no monitor looks.
           await releaseLease(c, { jobId, token: null, error, deadLetter: true });
           deadSeq = (await transition(c, jobId, 'FAILED', { error, announce: false }))?.event_seq;
-          await deadLetterExecution(this.#boss, c, attempt, jobId, { ...error, history: [...row.error_history, error] });
+          await deadLetterExecution(this.#boss, c, attempt, jobId, {
+            ...error,
+            history: [...row.error_history, error],
+          });
           return 'dead' as const;
         }
         const limit = type.concurrency ?? this.#opts.concurrency;
@@ -484,8 +572,17 @@ export class WorkerRuntime {
         this.#typeCounts.set(type.name, (this.#typeCounts.get(type.name) ?? 0) + 1);
         reserved = type.name;
         // A continuation carries on the same attempt; a first execution or a retry is a new attempt.
-        const attempts = j.data.cont === true && attempt.retryCount === 0 ? Math.max(1, row.attempts) : row.attempts + 1;
-        await takeLease(c, { jobId, token, owner: this.#owner, leaseSeconds: this.#opts.leaseSeconds, attempts, execution: attempt.id, executionRetry: attempt.retryCount });
+        const attempts =
+          j.data.cont === true && attempt.retryCount === 0 ? Math.max(1, row.attempts) : row.attempts + 1;
+        await takeLease(c, {
+          jobId,
+          token,
+          owner: this.#owner,
+          leaseSeconds: this.#opts.leaseSeconds,
+          attempts,
+          execution: attempt.id,
+          executionRetry: attempt.retryCount,
+        });
         const moved = row.status === 'PENDING' ? await transition(c, jobId, 'RUNNING', { announce: false }) : undefined;
         return { row: { ...row, attempts, status: 'RUNNING' as const }, type, seq: moved?.event_seq };
       }).catch((err: unknown) => {
@@ -498,7 +595,10 @@ export class WorkerRuntime {
       if (out === 'dead') {
         if (deadSeq !== undefined) this.#events.publish(jobId, deadSeq);
         this.#metrics.executions.inc({ outcome: 'failed' });
-        this.#log.error({ job_id: jobId, execution: attempt.id }, 'job failed: no worker that ran it knows its type; dead-lettered');
+        this.#log.error(
+          { job_id: jobId, execution: attempt.id },
+          'job failed: no worker that ran it knows its type; dead-lettered',
+        );
         return undefined;
       }
       if (out !== 'busy') {
@@ -516,14 +616,28 @@ export class WorkerRuntime {
 
   #context(row: ClaimRow, type: AnyJobType, signal: AbortSignal, log: Logger, db: Queryable): JobContext<unknown> {
     return {
-      job: { id: row.id, tenantId: row.tenant_id, type: type.name, input: row.input, metadata: row.metadata, attempt: row.attempts },
+      job: {
+        id: row.id,
+        tenantId: row.tenant_id,
+        type: type.name,
+        input: row.input,
+        metadata: row.metadata,
+        attempt: row.attempts,
+      },
       log,
       signal,
       db,
     };
   }
 
-  async #run(row: ClaimRow, type: AnyJobType, token: string, attempt: ExecutionAttempt, signal: AbortSignal, log: Logger): Promise<void> {
+  async #run(
+    row: ClaimRow,
+    type: AnyJobType,
+    token: string,
+    attempt: ExecutionAttempt,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<void> {
     const lease = this.#opts.leaseSeconds;
     const budgetEnds = Date.now() + this.#opts.executionBudgetSeconds * 1000;
     const chunkSize = type.chunkSize ?? DEFAULT_CHUNK_SIZE;
@@ -531,7 +645,10 @@ export class WorkerRuntime {
     const def = type as JobTypeDefinition<unknown, Json, Json>;
     let cursor: Json = row.checkpoint_cursor;
     let state: Json = row.checkpoint_state;
-    const commit = async (tx: LazyTransaction, write: { cursor: Json; state: Json; processed: number; total?: number | null }) => {
+    const commit = async (
+      tx: LazyTransaction,
+      write: { cursor: Json; state: Json; processed: number; total?: number | null },
+    ) => {
       const t0 = performance.now();
       const w: CheckpointWrite = { jobId: row.id, token, leaseSeconds: lease, ...write };
       let seq: number | undefined;
@@ -656,7 +773,14 @@ export class WorkerRuntime {
     r: { cursor: Json; state: Json; processed: number },
     result: Json,
   ): Promise<void> {
-    const done: CompleteWithCheckpoint = { jobId: row.id, token, cursor: r.cursor, state: r.state, processed: r.processed, result };
+    const done: CompleteWithCheckpoint = {
+      jobId: row.id,
+      token,
+      cursor: r.cursor,
+      state: r.state,
+      processed: r.processed,
+      result,
+    };
     let seqs: EventPair | undefined;
     if (tx.begun) {
       const client = await tx.client();
@@ -681,10 +805,15 @@ export class WorkerRuntime {
    * ours answers, so ours applies to every job or fails and rolls all back; undefined then (and before
    * start()), and the caller completes them job by job, each as its fence allows.
    */
-  async #completeAllPipelined(jobs: Array<CompleteWithCheckpoint & { attempt: ExecutionAttempt }>): Promise<Map<string, EventPair> | undefined> {
+  async #completeAllPipelined(
+    jobs: Array<CompleteWithCheckpoint & { attempt: ExecutionAttempt }>,
+  ): Promise<Map<string, EventPair> | undefined> {
     const pipeline = this.#pipeline;
     if (pipeline === undefined) return undefined;
-    const boss = await completeExecutionsQuery(this.#boss, jobs.map((j) => j.attempt));
+    const boss = await completeExecutionsQuery(
+      this.#boss,
+      jobs.map((j) => j.attempt),
+    );
     if (boss === undefined) return undefined;
     try {
       const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), boss]);
@@ -696,7 +825,14 @@ export class WorkerRuntime {
   }
 
   /** Ends this execution at a chunk boundary and sends the next one, which continues from the checkpoint. */
-  async #handOver(row: ClaimRow, type: AnyJobType, token: string, attempt: ExecutionAttempt, why: 'budget' | 'shutdown', log: Logger): Promise<void> {
+  async #handOver(
+    row: ClaimRow,
+    type: AnyJobType,
+    token: string,
+    attempt: ExecutionAttempt,
+    why: 'budget' | 'shutdown',
+    log: Logger,
+  ): Promise<void> {
     const ok = await withTransaction(this.#pool, async (c) => {
       const next = await sendExecution(this.#boss, c, {
         jobId: row.id,
@@ -737,7 +873,11 @@ export class WorkerRuntime {
   ): Promise<void> {
     const { row, type, token, attempt, log } = s;
     const reason: StopReason | undefined =
-      err instanceof JobStopped ? err.reason : signal.aborted && signal.reason instanceof JobStopped ? signal.reason.reason : undefined;
+      err instanceof JobStopped
+        ? err.reason
+        : signal.aborted && signal.reason instanceof JobStopped
+          ? signal.reason.reason
+          : undefined;
     if (reason === 'lease-lost') {
       this.#leaseLost(row.id, log);
       return;
@@ -774,7 +914,8 @@ export class WorkerRuntime {
     const ok = await withTransaction(this.#pool, async (c) => {
       if (!(await releaseLease(c, { jobId: row.id, token, error, deadLetter: last }))) return false;
       const moved = await transition(c, row.id, last ? 'FAILED' : 'PENDING', { error, announce: false });
-      if (last) await deadLetterExecution(this.#boss, c, attempt, row.id, { ...error, history: [...row.error_history, error] });
+      if (last)
+        await deadLetterExecution(this.#boss, c, attempt, row.id, { ...error, history: [...row.error_history, error] });
       else await failExecution(this.#boss, c, attempt, error);
       return { seq: moved?.event_seq };
     });
@@ -784,7 +925,11 @@ export class WorkerRuntime {
     }
     if (ok.seq !== undefined) this.#events.publish(row.id, ok.seq);
     this.#metrics.executions.inc({ outcome: last ? 'failed' : 'retry' });
-    if (last) log.error({ err: e, permanent }, permanent ? 'job failed permanently' : 'job failed; attempts exhausted, dead-lettered');
+    if (last)
+      log.error(
+        { err: e, permanent },
+        permanent ? 'job failed permanently' : 'job failed; attempts exhausted, dead-lettered',
+      );
     else log.warn({ err: e }, 'job attempt failed; will retry');
   }
 }

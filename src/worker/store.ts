@@ -31,7 +31,20 @@ const PROGRESS_EVENT_DATA_SQL = `jsonb_build_object('processed', processed, 'tot
                      ELSE least(100, floor(processed * 10000.0 / total) / 100) END)`;
 
 /** The job as a claimer sees it, locked FOR UPDATE. */
-export interface ClaimRow extends Pick<JobRow, 'id' | 'tenant_id' | 'type' | 'status' | 'input' | 'metadata' | 'attempts' | 'max_attempts' | 'processed' | 'total' | 'error_history'> {
+export interface ClaimRow extends Pick<
+  JobRow,
+  | 'id'
+  | 'tenant_id'
+  | 'type'
+  | 'status'
+  | 'input'
+  | 'metadata'
+  | 'attempts'
+  | 'max_attempts'
+  | 'processed'
+  | 'total'
+  | 'error_history'
+> {
   checkpoint_cursor: Json;
   checkpoint_state: Json;
   checkpoint_at: Date | null;
@@ -50,20 +63,36 @@ const CLAIM_COLUMNS = `id, tenant_id, type, status, input, metadata, attempts, m
             cancel_requested_at IS NOT NULL AS cancel_requested, error_history`;
 
 export async function lockJob(db: Queryable, jobId: string): Promise<ClaimRow | undefined> {
-  const { rows } = await db.query<ClaimRow>({ name: STATEMENTS.lock, text: `SELECT ${CLAIM_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE`, values: [jobId] });
+  const { rows } = await db.query<ClaimRow>({
+    name: STATEMENTS.lock,
+    text: `SELECT ${CLAIM_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE`,
+    values: [jobId],
+  });
   return rows[0];
 }
 
 /** Jobs as lockJob reads them, without a lock (a guess: a claim checks it again as it writes). */
 export async function peekJobs(db: Queryable, jobIds: string[]): Promise<Map<string, ClaimRow>> {
-  const { rows } = await db.query<ClaimRow>({ name: STATEMENTS.peek, text: `SELECT ${CLAIM_COLUMNS} FROM jobs WHERE id = ANY($1::uuid[])`, values: [jobIds] });
+  const { rows } = await db.query<ClaimRow>({
+    name: STATEMENTS.peek,
+    text: `SELECT ${CLAIM_COLUMNS} FROM jobs WHERE id = ANY($1::uuid[])`,
+    values: [jobIds],
+  });
   return new Map(rows.map((r) => [r.id, r]));
 }
 
 /** Takes the lease (the row must be locked by the caller's transaction). */
 export async function takeLease(
   db: Queryable,
-  f: { jobId: string; token: string; owner: string; leaseSeconds: number; attempts: number; execution: string; executionRetry: number },
+  f: {
+    jobId: string;
+    token: string;
+    owner: string;
+    leaseSeconds: number;
+    attempts: number;
+    execution: string;
+    executionRetry: number;
+  },
 ): Promise<void> {
   await db.query({
     name: STATEMENTS.lease,
@@ -75,7 +104,12 @@ export async function takeLease(
 }
 
 /** Extends the lease. Returns undefined if the lease is no longer ours, else whether a cancel was requested. */
-export async function renewLease(db: Queryable, jobId: string, token: string, leaseSeconds: number): Promise<{ cancelRequested: boolean } | undefined> {
+export async function renewLease(
+  db: Queryable,
+  jobId: string,
+  token: string,
+  leaseSeconds: number,
+): Promise<{ cancelRequested: boolean } | undefined> {
   const { rows } = await db.query<{ cancel: boolean }>(
     `UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
       WHERE id = $1 AND lease_token = $2 AND status = 'RUNNING'
@@ -177,7 +211,16 @@ export async function writeCheckpoint(db: Queryable, w: CheckpointWrite): Promis
        SELECT id, event_seq, 'progress', ${PROGRESS_EVENT_DATA_SQL}
          FROM u)
      SELECT event_seq AS seq FROM u`,
-    values: [w.jobId, w.token, JSON.stringify(w.cursor), JSON.stringify(w.state), w.processed, w.total ?? null, w.total !== undefined, w.leaseSeconds],
+    values: [
+      w.jobId,
+      w.token,
+      JSON.stringify(w.cursor),
+      JSON.stringify(w.state),
+      w.processed,
+      w.total ?? null,
+      w.total !== undefined,
+      w.leaseSeconds,
+    ],
   });
   return rows[0]?.seq;
 }
@@ -273,7 +316,10 @@ export interface CompleteWithCheckpoint {
  * Each job is fenced like a checkpoint. Returns each applied completion's two event seqs by writeKey;
  * one missing from the map was refused.
  */
-export async function completeWithCheckpoint(db: Queryable, jobs: CompleteWithCheckpoint[]): Promise<Map<string, EventPair>> {
+export async function completeWithCheckpoint(
+  db: Queryable,
+  jobs: CompleteWithCheckpoint[],
+): Promise<Map<string, EventPair>> {
   const { rows } = await db.query<{ id: string; token: string; seq: number }>(completeQuery(jobs, false));
   return new Map(rows.map((r) => [writeKey(r.id, r.token), [r.seq - 1, r.seq]]));
 }
@@ -361,13 +407,22 @@ export async function releaseLease(
             dead_lettered_at = CASE WHEN $4 THEN now() ELSE dead_lettered_at END,
             execution_id = COALESCE($5::uuid, execution_id)
       WHERE id = $1 AND ($2::uuid IS NULL OR lease_token = $2)`,
-    [f.jobId, f.token, f.error === undefined ? null : JSON.stringify(f.error), f.deadLetter === true, f.execution ?? null],
+    [
+      f.jobId,
+      f.token,
+      f.error === undefined ? null : JSON.stringify(f.error),
+      f.deadLetter === true,
+      f.execution ?? null,
+    ],
   );
   return (rowCount ?? 0) > 0;
 }
 
 /** Running jobs whose lease ran out (their worker died or stalled), locked for the sweeper. */
-export async function lockExpiredLeases(db: Queryable, limit: number): Promise<Array<ClaimRow & { lease_token: string }>> {
+export async function lockExpiredLeases(
+  db: Queryable,
+  limit: number,
+): Promise<Array<ClaimRow & { lease_token: string }>> {
   const { rows } = await db.query<ClaimRow & { lease_token: string }>(
     `SELECT id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
             checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution, execution_retry,

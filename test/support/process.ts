@@ -63,9 +63,15 @@ export function runLonghaul(args: string[], env: Record<string, string>): Longha
         const check = () => {
           const hit = logs().find(match);
           if (hit !== undefined) finish(() => resolve(hit));
-          else if (done) finish(() => reject(new Error(`longhaul ${args.join(' ')} exited first.\nstdout:\n${out}\nstderr:\n${err}`)));
+          else if (done)
+            finish(() =>
+              reject(new Error(`longhaul ${args.join(' ')} exited first.\nstdout:\n${out}\nstderr:\n${err}`)),
+            );
         };
-        const timer = setTimeout(() => finish(() => reject(new Error(`timed out waiting for a log line.\nstdout:\n${out}\nstderr:\n${err}`))), timeoutMs);
+        const timer = setTimeout(
+          () => finish(() => reject(new Error(`timed out waiting for a log line.\nstdout:\n${out}\nstderr:\n${err}`))),
+          timeoutMs,
+        );
         const finish = (f: () => void) => {
           clearTimeout(timer);
           waiters.delete(check);
@@ -78,7 +84,10 @@ export function runLonghaul(args: string[], env: Record<string, string>): Longha
 }
 
 /** Runs a command to its end: exit code and output. */
-export async function runLonghaulToEnd(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function runLonghaulToEnd(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const p = runLonghaul(args, env);
   const code = await p.exited;
   return { code, stdout: p.stdout(), stderr: p.stderr() };

@@ -25,7 +25,12 @@ export async function until(what: string, check: () => boolean | Promise<boolean
  * A checkpoint as the worker commits it (src/worker/store.ts writeCheckpoint): progress, the next
  * event_seq, a `progress` event and its announcement, in one statement. Returns the event's seq.
  */
-export async function writeProgress(db: Queryable, jobId: string, processed: number, total: number | null): Promise<number> {
+export async function writeProgress(
+  db: Queryable,
+  jobId: string,
+  processed: number,
+  total: number | null,
+): Promise<number> {
   const { rows } = await db.query<{ seq: number }>(
     `WITH u AS (
        UPDATE jobs SET processed = $2, total = $3, event_seq = event_seq + 1, updated_at = now() WHERE id = $1
@@ -75,10 +80,14 @@ export class SseReader {
     this.ended = this.#read(res);
   }
 
-  static async open(url: string, headers: Record<string, string> = {}): Promise<{ res: Response; reader: SseReader | undefined }> {
+  static async open(
+    url: string,
+    headers: Record<string, string> = {},
+  ): Promise<{ res: Response; reader: SseReader | undefined }> {
     const abort = new AbortController();
     const res = await fetch(url, { headers: { accept: 'text/event-stream', ...headers }, signal: abort.signal });
-    if (res.status !== 200 || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) return { res, reader: undefined };
+    if (res.status !== 200 || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream'))
+      return { res, reader: undefined };
     return { res, reader: new SseReader(res, abort) };
   }
 
@@ -130,7 +139,9 @@ export class WsReader {
       this.ws.addEventListener('open', () => resolve());
       this.ws.addEventListener('error', () => reject(new Error('WebSocket failed to open')));
     });
-    this.closed = new Promise((resolve) => this.ws.addEventListener('close', (e: CloseEvent) => resolve({ code: e.code, reason: e.reason })));
+    this.closed = new Promise((resolve) =>
+      this.ws.addEventListener('close', (e: CloseEvent) => resolve({ code: e.code, reason: e.reason })),
+    );
   }
 }
 

@@ -42,7 +42,11 @@ export async function startTestService(
     const headers = new Headers(rest.headers);
     if (!headers.has('authorization')) headers.set('authorization', `Bearer ${key ?? tenant.api_key}`);
     if (json !== undefined) headers.set('content-type', 'application/json');
-    const res = await fetch(url + path, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) });
+    const res = await fetch(url + path, {
+      ...rest,
+      headers,
+      body: json === undefined ? rest.body : JSON.stringify(json),
+    });
     // Every response the tests see must be one openapi.yaml describes.
     await spec().check(rest.method ?? 'GET', path, res);
     return res;

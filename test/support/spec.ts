@@ -55,7 +55,14 @@ export class Spec {
         template,
         item: obj(item),
         params: (template.match(/\{/g) ?? []).length,
-        re: new RegExp('^' + template.split(/\{[^}]+\}/).map((s) => s.replace(/[.*+?^$()|[\]\\]/g, '\\$&')).join('[^/]+') + '$'),
+        re: new RegExp(
+          '^' +
+            template
+              .split(/\{[^}]+\}/)
+              .map((s) => s.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))
+              .join('[^/]+') +
+            '$',
+        ),
       }))
       .sort((a, b) => a.params - b.params);
   }
@@ -66,7 +73,8 @@ export class Spec {
     const m = method.toLowerCase();
     for (const r of this.#routes) {
       const op = r.item[m];
-      if (op !== undefined && r.re.test(p)) return { template: r.template, method: m, responses: obj(obj(op).responses) };
+      if (op !== undefined && r.re.test(p))
+        return { template: r.template, method: m, responses: obj(obj(op).responses) };
     }
     return undefined;
   }
@@ -76,17 +84,21 @@ export class Spec {
     const where = `${op.method.toUpperCase()} ${op.template} → ${res.status}`;
     const status = String(res.status);
     const documented = [status, `${status.charAt(0)}XX`, 'default'].find((k) => op.responses[k] !== undefined);
-    if (documented === undefined) return [`${where}: status ${res.status} is not documented (${Object.keys(op.responses).join(', ')})`];
+    if (documented === undefined)
+      return [`${where}: status ${res.status} is not documented (${Object.keys(op.responses).join(', ')})`];
     const response = this.#deref(op.responses[documented]);
     const out: string[] = [];
     for (const [name, h] of Object.entries(obj(response.headers))) {
-      if (this.#deref(h).required === true && !res.headers.has(name)) out.push(`${where}: required header ${name} is missing`);
+      if (this.#deref(h).required === true && !res.headers.has(name))
+        out.push(`${where}: required header ${name} is missing`);
     }
     const content = obj(response.content);
     const contentType = (res.headers.get('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
     if (Object.keys(content).length === 0) return out;
     if (content[contentType] === undefined) {
-      out.push(`${where}: content type ${JSON.stringify(contentType)} is not documented (${Object.keys(content).join(', ')})`);
+      out.push(
+        `${where}: content type ${JSON.stringify(contentType)} is not documented (${Object.keys(content).join(', ')})`,
+      );
       return out;
     }
     if (!isJson(contentType) || body === undefined) return out;
@@ -96,9 +108,19 @@ export class Spec {
     } catch {
       return [...out, `${where}: the body is not JSON: ${body.slice(0, 200)}`];
     }
-    const validate = this.#validator(['paths', op.template, op.method, 'responses', documented, 'content', contentType, 'schema']);
+    const validate = this.#validator([
+      'paths',
+      op.template,
+      op.method,
+      'responses',
+      documented,
+      'content',
+      contentType,
+      'schema',
+    ]);
     if (validate !== undefined && !validate(value)) {
-      for (const e of validate.errors ?? []) out.push(`${where}: body${e.instancePath} ${e.message ?? 'is invalid'} ${JSON.stringify(e.params)}`);
+      for (const e of validate.errors ?? [])
+        out.push(`${where}: body${e.instancePath} ${e.message ?? 'is invalid'} ${JSON.stringify(e.params)}`);
     }
     return out;
   }
@@ -135,7 +157,10 @@ export class Spec {
     const contentType = (res.headers.get('content-type') ?? '').split(';')[0]?.trim() ?? '';
     const body = isJson(contentType) ? await res.clone().text() : undefined;
     const found = this.problems(op, res, body);
-    if (found.length > 0) throw new Error(`the response does not match openapi.yaml (${STALE_HINT}):\n  ${found.join('\n  ')}\n  body: ${(body ?? '').slice(0, 500)}`);
+    if (found.length > 0)
+      throw new Error(
+        `the response does not match openapi.yaml (${STALE_HINT}):\n  ${found.join('\n  ')}\n  body: ${(body ?? '').slice(0, 500)}`,
+      );
   }
 }
 

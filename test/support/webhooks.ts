@@ -3,7 +3,11 @@ import { transition } from '../../src/jobs/repository.ts';
 import type { TestService } from './service.ts';
 
 async function submitted(t: TestService, callbackUrl: string, key?: string): Promise<string> {
-  const res = await t.api('/v1/jobs', { method: 'POST', key, json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: callbackUrl } });
+  const res = await t.api('/v1/jobs', {
+    method: 'POST',
+    key,
+    json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: callbackUrl },
+  });
   if (res.status !== 202) throw new Error(`POST /v1/jobs answered ${res.status}: ${await res.text()}`);
   return ((await res.json()) as { id: string }).id;
 }

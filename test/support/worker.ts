@@ -8,7 +8,12 @@ const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const FIXTURE_TYPES = path.join(ROOT, 'test', 'fixtures', 'job-types.ts');
 
 /** Polls `fn` until it returns a value other than undefined/false, or fails after `ms`. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 20_000, everyMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  ms = 20_000,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await fn();

@@ -15,7 +15,10 @@ const createTenantRoute = createRoute({
   description: 'Returns the tenant with its first API key and webhook secret. Both are shown only here.',
   security: [{ adminToken: [] }],
   request: { body: { content: { 'application/json': { schema: CreateTenantSchema } }, required: true } },
-  responses: { 201: { description: 'Created', ...jsonContent(CreatedTenantSchema) }, ...errorResponses(400, 401, 404, 409, 413, 415, 422) },
+  responses: {
+    201: { description: 'Created', ...jsonContent(CreatedTenantSchema) },
+    ...errorResponses(400, 401, 404, 409, 413, 415, 422),
+  },
 });
 
 export function registerAdminRoutes(app: App, deps: AppDeps): void {

@@ -8,7 +8,13 @@ import { Readable } from 'node:stream';
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { getJob } from '../../jobs/repository.ts';
-import { getArtifact, listArtifacts, signedLink, SIGNED_DOWNLOAD_PATH, type Artifact } from '../../storage/artifacts.ts';
+import {
+  getArtifact,
+  listArtifacts,
+  signedLink,
+  SIGNED_DOWNLOAD_PATH,
+  type Artifact,
+} from '../../storage/artifacts.ts';
 import { createStorage, type Storage } from '../../storage/storage.ts';
 import type { App, AppDeps, AppEnv } from '../context.ts';
 import { ApiError } from '../errors.ts';
@@ -21,8 +27,13 @@ const ArtifactSchema = z
     name: z.string().openapi({ example: 'report.pdf' }),
     content_type: z.string().openapi({ example: 'application/pdf' }),
     size: z.number().int().openapi({ description: 'Bytes' }),
-    expires_at: z.string().datetime().openapi({ description: 'When the artifact is deleted (LONGHAUL_ARTIFACT_RETENTION_SECONDS after it was made)' }),
-    url: z.string().openapi({ description: 'Signed download URL that works without the API key (hand it to a browser) until `url_expires_at`' }),
+    expires_at: z
+      .string()
+      .datetime()
+      .openapi({ description: 'When the artifact is deleted (LONGHAUL_ARTIFACT_RETENTION_SECONDS after it was made)' }),
+    url: z.string().openapi({
+      description: 'Signed download URL that works without the API key (hand it to a browser) until `url_expires_at`',
+    }),
     url_expires_at: z.string().datetime(),
   })
   .openapi('Artifact');
@@ -31,20 +42,33 @@ const ArtifactListSchema = z.object({ data: z.array(ArtifactSchema) }).openapi('
 
 const ArtifactParams = z.object({
   id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: '0190d0a6-1c5e-7c4b-9a4f-1b2c3d4e5f60' }),
-  name: z.string().max(128).openapi({ param: { name: 'name', in: 'path' }, example: 'report.pdf' }),
+  name: z
+    .string()
+    .max(128)
+    .openapi({ param: { name: 'name', in: 'path' }, example: 'report.pdf' }),
 });
 
 const SignedParams = z.object({
-  token: z.string().max(4096).openapi({ param: { name: 'token', in: 'path' }, description: 'The signed token from an artifact `url`' }),
-  name: z.string().max(128).openapi({ param: { name: 'name', in: 'path' }, example: 'report.pdf' }),
+  token: z
+    .string()
+    .max(4096)
+    .openapi({ param: { name: 'token', in: 'path' }, description: 'The signed token from an artifact `url`' }),
+  name: z
+    .string()
+    .max(128)
+    .openapi({ param: { name: 'name', in: 'path' }, example: 'report.pdf' }),
 });
 
 const fileResponse = {
   description: 'The file',
-  headers: z.object({ 'Content-Disposition': z.string().openapi({ description: '`attachment` with the artifact name' }) }),
+  headers: z.object({
+    'Content-Disposition': z.string().openapi({ description: '`attachment` with the artifact name' }),
+  }),
   content: {
     'application/pdf': { schema: z.string().openapi({ format: 'binary', description: 'A PDF artifact (report.pdf)' }) },
-    'text/csv': { schema: z.string().openapi({ format: 'binary', description: 'A CSV artifact (report.csv), UTF-8, RFC 4180' }) },
+    'text/csv': {
+      schema: z.string().openapi({ format: 'binary', description: 'A CSV artifact (report.csv), UTF-8, RFC 4180' }),
+    },
   },
 };
 
@@ -53,10 +77,14 @@ const listRoute = createRoute({
   path: '/v1/jobs/{id}/artifacts',
   tags: ['artifacts'],
   summary: "List a job's artifacts",
-  description: 'Each artifact with a fresh signed download URL (valid for LONGHAUL_ARTIFACT_URL_TTL_SECONDS). Expired artifacts are not listed.',
+  description:
+    'Each artifact with a fresh signed download URL (valid for LONGHAUL_ARTIFACT_URL_TTL_SECONDS). Expired artifacts are not listed.',
   security: [{ apiKey: [] }],
   request: { params: z.object({ id: ArtifactParams.shape.id }) },
-  responses: { 200: { description: 'The artifacts', ...jsonContent(ArtifactListSchema) }, ...errorResponses(401, 404, 503) },
+  responses: {
+    200: { description: 'The artifacts', ...jsonContent(ArtifactListSchema) },
+    ...errorResponses(401, 404, 503),
+  },
 });
 
 const downloadRoute = createRoute({
@@ -74,7 +102,8 @@ const signedRoute = createRoute({
   path: `${SIGNED_DOWNLOAD_PATH}/{token}/{name}`,
   tags: ['artifacts'],
   summary: 'Download an artifact with a signed URL',
-  description: 'No API key: the token in the path is the credential. It opens one artifact of one job and expires (401 once expired; ask GET /v1/jobs/{id}/artifacts for a fresh one).',
+  description:
+    'No API key: the token in the path is the credential. It opens one artifact of one job and expires (401 once expired; ask GET /v1/jobs/{id}/artifacts for a fresh one).',
   request: { params: SignedParams },
   responses: { 200: fileResponse, ...errorResponses(401, 404, 503) },
 });
@@ -103,10 +132,13 @@ export function registerArtifactRoutes(app: App, deps: AppDeps): void {
     const id = parseJobId(c.req.valid('param').id);
     const tenant = c.get('tenant');
     if ((await getJob(pool, tenant.id, id)) === undefined) throw new ApiError('not-found', `no job with id ${id}`);
-    if (deps.signer === undefined) throw new ApiError('service-unavailable', 'download links are not available on this process');
+    if (deps.signer === undefined)
+      throw new ApiError('service-unavailable', 'download links are not available on this process');
     const signer = deps.signer;
     const rows = await listArtifacts(pool, tenant.id, id);
-    const data = await Promise.all(rows.map((a) => signedLink(signer, config.publicUrl, a, config.artifactUrlTtlSeconds)));
+    const data = await Promise.all(
+      rows.map((a) => signedLink(signer, config.publicUrl, a, config.artifactUrlTtlSeconds)),
+    );
     return c.json({ data }, 200);
   });
 
@@ -114,18 +146,21 @@ export function registerArtifactRoutes(app: App, deps: AppDeps): void {
     const { id: raw, name } = c.req.valid('param');
     const id = parseJobId(raw);
     const a = await getArtifact(pool, c.get('tenant').id, id, name);
-    if (a === undefined) throw new ApiError('not-found', `job ${id} has no artifact ${JSON.stringify(name.slice(0, 128))}`);
+    if (a === undefined)
+      throw new ApiError('not-found', `job ${id} has no artifact ${JSON.stringify(name.slice(0, 128))}`);
     return send(c, storage, a);
   });
 
   app.openapi(signedRoute, async (c) => {
     const { token, name } = c.req.valid('param');
-    if (deps.signer === undefined) throw new ApiError('service-unavailable', 'download links are not available on this process');
+    if (deps.signer === undefined)
+      throw new ApiError('service-unavailable', 'download links are not available on this process');
     let claims;
     try {
       claims = await deps.signer.verify('artifact', token);
     } catch (err) {
-      if (err instanceof TokenError) throw new ApiError('unauthorized', `the download link is not valid: ${err.message}`);
+      if (err instanceof TokenError)
+        throw new ApiError('unauthorized', `the download link is not valid: ${err.message}`);
       throw err;
     }
     const job = typeof claims.job === 'string' ? claims.job : '';

@@ -10,7 +10,9 @@ import { errorResponses, jsonContent } from '../openapi-helpers.ts';
 import { JobIdParam, JobSchema } from '../schemas.ts';
 import { decodeCursor, encodeCursor, parseJobId } from './jobs.ts';
 
-const ReplayFromSchema = z.enum(['checkpoint', 'start']).openapi({ description: 'Resume from the last checkpoint (default) or start over.' });
+const ReplayFromSchema = z
+  .enum(['checkpoint', 'start'])
+  .openapi({ description: 'Resume from the last checkpoint (default) or start over.' });
 
 const DeadLetterSchema = z
   .object({
@@ -20,18 +22,48 @@ const DeadLetterSchema = z
   })
   .openapi('DeadLetter');
 
-const DeadLetterListSchema = z.object({ data: z.array(DeadLetterSchema), next_cursor: z.string().nullable() }).openapi('DeadLetterList');
+const DeadLetterListSchema = z
+  .object({ data: z.array(DeadLetterSchema), next_cursor: z.string().nullable() })
+  .openapi('DeadLetterList');
 
 const ListQuery = z.object({
-  kind: z.enum(['job']).default('job').openapi({ param: { name: 'kind', in: 'query' } }),
-  type: z.string().max(64).optional().openapi({ param: { name: 'type', in: 'query' } }),
-  since: z.string().datetime().optional().openapi({ param: { name: 'since', in: 'query' }, description: 'Dead-lettered at or after (RFC 3339).' }),
-  until: z.string().datetime().optional().openapi({ param: { name: 'until', in: 'query' }, description: 'Dead-lettered before (RFC 3339).' }),
-  limit: z.coerce.number().int().min(1).max(200).default(50).openapi({ param: { name: 'limit', in: 'query' } }),
-  cursor: z.string().max(200).optional().openapi({ param: { name: 'cursor', in: 'query' } }),
+  kind: z
+    .enum(['job'])
+    .default('job')
+    .openapi({ param: { name: 'kind', in: 'query' } }),
+  type: z
+    .string()
+    .max(64)
+    .optional()
+    .openapi({ param: { name: 'type', in: 'query' } }),
+  since: z
+    .string()
+    .datetime()
+    .optional()
+    .openapi({ param: { name: 'since', in: 'query' }, description: 'Dead-lettered at or after (RFC 3339).' }),
+  until: z
+    .string()
+    .datetime()
+    .optional()
+    .openapi({ param: { name: 'until', in: 'query' }, description: 'Dead-lettered before (RFC 3339).' }),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(200)
+    .default(50)
+    .openapi({ param: { name: 'limit', in: 'query' } }),
+  cursor: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({ param: { name: 'cursor', in: 'query' } }),
 });
 
-const RetryBody = z.object({ from: ReplayFromSchema.default('checkpoint') }).strict().openapi('RetryJob');
+const RetryBody = z
+  .object({ from: ReplayFromSchema.default('checkpoint') })
+  .strict()
+  .openapi('RetryJob');
 
 const ReplayBody = z
   .object({
@@ -50,10 +82,14 @@ const listRoute = createRoute({
   path: '/v1/dead-letters',
   tags: ['dead letters'],
   summary: 'List dead-lettered jobs, newest first',
-  description: 'Jobs that failed for good (attempts exhausted or a permanent error); `job.error_history` holds the error of every attempt.',
+  description:
+    'Jobs that failed for good (attempts exhausted or a permanent error); `job.error_history` holds the error of every attempt.',
   security: [{ apiKey: [] }],
   request: { query: ListQuery },
-  responses: { 200: { description: 'A page of dead letters', ...jsonContent(DeadLetterListSchema) }, ...errorResponses(400, 401, 422) },
+  responses: {
+    200: { description: 'A page of dead letters', ...jsonContent(DeadLetterListSchema) },
+    ...errorResponses(400, 401, 422),
+  },
 });
 
 const retryRoute = createRoute({
@@ -61,10 +97,14 @@ const retryRoute = createRoute({
   path: '/v1/jobs/{id}/retry',
   tags: ['dead letters'],
   summary: 'Replay a failed job',
-  description: 'A FAILED job gets a fresh set of attempts and runs again, from its last checkpoint (default) or from the start with `{"from": "start"}`.',
+  description:
+    'A FAILED job gets a fresh set of attempts and runs again, from its last checkpoint (default) or from the start with `{"from": "start"}`.',
   security: [{ apiKey: [] }],
   request: { params: JobIdParam, body: { content: { 'application/json': { schema: RetryBody } }, required: false } },
-  responses: { 202: { description: 'Replayed; the job is PENDING', ...jsonContent(JobSchema) }, ...errorResponses(400, 401, 404, 409, 413, 415, 422) },
+  responses: {
+    202: { description: 'Replayed; the job is PENDING', ...jsonContent(JobSchema) },
+    ...errorResponses(400, 401, 404, 409, 413, 415, 422),
+  },
 });
 
 const replayRoute = createRoute({
@@ -76,7 +116,12 @@ const replayRoute = createRoute({
   security: [{ apiKey: [] }],
   request: { body: { content: { 'application/json': { schema: ReplayBody } }, required: true } },
   responses: {
-    202: { description: 'The jobs replayed', ...jsonContent(z.object({ replayed: z.number().int(), job_ids: z.array(z.string().uuid()) }).openapi('ReplayResult')) },
+    202: {
+      description: 'The jobs replayed',
+      ...jsonContent(
+        z.object({ replayed: z.number().int(), job_ids: z.array(z.string().uuid()) }).openapi('ReplayResult'),
+      ),
+    },
     ...errorResponses(400, 401, 413, 415, 422),
   },
 });
@@ -100,7 +145,11 @@ export function registerDeadLetterRoutes(app: App, deps: AppDeps): void {
     });
     return c.json(
       {
-        data: page.rows.map((d) => ({ kind: 'job' as const, dead_lettered_at: d.deadLetteredAt.toISOString(), job: toResource(d.job) })),
+        data: page.rows.map((d) => ({
+          kind: 'job' as const,
+          dead_lettered_at: d.deadLetteredAt.toISOString(),
+          job: toResource(d.job),
+        })),
         next_cursor: page.next === null ? null : encodeCursor({ createdAt: page.next.at, id: page.next.id }),
       },
       200,
@@ -120,14 +169,21 @@ export function registerDeadLetterRoutes(app: App, deps: AppDeps): void {
     }
     const out = await withTransaction(pool, (db) => replayJob(db, boss, registry, c.get('tenant').id, id, from));
     if (out.kind === 'not-found') throw new ApiError('not-found', `no job with id ${id}`);
-    if (out.kind === 'not-failed') throw new ApiError('invalid-state', `the job is ${out.job.status}; only FAILED jobs can be retried`);
+    if (out.kind === 'not-failed')
+      throw new ApiError('invalid-state', `the job is ${out.job.status}; only FAILED jobs can be retried`);
     c.get('log').info({ job_id: id, from }, 'job replayed');
     return c.json(toResource(out.job), 202);
   });
 
   app.openapi(replayRoute, async (c) => {
     const b = c.req.valid('json');
-    const ids = await replayMany(pool, boss, registry, c.get('tenant').id, { type: b.type, since: date(b.since), until: date(b.until), limit: b.limit, from: b.from });
+    const ids = await replayMany(pool, boss, registry, c.get('tenant').id, {
+      type: b.type,
+      since: date(b.since),
+      until: date(b.until),
+      limit: b.limit,
+      from: b.from,
+    });
     c.get('log').info({ count: ids.length, type: b.type, from: b.from }, 'dead letters replayed');
     return c.json({ replayed: ids.length, job_ids: ids }, 202);
   });

@@ -7,9 +7,26 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { withTransaction } from '../../db/pool.ts';
 import { getJob } from '../../jobs/repository.ts';
 import { listTenantEndpoints, type EndpointRow } from '../../webhooks/breaker.ts';
-import { activeSecrets, activeSigningKeys, publicJwks, rotateSecret, rotateSigningKey, setSignatureScheme, signatureScheme } from '../../webhooks/keys.ts';
+import {
+  activeSecrets,
+  activeSigningKeys,
+  publicJwks,
+  rotateSecret,
+  rotateSigningKey,
+  setSignatureScheme,
+  signatureScheme,
+} from '../../webhooks/keys.ts';
 import { registerEndpointStateGauge } from '../../webhooks/metrics.ts';
-import { attemptsOf, deliveriesOfJob, getDelivery, listDeliveries, redeliver, type AttemptRow, type DeliveryRow, type DeliveryStatus } from '../../webhooks/store.ts';
+import {
+  attemptsOf,
+  deliveriesOfJob,
+  getDelivery,
+  listDeliveries,
+  redeliver,
+  type AttemptRow,
+  type DeliveryRow,
+  type DeliveryStatus,
+} from '../../webhooks/store.ts';
 import type { App, AppDeps } from '../context.ts';
 import { ApiError } from '../errors.ts';
 import { jsonBody } from '../middleware.ts';
@@ -30,7 +47,11 @@ const AttemptSchema = z
     n: z.number().int().openapi({ description: 'Attempt number, from 1 (replays continue the count)' }),
     started_at: z.string().datetime(),
     duration_ms: z.number().int(),
-    status_code: z.number().int().nullable().openapi({ description: 'HTTP status, null when no response came (timeout, network, refused)' }),
+    status_code: z
+      .number()
+      .int()
+      .nullable()
+      .openapi({ description: 'HTTP status, null when no response came (timeout, network, refused)' }),
     error: z.string().nullable(),
     response: z.string().nullable().openapi({ description: 'Start of the response body, at most 4 KiB' }),
   })
@@ -56,13 +77,19 @@ const DeliverySchema = z
   })
   .openapi('Delivery');
 
-const DeliveryListSchema = z.object({ data: z.array(DeliverySchema), next_cursor: z.string().nullable() }).openapi('DeliveryList');
+const DeliveryListSchema = z
+  .object({ data: z.array(DeliverySchema), next_cursor: z.string().nullable() })
+  .openapi('DeliveryList');
 
 const EndpointSchema = z
   .object({
     endpoint: z.string(),
     state: z.enum(['closed', 'open', 'half_open']),
-    retry_at: z.string().datetime().nullable().openapi({ description: 'Open: end of the cool-down. Half-open: end of the probe lease.' }),
+    retry_at: z
+      .string()
+      .datetime()
+      .nullable()
+      .openapi({ description: 'Open: end of the cool-down. Half-open: end of the probe lease.' }),
     opened_at: z.string().datetime().nullable(),
     recent_total: z.number().int(),
     recent_failures: z.number().int(),
@@ -76,11 +103,20 @@ const EndpointSchema = z
   .openapi('WebhookEndpoint');
 
 const SecretSchema = z
-  .object({ id: z.string().uuid(), prefix: z.string(), created_at: z.string().datetime(), expires_at: z.string().datetime().nullable() })
+  .object({
+    id: z.string().uuid(),
+    prefix: z.string(),
+    created_at: z.string().datetime(),
+    expires_at: z.string().datetime().nullable(),
+  })
   .openapi('WebhookSecret');
-const NewSecretSchema = SecretSchema.extend({ secret: z.string().openapi({ description: 'The new `whsec_` secret, shown only here' }) }).openapi('NewWebhookSecret');
+const NewSecretSchema = SecretSchema.extend({
+  secret: z.string().openapi({ description: 'The new `whsec_` secret, shown only here' }),
+}).openapi('NewWebhookSecret');
 
-const JwkSchema = z.record(z.string(), z.unknown()).openapi('Jwk', { description: 'An Ed25519 public key (kty OKP, crv Ed25519) with its kid' });
+const JwkSchema = z
+  .record(z.string(), z.unknown())
+  .openapi('Jwk', { description: 'An Ed25519 public key (kty OKP, crv Ed25519) with its kid' });
 const SigningKeySchema = z
   .object({
     kid: z.string(),
@@ -93,24 +129,39 @@ const SigningKeySchema = z
 
 const SettingsSchema = z
   .object({
-    signature_scheme: z.enum(['v1', 'v1a']).openapi({ description: 'v1: HMAC-SHA256 with the whsec_ secrets. v1a: Ed25519 with the keys below.' }),
+    signature_scheme: z
+      .enum(['v1', 'v1a'])
+      .openapi({ description: 'v1: HMAC-SHA256 with the whsec_ secrets. v1a: Ed25519 with the keys below.' }),
     jwks_url: z.string(),
     secrets: z.array(SecretSchema),
     signing_keys: z.array(SigningKeySchema),
   })
   .openapi('WebhookSettings');
 
-const PutSettingsSchema = z.object({ signature_scheme: z.enum(['v1', 'v1a']) }).strict().openapi('PutWebhookSettings');
+const PutSettingsSchema = z
+  .object({ signature_scheme: z.enum(['v1', 'v1a']) })
+  .strict()
+  .openapi('PutWebhookSettings');
 
 const RedeliverRangeSchema = z
   .object({
-    since: z.string().datetime({ offset: true }).optional().openapi({ description: 'Only deliveries created at or after this time' }),
-    until: z.string().datetime({ offset: true }).optional().openapi({ description: 'Only deliveries created before this time' }),
+    since: z
+      .string()
+      .datetime({ offset: true })
+      .optional()
+      .openapi({ description: 'Only deliveries created at or after this time' }),
+    until: z
+      .string()
+      .datetime({ offset: true })
+      .optional()
+      .openapi({ description: 'Only deliveries created before this time' }),
   })
   .strict()
   .openapi('RedeliverRange');
 
-const RedeliveredSchema = z.object({ redelivered: z.number().int(), ids: z.array(z.string().uuid()) }).openapi('Redelivered');
+const RedeliveredSchema = z
+  .object({ redelivered: z.number().int(), ids: z.array(z.string().uuid()) })
+  .openapi('Redelivered');
 
 const DeliveryIdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) });
 const GraceQuery = z.object({
@@ -120,14 +171,39 @@ const GraceQuery = z.object({
     .min(0)
     .max(MAX_GRACE_SECONDS)
     .optional()
-    .openapi({ param: { name: 'grace_seconds', in: 'query' }, description: 'How long the previous secrets/keys keep signing (default LONGHAUL_WEBHOOK_SECRET_GRACE_SECONDS, 24 h; 0 revokes them now)' }),
+    .openapi({
+      param: { name: 'grace_seconds', in: 'query' },
+      description:
+        'How long the previous secrets/keys keep signing (default LONGHAUL_WEBHOOK_SECRET_GRACE_SECONDS, 24 h; 0 revokes them now)',
+    }),
 });
 const ListDeliveriesQuery = z.object({
-  status: z.enum(DELIVERY_STATUSES).optional().openapi({ param: { name: 'status', in: 'query' } }),
-  since: z.string().datetime({ offset: true }).optional().openapi({ param: { name: 'since', in: 'query' }, description: 'Created at or after' }),
-  until: z.string().datetime({ offset: true }).optional().openapi({ param: { name: 'until', in: 'query' }, description: 'Created before' }),
-  limit: z.coerce.number().int().min(1).max(200).default(50).openapi({ param: { name: 'limit', in: 'query' } }),
-  cursor: z.string().max(200).optional().openapi({ param: { name: 'cursor', in: 'query' } }),
+  status: z
+    .enum(DELIVERY_STATUSES)
+    .optional()
+    .openapi({ param: { name: 'status', in: 'query' } }),
+  since: z
+    .string()
+    .datetime({ offset: true })
+    .optional()
+    .openapi({ param: { name: 'since', in: 'query' }, description: 'Created at or after' }),
+  until: z
+    .string()
+    .datetime({ offset: true })
+    .optional()
+    .openapi({ param: { name: 'until', in: 'query' }, description: 'Created before' }),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(200)
+    .default(50)
+    .openapi({ param: { name: 'limit', in: 'query' } }),
+  cursor: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({ param: { name: 'cursor', in: 'query' } }),
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -152,7 +228,14 @@ function toDelivery(d: DeliveryRow, attempts: AttemptRow[]) {
     created_at: d.created_at.toISOString(),
     delivered_at: iso(d.delivered_at),
     dead_at: iso(d.dead_at),
-    attempts: attempts.map((a) => ({ n: a.n, started_at: a.started_at.toISOString(), duration_ms: a.duration_ms, status_code: a.status_code, error: a.error, response: a.response })),
+    attempts: attempts.map((a) => ({
+      n: a.n,
+      started_at: a.started_at.toISOString(),
+      duration_ms: a.duration_ms,
+      status_code: a.status_code,
+      error: a.error,
+      response: a.response,
+    })),
   };
 }
 
@@ -182,7 +265,10 @@ const jobDeliveriesRoute = createRoute({
   summary: "A job's webhook deliveries with every attempt",
   security,
   request: { params: JobIdParam },
-  responses: { 200: { description: 'The deliveries, oldest first', ...jsonContent(z.object({ data: z.array(DeliverySchema) })) }, ...errorResponses(401, 404) },
+  responses: {
+    200: { description: 'The deliveries, oldest first', ...jsonContent(z.object({ data: z.array(DeliverySchema) })) },
+    ...errorResponses(401, 404),
+  },
 });
 
 const listRoute = createRoute({
@@ -190,10 +276,14 @@ const listRoute = createRoute({
   path: '/v1/deliveries',
   tags: ['webhooks'],
   summary: "List the tenant's deliveries (status=dead: the dead-letter queue)",
-  description: 'Newest first, keyset-paginated. `since`/`until` select on when the event happened (the delivery was created).',
+  description:
+    'Newest first, keyset-paginated. `since`/`until` select on when the event happened (the delivery was created).',
   security,
   request: { query: ListDeliveriesQuery },
-  responses: { 200: { description: 'A page of deliveries', ...jsonContent(DeliveryListSchema) }, ...errorResponses(400, 401, 422) },
+  responses: {
+    200: { description: 'A page of deliveries', ...jsonContent(DeliveryListSchema) },
+    ...errorResponses(400, 401, 422),
+  },
 });
 
 const getRoute = createRoute({
@@ -211,7 +301,8 @@ const redeliverOneRoute = createRoute({
   path: '/v1/deliveries/{id}/redeliver',
   tags: ['webhooks'],
   summary: 'Replay a finished delivery',
-  description: 'Sends a DEAD (or succeeded) delivery again with the same `webhook-id` and a fresh retry schedule. A pending one answers 409.',
+  description:
+    'Sends a DEAD (or succeeded) delivery again with the same `webhook-id` and a fresh retry schedule. A pending one answers 409.',
   security,
   request: { params: DeliveryIdParam },
   responses: { 202: { description: 'Queued again', ...jsonContent(DeliverySchema) }, ...errorResponses(401, 404, 409) },
@@ -224,7 +315,10 @@ const redeliverRangeRoute = createRoute({
   summary: 'Replay every DEAD delivery in a time range',
   security,
   request: { body: { content: { 'application/json': { schema: RedeliverRangeSchema } }, required: true } },
-  responses: { 202: { description: 'Queued again', ...jsonContent(RedeliveredSchema) }, ...errorResponses(400, 401, 413, 415, 422) },
+  responses: {
+    202: { description: 'Queued again', ...jsonContent(RedeliveredSchema) },
+    ...errorResponses(400, 401, 413, 415, 422),
+  },
 });
 
 const endpointsRoute = createRoute({
@@ -233,7 +327,10 @@ const endpointsRoute = createRoute({
   tags: ['webhooks'],
   summary: "The endpoints of the tenant's deliveries with their circuit breaker state",
   security,
-  responses: { 200: { description: 'Endpoints', ...jsonContent(z.object({ data: z.array(EndpointSchema) })) }, ...errorResponses(401) },
+  responses: {
+    200: { description: 'Endpoints', ...jsonContent(z.object({ data: z.array(EndpointSchema) })) },
+    ...errorResponses(401),
+  },
 });
 
 const settingsRoute = createRoute({
@@ -250,10 +347,14 @@ const putSettingsRoute = createRoute({
   path: '/v1/webhook-settings',
   tags: ['webhooks'],
   summary: 'Choose the signature scheme (v1 HMAC or v1a Ed25519)',
-  description: 'Choosing v1a creates an Ed25519 key if the tenant has none; its public key is published in /.well-known/jwks.json.',
+  description:
+    'Choosing v1a creates an Ed25519 key if the tenant has none; its public key is published in /.well-known/jwks.json.',
   security,
   request: { body: { content: { 'application/json': { schema: PutSettingsSchema } }, required: true } },
-  responses: { 200: { description: 'Settings', ...jsonContent(SettingsSchema) }, ...errorResponses(400, 401, 413, 415, 422) },
+  responses: {
+    200: { description: 'Settings', ...jsonContent(SettingsSchema) },
+    ...errorResponses(400, 401, 413, 415, 422),
+  },
 });
 
 const rotateSecretRoute = createRoute({
@@ -261,10 +362,14 @@ const rotateSecretRoute = createRoute({
   path: '/v1/webhook-secrets',
   tags: ['webhooks'],
   summary: 'Add a new v1 secret (rotation)',
-  description: 'The previous secrets keep signing for the grace period, so every delivery meanwhile carries one v1 signature per active secret.',
+  description:
+    'The previous secrets keep signing for the grace period, so every delivery meanwhile carries one v1 signature per active secret.',
   security,
   request: { query: GraceQuery },
-  responses: { 201: { description: 'The new secret, shown once', ...jsonContent(NewSecretSchema) }, ...errorResponses(401, 422) },
+  responses: {
+    201: { description: 'The new secret, shown once', ...jsonContent(NewSecretSchema) },
+    ...errorResponses(401, 422),
+  },
 });
 
 const rotateKeyRoute = createRoute({
@@ -274,7 +379,10 @@ const rotateKeyRoute = createRoute({
   summary: 'Add a new v1a Ed25519 signing key (rotation)',
   security,
   request: { query: GraceQuery },
-  responses: { 201: { description: 'The new key (public part)', ...jsonContent(SigningKeySchema) }, ...errorResponses(401, 422) },
+  responses: {
+    201: { description: 'The new key (public part)', ...jsonContent(SigningKeySchema) },
+    ...errorResponses(401, 422),
+  },
 });
 
 const jwksRoute = createRoute({
@@ -282,14 +390,25 @@ const jwksRoute = createRoute({
   path: '/.well-known/jwks.json',
   tags: ['webhooks'],
   summary: 'Public keys that verify v1a webhook signatures',
-  responses: { 200: { description: 'A JWKS of Ed25519 keys, each with its kid', ...jsonContent(z.object({ keys: z.array(JwkSchema) }).openapi('Jwks')) } },
+  responses: {
+    200: {
+      description: 'A JWKS of Ed25519 keys, each with its kid',
+      ...jsonContent(z.object({ keys: z.array(JwkSchema) }).openapi('Jwks')),
+    },
+  },
 });
 
 const WebhookHeaders = z.object({
-  'webhook-id': z.string().openapi({ description: 'Message id, the same on every attempt and replay: dedupe on it', example: 'msg_2b7f0c1e9d4a4c33a1f0e8d6b5c4a321' }),
-  'webhook-timestamp': z.string().openapi({ description: 'Unix seconds of this attempt; reject values far from now', example: '1735689600' }),
+  'webhook-id': z.string().openapi({
+    description: 'Message id, the same on every attempt and replay: dedupe on it',
+    example: 'msg_2b7f0c1e9d4a4c33a1f0e8d6b5c4a321',
+  }),
+  'webhook-timestamp': z
+    .string()
+    .openapi({ description: 'Unix seconds of this attempt; reject values far from now', example: '1735689600' }),
   'webhook-signature': z.string().openapi({
-    description: 'Space-separated `v1,<base64 HMAC-SHA256>` (or `v1a,<base64 Ed25519>`) entries over `id.timestamp.body`, one per active secret/key',
+    description:
+      'Space-separated `v1,<base64 HMAC-SHA256>` (or `v1a,<base64 Ed25519>`) entries over `id.timestamp.body`, one per active secret/key',
     example: 'v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=',
   }),
 });
@@ -333,14 +452,26 @@ export function registerDeliveryRoutes(app: App, deps: AppDeps): void {
   app.on('PUT', '/v1/webhook-settings', jsonBody(config.bodyLimitBytes));
 
   const withAttempts = async (rows: DeliveryRow[]) => {
-    const attempts = await attemptsOf(pool, rows.map((r) => r.id));
+    const attempts = await attemptsOf(
+      pool,
+      rows.map((r) => r.id),
+    );
     return rows.map((r) => toDelivery(r, attempts.get(r.id) ?? []));
   };
   const settings = async (tenantId: string) => ({
     signature_scheme: await signatureScheme(pool, tenantId),
     jwks_url: `${config.publicUrl}/.well-known/jwks.json`,
-    secrets: (await activeSecrets(pool, tenantId)).map((s) => ({ id: s.id, prefix: s.prefix, created_at: s.created_at.toISOString(), expires_at: iso(s.expires_at) })),
-    signing_keys: (await activeSigningKeys(pool, tenantId)).map((k) => ({ ...k, created_at: k.created_at.toISOString(), expires_at: iso(k.expires_at) })),
+    secrets: (await activeSecrets(pool, tenantId)).map((s) => ({
+      id: s.id,
+      prefix: s.prefix,
+      created_at: s.created_at.toISOString(),
+      expires_at: iso(s.expires_at),
+    })),
+    signing_keys: (await activeSigningKeys(pool, tenantId)).map((k) => ({
+      ...k,
+      created_at: k.created_at.toISOString(),
+      expires_at: iso(k.expires_at),
+    })),
   });
 
   app.openapi(jobDeliveriesRoute, async (c) => {
@@ -359,7 +490,10 @@ export function registerDeliveryRoutes(app: App, deps: AppDeps): void {
       limit: q.limit,
       after: q.cursor === undefined ? undefined : decodeCursor(q.cursor),
     });
-    return c.json({ data: await withAttempts(page.rows), next_cursor: page.next === null ? null : encodeCursor(page.next) }, 200);
+    return c.json(
+      { data: await withAttempts(page.rows), next_cursor: page.next === null ? null : encodeCursor(page.next) },
+      200,
+    );
   });
 
   app.openapi(getRoute, async (c) => {
@@ -376,7 +510,8 @@ export function registerDeliveryRoutes(app: App, deps: AppDeps): void {
     const done = await redeliver(pool, tenantId, { ids: [id] });
     const d = await getDelivery(pool, tenantId, id);
     if (d === undefined) throw new ApiError('not-found', `no delivery with id ${id}`);
-    if (done.length === 0) throw new ApiError('invalid-state', 'the delivery is still pending; only finished deliveries can be redelivered');
+    if (done.length === 0)
+      throw new ApiError('invalid-state', 'the delivery is still pending; only finished deliveries can be redelivered');
     const [out] = await withAttempts([d]);
     return c.json(out ?? toDelivery(d, []), 202);
   });
@@ -386,14 +521,18 @@ export function registerDeliveryRoutes(app: App, deps: AppDeps): void {
     const since = body.since === undefined ? undefined : new Date(body.since);
     const until = body.until === undefined ? undefined : new Date(body.until);
     if (since !== undefined && until !== undefined && since >= until) {
-      throw new ApiError('validation-error', 'since must be before until', { errors: [{ field: 'until', message: 'must be after since' }] });
+      throw new ApiError('validation-error', 'since must be before until', {
+        errors: [{ field: 'until', message: 'must be after since' }],
+      });
     }
     const ids = await redeliver(pool, c.get('tenant').id, { since, until });
     c.get('log').info({ redelivered: ids.length }, 'dead deliveries replayed');
     return c.json({ redelivered: ids.length, ids }, 202);
   });
 
-  app.openapi(endpointsRoute, async (c) => c.json({ data: (await listTenantEndpoints(pool, c.get('tenant').id)).map(toEndpoint) }, 200));
+  app.openapi(endpointsRoute, async (c) =>
+    c.json({ data: (await listTenantEndpoints(pool, c.get('tenant').id)).map(toEndpoint) }, 200),
+  );
 
   app.openapi(settingsRoute, async (c) => c.json(await settings(c.get('tenant').id), 200));
 
@@ -407,7 +546,10 @@ export function registerDeliveryRoutes(app: App, deps: AppDeps): void {
   app.openapi(rotateSecretRoute, async (c) => {
     const s = await rotateSecret(pool, c.get('tenant').id, grace(c.req.valid('query')));
     c.get('log').info({ secret_id: s.id }, 'webhook secret rotated');
-    return c.json({ id: s.id, prefix: s.prefix, secret: s.secret, created_at: s.created_at.toISOString(), expires_at: null }, 201);
+    return c.json(
+      { id: s.id, prefix: s.prefix, secret: s.secret, created_at: s.created_at.toISOString(), expires_at: null },
+      201,
+    );
   });
 
   app.openapi(rotateKeyRoute, async (c) => {

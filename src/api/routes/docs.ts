@@ -10,7 +10,9 @@ export function registerDocsRoutes(app: App): void {
     path: '/openapi.yaml',
     tags: ['operations'],
     summary: 'This API description (OpenAPI 3.1, YAML)',
-    responses: { 200: { description: 'The document', content: { 'application/yaml': { schema: { type: 'string' } } } } },
+    responses: {
+      200: { description: 'The document', content: { 'application/yaml': { schema: { type: 'string' } } } },
+    },
   });
   app.openAPIRegistry.registerPath({
     method: 'get',

@@ -29,7 +29,12 @@ const EVENTS_PATH = /^\/v1\/jobs\/[^/]+\/events$/;
  * the API-key middleware lets it through and the route verifies the token itself.
  */
 export function usesStreamToken(c: Context<AppEnv>): boolean {
-  return c.req.method === 'GET' && c.req.header('authorization') === undefined && c.req.query('token') !== undefined && EVENTS_PATH.test(c.req.path);
+  return (
+    c.req.method === 'GET' &&
+    c.req.header('authorization') === undefined &&
+    c.req.query('token') !== undefined &&
+    EVENTS_PATH.test(c.req.path)
+  );
 }
 
 const at = z.string().datetime().openapi({ description: 'When the event was committed' });
@@ -49,7 +54,10 @@ export const StreamMessageSchema = z
         percent: z.number().nullable(),
         at,
       })
-      .openapi('StreamProgress', { description: 'A committed checkpoint. `processed` and `percent` never decrease within a stream, even across retries.' }),
+      .openapi('StreamProgress', {
+        description:
+          'A committed checkpoint. `processed` and `percent` never decrease within a stream, even across retries.',
+      }),
     z
       .object({
         type: z.literal('status'),
@@ -61,15 +69,20 @@ export const StreamMessageSchema = z
         result: z.unknown(),
         at,
       })
-      .openapi('StreamStatus', { description: 'A change of status. The stream ends after COMPLETED, FAILED or CANCELLED.' }),
+      .openapi('StreamStatus', {
+        description: 'A change of status. The stream ends after COMPLETED, FAILED or CANCELLED.',
+      }),
   ])
   .openapi('StreamMessage', {
-    description: 'One message of a job event stream: the `data` of an SSE event (whose `event` is `type` and `id` is `seq`), or one WebSocket text message.',
+    description:
+      'One message of a job event stream: the `data` of an SSE event (whose `event` is `type` and `id` is `seq`), or one WebSocket text message.',
   });
 
 const StreamTokenSchema = z
   .object({
-    token: z.string().openapi({ description: 'A JWT for the `token` query parameter of the events endpoint, for this job only' }),
+    token: z
+      .string()
+      .openapi({ description: 'A JWT for the `token` query parameter of the events endpoint, for this job only' }),
     expires_at: z.string().datetime(),
     events_url: z.string().openapi({ description: 'The events URL with the token, for `EventSource`' }),
     websocket_url: z.string().openapi({ description: 'The same as a `ws:`/`wss:` URL, for `WebSocket`' }),
@@ -82,12 +95,18 @@ const EventsQuery = z.object({
     .int()
     .min(0)
     .optional()
-    .openapi({ param: { name: 'after', in: 'query' }, description: 'Resume: send the events after this sequence number (what a WebSocket client passes on reconnect).' }),
+    .openapi({
+      param: { name: 'after', in: 'query' },
+      description: 'Resume: send the events after this sequence number (what a WebSocket client passes on reconnect).',
+    }),
   token: z
     .string()
     .max(4096)
     .optional()
-    .openapi({ param: { name: 'token', in: 'query' }, description: 'A stream token from `POST /v1/jobs/{id}/stream-token`, instead of the Authorization header.' }),
+    .openapi({
+      param: { name: 'token', in: 'query' },
+      description: 'A stream token from `POST /v1/jobs/{id}/stream-token`, instead of the Authorization header.',
+    }),
 });
 
 const EventsHeaders = z.object({
@@ -95,7 +114,11 @@ const EventsHeaders = z.object({
     .string()
     .regex(/^\d{1,15}$/, 'must be a sequence number this stream sent')
     .optional()
-    .openapi({ param: { in: 'header' }, description: 'The `Last-Event-ID` header that EventSource sends on reconnect: resume after this sequence number (wins over `after`).' }),
+    .openapi({
+      param: { in: 'header' },
+      description:
+        'The `Last-Event-ID` header that EventSource sends on reconnect: resume after this sequence number (wins over `after`).',
+    }),
 });
 
 const STREAM_DESCRIPTION = `Live progress and status of a job.
@@ -118,13 +141,17 @@ const eventsRoute = createRoute({
   security: [{ apiKey: [] }, { streamToken: [] }],
   request: { params: JobIdParam, query: EventsQuery, headers: EventsHeaders },
   responses: {
-    101: { description: 'Switching to the WebSocket protocol (with `Upgrade: websocket`); each text message is a `StreamMessage`.' },
+    101: {
+      description:
+        'Switching to the WebSocket protocol (with `Upgrade: websocket`); each text message is a `StreamMessage`.',
+    },
     200: {
       description: 'An event stream (with `Accept: text/event-stream`); each event\u2019s data is a `StreamMessage`.',
       content: {
         'text/event-stream': {
           schema: z.string().openapi({
-            example: 'event: snapshot\ndata: {"type":"snapshot","seq":3,"job":{…}}\nid: 3\n\nevent: progress\ndata: {"type":"progress","seq":4,"job_id":"…","processed":40,"total":100,"percent":40,"at":"…"}\nid: 4\n\n',
+            example:
+              'event: snapshot\ndata: {"type":"snapshot","seq":3,"job":{…}}\nid: 3\n\nevent: progress\ndata: {"type":"progress","seq":4,"job_id":"…","processed":40,"total":100,"percent":40,"at":"…"}\nid: 4\n\n',
           }),
         },
       },
@@ -143,7 +170,10 @@ const streamTokenRoute = createRoute({
     'Browsers cannot set headers on a WebSocket or an EventSource. Your server asks for a token with its API key and hands the URL to the browser; the token streams this job only and expires after LONGHAUL_STREAM_TOKEN_TTL_SECONDS (it is checked when the stream opens).',
   security: [{ apiKey: [] }],
   request: { params: JobIdParam },
-  responses: { 200: { description: 'A stream token', ...jsonContent(StreamTokenSchema) }, ...errorResponses(401, 404, 503) },
+  responses: {
+    200: { description: 'A stream token', ...jsonContent(StreamTokenSchema) },
+    ...errorResponses(401, 404, 503),
+  },
 });
 
 /** The tenant a stream is for: the API key's, or the one a valid stream token for this very job names. */
@@ -151,13 +181,17 @@ async function streamTenant(c: Context<AppEnv>, deps: AppDeps, jobId: string): P
   const tenant: Tenant | undefined = c.get('tenant');
   if (tenant !== undefined) return tenant.id;
   const token = c.req.query('token') ?? '';
-  if (deps.signer === undefined) throw new ApiError('service-unavailable', 'stream tokens are not available on this process');
+  if (deps.signer === undefined)
+    throw new ApiError('service-unavailable', 'stream tokens are not available on this process');
   try {
     const claims = await deps.signer.verify('stream', token);
     if (claims.job !== jobId) throw new ApiError('forbidden', 'this stream token is for another job');
     return claims.sub;
   } catch (err) {
-    if (err instanceof TokenError) throw new ApiError('unauthorized', `the stream token is not valid: ${err.message}`, { headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' } });
+    if (err instanceof TokenError)
+      throw new ApiError('unauthorized', `the stream token is not valid: ${err.message}`, {
+        headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' },
+      });
     throw err;
   }
 }
@@ -165,7 +199,10 @@ async function streamTenant(c: Context<AppEnv>, deps: AppDeps, jobId: string): P
 /** Validates like the typed routes do: a 422 problem naming the fields. */
 function parsed<T extends z.ZodType>(schema: T, value: unknown, target: 'query' | 'header'): z.infer<T> {
   const result = schema.safeParse(value);
-  if (!result.success) throw new ApiError('validation-error', `the request ${target} is not valid`, { errors: fieldErrors(result.error.issues, target) });
+  if (!result.success)
+    throw new ApiError('validation-error', `the request ${target} is not valid`, {
+      errors: fieldErrors(result.error.issues, target),
+    });
   return result.data;
 }
 
@@ -177,7 +214,9 @@ function wantsEventStream(c: Context<AppEnv>): boolean {
 function nodeResponse(c: Context<AppEnv>): NodeResponseLike | undefined {
   const env: unknown = c.env;
   const outgoing = typeof env === 'object' && env !== null ? (env as { outgoing?: unknown }).outgoing : undefined;
-  return typeof outgoing === 'object' && outgoing !== null && 'writableLength' in outgoing ? (outgoing as NodeResponseLike) : undefined;
+  return typeof outgoing === 'object' && outgoing !== null && 'writableLength' in outgoing
+    ? (outgoing as NodeResponseLike)
+    : undefined;
 }
 
 const EXAMPLE_PAGE = readFileSync(new URL('../../realtime/progress-example.html', import.meta.url), 'utf8');
@@ -195,11 +234,19 @@ export function registerEventRoutes(app: App, deps: AppDeps, upgradeWebSocket: U
   app.openapi(streamTokenRoute, async (c) => {
     const id = parseJobId(c.req.valid('param').id);
     const tenant = c.get('tenant');
-    if (deps.signer === undefined) throw new ApiError('service-unavailable', 'stream tokens are not available on this process');
+    if (deps.signer === undefined)
+      throw new ApiError('service-unavailable', 'stream tokens are not available on this process');
     if ((await getJob(pool, tenant.id, id)) === undefined) throw new ApiError('not-found', `no job with id ${id}`);
-    const { token, expiresAt } = await deps.signer.sign('stream', { sub: tenant.id, job: id }, config.streamTokenTtlSeconds);
+    const { token, expiresAt } = await deps.signer.sign(
+      'stream',
+      { sub: tenant.id, job: id },
+      config.streamTokenTtlSeconds,
+    );
     const url = `${config.publicUrl}/v1/jobs/${id}/events?token=${encodeURIComponent(token)}`;
-    return c.json({ token, expires_at: expiresAt.toISOString(), events_url: url, websocket_url: url.replace(/^http/, 'ws') }, 200);
+    return c.json(
+      { token, expires_at: expiresAt.toISOString(), events_url: url, websocket_url: url.replace(/^http/, 'ws') },
+      200,
+    );
   });
 
   // Documented from the route definition, served by a plain handler: its responses are streams (or an
@@ -207,20 +254,30 @@ export function registerEventRoutes(app: App, deps: AppDeps, upgradeWebSocket: U
   app.openAPIRegistry.registerPath(eventsRoute);
   app.get('/v1/jobs/:id/events', async (c) => {
     const hub: RealtimeHub | undefined = deps.realtime;
-    if (hub === undefined || !hub.accepting) throw new ApiError('service-unavailable', 'live events are not available on this process', { headers: { 'Retry-After': '1' } });
+    if (hub === undefined || !hub.accepting)
+      throw new ApiError('service-unavailable', 'live events are not available on this process', {
+        headers: { 'Retry-After': '1' },
+      });
     const id = parseJobId(c.req.param('id'));
     const tenantId = await streamTenant(c, deps, id);
     const websocket = c.req.header('upgrade')?.toLowerCase() === 'websocket';
     if (!websocket && !wantsEventStream(c)) {
-      throw new ApiError('not-acceptable', 'ask for Server-Sent Events (Accept: text/event-stream) or upgrade to a WebSocket');
+      throw new ApiError(
+        'not-acceptable',
+        'ask for Server-Sent Events (Accept: text/event-stream) or upgrade to a WebSocket',
+      );
     }
-    const lastEventId = parsed(EventsHeaders, { 'last-event-id': c.req.header('last-event-id') }, 'header')['last-event-id'];
+    const lastEventId = parsed(EventsHeaders, { 'last-event-id': c.req.header('last-event-id') }, 'header')[
+      'last-event-id'
+    ];
     const after = lastEventId !== undefined ? Number(lastEventId) : parsed(EventsQuery, c.req.query(), 'query').after;
     const snap = await readSnapshot(pool, tenantId, id);
     if (snap === undefined) throw new ApiError('not-found', `no job with id ${id}`);
     if (after !== undefined && after > snap.seq) {
       const field = lastEventId !== undefined ? 'Last-Event-ID' : 'after';
-      throw new ApiError('validation-error', `${field} ${after} is beyond the job's last event (${snap.seq})`, { errors: [{ field, message: `must be at most ${snap.seq}` }] });
+      throw new ApiError('validation-error', `${field} ${after} is beyond the job's last event (${snap.seq})`, {
+        errors: [{ field, message: `must be at most ${snap.seq}` }],
+      });
     }
     // Resuming past the terminal event: nothing will follow.
     const finished = after !== undefined && after >= snap.seq && isTerminal(snap.job.status);
@@ -229,7 +286,10 @@ export function registerEventRoutes(app: App, deps: AppDeps, upgradeWebSocket: U
       after: after ?? snap.seq,
       current: snap.seq,
       ...(after === undefined ? { snapshot: snapshotMessage(snap.job, snap.seq) } : {}),
-      floor: after === undefined ? { processed: snap.job.processed, percent: percentOf(snap.job.processed, snap.job.total) } : await progressUpTo(pool, id, after),
+      floor:
+        after === undefined
+          ? { processed: snap.job.processed, percent: percentOf(snap.job.processed, snap.job.total) }
+          : await progressUpTo(pool, id, after),
     };
 
     if (websocket) {

@@ -18,7 +18,10 @@ const readyz = createRoute({
   path: '/readyz',
   tags: ['operations'],
   summary: 'The database and the queue are reachable',
-  responses: { 200: { description: 'Ready', ...jsonContent(HealthSchema) }, 503: { description: 'Not ready', ...jsonContent(HealthSchema) } },
+  responses: {
+    200: { description: 'Ready', ...jsonContent(HealthSchema) },
+    503: { description: 'Not ready', ...jsonContent(HealthSchema) },
+  },
 });
 
 /** A readiness check that takes longer than this counts as failed. */
@@ -57,7 +60,12 @@ export function registerHealthRoutes(app: App, deps: AppDeps, draining: () => bo
     path: '/metrics',
     tags: ['operations'],
     summary: 'Prometheus metrics',
-    responses: { 200: { description: 'Metrics in the Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+    responses: {
+      200: {
+        description: 'Metrics in the Prometheus text format',
+        content: { 'text/plain': { schema: { type: 'string' } } },
+      },
+    },
   });
   app.get('/metrics', async (c) => {
     c.header('Content-Type', deps.metrics.registry.contentType);

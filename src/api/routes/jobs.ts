@@ -11,7 +11,15 @@ import type { App, AppDeps } from '../context.ts';
 import { ApiError, fieldErrors } from '../errors.ts';
 import { jsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
-import { CreateJobSchema, type CreateJob, IdempotencyHeader, JobIdParam, JobListSchema, JobSchema, ListJobsQuery } from '../schemas.ts';
+import {
+  CreateJobSchema,
+  type CreateJob,
+  IdempotencyHeader,
+  JobIdParam,
+  JobListSchema,
+  JobSchema,
+  ListJobsQuery,
+} from '../schemas.ts';
 import type { Json } from '../../worker/sdk.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -39,7 +47,9 @@ export function decodeCursor(cursor: string): { createdAt: string; id: string } 
   const text = Buffer.from(cursor, 'base64url').toString('utf8');
   const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)\|([0-9a-f-]{36})$/.exec(text);
   if (m === null || m[1] === undefined || m[2] === undefined || !isTimestamptz(m[1]) || !UUID.test(m[2])) {
-    throw new ApiError('bad-request', 'the cursor is not one this API returned', { errors: [{ field: 'cursor', message: 'invalid cursor' }] });
+    throw new ApiError('bad-request', 'the cursor is not one this API returned', {
+      errors: [{ field: 'cursor', message: 'invalid cursor' }],
+    });
   }
   return { createdAt: m[1], id: m[2] };
 }
@@ -52,7 +62,10 @@ const createJob = createRoute({
   description:
     'Stores the job and queues it in one transaction and answers at once. With an `Idempotency-Key`, a repeat of the same request returns the original response with `Idempotent-Replayed: true` and creates nothing.',
   security: [{ apiKey: [] }],
-  request: { headers: IdempotencyHeader, body: { content: { 'application/json': { schema: CreateJobSchema } }, required: true } },
+  request: {
+    headers: IdempotencyHeader,
+    body: { content: { 'application/json': { schema: CreateJobSchema } }, required: true },
+  },
   responses: {
     202: {
       description: 'Accepted; the job is PENDING. (A replay answers the original response.)',
@@ -84,7 +97,10 @@ const listJobsRoute = createRoute({
   description: 'Keyset pagination: pass `next_cursor` as `cursor` for the next page; pages are stable under inserts.',
   security: [{ apiKey: [] }],
   request: { query: ListJobsQuery },
-  responses: { 200: { description: 'A page of jobs', ...jsonContent(JobListSchema) }, ...errorResponses(400, 401, 422) },
+  responses: {
+    200: { description: 'A page of jobs', ...jsonContent(JobListSchema) },
+    ...errorResponses(400, 401, 422),
+  },
 });
 
 const cancelRoute = createRoute({
@@ -106,7 +122,10 @@ const cancelRoute = createRoute({
 export function checkCallbackUrl(raw: string | undefined, allow: CallbackAllowList): string | null {
   if (raw === undefined) return null;
   const problem = callbackUrlProblem(raw, allow);
-  if (problem !== undefined) throw new ApiError('validation-error', `callback_url ${problem}`, { errors: [{ field: 'callback_url', message: problem }] });
+  if (problem !== undefined)
+    throw new ApiError('validation-error', `callback_url ${problem}`, {
+      errors: [{ field: 'callback_url', message: problem }],
+    });
   return raw;
 }
 
@@ -117,7 +136,12 @@ export interface Accepted {
 }
 
 /** The job a request asks for, checked against its type (schema and check) and the callback allow-list: 4xx if not. */
-async function checkJob(registry: AppDeps['registry'], allow: CallbackAllowList, tenant: Tenant, body: CreateJob): Promise<{ type: AnyJobType; input: Json; callbackUrl: string | null }> {
+async function checkJob(
+  registry: AppDeps['registry'],
+  allow: CallbackAllowList,
+  tenant: Tenant,
+  body: CreateJob,
+): Promise<{ type: AnyJobType; input: Json; callbackUrl: string | null }> {
   const type = registry.get(body.type);
   if (type === undefined) {
     throw new ApiError('unknown-job-type', `no job type "${body.type}"; known types: ${registry.names().join(', ')}`, {
@@ -125,9 +149,15 @@ async function checkJob(registry: AppDeps['registry'], allow: CallbackAllowList,
     });
   }
   const parsed = type.input.safeParse(body.input);
-  if (!parsed.success) throw new ApiError('validation-error', `input does not match the "${type.name}" schema`, { errors: fieldErrors(parsed.error.issues, 'input') });
+  if (!parsed.success)
+    throw new ApiError('validation-error', `input does not match the "${type.name}" schema`, {
+      errors: fieldErrors(parsed.error.issues, 'input'),
+    });
   const extra = (await type.check?.(parsed.data, { tenant: { id: tenant.id, name: tenant.name } })) ?? [];
-  if (extra.length > 0) throw new ApiError('validation-error', `input is not valid for "${type.name}"`, { errors: extra.map((e) => ({ ...e, field: `input.${e.field}` })) });
+  if (extra.length > 0)
+    throw new ApiError('validation-error', `input is not valid for "${type.name}"`, {
+      errors: extra.map((e) => ({ ...e, field: `input.${e.field}` })),
+    });
   return { type, input: parsed.data as Json, callbackUrl: checkCallbackUrl(body.callback_url, allow) };
 }
 
@@ -144,7 +174,10 @@ export async function acceptJob(
 ): Promise<Accepted> {
   if (rawKey !== undefined) {
     const bad = validateKey(rawKey);
-    if (bad !== undefined) throw new ApiError('bad-request', `Idempotency-Key ${bad}`, { errors: [{ field: 'Idempotency-Key', message: bad }] });
+    if (bad !== undefined)
+      throw new ApiError('bad-request', `Idempotency-Key ${bad}`, {
+        errors: [{ field: 'Idempotency-Key', message: bad }],
+      });
   }
   const idempotency = rawKey === undefined ? null : { key: rawKey, fingerprint: fingerprint(body) };
   let checked: Awaited<ReturnType<typeof checkJob>>;
@@ -152,7 +185,10 @@ export async function acceptJob(
     checked = await checkJob(deps.registry, allow, tenant, body);
   } catch (err) {
     // A repeat of a request that created a job is answered as before, even if it would not be accepted now.
-    const stored = err instanceof ApiError && idempotency !== null ? await deps.submitter.storedReplay(tenant.id, idempotency) : undefined;
+    const stored =
+      err instanceof ApiError && idempotency !== null
+        ? await deps.submitter.storedReplay(tenant.id, idempotency)
+        : undefined;
     if (stored === undefined) throw err;
     return { job: toResource(asCreated(stored)), replayed: true };
   }
@@ -170,9 +206,16 @@ export async function acceptJob(
   });
   switch (outcome.kind) {
     case 'in-flight':
-      throw new ApiError('idempotency-key-in-use', 'a request with this Idempotency-Key is still being processed; retry later', { headers: { 'Retry-After': '1' } });
+      throw new ApiError(
+        'idempotency-key-in-use',
+        'a request with this Idempotency-Key is still being processed; retry later',
+        { headers: { 'Retry-After': '1' } },
+      );
     case 'key-reused':
-      throw new ApiError('idempotency-key-reused', 'this Idempotency-Key was already used with a different request body');
+      throw new ApiError(
+        'idempotency-key-reused',
+        'this Idempotency-Key was already used with a different request body',
+      );
     case 'replayed':
       return { job: toResource(asCreated(outcome.job)), replayed: true };
     case 'created':
@@ -183,7 +226,9 @@ export async function acceptJob(
 
 /** The headers of a 202 from POST /v1/jobs. */
 export function acceptedHeaders(a: Accepted): Record<string, string> {
-  return a.replayed ? { 'Idempotent-Replayed': 'true', Location: `/v1/jobs/${a.job.id}` } : { Location: `/v1/jobs/${a.job.id}` };
+  return a.replayed
+    ? { 'Idempotent-Replayed': 'true', Location: `/v1/jobs/${a.job.id}` }
+    : { Location: `/v1/jobs/${a.job.id}` };
 }
 
 export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowList): void {
@@ -191,7 +236,13 @@ export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowL
   app.on('POST', '/v1/jobs', jsonBody(config.bodyLimitBytes));
 
   app.openapi(createJob, async (c) => {
-    const accepted = await acceptJob(deps, allow, c.get('tenant'), c.req.valid('json'), c.req.header('idempotency-key'));
+    const accepted = await acceptJob(
+      deps,
+      allow,
+      c.get('tenant'),
+      c.req.valid('json'),
+      c.req.header('idempotency-key'),
+    );
     for (const [name, value] of Object.entries(acceptedHeaders(accepted))) c.header(name, value);
     return c.json(accepted.job, 202);
   });
@@ -211,7 +262,10 @@ export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowL
       limit: q.limit,
       after: q.cursor === undefined ? undefined : decodeCursor(q.cursor),
     });
-    return c.json({ data: page.rows.map(toResource), next_cursor: page.next === null ? null : encodeCursor(page.next) }, 200);
+    return c.json(
+      { data: page.rows.map(toResource), next_cursor: page.next === null ? null : encodeCursor(page.next) },
+      200,
+    );
   });
 
   app.openapi(cancelRoute, async (c) => {
@@ -221,7 +275,10 @@ export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowL
       case 'not-found':
         throw new ApiError('not-found', `no job with id ${id}`);
       case 'finished':
-        throw new ApiError('invalid-state', `the job is ${outcome.job.status}; only PENDING and RUNNING jobs can be cancelled`);
+        throw new ApiError(
+          'invalid-state',
+          `the job is ${outcome.job.status}; only PENDING and RUNNING jobs can be cancelled`,
+        );
       case 'cancelled':
         return c.json(toResource(outcome.job), 200);
       case 'requested':

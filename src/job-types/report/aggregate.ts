@@ -96,19 +96,27 @@ export function mergeChunk(agg: Aggregates, chunk: ChunkAggregates): void {
   const m = agg.metrics.length;
   // Every figure of the chunk, parsed; the metric's scale becomes the most places seen so far.
   const parse = (v: string | null | undefined) => (v === null || v === undefined ? null : parseDecimal(v));
-  const figures = chunk.map((part) => part.metrics.map((x) => ({ n: x.n, sum: parse(x.sum), min: parse(x.min), max: parse(x.max) })));
+  const figures = chunk.map((part) =>
+    part.metrics.map((x) => ({ n: x.n, sum: parse(x.sum), min: parse(x.min), max: parse(x.max) })),
+  );
   for (let j = 0; j < m; j++) {
     const st = agg.metrics[j];
     if (st === undefined) continue;
     let places = st.scale;
-    for (const f of figures) for (const d of [f[j]?.sum, f[j]?.min, f[j]?.max]) if (d !== null && d !== undefined) places = Math.max(places, d.places);
+    for (const f of figures)
+      for (const d of [f[j]?.sum, f[j]?.min, f[j]?.max])
+        if (d !== null && d !== undefined) places = Math.max(places, d.places);
     if (places > st.scale) rescale(agg, j, places);
   }
   const scaled = (j: number, d: { int: bigint; places: number } | null | undefined): bigint | null =>
     d === null || d === undefined ? null : d.int * pow10((agg.metrics[j]?.scale ?? 0) - d.places);
 
   // Totals as BigInt while the chunk is folded in, written back as text once.
-  const totals = agg.metrics.map((st) => ({ sum: BigInt(st.sum), min: st.min === null ? null : BigInt(st.min), max: st.max === null ? null : BigInt(st.max) }));
+  const totals = agg.metrics.map((st) => ({
+    sum: BigInt(st.sum),
+    min: st.min === null ? null : BigInt(st.min),
+    max: st.max === null ? null : BigInt(st.max),
+  }));
   const index = new Map(agg.groups.map((g) => [groupKey(g.values), g]));
   const h = agg.histogram;
   chunk.forEach((part, i) => {
@@ -141,7 +149,8 @@ export function mergeChunk(agg: Aggregates, chunk: ChunkAggregates): void {
       const v = scaled(j, figures[i]?.[j]?.sum);
       if (v !== null) g.sums[j] = (BigInt(g.sums[j] ?? '0') + v).toString();
     }
-    if (h !== null && part.bin !== null && part.bin >= 0 && part.bin < h.counts.length) h.counts[part.bin] = (h.counts[part.bin] ?? 0) + part.count;
+    if (h !== null && part.bin !== null && part.bin >= 0 && part.bin < h.counts.length)
+      h.counts[part.bin] = (h.counts[part.bin] ?? 0) + part.count;
   });
   agg.metrics.forEach((st, j) => {
     const t = totals[j];

@@ -109,7 +109,13 @@ async function introspect(db: Queryable, name: string): Promise<Source | undefin
   if (m === null || m[2] === undefined) return undefined;
   const schema = m[1] ?? 'public';
   const table = m[2];
-  const { rows } = await db.query<{ column_name: string; data_type: string; udt_schema: string; udt_name: string; is_key: boolean }>(
+  const { rows } = await db.query<{
+    column_name: string;
+    data_type: string;
+    udt_schema: string;
+    udt_name: string;
+    is_key: boolean;
+  }>(
     `SELECT c.column_name, c.data_type, c.udt_schema, c.udt_name,
             EXISTS (SELECT 1 FROM information_schema.table_constraints t
                       JOIN information_schema.key_column_usage k

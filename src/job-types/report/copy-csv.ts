@@ -90,7 +90,8 @@ export class CopyCsvLines implements Submittable {
     const stream = connection.stream;
     const listeners = stream.listeners('data');
     const pgData = listeners[0];
-    if (listeners.length !== 1 || pgData === undefined) return new Error(`expected pg's one data listener on the connection, found ${listeners.length}`);
+    if (listeners.length !== 1 || pgData === undefined)
+      return new Error(`expected pg's one data listener on the connection, found ${listeners.length}`);
     this.#stream = stream;
     this.#pgData = pgData as (chunk: Buffer) => void;
     stream.removeListener('data', this.#pgData);

@@ -30,7 +30,10 @@ export const reportInput = z
     group_by: z.array(z.string().min(1).max(63)).min(1).max(MAX_GROUP_BY),
     /** Numeric columns to count, sum, average, min and max. (Default: every integer and numeric column but the key) */
     metrics: z.array(z.string().min(1).max(63)).min(1).max(MAX_METRICS).optional(),
-    formats: z.array(z.enum(['pdf', 'csv'])).min(1).max(2),
+    formats: z
+      .array(z.enum(['pdf', 'csv']))
+      .min(1)
+      .max(2),
   })
   .strict();
 
@@ -57,7 +60,9 @@ const NUMERIC = /^-?\d+(\.\d+)?$/;
 function checkValue(column: Column, v: string | number | boolean): string | undefined {
   switch (column.kind) {
     case 'integer':
-      return (typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'string' && /^-?\d+$/.test(v)) ? undefined : 'must be an integer';
+      return (typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'string' && /^-?\d+$/.test(v))
+        ? undefined
+        : 'must be an integer';
     case 'decimal':
     case 'float':
       return typeof v === 'number' || (typeof v === 'string' && NUMERIC.test(v)) ? undefined : 'must be a number';
@@ -65,7 +70,9 @@ function checkValue(column: Column, v: string | number | boolean): string | unde
       return typeof v === 'boolean' ? undefined : 'must be true or false';
     case 'time':
     case 'date':
-      return typeof v === 'string' && instant.safeParse(v).success ? undefined : 'must be an ISO 8601 date or date-time';
+      return typeof v === 'string' && instant.safeParse(v).success
+        ? undefined
+        : 'must be an ISO 8601 date or date-time';
     default:
       return typeof v === 'string' ? undefined : 'must be a string';
   }
@@ -86,20 +93,36 @@ export function resolveReport(input: ReportInput, source: Source): { issues: Fie
   });
 
   const metrics: Column[] = [];
-  const metricNames = input.metrics ?? source.columns.filter((c) => (c.kind === 'integer' || c.kind === 'decimal') && c !== source.key).slice(0, MAX_METRICS).map((c) => c.name);
+  const metricNames =
+    input.metrics ??
+    source.columns
+      .filter((c) => (c.kind === 'integer' || c.kind === 'decimal') && c !== source.key)
+      .slice(0, MAX_METRICS)
+      .map((c) => c.name);
   metricNames.forEach((name, i) => {
     const c = byName.get(name);
     if (c === undefined) issues.push({ field: `metrics.${i}`, message: `unknown column "${name}"; ${known}` });
-    else if (c.kind !== 'integer' && c.kind !== 'decimal') issues.push({ field: `metrics.${i}`, message: `"${name}" is ${c.type}; metrics must be integer or numeric columns` });
+    else if (c.kind !== 'integer' && c.kind !== 'decimal')
+      issues.push({
+        field: `metrics.${i}`,
+        message: `"${name}" is ${c.type}; metrics must be integer or numeric columns`,
+      });
     else if (metrics.includes(c)) issues.push({ field: `metrics.${i}`, message: `"${name}" is listed twice` });
     else metrics.push(c);
   });
-  if (input.metrics === undefined && metrics.length === 0) issues.push({ field: 'metrics', message: `${source.name} has no integer or numeric column to use as a metric; name one` });
+  if (input.metrics === undefined && metrics.length === 0)
+    issues.push({
+      field: 'metrics',
+      message: `${source.name} has no integer or numeric column to use as a metric; name one`,
+    });
 
   const filters: ResolvedFilter[] = [];
   const { from, to, ...rest } = input.filters ?? {};
   if ((from !== undefined || to !== undefined) && source.time === undefined) {
-    issues.push({ field: from === undefined ? 'filters.to' : 'filters.from', message: `${source.name} has no timestamp or date column to filter on` });
+    issues.push({
+      field: from === undefined ? 'filters.to' : 'filters.from',
+      message: `${source.name} has no timestamp or date column to filter on`,
+    });
   }
   if (from !== undefined && to !== undefined && Date.parse(from) > Date.parse(to)) {
     issues.push({ field: 'filters.to', message: `the range is empty: "to" (${to}) is before "from" (${from})` });

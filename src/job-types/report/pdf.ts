@@ -55,10 +55,19 @@ interface TableSpec {
 
 function drawRow(doc: Doc, spec: TableSpec, cells: string[], y: number, bold: boolean): void {
   let x = MARGIN;
-  doc.font(bold ? 'Helvetica-Bold' : 'Helvetica').fontSize(8).fillColor(INK);
+  doc
+    .font(bold ? 'Helvetica-Bold' : 'Helvetica')
+    .fontSize(8)
+    .fillColor(INK);
   cells.forEach((cell, i) => {
     const w = spec.widths[i] ?? 60;
-    doc.text(cell, x + 3, y + 4, { width: w - 6, align: spec.right[i] === true ? 'right' : 'left', lineBreak: false, ellipsis: true, height: ROW_HEIGHT });
+    doc.text(cell, x + 3, y + 4, {
+      width: w - 6,
+      align: spec.right[i] === true ? 'right' : 'left',
+      lineBreak: false,
+      ellipsis: true,
+      height: ROW_HEIGHT,
+    });
     x += w;
   });
 }
@@ -84,7 +93,12 @@ function drawTable(doc: Doc, spec: TableSpec, rows: string[][], total: string[] 
     const isTotal = total !== undefined && i === all.length - 1;
     drawRow(doc, spec, cells, y, isTotal);
     y += ROW_HEIGHT;
-    doc.moveTo(MARGIN, y).lineTo(MARGIN + width, y).lineWidth(isTotal ? 1 : 0.5).strokeColor(RULE).stroke();
+    doc
+      .moveTo(MARGIN, y)
+      .lineTo(MARGIN + width, y)
+      .lineWidth(isTotal ? 1 : 0.5)
+      .strokeColor(RULE)
+      .stroke();
   });
   doc.y = y + 12;
   doc.x = MARGIN;
@@ -97,12 +111,21 @@ function drawHistogram(doc: Doc, agg: Aggregates, x: number, y: number, w: numbe
   const max = Math.max(1, ...hist.counts);
   const bins = hist.counts.length;
   const bw = w / bins;
-  doc.lineWidth(0.5).strokeColor(MUTED).moveTo(x, y).lineTo(x, y + h).lineTo(x + w, y + h).stroke();
+  doc
+    .lineWidth(0.5)
+    .strokeColor(MUTED)
+    .moveTo(x, y)
+    .lineTo(x, y + h)
+    .lineTo(x + w, y + h)
+    .stroke();
   hist.counts.forEach((c, i) => {
     const bh = (c / max) * (h - 4);
     doc.rect(x + i * bw + 1, y + h - bh, Math.max(0.5, bw - 2), bh).fill(ACCENT);
   });
-  const label = (v: number): string => (hist.kind === 'time' ? new Date(v * 1000).toISOString().slice(0, 10) : formatNumber(String(Math.round(v * 100) / 100)));
+  const label = (v: number): string =>
+    hist.kind === 'time'
+      ? new Date(v * 1000).toISOString().slice(0, 10)
+      : formatNumber(String(Math.round(v * 100) / 100));
   doc.font('Helvetica').fontSize(7).fillColor(MUTED);
   doc.text(label(hist.lo), x, y + h + 3, { width: 80, lineBreak: false });
   doc.text(label((hist.lo + hist.hi) / 2), x + w / 2 - 40, y + h + 3, { width: 80, align: 'center', lineBreak: false });
@@ -124,12 +147,29 @@ function drawGroupBars(doc: Doc, agg: Aggregates, metric: string, x: number, y: 
   const barMax = w - labelW - valueW;
   top.forEach((t, i) => {
     const rowY = y + i * 18;
-    const bw = Number((t.v * 1_000_000n) / max) / 1_000_000 * barMax;
-    doc.font('Helvetica').fontSize(8).fillColor(INK).text(groupLabel(t.g), x, rowY + 3, { width: labelW - 6, lineBreak: false, ellipsis: true });
+    const bw = (Number((t.v * 1_000_000n) / max) / 1_000_000) * barMax;
+    doc
+      .font('Helvetica')
+      .fontSize(8)
+      .fillColor(INK)
+      .text(groupLabel(t.g), x, rowY + 3, { width: labelW - 6, lineBreak: false, ellipsis: true });
     doc.rect(x + labelW, rowY, Math.max(0.5, bw), 12).fill(ACCENT);
-    doc.font('Helvetica').fontSize(8).fillColor(INK).text(formatNumber(toDecimal(t.v, scale)), x + labelW + Math.max(0.5, bw) + 4, rowY + 3, { width: valueW, lineBreak: false });
+    doc
+      .font('Helvetica')
+      .fontSize(8)
+      .fillColor(INK)
+      .text(formatNumber(toDecimal(t.v, scale)), x + labelW + Math.max(0.5, bw) + 4, rowY + 3, {
+        width: valueW,
+        lineBreak: false,
+      });
   });
-  doc.font('Helvetica').fontSize(7).fillColor(MUTED).text(`sum of ${metric}, largest ${top.length} of ${agg.groups.length} groups`, x, y + top.length * 18 + 2, { lineBreak: false });
+  doc
+    .font('Helvetica')
+    .fontSize(7)
+    .fillColor(MUTED)
+    .text(`sum of ${metric}, largest ${top.length} of ${agg.groups.length} groups`, x, y + top.length * 18 + 2, {
+      lineBreak: false,
+    });
   return y + top.length * 18 + 16;
 }
 
@@ -144,7 +184,12 @@ export function renderPdf(meta: PdfMeta, agg: Aggregates): Doc {
     size: 'A4',
     margin: MARGIN,
     bufferPages: true,
-    info: { Title: meta.title, Author: 'longhaul', Subject: `Report over ${meta.source}`, CreationDate: meta.generatedAt },
+    info: {
+      Title: meta.title,
+      Author: 'longhaul',
+      Subject: `Report over ${meta.source}`,
+      CreationDate: meta.generatedAt,
+    },
   });
   const contentWidth = doc.page.width - 2 * MARGIN;
 
@@ -165,25 +210,45 @@ export function renderPdf(meta: PdfMeta, agg: Aggregates): Doc {
   for (const [k, v] of facts) {
     const y = doc.y;
     doc.font('Helvetica-Bold').fontSize(10).fillColor(MUTED).text(k, MARGIN, y, { width: 100 });
-    doc.font('Helvetica').fontSize(10).fillColor(INK).text(v, MARGIN + 100, y, { width: contentWidth - 100 });
+    doc
+      .font('Helvetica')
+      .fontSize(10)
+      .fillColor(INK)
+      .text(v, MARGIN + 100, y, { width: contentWidth - 100 });
     doc.moveDown(0.2);
   }
   doc.moveDown(1);
 
   // Summary figures.
   heading(doc, 'Summary');
-  const summarySpec: TableSpec = { headers: ['Metric', 'Rows', 'Sum', 'Mean', 'Min', 'Max'], widths: [85, 70, 110, 75, 75, 80], right: [false, true, true, true, true, true] };
+  const summarySpec: TableSpec = {
+    headers: ['Metric', 'Rows', 'Sum', 'Mean', 'Min', 'Max'],
+    widths: [85, 70, 110, 75, 75, 80],
+    right: [false, true, true, true, true, true],
+  };
   const summaryRows = meta.metrics.map((name, j) => {
     const st = agg.metrics[j];
     if (st === undefined) return [name, '', '', '', '', ''];
     const dec = (v: string | null): string => (v === null ? '–' : formatNumber(toDecimal(v, st.scale)));
-    return [name, formatNumber(String(st.n)), dec(st.sum), formatNumber(meanOf(st, 2) ?? '–'), dec(st.min), dec(st.max)];
+    return [
+      name,
+      formatNumber(String(st.n)),
+      dec(st.sum),
+      formatNumber(meanOf(st, 2) ?? '–'),
+      dec(st.min),
+      dec(st.max),
+    ];
   });
   drawTable(doc, summarySpec, summaryRows, undefined, 'Summary');
 
   // Histogram.
   if (agg.histogram !== null) {
-    heading(doc, agg.histogram.kind === 'time' ? `Rows over time (${agg.histogram.column})` : `Distribution of ${agg.histogram.column}`);
+    heading(
+      doc,
+      agg.histogram.kind === 'time'
+        ? `Rows over time (${agg.histogram.column})`
+        : `Distribution of ${agg.histogram.column}`,
+    );
     const chartH = 150;
     if (doc.y + chartH + 20 > bottom(doc)) doc.addPage();
     const y = doc.y;
@@ -194,7 +259,8 @@ export function renderPdf(meta: PdfMeta, agg: Aggregates): Doc {
   // Groups: chart, then the full table.
   doc.addPage();
   heading(doc, `Largest groups by ${meta.metrics[0] ?? 'rows'}`);
-  if (agg.groups.length > 0 && meta.metrics.length > 0) doc.y = drawGroupBars(doc, agg, meta.metrics[0] ?? '', MARGIN, doc.y, contentWidth);
+  if (agg.groups.length > 0 && meta.metrics.length > 0)
+    doc.y = drawGroupBars(doc, agg, meta.metrics[0] ?? '', MARGIN, doc.y, contentWidth);
   doc.moveDown(1);
   heading(doc, `Totals by ${meta.groupBy.join(', ')}`);
   const groupCols = meta.groupBy.length;
@@ -223,12 +289,30 @@ export function renderPdf(meta: PdfMeta, agg: Aggregates): Doc {
     formatNumber(String(g.count)),
     ...meta.metrics.map((_, j) => formatNumber(toDecimal(g.sums[j] ?? '0', agg.metrics[j]?.scale ?? 0))),
   ];
-  const rows = sorted.map((g) => cellsOf(g, g.values.map((v) => v ?? '(null)')));
+  const rows = sorted.map((g) =>
+    cellsOf(
+      g,
+      g.values.map((v) => v ?? '(null)'),
+    ),
+  );
   if (agg.other !== null) rows.push(cellsOf(agg.other, ['(other groups)', ...Array<string>(groupCols - 1).fill('')]));
-  const total = ['Total', ...Array<string>(groupCols - 1).fill(''), formatNumber(String(agg.rows)), ...agg.metrics.map((st) => formatNumber(toDecimal(st.sum, st.scale)))];
+  const total = [
+    'Total',
+    ...Array<string>(groupCols - 1).fill(''),
+    formatNumber(String(agg.rows)),
+    ...agg.metrics.map((st) => formatNumber(toDecimal(st.sum, st.scale))),
+  ];
   drawTable(doc, spec, rows, total, `Totals by ${meta.groupBy.join(', ')}`);
   if (agg.other !== null) {
-    doc.font('Helvetica').fontSize(8).fillColor(MUTED).text(`Only the first ${agg.groups.length} distinct groups are listed; the rest are summed in "(other groups)".`, MARGIN, doc.y);
+    doc
+      .font('Helvetica')
+      .fontSize(8)
+      .fillColor(MUTED)
+      .text(
+        `Only the first ${agg.groups.length} distinct groups are listed; the rest are summed in "(other groups)".`,
+        MARGIN,
+        doc.y,
+      );
   }
 
   // Page numbers, drawn last when the page count is known.
@@ -237,7 +321,11 @@ export function renderPdf(meta: PdfMeta, agg: Aggregates): Doc {
     doc.switchToPage(i);
     const y = doc.page.height - MARGIN;
     doc.page.margins.bottom = 0;
-    doc.font('Helvetica').fontSize(8).fillColor(MUTED).text(`Page ${i + 1} of ${range.count}`, MARGIN, y, { width: contentWidth, align: 'center', lineBreak: false });
+    doc
+      .font('Helvetica')
+      .fontSize(8)
+      .fillColor(MUTED)
+      .text(`Page ${i + 1} of ${range.count}`, MARGIN, y, { width: contentWidth, align: 'center', lineBreak: false });
   }
   doc.end();
   return doc;

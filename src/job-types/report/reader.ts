@@ -113,7 +113,10 @@ export class ChunkReader<Row extends Record<string, unknown>> {
     try {
       if (a === undefined) throw new Error('no connection to the report source');
       await a.query(BEGIN);
-      const { rows: exported } = await a.query<{ snapshot: string }>({ text: `${sql.set.text}, pg_export_snapshot() AS snapshot`, values: sql.set.values });
+      const { rows: exported } = await a.query<{ snapshot: string }>({
+        text: `${sql.set.text}, pg_export_snapshot() AS snapshot`,
+        values: sql.set.values,
+      });
       const aggregates = a.query<Row>({ text: sql.aggregates, types: TEXT_TYPES }).then((r) => rowsCame(r.rows));
       const lines = b === undefined ? undefined : copyIn(b, exported[0]?.snapshot ?? '', sql, this.#blocks);
       // The exporting transaction stays open until the COPY's has imported the snapshot (both end together here).

@@ -22,7 +22,16 @@ import { recordArtifact, signedLink, type ArtifactLink } from '../../storage/art
 import { jobFolder } from '../../storage/retention.ts';
 import type { Storage } from '../../storage/storage.ts';
 import { defineJobType, PermanentError, type ChunkResult, type JobContext, type Json } from '../../worker/sdk.ts';
-import { emptyAggregates, HISTOGRAM_BINS, meanOf, mergeChunk, toDecimal, type Aggregates, type ChunkAggregates, type Histogram } from './aggregate.ts';
+import {
+  emptyAggregates,
+  HISTOGRAM_BINS,
+  meanOf,
+  mergeChunk,
+  toDecimal,
+  type Aggregates,
+  type ChunkAggregates,
+  type Histogram,
+} from './aggregate.ts';
 import { SourceAllowList, SourceCatalogue, type Column } from './catalogue.ts';
 import { csvLine } from './csv.ts';
 import { reportInput, resolveReport, type ReportInput, type ResolvedReport } from './input.ts';
@@ -93,7 +102,9 @@ function outputExpr(c: Column, expr = escapeIdentifier(c.name)): string {
  * would only cost about a sixth of the COPY. (character(n) is not among them: `::text` trims its padding.)
  */
 function csvExpr(c: Column, expr: string): string {
-  return c.kind === 'integer' || c.kind === 'decimal' || c.type === 'text' || c.type === 'character varying' ? expr : outputExpr(c, expr);
+  return c.kind === 'integer' || c.kind === 'decimal' || c.type === 'text' || c.type === 'character varying'
+    ? expr
+    : outputExpr(c, expr);
 }
 
 /** Renders a value of a column's type into SQL: a bind parameter, or a setting. */
@@ -103,7 +114,8 @@ type ValueSql = (value: unknown, sqlType: string) => string;
 function filterSql(r: ResolvedReport, v: ValueSql): string[] {
   const where: string[] = [];
   const time = r.source.time;
-  if (time !== undefined && r.from !== undefined) where.push(`${escapeIdentifier(time.name)} >= ${v(r.from, time.sqlType)}`);
+  if (time !== undefined && r.from !== undefined)
+    where.push(`${escapeIdentifier(time.name)} >= ${v(r.from, time.sqlType)}`);
   if (time !== undefined && r.to !== undefined) where.push(`${escapeIdentifier(time.name)} < ${v(r.to, time.sqlType)}`);
   for (const f of r.filters) {
     const list = `${f.column.sqlType}[]`;
@@ -122,7 +134,13 @@ function bindParams(params: unknown[]): ValueSql {
 }
 
 /** A chunk's rows are `FROM <source> AS s WHERE <where> ORDER BY s.<key> LIMIT <n>`; every value is set first. */
-function chunkSql(r: ResolvedReport, cursor: Json, lastKey: string, histogram: Histogram | null, limit: number): ChunkSql {
+function chunkSql(
+  r: ResolvedReport,
+  cursor: Json,
+  lastKey: string,
+  histogram: Histogram | null,
+  limit: number,
+): ChunkSql {
   // The only number written into the SQL: checked to be a positive integer.
   if (!Number.isSafeInteger(limit) || limit < 1) throw new Error(`invalid chunk size ${limit}`);
   const values: unknown[] = [];
@@ -147,7 +165,11 @@ function chunkSql(r: ResolvedReport, cursor: Json, lastKey: string, histogram: H
   const g = r.groupBy.map((_, i) => `g${i}`);
   const m = r.metrics.map((_, j) => j);
   // Group values by their text form (as the CSV shows them), so equal text is one group.
-  const picked = [`${col(key)} AS k`, ...r.groupBy.map((c, i) => `${outputExpr(c, col(c))} AS g${i}`), ...m.map((j) => `${col(r.metrics[j] ?? key)} AS m${j}`)];
+  const picked = [
+    `${col(key)} AS k`,
+    ...r.groupBy.map((c, i) => `${outputExpr(c, col(c))} AS g${i}`),
+    ...m.map((j) => `${col(r.metrics[j] ?? key)} AS m${j}`),
+  ];
   if (bin !== undefined) picked.push(`${bin} AS b`);
   // One GROUP BY of group and bin (a third cheaper than grouping sets for groups, bins and totals);
   // the totals are summed in Node, and the last key is a window over the few grouped rows.
@@ -157,19 +179,31 @@ function chunkSql(r: ResolvedReport, cursor: Json, lastKey: string, histogram: H
       FROM c GROUP BY ${[...g, ...(bin === undefined ? [] : ['b'])].join(', ')}
      ORDER BY min(k)`;
   const copy = `COPY (SELECT ${r.source.columns.map((c) => csvExpr(c, col(c))).join(', ')} ${rows}) TO STDOUT (FORMAT csv)`;
-  const set = { text: `SELECT ${values.map((_, i) => `set_config('${SETTING}${i + 1}', $${i + 1}, true)`).join(', ')}`, values };
+  const set = {
+    text: `SELECT ${values.map((_, i) => `set_config('${SETTING}${i + 1}', $${i + 1}, true)`).join(', ')}`,
+    values,
+  };
   return { set, aggregates, copy };
 }
 
 type AggregateRow = { b: string | null; n: string; last: string | null } & { [column: string]: string | null };
 
 /** The aggregate query's rows as one chunk's aggregates, its row count and its last key. */
-function chunkAggregates(rows: AggregateRow[], groups: number, metrics: number): { chunk: ChunkAggregates; count: number; last: string | null } {
+function chunkAggregates(
+  rows: AggregateRow[],
+  groups: number,
+  metrics: number,
+): { chunk: ChunkAggregates; count: number; last: string | null } {
   const chunk: ChunkAggregates = rows.map((row) => ({
     values: Array.from({ length: groups }, (_, i) => row[`g${i}`] ?? null),
     bin: row.b === null ? null : Number(row.b),
     count: Number(row.n),
-    metrics: Array.from({ length: metrics }, (_, j) => ({ n: Number(row[`n${j}`]), sum: row[`s${j}`] ?? null, min: row[`lo${j}`] ?? null, max: row[`hi${j}`] ?? null })),
+    metrics: Array.from({ length: metrics }, (_, j) => ({
+      n: Number(row[`n${j}`]),
+      sum: row[`s${j}`] ?? null,
+      min: row[`lo${j}`] ?? null,
+      max: row[`hi${j}`] ?? null,
+    })),
   }));
   return { chunk, count: chunk.reduce((n, part) => n + part.count, 0), last: rows[0]?.last ?? null };
 }
@@ -179,7 +213,9 @@ function chunkAggregates(rows: AggregateRow[], groups: number, metrics: number):
  * else the first metric. Each is monotonic in `x`, so `expr(min(c))` is `min(expr(c))`: start() takes the
  * range from min/max of the column itself, a third of the cost of converting every row first.
  */
-function histogramExpr(r: ResolvedReport): { expr: (x: string) => string; column: Column; kind: Histogram['kind'] } | undefined {
+function histogramExpr(
+  r: ResolvedReport,
+): { expr: (x: string) => string; column: Column; kind: Histogram['kind'] } | undefined {
   const time = r.source.time;
   // date_part gives the epoch as float8 directly (extract's numeric costs twice as much per row); the same value.
   if (time?.kind === 'time') return { expr: (x) => `date_part('epoch', ${x})`, column: time, kind: 'time' };
@@ -189,7 +225,9 @@ function histogramExpr(r: ResolvedReport): { expr: (x: string) => string; column
 }
 
 function describeFilters(input: ReportInput): string {
-  const parts = Object.entries(input.filters ?? {}).map(([k, v]) => `${k} = ${Array.isArray(v) ? v.join(' | ') : String(v)}`);
+  const parts = Object.entries(input.filters ?? {}).map(
+    ([k, v]) => `${k} = ${Array.isArray(v) ? v.join(' | ') : String(v)}`,
+  );
   return parts.length === 0 ? 'none' : parts.join('; ');
 }
 
@@ -237,23 +275,33 @@ export function createReportJobType(deps: ReportDeps) {
   /** The source, checked against the allow-list and the catalogue; a problem fails the job for good. */
   async function resolve(ctx: JobContext<ReportInput>): Promise<ResolvedReport> {
     const tenant = await tenantName(ctx);
-    if (!allow.allows(tenant, ctx.job.input.source)) throw new PermanentError(`source "${ctx.job.input.source}" is not allowed for this tenant`);
+    if (!allow.allows(tenant, ctx.job.input.source))
+      throw new PermanentError(`source "${ctx.job.input.source}" is not allowed for this tenant`);
     const source = await catalogue.get(ctx.job.input.source);
-    if (source === undefined) throw new PermanentError(`source "${ctx.job.input.source}" does not exist or has no single-column key`);
+    if (source === undefined)
+      throw new PermanentError(`source "${ctx.job.input.source}" does not exist or has no single-column key`);
     const { issues, report } = resolveReport(ctx.job.input, source);
-    if (report === undefined) throw new PermanentError(`input does not fit the source: ${issues.map((i) => `${i.field}: ${i.message}`).join('; ')}`);
+    if (report === undefined)
+      throw new PermanentError(
+        `input does not fit the source: ${issues.map((i) => `${i.field}: ${i.message}`).join('; ')}`,
+      );
     return report;
   }
-
 
   /**
    * One chunk: its aggregates merged into the state, its CSV lines written at the checkpointed end; if
    * `durable`, their fdatasync runs while the next chunk starts, and the checkpoint waits for it.
    */
-  async function readAndStore(ctx: JobContext<ReportInput> & { chunkSize: number }, cursor: Json, prior: ReportState, durable: boolean): Promise<ChunkResult<ReportState>> {
+  async function readAndStore(
+    ctx: JobContext<ReportInput> & { chunkSize: number },
+    cursor: Json,
+    prior: ReportState,
+    durable: boolean,
+  ): Promise<ChunkResult<ReportState>> {
     if (prior.lastKey === null) return { cursor, done: true, processed: 0, state: prior };
     const r = await resolve(ctx);
-    if (r.source.columns.map((c) => c.name).join(',') !== prior.columns.join(',')) throw new PermanentError(`the columns of ${r.source.name} changed while the report ran`);
+    if (r.source.columns.map((c) => c.name).join(',') !== prior.columns.join(','))
+      throw new PermanentError(`the columns of ${r.source.name} changed while the report ran`);
     const csv = wantsCsv(ctx.job.input);
     const read = reader.read(ctx.job.id, chunkSql(r, cursor, prior.lastKey, prior.agg.histogram, ctx.chunkSize), csv);
     const { chunk, count, last } = chunkAggregates(await read.rows, r.groupBy.length, r.metrics.length);
@@ -269,10 +317,14 @@ export function createReportJobType(deps: ReportDeps) {
       const lastKey = prior.lastKey;
       const sqlFrom = (from: string | null) => chunkSql(r, from, lastKey, prior.agg.histogram, ctx.chunkSize);
       const next = reader.readAhead(ctx.job.id, sqlFrom(last), csv);
-      void next.rows.then((rows) => {
-        const after = chunkAggregates(rows, r.groupBy.length, r.metrics.length);
-        if (after.count === ctx.chunkSize && after.last !== lastKey) reader.readAhead(ctx.job.id, sqlFrom(after.last), csv);
-      }, () => undefined);
+      void next.rows.then(
+        (rows) => {
+          const after = chunkAggregates(rows, r.groupBy.length, r.metrics.length);
+          if (after.count === ctx.chunkSize && after.last !== lastKey)
+            reader.readAhead(ctx.job.id, sqlFrom(after.last), csv);
+        },
+        () => undefined,
+      );
     }
     const copied = await read.csv;
     const state = structuredClone(prior);
@@ -281,7 +333,8 @@ export function createReportJobType(deps: ReportDeps) {
     if (copied !== undefined) {
       // In place at the checkpointed end, durable before the checkpoint that counts it commits; a redo of
       // this chunk writes the same bytes at the same offset. The first chunk writes the header too.
-      const bytes = prior.csvBytes === 0 ? Buffer.concat([Buffer.from(csvLine(prior.columns)), copied.lines]) : copied.lines;
+      const bytes =
+        prior.csvBytes === 0 ? Buffer.concat([Buffer.from(csvLine(prior.columns)), copied.lines]) : copied.lines;
       const key = csvKey(ctx.job.id);
       try {
         await storage.writeAt(key, prior.csvBytes, bytes, { durable: false });
@@ -303,10 +356,21 @@ export function createReportJobType(deps: ReportDeps) {
     async check(input, ctx) {
       if (!allow.allows(ctx.tenant.name, input.source)) {
         const list = allow.sourcesOf(ctx.tenant.name);
-        return [{ field: 'source', message: `"${input.source}" is not a report source for this tenant; allowed: ${list.length === 0 ? 'none' : list.join(', ')}` }];
+        return [
+          {
+            field: 'source',
+            message: `"${input.source}" is not a report source for this tenant; allowed: ${list.length === 0 ? 'none' : list.join(', ')}`,
+          },
+        ];
       }
       const source = await catalogue.get(input.source);
-      if (source === undefined) return [{ field: 'source', message: `"${input.source}" does not exist in the report database, or has no single-column key to page by` }];
+      if (source === undefined)
+        return [
+          {
+            field: 'source',
+            message: `"${input.source}" does not exist in the report database, or has no single-column key to page by`,
+          },
+        ];
       return resolveReport(input, source).issues;
     },
 
@@ -316,8 +380,14 @@ export function createReportJobType(deps: ReportDeps) {
       const where = filterSql(r, bindParams(params));
       const hist = histogramExpr(r);
       const key = escapeIdentifier(r.source.key.name);
-      const range = (fn: string): string => (hist === undefined ? 'NULL::float8' : hist.expr(`${fn}(${escapeIdentifier(hist.column.name)})`));
-      const { rows } = await sourceDb(ctx).query<{ n: string; last: string | null; lo: number | null; hi: number | null }>(
+      const range = (fn: string): string =>
+        hist === undefined ? 'NULL::float8' : hist.expr(`${fn}(${escapeIdentifier(hist.column.name)})`);
+      const { rows } = await sourceDb(ctx).query<{
+        n: string;
+        last: string | null;
+        lo: number | null;
+        hi: number | null;
+      }>(
         `SELECT count(*)::bigint AS n, ${outputExpr(r.source.key, `max(${key})`)} AS last,
                 ${range('min')} AS lo, ${range('max')} AS hi
            FROM ${r.source.sql} ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}`,
@@ -328,11 +398,25 @@ export function createReportJobType(deps: ReportDeps) {
       const lo = row?.lo ?? null;
       const hi = row?.hi ?? null;
       const histogram: Histogram | null =
-        hist === undefined || lo === null || hi === null ? null : { column: hist.column.name, kind: hist.kind, lo, hi: hi > lo ? hi : lo + 1, counts: new Array<number>(HISTOGRAM_BINS).fill(0) };
+        hist === undefined || lo === null || hi === null
+          ? null
+          : {
+              column: hist.column.name,
+              kind: hist.kind,
+              lo,
+              hi: hi > lo ? hi : lo + 1,
+              counts: new Array<number>(HISTOGRAM_BINS).fill(0),
+            };
       return {
         total,
         cursor: null,
-        state: { chunks: 0, csvBytes: 0, columns: r.source.columns.map((c) => c.name), lastKey: row?.last ?? null, agg: emptyAggregates(r.metrics.length, histogram) },
+        state: {
+          chunks: 0,
+          csvBytes: 0,
+          columns: r.source.columns.map((c) => c.name),
+          lastKey: row?.last ?? null,
+          agg: emptyAggregates(r.metrics.length, histogram),
+        },
       };
     },
 
@@ -404,7 +488,16 @@ export function createReportJobType(deps: ReportDeps) {
               const st = agg.metrics[j];
               if (st === undefined) return [c.name, null];
               const dec = (v: string | null): string | null => (v === null ? null : toDecimal(v, st.scale));
-              return [c.name, { rows: st.n, sum: toDecimal(st.sum, st.scale), mean: meanOf(st, 2), min: dec(st.min), max: dec(st.max) }];
+              return [
+                c.name,
+                {
+                  rows: st.n,
+                  sum: toDecimal(st.sum, st.scale),
+                  mean: meanOf(st, 2),
+                  min: dec(st.min),
+                  max: dec(st.max),
+                },
+              ];
             }),
           ),
           groups: agg.groups.length,
