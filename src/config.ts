@@ -36,7 +36,7 @@ const durationList = z.string().transform((s, ctx) => {
   return out;
 });
 
-/** Each variable, its parser and its default. The README's configuration table mirrors this. */
+/** Each variable, its parser and its default. The table in docs/configuration.md mirrors this. */
 const envSchema = z.object({
   PORT: int(0, 65535).default(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -98,7 +98,7 @@ const envSchema = z.object({
 
 export type Env = z.input<typeof envSchema>;
 
-/** Every variable longhaul reads; a test checks that the README's configuration table lists each. */
+/** Every variable longhaul reads; a test checks that docs/configuration.md lists each. */
 export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
 
 export interface Config {

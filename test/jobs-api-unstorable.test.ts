@@ -1,7 +1,7 @@
 /**
  * JSON that JSON.parse accepts but Postgres cannot store (a NUL character, a lone UTF-16 surrogate) and
  * NUL bytes in query or path parameters are a client's mistake: a 4xx problem that changes nothing,
- * never a 500 (README "Errors").
+ * never a 500 (docs/errors.md).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestService, type TestService } from './support/service.ts';

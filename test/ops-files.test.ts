@@ -1,6 +1,6 @@
 /**
  * The files operators read and run, checked statically (no Docker engine or network needed): the
- * README's tables stay in step with the code, the image and compose files keep their essentials, and
+ * README starts with the two commands, the tables in docs/ stay in step with the code, the image and compose files keep their essentials, and
  * the lock file keeps `npm ci` working.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -13,12 +13,10 @@ import { ROOT } from '../scripts/openapi.ts';
 
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
 
-/** Rows of the markdown table that follows `heading`: first cell (without backticks) → all cells. */
-function table(markdown: string, heading: string): Map<string, string[]> {
-  const section = markdown.split(/^## /m).find((s) => s.startsWith(heading + '\n'));
-  if (section === undefined) throw new Error(`README has no "## ${heading}" section`);
+/** Rows of the markdown tables in `markdown`: first cell (without backticks) → all cells. */
+function table(markdown: string): Map<string, string[]> {
   const rows = new Map<string, string[]>();
-  for (const line of section.split('\n')) {
+  for (const line of markdown.split('\n')) {
     if (!line.startsWith('|') || /^\|\s*-/.test(line)) continue;
     const cells = line
       .split('|')
@@ -30,26 +28,26 @@ function table(markdown: string, heading: string): Map<string, string[]> {
 }
 
 describe('README', () => {
-  const readme = read('README.md');
-
   it('starts with the two commands: start and test', () => {
-    const block = /^# longhaul\n\n```sh\n(.*)\n(.*)\n```/.exec(readme);
+    const block = /^# longhaul\n\n```sh\n(.*)\n(.*)\n```/.exec(read('README.md'));
     expect(block?.[1]).toMatch(/^npm ci && npm start\s/);
     expect(block?.[2]).toMatch(/^npm test\s/);
   });
+});
 
-  it('lists every configuration variable, and no other, in its configuration table', () => {
-    const rows = table(readme, 'Configuration');
+describe('docs', () => {
+  it('lists every configuration variable, and no other, in docs/configuration.md', () => {
+    const rows = table(read('docs/configuration.md'));
     const missing = CONFIG_VARIABLES.filter((v) => !rows.has(v));
-    expect(missing, 'add a row to the README configuration table for each').toEqual([]);
+    expect(missing, 'add a row to the table in docs/configuration.md for each').toEqual([]);
     const stale = [...rows.keys()].filter((v) => v !== 'Variable' && !CONFIG_VARIABLES.includes(v));
-    expect(stale, 'these README rows name no variable in src/config.ts').toEqual([]);
+    expect(stale, 'these docs/configuration.md rows name no variable in src/config.ts').toEqual([]);
   });
 
-  it('lists every error code with its status', () => {
-    const rows = table(readme, 'Errors');
+  it('lists every error code with its status in docs/errors.md', () => {
+    const rows = table(read('docs/errors.md'));
     for (const [code, { status }] of Object.entries(ERROR_CODES)) {
-      expect(rows.get(code)?.[1], `README errors table row for ${code}`).toBe(String(status));
+      expect(rows.get(code)?.[1], `docs/errors.md row for ${code}`).toBe(String(status));
     }
   });
 });

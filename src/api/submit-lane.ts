@@ -2,7 +2,7 @@
  * POST /v1/jobs served on Node's own request and response. Under @hono/node-server every request is
  * wrapped in Fetch-API objects (Request, Headers, Response) and passes Hono's router, middleware chain
  * and validator; for the one route partners call at volume that machinery costs several times the
- * rest of the request (README, "Performance"). The lane takes only that route and runs the same steps
+ * rest of the request (docs/architecture.md, "The submission path"). The lane takes only that route and runs the same steps
  * as the Hono route, in the same order, through the same functions: request id, API-key auth, JSON
  * body checks, the CreateJob schema, acceptJob(), problem+json errors, metrics and the log line.
  * Everything else, and any request the lane does not take, goes to Hono; test/submit-lane.test.ts
