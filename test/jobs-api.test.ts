@@ -1,9 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { transition } from '../src/jobs/repository.ts';
+import { JOB_STATUSES, type JobStatus } from '../src/jobs/state.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { FIXTURE_TYPES } from './support/worker.ts';
 
 let t: TestService;
 beforeAll(async () => {
-  t = await startTestService({ env: { LONGHAUL_CALLBACK_ALLOW: '127.0.0.1,localhost' } });
+  t = await startTestService({
+    env: { LONGHAUL_CALLBACK_ALLOW: '127.0.0.1,localhost', LONGHAUL_JOB_TYPES: FIXTURE_TYPES },
+  });
 });
 afterAll(async () => t.stop());
 
@@ -211,11 +216,72 @@ describe('reading, listing and cancelling', () => {
     expect(seen).toEqual([...ids].reverse());
   });
 
-  it('filters by status and type and rejects bad queries', async () => {
-    const res = await t.api('/v1/jobs?status=PENDING&type=synthetic&limit=5');
-    expect(res.status).toBe(200);
-    const page = (await res.json()) as { data: Array<{ status: string }> };
-    expect(page.data.every((j) => j.status === 'PENDING')).toBe(true);
+  it('filters by status, by type and by both, each page of a filtered list by its cursor', async () => {
+    // One tenant with jobs of every status and three types, so each filter has something to leave out.
+    const tenant = await t.newTenant();
+    const paths: Record<JobStatus, JobStatus[]> = {
+      PENDING: [],
+      RUNNING: ['RUNNING'],
+      COMPLETED: ['RUNNING', 'COMPLETED'],
+      FAILED: ['RUNNING', 'FAILED'],
+      CANCELLED: ['CANCELLED'],
+    };
+    const types = [
+      ['synthetic', { chunks: 2, chunk_ms: 1 }],
+      ['counted', { chunks: 2, chunk_ms: 1 }],
+      ['stalls', { ms: 1 }],
+    ] as const;
+    const all: Array<{ id: string; type: string; status: JobStatus }> = [];
+    for (let i = 0; i < 2 * JOB_STATUSES.length * types.length; i++) {
+      const status = JOB_STATUSES[i % JOB_STATUSES.length] as JobStatus;
+      const [type, input] = types[Math.floor(i / 2) % types.length] as (typeof types)[number];
+      const res = await t.api('/v1/jobs', { method: 'POST', json: { type, input }, key: tenant.api_key });
+      expect(res.status).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      for (const to of paths[status]) expect(await transition(t.service.pool, id, to)).toBeDefined();
+      all.unshift({ id, type, status });
+    }
+    /** Every page of a query, following next_cursor (bounded, so a cursor that does not advance fails). */
+    const pages = async (query: string, limit: number): Promise<string[][]> => {
+      const out: string[][] = [];
+      let cursor: string | null = null;
+      do {
+        const res = await t.api(`/v1/jobs?limit=${limit}${query}${cursor === null ? '' : `&cursor=${cursor}`}`, {
+          key: tenant.api_key,
+        });
+        expect(res.status).toBe(200);
+        const page = (await res.json()) as { data: Array<{ id: string }>; next_cursor: string | null };
+        out.push(page.data.map((j) => j.id));
+        cursor = page.next_cursor;
+      } while (cursor !== null && out.length <= all.length);
+      return out;
+    };
+    const ids = (keep: (j: (typeof all)[number]) => boolean) => all.filter(keep).map((j) => j.id);
+
+    expect((await pages('', 100)).flat()).toEqual(ids(() => true));
+    for (const status of JOB_STATUSES) {
+      expect((await pages(`&status=${status}`, 100)).flat(), status).toEqual(ids((j) => j.status === status));
+    }
+    for (const [type] of types) {
+      expect((await pages(`&type=${type}`, 100)).flat(), type).toEqual(ids((j) => j.type === type));
+      for (const status of JOB_STATUSES) {
+        const want = ids((j) => j.type === type && j.status === status);
+        expect((await pages(`&status=${status}&type=${type}`, 100)).flat(), `${status} ${type}`).toEqual(want);
+      }
+    }
+    // Paged, a filtered list is the same list, cut into full pages with no empty one left over.
+    const synthetic = await pages('&type=synthetic', 2);
+    expect(synthetic.map((p) => p.length)).toEqual([2, 2, 2, 2, 2]);
+    expect(synthetic.flat()).toEqual(ids((j) => j.type === 'synthetic'));
+    const unfiltered = await pages('', 4);
+    expect(unfiltered.map((p) => p.length)).toEqual([4, 4, 4, 4, 4, 4, 4, 2]);
+    expect(unfiltered.flat()).toEqual(ids(() => true));
+    const running = await pages('&status=RUNNING', 5);
+    expect(running.map((p) => p.length)).toEqual([5, 1]);
+    expect(running.flat()).toEqual(ids((j) => j.status === 'RUNNING'));
+  });
+
+  it('rejects bad list queries', async () => {
     expect((await t.api('/v1/jobs?status=NOPE')).status).toBe(422);
     expect((await t.api('/v1/jobs?limit=0')).status).toBe(422);
     expect((await t.api('/v1/jobs?cursor=garbage')).status).toBe(400);
