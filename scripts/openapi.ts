@@ -48,7 +48,7 @@ export async function specApp(): Promise<{ app: App; close: () => Promise<void> 
     boss,
     log: createLogger('silent'),
     metrics: createMetrics(),
-    registry: await builtInJobTypes(config),
+    registry: await builtInJobTypes(config, { databaseUrl: NOWHERE }),
     submitter: new JobSubmitter(pool, boss),
   });
   return { app, close: () => pool.end() };

@@ -67,12 +67,17 @@ const ARTIFACT_SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 /** How often finished jobs past their retention are deleted (retention is days; an hour is precise enough). */
 const JOB_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
 
-/** The built-in job types (synthetic, report) and those of LONGHAUL_JOB_TYPES. */
+/** The built-in job types (synthetic, report) and those of LONGHAUL_JOB_TYPES, on the database at `databaseUrl`. */
 export async function builtInJobTypes(
   config: Config,
-  deps: { pool?: Pool; storage?: Storage } = {},
+  deps: { databaseUrl: string; pool?: Pool; storage?: Storage },
 ): Promise<JobTypeRegistry> {
-  const report = createReportJobType({ config, storage: deps.storage ?? createStorage(config), pool: deps.pool });
+  const report = createReportJobType({
+    config,
+    databaseUrl: deps.databaseUrl,
+    storage: deps.storage ?? createStorage(config),
+    pool: deps.pool,
+  });
   const registry = new JobTypeRegistry([synthetic, report]);
   for (const spec of config.jobTypeModules) for (const t of await loadJobTypeModule(spec)) registry.register(t);
   return registry;
@@ -127,7 +132,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         END LOOP; END $$`);
     }
     const storage = createStorage(config);
-    const registry = await builtInJobTypes(config, { pool, storage });
+    const registry = await builtInJobTypes(config, { databaseUrl: db.url, pool, storage });
     await seedDefaultTenant(pool, config, db);
     const metrics = createMetrics();
     const alerts = new Alerts(pool, log, metrics.registry);

@@ -41,6 +41,11 @@ import { ChunkReader, type ChunkSql } from './reader.ts';
 export interface ReportDeps {
   config: Config;
   storage: Storage;
+  /**
+   * The service's database: the sources are read there unless LONGHAUL_REPORT_DATABASE_URL names another.
+   * Not `config.databaseUrl`, which is unset on the embedded database.
+   */
+  databaseUrl: string;
   /** The service's database, read for the catalogue when there is no separate report database. (Default: a pool of its own) */
   pool?: Queryable;
 }
@@ -239,7 +244,7 @@ export function createReportJobType(deps: ReportDeps) {
   const source = (): pg.Pool => {
     if (sourcePool === undefined) {
       sourcePool = new pg.Pool({
-        connectionString: config.report.databaseUrl ?? config.databaseUrl,
+        connectionString: config.report.databaseUrl ?? deps.databaseUrl,
         max: REPORT_POOL_MAX,
         idleTimeoutMillis: REPORT_POOL_IDLE_MS,
         allowExitOnIdle: true,
