@@ -3,22 +3,17 @@
  * gets a stream token and follows a job over WebSocket and over EventSource, its progress bar moving
  * with each checkpoint to 100 % and its status to COMPLETED.
  */
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { transition } from '../src/jobs/repository.ts';
+import { launchChromium } from './support/browser.ts';
 import { writeProgress } from './support/realtime.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 let t: TestService;
 let browser: Browser;
 beforeAll(async () => {
-  [t, browser] = await Promise.all([
-    startTestService(),
-    chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-background-networking', '--headless'],
-    }),
-  ]);
+  [t, browser] = await Promise.all([startTestService(), launchChromium()]);
 });
 afterAll(async () => {
   await browser.close();

@@ -1,13 +1,12 @@
 /**
  * The report job type driven directly (start, chunks, finish, each in its own transaction as the runtime
- * does), over demo data, checked against SQL computed independently, pdftotext and the CSV's bytes.
+ * does), over demo data, checked against SQL computed independently, the PDF's text (read by pdf.js) and
+ * the CSV's bytes.
  */
-import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { Connection } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../src/config.ts';
@@ -21,8 +20,8 @@ import { LocalStorage } from '../src/storage/local.ts';
 import { createTenant, type CreatedTenant } from '../src/tenants/repository.ts';
 import type { Json } from '../src/worker/sdk.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
+import { readPdf } from './support/pdf.ts';
 
-const run = promisify(execFile);
 const ROWS = 23_456;
 const CHUNK = 5_000;
 
@@ -142,7 +141,7 @@ describe('report job', () => {
   let storage: LocalStorage;
   beforeAll(() => {
     storage = new LocalStorage(path.join(dir, 'artifacts'));
-    type = createReportJobType({ config, storage, pool });
+    type = createReportJobType({ config, databaseUrl: db.url, storage, pool });
   });
 
   it('computes the totals SQL computes, writes every row once to the CSV, and prints them in the PDF', async () => {
@@ -181,7 +180,7 @@ describe('report job', () => {
 
     // PDF: its text holds the totals and the per-group totals SQL computes, and its page count is printed.
     const pdfFile = path.join(dir, 'artifacts', 'jobs', id, 'report.pdf');
-    const { stdout: text } = await run('pdftotext', ['-layout', pdfFile, '-']);
+    const { text, pages } = await readPdf(pdfFile);
     const fmt = (s: string) => s.replace(/\B(?=(\d{3})+(?!\d))/g, ',');
     const grouped = (s: string) => {
       const [i = '', f] = s.split('.');
@@ -197,8 +196,6 @@ describe('report job', () => {
       expect(text).toMatch(
         new RegExp(`${g.region}\\s+${fmt(String(g.n))}\\s+[\\d,]+\\s+${grouped(g.a).replaceAll('.', '\\.')}`),
       );
-    const { stdout: info } = await run('pdfinfo', [pdfFile]);
-    const pages = Number(/Pages:\s+(\d+)/.exec(info)?.[1]);
     expect(pages).toBeGreaterThanOrEqual(2);
     expect(text).toContain(`Page ${pages} of ${pages}`);
   });
@@ -274,6 +271,7 @@ describe('report job', () => {
   it('with checkpoints off (the benchmark switch) runs every chunk in one step into the same CSV and figures', async () => {
     const off = createReportJobType({
       config: { ...config, report: { ...config.report, checkpoints: false } },
+      databaseUrl: db.url,
       storage,
       pool,
     });
