@@ -36,70 +36,209 @@ const durationList = z.string().transform((s, ctx) => {
   return out;
 });
 
-/** Each variable, its parser and its default. The table in docs/configuration.md mirrors this. */
+/**
+ * Each variable: its parser, its default and its description, from which CONFIG_VARIABLES (and so the
+ * table in docs/configuration.md) is made. `shownDefault` stands in for a default that is no plain value.
+ */
 const envSchema = z.object({
-  PORT: int(0, 65535).default(3000),
-  HOST: z.string().min(1).default('127.0.0.1'),
-  DATABASE_URL: z.string().url().optional(),
-  LONGHAUL_DATA_DIR: z.string().min(1).default('./.longhaul'),
-  LONGHAUL_EMBEDDED_PG_PORT: int(1, 65535).default(54329),
-  LONGHAUL_PG_POOL_MAX: int(2, 1000).default(20),
-  LONGHAUL_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  LONGHAUL_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  LONGHAUL_PUBLIC_URL: z.string().url().optional(),
-  LONGHAUL_BODY_LIMIT_BYTES: int(1024).default(1024 * 1024),
-  LONGHAUL_IDEMPOTENCY_TTL_SECONDS: int(60).default(24 * 60 * 60),
-  LONGHAUL_AUTH_CACHE_SECONDS: seconds(0).default(30),
-  LONGHAUL_CALLBACK_ALLOW: list.default([]),
-  LONGHAUL_SHUTDOWN_TIMEOUT_SECONDS: seconds(1).default(30),
-  LONGHAUL_JOB_TYPES: list.default([]),
-  LONGHAUL_WORKER_CONCURRENCY: int(1, 1000).default(8),
-  LONGHAUL_TENANT_CONCURRENCY: int(1, 1000).default(4),
+  PORT: int(0, 65535).default(3000).describe('HTTP port of the API (`0`: any free port).'),
+  HOST: z
+    .string()
+    .min(1)
+    .default('127.0.0.1')
+    .describe('Interface the API listens on (`0.0.0.0` in the Docker image).'),
+  DATABASE_URL: z
+    .string()
+    .url()
+    .optional()
+    .describe('PostgreSQL to use. Unset: an embedded PostgreSQL under `LONGHAUL_DATA_DIR`.'),
+  LONGHAUL_DATA_DIR: z
+    .string()
+    .min(1)
+    .default('./.longhaul')
+    .describe("Embedded PostgreSQL's data, and `default-api-key`. Survives restarts."),
+  LONGHAUL_EMBEDDED_PG_PORT: int(1, 65535)
+    .default(54329)
+    .describe('Port of the embedded PostgreSQL (127.0.0.1 only); local processes share it.'),
+  LONGHAUL_PG_POOL_MAX: int(2, 1000).default(20).describe('Connections per process (pg-boss gets half as many again).'),
+  LONGHAUL_LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe('`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.'),
+  LONGHAUL_ADMIN_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .optional()
+    .describe('Enables the admin API (`/v1/admin/…`) for this bearer token (16+ characters).'),
+  LONGHAUL_PUBLIC_URL: z.string().url().optional().meta({
+    description: 'Base URL in the links the service hands out (signed downloads, streams).',
+    shownDefault: '`http://HOST:PORT`',
+  }),
+  LONGHAUL_BODY_LIMIT_BYTES: int(1024)
+    .default(1024 * 1024)
+    .describe('Largest request body; larger ones get 413.'),
+  LONGHAUL_IDEMPOTENCY_TTL_SECONDS: int(60)
+    .default(24 * 60 * 60)
+    .describe('How long an `Idempotency-Key` is remembered per tenant.'),
+  LONGHAUL_AUTH_CACHE_SECONDS: seconds(0)
+    .default(30)
+    .describe('How long an API-key lookup is cached; a revoked key stops working within this.'),
+  LONGHAUL_CALLBACK_ALLOW: list
+    .default([])
+    .describe(
+      'Comma-separated hosts, addresses or CIDRs that callbacks may reach over plain http and past the SSRF filter.',
+    ),
+  LONGHAUL_SHUTDOWN_TIMEOUT_SECONDS: seconds(1)
+    .default(30)
+    .describe('How long SIGTERM waits for running work to reach a safe point.'),
+  LONGHAUL_JOB_TYPES: list
+    .default([])
+    .describe('Comma-separated modules (paths or package names) that export more job types.'),
+  LONGHAUL_WORKER_CONCURRENCY: int(1, 1000).default(8).describe('Jobs one worker process runs at once.'),
+  LONGHAUL_TENANT_CONCURRENCY: int(1, 1000)
+    .default(4)
+    .describe('Jobs of one tenant running at once, across all workers.'),
   // Own lease check, so it may be short (tests use 2 s); pg-boss's heartbeat (min 10 s) is only a backstop.
-  LONGHAUL_LEASE_SECONDS: seconds(1).default(30),
+  LONGHAUL_LEASE_SECONDS: seconds(1)
+    .default(30)
+    .describe('A running job whose worker stops renewing its lease this long is taken over and resumed.'),
   // One pg-boss execution can never outlive 24 h: a longer job runs as a chain of executions.
   LONGHAUL_EXECUTION_BUDGET_SECONDS: seconds(1)
     .max(23 * 60 * 60)
-    .default(15 * 60),
-  LONGHAUL_PENDING_ALERT_SECONDS: int(1).default(5 * 60),
-  LONGHAUL_MONITOR_INTERVAL_SECONDS: seconds(0.1).default(10),
-  LONGHAUL_ALERT_WEBHOOK_URL: z.string().url().optional(),
-  LONGHAUL_WEBHOOK_TIMEOUT_SECONDS: seconds(0.1).default(15),
-  LONGHAUL_WEBHOOK_CONNECT_TIMEOUT_SECONDS: seconds(0.1).default(5),
-  LONGHAUL_WEBHOOK_SCHEDULE_SECONDS: durationList.default([5, 300, 1800, 7200, 18000, 36000, 36000]),
-  LONGHAUL_WEBHOOK_JITTER: z.coerce.number().min(0).max(1).default(0.2),
-  LONGHAUL_WEBHOOK_MIN_BACKOFF_AFTER_THROTTLE_SECONDS: seconds(0).default(60),
-  LONGHAUL_WEBHOOK_CONCURRENCY: int(1, 10_000).default(64),
-  LONGHAUL_WEBHOOK_ENDPOINT_CONCURRENCY: int(1, 1000).default(8),
-  LONGHAUL_WEBHOOK_SECRET_GRACE_SECONDS: int(0).default(24 * 60 * 60),
-  LONGHAUL_WEBHOOK_LEASE_SECONDS: seconds(1).optional(),
-  LONGHAUL_WEBHOOK_POLL_SECONDS: seconds(0.05).default(1),
+    .default(15 * 60)
+    .describe(
+      'Longest single execution (at most 23 h); a longer job continues in a new execution from its checkpoint.',
+    ),
+  LONGHAUL_PENDING_ALERT_SECONDS: int(1)
+    .default(5 * 60)
+    .describe('Alert when a job has waited this long to start.'),
+  LONGHAUL_MONITOR_INTERVAL_SECONDS: seconds(0.1)
+    .default(10)
+    .describe('How often the monitors check for alerts (leases: at least twice per lease).'),
+  LONGHAUL_ALERT_WEBHOOK_URL: z
+    .string()
+    .url()
+    .optional()
+    .describe(
+      'Where operator alerts (`alert.raised` / `alert.cleared`) are POSTed as signed webhooks (besides the log and metrics).',
+    ),
+  LONGHAUL_WEBHOOK_TIMEOUT_SECONDS: seconds(0.1).default(15).describe('Total time of one webhook delivery attempt.'),
+  LONGHAUL_WEBHOOK_CONNECT_TIMEOUT_SECONDS: seconds(0.1)
+    .default(5)
+    .describe('Connect timeout (TCP + TLS) of a webhook delivery.'),
+  LONGHAUL_WEBHOOK_SCHEDULE_SECONDS: durationList
+    .default([5, 300, 1800, 7200, 18000, 36000, 36000])
+    .describe('Delays before attempts 2…8; after the last the delivery is dead-lettered.'),
+  LONGHAUL_WEBHOOK_JITTER: z.coerce
+    .number()
+    .min(0)
+    .max(1)
+    .default(0.2)
+    .describe('± fraction of random jitter on each retry delay.'),
+  LONGHAUL_WEBHOOK_MIN_BACKOFF_AFTER_THROTTLE_SECONDS: seconds(0)
+    .default(60)
+    .describe('Shortest retry delay after a timeout, 429, 502 or 504.'),
+  LONGHAUL_WEBHOOK_CONCURRENCY: int(1, 10_000).default(64).describe('Deliveries in flight per process.'),
+  LONGHAUL_WEBHOOK_ENDPOINT_CONCURRENCY: int(1, 1000).default(8).describe('Deliveries in flight to one endpoint.'),
+  LONGHAUL_WEBHOOK_SECRET_GRACE_SECONDS: int(0)
+    .default(24 * 60 * 60)
+    .describe('After a secret rotation, how long the old secret still signs too.'),
+  LONGHAUL_WEBHOOK_LEASE_SECONDS: seconds(1).optional().meta({
+    description: 'How long a claimed delivery is reserved for its dispatcher before another may retry it.',
+    shownDefault: 'timeout + 30',
+  }),
+  LONGHAUL_WEBHOOK_POLL_SECONDS: seconds(0.05)
+    .default(1)
+    .describe("Polling fallback of the dispatcher's LISTEN wake-up."),
   LONGHAUL_ALERT_WEBHOOK_SECRET: z
     .string()
     .startsWith('whsec_', 'must be a Standard Webhooks secret (whsec_ + base64)')
-    .optional(),
-  LONGHAUL_BREAKER_WINDOW: int(1, 10_000).default(20),
-  LONGHAUL_BREAKER_FAILURE_RATIO: z.coerce.number().gt(0).max(1).default(0.5),
-  LONGHAUL_BREAKER_MIN_REQUESTS: int(1).default(5),
-  LONGHAUL_BREAKER_COOLDOWN_SECONDS: seconds(0).default(30),
-  LONGHAUL_SIGNING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  LONGHAUL_ARTIFACT_URL_TTL_SECONDS: int(1).default(15 * 60),
-  LONGHAUL_ARTIFACT_RETENTION_SECONDS: int(60).default(7 * 24 * 60 * 60),
-  LONGHAUL_JOB_RETENTION_SECONDS: int(60).default(30 * 24 * 60 * 60),
-  LONGHAUL_STREAM_TOKEN_TTL_SECONDS: int(1).default(5 * 60),
-  LONGHAUL_STREAM_PING_SECONDS: seconds(0.1).default(15),
-  LONGHAUL_REPORT_DATABASE_URL: z.string().url().optional(),
-  LONGHAUL_REPORT_SOURCES: list.default(['demo_orders']),
-  LONGHAUL_REPORT_CHUNK_SIZE: int(100, 1_000_000).default(10_000),
-  /** Off only to measure what checkpoints cost: a report then reads every chunk in one step and commits once. */
-  LONGHAUL_REPORT_CHECKPOINTS: bool.default(true),
-  LONGHAUL_SEED_DEFAULT_TENANT: bool.optional(),
+    .optional()
+    .describe('`whsec_…` secret that signs the alert webhooks (v1); required with the URL.'),
+  LONGHAUL_BREAKER_WINDOW: int(1, 10_000)
+    .default(20)
+    .describe('Recent deliveries per endpoint the circuit breaker looks at.'),
+  LONGHAUL_BREAKER_FAILURE_RATIO: z.coerce
+    .number()
+    .gt(0)
+    .max(1)
+    .default(0.5)
+    .describe('Failure ratio in that window that opens the breaker.'),
+  LONGHAUL_BREAKER_MIN_REQUESTS: int(1)
+    .default(5)
+    .describe('Deliveries needed in the window before the breaker may open.'),
+  LONGHAUL_BREAKER_COOLDOWN_SECONDS: seconds(0)
+    .default(30)
+    .describe('How long an open breaker waits before a trial delivery.'),
+  LONGHAUL_SIGNING_SECRET: z.string().min(32, 'must be at least 32 characters').optional().meta({
+    description:
+      'Key (32+ characters) for signed download URLs and stream tokens; unset, one is created once in the database.',
+    shownDefault: 'generated',
+  }),
+  LONGHAUL_ARTIFACT_URL_TTL_SECONDS: int(1)
+    .default(15 * 60)
+    .describe('Lifetime of a signed artifact download URL.'),
+  LONGHAUL_ARTIFACT_RETENTION_SECONDS: int(60)
+    .default(7 * 24 * 60 * 60)
+    .describe('How long job artifacts are kept.'),
+  LONGHAUL_JOB_RETENTION_SECONDS: int(60)
+    .default(30 * 24 * 60 * 60)
+    .describe(
+      'How long a finished job (COMPLETED, FAILED, CANCELLED) is kept, with its events, webhook deliveries and attempts; a job whose artifacts are still kept stays until they are gone. Swept hourly by the worker role.',
+    ),
+  LONGHAUL_STREAM_TOKEN_TTL_SECONDS: int(1)
+    .default(5 * 60)
+    .describe('Lifetime of a browser stream token.'),
+  LONGHAUL_STREAM_PING_SECONDS: seconds(0.1)
+    .default(15)
+    .describe('Event streams are pinged this often; one silent for two intervals is closed.'),
+  LONGHAUL_REPORT_DATABASE_URL: z
+    .string()
+    .url()
+    .optional()
+    .describe("Database the `report` job reads from (default: longhaul's own)."),
+  LONGHAUL_REPORT_SOURCES: list.default(['demo_orders']).describe('Comma-separated tables the `report` job may read.'),
+  LONGHAUL_REPORT_CHUNK_SIZE: int(100, 1_000_000)
+    .default(10_000)
+    .describe('Rows per `report` chunk (one checkpoint each).'),
+  LONGHAUL_REPORT_CHECKPOINTS: bool
+    .default(true)
+    .describe(
+      '`false` only to measure checkpoint cost: a `report` reads every chunk in one step, CSV writes unsynced, one commit at the end (a crash restarts it).',
+    ),
+  LONGHAUL_SEED_DEFAULT_TENANT: bool.optional().meta({
+    description: 'Create the `default` tenant on the first start of an empty database.',
+    shownDefault: 'embedded only',
+  }),
 });
 
 export type Env = z.input<typeof envSchema>;
 
-/** Every variable longhaul reads; a test checks that docs/configuration.md lists each. */
-export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+/** A variable as docs/configuration.md shows it: `default` is the table's cell, ready to print. */
+export interface ConfigVariable {
+  name: string;
+  default: string;
+  description: string;
+}
+
+/** The default as the table shows it: a value in backticks, or what stands in for none. */
+function shownDefault(schema: z.ZodType): string {
+  const shown = schema.meta()?.['shownDefault'];
+  if (typeof shown === 'string') return shown;
+  const value: unknown = schema.parse(undefined);
+  if (value === undefined) return 'unset';
+  if (Array.isArray(value)) return value.length === 0 ? 'empty' : `\`${value.join(',')}\``;
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+    return `\`${String(value)}\``;
+  throw new Error('a default that is no plain value needs a shownDefault');
+}
+
+/** Every variable longhaul reads, in the schema's order; test/config-docs.test.ts holds docs/configuration.md to it. */
+export const CONFIG_VARIABLES: readonly ConfigVariable[] = Object.entries(envSchema.shape).map(([name, schema]) => ({
+  name,
+  default: shownDefault(schema),
+  description: schema.description ?? '',
+}));
 
 export interface Config {
   port: number;
@@ -171,7 +310,7 @@ export class ConfigError extends Error {
 /** Parses an environment into a Config; throws ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const cleaned: Record<string, string> = {};
-  for (const key of Object.keys(envSchema.shape)) {
+  for (const { name: key } of CONFIG_VARIABLES) {
     const v = env[key];
     if (v !== undefined && v !== '') cleaned[key] = v;
   }

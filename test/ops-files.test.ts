@@ -1,6 +1,6 @@
 /**
  * The files operators read and run, checked statically (no Docker engine or network needed): the
- * README starts with the two commands, the tables in docs/ stay in step with the code, the image and compose files keep their essentials, and
+ * README starts with the two commands, the errors table in docs/ stays in step with the code, the image and compose files keep their essentials, and
  * the lock file keeps `npm ci` working.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -8,7 +8,6 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ERROR_CODES } from '../src/api/errors.ts';
-import { CONFIG_VARIABLES } from '../src/config.ts';
 import { ROOT } from '../scripts/openapi.ts';
 
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
@@ -36,14 +35,6 @@ describe('README', () => {
 });
 
 describe('docs', () => {
-  it('lists every configuration variable, and no other, in docs/configuration.md', () => {
-    const rows = table(read('docs/configuration.md'));
-    const missing = CONFIG_VARIABLES.filter((v) => !rows.has(v));
-    expect(missing, 'add a row to the table in docs/configuration.md for each').toEqual([]);
-    const stale = [...rows.keys()].filter((v) => v !== 'Variable' && !CONFIG_VARIABLES.includes(v));
-    expect(stale, 'these docs/configuration.md rows name no variable in src/config.ts').toEqual([]);
-  });
-
   it('lists every error code with its status in docs/errors.md', () => {
     const rows = table(read('docs/errors.md'));
     for (const [code, { status }] of Object.entries(ERROR_CODES)) {
