@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { CallbackAllowList } from '../src/webhooks/allowlist.ts';
-import { OutcomeWindow } from '../src/webhooks/breaker.ts';
+import { OutcomeWindow } from '../src/webhooks/breaker-window.ts';
 import { nextDelaySeconds, parseRetryAfter } from '../src/webhooks/schedule.ts';
 import { WebhookSender } from '../src/webhooks/send.ts';
 import { generateSigningKey, signV1, signV1a, webhookHeaders } from '../src/webhooks/sign.ts';

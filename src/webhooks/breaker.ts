@@ -1,58 +1,14 @@
 /**
  * Circuit breaker per endpoint (scheme://host:port). Each dispatcher keeps a window of the latest
- * outcomes per endpoint; when most of them failed it opens the breaker in the webhook_endpoints table,
- * where every dispatcher (and the API) sees it. Deliveries to an open endpoint are not claimed, so they
- * wait without spending attempts. After the cool-down one dispatcher wins the right to send one probe
- * (half-open, with a lease); a success closes the breaker, a failure opens it for another cool-down.
+ * outcomes per endpoint (breaker-window.ts); when most of them failed it opens the breaker in the
+ * webhook_endpoints table, where every dispatcher (and the API) sees it. Deliveries to an open endpoint
+ * are not claimed, so they wait without spending attempts. After the cool-down one dispatcher wins the
+ * right to send one probe (half-open, with a lease); a success closes the breaker, a failure opens it
+ * for another cool-down.
  */
 import type { Queryable } from '../db/pool.ts';
 
-export interface BreakerSettings {
-  /** How many of the latest outcomes are looked at. (Default: 20) */
-  window: number;
-  /** Opens when failures/outcomes in the window reach this ratio. (Default: 0.5) */
-  failureRatio: number;
-  /** …and the window holds at least this many outcomes. (Default: 5) */
-  minRequests: number;
-  /** How long an open breaker waits before a probe, in seconds. (Default: 30) */
-  cooldownSeconds: number;
-}
-
 export type BreakerState = 'closed' | 'open' | 'half_open';
-
-/** The latest outcomes of one endpoint, as a ring. */
-export class OutcomeWindow {
-  readonly #size: number;
-  readonly #ring: boolean[] = [];
-  #next = 0;
-
-  constructor(size: number) {
-    this.#size = size;
-  }
-
-  record(ok: boolean): void {
-    if (this.#ring.length < this.#size) this.#ring.push(ok);
-    else this.#ring[this.#next] = ok;
-    this.#next = (this.#next + 1) % this.#size;
-  }
-
-  get total(): number {
-    return this.#ring.length;
-  }
-
-  get failures(): number {
-    return this.#ring.filter((ok) => !ok).length;
-  }
-
-  shouldOpen(s: BreakerSettings): boolean {
-    return this.total >= s.minRequests && this.failures / this.total >= s.failureRatio;
-  }
-
-  reset(): void {
-    this.#ring.length = 0;
-    this.#next = 0;
-  }
-}
 
 /**
  * Opens a closed breaker and moves the endpoint's waiting deliveries past the cool-down (so the claim

@@ -8,7 +8,8 @@ import { ApiError, invalidRequest } from '../errors.ts';
 import { jsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
 import { JobIdParam, JobSchema } from '../schemas.ts';
-import { decodeCursor, encodeCursor, parseJobId } from './jobs.ts';
+import { decodeCursor, encodeCursor } from '../cursor.ts';
+import { parseJobId } from './jobs.ts';
 
 const ReplayFromSchema = z
   .enum(['checkpoint', 'start'])

@@ -32,7 +32,8 @@ import { ApiError } from '../errors.ts';
 import { jsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
 import { JobIdParam, JobSchema } from '../schemas.ts';
-import { decodeCursor, encodeCursor, parseJobId } from './jobs.ts';
+import { decodeCursor, encodeCursor } from '../cursor.ts';
+import { parseJobId } from './jobs.ts';
 
 /** Longest grace period a rotation may ask for (a week): older secrets must not linger indefinitely. */
 const MAX_GRACE_SECONDS = 7 * 24 * 3600;

@@ -8,6 +8,7 @@ import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, type AnyJobType } from '../../wo
 import { callbackUrlProblem, type CallbackAllowList } from '../../webhooks/allowlist.ts';
 import type { Tenant } from '../../tenants/repository.ts';
 import type { App, AppDeps } from '../context.ts';
+import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { ApiError, fieldErrors } from '../errors.ts';
 import { jsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
@@ -28,30 +29,6 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function parseJobId(id: string): string {
   if (!UUID.test(id)) throw new ApiError('not-found', `no job with id ${JSON.stringify(id.slice(0, 64))}`);
   return id.toLowerCase();
-}
-
-export function encodeCursor(pos: { createdAt: string; id: string }): string {
-  return Buffer.from(`${pos.createdAt}|${pos.id}`).toString('base64url');
-}
-
-/**
- * Whether a cursor's `YYYY-MM-DDTHH:MM:SS.ffffffZ` names a real instant Postgres's timestamptz takes:
- * Date.parse rolls 30 February over into March, and takes year 0000, which Postgres refuses.
- */
-function isTimestamptz(text: string): boolean {
-  const ms = Date.parse(text);
-  return !Number.isNaN(ms) && new Date(ms).toISOString().slice(0, 19) === text.slice(0, 19) && !text.startsWith('0000');
-}
-
-export function decodeCursor(cursor: string): { createdAt: string; id: string } {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)\|([0-9a-f-]{36})$/.exec(text);
-  if (m === null || m[1] === undefined || m[2] === undefined || !isTimestamptz(m[1]) || !UUID.test(m[2])) {
-    throw new ApiError('bad-request', 'the cursor is not one this API returned', {
-      errors: [{ field: 'cursor', message: 'invalid cursor' }],
-    });
-  }
-  return { createdAt: m[1], id: m[2] };
 }
 
 const createJob = createRoute({
