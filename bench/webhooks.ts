@@ -7,6 +7,7 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { Agent } from 'undici';
+import { PgListener } from '../src/db/listener.ts';
 import { createPool } from '../src/db/pool.ts';
 import { loadConfig } from '../src/config.ts';
 import { transition } from '../src/jobs/repository.ts';
@@ -54,10 +55,12 @@ export const webhooksBench: BenchModule = {
       LONGHAUL_WEBHOOK_CONCURRENCY: String(CONCURRENCY),
       LONGHAUL_WEBHOOK_ENDPOINT_CONCURRENCY: String(CONCURRENCY),
     });
+    const listener = new PgListener({ databaseUrl: db.url, log: createLogger('warn') });
+    await listener.start();
     const newDispatcher = () =>
       new Dispatcher({
         pool,
-        databaseUrl: db.url,
+        listener,
         settings: config.webhooks,
         allow: new CallbackAllowList(config.callbackAllow),
         log: createLogger('warn'),
@@ -180,6 +183,7 @@ export const webhooksBench: BenchModule = {
         },
       ];
     } finally {
+      await listener.stop();
       server.closeAllConnections();
       server.close();
       await pool.end();

@@ -12,7 +12,8 @@ import { TokenSigner } from './api/tokens.ts';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
-import { createPool, type Pool } from './db/pool.ts';
+import { PgListener } from './db/listener.ts';
+import { createPool, isConnectionError, type Pool } from './db/pool.ts';
 import { createReportJobType } from './job-types/report/report.ts';
 import { synthetic } from './job-types/synthetic.ts';
 import { ensureQueues } from './jobs/queues.ts';
@@ -29,7 +30,7 @@ import { WorkerMonitor } from './worker/monitor.ts';
 import { WorkerRuntime } from './worker/runtime.ts';
 import { sweepArtifacts } from './storage/retention.ts';
 import { sweepFinishedJobs } from './jobs/retention.ts';
-import { runPeriodically } from './periodic.ts';
+import { Periodic } from './periodic.ts';
 import { createStorage, type Storage } from './storage/storage.ts';
 import { countTenants, createTenant } from './tenants/repository.ts';
 
@@ -54,6 +55,8 @@ export interface Service {
   url: string | undefined;
   /** The live event hub, when the api role runs. */
   realtime: RealtimeHub | undefined;
+  /** The process's one LISTEN connection; `connected` is false while the database is unreachable. */
+  listener: PgListener;
   databaseUrl: string;
   /** Drains and stops: stop accepting, let running work reach a safe point, close connections. */
   stop(): Promise<void>;
@@ -105,7 +108,9 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
   const log = opts.log ?? createLogger(config.logLevel);
   const db = await openDatabase(config, log);
   const pool = createPool(db.url, config.poolMax);
-  const stops: Array<() => Promise<void>> = [];
+  const listener = new PgListener({ databaseUrl: db.url, log });
+  // Stopped last: every subscriber (hub, worker, dispatcher) unsubscribes first.
+  const stops: Array<() => Promise<void>> = [() => listener.stop()];
   try {
     const applied = await migrate(pool);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
@@ -113,15 +118,23 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       connectionString: db.url,
       application_name: 'longhaul-queue',
       max: Math.max(4, Math.ceil(config.poolMax / 2)),
-      useListenNotify: true,
+      // The worker listens on pg-boss's channel through the process's own LISTEN connection; queues
+      // created with `notify` announce new jobs whatever this setting, which only opens pg-boss's own.
+      useListenNotify: false,
       // Dead executions (no heartbeat) are found by this pass; keep it well inside the lease time.
       monitorIntervalSeconds: Math.max(1, Math.min(10, Math.floor(config.worker.leaseSeconds / 3))),
       superviseIntervalSeconds: Math.max(1, Math.min(10, Math.floor(config.worker.leaseSeconds / 3))),
     });
-    boss.on('error', (err: unknown) => log.error({ err }, 'pg-boss error'));
+    // During an outage pg-boss's timers fail on every tick: the outage is logged once, by the listener.
+    boss.on('error', (err: unknown) =>
+      isConnectionError(err)
+        ? log.debug({ err }, 'pg-boss: database unreachable')
+        : log.error({ err }, 'pg-boss error'),
+    );
     boss.on('warning', (w: unknown) => log.warn({ warning: w }, 'pg-boss warning'));
     await boss.start();
-    stops.push(() => boss.stop({ graceful: true, timeout: config.shutdownTimeoutSeconds * 1000 }));
+    await listener.start();
+    stops.unshift(() => boss.stop({ graceful: true, timeout: config.shutdownTimeoutSeconds * 1000 }));
     await ensureQueues(boss, config.worker);
     if (applied.length > 0) {
       // Fresh tables have no statistics and plan badly until autovacuum gets to them.
@@ -148,7 +161,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       const signer = await TokenSigner.load(pool, config.signingSecret);
       const hub = new RealtimeHub({
         pool,
-        databaseUrl: db.url,
+        listener,
         log,
         pingIntervalMs: config.streamPingSeconds * 1000,
         registry: metrics.registry,
@@ -202,6 +215,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         boss,
         registry,
         log,
+        listener,
         metrics: metrics.registry,
         options: {
           concurrency: w.concurrency,
@@ -227,7 +241,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       monitor.start();
       // Before pg-boss stops: running jobs reach a chunk boundary, commit, and hand over.
       stops.unshift(async () => {
-        monitor.stop();
+        await monitor.stop();
         await worker.stop();
       });
       log.info({ owner: worker.owner, concurrency: w.concurrency, types: registry.names() }, 'longhaul worker started');
@@ -235,7 +249,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     if (roles.includes('worker')) {
       const dispatcher = new Dispatcher({
         pool,
-        databaseUrl: db.url,
+        listener,
         settings: config.webhooks,
         allow: new CallbackAllowList(config.callbackAllow),
         log,
@@ -246,36 +260,24 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       await dispatcher.start();
       stops.unshift(() => dispatcher.stop());
     }
-    if (roles.includes('worker')) {
-      stops.push(
-        runPeriodically(
-          'artifact retention sweep',
-          ARTIFACT_SWEEP_INTERVAL_MS,
-          async () => {
-            const n = await sweepArtifacts(pool, storage, config.artifactRetentionSeconds);
-            if (n.artifacts + n.folders > 0) log.info(n, 'expired artifacts removed');
-          },
-          log,
-        ),
-        runPeriodically(
-          'job retention sweep',
-          JOB_SWEEP_INTERVAL_MS,
-          async () => {
-            const n = await sweepFinishedJobs(pool, config.jobRetentionSeconds);
-            if (n > 0) log.info({ jobs: n }, 'finished jobs past retention deleted');
-          },
-          log,
-        ),
-      );
-    }
-    stops.push(
-      runPeriodically(
-        'releasing expired idempotency keys',
-        KEY_SWEEP_INTERVAL_MS,
-        async () => void (await releaseExpiredKeys(pool)),
-        log,
-      ),
+    const housekeeping = new Periodic(log).every(
+      'releasing expired idempotency keys',
+      KEY_SWEEP_INTERVAL_MS,
+      async () => void (await releaseExpiredKeys(pool)),
     );
+    if (roles.includes('worker')) {
+      housekeeping
+        .every('artifact retention sweep', ARTIFACT_SWEEP_INTERVAL_MS, async () => {
+          const n = await sweepArtifacts(pool, storage, config.artifactRetentionSeconds);
+          if (n.artifacts + n.folders > 0) log.info(n, 'expired artifacts removed');
+        })
+        .every('job retention sweep', JOB_SWEEP_INTERVAL_MS, async () => {
+          const n = await sweepFinishedJobs(pool, config.jobRetentionSeconds);
+          if (n > 0) log.info({ jobs: n }, 'finished jobs past retention deleted');
+        });
+    }
+    housekeeping.start();
+    stops.splice(stops.length - 1, 0, () => housekeeping.stop());
 
     let stopping: Promise<void> | undefined;
     return {
@@ -288,6 +290,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       registry,
       url,
       realtime,
+      listener,
       databaseUrl: db.url,
       stop: () =>
         (stopping ??= (async () => {

@@ -110,11 +110,11 @@ it('streams a job run by a worker process to clients on two API processes, over 
   expectWholeStream([...restOfMoving, ...resumed.messages], first?.seq ?? 0);
   expect(seqs(ws.messages).at(-1)).toBe(seqs(sseA.messages).at(-1));
 
-  // Each API process holds one LISTEN connection, however many clients it serves.
+  // Each process (two API processes, one worker) holds one LISTEN connection, however many clients it serves.
   const { rows } = await pool.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'longhaul-realtime'`,
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'longhaul-listen'`,
   );
-  expect(rows[0]?.n).toBe(2);
+  expect(rows[0]?.n).toBe(3);
 });
 
 it('refuses another tenant on any process', async () => {

@@ -7,6 +7,7 @@
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
+import { PgListener } from '../src/db/listener.ts';
 import { createPool, type Pool } from '../src/db/pool.ts';
 import { transition } from '../src/jobs/repository.ts';
 import { createLogger } from '../src/observability/logger.ts';
@@ -80,9 +81,11 @@ it('loses no delivery when the dispatcher is killed with kill -9 mid-delivery', 
   expect(held.every((d) => d.status === 'PENDING' && d.attempts === 0 && d.claimed)).toBe(true);
 
   const config = loadConfig({ DATABASE_URL: db.url, ...ENV });
+  const listener = new PgListener({ databaseUrl: db.url, log: createLogger('silent') });
+  await listener.start();
   const dispatcher = new Dispatcher({
     pool,
-    databaseUrl: db.url,
+    listener,
     settings: config.webhooks,
     allow: new CallbackAllowList(config.callbackAllow),
     log: createLogger('silent'),
@@ -103,6 +106,7 @@ it('loses no delivery when the dispatcher is killed with kill -9 mid-delivery', 
     );
   } finally {
     await dispatcher.stop();
+    await listener.stop();
   }
   const byId = new Map<string, number>();
   for (const r of rx.received) {

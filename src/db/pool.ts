@@ -18,10 +18,61 @@ export function isDataException(err: unknown): boolean {
   return typeof code === 'string' && code.startsWith('22');
 }
 
-export function createPool(connectionString: string, max: number, applicationName = 'longhaul'): Pool {
-  const pool = new pg.Pool({ connectionString, max, application_name: applicationName });
-  // An idle client that loses its connection emits here; the pool replaces it on next use.
+/**
+ * Longest wait for a connection (a new one, or a free one of a busy pool): while the database cannot be
+ * reached a request fails within this, instead of waiting for as long as the server takes to refuse.
+ */
+const CONNECT_TIMEOUT_MS = 3_000;
+
+/** Error codes of a database that cannot be reached, or that ended the connection (not of a statement). */
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND']);
+/** SQLSTATEs of a server shutting down, starting up, or refusing connections: 57P01–57P03, 53300, and class 08. */
+const UNAVAILABLE_STATES = new Set(['57P01', '57P02', '57P03', '53300']);
+/**
+ * What node-postgres says when a connection broke or could not be had in time, and what Postgres says
+ * when the database does not take connections (ALLOW_CONNECTIONS false, a SQLSTATE shared with other causes).
+ */
+const CONNECTION_MESSAGES =
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed)|is not currently accepting connections$/;
+
+/**
+ * Whether an error means the database went away or cannot be reached (refused, reset, shut down,
+ * starting up, a broken or timed-out connection), rather than a statement failing. Follows `cause`
+ * and AggregateError's errors (a refused connection to every address of a host).
+ */
+export function isConnectionError(err: unknown, depth = 0): boolean {
+  if (typeof err !== 'object' || err === null || depth > 4) return false;
+  const { code, message, cause, errors } = err as {
+    code?: unknown;
+    message?: unknown;
+    cause?: unknown;
+    errors?: unknown;
+  };
+  if (typeof code === 'string' && (CONNECTION_CODES.has(code) || UNAVAILABLE_STATES.has(code) || /^08...$/.test(code)))
+    return true;
+  if (typeof message === 'string' && CONNECTION_MESSAGES.test(message)) return true;
+  if (Array.isArray(errors) && errors.some((e) => isConnectionError(e, depth + 1))) return true;
+  return isConnectionError(cause, depth + 1);
+}
+
+/**
+ * Errors of a pool's connections go to the callers whose queries they fail, and a broken connection
+ * is discarded when released. The pool and each connection also emit them as 'error' events (an idle
+ * one on the pool, one checked out on itself), which would end the process if nobody listened.
+ */
+export function absorbConnectionErrors(pool: pg.Pool): void {
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
+}
+
+export function createPool(connectionString: string, max: number, applicationName = 'longhaul'): Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    application_name: applicationName,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  });
+  absorbConnectionErrors(pool);
   return pool;
 }
 
@@ -81,8 +132,14 @@ export function bossDb(client: Queryable): BossDb {
  * before, so statements that do not depend on each other's answers cost one round trip together.
  */
 export function createPipelinePool(connectionString: string, max: number, applicationName: string): Pool {
-  const pool = new pg.Pool({ connectionString, max, application_name: applicationName, pipeline: true });
-  pool.on('error', () => undefined);
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    application_name: applicationName,
+    pipeline: true,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  });
+  absorbConnectionErrors(pool);
   return pool;
 }
 

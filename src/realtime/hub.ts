@@ -1,5 +1,5 @@
 /**
- * The realtime hub of one API process: one LISTEN connection for the whole process, a channel per job
+ * The realtime hub of one API process: a subscription to the process's LISTEN connection, a channel per job
  * that has subscribers here (its recent events, read once per notification burst and shared by every
  * subscriber of the job), and a subscription per client that pulls from it at the client's own pace.
  *
@@ -9,10 +9,12 @@
  * is more than COALESCE_LAG events behind it is sent every status event but only the newest progress.
  */
 import client from 'prom-client';
-import type { Pool } from '../db/pool.ts';
+import type { PgListener } from '../db/listener.ts';
+import { isConnectionError, type Pool } from '../db/pool.ts';
 import { JOB_EVENTS_CHANNEL } from '../jobs/repository.ts';
 import { isTerminal } from '../jobs/state.ts';
 import type { Logger } from '../observability/logger.ts';
+import { Periodic } from '../periodic.ts';
 import {
   eventMessage,
   readCoalesced,
@@ -21,7 +23,6 @@ import {
   type JobEvent,
   type SnapshotMessage,
 } from './events.ts';
-import { NotificationListener } from './listener.ts';
 
 /** Events a subscription takes at once (its queue never holds more). */
 export const PAGE_SIZE = 100;
@@ -100,7 +101,8 @@ export interface HubStats {
 
 export interface HubOptions {
   pool: Pool;
-  databaseUrl: string;
+  /** The process's LISTEN connection (src/db/listener.ts). */
+  listener: PgListener;
   log: Logger;
   /** Ping idle connections this often; one that makes no progress for twice as long is closed. (Default: 15 000) */
   pingIntervalMs?: number;
@@ -316,15 +318,16 @@ class Subscription {
 export class RealtimeHub {
   readonly pool: Pool;
   readonly log: Logger;
-  readonly #listener: NotificationListener;
+  readonly #listener: PgListener;
+  #unsubscribe: (() => Promise<void>) | undefined;
   readonly #channels = new Map<string, JobChannel>();
   readonly #dirty = new Set<JobChannel>();
   readonly #pingIntervalMs: number;
   readonly #coalescedTotal: client.Counter | undefined;
   #flushing = false;
   #retryTimer: NodeJS.Timeout | undefined;
-  #pingTimer: NodeJS.Timeout | undefined;
-  #catchUpTimer: NodeJS.Timeout | undefined;
+  /** Pings idle streams, and re-reads every followed job in case an announcement was lost. */
+  readonly #periodic: Periodic;
   #nextId = 1;
   #stopped = false;
 
@@ -332,16 +335,15 @@ export class RealtimeHub {
     this.pool = opts.pool;
     this.log = opts.log;
     this.#pingIntervalMs = opts.pingIntervalMs ?? 15_000;
-    this.#listener = new NotificationListener({
-      databaseUrl: opts.databaseUrl,
-      channel: JOB_EVENTS_CHANNEL,
-      log: opts.log,
-      onNotification: (payload) => this.#onNotification(payload),
-      // Notifications may have been missed while disconnected: re-read every followed job by sequence.
-      onConnect: () => {
+    this.#listener = opts.listener;
+    this.#periodic = new Periodic(opts.log)
+      .every('pinging streams', this.#pingIntervalMs, () => {
+        const now = performance.now();
+        for (const ch of this.#channels.values()) for (const s of ch.subscribers) s.tick(now, this.#pingIntervalMs);
+      })
+      .every('catching up on job events', CATCH_UP_INTERVAL_MS, () => {
         for (const ch of this.#channels.values()) this.#markDirty(ch);
-      },
-    });
+      });
     if (opts.registry !== undefined) {
       const subscriptions = () => [...this.#channels.values()].reduce((n, ch) => n + ch.subscribers.size, 0);
       new client.Gauge({
@@ -371,26 +373,23 @@ export class RealtimeHub {
   }
 
   async start(): Promise<void> {
-    await this.#listener.start();
-    this.#pingTimer = setInterval(() => {
-      const now = performance.now();
-      for (const ch of this.#channels.values()) for (const s of ch.subscribers) s.tick(now, this.#pingIntervalMs);
-    }, this.#pingIntervalMs);
-    this.#pingTimer.unref();
-    this.#catchUpTimer = setInterval(() => {
-      for (const ch of this.#channels.values()) this.#markDirty(ch);
-    }, CATCH_UP_INTERVAL_MS);
-    this.#catchUpTimer.unref();
+    this.#unsubscribe = await this.#listener.subscribe([JOB_EVENTS_CHANNEL], {
+      onNotification: (_channel, payload) => this.#onNotification(payload),
+      // Notifications may have been missed while disconnected: re-read every followed job by sequence.
+      onConnect: () => {
+        for (const ch of this.#channels.values()) this.#markDirty(ch);
+      },
+    });
+    this.#periodic.start();
   }
 
-  /** Ends every stream (clients reconnect elsewhere with their last sequence) and closes the listener. */
+  /** Ends every stream (clients reconnect elsewhere with their last sequence) and unsubscribes. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearInterval(this.#pingTimer);
-    clearInterval(this.#catchUpTimer);
+    await this.#periodic.stop();
     clearTimeout(this.#retryTimer);
     for (const ch of [...this.#channels.values()]) for (const s of [...ch.subscribers]) s.close('shutdown');
-    await this.#listener.stop();
+    await this.#unsubscribe?.();
   }
 
   /** Starts streaming a job's events to a client; the returned promise settles when the stream ends. */
@@ -466,7 +465,8 @@ export class RealtimeHub {
             FETCH_LIMIT,
           );
         } catch (err) {
-          this.log.warn({ err }, 'reading job events failed; retrying');
+          // An outage is logged once, by the listener.
+          if (!isConnectionError(err)) this.log.warn({ err }, 'reading job events failed; retrying');
           for (const ch of batch) this.#dirty.add(ch);
           clearTimeout(this.#retryTimer);
           this.#retryTimer = setTimeout(() => {

@@ -11,13 +11,13 @@
  * have to be mirrored outside pg-boss anyway. Claiming is `FOR UPDATE SKIP LOCKED` with a lease, so
  * dispatchers in several processes share the work and a killed one's deliveries are retried.
  *
- * Wake-up: LISTEN on a dedicated connection (the outbox notifies on commit), with polling as fallback
- * and a timer for the next scheduled retry.
+ * Wake-up: a subscription to the process's LISTEN connection (the outbox notifies on commit), with
+ * polling as fallback and a timer for the next scheduled retry.
  */
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import type { Config } from '../config.ts';
-import { isDataException, type Pool } from '../db/pool.ts';
+import type { PgListener } from '../db/listener.ts';
+import { isConnectionError, isDataException, type Pool } from '../db/pool.ts';
 import type { Alerts } from '../observability/alerts.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Registry } from '../observability/metrics.ts';
@@ -51,13 +51,13 @@ const CLAIM_AHEAD = 8;
 const MAX_RECORD_BATCH = 512;
 /** Shortest wait before claiming again when the last claim found nothing (rows may be due but held). */
 const IDLE_FLOOR_SECONDS = 0.05;
-/** Wait before retrying a failed claim, record or LISTEN connection. */
+/** Wait before retrying a failed claim or record. */
 const RETRY_MS = 1_000;
 
 export interface DispatcherOptions {
   pool: Pool;
-  /** Database URL for the dedicated LISTEN connection. */
-  databaseUrl: string;
+  /** The process's LISTEN connection (src/db/listener.ts). */
+  listener: PgListener;
   settings: Config['webhooks'];
   allow: CallbackAllowList;
   log: Logger;
@@ -120,8 +120,7 @@ export class Dispatcher {
   #abandoned = false;
   #timer: NodeJS.Timeout | undefined;
   #poller: NodeJS.Timeout | undefined;
-  #listener: pg.Client | undefined;
-  #reconnect: NodeJS.Timeout | undefined;
+  #unsubscribe: (() => Promise<void>) | undefined;
   #idleWaiters: Array<() => void> = [];
   /**
    * Milliseconds after its claim by which a buffered delivery must start: half the lease's spare over
@@ -144,9 +143,10 @@ export class Dispatcher {
   }
 
   async start(): Promise<void> {
-    await this.#listen().catch((err: unknown) => {
-      this.#o.log.warn({ err }, 'webhook dispatcher: LISTEN failed; polling until it reconnects');
-      this.#scheduleReconnect();
+    this.#unsubscribe = await this.#o.listener.subscribe([WEBHOOKS_CHANNEL], {
+      onNotification: () => this.wake(),
+      // Anything committed while the connection was down (or before LISTEN took effect) is found by this claim.
+      onConnect: () => this.wake(),
     });
     this.#poller = setInterval(() => this.wake(), this.#s.pollSeconds * 1000);
     this.#poller.unref();
@@ -174,10 +174,7 @@ export class Dispatcher {
     this.#stopping = true;
     clearTimeout(this.#timer);
     clearInterval(this.#poller);
-    clearTimeout(this.#reconnect);
-    const listener = this.#listener;
-    this.#listener = undefined;
-    await listener?.end().catch(() => undefined);
+    await this.#unsubscribe?.();
     await this.#releaseReady().catch(() => undefined);
     if (this.#inflight.size > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -202,39 +199,6 @@ export class Dispatcher {
     // The alerts of what was recorded go out before the caller closes the pool.
     await this.#alerting;
     await this.#sender.close().catch(() => undefined);
-  }
-
-  async #listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.#o.databaseUrl, application_name: 'longhaul-webhooks' });
-    const lost = (err?: unknown) => {
-      if (this.#listener !== client) return;
-      this.#listener = undefined;
-      client.end().catch(() => undefined);
-      if (this.#stopping) return;
-      this.#o.log.warn({ err }, 'webhook dispatcher: LISTEN connection lost; reconnecting');
-      this.#scheduleReconnect();
-    };
-    client.on('error', lost);
-    client.on('end', () => lost());
-    client.on('notification', () => this.wake());
-    await client.connect();
-    await client.query(`LISTEN ${WEBHOOKS_CHANNEL}`);
-    if (this.#stopping) {
-      await client.end();
-      return;
-    }
-    this.#listener = client;
-    // Anything committed before LISTEN took effect is found by this claim.
-    this.wake();
-  }
-
-  #scheduleReconnect(): void {
-    if (this.#stopping) return;
-    clearTimeout(this.#reconnect);
-    this.#reconnect = setTimeout(() => {
-      this.#listen().catch(() => this.#scheduleReconnect());
-    }, RETRY_MS);
-    this.#reconnect.unref();
   }
 
   #armTimer(seconds: number): void {
@@ -285,7 +249,9 @@ export class Dispatcher {
         if (due !== undefined) this.#armTimer(Math.max(due, lastClaimed === 0 ? IDLE_FLOOR_SECONDS : 0));
       }
     } catch (err) {
-      if (!this.#stopping) this.#o.log.warn({ err }, 'webhook dispatcher: claiming deliveries failed');
+      // An outage is logged once, by the listener.
+      if (!this.#stopping && !isConnectionError(err))
+        this.#o.log.warn({ err }, 'webhook dispatcher: claiming deliveries failed');
       this.#armTimer(RETRY_MS / 1000);
     } finally {
       this.#claiming = false;
@@ -518,7 +484,8 @@ export class Dispatcher {
           );
           return;
         }
-        this.#o.log.warn({ err }, 'webhook dispatcher: recording attempts failed; retrying');
+        if (!isConnectionError(err))
+          this.#o.log.warn({ err }, 'webhook dispatcher: recording attempts failed; retrying');
         this.#results.unshift(...batch);
         await new Promise((r) => setTimeout(r, RETRY_MS));
         continue;

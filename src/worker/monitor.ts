@@ -12,6 +12,7 @@ import { transition } from '../jobs/repository.ts';
 import type { Alerts } from '../observability/alerts.ts';
 import type { Logger } from '../observability/logger.ts';
 import { bossDb } from '../db/pool.ts';
+import { Periodic } from '../periodic.ts';
 import { completeExecution, deadLetterExecution, failExecution } from './executions.ts';
 import { DEFAULT_STALL_AFTER_SECONDS, type Json } from './sdk.ts';
 import { lockExpiredLeases, releaseLease } from './store.ts';
@@ -30,15 +31,13 @@ const SWEEP_BATCH = 50;
 export const STALLED_KIND = 'job-stalled';
 export const PENDING_KIND = 'jobs-pending';
 
-export class WorkerMonitor {
+export class WorkerMonitor extends Periodic {
   readonly #pool: Pool;
   readonly #boss: PgBoss;
   readonly #registry: JobTypeRegistry;
   readonly #alerts: Alerts;
   readonly #log: Logger;
   readonly #opts: MonitorOptions;
-  #timers: NodeJS.Timeout[] = [];
-  #busy = new Set<string>();
 
   constructor(deps: {
     pool: Pool;
@@ -48,35 +47,17 @@ export class WorkerMonitor {
     log: Logger;
     options: MonitorOptions;
   }) {
+    const log = deps.log.child({ component: 'monitor' });
+    super(log);
     this.#pool = deps.pool;
     this.#boss = deps.boss;
     this.#registry = deps.registry;
     this.#alerts = deps.alerts;
-    this.#log = deps.log.child({ component: 'monitor' });
+    this.#log = log;
     this.#opts = deps.options;
-  }
-
-  start(): void {
     const sweepMs = Math.min(this.#opts.intervalSeconds, this.#opts.leaseSeconds / 2) * 1000;
-    this.#every('sweep', sweepMs, () => this.sweepExpiredLeases());
-    this.#every('alerts', this.#opts.intervalSeconds * 1000, () => this.checkAlerts());
-  }
-
-  stop(): void {
-    for (const t of this.#timers) clearInterval(t);
-    this.#timers = [];
-  }
-
-  #every(name: string, ms: number, fn: () => Promise<unknown>): void {
-    const t = setInterval(() => {
-      if (this.#busy.has(name)) return;
-      this.#busy.add(name);
-      fn()
-        .catch((err: unknown) => this.#log.error({ err }, `monitor ${name} failed`))
-        .finally(() => this.#busy.delete(name));
-    }, ms);
-    t.unref();
-    this.#timers.push(t);
+    this.every('monitor sweep', sweepMs, () => this.sweepExpiredLeases());
+    this.every('monitor alerts', this.#opts.intervalSeconds * 1000, () => this.checkAlerts());
   }
 
   /**

@@ -8,10 +8,17 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import client from 'prom-client';
-import { createPipelinePool, pipelinedTransaction, withTransaction, type Pool, type Queryable } from '../db/pool.ts';
+import type { PgListener } from '../db/listener.ts';
+import {
+  createPipelinePool,
+  isConnectionError,
+  pipelinedTransaction,
+  withTransaction,
+  type Pool,
+  type Queryable,
+} from '../db/pool.ts';
 import { JobEventsPublisher } from '../jobs/events-publisher.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
@@ -80,8 +87,6 @@ export interface WorkerOptions {
 const POLL_INTERVAL_MS = 500;
 /** A job whose type is at its concurrency limit in this process is handed back for this long. */
 const TYPE_BUSY_DELAY_SECONDS = 1;
-/** Pause before reconnecting the LISTEN connection after it broke. */
-const LISTEN_RECONNECT_MS = 1000;
 /** Connections of the pipelining pool (group commits run one batch at a time; one spare for a broken one). */
 const PIPELINE_POOL_MAX = 2;
 /** What stop() keeps for the last commits after it aborts steps that did not finish in time. */
@@ -125,6 +130,7 @@ export class WorkerRuntime {
   readonly #boss: PgBoss;
   readonly #registry: JobTypeRegistry;
   readonly #log: Logger;
+  readonly #listener: PgListener;
   readonly #opts: WorkerOptions;
   readonly #owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   readonly #running = new Map<string, Running>();
@@ -146,8 +152,7 @@ export class WorkerRuntime {
   #wake: (() => void) | undefined;
   #rang = false;
   #loop: Promise<void> | undefined;
-  #listener: pg.Client | undefined;
-  #bossChannel = '';
+  #unsubscribe: (() => Promise<void>) | undefined;
   readonly #metrics: {
     steps: client.Counter<'type' | 'outcome'>;
     checkpoint: client.Histogram<'type'>;
@@ -161,6 +166,8 @@ export class WorkerRuntime {
     boss: PgBoss;
     registry: JobTypeRegistry;
     log: Logger;
+    /** The process's LISTEN connection (src/db/listener.ts). */
+    listener: PgListener;
     metrics: Registry;
     options: WorkerOptions;
   }) {
@@ -168,6 +175,7 @@ export class WorkerRuntime {
     this.#boss = deps.boss;
     this.#registry = deps.registry;
     this.#log = deps.log.child({ component: 'worker' });
+    this.#listener = deps.listener;
     this.#opts = deps.options;
     this.#events = new JobEventsPublisher(this.#pool, this.#log);
     this.#peeks = new GroupCommit(async (ids) => {
@@ -240,9 +248,15 @@ export class WorkerRuntime {
 
   async start(databaseUrl: string): Promise<void> {
     const { rows } = await this.#pool.query<{ ch: string }>(`SELECT ${BOSS_CHANNEL_SQL} AS ch`);
-    this.#bossChannel = rows[0]?.ch ?? '';
     this.#pipeline = createPipelinePool(databaseUrl, PIPELINE_POOL_MAX, 'longhaul-worker-commit');
-    await this.#listen(databaseUrl);
+    this.#unsubscribe = await this.#listener.subscribe([rows[0]?.ch ?? '', CANCEL_CHANNEL], {
+      onNotification: (channel, payload) => {
+        if (channel === CANCEL_CHANNEL) this.#running.get(payload)?.controller.abort(new JobStopped('cancelled'));
+        else this.#ring();
+      },
+      // Jobs sent while the connection was down were not announced: fetch now.
+      onConnect: () => this.#ring(),
+    });
     this.#loop = this.#fetchLoop();
   }
 
@@ -260,9 +274,7 @@ export class WorkerRuntime {
     }, budget);
     await all;
     clearTimeout(timer);
-    const l = this.#listener;
-    this.#listener = undefined;
-    await l?.end().catch(() => undefined);
+    await this.#unsubscribe?.();
     await this.#events.flush();
     await this.#pipeline?.end().catch(() => undefined);
     this.#pipeline = undefined;
@@ -300,7 +312,8 @@ export class WorkerRuntime {
             groupConcurrency: this.#opts.tenantConcurrency,
           });
         } catch (err) {
-          this.#log.error({ err }, 'fetching executions failed');
+          // An outage is logged once, by the listener; fetching resumes when the database answers.
+          if (!isConnectionError(err)) this.#log.error({ err }, 'fetching executions failed');
         }
         for (const j of jobs) this.#launch(j);
         // A full batch means there is likely more: fetch again once a slot frees (or now, if one is free).
@@ -310,35 +323,6 @@ export class WorkerRuntime {
     }
   }
 
-  async #listen(databaseUrl: string): Promise<void> {
-    const c = new pg.Client({ connectionString: databaseUrl, application_name: 'longhaul-worker-listen' });
-    c.on('notification', (n) => {
-      if (n.channel === CANCEL_CHANNEL && n.payload !== undefined)
-        this.#running.get(n.payload)?.controller.abort(new JobStopped('cancelled'));
-      else this.#ring();
-    });
-    const reconnect = () => {
-      if (this.#listener !== c || this.#stopping) return;
-      this.#listener = undefined;
-      this.#log.warn('worker LISTEN connection lost; reconnecting');
-      setTimeout(() => {
-        if (this.#stopping) return;
-        this.#listen(databaseUrl).then(
-          () => this.#ring(),
-          (err: unknown) => {
-            this.#log.error({ err }, 'worker LISTEN reconnect failed');
-            reconnect();
-          },
-        );
-      }, LISTEN_RECONNECT_MS).unref();
-    };
-    c.on('error', reconnect);
-    c.on('end', reconnect);
-    await c.connect();
-    await c.query(`LISTEN "${this.#bossChannel}"; LISTEN ${CANCEL_CHANNEL}`);
-    this.#listener = c;
-  }
-
   #launch(j: JobWithMetadata<ExecutionData>): void {
     const controller = new AbortController();
     const entry: Running = { jobId: j.data.jobId, type: '', controller, done: Promise.resolve() };
@@ -346,9 +330,12 @@ export class WorkerRuntime {
     const key = `exec:${j.id}`;
     this.#running.set(key, entry);
     entry.done = this.#execute(j, controller, entry, key)
-      .catch((err: unknown) =>
-        this.#log.error({ err, job_id: j.data.jobId, execution: j.id }, 'execution failed unexpectedly'),
-      )
+      .catch((err: unknown) => {
+        // Cut off by an outage: the job's lease runs out and the monitor hands it to a new execution.
+        if (isConnectionError(err))
+          this.#log.debug({ err, job_id: j.data.jobId, execution: j.id }, 'execution interrupted by a database outage');
+        else this.#log.error({ err, job_id: j.data.jobId, execution: j.id }, 'execution failed unexpectedly');
+      })
       .finally(() => {
         this.#running.delete(key);
         if (this.#running.get(entry.jobId) === entry) this.#running.delete(entry.jobId);
@@ -381,12 +368,12 @@ export class WorkerRuntime {
               if (r === undefined) controller.abort(new JobStopped('lease-lost'));
               else if (r.cancelRequested) controller.abort(new JobStopped('cancelled'));
             },
-            (err: unknown) => jobLog().warn({ err }, 'lease renewal failed'),
+            (err: unknown) => isConnectionError(err) || jobLog().warn({ err }, 'lease renewal failed'),
           );
         }
         this.#boss
           .touch(QUEUES.jobs, { id: attempt.id, retryCount: attempt.retryCount })
-          .catch((err: unknown) => jobLog().warn({ err }, 'pg-boss heartbeat failed'));
+          .catch((err: unknown) => isConnectionError(err) || jobLog().warn({ err }, 'pg-boss heartbeat failed'));
       },
       (lease * 1000) / 3,
     );

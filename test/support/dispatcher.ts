@@ -7,7 +7,7 @@ import type { TestService } from './service.ts';
 export async function startDispatcher(t: TestService, drainSeconds: number): Promise<Dispatcher> {
   const dispatcher = new Dispatcher({
     pool: t.service.pool,
-    databaseUrl: t.service.databaseUrl,
+    listener: t.service.listener,
     settings: t.config.webhooks,
     allow: new CallbackAllowList(t.config.callbackAllow),
     log: createLogger('silent'),

@@ -17,7 +17,7 @@
 import pg, { escapeIdentifier } from 'pg';
 import { TokenSigner } from '../../api/tokens.ts';
 import type { Config } from '../../config.ts';
-import type { Queryable } from '../../db/pool.ts';
+import { absorbConnectionErrors, type Queryable } from '../../db/pool.ts';
 import { recordArtifact, signedLink, type ArtifactLink } from '../../storage/artifacts.ts';
 import { jobFolder } from '../../storage/retention.ts';
 import type { Storage } from '../../storage/storage.ts';
@@ -250,8 +250,7 @@ export function createReportJobType(deps: ReportDeps) {
         allowExitOnIdle: true,
         application_name: 'longhaul-report',
       });
-      // An idle connection that breaks is replaced on next use.
-      sourcePool.on('error', () => undefined);
+      absorbConnectionErrors(sourcePool);
     }
     return sourcePool;
   };
