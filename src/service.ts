@@ -179,6 +179,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         storage,
         signer,
         realtime: hub,
+        database: listener,
         readiness: { realtime: async () => hub.listening },
       });
       setDraining = handle.setDraining;

@@ -123,7 +123,7 @@ describe('in-process operations', () => {
     }
   });
 
-  it('answers /readyz 503 while the database cannot be reached, and 200 again once it can', async () => {
+  it('answers 503 with Retry-After and /readyz 503 while the database cannot be reached, and 200 again once it can', async () => {
     const t = await startTestService();
     const admin = new pg.Client({ connectionString: inject('serverUrl') });
     await admin.connect();
@@ -137,6 +137,20 @@ describe('in-process operations', () => {
       const down = await t.api('/readyz');
       expect(down.status).toBe(503);
       expect(((await down.json()) as { checks: Record<string, string> }).checks.database).toBe('failing');
+      // Requests that need the database answer 503 with Retry-After, at once (the submission lane and Hono alike).
+      const job = { type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } };
+      const idempotency = { 'idempotency-key': 'outage-1' };
+      for (const [path, init] of [
+        ['/v1/jobs', { method: 'POST', json: job, headers: idempotency }],
+        ['/v1/jobs', {}],
+      ] as const) {
+        const started = performance.now();
+        const res = await t.api(path, init);
+        expect(performance.now() - started).toBeLessThan(2_000);
+        expect(res.status).toBe(503);
+        expect(res.headers.get('retry-after')).toBe('2');
+        expect(((await res.json()) as { type: string }).type).toBe('https://longhaul.dev/problems/service-unavailable');
+      }
       await admin.query(`ALTER DATABASE ${t.db.name} ALLOW_CONNECTIONS true`);
       const deadline = Date.now() + 10_000;
       let status = 0;
@@ -144,6 +158,13 @@ describe('in-process operations', () => {
         await new Promise((r) => setTimeout(r, 100));
       expect(status).toBe(200);
       expect((await t.api('/healthz')).status).toBe(200);
+      // The submission refused during the outage is safe to retry as is: one job, the same for every retry.
+      const first = await t.api('/v1/jobs', { method: 'POST', json: job, headers: idempotency });
+      expect(first.status).toBe(202);
+      const again = await t.api('/v1/jobs', { method: 'POST', json: job, headers: idempotency });
+      expect(((await again.json()) as { id: string }).id).toBe(((await first.json()) as { id: string }).id);
+      const { rows } = await t.service.pool.query('SELECT 1 FROM jobs WHERE tenant_id = $1', [t.tenant.id]);
+      expect(rows).toHaveLength(1);
     } finally {
       await admin.query(`ALTER DATABASE ${t.db.name} ALLOW_CONNECTIONS true`).catch(() => undefined);
       await admin.end();

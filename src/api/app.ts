@@ -6,8 +6,8 @@ import { HTTPException } from 'hono/http-exception';
 import type { Context } from 'hono';
 import { CallbackAllowList } from '../webhooks/allowlist.ts';
 import type { App, AppDeps, AppEnv } from './context.ts';
-import { ApiError, invalidRequest, problemOf } from './errors.ts';
-import { ApiKeys, apiKeyAuth, refuseNulInUrl, requestContext } from './middleware.ts';
+import { ApiError, apiErrorOf, invalidRequest, problemOf } from './errors.ts';
+import { ApiKeys, apiKeyAuth, failFastWithoutDatabase, refuseNulInUrl, requestContext } from './middleware.ts';
 import { registerSecuritySchemes } from './openapi.ts';
 import { submitLane, type NodeLane } from './submit-lane.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
@@ -48,6 +48,7 @@ export function createApp(deps: AppDeps): AppHandle {
 
   app.use('*', requestContext(deps.log, deps.metrics));
   app.use('*', refuseNulInUrl());
+  app.use('/v1/*', failFastWithoutDatabase(deps.database));
   app.use('/v1/*', apiKeyAuth(keys, '/v1/admin/', usesStreamToken));
   const ws = createNodeWebSocket({ app });
 
@@ -63,7 +64,8 @@ export function createApp(deps: AppDeps): AppHandle {
 
   app.notFound((c) => problemResponse(c, new ApiError('not-found', `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((err, c) => {
-    if (err instanceof ApiError) return problemResponse(c, err);
+    const known = apiErrorOf(err);
+    if (known !== undefined) return problemResponse(c, known);
     if (err instanceof HTTPException && err.status < 500) {
       const code = err.status === 413 ? 'payload-too-large' : err.status === 401 ? 'unauthorized' : 'bad-request';
       return problemResponse(c, new ApiError(code, err.message));

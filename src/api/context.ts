@@ -20,6 +20,11 @@ export interface AppDeps {
   metrics: Metrics;
   registry: JobTypeRegistry;
   submitter: JobSubmitter;
+  /**
+   * The process's LISTEN connection (src/db/listener.ts): while it is down the database is taken as
+   * unreachable, and requests that need it answer 503 at once instead of each waiting to fail.
+   */
+  database?: { readonly connected: boolean };
   /** Extra readiness checks by name (e.g. the realtime listener); each resolves true when ready. */
   readiness?: Record<string, () => Promise<boolean>>;
   /** This process's live event hub (GET /v1/jobs/{id}/events answers 503 without it). */

@@ -2,7 +2,12 @@
  * The one error type of the API and its code → status table. Every error response is RFC 9457
  * `application/problem+json` with a stable `type` URI derived from the code; handled in one place.
  */
+import { isConnectionError } from '../db/pool.ts';
+
 export const PROBLEM_BASE = 'https://longhaul.dev/problems/';
+
+/** What a client is told to wait (Retry-After, seconds) while the database cannot be reached. */
+export const UNAVAILABLE_RETRY_AFTER_SECONDS = 2;
 
 /** Every kind of error the API returns: its HTTP status and its human title. */
 export const ERROR_CODES = {
@@ -55,6 +60,22 @@ export class ApiError extends Error {
   get status(): number {
     return ERROR_CODES[this.code].status;
   }
+}
+
+/** The 503 of a request that needs the database while it cannot be reached: a retry later succeeds. */
+export function databaseUnavailable(cause?: unknown): ApiError {
+  return new ApiError(
+    'service-unavailable',
+    'the database cannot be reached at the moment; retry later (with the same Idempotency-Key, a job is not submitted twice)',
+    { headers: { 'Retry-After': String(UNAVAILABLE_RETRY_AFTER_SECONDS) }, cause },
+  );
+}
+
+/** The error a failure answers with: itself if an ApiError, a 503 if the database could not be reached, else undefined (a bug). */
+export function apiErrorOf(err: unknown): ApiError | undefined {
+  if (err instanceof ApiError) return err;
+  if (isConnectionError(err)) return databaseUnavailable(err);
+  return undefined;
 }
 
 export interface Problem {

@@ -7,7 +7,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { tenantByApiKey, type Tenant } from '../tenants/repository.ts';
 import type { AppEnv } from './context.ts';
-import { ApiError, type FieldError } from './errors.ts';
+import { ApiError, databaseUnavailable, type FieldError } from './errors.ts';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
@@ -46,6 +46,16 @@ export function requestContext(log: Logger, metrics: Metrics): MiddlewareHandler
       status: c.res.status,
       startedMs,
     });
+  };
+}
+
+/** 503 at once while the database is known to be unreachable (every /v1 request needs it). */
+export function failFastWithoutDatabase(
+  database: { readonly connected: boolean } | undefined,
+): MiddlewareHandler<AppEnv> {
+  return async (_c, next) => {
+    if (database?.connected === false) throw databaseUnavailable();
+    await next();
   };
 }
 

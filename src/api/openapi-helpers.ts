@@ -11,7 +11,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   413: 'Body too large',
   415: 'Body is not application/json',
   422: 'Validation failed; `errors` names the fields',
-  503: 'Not ready',
+  503: 'Not available on this process, or the database cannot be reached at the moment (then with Retry-After)',
 };
 
 export function jsonContent<T extends z.ZodType>(schema: T) {
@@ -40,9 +40,18 @@ const ERROR_HEADERS: Record<number, Record<string, HeaderObject>> = {
       schema: { type: 'integer' },
     },
   },
+  503: {
+    'Retry-After': {
+      description: 'Seconds to wait before retrying, when the database cannot be reached',
+      required: false,
+      schema: { type: 'integer' },
+    },
+  },
 };
 
-export function errorResponses(...statuses: number[]) {
+/** Every authenticated route (401) reads the database, so it answers 503 too while the database cannot be reached. */
+export function errorResponses(...listed: number[]) {
+  const statuses = listed.includes(401) && !listed.includes(503) ? [...listed, 503] : listed;
   const out: Record<
     number,
     {

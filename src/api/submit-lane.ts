@@ -11,7 +11,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CallbackAllowList } from '../webhooks/allowlist.ts';
 import type { AppDeps } from './context.ts';
-import { ApiError, invalidRequest, problemOf } from './errors.ts';
+import { ApiError, apiErrorOf, databaseUnavailable, invalidRequest, problemOf } from './errors.ts';
 import {
   checkJsonHeaders,
   observeRequest,
@@ -55,6 +55,7 @@ export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKey
     const fields: Record<string, string> = { request_id: requestId };
     let status: number;
     try {
+      if (deps.database?.connected === false) throw databaseUnavailable();
       const tenant = await keys.tenantFor(header(req, 'authorization'));
       fields.tenant_id = tenant.id;
       checkJsonHeaders(header(req, 'content-type'), header(req, 'content-length'), config.bodyLimitBytes);
@@ -71,12 +72,11 @@ export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKey
         JSON.stringify(accepted.job),
       );
     } catch (caught) {
-      let err = caught;
-      if (!(err instanceof ApiError)) {
-        log.error({ ...fields, err }, 'unhandled error');
-        err = new ApiError('internal', 'an internal error occurred; quote the request id when reporting it');
+      let problem = apiErrorOf(caught);
+      if (problem === undefined) {
+        log.error({ ...fields, err: caught }, 'unhandled error');
+        problem = new ApiError('internal', 'an internal error occurred; quote the request id when reporting it');
       }
-      const problem = err as ApiError;
       status = problem.status;
       if (!res.headersSent) {
         send(

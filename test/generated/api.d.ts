@@ -238,6 +238,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -314,6 +326,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -416,6 +440,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -476,6 +512,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -565,6 +613,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -630,10 +690,12 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
-                /** @description Not ready */
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
                 503: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -766,10 +828,12 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
-                /** @description Not ready */
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
                 503: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -841,10 +905,12 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
-                /** @description Not ready */
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
                 503: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -917,6 +983,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -987,10 +1065,12 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
-                /** @description Not ready */
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
                 503: {
                     headers: {
                         "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1061,6 +1141,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -1142,6 +1234,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -1204,6 +1308,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -1283,6 +1399,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -1377,6 +1505,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -1427,6 +1567,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -1477,6 +1629,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         /**
@@ -1559,6 +1723,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         post?: never;
@@ -1626,6 +1802,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -1689,6 +1877,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -1807,6 +2007,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -1930,6 +2142,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -2027,6 +2251,18 @@ export interface paths {
                     };
                 };
                 500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         delete?: never;
