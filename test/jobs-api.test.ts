@@ -1,8 +1,9 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { transition } from '../src/jobs/repository.ts';
 import { JOB_STATUSES, type JobStatus } from '../src/jobs/state.ts';
 import { startTestService, type TestService } from './support/service.ts';
-import { FIXTURE_TYPES } from './support/worker.ts';
+import { FIXTURE_TYPES, waitFor } from './support/worker.ts';
 
 let t: TestService;
 beforeAll(async () => {
@@ -144,6 +145,67 @@ describe('Idempotency-Key', () => {
       [t.tenant.id, key],
     );
     expect(rows[0]).toEqual({ n: 1 });
+  });
+
+  it('answers exactly 409 to a repeat while the first request is inside its transaction, then completes the first', async () => {
+    const key = crypto.randomUUID();
+    const send = (via: TestService) =>
+      via.api('/v1/jobs', {
+        method: 'POST',
+        json: job,
+        key: t.tenant.api_key,
+        headers: { 'idempotency-key': key },
+        // A repeat that waits for the first instead of answering 409 fails here rather than at the test's timeout.
+        signal: AbortSignal.timeout(10_000),
+      });
+    // The test holds an uncommitted job with the same key: the first request takes the key's advisory lock,
+    // then its insert waits on that row, inside its transaction, until the test lets go.
+    const holder = new pg.Client({ connectionString: t.db.url });
+    await holder.connect();
+    const other = await startTestService({ db: t.db });
+    try {
+      await holder.query('BEGIN');
+      await holder.query(
+        `INSERT INTO jobs (id, tenant_id, type, input, max_attempts, idempotency_key) VALUES ($1, $2, 'synthetic', '{}', 1, $3)`,
+        [crypto.randomUUID(), t.tenant.id, key],
+      );
+      const holderPid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+      const first = send(t);
+      first.catch(() => undefined); // awaited below; a failure before then must not go unhandled
+      await waitFor('the first request to wait inside its transaction', async () => {
+        const { rowCount } = await t.service.pool.query(
+          'SELECT 1 FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))',
+          [holderPid],
+        );
+        return rowCount === 1;
+      });
+      // The repeat through the same process, and through another API process on the same database.
+      for (const via of [t, other]) {
+        const res = await send(via);
+        expect(res.status).toBe(409);
+        expect(res.headers.get('retry-after')).toBe('1');
+        expect(((await res.json()) as { type: string }).type).toBe(
+          'https://longhaul.dev/problems/idempotency-key-in-use',
+        );
+      }
+      await holder.query('ROLLBACK');
+      const res = await first;
+      expect(res.status).toBe(202);
+      expect(res.headers.get('idempotent-replayed')).toBeNull();
+      const created = (await res.json()) as { id: string };
+      const { rows } = await t.service.pool.query<{ id: string }>(
+        'SELECT id FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2',
+        [t.tenant.id, key],
+      );
+      expect(rows).toEqual([{ id: created.id }]);
+      // Once the first has finished, a repeat replays it.
+      const again = await send(other);
+      expect(again.status).toBe(202);
+      expect(((await again.json()) as { id: string }).id).toBe(created.id);
+    } finally {
+      await holder.end();
+      await other.stop();
+    }
   });
 
   it('forgets keys after their expiry', async () => {
