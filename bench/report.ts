@@ -6,7 +6,7 @@
  * (LONGHAUL_REPORT_CHECKPOINTS=false: every chunk in one step, CSV writes not synced, one commit at the
  * end), for the checkpoint overhead: each round runs both modes back to back (in alternating order), and
  * the overhead is the median of the rounds' ratios, so that the machine's speed drifting between rounds
- * (it does, by ±20 %) cancels out; likewise for the CPU both take (service and Postgres). A control
+ * (it does: bench/RESULTS.md) cancels out; likewise for the CPU both take (service and Postgres). A control
  * runs the checkpointed report once more in each round and is paired with it the same way: its true
  * ratio is 1, so its distance from 1 shows what difference this run could resolve. Beside it, the
  * time the checkpointed runs' chunks waited for their checkpoints (the service's
@@ -31,9 +31,9 @@ import { cpuBetween, metricValue, postgresCpu, processCpuSeconds, startChildServ
 const SMALL = 1_000_000;
 const LARGE = 5_000_000;
 /**
- * Rounds of COPY, the report, the report without checkpoints and the control. Seven, because a 2–3 s
- * run on a shared machine scatters by about ±20 % and the checkpoint overhead to be shown is a few per
- * cent; how near the median of seven paired ratios lands to the true one, the control shows.
+ * Rounds of COPY, the report, the report without checkpoints and the control. Seven, because one run on
+ * a shared machine scatters far more than the checkpoint overhead to be shown (bench/RESULTS.md); how
+ * near the median of seven paired ratios lands to the true one, the control shows.
  */
 const ROUNDS = 7;
 /** Runs of the report over 5,000,000 rows, for its peak RSS. */
@@ -275,7 +275,7 @@ export const reportBench: BenchModule = {
       const largeSeedMs = await seedDemoOrders(pool, LARGE);
       await pool.end();
       ctx.log(`seeded ${LARGE} rows in ${(largeSeedMs / 1000).toFixed(1)} s`);
-      // Peak RSS scatters by tens of MB from run to run (how far V8 lets the young generation grow), so each
+      // Peak RSS scatters from run to run (how far V8 lets the young generation grow), so each
       // size's figure is the highest of its runs: every 1M-row run with checkpoints, and LARGE_RUNS at 5M.
       let bigRss = 0;
       for (let i = 0; i < LARGE_RUNS; i++)

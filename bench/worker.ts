@@ -28,7 +28,7 @@ const PICKUP_WARMUP = 5;
 const COMPLETION_POLL_MS = 50;
 const CHECKPOINT_CLIENTS = 8;
 const CHECKPOINT_SECONDS = 3;
-/** Tiny jobs per drain: at 4,000–5,000/s a backlog of 1,000 drained in a quarter second, where the first fetches and plans weigh. */
+/** Tiny jobs per drain: enough that pg-boss's first fetches and plans do not weigh in its baseline (bench/RESULTS.md). */
 const TINY_JOBS = 3000;
 const TINY_CLIENTS = 16;
 const WORKER_CONCURRENCY = 16;

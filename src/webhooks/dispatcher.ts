@@ -42,7 +42,7 @@ import {
 const MAX_CLAIM_BATCH = 256;
 /**
  * Deliveries kept claimed per slot (overall and per endpoint), in flight and buffered. Claims run one at
- * a time and their cost grows much less than their size (measured ~7 ms for 30 rows, ~13 ms for 80), so
+ * a time and their cost grows much less than their size (bench/RESULTS.md, Webhooks), so
  * claiming far ahead is what lets throughput follow the HTTP round trip instead of the claim statement. A buffered row is never started
  * late in its lease (see #startBy), so a deep buffer does not risk an unrecorded attempt.
  */

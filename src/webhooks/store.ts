@@ -49,7 +49,7 @@ const PENDING_ENDPOINTS_CTE = `pending AS (
  * can be filled by the backlog of an endpoint that may take no more (or only a few), and then every
  * other endpoint starves. The endpoints with pending deliveries are found by a loose scan of
  * webhook_deliveries_endpoint_due, one probe per endpoint whatever its backlog (so the cost grows with
- * the number of endpoints with pending deliveries: measured 4–8 ms per 1,000). Of those due, the `limit`
+ * the number of endpoints with pending deliveries; bench/RESULTS.md, Webhooks). Of those due, the `limit`
  * earliest each give their earliest rows, at most their `free` and their fair share of `limit`, so
  * the rows locked stay within about twice `limit`; rows another dispatcher is claiming are skipped.
  */

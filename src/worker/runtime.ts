@@ -357,7 +357,7 @@ export class WorkerRuntime {
     const token = randomUUID();
     const lease = this.#opts.leaseSeconds;
     let leased = false;
-    // Child loggers cost a few µs each (redaction setup): the job's is made when first needed.
+    // A child logger is not free (redaction setup): the job's is made when first needed.
     let log: Logger | undefined;
     const jobLog = (): Logger => (log ??= this.#log.child({ job_id: jobId }));
     const heartbeat = setInterval(

@@ -14,7 +14,7 @@
 import type { EventEmitter } from 'node:events';
 import type { Connection, Submittable } from 'pg';
 
-/** Rows are copied into blocks of this size (a 10,000-row chunk of demo rows is about 0.9 MB). */
+/** Rows are copied into blocks of this size: about one default-sized chunk of demo rows (bench/RESULTS.md). */
 const BLOCK_BYTES = 1 << 20;
 /**
  * Free blocks a pool keeps: enough for the chunks being read and written at once by a few reports (a

@@ -31,7 +31,7 @@ const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$/i;
 /**
  * Reads ahead a job may have under way: the next chunk, and the one after it once the next one's
  * aggregates tell where it begins, so that reads run back to back whatever a chunk's write and checkpoint
- * take. Each holds two connections and, once read, a chunk (about 1 MB at 10,000 rows).
+ * take. Each holds two connections and, once read, a chunk's CSV bytes.
  */
 const AHEAD_PER_JOB = 2;
 /** Jobs whose reads ahead are kept (the oldest dropped first): bounds what jobs that stop without taking theirs leave in memory. */

@@ -104,7 +104,7 @@ function outputExpr(c: Column, expr = escapeIdentifier(c.name)): string {
 /**
  * A column as COPY should print it for the CSV: `outputExpr`'s text, but a column whose type prints
  * exactly that text anyway (integers, numeric, text, varchar) goes to COPY as it is: its `::text` cast
- * would only cost about a sixth of the COPY. (character(n) is not among them: `::text` trims its padding.)
+ * would only add to the COPY's cost (bench/RESULTS.md). (character(n) is not among them: `::text` trims its padding.)
  */
 function csvExpr(c: Column, expr: string): string {
   return c.kind === 'integer' || c.kind === 'decimal' || c.type === 'text' || c.type === 'character varying'
@@ -176,7 +176,7 @@ function chunkSql(
     ...m.map((j) => `${col(r.metrics[j] ?? key)} AS m${j}`),
   ];
   if (bin !== undefined) picked.push(`${bin} AS b`);
-  // One GROUP BY of group and bin (a third cheaper than grouping sets for groups, bins and totals);
+  // One GROUP BY of group and bin (cheaper than grouping sets for groups, bins and totals);
   // the totals are summed in Node, and the last key is a window over the few grouped rows.
   const aggregates = `WITH c AS (SELECT ${picked.join(', ')} ${rows})
     SELECT ${bin === undefined ? 'NULL::int AS b' : 'b'}, ${g.join(', ')}, count(*) AS n, ${outputExpr(key, 'max(max(k)) OVER ()')} AS last,
@@ -216,13 +216,13 @@ function chunkAggregates(
 /**
  * What the histogram is over, as a float8 expression of a column expression `x`: the time column's epoch,
  * else the first metric. Each is monotonic in `x`, so `expr(min(c))` is `min(expr(c))`: start() takes the
- * range from min/max of the column itself, a third of the cost of converting every row first.
+ * range from min/max of the column itself, cheaper than converting every row first.
  */
 function histogramExpr(
   r: ResolvedReport,
 ): { expr: (x: string) => string; column: Column; kind: Histogram['kind'] } | undefined {
   const time = r.source.time;
-  // date_part gives the epoch as float8 directly (extract's numeric costs twice as much per row); the same value.
+  // date_part gives the epoch as float8 directly (extract's numeric costs more per row); the same value.
   if (time?.kind === 'time') return { expr: (x) => `date_part('epoch', ${x})`, column: time, kind: 'time' };
   if (time !== undefined) return { expr: (x) => `extract(epoch from ${x})::float8`, column: time, kind: 'time' };
   const m = r.metrics[0];
