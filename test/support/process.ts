@@ -1,10 +1,12 @@
-/** Runs `node bin/longhaul.js …` as a real child process and follows its output. */
+/** Runs `node bin/longhaul.js …` (or what `npm start` runs) as a real child process and follows its output. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const BIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'longhaul.js');
+const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = path.join(ROOT, 'bin', 'longhaul.js');
 
 export interface LonghaulProcess {
   child: ChildProcess;
@@ -21,10 +23,27 @@ export interface LonghaulProcess {
 
 /**
  * Starts the `longhaul` command with exactly `env` (plus PATH and HOME): nothing leaks in from the test
- * runner's environment, such as its DATABASE_URL.
+ * runner's environment, such as its DATABASE_URL. `cwd` is where relative paths (the default data dir
+ * `./.longhaul`) resolve; the test runner's by default.
  */
-export function runLonghaul(args: string[], env: Record<string, string>): LonghaulProcess {
-  const child = spawn(process.execPath, [BIN, ...args], {
+export function runLonghaul(args: string[], env: Record<string, string>, cwd?: string): LonghaulProcess {
+  return follow([BIN, ...args], env, cwd);
+}
+
+/**
+ * Starts what `npm start` starts (package.json's `start` script, `node <entry>` behind scripts/node24.sh,
+ * which only picks the Node binary), with this Node, `env` and `cwd` as runLonghaul takes them.
+ */
+export function runNpmStart(env: Record<string, string>, cwd?: string): LonghaulProcess {
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const entry = /^sh scripts\/node24\.sh node (\S+)$/.exec(pkg.scripts.start)?.[1];
+  if (entry === undefined) throw new Error(`npm start runs something this helper does not know: ${pkg.scripts.start}`);
+  return follow([path.join(ROOT, entry)], env, cwd);
+}
+
+function follow(args: string[], env: Record<string, string>, cwd: string | undefined): LonghaulProcess {
+  const child = spawn(process.execPath, args, {
+    cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -64,9 +83,7 @@ export function runLonghaul(args: string[], env: Record<string, string>): Longha
           const hit = logs().find(match);
           if (hit !== undefined) finish(() => resolve(hit));
           else if (done)
-            finish(() =>
-              reject(new Error(`longhaul ${args.join(' ')} exited first.\nstdout:\n${out}\nstderr:\n${err}`)),
-            );
+            finish(() => reject(new Error(`${args.join(' ')} exited first.\nstdout:\n${out}\nstderr:\n${err}`)));
         };
         const timer = setTimeout(
           () => finish(() => reject(new Error(`timed out waiting for a log line.\nstdout:\n${out}\nstderr:\n${err}`))),
@@ -87,8 +104,9 @@ export function runLonghaul(args: string[], env: Record<string, string>): Longha
 export async function runLonghaulToEnd(
   args: string[],
   env: Record<string, string>,
+  cwd?: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = runLonghaul(args, env);
+  const p = runLonghaul(args, env, cwd);
   const code = await p.exited;
   return { code, stdout: p.stdout(), stderr: p.stderr() };
 }
