@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES, type ConfigVariable } from '../src/config.ts';
-import { ROOT } from '../scripts/openapi.ts';
 
+const ROOT = path.join(import.meta.dirname, '..');
 const FILE = 'docs/configuration.md';
 
 const cells = (line: string) =>

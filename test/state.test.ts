@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canTransition, JOB_STATUSES, sourcesOf, TRANSITIONS } from '../src/jobs/state.ts';
+import { canTransition, isTerminal, JOB_STATUSES, sourcesOf, TRANSITIONS } from '../src/jobs/state.ts';
 
 describe('job state machine', () => {
   it('never leaves COMPLETED or CANCELLED', () => {
@@ -26,5 +26,8 @@ describe('job state machine', () => {
   it('gives the sources of each target for SQL guards', () => {
     expect(sourcesOf('RUNNING')).toEqual(['PENDING']);
     expect(sourcesOf('CANCELLED')).toEqual(['PENDING', 'RUNNING']);
+  });
+  it('calls COMPLETED, FAILED and CANCELLED terminal, and only them', () => {
+    expect(JOB_STATUSES.filter(isTerminal)).toEqual(['COMPLETED', 'FAILED', 'CANCELLED']);
   });
 });

@@ -1,0 +1,94 @@
+/** The job as the API shows it: its progress percent, its timestamps, and what an Idempotency-Key replay answers. */
+import { describe, expect, it } from 'vitest';
+import { asCreated, percentOf, toResource, type JobRow } from '../src/jobs/model.ts';
+
+const row: JobRow = {
+  id: '0b7e3f4a-1c2d-4e5f-8a9b-0c1d2e3f4a5b',
+  tenant_id: 't1',
+  type: 'synthetic',
+  status: 'FAILED',
+  input: { chunks: 8 },
+  metadata: { order: 42 },
+  callback_url: 'https://example.com/hook',
+  max_attempts: 3,
+  attempts: 3,
+  processed: 2,
+  total: 8,
+  result: { partial: true },
+  error: { message: 'boom' },
+  error_history: [{ message: 'first' }, { message: 'boom' }],
+  created_at: new Date('2026-01-01T00:00:00.000Z'),
+  started_at: new Date('2026-01-01T00:00:01.000Z'),
+  updated_at: new Date('2026-01-01T00:00:09.000Z'),
+  finished_at: new Date('2026-01-01T00:00:10.000Z'),
+};
+
+describe('progress percent', () => {
+  it('is unknown while the total is', () => {
+    expect(percentOf(5, null)).toBeNull();
+  });
+
+  it.each([
+    [0, 10, 0],
+    [1, 4, 25],
+    [1, 8, 12.5],
+    [1, 3, 33.33],
+    [10, 10, 100],
+  ])('is %i of %i as %d', (processed, total, percent) => {
+    expect(percentOf(processed, total)).toBe(percent);
+  });
+
+  it('never passes 100, and is 100 for a job with nothing to do', () => {
+    expect(percentOf(11, 10)).toBe(100);
+    expect(percentOf(0, 0)).toBe(100);
+  });
+});
+
+describe('the job resource', () => {
+  it('shows the stored job with ISO timestamps and its progress', () => {
+    expect(toResource(row)).toEqual({
+      id: row.id,
+      type: 'synthetic',
+      status: 'FAILED',
+      input: { chunks: 8 },
+      metadata: { order: 42 },
+      callback_url: 'https://example.com/hook',
+      progress: { processed: 2, total: 8, percent: 25 },
+      attempts: 3,
+      max_attempts: 3,
+      result: { partial: true },
+      error: { message: 'boom' },
+      error_history: [{ message: 'first' }, { message: 'boom' }],
+      created_at: '2026-01-01T00:00:00.000Z',
+      started_at: '2026-01-01T00:00:01.000Z',
+      updated_at: '2026-01-01T00:00:09.000Z',
+      finished_at: '2026-01-01T00:00:10.000Z',
+    });
+  });
+
+  it('shows timestamps not reached yet as null', () => {
+    const pending = { ...row, started_at: null, finished_at: null };
+    expect(toResource(pending)).toMatchObject({ started_at: null, finished_at: null });
+  });
+
+  it('answers a replay with the job as it was created, whatever happened since', () => {
+    expect(toResource(asCreated(row))).toEqual({
+      id: row.id,
+      type: 'synthetic',
+      status: 'PENDING',
+      input: { chunks: 8 },
+      metadata: { order: 42 },
+      callback_url: 'https://example.com/hook',
+      progress: { processed: 0, total: null, percent: null },
+      attempts: 0,
+      max_attempts: 3,
+      result: null,
+      error: null,
+      error_history: [],
+      created_at: '2026-01-01T00:00:00.000Z',
+      started_at: null,
+      updated_at: '2026-01-01T00:00:00.000Z',
+      finished_at: null,
+    });
+  });
+});
