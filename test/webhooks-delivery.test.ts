@@ -7,14 +7,21 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withTransaction } from '../src/db/pool.ts';
 import { transition } from '../src/jobs/repository.ts';
+import { CallbackAllowList } from '../src/webhooks/allowlist.ts';
 import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
-import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
+import { WebhookSender } from '../src/webhooks/send.ts';
+import { startReceiver, waitFor, type Behaviour, type Receiver } from './support/receiver.ts';
 import { startDispatcher } from './support/dispatcher.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
-/** 8 attempts 50 ms apart: the whole schedule runs in well under a second. */
-const SCHEDULE = '0.05,0.05,0.05,0.05,0.05,0.05,0.05';
-const THROTTLE_FLOOR_S = 0.3;
+/**
+ * 8 attempts 50 ms apart but the last, which gives Retry-After room (it lengthens a wait up to the longest
+ * delay): a delivery that fails throughout is dead in about 3 s.
+ */
+const SCHEDULE = '0.05,0.05,0.05,0.05,0.05,0.05,2.5';
+const LONGEST_DELAY_S = 2.5;
+const THROTTLE_FLOOR_S = 1;
+const TIMEOUT_S = 0.5;
 
 let t: TestService;
 let rx: Receiver;
@@ -26,7 +33,7 @@ beforeAll(async () => {
       LONGHAUL_CALLBACK_ALLOW: '127.0.0.1',
       LONGHAUL_WEBHOOK_SCHEDULE_SECONDS: SCHEDULE,
       LONGHAUL_WEBHOOK_MIN_BACKOFF_AFTER_THROTTLE_SECONDS: String(THROTTLE_FLOOR_S),
-      LONGHAUL_WEBHOOK_TIMEOUT_SECONDS: '0.5',
+      LONGHAUL_WEBHOOK_TIMEOUT_SECONDS: String(TIMEOUT_S),
       LONGHAUL_WEBHOOK_CONNECT_TIMEOUT_SECONDS: '0.5',
       LONGHAUL_WEBHOOK_POLL_SECONDS: '0.2',
       // The breaker has its own test file; here it must not hold the always-failing endpoints back.
@@ -262,26 +269,93 @@ describe('retries, dead letters and replay', () => {
 });
 
 describe('HTTP behaviour', () => {
-  it('counts a timeout as a failure and waits at least the throttle floor before the next attempt', async () => {
-    rx.on('/hang', (n) => (n === 1 ? new Promise<void>(() => undefined) : undefined));
-    const job = await finishJob('/hang');
-    const d = await settled(job.id, 'succeeded');
-    expect(d.attempts[0]?.status_code).toBeNull();
-    expect(d.attempts[0]?.error).toMatch(/timeout/i);
-    const [first, second] = d.attempts;
-    if (first === undefined || second === undefined) throw new Error('expected two attempts');
-    const gap = Date.parse(second.started_at) - (Date.parse(first.started_at) + first.duration_ms);
-    expect(gap).toBeGreaterThanOrEqual(THROTTLE_FLOOR_S * 1000 - 20);
+  it('waits between attempts as each answer asks, measured by the receiver', async () => {
+    // The throttle floor is longer than the schedule's delays, Retry-After longer than the floor: each wait
+    // shows which rule made it. `gap`: from the first request's arrival to the second's, in ms.
+    const answer =
+      (code: number): Behaviour =>
+      (_n, _r, res) =>
+        void res.writeHead(code).end();
+    const cases: Array<{ path: string; first: Behaviour; gap: number; status: number | null }> = [
+      // A timeout: the attempt runs its whole timeout, then waits at least the floor.
+      {
+        path: '/wait-timeout',
+        first: () => new Promise<void>(() => undefined),
+        gap: (TIMEOUT_S + THROTTLE_FLOOR_S) * 1000,
+        status: null,
+      },
+      // Standard Webhooks' "slow down" answers get the floor.
+      ...[429, 502, 504].map((code) => ({
+        path: `/wait-${code}`,
+        first: answer(code),
+        gap: THROTTLE_FLOOR_S * 1000,
+        status: code,
+      })),
+      // Retry-After in seconds lengthens the wait past the floor.
+      {
+        path: '/wait-retry-after-seconds',
+        first: (_n, _r, res) => void res.writeHead(429, { 'retry-after': '2' }).end(),
+        gap: 2000,
+        status: 429,
+      },
+      // Retry-After as an HTTP date (whole seconds: 2 to 3 s ahead), on an answer without the floor.
+      {
+        path: '/wait-retry-after-date',
+        first: (_n, _r, res) =>
+          void res.writeHead(503, { 'retry-after': new Date(Date.now() + 3000).toUTCString() }).end(),
+        gap: 2000,
+        status: 503,
+      },
+      // A partner cannot park a delivery: Retry-After is cut to the schedule's longest delay.
+      {
+        path: '/wait-retry-after-long',
+        first: (_n, _r, res) => void res.writeHead(429, { 'retry-after': '3600' }).end(),
+        gap: LONGEST_DELAY_S * 1000,
+        status: 429,
+      },
+    ];
+    for (const c of cases) rx.on(c.path, (n, r, res) => (n === 1 ? c.first(n, r, res) : undefined));
+    const jobs = await Promise.all(cases.map((c) => finishJob(c.path)));
+    const settledAll = await Promise.all(jobs.map((j) => settled(j.id, 'succeeded')));
+    cases.forEach((c, i) => {
+      const d = settledAll[i];
+      expect(
+        d?.attempts.map((a) => a.status_code),
+        c.path,
+      ).toEqual([c.status, 200]);
+      if (c.status === null) expect(d?.attempts[0]?.error, c.path).toMatch(/timeout/i);
+      const [first, second] = rx.to(c.path);
+      if (first === undefined || second === undefined) throw new Error(`${c.path}: expected two requests`);
+      // Each wait starts after the answer (or the timeout), which comes after the request's arrival here.
+      expect(second.at - first.at, c.path).toBeGreaterThanOrEqual(c.gap - 50);
+    });
   });
 
-  it('treats 429 like a timeout (throttle floor) and honours Retry-After within bounds', async () => {
-    rx.on(
-      '/throttle',
-      (n, _r, res) => void (n === 1 ? res.writeHead(429, { 'retry-after': '3600' }).end() : undefined),
-    );
-    const job = await finishJob('/throttle');
-    const d = await settled(job.id, 'succeeded');
-    expect(d.attempts.map((a) => a.status_code)).toEqual([429, 200]);
+  it('classes a timeout, 429, 502 and 504 as throttled (the floor applies), other failures as plain ones', async () => {
+    const sender = new WebhookSender({
+      allow: new CallbackAllowList(['127.0.0.1']),
+      timeoutSeconds: 0.3,
+      connectTimeoutSeconds: 0.5,
+      connectionsPerEndpoint: 2,
+    });
+    try {
+      for (const [code, kind] of [
+        [429, 'throttled'],
+        [502, 'throttled'],
+        [504, 'throttled'],
+        [500, 'failed'],
+        [503, 'failed'],
+        [400, 'failed'],
+        [301, 'failed'],
+      ] as const) {
+        rx.on(`/kind-${code}`, (_n, _r, res) => void res.writeHead(code).end());
+        expect((await sender.send(`${rx.url}/kind-${code}`, {}, '{}')).kind, String(code)).toBe(kind);
+      }
+      rx.on('/kind-hang', () => new Promise<void>(() => undefined));
+      expect((await sender.send(`${rx.url}/kind-hang`, {}, '{}')).kind).toBe('throttled');
+    } finally {
+      await sender.destroy();
+    }
   });
 
   it('waits for a slow response within the timeout', async () => {

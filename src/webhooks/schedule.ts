@@ -5,14 +5,14 @@ export interface RetryPolicy {
   scheduleSeconds: readonly number[];
   /** Each delay is multiplied by a random factor in [1 − jitter, 1 + jitter]. (Default: 0.2) */
   jitter: number;
-  /** After a timeout or a 429, the next wait is at least this long, in seconds. (Default: 60) */
+  /** After a timeout, 429, 502 or 504, the next wait is at least this long, in seconds. (Default: 60) */
   minBackoffAfterThrottleSeconds: number;
 }
 
 export interface FailureInfo {
   /** The attempt that failed, counted from 1 since the delivery was created or last replayed. */
   attempt: number;
-  /** The receiver throttled us (429) or did not answer in time. */
+  /** The receiver throttled us (429, 502, 504) or did not answer in time. */
   throttled: boolean;
   /** Seconds from a Retry-After header, when the response had one. */
   retryAfterSeconds?: number | undefined;

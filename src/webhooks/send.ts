@@ -16,12 +16,19 @@ export const STORED_RESPONSE_BYTES = 4 * 1024;
  * can be reused; a longer one is cut off (its connection closed) so a huge answer costs nothing.
  */
 const READ_RESPONSE_BYTES = 64 * 1024;
+/**
+ * Answers that mean "slow down" in Standard Webhooks: too many requests, and a gateway in front of the
+ * receiver that got no (or no good) answer from it, i.e. an overloaded receiver rather than a broken one.
+ * Other 5xx are retried on the plain schedule.
+ */
+const THROTTLE_STATUSES: ReadonlySet<number> = new Set([429, 502, 504]);
 /** Idle keep-alive connections are closed after this long. */
 const KEEP_ALIVE_MS = 30_000;
 
 /**
  * What an attempt came to. `gone`: 410, stop and flag the endpoint. `refused`: the URL or its address is
- * not allowed, a permanent failure. `throttled`: 429 or a timeout, retried after at least the throttle floor.
+ * not allowed, a permanent failure. `throttled`: the receiver asked us to slow down, retried after at least
+ * the throttle floor: a timeout, or a status Standard Webhooks lists as "slow down" (THROTTLE_STATUSES).
  */
 export type AttemptKind = 'success' | 'failed' | 'throttled' | 'gone' | 'refused';
 
@@ -142,7 +149,7 @@ export class WebhookSender {
         });
       const error = code >= 300 && code < 400 ? `redirect ${code} (redirects are not followed)` : `HTTP ${code}`;
       return done({
-        kind: code === 429 ? 'throttled' : 'failed',
+        kind: THROTTLE_STATUSES.has(code) ? 'throttled' : 'failed',
         statusCode: code,
         error,
         response,
