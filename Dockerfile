@@ -1,10 +1,13 @@
 # syntax=docker/dockerfile:1
 # longhaul runs its TypeScript sources directly (Node 24 type stripping): there is no build step, so
-# the first stage only installs the production dependencies and the second adds the sources.
+# the first stage only installs the production dependencies and the second adds the sources. The client
+# and SDK packages are npm workspaces the service imports from source, so their manifests come first too.
 
 FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY clients/typescript/package.json ./clients/typescript/
+COPY packages/sdk/package.json ./packages/sdk/
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM node:24-bookworm-slim
@@ -13,11 +16,13 @@ ENV NODE_ENV=production \
     PORT=3000 \
     LONGHAUL_DATA_DIR=/data
 WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
-COPY package.json package-lock.json ./
+# node_modules, the workspaces' own node_modules and their manifests.
+COPY --from=deps /app ./
 COPY bin ./bin
 COPY sql ./sql
 COPY src ./src
+COPY clients/typescript/src ./clients/typescript/src
+COPY packages/sdk/src ./packages/sdk/src
 # The embedded PostgreSQL (used only when DATABASE_URL is unset) and the default key live in /data.
 RUN mkdir -p /data && chown node:node /data
 USER node

@@ -1,7 +1,7 @@
 /**
- * `npm run openapi`: writes openapi.yaml from the app's route definitions (src/api/openapi.ts), then
- * test/generated/api.d.ts from openapi.yaml with openapi-typescript (`-- --check`: only report stale
- * files, exit 1). The drift tests
+ * `npm run openapi`: writes openapi.yaml from the app's route definitions (src/api/openapi.ts), then the
+ * client package's types (clients/typescript/src/openapi.ts) from openapi.yaml with openapi-typescript
+ * (`-- --check`: only report stale files, exit 1). The drift tests
  * (test/openapi.test.ts) call the same functions and fail when either committed file is stale.
  *
  * The app is built with inert dependencies: nothing here connects to a database, and the document does
@@ -25,7 +25,7 @@ import { builtInJobTypes } from '../src/service.ts';
 
 export const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SPEC_FILE = path.join(ROOT, 'openapi.yaml');
-export const TYPES_FILE = path.join(ROOT, 'test', 'generated', 'api.d.ts');
+export const TYPES_FILE = path.join(ROOT, 'clients', 'typescript', 'src', 'openapi.ts');
 
 /** Never connected to: the pool and queue only exist so the routes can be registered. */
 const NOWHERE = 'postgres://openapi@127.0.0.1:1/openapi';
@@ -66,7 +66,8 @@ export async function generateSpec(): Promise<string> {
 
 /** The client types (openapi-typescript) for a given openapi.yaml text. */
 export async function generateClientTypes(specYaml: string): Promise<string> {
-  const ast = await openapiTS(specYaml, { silent: true });
+  // Fields with a default are optional to send: the server fills them in.
+  const ast = await openapiTS(specYaml, { silent: true, defaultNonNullable: false });
   return TYPES_HEADER + astToString(ast);
 }
 

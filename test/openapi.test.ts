@@ -1,6 +1,6 @@
 /**
- * openapi.yaml cannot drift: it must equal the document generated from the routes, the committed client
- * types must equal what openapi-typescript makes of it, the server must serve it and route every path it
+ * openapi.yaml cannot drift: it must equal the document generated from the routes, the client package's
+ * types (clients/typescript/src/openapi.ts) must equal what openapi-typescript makes of it, the server must serve it and route every path it
  * names, and /docs must show all of it.
  */
 import { readFile } from 'node:fs/promises';
@@ -36,7 +36,7 @@ describe('drift', () => {
     expect(committed, 'openapi.yaml is stale: run `npm run openapi` and commit the result').toBe(await generateSpec());
   });
 
-  it('test/generated/api.d.ts is what openapi-typescript makes of openapi.yaml', async () => {
+  it("the client package's types are what openapi-typescript makes of openapi.yaml", async () => {
     const committed = await readFile(TYPES_FILE, 'utf8');
     expect(committed, 'the client types are stale: run `npm run openapi` and commit the result').toBe(
       await generateClientTypes(await readFile(SPEC_FILE, 'utf8')),

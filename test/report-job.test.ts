@@ -18,7 +18,7 @@ import { seedDemoOrders } from '../src/job-types/report/seed.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { LocalStorage } from '../src/storage/local.ts';
 import { createTenant, type CreatedTenant } from '../src/tenants/repository.ts';
-import type { Json } from '../src/worker/sdk.ts';
+import type { Json } from '../packages/sdk/src/index.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 import { readPdf } from './support/pdf.ts';
 

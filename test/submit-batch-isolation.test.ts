@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { JobSubmitter, type SubmitRequest } from '../src/jobs/submit.ts';
-import { DEFAULT_BACKOFF } from '../src/worker/sdk.ts';
+import { DEFAULT_BACKOFF } from '../packages/sdk/src/index.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 let t: TestService;

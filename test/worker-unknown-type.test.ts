@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { withTransaction } from '../src/db/pool.ts';
-import { DEFAULT_BACKOFF } from '../src/worker/sdk.ts';
+import { DEFAULT_BACKOFF } from '../packages/sdk/src/index.ts';
 import { sendExecution } from '../src/worker/executions.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { waitFor } from './support/worker.ts';

@@ -4,7 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { defineJobType, PermanentError } from '../worker/sdk.ts';
+import { defineJobType, PermanentError } from '../../packages/sdk/src/index.ts';
 
 export const syntheticInput = z
   .object({

@@ -1,5 +1,5 @@
 /** The job as stored and as the API shows it (GET /v1/jobs/{id}, webhook `data`). */
-import type { Json } from '../worker/sdk.ts';
+import type { Json } from '../../packages/sdk/src/index.ts';
 import type { JobStatus } from './state.ts';
 
 export interface JobRow {

@@ -1,7 +1,8 @@
 /** The registry of job types: built-ins plus the modules named in LONGHAUL_JOB_TYPES. */
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { AnyJobType } from '../worker/sdk.ts';
+import type { AnyJobType } from '../../packages/sdk/src/index.ts';
 
 const NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 
@@ -43,10 +44,23 @@ function isJobType(v: unknown): v is AnyJobType {
   );
 }
 
+/**
+ * Where a LONGHAUL_JOB_TYPES entry is: a path (relative to the working directory), or a package name,
+ * looked up first from the working directory (a deployment that installed its job types there), then
+ * from longhaul's own node_modules (an image that added them to longhaul's tree).
+ */
+function resolveModule(specifier: string): string {
+  if (specifier.startsWith('.') || path.isAbsolute(specifier)) return pathToFileURL(path.resolve(specifier)).href;
+  try {
+    return pathToFileURL(createRequire(path.join(process.cwd(), 'package.json')).resolve(specifier)).href;
+  } catch {
+    return specifier;
+  }
+}
+
 /** Imports a user module (a path or package name) and returns the job types it exports. */
 export async function loadJobTypeModule(specifier: string): Promise<AnyJobType[]> {
-  const target =
-    specifier.startsWith('.') || path.isAbsolute(specifier) ? pathToFileURL(path.resolve(specifier)).href : specifier;
+  const target = resolveModule(specifier);
   const mod = (await import(target)) as Record<string, unknown>;
   const found = Object.values(mod).filter(isJobType);
   if (found.length === 0)

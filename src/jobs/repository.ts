@@ -1,6 +1,6 @@
 /** SQL of the jobs and job_events tables (reads, listing, cancellation, status events). */
 import type { Queryable } from '../db/pool.ts';
-import type { Json } from '../worker/sdk.ts';
+import type { Json } from '../../packages/sdk/src/index.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
 import { sourcesOf, type JobStatus } from './state.ts';
 import { outboxInsertSql } from '../webhooks/outbox.ts';

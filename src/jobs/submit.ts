@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
 import { bossDb, captureBossSql, isDataException, withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
-import type { Json } from '../worker/sdk.ts';
+import type { Json } from '../../packages/sdk/src/index.ts';
 import { keyLockId, type IdempotencyRequest } from './idempotency.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
 import { QUEUES } from './queues.ts';

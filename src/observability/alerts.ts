@@ -6,7 +6,7 @@
  */
 import client from 'prom-client';
 import type { Queryable } from '../db/pool.ts';
-import type { Json } from '../worker/sdk.ts';
+import type { Json } from '../../packages/sdk/src/index.ts';
 import type { Logger } from './logger.ts';
 import type { Registry } from './metrics.ts';
 

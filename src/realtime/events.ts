@@ -5,7 +5,7 @@
 import type { Queryable } from '../db/pool.ts';
 import { JOB_COLUMNS, toResource, type JobResource, type JobRow } from '../jobs/model.ts';
 import type { JobStatus } from '../jobs/state.ts';
-import type { Json } from '../worker/sdk.ts';
+import type { Json } from '../../packages/sdk/src/index.ts';
 
 export interface JobEvent {
   jobId: string;

@@ -9,7 +9,7 @@ import { JOB_COLUMNS, type JobRow } from '../jobs/model.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
 import { transition } from '../jobs/repository.ts';
 import { removeDeadLetters, sendExecution } from './executions.ts';
-import { DEFAULT_BACKOFF } from './sdk.ts';
+import { DEFAULT_BACKOFF } from '../../packages/sdk/src/index.ts';
 
 export interface DeadLetter {
   job: JobRow;

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
 import { bossDb, captureBossSql, type PipelinedQuery, type Queryable } from '../db/pool.ts';
 import { QUEUES } from '../jobs/queues.ts';
-import type { Json } from './sdk.ts';
+import type { Json } from '../../packages/sdk/src/index.ts';
 
 /** What every execution carries; `cont` marks a continuation of the same attempt (not a retry). */
 export interface ExecutionData {

@@ -14,7 +14,7 @@ import type { Logger } from '../observability/logger.ts';
 import { bossDb } from '../db/pool.ts';
 import { Periodic } from '../periodic.ts';
 import { completeExecution, deadLetterExecution, failExecution } from './executions.ts';
-import { DEFAULT_STALL_AFTER_SECONDS, type Json } from './sdk.ts';
+import { DEFAULT_STALL_AFTER_SECONDS, type Json } from '../../packages/sdk/src/index.ts';
 import { lockExpiredLeases, releaseLease } from './store.ts';
 
 export interface MonitorOptions {

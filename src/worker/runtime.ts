@@ -40,12 +40,13 @@ import { LazyTransaction } from './lazy-transaction.ts';
 import {
   DEFAULT_BACKOFF,
   DEFAULT_CHUNK_SIZE,
+  isPermanentError,
   type AnyJobType,
   type ChunkResult,
   type Json,
   type JobContext,
   type JobTypeDefinition,
-} from './sdk.ts';
+} from '../../packages/sdk/src/index.ts';
 import {
   claimWithCheckpoint,
   completeAllQuery,
@@ -889,7 +890,7 @@ export class WorkerRuntime {
       return;
     }
     const e = err instanceof Error ? err : new Error(String(err));
-    const permanent = e.name === 'PermanentError';
+    const permanent = isPermanentError(err);
     const last = permanent || row.attempts >= row.max_attempts;
     const error: { [k: string]: Json } = {
       message: e.message,

@@ -8,7 +8,7 @@ import { STATUS_EVENT_DATA_SQL } from '../jobs/repository.ts';
 import { outboxInsertSql } from '../webhooks/outbox.ts';
 import { GroupCommit } from './group-commit.ts';
 import type { JobRow } from '../jobs/model.ts';
-import type { Json } from './sdk.ts';
+import type { Json } from '../../packages/sdk/src/index.ts';
 
 /**
  * Names of the per-step statements, run as prepared statements (parsed and planned once per

@@ -4,7 +4,7 @@ import { withTransaction } from '../../db/pool.ts';
 import { fingerprint, validateKey } from '../../jobs/idempotency.ts';
 import { asCreated, toResource, type JobResource } from '../../jobs/model.ts';
 import { cancelJob, getJob, listJobs } from '../../jobs/repository.ts';
-import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, type AnyJobType } from '../../worker/sdk.ts';
+import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, type AnyJobType } from '../../../packages/sdk/src/index.ts';
 import { callbackUrlProblem, type CallbackAllowList } from '../../webhooks/allowlist.ts';
 import type { Tenant } from '../../tenants/repository.ts';
 import type { App, AppDeps } from '../context.ts';
@@ -21,7 +21,7 @@ import {
   JobSchema,
   ListJobsQuery,
 } from '../schemas.ts';
-import type { Json } from '../../worker/sdk.ts';
+import type { Json } from '../../../packages/sdk/src/index.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

@@ -1,6 +1,6 @@
 /** The report's input: its schema, and the checks against the source's real columns. */
 import { z } from 'zod';
-import type { FieldIssue } from '../../worker/sdk.ts';
+import type { FieldIssue } from '../../../packages/sdk/src/index.ts';
 import type { Column, Source } from './catalogue.ts';
 
 /** Most columns in `group_by`: more makes tables too wide to print. */

@@ -21,7 +21,13 @@ import { absorbConnectionErrors, type Queryable } from '../../db/pool.ts';
 import { recordArtifact, signedLink, type ArtifactLink } from '../../storage/artifacts.ts';
 import { jobFolder } from '../../storage/retention.ts';
 import type { Storage } from '../../storage/storage.ts';
-import { defineJobType, PermanentError, type ChunkResult, type JobContext, type Json } from '../../worker/sdk.ts';
+import {
+  defineJobType,
+  PermanentError,
+  type ChunkResult,
+  type JobContext,
+  type Json,
+} from '../../../packages/sdk/src/index.ts';
 import {
   emptyAggregates,
   HISTOGRAM_BINS,

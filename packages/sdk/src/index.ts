@@ -1,13 +1,34 @@
 /**
- * The job-type SDK: everything a module needs to define a job type. A job runs in chunks;
+ * @longhaul/sdk: everything a module needs to define a longhaul job type. A job runs in chunks;
  * after each chunk its cursor, state and progress are committed in one transaction (the checkpoint),
  * so a retried or resumed job continues from the last committed chunk. The next chunk starts while
  * that checkpoint commits; it is stopped (its signal fires) if the commit fails, and whatever it
  * does through `ctx.db` waits for the commit, so it sees the previous chunk's writes.
+ *
+ * The service imports this file from source; other packages install it built (JavaScript + .d.ts).
+ * A job type's module and the service may then hold two copies of it, so nothing here may rely on
+ * identity across copies: errors are recognised by a registered symbol, not by `instanceof`.
  */
+import type { Pool, PoolClient } from 'pg';
 import type { z } from 'zod';
-import type { Queryable } from '../db/pool.ts';
-import type { Logger } from '../observability/logger.ts';
+
+/** What `ctx.db` offers: node-postgres's `query`, joined to the step's transaction. */
+export type Queryable = Pick<Pool, 'query'> | Pick<PoolClient, 'query'>;
+
+type LogFn = {
+  (msg: string): void;
+  (obj: object, msg?: string): void;
+};
+
+/** The job's logger (pino in the service): every line carries the job's id, type and attempt. */
+export interface Logger {
+  trace: LogFn;
+  debug: LogFn;
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+  fatal: LogFn;
+}
 
 /** Any JSON value: cursors, states and results are stored as jsonb. */
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
@@ -105,9 +126,17 @@ export function defineJobType<Input, State extends Json, Result extends Json>(
   return def;
 }
 
+const PERMANENT = Symbol.for('longhaul.PermanentError');
+
 /** Throw this from a job type to fail the job at once, without retrying. */
 export class PermanentError extends Error {
   override name = 'PermanentError';
+  readonly [PERMANENT] = true;
+}
+
+/** True for a PermanentError from any copy of this package (the service's or a job type's own). */
+export function isPermanentError(err: unknown): err is PermanentError {
+  return typeof err === 'object' && err !== null && (err as Record<symbol, unknown>)[PERMANENT] === true;
 }
 
 export const DEFAULT_MAX_ATTEMPTS = 3;

@@ -2870,7 +2870,7 @@ export interface components {
              * @default checkpoint
              * @enum {string}
              */
-            from: "checkpoint" | "start";
+            from?: "checkpoint" | "start";
         };
         ReplayResult: {
             replayed: number;
@@ -2881,7 +2881,7 @@ export interface components {
              * @default job
              * @enum {string}
              */
-            kind: "job";
+            kind?: "job";
             type?: string;
             /** Format: date-time */
             since?: string;
@@ -2892,9 +2892,9 @@ export interface components {
              * @default checkpoint
              * @enum {string}
              */
-            from: "checkpoint" | "start";
+            from?: "checkpoint" | "start";
             /** @default 100 */
-            limit: number;
+            limit?: number;
         };
     };
     responses: {
