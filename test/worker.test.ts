@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { WorkerMonitor } from '../src/worker/monitor.ts';
+import { DEFAULT_BACKOFF } from '../packages/sdk/src/index.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { FIXTURE_TYPES, waitFor } from './support/worker.ts';
 
@@ -118,6 +119,23 @@ describe('worker runtime', () => {
       .map((e) => e.data.processed ?? -1);
     expect(processed).toEqual([...processed].sort((a, b) => a - b));
     expect(done.progress.processed).toBe(3);
+  });
+
+  it('waits between attempts as the type’s backoff says: the initial delay, doubling with each retry', async () => {
+    const j = await submit('synthetic', { chunks: 1, chunk_ms: 1, fail_attempts: 2 });
+    const done = await until(j.id, 'COMPLETED', 30_000);
+    expect(done.attempts).toBe(3);
+    // From each failure (the status event back to PENDING) to the next attempt's start (back to RUNNING).
+    const { rows } = await t.service.pool.query<{ status: string; ms: number }>(
+      `SELECT data->>'status' AS status, extract(epoch FROM created_at) * 1000 AS ms
+         FROM job_events WHERE job_id = $1 AND kind = 'status' ORDER BY seq`,
+      [j.id],
+    );
+    expect(rows.map((r) => r.status)).toEqual(['RUNNING', 'PENDING', 'RUNNING', 'PENDING', 'RUNNING', 'COMPLETED']);
+    const gaps = [2, 4].map((i) => Number(rows[i]?.ms) - Number(rows[i - 1]?.ms));
+    const initialMs = DEFAULT_BACKOFF.initialSeconds * 1000;
+    expect(gaps[0]).toBeGreaterThanOrEqual(initialMs);
+    expect(gaps[1]).toBeGreaterThanOrEqual(2 * initialMs);
   });
 
   it('dead-letters a job that exhausts its attempts, lists it, and replays it from its checkpoint', async () => {
