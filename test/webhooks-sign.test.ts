@@ -115,8 +115,8 @@ describe('signature headers', () => {
     const b = await generateSigningKey();
     const key = privateKeyOf(a.kid, a.privatePem);
     expect(key.asymmetricKeyType).toBe('ed25519');
-    expect(privateKeyOf(a.kid, b.privatePem)).toBe(key);
     const entry = signV1a(privateKeyOf(b.kid, b.privatePem), 'msg_z', 1, '{}');
+    expect(privateKeyOf(a.kid, b.privatePem)).toBe(key);
     const publicKey = createPublicKey({ key: b.publicJwk, format: 'jwk' });
     const sig = Buffer.from(entry.slice('v1a,'.length), 'base64');
     expect(edVerify(null, Buffer.from('msg_z.1.{}'), publicKey, sig)).toBe(true);

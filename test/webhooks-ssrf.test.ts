@@ -37,6 +37,7 @@ describe('SSRF rules', () => {
     '::127.0.0.10',
     '::7f00:1',
     '::10.0.0.10',
+    '::169.254.169.254',
     '::a9fe:a9fe',
     '::A9FE:A9FE',
   ])('refuses %s', (address) => {
@@ -71,6 +72,9 @@ describe('SSRF rules', () => {
     expect(addressProblem('::10.1.2.3', allow)).toBeUndefined();
     expect(addressProblem('::a01:203', allow)).toBeUndefined();
     expect(addressProblem('::ffff:192.168.1.1', allow)).toBeDefined();
+    const one = new CallbackAllowList(['10.1.2.3']);
+    expect(addressProblem('::a01:203', one)).toBeUndefined();
+    expect(addressProblem('::a01:204', one)).toBeDefined();
   });
 
   it('does not take ::0.0.0.0 and ::0.0.0.1 (the IPv6 unspecified and loopback) for IPv4 "this network"', () => {
