@@ -102,6 +102,12 @@ const envSchema = z.object({
   LONGHAUL_LEASE_SECONDS: seconds(1)
     .default(30)
     .describe('A running job whose worker stops renewing its lease this long is taken over and resumed.'),
+  // Lost workers are not failures of the job: takeovers have their own budget, larger than max_attempts.
+  LONGHAUL_MAX_LEASE_LOSSES: int(1, 1000)
+    .default(10)
+    .describe(
+      'Takeovers after a lost worker before the job is dead-lettered; they do not spend its `maxAttempts` (see [job types](job-types.md)).',
+    ),
   // One pg-boss execution can never outlive 24 h: a longer job runs as a chain of executions.
   LONGHAUL_EXECUTION_BUDGET_SECONDS: seconds(1)
     .max(23 * 60 * 60)
@@ -263,6 +269,8 @@ export interface Config {
     concurrency: number;
     tenantConcurrency: number;
     leaseSeconds: number;
+    /** Takeovers after a lost lease before the job is dead-lettered (they do not spend max_attempts). */
+    maxLeaseLosses: number;
     executionBudgetSeconds: number;
     pendingAlertSeconds: number;
     monitorIntervalSeconds: number;
@@ -351,6 +359,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       concurrency: e.LONGHAUL_WORKER_CONCURRENCY,
       tenantConcurrency: e.LONGHAUL_TENANT_CONCURRENCY,
       leaseSeconds: e.LONGHAUL_LEASE_SECONDS,
+      maxLeaseLosses: e.LONGHAUL_MAX_LEASE_LOSSES,
       executionBudgetSeconds: e.LONGHAUL_EXECUTION_BUDGET_SECONDS,
       pendingAlertSeconds: e.LONGHAUL_PENDING_ALERT_SECONDS,
       monitorIntervalSeconds: e.LONGHAUL_MONITOR_INTERVAL_SECONDS,

@@ -224,6 +224,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
           leaseSeconds: w.leaseSeconds,
           executionBudgetSeconds: w.executionBudgetSeconds,
           shutdownTimeoutSeconds: config.shutdownTimeoutSeconds,
+          maxLeaseLosses: w.maxLeaseLosses,
         },
       });
       const monitor = new WorkerMonitor({
@@ -236,6 +237,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
           intervalSeconds: w.monitorIntervalSeconds,
           leaseSeconds: w.leaseSeconds,
           pendingAlertSeconds: w.pendingAlertSeconds,
+          maxLeaseLosses: w.maxLeaseLosses,
         },
       });
       await worker.start(db.url);

@@ -344,7 +344,7 @@ describe('worker runtime', () => {
       registry: t.service.registry,
       alerts: t.service.alerts,
       log: t.service.log,
-      options: { intervalSeconds: 60, leaseSeconds: 2, pendingAlertSeconds: 30 },
+      options: { intervalSeconds: 60, leaseSeconds: 2, pendingAlertSeconds: 30, maxLeaseLosses: 10 },
     });
     const { rows } = await t.service.pool.query<{ id: string }>(
       `INSERT INTO jobs (id, tenant_id, type, input, max_attempts, updated_at) VALUES (gen_random_uuid(), $1, 'synthetic', '{}', 1, now() - interval '1 hour') RETURNING id`,

@@ -20,6 +20,26 @@ export const ProblemSchema = z
 
 export const JobStatusSchema = z.enum(JOB_STATUSES).openapi('JobStatus');
 
+/** One entry of a job's error_history, as src/worker/store.ts settleAttempt() writes it. */
+export const AttemptErrorSchema = z
+  .object({
+    kind: z.enum(['failure', 'lease_lost']).openapi({
+      description:
+        '`failure`: the attempt failed (it spent one of `max_attempts`). `lease_lost`: its worker was lost (killed, hung or cut off past its lease) and another took the job over from its checkpoint; this spends no attempt, and only LONGHAUL_MAX_LEASE_LOSSES of them dead-letter the job.',
+    }),
+    message: z.string(),
+    name: z.string().optional().openapi({ description: 'The error class (`LeaseExpired` for a lost lease)' }),
+    attempt: z.number().int().openapi({ description: 'The attempt it happened in (a lost lease does not end it)' }),
+    permanent: z.boolean().optional().openapi({ description: 'A PermanentError: the job failed without retries' }),
+    lease_losses: z
+      .number()
+      .int()
+      .optional()
+      .openapi({ description: 'For `lease_lost`: how many times the job has lost its worker, this one included' }),
+    at: z.string().datetime(),
+  })
+  .openapi('AttemptError');
+
 export const JobSchema = z
   .object({
     id: z.string().uuid(),
@@ -37,7 +57,9 @@ export const JobSchema = z
     max_attempts: z.number().int(),
     result: PresentJson,
     error: PresentJson,
-    error_history: z.array(z.unknown()).openapi({ description: 'The error of every failed attempt, oldest first.' }),
+    error_history: z
+      .array(AttemptErrorSchema)
+      .openapi({ description: 'Every failed attempt and every lost worker, oldest first, each with its `kind`.' }),
     created_at: z.string().datetime(),
     started_at: z.string().datetime().nullable(),
     updated_at: z.string().datetime(),

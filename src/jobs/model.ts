@@ -2,6 +2,21 @@
 import type { Json } from '../../packages/sdk/src/index.ts';
 import type { JobStatus } from './state.ts';
 
+/**
+ * One entry of error_history. `failure`: the attempt failed and spent one of max_attempts. `lease_lost`:
+ * its worker was lost and another took the job over, spending none (LONGHAUL_MAX_LEASE_LOSSES bounds them).
+ */
+export type AttemptError = {
+  kind: 'failure' | 'lease_lost';
+  message: string;
+  name?: string;
+  attempt: number;
+  permanent?: boolean;
+  /** For `lease_lost`: the job's lost leases so far, this one included. */
+  lease_losses?: number;
+  at: string;
+};
+
 export interface JobRow {
   id: string;
   tenant_id: string;
@@ -16,7 +31,7 @@ export interface JobRow {
   total: number | null;
   result: Json | null;
   error: Json | null;
-  error_history: Json[];
+  error_history: AttemptError[];
   created_at: Date;
   started_at: Date | null;
   updated_at: Date;
@@ -39,8 +54,8 @@ export interface JobResource {
   max_attempts: number;
   result: Json | null;
   error: Json | null;
-  /** The error of every failed attempt, oldest first. */
-  error_history: Json[];
+  /** Every failed attempt and every lost worker, oldest first. */
+  error_history: AttemptError[];
   created_at: string;
   started_at: string | null;
   updated_at: string;

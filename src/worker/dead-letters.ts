@@ -59,7 +59,7 @@ export type ReplayFrom = 'checkpoint' | 'start';
 export type ReplayOutcome =
   { kind: 'replayed'; job: JobRow } | { kind: 'not-found' } | { kind: 'not-failed'; job: JobRow };
 
-/** Replays one FAILED job: fresh attempts, a new execution, PENDING; from its checkpoint or from scratch. */
+/** Replays one FAILED job: fresh attempts and lease-loss budget, a new execution, PENDING; from its checkpoint or from scratch. */
 export async function replayJob(
   db: Queryable,
   boss: PgBoss,
@@ -85,7 +85,7 @@ export async function replayJob(
     continuation: false,
   });
   await db.query(
-    `UPDATE jobs SET attempts = 0, execution_id = $2, execution_retry = NULL, dead_lettered_at = NULL, finished_at = NULL,
+    `UPDATE jobs SET attempts = 0, lease_losses = 0, execution_id = $2, execution_retry = NULL, dead_lettered_at = NULL, finished_at = NULL,
             cancel_requested_at = NULL, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
             ${from === 'start' ? ', checkpoint_cursor = NULL, checkpoint_state = NULL, checkpoint_at = NULL, processed = 0, total = NULL' : ''}
       WHERE id = $1`,

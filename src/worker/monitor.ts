@@ -6,16 +6,14 @@
  */
 import type { PgBoss } from 'pg-boss';
 import { withTransaction, type Pool } from '../db/pool.ts';
-import { QUEUES } from '../jobs/queues.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
 import { transition } from '../jobs/repository.ts';
 import type { Alerts } from '../observability/alerts.ts';
 import type { Logger } from '../observability/logger.ts';
-import { bossDb } from '../db/pool.ts';
 import { Periodic } from '../periodic.ts';
-import { completeExecution, deadLetterExecution, failExecution } from './executions.ts';
-import { DEFAULT_STALL_AFTER_SECONDS, type Json } from '../../packages/sdk/src/index.ts';
-import { lockExpiredLeases, releaseLease } from './store.ts';
+import { completeExecution } from './executions.ts';
+import { DEFAULT_BACKOFF, DEFAULT_STALL_AFTER_SECONDS } from '../../packages/sdk/src/index.ts';
+import { leaseLostError, lockExpiredLeases, releaseLease, settleAttempt } from './store.ts';
 
 export interface MonitorOptions {
   /** Seconds between monitor passes. (Default: LONGHAUL_MONITOR_INTERVAL_SECONDS, 10) */
@@ -24,6 +22,8 @@ export interface MonitorOptions {
   leaseSeconds: number;
   /** Alert when a PENDING job has waited this long. (Default: 300) */
   pendingAlertSeconds: number;
+  /** Takeovers after a lost lease before the job is dead-lettered. (Default: LONGHAUL_MAX_LEASE_LOSSES, 10) */
+  maxLeaseLosses: number;
 }
 
 /** Expired leases handled per sweep transaction. */
@@ -61,9 +61,10 @@ export class WorkerMonitor extends Periodic {
   }
 
   /**
-   * Takes over jobs whose lease expired: the lost attempt is recorded as failed and its execution
-   * failed in pg-boss, which retries it with backoff (another worker then resumes from the checkpoint)
-   * or, out of attempts, dead-letters it. Returns how many jobs were taken over.
+   * Takes over jobs whose lease expired. A lost worker is not a failure of the job: the attempt carries
+   * on from its checkpoint in a new execution (the lost one is completed), without spending one of the
+   * job's attempts; only after maxLeaseLosses takeovers is the job dead-lettered (settleAttempt).
+   * Returns how many jobs were taken over.
    */
   async sweepExpiredLeases(): Promise<number> {
     return withTransaction(this.#pool, async (c) => {
@@ -76,29 +77,27 @@ export class WorkerMonitor extends Periodic {
           await completeExecution(this.#boss, c, attempt, { cancelled: true });
           continue;
         }
-        const last = row.attempts >= row.max_attempts;
-        const error: { [k: string]: Json } = {
-          message: `worker lost: lease expired (owner ${row.lease_owner ?? 'unknown'})`,
-          name: 'LeaseExpired',
-          attempt: row.attempts,
-          permanent: false,
-          at: new Date().toISOString(),
-        };
-        await releaseLease(c, { jobId: row.id, token: row.lease_token, error, deadLetter: last });
-        if (last) {
-          await transition(c, row.id, 'FAILED', { error });
-          const meta = await this.#boss.getJobById(QUEUES.jobs, row.execution, { db: bossDb(c) });
-          await deadLetterExecution(this.#boss, c, { ...attempt, retryLimit: meta?.retryLimit ?? 0 }, row.id, {
-            ...error,
-            history: [...row.error_history, error],
-          });
-        } else {
-          await transition(c, row.id, 'PENDING', { error });
-          await failExecution(this.#boss, c, attempt, error);
-        }
+        const settled = await settleAttempt(c, this.#boss, {
+          row,
+          token: row.lease_token,
+          attempt,
+          kind: 'lease_lost',
+          error: leaseLostError(row.lease_owner),
+          maxLeaseLosses: this.#opts.maxLeaseLosses,
+          backoff: this.#registry.get(row.type)?.backoff ?? DEFAULT_BACKOFF,
+          announce: true,
+        });
         this.#log.warn(
-          { job_id: row.id, owner: row.lease_owner, attempt: row.attempts, dead_lettered: last },
-          'took over a job whose lease expired',
+          {
+            job_id: row.id,
+            owner: row.lease_owner,
+            attempt: row.attempts,
+            lease_losses: settled?.entry.lease_losses,
+            dead_lettered: settled?.outcome === 'dead',
+          },
+          settled?.outcome === 'dead'
+            ? 'took over a job whose lease expired: it lost its worker too often; dead-lettered'
+            : 'took over a job whose lease expired',
         );
       }
       return rows.length;

@@ -30,7 +30,6 @@ import {
   completeExecution,
   completeExecutions,
   completeExecutionsQuery,
-  deadLetterExecution,
   failExecution,
   sendExecution,
   type ExecutionAttempt,
@@ -53,11 +52,14 @@ import {
   completedSeqs,
   completeWithCheckpoint,
   COMPLETE_REFUSED,
+  leaseLostError,
   lockJob,
   peekJobs,
   refusalReason,
   releaseLease,
   renewLease,
+  setExecution,
+  settleAttempt,
   takeLease,
   writeCheckpoint,
   writeKey,
@@ -82,6 +84,8 @@ export interface WorkerOptions {
   executionBudgetSeconds: number;
   /** How long stop() lets running steps finish before aborting them. (Default: 30) */
   shutdownTimeoutSeconds: number;
+  /** Takeovers after a lost lease before the job is dead-lettered. (Default: LONGHAUL_MAX_LEASE_LOSSES, 10) */
+  maxLeaseLosses: number;
 }
 
 /** Fallback polling when no notification arrives (retries after backoff are not notified). */
@@ -507,8 +511,8 @@ export class WorkerRuntime {
     const jobId = j.data.jobId;
     const deadline = Date.now() + (this.#opts.leaseSeconds + 5) * 1000;
     let reserved: string | undefined;
-    /** The `status` event of a job failed for good here (its type unknown to every worker that ran it). */
-    let deadSeq: number | undefined;
+    /** The `status` event of a job settled here (its type unknown, or its lost lease taken over). */
+    let settledSeq: number | undefined;
     for (;;) {
       const out = await withTransaction(this.#pool, async (c) => {
         const row = await lockJob(c, jobId);
@@ -521,25 +525,42 @@ export class WorkerRuntime {
         }
         if (row.lease_live) return 'busy' as const;
         const type = this.#registry.get(row.type);
-        if (type === undefined) {
-          const error = {
-            message: `unknown job type "${row.type}" (is its module in LONGHAUL_JOB_TYPES?)`,
-            at: new Date().toISOString(),
-          };
-          if (attempt.retryCount < attempt.retryLimit) {
-            // A retry may reach a worker that has the type's module.
-            await failExecution(this.#boss, c, attempt, error);
-            return 'skip' as const;
-          }
-          // No execution is left: the job fails for good and is dead-lettered (replayable once a worker
-          // knows the type) rather than staying PENDING, or RUNNING with no lease, where no monitor looks.
-          await releaseLease(c, { jobId, token: null, error, deadLetter: true });
-          deadSeq = (await transition(c, jobId, 'FAILED', { error, announce: false }))?.event_seq;
-          await deadLetterExecution(this.#boss, c, attempt, jobId, {
-            ...error,
-            history: [...row.error_history, error],
+        if (row.status === 'RUNNING' && row.lease_lapsed) {
+          // Its worker was lost, and pg-boss retried this execution before a monitor took the job over:
+          // settled as the monitor would (a lost lease, not a failed attempt), and a new execution carries on.
+          const settled = await settleAttempt(c, this.#boss, {
+            row,
+            token: null,
+            attempt,
+            kind: 'lease_lost',
+            error: leaseLostError(row.lease_owner),
+            maxLeaseLosses: this.#opts.maxLeaseLosses,
+            backoff: type?.backoff ?? DEFAULT_BACKOFF,
+            announce: false,
           });
-          return 'dead' as const;
+          settledSeq = settled?.seq;
+          return settled?.outcome === 'dead' ? ('dead' as const) : ('skip' as const);
+        }
+        if (type === undefined) {
+          // A retry may reach a worker that has the type's module. With no execution left the job fails
+          // for good and is dead-lettered (replayable once a worker knows the type) rather than staying
+          // PENDING, or RUNNING with no lease, where no monitor looks.
+          const settled = await settleAttempt(c, this.#boss, {
+            row,
+            token: null,
+            attempt,
+            kind: 'failure',
+            error: {
+              message: `unknown job type "${row.type}" (is its module in LONGHAUL_JOB_TYPES?)`,
+              permanent: false,
+            },
+            final: attempt.retryCount >= attempt.retryLimit,
+            maxLeaseLosses: this.#opts.maxLeaseLosses,
+            backoff: DEFAULT_BACKOFF,
+            announce: false,
+          });
+          settledSeq = settled?.seq;
+          return settled?.outcome === 'dead' ? ('dead' as const) : ('skip' as const);
         }
         const limit = type.concurrency ?? this.#opts.concurrency;
         if ((this.#typeCounts.get(type.name) ?? 0) >= limit) {
@@ -553,7 +574,7 @@ export class WorkerRuntime {
             delaySeconds: TYPE_BUSY_DELAY_SECONDS,
             continuation: j.data.cont === true && attempt.retryCount === 0,
           });
-          await c.query('UPDATE jobs SET execution_id = $2 WHERE id = $1', [jobId, next]);
+          await setExecution(c, jobId, next);
           await completeExecution(this.#boss, c, attempt, { handedOver: next, reason: 'type concurrency' });
           return 'skip' as const;
         }
@@ -579,14 +600,11 @@ export class WorkerRuntime {
         reserved = undefined;
         throw err;
       });
+      if (settledSeq !== undefined) this.#events.publish(jobId, settledSeq);
       if (out === 'skip') return undefined;
       if (out === 'dead') {
-        if (deadSeq !== undefined) this.#events.publish(jobId, deadSeq);
         this.#metrics.executions.inc({ outcome: 'failed' });
-        this.#log.error(
-          { job_id: jobId, execution: attempt.id },
-          'job failed: no worker that ran it knows its type; dead-lettered',
-        );
+        this.#log.error({ job_id: jobId, execution: attempt.id }, 'job failed for good; dead-lettered');
         return undefined;
       }
       if (out !== 'busy') {
@@ -891,27 +909,25 @@ export class WorkerRuntime {
     }
     const e = err instanceof Error ? err : new Error(String(err));
     const permanent = isPermanentError(err);
-    const last = permanent || row.attempts >= row.max_attempts;
-    const error: { [k: string]: Json } = {
-      message: e.message,
-      name: e.name,
-      attempt: row.attempts,
-      permanent,
-      at: new Date().toISOString(),
-    };
-    const ok = await withTransaction(this.#pool, async (c) => {
-      if (!(await releaseLease(c, { jobId: row.id, token, error, deadLetter: last }))) return false;
-      const moved = await transition(c, row.id, last ? 'FAILED' : 'PENDING', { error, announce: false });
-      if (last)
-        await deadLetterExecution(this.#boss, c, attempt, row.id, { ...error, history: [...row.error_history, error] });
-      else await failExecution(this.#boss, c, attempt, error);
-      return { seq: moved?.event_seq };
-    });
-    if (ok === false) {
+    const settled = await withTransaction(this.#pool, (c) =>
+      settleAttempt(c, this.#boss, {
+        row,
+        token,
+        attempt,
+        kind: 'failure',
+        error: { message: e.message, name: e.name, permanent },
+        final: permanent,
+        maxLeaseLosses: this.#opts.maxLeaseLosses,
+        backoff: type.backoff ?? DEFAULT_BACKOFF,
+        announce: false,
+      }),
+    );
+    if (settled === undefined) {
       this.#leaseLost(row.id, log);
       return;
     }
-    if (ok.seq !== undefined) this.#events.publish(row.id, ok.seq);
+    if (settled.seq !== undefined) this.#events.publish(row.id, settled.seq);
+    const last = settled.outcome === 'dead';
     this.#metrics.executions.inc({ outcome: last ? 'failed' : 'retry' });
     if (last)
       log.error(

@@ -3,11 +3,20 @@
  * and the fenced checkpoint. Every write by a running execution names its lease token, so a worker
  * that lost its lease (paused, partitioned, presumed dead) changes nothing.
  */
-import type { PipelinedQuery, Queryable } from '../db/pool.ts';
-import { STATUS_EVENT_DATA_SQL } from '../jobs/repository.ts';
+import type { PgBoss } from 'pg-boss';
+import { bossDb, type PipelinedQuery, type Queryable } from '../db/pool.ts';
+import { QUEUES } from '../jobs/queues.ts';
+import { STATUS_EVENT_DATA_SQL, transition } from '../jobs/repository.ts';
 import { outboxInsertSql } from '../webhooks/outbox.ts';
+import {
+  completeExecution,
+  deadLetterExecution,
+  failExecution,
+  sendExecution,
+  type ExecutionAttempt,
+} from './executions.ts';
 import { GroupCommit } from './group-commit.ts';
-import type { JobRow } from '../jobs/model.ts';
+import type { AttemptError, JobRow } from '../jobs/model.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
 
 /**
@@ -54,12 +63,17 @@ export interface ClaimRow extends Pick<
   lease_owner: string | null;
   /** A live lease: another execution is (or may still be) running the job. */
   lease_live: boolean;
+  /** A lease that ran out and was not taken over yet: the worker that held it was lost. */
+  lease_lapsed: boolean;
+  /** Takeovers after a lost lease so far (they do not spend attempts; LONGHAUL_MAX_LEASE_LOSSES bounds them). */
+  lease_losses: number;
   cancel_requested: boolean;
 }
 
 const CLAIM_COLUMNS = `id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
             checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution, execution_retry,
             lease_owner, COALESCE(lease_token IS NOT NULL AND lease_expires_at > now(), false) AS lease_live,
+            COALESCE(lease_token IS NOT NULL AND lease_expires_at <= now(), false) AS lease_lapsed, lease_losses,
             cancel_requested_at IS NOT NULL AS cancel_requested, error_history`;
 
 export async function lockJob(db: Queryable, jobId: string): Promise<ClaimRow | undefined> {
@@ -398,14 +412,22 @@ export async function refusalReason(db: Queryable, jobId: string, token: string)
  */
 export async function releaseLease(
   db: Queryable,
-  f: { jobId: string; token: string | null; error?: Json; deadLetter?: boolean; execution?: string },
+  f: {
+    jobId: string;
+    token: string | null;
+    error?: Json;
+    deadLetter?: boolean;
+    execution?: string;
+    leaseLost?: boolean;
+  },
 ): Promise<boolean> {
   const { rowCount } = await db.query(
     `UPDATE jobs SET lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
             error = COALESCE($3::jsonb, error),
             error_history = CASE WHEN $3::jsonb IS NULL THEN error_history ELSE error_history || jsonb_build_array($3::jsonb) END,
             dead_lettered_at = CASE WHEN $4 THEN now() ELSE dead_lettered_at END,
-            execution_id = COALESCE($5::uuid, execution_id)
+            execution_id = COALESCE($5::uuid, execution_id),
+            lease_losses = lease_losses + CASE WHEN $6 THEN 1 ELSE 0 END
       WHERE id = $1 AND ($2::uuid IS NULL OR lease_token = $2)`,
     [
       f.jobId,
@@ -413,9 +435,107 @@ export async function releaseLease(
       f.error === undefined ? null : JSON.stringify(f.error),
       f.deadLetter === true,
       f.execution ?? null,
+      f.leaseLost === true,
     ],
   );
   return (rowCount ?? 0) > 0;
+}
+
+/**
+ * What ended an attempt: `failure`, the job's own error (it spends one of max_attempts); `lease_lost`,
+ * its worker was lost (killed, hung or cut off until its lease ran out), which says nothing about the
+ * job and spends one of the lease-loss budget instead.
+ */
+export type AttemptEnd = 'failure' | 'lease_lost';
+
+export interface Settlement {
+  /** The job as its claimer or the sweeper read it (locked, or leased by `token`). */
+  row: ClaimRow;
+  /** The lease to fence on; null for a caller that holds the row locked and saw no live lease on it. */
+  token: string | null;
+  /** The execution that ran the attempt; without retryLimit it is read from pg-boss if needed. */
+  attempt: Pick<ExecutionAttempt, 'id' | 'retryCount'> & { retryLimit?: number };
+  kind: AttemptEnd;
+  /** What went wrong; kind, attempt and time are added. */
+  error: Pick<AttemptError, 'message' | 'name' | 'permanent'>;
+  /** A failure that no retry can mend, or one with no execution left to retry it: the job fails for good. */
+  final?: boolean;
+  /** Takeovers allowed before a job that keeps losing its worker is dead-lettered. */
+  maxLeaseLosses: number;
+  /** The job type's retry backoff, for the execution that continues after a lost lease. */
+  backoff: { initialSeconds: number; maxSeconds: number };
+  /** Notify the `status` event on commit (the caller announces it otherwise). */
+  announce: boolean;
+}
+
+export type SettleOutcome = {
+  /** `retry`: pg-boss retries the execution after backoff; `continued`: a new execution carries on the same attempt. */
+  outcome: 'retry' | 'continued' | 'dead';
+  /** The error_history entry written. */
+  entry: AttemptError;
+  seq: number | undefined;
+};
+
+/**
+ * Settles an attempt that did not complete, in the caller's transaction: the lease ends, the error is
+ * appended to error_history with its kind, and the job either goes back to PENDING or fails for good
+ * (FAILED, dead-lettered). A failure spends an attempt: pg-boss retries the execution with backoff. A
+ * lost lease spends none: the attempt carries on from its checkpoint in a new continuation execution
+ * that keeps the job's remaining retries, and only LONGHAUL_MAX_LEASE_LOSSES lost leases in all
+ * dead-letter it (a job that kills every worker it runs on must still end). Returns undefined when
+ * the lease was not `token`'s any more (nothing changed).
+ */
+export async function settleAttempt(db: Queryable, boss: PgBoss, s: Settlement): Promise<SettleOutcome | undefined> {
+  const { row, attempt } = s;
+  const lost = s.kind === 'lease_lost';
+  const losses = row.lease_losses + (lost ? 1 : 0);
+  const dead = s.final === true || (lost ? losses >= s.maxLeaseLosses : row.attempts >= row.max_attempts);
+  const entry: AttemptError = {
+    kind: s.kind,
+    ...s.error,
+    attempt: row.attempts,
+    ...(lost ? { lease_losses: losses } : {}),
+    at: new Date().toISOString(),
+  };
+  if (!(await releaseLease(db, { jobId: row.id, token: s.token, error: entry, deadLetter: dead, leaseLost: lost })))
+    return undefined;
+  const moved = await transition(db, row.id, dead ? 'FAILED' : 'PENDING', { error: entry, announce: s.announce });
+  if (dead) {
+    const retryLimit =
+      attempt.retryLimit ?? (await boss.getJobById(QUEUES.jobs, attempt.id, { db: bossDb(db) }))?.retryLimit ?? 0;
+    await deadLetterExecution(boss, db, { ...attempt, retryLimit }, row.id, {
+      ...entry,
+      history: [...row.error_history, entry],
+    });
+  } else if (lost) {
+    const next = await sendExecution(boss, db, {
+      jobId: row.id,
+      tenantId: row.tenant_id,
+      retriesLeft: row.max_attempts - row.attempts,
+      attemptsUsed: row.attempts,
+      backoff: s.backoff,
+      continuation: true,
+    });
+    await setExecution(db, row.id, next);
+    // A no-op if pg-boss already failed it (its own heartbeat check): its retry then finds the job owned
+    // by the new execution and skips.
+    await completeExecution(boss, db, attempt, { lease_lost: true, continued_by: next });
+  } else await failExecution(boss, db, attempt, entry);
+  return { outcome: dead ? 'dead' : lost ? 'continued' : 'retry', entry, seq: moved?.event_seq };
+}
+
+/** The error entry of a lease that ran out, naming the worker that held it. */
+export function leaseLostError(owner: string | null): Settlement['error'] {
+  return {
+    message: `worker lost: lease expired (owner ${owner ?? 'unknown'})`,
+    name: 'LeaseExpired',
+    permanent: false,
+  };
+}
+
+/** Names the execution allowed to claim the job next (the row must be locked by the caller's transaction). */
+export async function setExecution(db: Queryable, jobId: string, execution: string): Promise<void> {
+  await db.query('UPDATE jobs SET execution_id = $2 WHERE id = $1', [jobId, execution]);
 }
 
 /** Running jobs whose lease ran out (their worker died or stalled), locked for the sweeper. */
@@ -426,7 +546,8 @@ export async function lockExpiredLeases(
   const { rows } = await db.query<ClaimRow & { lease_token: string }>(
     `SELECT id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
             checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution, execution_retry,
-            lease_owner, false AS lease_live, cancel_requested_at IS NOT NULL AS cancel_requested, error_history, lease_token
+            lease_owner, false AS lease_live, true AS lease_lapsed, lease_losses, cancel_requested_at IS NOT NULL AS cancel_requested,
+            error_history, lease_token
        FROM jobs WHERE status = 'RUNNING' AND lease_expires_at < now()
       ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
     [limit],

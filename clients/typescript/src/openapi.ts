@@ -2549,8 +2549,8 @@ export interface components {
             result: unknown;
             /** @description Any JSON value */
             error: unknown;
-            /** @description The error of every failed attempt, oldest first. */
-            error_history: unknown[];
+            /** @description Every failed attempt and every lost worker, oldest first, each with its `kind`. */
+            error_history: components["schemas"]["AttemptError"][];
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -2562,6 +2562,24 @@ export interface components {
         };
         /** @enum {string} */
         JobStatus: "PENDING" | "RUNNING" | "COMPLETED" | "FAILED" | "CANCELLED";
+        AttemptError: {
+            /**
+             * @description `failure`: the attempt failed (it spent one of `max_attempts`). `lease_lost`: its worker was lost (killed, hung or cut off past its lease) and another took the job over from its checkpoint; this spends no attempt, and only LONGHAUL_MAX_LEASE_LOSSES of them dead-letter the job.
+             * @enum {string}
+             */
+            kind: "failure" | "lease_lost";
+            message: string;
+            /** @description The error class (`LeaseExpired` for a lost lease) */
+            name?: string;
+            /** @description The attempt it happened in (a lost lease does not end it) */
+            attempt: number;
+            /** @description A PermanentError: the job failed without retries */
+            permanent?: boolean;
+            /** @description For `lease_lost`: how many times the job has lost its worker, this one included */
+            lease_losses?: number;
+            /** Format: date-time */
+            at: string;
+        };
         Event_job_failed: {
             /** @enum {string} */
             type: "job.failed";
