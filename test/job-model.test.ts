@@ -16,7 +16,10 @@ const row: JobRow = {
   total: 8,
   result: { partial: true },
   error: { message: 'boom' },
-  error_history: [{ message: 'first' }, { message: 'boom' }],
+  error_history: [
+    { kind: 'lease_lost', message: 'first', attempt: 1, lease_losses: 1, at: '2026-01-01T00:00:05.000Z' },
+    { kind: 'failure', message: 'boom', attempt: 1, at: '2026-01-01T00:00:09.000Z' },
+  ],
   created_at: new Date('2026-01-01T00:00:00.000Z'),
   started_at: new Date('2026-01-01T00:00:01.000Z'),
   updated_at: new Date('2026-01-01T00:00:09.000Z'),
@@ -58,7 +61,10 @@ describe('the job resource', () => {
       max_attempts: 3,
       result: { partial: true },
       error: { message: 'boom' },
-      error_history: [{ message: 'first' }, { message: 'boom' }],
+      error_history: [
+        { kind: 'lease_lost', message: 'first', attempt: 1, lease_losses: 1, at: '2026-01-01T00:00:05.000Z' },
+        { kind: 'failure', message: 'boom', attempt: 1, at: '2026-01-01T00:00:09.000Z' },
+      ],
       created_at: '2026-01-01T00:00:00.000Z',
       started_at: '2026-01-01T00:00:01.000Z',
       updated_at: '2026-01-01T00:00:09.000Z',
