@@ -77,6 +77,21 @@ const envSchema = z.object({
   LONGHAUL_BODY_LIMIT_BYTES: int(1024)
     .default(1024 * 1024)
     .describe('Largest request body; larger ones get 413.'),
+  LONGHAUL_JSON_MAX_DEPTH: int(2, 1000)
+    .default(64)
+    .describe('Deepest nesting of objects and arrays in a JSON body (the body itself is 1); deeper gets 422.'),
+  LONGHAUL_JSON_MAX_MEMBERS: int(1)
+    .default(10_000)
+    .describe('Most keys in one object, or items in one array, of a JSON body; more gets 422.'),
+  LONGHAUL_JSON_MAX_STRING_LENGTH: int(16)
+    .default(256 * 1024)
+    .describe('Longest string or key in a JSON body, in UTF-16 code units once unescaped; longer gets 422.'),
+  LONGHAUL_HEADERS_TIMEOUT_SECONDS: seconds(0.1)
+    .default(10)
+    .describe('A request whose headers have not all arrived this long after it began is answered 408 and closed.'),
+  LONGHAUL_REQUEST_TIMEOUT_SECONDS: seconds(0.1)
+    .default(30)
+    .describe('The same for the whole request, body included (at least the headers timeout).'),
   LONGHAUL_IDEMPOTENCY_TTL_SECONDS: int(60)
     .default(24 * 60 * 60)
     .describe('How long an `Idempotency-Key` is remembered per tenant.'),
@@ -259,6 +274,13 @@ export interface Config {
   /** Base URL used in links the service hands out (Location, signed download URLs). */
   publicUrl: string;
   bodyLimitBytes: number;
+  /** What a JSON body may hold, checked before anything else reads it (see src/api/middleware.ts). */
+  json: JsonLimits;
+  /**
+   * A request whose headers (`headersTimeout`) or whole body (`requestTimeout`) have not arrived this long
+   * after it began is answered 408 and its connection closed.
+   */
+  http: { headersTimeoutSeconds: number; requestTimeoutSeconds: number };
   idempotencyTtlSeconds: number;
   authCacheSeconds: number;
   /** Hosts and CIDRs that callbacks may reach over plain http and despite the SSRF filter. */
@@ -311,6 +333,15 @@ export interface Config {
   seedDefaultTenant: boolean;
 }
 
+export interface JsonLimits {
+  /** Most nested objects and arrays, the body itself counting as one. */
+  maxDepth: number;
+  /** Most keys in one object, or items in one array. */
+  maxMembers: number;
+  /** Longest string or key, in UTF-16 code units. */
+  maxStringLength: number;
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -336,6 +367,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       'invalid configuration:\n  LONGHAUL_ALERT_WEBHOOK_SECRET: required when LONGHAUL_ALERT_WEBHOOK_URL is set (alerts are signed)',
     );
   }
+  if (e.LONGHAUL_HEADERS_TIMEOUT_SECONDS > e.LONGHAUL_REQUEST_TIMEOUT_SECONDS) {
+    // Node's server refuses the pair otherwise: the headers are part of the request.
+    throw new ConfigError(
+      'invalid configuration:\n  LONGHAUL_HEADERS_TIMEOUT_SECONDS: must not exceed LONGHAUL_REQUEST_TIMEOUT_SECONDS',
+    );
+  }
   return {
     port: e.PORT,
     host: e.HOST,
@@ -350,6 +387,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       '',
     ),
     bodyLimitBytes: e.LONGHAUL_BODY_LIMIT_BYTES,
+    json: {
+      maxDepth: e.LONGHAUL_JSON_MAX_DEPTH,
+      maxMembers: e.LONGHAUL_JSON_MAX_MEMBERS,
+      maxStringLength: e.LONGHAUL_JSON_MAX_STRING_LENGTH,
+    },
+    http: {
+      headersTimeoutSeconds: e.LONGHAUL_HEADERS_TIMEOUT_SECONDS,
+      requestTimeoutSeconds: e.LONGHAUL_REQUEST_TIMEOUT_SECONDS,
+    },
     idempotencyTtlSeconds: e.LONGHAUL_IDEMPOTENCY_TTL_SECONDS,
     authCacheSeconds: e.LONGHAUL_AUTH_CACHE_SECONDS,
     callbackAllow: e.LONGHAUL_CALLBACK_ALLOW,

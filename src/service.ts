@@ -185,7 +185,16 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       setDraining = handle.setDraining;
       const hono = getRequestListener((req, env) => handle.app.fetch(req, env), { hostname: config.host });
       // POST /v1/jobs takes the lane; every other request goes to Hono.
-      const server = createServer((req, res) => void (handle.lane(req, res) || hono(req, res)));
+      const headersTimeout = config.http.headersTimeoutSeconds * 1000;
+      const server = createServer(
+        {
+          headersTimeout,
+          requestTimeout: config.http.requestTimeoutSeconds * 1000,
+          // Node checks the timeouts every 30 s by default: check often enough that a timeout is kept to within a second.
+          connectionsCheckingInterval: Math.min(1000, headersTimeout / 2),
+        },
+        (req, res) => void (handle.lane(req, res) || hono(req, res)),
+      );
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.port, config.host, () => {

@@ -7,7 +7,15 @@ import type { Context } from 'hono';
 import { CallbackAllowList } from '../webhooks/allowlist.ts';
 import type { App, AppDeps, AppEnv } from './context.ts';
 import { ApiError, apiErrorOf, invalidRequest, problemOf } from './errors.ts';
-import { ApiKeys, apiKeyAuth, failFastWithoutDatabase, refuseNulInUrl, requestContext } from './middleware.ts';
+import {
+  adminAuth,
+  ApiKeys,
+  apiKeyAuth,
+  failFastWithoutDatabase,
+  readBody,
+  refuseNulInUrl,
+  requestContext,
+} from './middleware.ts';
 import { registerSecuritySchemes } from './openapi.ts';
 import { submitLane, type NodeLane } from './submit-lane.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
@@ -50,6 +58,9 @@ export function createApp(deps: AppDeps): AppHandle {
   app.use('*', refuseNulInUrl());
   app.use('/v1/*', failFastWithoutDatabase(deps.database));
   app.use('/v1/*', apiKeyAuth(keys, '/v1/admin/', usesStreamToken));
+  app.use('/v1/admin/*', adminAuth(deps.config.adminToken));
+  // After authentication (a stranger's body is not read), before every route (a refused body changes nothing).
+  app.use('*', readBody(deps.config.bodyLimitBytes, deps.config.json));
   const ws = createNodeWebSocket({ app });
 
   registerHealthRoutes(app, deps, () => draining);

@@ -39,6 +39,8 @@ export interface Variables {
   requestId: string;
   log: Logger;
   tenant: Tenant;
+  /** Whether a state-changing request came with a body (read and checked by readBody). */
+  hasBody: boolean;
 }
 
 export type AppEnv = { Variables: Variables };

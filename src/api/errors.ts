@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   'bad-request': { status: 400, title: 'The request is malformed' },
   'unsupported-media-type': { status: 415, title: 'Unsupported content type' },
   'payload-too-large': { status: 413, title: 'The body is too large' },
+  'json-too-complex': { status: 422, title: 'The JSON body is nested too deeply, too wide or has too long a string' },
   unauthorized: { status: 401, title: 'Missing or invalid credentials' },
   forbidden: { status: 403, title: 'Not allowed' },
   'not-found': { status: 404, title: 'Not found' },

@@ -7,7 +7,9 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { tenantByApiKey, type Tenant } from '../tenants/repository.ts';
 import type { AppEnv } from './context.ts';
-import { ApiError, databaseUnavailable, type FieldError } from './errors.ts';
+import type { JsonLimits } from '../config.ts';
+import { ApiError, databaseUnavailable } from './errors.ts';
+import { emptyBody, parseJson } from './json-body.ts';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
@@ -72,29 +74,46 @@ export function refuseNulInUrl(): MiddlewareHandler<AppEnv> {
   };
 }
 
+/** Methods that never change state: their bodies, if any, are not read. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 /**
- * For POST routes with a JSON body: 415 for another content type, 413 over the limit, 400 for a
- * body that is not JSON. The parsed body is left in Hono's body cache for the validator. With
- * `optional`, a request without a body passes unchecked.
+ * For every request that may change state, reads and checks its whole body before any route runs, so
+ * a refused request (truncated, over the limit, not JSON, past a JSON limit) changes nothing: 415 for
+ * another content type, 413 over the byte limit, 400 for a body that is not JSON or did not arrive in
+ * full, 422 past a JSON limit. A request without a body passes; routes that need one add requireJsonBody.
+ * The text is left in Hono's body cache for the validator.
  */
-export function jsonBody(limitBytes: number, opts: { optional?: boolean } = {}): MiddlewareHandler<AppEnv> {
+export function readBody(limitBytes: number, limits: JsonLimits): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
+    if (SAFE_METHODS.has(c.req.method)) return next();
+    const incoming = nodeIncoming(c);
     const length = c.req.header('content-length');
-    if (
-      opts.optional === true &&
-      (length === '0' || (length === undefined && c.req.header('transfer-encoding') === undefined))
-    ) {
-      await next();
-      return;
-    }
+    const hasBody =
+      incoming === undefined
+        ? c.req.raw.body !== null
+        : (length !== undefined && length !== '0') || c.req.header('transfer-encoding') !== undefined;
+    c.set('hasBody', hasBody);
+    if (!hasBody) return next();
     checkJsonHeaders(c.req.header('content-type'), length, limitBytes);
     // Under @hono/node-server, read Node's request stream itself: touching `c.req.raw.body` would build a
     // WHATWG Request and stream around it, which costs several times the rest of the request path.
-    const text = await readLimited(nodeIncoming(c)?.iterator({ destroyOnReturn: false }) ?? c.req.raw.body, limitBytes);
-    parseJson(text);
+    const text = await readLimited(incoming?.iterator({ destroyOnReturn: false }) ?? c.req.raw.body, limitBytes);
+    parseJson(text, limits);
     // Re-seat the consumed body so the validator (c.req.json()) reads it from Hono's cache.
     // Hono caches the body promise per format (its type says otherwise).
     (c.req.bodyCache as Record<string, Promise<unknown>>).text = Promise.resolve(text);
+    return next();
+  };
+}
+
+/** For routes whose JSON body is required: 415 unless one was declared JSON, 400 for an empty one. (readBody has checked any body sent.) */
+export function requireJsonBody(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (c.get('hasBody') !== true) {
+      checkJsonHeaders(c.req.header('content-type'), undefined, Infinity);
+      throw emptyBody();
+    }
     await next();
   };
 }
@@ -121,66 +140,21 @@ export function checkJsonHeaders(
   }
 }
 
-/**
- * The body as JSON: 400 if it is not JSON, 422 if it holds what JSON allows but cannot be kept as sent
- * (see unstorable).
- */
-export function parseJson(text: string): unknown {
-  let json: unknown;
-  try {
-    json = JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new ApiError('malformed-json', `the body is not valid JSON: ${(err as Error).message}`);
-  }
-  const problem = unstorable(json, '');
-  if (problem !== undefined)
-    throw new ApiError('validation-error', 'the request body is not valid', { errors: [problem] });
-  return json;
-}
-
-/**
- * The first value JSON.parse accepts that would not be stored as sent: a string or key with U+0000 or an
- * unpaired UTF-16 surrogate (Postgres text and jsonb refuse both), a number beyond double range (it
- * parses to ±Infinity and would be stored as null), a `__proto__` key (dropped by object schemas). Each
- * would otherwise fail in the database with a 500 or change what a replayed Idempotency-Key compares.
- */
-function unstorable(value: unknown, path: string): FieldError | undefined {
-  const here = path === '' ? '(body)' : path;
-  if (typeof value === 'string') return stringProblem(value, here);
-  if (typeof value === 'number')
-    return Number.isFinite(value) ? undefined : { field: here, message: 'the number is too large to represent' };
-  if (value === null || typeof value !== 'object') return undefined;
-  if (Array.isArray(value)) {
-    for (const [i, item] of value.entries()) {
-      const p = unstorable(item, `${path}[${i}]`);
-      if (p !== undefined) return p;
-    }
-    return undefined;
-  }
-  for (const [key, item] of Object.entries(value)) {
-    const field = path === '' ? key : `${path}.${key}`;
-    if (key === '__proto__') return { field, message: 'the key "__proto__" is not allowed' };
-    const p = stringProblem(key, `${field} (the key)`) ?? unstorable(item, field);
-    if (p !== undefined) return p;
-  }
-  return undefined;
-}
-
-function stringProblem(s: string, field: string): FieldError | undefined {
-  if (s.includes('\u0000')) return { field, message: 'contains U+0000 (NUL), which cannot be stored' };
-  if (!s.isWellFormed()) return { field, message: 'contains an unpaired UTF-16 surrogate, which cannot be stored' };
-  return undefined;
-}
-
 /** Reads a body as text, refusing more than `limit` bytes even when Content-Length was absent or false. */
 export async function readLimited(body: AsyncIterable<Uint8Array> | null, limit: number): Promise<string> {
   if (body === null) return '';
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > limit) throw new ApiError('payload-too-large', `the body exceeds the limit of ${limit} bytes`);
-    chunks.push(chunk);
+  try {
+    for await (const chunk of body) {
+      size += chunk.byteLength;
+      if (size > limit) throw new ApiError('payload-too-large', `the body exceeds the limit of ${limit} bytes`);
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    // The client closed the connection, or Node's request timeout did, before the declared body arrived.
+    throw new ApiError('bad-request', `the body ended after ${size} bytes, before all of it arrived`, { cause: err });
   }
   const only = chunks.length === 1 ? chunks[0] : undefined;
   return Buffer.isBuffer(only) ? only.toString('utf8') : Buffer.concat(chunks).toString('utf8');

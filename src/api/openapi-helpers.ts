@@ -10,7 +10,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   409: "Conflict with the resource's state, or an Idempotency-Key still in flight",
   413: 'Body too large',
   415: 'Body is not application/json',
-  422: 'Validation failed; `errors` names the fields',
+  422: 'Validation failed, or the JSON is past a limit (`json-too-complex`); `errors` names the fields',
   503: 'Not available on this process, or the database cannot be reached at the moment (then with Retry-After)',
 };
 

@@ -12,15 +12,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CallbackAllowList } from '../webhooks/allowlist.ts';
 import type { AppDeps } from './context.ts';
 import { ApiError, apiErrorOf, databaseUnavailable, invalidRequest, problemOf } from './errors.ts';
-import {
-  checkJsonHeaders,
-  observeRequest,
-  parseJson,
-  readLimited,
-  requestIdOf,
-  urlHasNul,
-  type ApiKeys,
-} from './middleware.ts';
+import { parseJson } from './json-body.ts';
+import { checkJsonHeaders, observeRequest, readLimited, requestIdOf, urlHasNul, type ApiKeys } from './middleware.ts';
 import { acceptJob, acceptedHeaders } from './routes/jobs.ts';
 import { CreateJobSchema } from './schemas.ts';
 
@@ -59,7 +52,10 @@ export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKey
       const tenant = await keys.tenantFor(header(req, 'authorization'));
       fields.tenant_id = tenant.id;
       checkJsonHeaders(header(req, 'content-type'), header(req, 'content-length'), config.bodyLimitBytes);
-      const json = parseJson(await readLimited(req.iterator({ destroyOnReturn: false }), config.bodyLimitBytes));
+      const json = parseJson(
+        await readLimited(req.iterator({ destroyOnReturn: false }), config.bodyLimitBytes),
+        config.json,
+      );
       const body = CreateJobSchema.safeParse(json);
       if (!body.success) throw invalidRequest('json', body.error.issues);
       const accepted = await acceptJob(deps, allow, tenant, body.data, header(req, 'idempotency-key'));

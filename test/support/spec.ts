@@ -171,3 +171,29 @@ export function spec(): Spec {
   loaded ??= new Spec(obj(parse(readFileSync(SPEC_FILE, 'utf8'))));
   return loaded;
 }
+
+/** An operation that may change state (any method but GET, HEAD and OPTIONS), as openapi.yaml lists it. */
+export interface StateChangingOperation {
+  method: string;
+  template: string;
+  /** Whether the operation declares a request body, and whether it must be sent. */
+  body: 'none' | 'optional' | 'required';
+  /** Whether it takes the admin token rather than an API key. */
+  admin: boolean;
+}
+
+/** Every state-changing operation of openapi.yaml, so tests over them cover new endpoints by themselves. */
+export function stateChangingOperations(): StateChangingOperation[] {
+  const out: StateChangingOperation[] = [];
+  for (const [template, item] of Object.entries(obj(spec().doc.paths))) {
+    for (const [method, op] of Object.entries(obj(item))) {
+      if (!['post', 'put', 'patch', 'delete'].includes(method)) continue;
+      const requestBody = obj(obj(op).requestBody);
+      const body =
+        Object.keys(requestBody).length === 0 ? 'none' : requestBody.required === true ? 'required' : 'optional';
+      const admin = JSON.stringify(obj(op).security ?? []).includes('adminToken');
+      out.push({ method: method.toUpperCase(), template, body, admin });
+    }
+  }
+  return out;
+}

@@ -3,7 +3,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { createTenant, TenantExistsError } from '../../tenants/repository.ts';
 import type { App, AppDeps } from '../context.ts';
 import { ApiError } from '../errors.ts';
-import { adminAuth, jsonBody } from '../middleware.ts';
+import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
 import { CreatedTenantSchema, CreateTenantSchema } from '../schemas.ts';
 
@@ -22,8 +22,7 @@ const createTenantRoute = createRoute({
 });
 
 export function registerAdminRoutes(app: App, deps: AppDeps): void {
-  app.use('/v1/admin/*', adminAuth(deps.config.adminToken));
-  app.use('/v1/admin/tenants', jsonBody(deps.config.bodyLimitBytes));
+  app.on('POST', '/v1/admin/tenants', requireJsonBody());
   app.openapi(createTenantRoute, async (c) => {
     const { name } = c.req.valid('json');
     try {

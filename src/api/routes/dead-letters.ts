@@ -5,7 +5,7 @@ import { toResource } from '../../jobs/model.ts';
 import { listDeadLetters, replayJob, replayMany } from '../../worker/dead-letters.ts';
 import type { App, AppDeps } from '../context.ts';
 import { ApiError, invalidRequest } from '../errors.ts';
-import { jsonBody } from '../middleware.ts';
+import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
 import { JobIdParam, JobSchema } from '../schemas.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
@@ -130,9 +130,8 @@ const replayRoute = createRoute({
 const date = (s: string | undefined): Date | undefined => (s === undefined ? undefined : new Date(s));
 
 export function registerDeadLetterRoutes(app: App, deps: AppDeps): void {
-  const { pool, boss, registry, config } = deps;
-  app.on('POST', '/v1/dead-letters/replay', jsonBody(config.bodyLimitBytes));
-  app.on('POST', '/v1/jobs/:id/retry', jsonBody(config.bodyLimitBytes, { optional: true }));
+  const { pool, boss, registry } = deps;
+  app.on('POST', '/v1/dead-letters/replay', requireJsonBody());
 
   app.openapi(listRoute, async (c) => {
     const q = c.req.valid('query');
@@ -160,7 +159,7 @@ export function registerDeadLetterRoutes(app: App, deps: AppDeps): void {
   app.openapi(retryRoute, async (c) => {
     const id = parseJobId(c.req.valid('param').id);
     // The body is optional: no body means "from the checkpoint". One that was sent has been read and
-    // checked by jsonBody, as every JSON body is, and is in Hono's body cache.
+    // checked by readBody, as every body is, and is in Hono's body cache.
     const text = await c.req.text();
     let from: 'checkpoint' | 'start' = 'checkpoint';
     if (text !== '') {

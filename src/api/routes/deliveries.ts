@@ -29,7 +29,7 @@ import {
 } from '../../webhooks/store.ts';
 import type { App, AppDeps } from '../context.ts';
 import { ApiError } from '../errors.ts';
-import { jsonBody } from '../middleware.ts';
+import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
 import { JobIdParam, JobSchema } from '../schemas.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
@@ -306,7 +306,10 @@ const redeliverOneRoute = createRoute({
     'Sends a DEAD (or succeeded) delivery again with the same `webhook-id` and a fresh retry schedule. A pending one answers 409.',
   security,
   request: { params: DeliveryIdParam },
-  responses: { 202: { description: 'Queued again', ...jsonContent(DeliverySchema) }, ...errorResponses(401, 404, 409) },
+  responses: {
+    202: { description: 'Queued again', ...jsonContent(DeliverySchema) },
+    ...errorResponses(400, 401, 404, 409, 413, 415, 422),
+  },
 });
 
 const redeliverRangeRoute = createRoute({
@@ -369,7 +372,7 @@ const rotateSecretRoute = createRoute({
   request: { query: GraceQuery },
   responses: {
     201: { description: 'The new secret, shown once', ...jsonContent(NewSecretSchema) },
-    ...errorResponses(401, 422),
+    ...errorResponses(400, 401, 413, 415, 422),
   },
 });
 
@@ -382,7 +385,7 @@ const rotateKeyRoute = createRoute({
   request: { query: GraceQuery },
   responses: {
     201: { description: 'The new key (public part)', ...jsonContent(SigningKeySchema) },
-    ...errorResponses(401, 422),
+    ...errorResponses(400, 401, 413, 415, 422),
   },
 });
 
@@ -449,8 +452,8 @@ export function registerDeliveryRoutes(app: App, deps: AppDeps): void {
   const grace = (q: { grace_seconds?: number | undefined }) => q.grace_seconds ?? config.webhooks.secretGraceSeconds;
   registerEndpointStateGauge(deps.metrics.registry, pool);
   registerWebhookEvents(app);
-  app.on('POST', '/v1/deliveries/redeliver', jsonBody(config.bodyLimitBytes));
-  app.on('PUT', '/v1/webhook-settings', jsonBody(config.bodyLimitBytes));
+  app.on('POST', '/v1/deliveries/redeliver', requireJsonBody());
+  app.on('PUT', '/v1/webhook-settings', requireJsonBody());
 
   const withAttempts = async (rows: DeliveryRow[]) => {
     const attempts = await attemptsOf(

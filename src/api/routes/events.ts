@@ -172,7 +172,7 @@ const streamTokenRoute = createRoute({
   request: { params: JobIdParam },
   responses: {
     200: { description: 'A stream token', ...jsonContent(StreamTokenSchema) },
-    ...errorResponses(401, 404, 503),
+    ...errorResponses(400, 401, 404, 413, 415, 422, 503),
   },
 });
 

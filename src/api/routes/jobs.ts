@@ -10,7 +10,7 @@ import type { Tenant } from '../../tenants/repository.ts';
 import type { App, AppDeps } from '../context.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { ApiError, fieldErrors } from '../errors.ts';
-import { jsonBody } from '../middleware.ts';
+import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
 import {
   CreateJobSchema,
@@ -92,7 +92,7 @@ const cancelRoute = createRoute({
   responses: {
     200: { description: 'Cancelled', ...jsonContent(JobSchema) },
     202: { description: 'Cancellation requested; the job stops at its next safe point', ...jsonContent(JobSchema) },
-    ...errorResponses(401, 404, 409),
+    ...errorResponses(400, 401, 404, 409, 413, 415, 422),
   },
 });
 
@@ -209,8 +209,8 @@ export function acceptedHeaders(a: Accepted): Record<string, string> {
 }
 
 export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowList): void {
-  const { pool, config } = deps;
-  app.on('POST', '/v1/jobs', jsonBody(config.bodyLimitBytes));
+  const { pool } = deps;
+  app.on('POST', '/v1/jobs', requireJsonBody());
 
   app.openapi(createJob, async (c) => {
     const accepted = await acceptJob(
