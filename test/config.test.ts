@@ -17,6 +17,8 @@ const DEFAULTS: Config = {
   adminToken: undefined,
   publicUrl: 'http://127.0.0.1:3000',
   bodyLimitBytes: 1024 * 1024,
+  json: { maxDepth: 64, maxMembers: 10_000, maxStringLength: 256 * 1024 },
+  http: { headersTimeoutSeconds: 10, requestTimeoutSeconds: 30 },
   idempotencyTtlSeconds: 86400,
   authCacheSeconds: 30,
   callbackAllow: [],
@@ -87,6 +89,11 @@ describe('configuration', () => {
       LONGHAUL_ADMIN_TOKEN: 'a'.repeat(16),
       LONGHAUL_PUBLIC_URL: 'https://jobs.example.com',
       LONGHAUL_BODY_LIMIT_BYTES: '2048',
+      LONGHAUL_JSON_MAX_DEPTH: '20',
+      LONGHAUL_JSON_MAX_MEMBERS: '21',
+      LONGHAUL_JSON_MAX_STRING_LENGTH: '22',
+      LONGHAUL_HEADERS_TIMEOUT_SECONDS: '2.5',
+      LONGHAUL_REQUEST_TIMEOUT_SECONDS: '3.5',
       LONGHAUL_IDEMPOTENCY_TTL_SECONDS: '3600',
       LONGHAUL_AUTH_CACHE_SECONDS: '0',
       LONGHAUL_CALLBACK_ALLOW: 'receiver.internal,10.0.0.0/8',
@@ -138,6 +145,8 @@ describe('configuration', () => {
       adminToken: 'a'.repeat(16),
       publicUrl: 'https://jobs.example.com',
       bodyLimitBytes: 2048,
+      json: { maxDepth: 20, maxMembers: 21, maxStringLength: 22 },
+      http: { headersTimeoutSeconds: 2.5, requestTimeoutSeconds: 3.5 },
       idempotencyTtlSeconds: 3600,
       authCacheSeconds: 0,
       callbackAllow: ['receiver.internal', '10.0.0.0/8'],
@@ -304,6 +313,11 @@ const RANGES: Array<[string, number, number | undefined, boolean]> = [
   ['LONGHAUL_EMBEDDED_PG_PORT', 1, 65535, true],
   ['LONGHAUL_PG_POOL_MAX', 2, 1000, true],
   ['LONGHAUL_BODY_LIMIT_BYTES', 1024, undefined, true],
+  ['LONGHAUL_JSON_MAX_DEPTH', 2, 1000, true],
+  ['LONGHAUL_JSON_MAX_MEMBERS', 1, undefined, true],
+  ['LONGHAUL_JSON_MAX_STRING_LENGTH', 16, undefined, true],
+  ['LONGHAUL_HEADERS_TIMEOUT_SECONDS', 0.1, undefined, false],
+  ['LONGHAUL_REQUEST_TIMEOUT_SECONDS', 0.1, undefined, false],
   ['LONGHAUL_IDEMPOTENCY_TTL_SECONDS', 60, undefined, true],
   ['LONGHAUL_AUTH_CACHE_SECONDS', 0, undefined, false],
   ['LONGHAUL_SHUTDOWN_TIMEOUT_SECONDS', 1, undefined, false],
@@ -357,6 +371,15 @@ describe.each(RANGES)('%s', (name, low, high, whole) => {
     if (whole) refuses(fraction);
     else accepts(fraction);
     refuses('many');
+  });
+});
+
+describe('the HTTP timeouts', () => {
+  it('cap the headers timeout at the request timeout, as Node requires', () => {
+    expect(loadConfig({ LONGHAUL_REQUEST_TIMEOUT_SECONDS: '4' }).http).toEqual({
+      headersTimeoutSeconds: 4,
+      requestTimeoutSeconds: 4,
+    });
   });
 });
 
