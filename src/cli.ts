@@ -20,6 +20,11 @@ const USAGE = `usage: longhaul <command>
   tenants create NAME [--json]   create a tenant and print its API key and webhook secret
   tenants list [--json]      list tenants
   demo seed --rows N         (re)create the demo table demo_orders with N rows, for the report job
+
+Partner commands (the API over HTTP, LONGHAUL_URL and LONGHAUL_API_KEY or --url and --key; --json):
+  jobs submit TYPE --input JSON|@file [--watch]   jobs get|watch|cancel|retry ID   jobs list
+  dead-letters list|replay                         deliveries list|redeliver ID
+  (longhaul jobs --help for more)
 `;
 
 function config(): Config {

@@ -444,3 +444,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     seedDefaultTenant: e.LONGHAUL_SEED_DEFAULT_TENANT ?? e.DATABASE_URL === undefined,
   };
 }
+
+/** What the partner commands (`longhaul jobs …`) need: where the service is and the tenant's key; flags win. */
+export function clientSettings(env: Record<string, string | undefined> = process.env): {
+  url: string | undefined;
+  apiKey: string | undefined;
+} {
+  return { url: env.LONGHAUL_URL || undefined, apiKey: env.LONGHAUL_API_KEY || undefined };
+}
