@@ -1,6 +1,6 @@
-/** The job as the API shows it: its progress percent, its timestamps, and what an Idempotency-Key replay answers. */
+/** The job as the API shows it: its progress (the percent is computed in SQL, see progress-percent.test.ts), its timestamps, and what an Idempotency-Key replay answers. */
 import { describe, expect, it } from 'vitest';
-import { asCreated, percentOf, toResource, type JobRow } from '../src/jobs/model.ts';
+import { asCreated, toResource, type JobRow } from '../src/jobs/model.ts';
 
 const row: JobRow = {
   id: '0b7e3f4a-1c2d-4e5f-8a9b-0c1d2e3f4a5b',
@@ -14,6 +14,7 @@ const row: JobRow = {
   attempts: 3,
   processed: 2,
   total: 8,
+  percent: 25,
   result: { partial: true },
   error: { message: 'boom' },
   error_history: [
@@ -25,27 +26,6 @@ const row: JobRow = {
   updated_at: new Date('2026-01-01T00:00:09.000Z'),
   finished_at: new Date('2026-01-01T00:00:10.000Z'),
 };
-
-describe('progress percent', () => {
-  it('is unknown while the total is', () => {
-    expect(percentOf(5, null)).toBeNull();
-  });
-
-  it.each([
-    [0, 10, 0],
-    [1, 4, 25],
-    [1, 8, 12.5],
-    [1, 3, 33.33],
-    [10, 10, 100],
-  ])('is %i of %i as %d', (processed, total, percent) => {
-    expect(percentOf(processed, total)).toBe(percent);
-  });
-
-  it('never passes 100, and is 100 for a job with nothing to do', () => {
-    expect(percentOf(11, 10)).toBe(100);
-    expect(percentOf(0, 0)).toBe(100);
-  });
-});
 
 describe('the job resource', () => {
   it('shows the stored job with ISO timestamps and its progress', () => {

@@ -29,6 +29,8 @@ export interface JobRow {
   attempts: number;
   processed: number;
   total: number | null;
+  /** Progress in percent, from `longhaul_progress_percent` (sql/015), the one definition of it. */
+  percent: number | null;
   result: Json | null;
   error: Json | null;
   error_history: AttemptError[];
@@ -40,7 +42,7 @@ export interface JobRow {
 
 /** Columns of JobRow, for SELECTs. */
 export const JOB_COLUMNS = `id, tenant_id, type, status, input, metadata, callback_url, max_attempts, attempts,
-  processed, total, result, error, error_history, created_at, started_at, updated_at, finished_at`;
+  processed, total, longhaul_progress_percent(processed, total) AS percent, result, error, error_history, created_at, started_at, updated_at, finished_at`;
 
 export interface JobResource {
   id: string;
@@ -62,12 +64,6 @@ export interface JobResource {
   finished_at: string | null;
 }
 
-export function percentOf(processed: number, total: number | null): number | null {
-  if (total === null) return null;
-  if (total <= 0) return 100;
-  return Math.min(100, Math.floor((processed / total) * 10000) / 100);
-}
-
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
 
 export function toResource(j: JobRow): JobResource {
@@ -78,7 +74,7 @@ export function toResource(j: JobRow): JobResource {
     input: j.input,
     metadata: j.metadata,
     callback_url: j.callback_url,
-    progress: { processed: j.processed, total: j.total, percent: percentOf(j.processed, j.total) },
+    progress: { processed: j.processed, total: j.total, percent: j.percent },
     attempts: j.attempts,
     max_attempts: j.max_attempts,
     result: j.result,
@@ -99,6 +95,7 @@ export function asCreated(j: JobRow): JobRow {
     attempts: 0,
     processed: 0,
     total: null,
+    percent: null,
     result: null,
     error: null,
     error_history: [],

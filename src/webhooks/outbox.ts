@@ -21,8 +21,7 @@ function jobResourceSql(j: string): string {
     'id', ${j}.id, 'type', ${j}.type, 'status', ${j}.status, 'input', ${j}.input, 'metadata', ${j}.metadata,
     'callback_url', ${j}.callback_url,
     'progress', jsonb_build_object('processed', ${j}.processed, 'total', ${j}.total,
-       'percent', CASE WHEN ${j}.total IS NULL THEN NULL WHEN ${j}.total <= 0 THEN 100
-                       ELSE least(100, floor(${j}.processed::float8 / ${j}.total * 10000) / 100) END),
+       'percent', longhaul_progress_percent(${j}.processed, ${j}.total)),
     'attempts', ${j}.attempts, 'max_attempts', ${j}.max_attempts, 'result', ${j}.result, 'error', ${j}.error,
     'error_history', ${j}.error_history,
     'created_at', webhook_iso(${j}.created_at), 'started_at', webhook_iso(${j}.started_at),

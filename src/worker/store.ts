@@ -35,9 +35,8 @@ const STATEMENTS = {
 } as const;
 
 /** The data of a `progress` event, from the jobs row after its update. */
-const PROGRESS_EVENT_DATA_SQL = `jsonb_build_object('processed', processed, 'total', total, 'percent',
-                CASE WHEN total IS NULL THEN NULL WHEN total <= 0 THEN 100
-                     ELSE least(100, floor(processed * 10000.0 / total) / 100) END)`;
+const PROGRESS_EVENT_DATA_SQL = `jsonb_build_object('processed', processed, 'total', total,
+                'percent', longhaul_progress_percent(processed, total))`;
 
 /** The job as a claimer sees it, locked FOR UPDATE. */
 export interface ClaimRow extends Pick<

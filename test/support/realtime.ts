@@ -37,8 +37,8 @@ export async function writeProgress(
        RETURNING id, event_seq, processed, total),
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, event_seq, 'progress', jsonb_build_object('processed', processed, 'total', total, 'percent',
-                CASE WHEN total IS NULL THEN NULL WHEN total <= 0 THEN 100 ELSE least(100, floor(processed * 10000.0 / total) / 100) END)
+       SELECT id, event_seq, 'progress', jsonb_build_object('processed', processed, 'total', total,
+                'percent', longhaul_progress_percent(processed, total))
          FROM u)
      SELECT event_seq AS seq, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text) FROM u`,
     [jobId, processed, total],
@@ -57,7 +57,8 @@ export async function writeProgressBatch(db: Queryable, jobId: string, count: nu
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
        SELECT id, event_seq - $2 + i, 'progress',
-              jsonb_build_object('processed', processed - $2 + i, 'total', $3::bigint, 'percent', least(100, floor((processed - $2 + i) * 10000.0 / $3) / 100))
+              jsonb_build_object('processed', processed - $2 + i, 'total', $3::bigint,
+                                 'percent', longhaul_progress_percent(processed - $2 + i, $3::bigint))
          FROM u, generate_series(1, $2::int) AS i
        RETURNING job_id, seq)
      SELECT max(seq) AS seq, count(pg_notify('${JOB_EVENTS_CHANNEL}', job_id::text || ':' || seq::text)) FROM e`,

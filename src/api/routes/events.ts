@@ -9,7 +9,6 @@ import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { UpgradeWebSocket } from 'hono/ws';
 import { getJob } from '../../jobs/repository.ts';
-import { percentOf } from '../../jobs/model.ts';
 import { isTerminal } from '../../jobs/state.ts';
 import { progressUpTo, readSnapshot, snapshotMessage } from '../../realtime/events.ts';
 import { COALESCE_LAG, type RealtimeHub, type SubscribeOptions } from '../../realtime/hub.ts';
@@ -288,7 +287,7 @@ export function registerEventRoutes(app: App, deps: AppDeps, upgradeWebSocket: U
       ...(after === undefined ? { snapshot: snapshotMessage(snap.job, snap.seq) } : {}),
       floor:
         after === undefined
-          ? { processed: snap.job.processed, percent: percentOf(snap.job.processed, snap.job.total) }
+          ? { processed: snap.job.processed, percent: snap.job.percent }
           : await progressUpTo(pool, id, after),
     };
 
