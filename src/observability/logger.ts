@@ -1,5 +1,9 @@
-/** Structured JSON logs (pino). Secrets are redacted by path so they never reach a log line. */
+/**
+ * Structured JSON logs (pino). Secrets are redacted by field path, and every line is passed through
+ * redactSecrets for the credentials that travel in URLs, so neither reaches a log line.
+ */
 import { pino, type Logger } from 'pino';
+import { redactSecrets } from './redact.ts';
 
 export type { Logger };
 
@@ -28,6 +32,8 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       level,
       base: { service: 'longhaul', pid: process.pid },
       redact: { paths: REDACT, censor: '[redacted]' },
+      // Paths cannot reach a credential inside a string (a token in a request path or a URL's query).
+      hooks: { streamWrite: redactSecrets },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination,
