@@ -46,11 +46,11 @@ it('sends nothing more to an endpoint once its breaker is open (other than in-fl
   for (let i = 0; i < 20; i++) ids.push(await cancelledJob(t, rx.url + '/hook'));
   // Two dispatchers (as in two worker processes), each claiming ahead for the endpoint.
   dispatchers.push(await startDispatcher(t, 1), await startDispatcher(t, 1));
-  const endpoint = `http://127.0.0.1:${new URL(rx.url).port}`;
+  const url = `${rx.url}/hook`;
   const opened = await waitFor('breaker open', async () => {
     const { rows } = await t.service.pool.query<{ opened_at: Date }>(
-      `SELECT opened_at FROM webhook_endpoints WHERE endpoint = $1 AND state = 'open'`,
-      [endpoint],
+      `SELECT opened_at FROM webhook_endpoints WHERE url = $1 AND state = 'open'`,
+      [url],
     );
     return rows[0]?.opened_at;
   });

@@ -38,13 +38,14 @@ afterAll(async () => {
 });
 
 interface Endpoint {
+  id: string;
   endpoint: string;
   state: string;
   recent_failures: number;
 }
 async function endpointState(rx: Receiver): Promise<Endpoint | undefined> {
   const body = (await (await t.api('/v1/webhook-endpoints')).json()) as { data: Endpoint[] };
-  return body.data.find((e) => e.endpoint === `http://127.0.0.1:${new URL(rx.url).port}`);
+  return body.data.find((e) => e.endpoint === `${rx.url}/hook`);
 }
 
 async function statuses(ids: string[]): Promise<Array<{ status: string; attempts: number }>> {
@@ -66,9 +67,7 @@ describe('circuit breaker', () => {
 
       await waitFor('breaker open', async () => (await endpointState(rx))?.state === 'open');
       const metrics = await (await fetch(`${t.url}/metrics`)).text();
-      expect(metrics).toContain(
-        `longhaul_webhook_endpoint_state{endpoint="http://127.0.0.1:${new URL(rx.url).port}"} 2`,
-      );
+      expect(metrics).toContain(`longhaul_webhook_endpoint_state{endpoint_id="${(await endpointState(rx))?.id}"} 2`);
       const atOpen = rx.received.length;
 
       // After the cool-down exactly one probe goes out; it fails, so the breaker opens again.
@@ -87,7 +86,7 @@ describe('circuit breaker', () => {
       await waitFor('all delivered', async () => (await statuses(ids)).every((d) => d.status === 'SUCCEEDED'));
       const metricsAfter = await (await fetch(`${t.url}/metrics`)).text();
       expect(metricsAfter).toContain(
-        `longhaul_webhook_endpoint_state{endpoint="http://127.0.0.1:${new URL(rx.url).port}"} 0`,
+        `longhaul_webhook_endpoint_state{endpoint_id="${(await endpointState(rx))?.id}"} 0`,
       );
     } finally {
       await rx.close();

@@ -416,7 +416,7 @@ describe('HTTP behaviour', () => {
     expect(rx.to('/elsewhere')).toHaveLength(0);
   });
 
-  it('stops at 410 Gone and flags the endpoint', async () => {
+  it("holds the delivery at 410 Gone and disables the tenant's endpoint", async () => {
     const gone = await startReceiver();
     try {
       gone.on('/gone', (_n, _r, res) => void res.writeHead(410).end('unsubscribed'));
@@ -426,14 +426,19 @@ describe('HTTP behaviour', () => {
       });
       const job = (await res.json()) as JobBody;
       await t.api(`/v1/jobs/${job.id}/cancel`, { method: 'POST' });
-      const d = await settled(job.id, 'dead');
-      expect(d.attempt_count).toBe(1);
-      expect(d.attempts[0]?.status_code).toBe(410);
-      const endpoints = (await (await t.api('/v1/webhook-endpoints')).json()) as {
-        data: Array<{ endpoint: string; gone_at: string | null }>;
-      };
-      const port = new URL(gone.url).port;
-      expect(endpoints.data.find((e) => e.endpoint === `http://127.0.0.1:${port}`)?.gone_at).not.toBeNull();
+      const endpoint = await waitFor('the endpoint disabled', async () => {
+        const endpoints = (await (await t.api('/v1/webhook-endpoints')).json()) as {
+          data: Array<{ endpoint: string; disabled_at: string | null }>;
+        };
+        const e = endpoints.data.find((x) => x.endpoint === `${gone.url}/gone`);
+        return e?.disabled_at === null ? undefined : e;
+      });
+      expect(endpoint.disabled_at).not.toBeNull();
+      // Held, not dead: it waits for the endpoint to be enabled (test/webhooks-tenant-endpoints.test.ts).
+      const d = (await deliveries(job.id))[0];
+      expect(d?.status).toBe('pending');
+      expect(d?.attempt_count).toBe(1);
+      expect(d?.attempts[0]?.status_code).toBe(410);
     } finally {
       await gone.close();
     }

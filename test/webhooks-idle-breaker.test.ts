@@ -24,7 +24,7 @@ afterAll(async () => {
   await db.drop();
 });
 
-async function pendingDelivery(endpoint: string, dueInSeconds: number): Promise<void> {
+async function pendingDelivery(origin: string, dueInSeconds: number): Promise<void> {
   const jobId = randomUUID();
   await pool.query(
     `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts) VALUES ($1, $2, 'synthetic', 'COMPLETED', '{}', 1)`,
@@ -32,8 +32,8 @@ async function pendingDelivery(endpoint: string, dueInSeconds: number): Promise<
   );
   await pool.query(
     `INSERT INTO webhook_deliveries (tenant_id, job_id, event_type, url, endpoint, payload, next_attempt_at)
-     VALUES ($1, $2, 'job.completed', $3, $4, '{}', now() + make_interval(secs => $5))`,
-    [tenantId, jobId, `${endpoint}/hook`, endpoint, dueInSeconds],
+     VALUES ($1, $2, 'job.completed', $3, webhook_endpoint_key($1, $3), '{}', now() + make_interval(secs => $4))`,
+    [tenantId, jobId, `${origin}/hook`, dueInSeconds],
   );
 }
 
@@ -41,7 +41,9 @@ it('counts a held endpoint’s overdue deliveries from the end of its cool-down,
   expect(await secondsUntilNextDue(pool)).toBeUndefined();
   await pendingDelivery('http://held.test:80', -60);
   await pool.query(
-    `INSERT INTO webhook_endpoints (endpoint, state, retry_at, opened_at) VALUES ('http://held.test:80', 'open', now() + interval '30 seconds', now())`,
+    `INSERT INTO webhook_endpoints (endpoint, state, retry_at, opened_at)
+     VALUES (webhook_endpoint_key($1, 'http://held.test/hook'), 'open', now() + interval '30 seconds', now())`,
+    [tenantId],
   );
   const held = await secondsUntilNextDue(pool);
   expect(held).toBeGreaterThan(25);
@@ -54,7 +56,13 @@ it('counts a held endpoint’s overdue deliveries from the end of its cool-down,
 
   // Once the cool-down is over, the overdue delivery is claimable (for the probe) at once.
   await pool.query(
-    `UPDATE webhook_endpoints SET retry_at = now() - interval '1 second' WHERE endpoint = 'http://held.test:80'`,
+    `UPDATE webhook_endpoints SET retry_at = now() - interval '1 second' WHERE url = 'http://held.test:80/hook'`,
   );
   expect(await secondsUntilNextDue(pool)).toBeLessThan(0);
+
+  // A disabled endpoint's deliveries (it answered 410) are not due at all until it is enabled.
+  await pool.query(`UPDATE webhook_endpoints SET disabled_at = now() WHERE url = 'http://held.test:80/hook'`);
+  const disabled = await secondsUntilNextDue(pool);
+  expect(disabled).toBeGreaterThan(0);
+  expect(disabled).toBeLessThanOrEqual(5);
 });

@@ -1,5 +1,5 @@
 /**
- * Circuit breaker per endpoint (scheme://host:port). Each dispatcher keeps a window of the latest
+ * Circuit breaker per endpoint: a tenant's callback URL without query (sql/016). Each dispatcher keeps a window of the latest
  * outcomes per endpoint (breaker-window.ts); when most of them failed it opens the breaker in the
  * webhook_endpoints table, where every dispatcher (and the API) sees it. Deliveries to an open endpoint
  * are not claimed, so they wait without spending attempts. After the cool-down one dispatcher wins the
@@ -7,6 +7,7 @@
  * for another cool-down.
  */
 import type { Queryable } from '../db/pool.ts';
+import { WEBHOOKS_CHANNEL } from './outbox.ts';
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
@@ -56,6 +57,9 @@ export async function closeBreaker(db: Queryable, endpoint: string): Promise<voi
 }
 
 export interface EndpointRow {
+  /** Names the endpoint in the API (md5 of its key, so even one with no breaker row yet has it). */
+  id: string;
+  /** scheme://host:port/path, without the tenant. */
   endpoint: string;
   state: BreakerState;
   retry_at: Date | null;
@@ -66,17 +70,22 @@ export interface EndpointRow {
   failures: number;
   last_success_at: Date | null;
   last_failure_at: Date | null;
-  gone_at: Date | null;
+  disabled_at: Date | null;
   pending: number;
 }
 
-/** The endpoints a tenant's deliveries go to, with their breaker state and counters. */
+const ENDPOINT_COLUMNS = `md5(t.endpoint)::uuid AS id, split_part(t.endpoint, ' ', 2) AS endpoint, coalesce(e.state, 'closed') AS state,
+            e.retry_at, e.opened_at, coalesce(e.recent_total, 0) AS recent_total, coalesce(e.recent_failures, 0) AS recent_failures,
+            coalesce(e.successes, 0) AS successes, coalesce(e.failures, 0) AS failures,
+            e.last_success_at, e.last_failure_at, e.disabled_at`;
+
+/**
+ * The endpoints a tenant's deliveries go to, with their breaker state and counters. Endpoints are keyed
+ * by tenant (sql/016), so these are the tenant's own counters, whoever else calls the same host.
+ */
 export async function listTenantEndpoints(db: Queryable, tenantId: string): Promise<EndpointRow[]> {
   const { rows } = await db.query<EndpointRow>(
-    `SELECT t.endpoint, coalesce(e.state, 'closed') AS state, e.retry_at, e.opened_at,
-            coalesce(e.recent_total, 0) AS recent_total, coalesce(e.recent_failures, 0) AS recent_failures,
-            coalesce(e.successes, 0) AS successes, coalesce(e.failures, 0) AS failures,
-            e.last_success_at, e.last_failure_at, e.gone_at, t.pending
+    `SELECT ${ENDPOINT_COLUMNS}, t.pending
        FROM (SELECT endpoint, count(*) FILTER (WHERE status = 'PENDING')::int AS pending
                FROM webhook_deliveries WHERE tenant_id = $1 GROUP BY endpoint) t
        LEFT JOIN webhook_endpoints e ON e.endpoint = t.endpoint
@@ -86,10 +95,42 @@ export async function listTenantEndpoints(db: Queryable, tenantId: string): Prom
   return rows;
 }
 
-/** Number of endpoints in each state, for the metrics gauge. */
-export async function endpointStates(db: Queryable): Promise<Array<{ endpoint: string; state: BreakerState }>> {
-  const { rows } = await db.query<{ endpoint: string; state: BreakerState }>(
-    'SELECT endpoint, state FROM webhook_endpoints ORDER BY endpoint',
+/**
+ * Enables a tenant's endpoint that a 410 answer disabled: its breaker starts closed, and its waiting
+ * deliveries are due at once (the dispatchers are woken on commit). Enabling an endpoint that is not
+ * disabled changes nothing. Undefined when the tenant has no such endpoint.
+ */
+export async function enableEndpoint(db: Queryable, tenantId: string, id: string): Promise<EndpointRow | undefined> {
+  await db.query(
+    `WITH en AS (
+       UPDATE webhook_endpoints SET disabled_at = NULL, state = 'closed', retry_at = NULL, opened_at = NULL,
+              recent_total = 0, recent_failures = 0, updated_at = now()
+        WHERE id = $1 AND tenant_id = $2 AND disabled_at IS NOT NULL
+        RETURNING endpoint),
+     due AS (
+       UPDATE webhook_deliveries d SET next_attempt_at = now(), updated_at = now()
+         FROM en WHERE d.endpoint = en.endpoint AND d.status = 'PENDING' AND d.claim_token IS NULL
+       RETURNING d.id)
+     SELECT pg_notify('${WEBHOOKS_CHANNEL}', '') FROM en`,
+    [id, tenantId],
+  );
+  const { rows: found } = await db.query<EndpointRow>(
+    `SELECT ${ENDPOINT_COLUMNS}, t.pending
+       FROM (SELECT endpoint, count(*) FILTER (WHERE status = 'PENDING')::int AS pending
+               FROM webhook_deliveries WHERE tenant_id = $1 GROUP BY endpoint) t
+       LEFT JOIN webhook_endpoints e ON e.endpoint = t.endpoint
+      WHERE md5(t.endpoint)::uuid = $2`,
+    [tenantId, id],
+  );
+  return found[0];
+}
+
+/** Each endpoint's state for the metrics gauge, by endpoint id (a URL's path may hold a credential). */
+export async function endpointStates(
+  db: Queryable,
+): Promise<Array<{ id: string; state: BreakerState; disabled: boolean }>> {
+  const { rows } = await db.query<{ id: string; state: BreakerState; disabled: boolean }>(
+    'SELECT id, state, disabled_at IS NOT NULL AS disabled FROM webhook_endpoints ORDER BY id',
   );
   return rows;
 }

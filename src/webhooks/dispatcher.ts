@@ -1,7 +1,8 @@
 /**
  * The webhook dispatcher: claims due deliveries from the outbox table, signs and sends them
  * concurrently (bounded overall and per endpoint), records each attempt, retries on a schedule,
- * holds deliveries to endpoints whose circuit breaker is open, and parks exhausted ones as DEAD.
+ * holds deliveries to endpoints whose circuit breaker is open or that a 410 disabled, and parks exhausted
+ * ones as DEAD.
  *
  * Why an own table and not pg-boss: the delivery row must be written by the very SQL statement that
  * makes the job terminal (a CTE of `transition()`), which pg-boss's API cannot join; deliveries to an
@@ -382,8 +383,20 @@ export class Dispatcher {
     const ok = result.kind === 'success';
     let status: AttemptRecord['status'] = 'SUCCEEDED';
     let delaySeconds = 0;
-    if (result.kind === 'gone' || result.kind === 'refused') status = 'DEAD';
-    else if (!ok) {
+    if (result.kind === 'refused') status = 'DEAD';
+    else if (result.kind === 'gone') {
+      // 410 disables the tenant's endpoint (recorded with this attempt) until it is enabled again; this
+      // delivery and the endpoint's others wait, unspent, and go out once it is. Nothing buffered here starts.
+      status = 'PENDING';
+      this.#held.add(row.endpoint);
+      await this.#releaseReady(row.endpoint).catch((err: unknown) =>
+        this.#o.log.warn({ err }, 'webhook dispatcher: giving back deliveries of a disabled endpoint failed'),
+      );
+      this.#o.log.warn(
+        { endpoint: row.endpoint, tenant_id: row.tenant_id },
+        'webhook endpoint answered 410 Gone: disabled until enabled again',
+      );
+    } else if (!ok) {
       const delay = nextDelaySeconds(this.#s, {
         attempt,
         throttled: result.kind === 'throttled',

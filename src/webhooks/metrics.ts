@@ -68,22 +68,24 @@ export function webhookMetrics(registry: Registry) {
 
 export type WebhookMetrics = ReturnType<typeof webhookMetrics>;
 
-const STATE_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
+const STATE_VALUE: Record<BreakerState | 'disabled', number> = { closed: 0, half_open: 1, open: 2, disabled: 3 };
 
 /**
- * `longhaul_webhook_endpoint_state{endpoint}`: 0 closed, 1 half-open, 2 open, read from the database at
- * scrape time so any process serving /metrics shows every dispatcher's breakers.
+ * `longhaul_webhook_endpoint_state{endpoint_id}`: 0 closed, 1 half-open, 2 open, 3 disabled (410), read
+ * from the database at scrape time so any process serving /metrics shows every dispatcher's breakers.
+ * Labelled by the endpoint's id (GET /v1/webhook-endpoints), not its URL, whose path may hold a credential.
  */
 export function registerEndpointStateGauge(registry: Registry, db: Queryable): void {
   if (registry.getSingleMetric('longhaul_webhook_endpoint_state') !== undefined) return;
   new client.Gauge({
     name: 'longhaul_webhook_endpoint_state',
-    help: 'Circuit breaker state per webhook endpoint: 0 closed, 1 half-open, 2 open',
-    labelNames: ['endpoint'] as const,
+    help: 'Circuit breaker state per webhook endpoint (a tenant and URL): 0 closed, 1 half-open, 2 open, 3 disabled',
+    labelNames: ['endpoint_id'] as const,
     registers: [registry],
     async collect() {
       this.reset();
-      for (const e of await endpointStates(db)) this.set({ endpoint: e.endpoint }, STATE_VALUE[e.state]);
+      for (const e of await endpointStates(db))
+        this.set({ endpoint_id: e.id }, STATE_VALUE[e.disabled ? 'disabled' : e.state]);
     },
   });
 }

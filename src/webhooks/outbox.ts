@@ -36,7 +36,7 @@ function jobResourceSql(j: string): string {
  */
 export function outboxInsertSql(updated: string): string {
   return `INSERT INTO webhook_deliveries (tenant_id, job_id, event_type, url, endpoint, payload)
-    SELECT j.tenant_id, j.id, 'job.' || lower(j.status), j.callback_url, webhook_endpoint_of(j.callback_url),
+    SELECT j.tenant_id, j.id, 'job.' || lower(j.status), j.callback_url, webhook_endpoint_key(j.tenant_id, j.callback_url),
            jsonb_build_object('type', 'job.' || lower(j.status),
                               'timestamp', webhook_iso(coalesce(j.finished_at, j.updated_at)),
                               'data', ${jobResourceSql('j')})::text

@@ -65,7 +65,7 @@ export async function claimDeliveries(
          FROM pending p LEFT JOIN busy b ON b.endpoint = p.endpoint
         WHERE p.next_attempt_at <= now() AND coalesce(b.free, $3::int) > 0
           AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e
-                           WHERE e.endpoint = p.endpoint AND e.state <> 'closed' AND e.retry_at > now())
+                           WHERE e.endpoint = p.endpoint AND (e.disabled_at IS NOT NULL OR (e.state <> 'closed' AND e.retry_at > now())))
         ORDER BY p.next_attempt_at
         LIMIT $4::int),
      cand AS (
@@ -123,6 +123,7 @@ export interface AttemptRecord {
   /** Counts in the endpoint's statistics (refusals by our own SSRF guard do not). */
   countsForEndpoint: boolean;
   ok: boolean;
+  /** The endpoint answered 410 Gone: it is disabled for its tenant until enabled again. */
   gone: boolean;
 }
 
@@ -163,7 +164,7 @@ export async function recordAttempts(
         WHERE d.id = r.id AND d.claim_token = r.token
        RETURNING d.id, d.attempts),
      ep AS (
-       INSERT INTO webhook_endpoints AS e (endpoint, successes, failures, last_success_at, last_failure_at, gone_at, recent_total, recent_failures, updated_at)
+       INSERT INTO webhook_endpoints AS e (endpoint, successes, failures, last_success_at, last_failure_at, disabled_at, recent_total, recent_failures, updated_at)
        SELECT x.endpoint, x.ok, x.failed, CASE WHEN x.ok > 0 THEN now() END, CASE WHEN x.failed > 0 THEN now() END,
               CASE WHEN x.gone THEN now() END, x.recent_total, x.recent_failures, now()
          FROM unnest($10::text[], $11::int[], $12::int[], $13::bool[], $14::int[], $15::int[])
@@ -172,7 +173,7 @@ export async function recordAttempts(
               successes = e.successes + EXCLUDED.successes, failures = e.failures + EXCLUDED.failures,
               last_success_at = coalesce(EXCLUDED.last_success_at, e.last_success_at),
               last_failure_at = coalesce(EXCLUDED.last_failure_at, e.last_failure_at),
-              gone_at = coalesce(EXCLUDED.gone_at, e.gone_at),
+              disabled_at = coalesce(e.disabled_at, EXCLUDED.disabled_at),
               recent_total = EXCLUDED.recent_total, recent_failures = EXCLUDED.recent_failures, updated_at = now())
      INSERT INTO webhook_attempts (delivery_id, n, started_at, duration_ms, status_code, error, response)
      SELECT upd.id, upd.attempts, r.started_at, r.duration_ms, r.status_code, r.error, r.response
@@ -207,10 +208,12 @@ export async function secondsUntilNextDue(db: Queryable): Promise<number | undef
   // A delivery of an endpoint whose breaker holds it (not closed, cool-down running) is claimable only
   // once the cool-down ends, however overdue the delivery: counting it as due now would have every
   // dispatcher claim in vain, at the idle floor, for the whole cool-down of every failing endpoint.
+  // One of a disabled endpoint is not due at all until the endpoint is enabled (which notifies).
   const { rows } = await db.query<{ s: number | null }>(
     `WITH RECURSIVE ${PENDING_ENDPOINTS_CTE}
      SELECT extract(epoch FROM min(greatest(p.next_attempt_at, CASE WHEN e.state <> 'closed' THEN e.retry_at END)) - now())::float8 AS s
-       FROM pending p LEFT JOIN webhook_endpoints e ON e.endpoint = p.endpoint`,
+       FROM pending p LEFT JOIN webhook_endpoints e ON e.endpoint = p.endpoint
+      WHERE e.disabled_at IS NULL`,
   );
   return rows[0]?.s ?? undefined;
 }
@@ -243,7 +246,7 @@ export interface AttemptRow {
   response: string | null;
 }
 
-const DELIVERY_COLUMNS = `id, webhook_id, job_id, event_type, url, endpoint, status, attempts, next_attempt_at, last_status_code,
+const DELIVERY_COLUMNS = `id, webhook_id, job_id, event_type, url, split_part(endpoint, ' ', 2) AS endpoint, status, attempts, next_attempt_at, last_status_code,
   last_error, created_at, updated_at, delivered_at, dead_at`;
 
 export async function attemptsOf(db: Queryable, deliveryIds: string[]): Promise<Map<string, AttemptRow[]>> {

@@ -1709,6 +1709,83 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhook-endpoints/{id}/enable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enable an endpoint that a 410 answer disabled
+         * @description Its breaker starts closed and its waiting deliveries are sent at once, each continuing its retry schedule. Enabling an endpoint that is not disabled changes nothing.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The endpoint */
+                200: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["WebhookEndpoint"];
+                    };
+                };
+                /** @description Missing or invalid credentials */
+                401: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                        "WWW-Authenticate"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found (also for another tenant's resources) */
+                404: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                500: components["responses"]["InternalError"];
+                /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+                503: {
+                    headers: {
+                        "X-Request-Id": components["headers"]["X-Request-Id"];
+                        /** @description Seconds to wait before retrying, when the database cannot be reached */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/webhook-settings": {
         parameters: {
             query?: never;
@@ -2569,7 +2646,7 @@ export interface webhooks {
                     };
                     content?: never;
                 };
-                /** @description Stop: the delivery is not retried and the endpoint is flagged as gone */
+                /** @description Stop: the tenant's endpoint is disabled and its deliveries wait until it is enabled (POST /v1/webhook-endpoints/{id}/enable) */
                 410: {
                     headers: {
                         [name: string]: unknown;
@@ -2624,7 +2701,7 @@ export interface webhooks {
                     };
                     content?: never;
                 };
-                /** @description Stop: the delivery is not retried and the endpoint is flagged as gone */
+                /** @description Stop: the tenant's endpoint is disabled and its deliveries wait until it is enabled (POST /v1/webhook-endpoints/{id}/enable) */
                 410: {
                     headers: {
                         [name: string]: unknown;
@@ -2679,7 +2756,7 @@ export interface webhooks {
                     };
                     content?: never;
                 };
-                /** @description Stop: the delivery is not retried and the endpoint is flagged as gone */
+                /** @description Stop: the tenant's endpoint is disabled and its deliveries wait until it is enabled (POST /v1/webhook-endpoints/{id}/enable) */
                 410: {
                     headers: {
                         [name: string]: unknown;
@@ -2928,7 +3005,7 @@ export interface components {
             /** @enum {string} */
             event_type: "job.completed" | "job.failed" | "job.cancelled";
             url: string;
-            /** @description scheme://host:port, the unit of the circuit breaker */
+            /** @description scheme://host:port/path of `url` (no query): with the tenant, the unit of the circuit breaker (GET /v1/webhook-endpoints) */
             endpoint: string;
             /** @enum {string} */
             status: "pending" | "succeeded" | "dead";
@@ -2981,6 +3058,12 @@ export interface components {
             until?: string;
         };
         WebhookEndpoint: {
+            /**
+             * Format: uuid
+             * @description Names the endpoint in POST /v1/webhook-endpoints/{id}/enable
+             */
+            id: string;
+            /** @description scheme://host:port/path (no query). Each tenant's endpoint has its own breaker and counters. */
             endpoint: string;
             /** @enum {string} */
             state: "closed" | "open" | "half_open";
@@ -3001,9 +3084,9 @@ export interface components {
             last_failure_at: string | null;
             /**
              * Format: date-time
-             * @description When the endpoint answered 410 Gone
+             * @description When the endpoint answered 410 Gone, which disabled it: its deliveries wait (not dead, no attempts spent) until it is enabled again.
              */
-            gone_at: string | null;
+            disabled_at: string | null;
             /** @description This tenant's deliveries waiting for it */
             pending: number;
         };

@@ -6,7 +6,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { withTransaction } from '../../db/pool.ts';
 import { getJob } from '../../jobs/repository.ts';
-import { listTenantEndpoints, type EndpointRow } from '../../webhooks/breaker.ts';
+import { enableEndpoint, listTenantEndpoints, type EndpointRow } from '../../webhooks/breaker.ts';
 import {
   activeSecrets,
   activeSigningKeys,
@@ -65,7 +65,10 @@ const DeliverySchema = z
     job_id: z.string().uuid(),
     event_type: z.enum(['job.completed', 'job.failed', 'job.cancelled']),
     url: z.string(),
-    endpoint: z.string().openapi({ description: 'scheme://host:port, the unit of the circuit breaker' }),
+    endpoint: z.string().openapi({
+      description:
+        'scheme://host:port/path of `url` (no query): with the tenant, the unit of the circuit breaker (GET /v1/webhook-endpoints)',
+    }),
     status: z.enum(DELIVERY_STATUSES),
     attempt_count: z.number().int(),
     next_attempt_at: z.string().datetime().nullable().openapi({ description: 'When a pending delivery is tried next' }),
@@ -84,7 +87,10 @@ const DeliveryListSchema = z
 
 const EndpointSchema = z
   .object({
-    endpoint: z.string(),
+    id: z.string().uuid().openapi({ description: 'Names the endpoint in POST /v1/webhook-endpoints/{id}/enable' }),
+    endpoint: z.string().openapi({
+      description: "scheme://host:port/path (no query). Each tenant's endpoint has its own breaker and counters.",
+    }),
     state: z.enum(['closed', 'open', 'half_open']),
     retry_at: z
       .string()
@@ -98,7 +104,10 @@ const EndpointSchema = z
     failures: z.number().int(),
     last_success_at: z.string().datetime().nullable(),
     last_failure_at: z.string().datetime().nullable(),
-    gone_at: z.string().datetime().nullable().openapi({ description: 'When the endpoint answered 410 Gone' }),
+    disabled_at: z.string().datetime().nullable().openapi({
+      description:
+        'When the endpoint answered 410 Gone, which disabled it: its deliveries wait (not dead, no attempts spent) until it is enabled again.',
+    }),
     pending: z.number().int().openapi({ description: "This tenant's deliveries waiting for it" }),
   })
   .openapi('WebhookEndpoint');
@@ -242,6 +251,7 @@ function toDelivery(d: DeliveryRow, attempts: AttemptRow[]) {
 
 function toEndpoint(e: EndpointRow) {
   return {
+    id: e.id,
     endpoint: e.endpoint,
     state: e.state,
     retry_at: iso(e.retry_at),
@@ -252,7 +262,7 @@ function toEndpoint(e: EndpointRow) {
     failures: e.failures,
     last_success_at: iso(e.last_success_at),
     last_failure_at: iso(e.last_failure_at),
-    gone_at: iso(e.gone_at),
+    disabled_at: iso(e.disabled_at),
     pending: e.pending,
   };
 }
@@ -335,6 +345,18 @@ const endpointsRoute = createRoute({
     200: { description: 'Endpoints', ...jsonContent(z.object({ data: z.array(EndpointSchema) })) },
     ...errorResponses(401),
   },
+});
+
+const enableEndpointRoute = createRoute({
+  method: 'post',
+  path: '/v1/webhook-endpoints/{id}/enable',
+  tags: ['webhooks'],
+  summary: 'Enable an endpoint that a 410 answer disabled',
+  description:
+    'Its breaker starts closed and its waiting deliveries are sent at once, each continuing its retry schedule. Enabling an endpoint that is not disabled changes nothing.',
+  security,
+  request: { params: DeliveryIdParam },
+  responses: { 200: { description: 'The endpoint', ...jsonContent(EndpointSchema) }, ...errorResponses(401, 404) },
 });
 
 const settingsRoute = createRoute({
@@ -441,7 +463,10 @@ function registerWebhookEvents(app: App): void {
       request: { headers: WebhookHeaders, body: { content: { 'application/json': { schema } }, required: true } },
       responses: {
         200: { description: 'Any 2xx acknowledges the event' },
-        410: { description: 'Stop: the delivery is not retried and the endpoint is flagged as gone' },
+        410: {
+          description:
+            "Stop: the tenant's endpoint is disabled and its deliveries wait until it is enabled (POST /v1/webhook-endpoints/{id}/enable)",
+        },
       },
     });
   }
@@ -537,6 +562,16 @@ export function registerDeliveryRoutes(app: App, deps: AppDeps): void {
   app.openapi(endpointsRoute, async (c) =>
     c.json({ data: (await listTenantEndpoints(pool, c.get('tenant').id)).map(toEndpoint) }, 200),
   );
+
+  app.openapi(enableEndpointRoute, async (c) => {
+    const raw = c.req.valid('param').id;
+    if (!UUID.test(raw))
+      throw new ApiError('not-found', `no webhook endpoint with id ${JSON.stringify(raw.slice(0, 64))}`);
+    const e = await enableEndpoint(pool, c.get('tenant').id, raw.toLowerCase());
+    if (e === undefined) throw new ApiError('not-found', `no webhook endpoint with id ${raw}`);
+    c.get('log').info({ endpoint_id: e.id }, 'webhook endpoint enabled');
+    return c.json(toEndpoint(e), 200);
+  });
 
   app.openapi(settingsRoute, async (c) => c.json(await settings(c.get('tenant').id), 200));
 
