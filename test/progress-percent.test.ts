@@ -1,7 +1,7 @@
 /**
  * One progress percent on every surface: a job reporting an awkward fraction shows the same percent in
  * GET /v1/jobs/{id}, in the list, in its live progress event (SSE) and in its webhook, as
- * `longhaul_progress_percent` (sql/015) defines it: hundredths, rounded down, computed exactly.
+ * `longhaul_progress_percent` (sql/016) defines it: hundredths, rounded down, computed exactly.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';

@@ -29,7 +29,7 @@ export interface JobRow {
   attempts: number;
   processed: number;
   total: number | null;
-  /** Progress in percent, from `longhaul_progress_percent` (sql/015), the one definition of it. */
+  /** Progress in percent, from `longhaul_progress_percent` (sql/016), the one definition of it. */
   percent: number | null;
   result: Json | null;
   error: Json | null;

@@ -7,7 +7,7 @@
 -- 57, where floats give 56.99), then returned as float8: node-pg reads that as a number and jsonb
 -- stores its shortest decimal, so every surface shows the same digits. An unknown total has no percent;
 -- a total of 0 (nothing to do) is 100; processed beyond the total stays at 100.
-CREATE FUNCTION longhaul_progress_percent(processed bigint, total bigint) RETURNS float8
+CREATE OR REPLACE FUNCTION longhaul_progress_percent(processed bigint, total bigint) RETURNS float8
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
   AS $$
     SELECT CASE WHEN total IS NULL THEN NULL
