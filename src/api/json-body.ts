@@ -138,31 +138,51 @@ function decodeKey(quoted: string): string {
  * unpaired UTF-16 surrogate (Postgres text and jsonb refuse both), a number beyond double range (it
  * parses to ±Infinity and would be stored as null), a `__proto__` key (dropped by object schemas). Each
  * would otherwise fail in the database with a 500 or change what a replayed Idempotency-Key compares.
- * Walks with its own stack, in document order.
+ * Walks with its own stack, in document order, spelling a path only for the value at fault.
  */
 function unstorable(root: unknown): FieldError | undefined {
-  const stack: Array<[unknown, string]> = [[root, '']];
-  for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
-    const [value, path] = top;
-    const here = path === '' ? '(body)' : path;
+  // Each value met is a record (its parent record and its key there), so a path is spelled only for the
+  // value at fault; `stack` holds the records still to visit.
+  const parent: number[] = [-1];
+  const keyOf: Array<string | number> = [''];
+  const valueOf: unknown[] = [root];
+  const stack: number[] = [0];
+  const path = (record: number): string => {
+    let out = '';
+    for (let r = record; r > 0; r = parent[r] ?? 0) {
+      const k = keyOf[r] ?? '';
+      out = typeof k === 'number' ? `[${k}]${out}` : `${parent[r] === 0 ? '' : '.'}${k}${out}`;
+    }
+    return out === '' ? '(body)' : out;
+  };
+  const child = (of: number, key: string | number, value: unknown): void => {
+    stack.push(valueOf.length);
+    parent.push(of);
+    keyOf.push(key);
+    valueOf.push(value);
+  };
+  for (let r = stack.pop(); r !== undefined; r = stack.pop()) {
+    const value = valueOf[r];
+    valueOf[r] = undefined;
     if (typeof value === 'string') {
-      const p = stringProblem(value, here);
+      const p = stringProblem(value, path(r));
       if (p !== undefined) return p;
     } else if (typeof value === 'number') {
-      if (!Number.isFinite(value)) return { field: here, message: 'the number is too large to represent' };
+      if (!Number.isFinite(value)) return { field: path(r), message: 'the number is too large to represent' };
     } else if (Array.isArray(value)) {
-      for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${path}[${i}]`]);
+      for (let i = value.length - 1; i >= 0; i--) child(r, i, value[i]);
     } else if (value !== null && typeof value === 'object') {
-      const entries = Object.entries(value);
-      for (const [key] of entries) {
-        const field = path === '' ? key : `${path}.${key}`;
-        if (key === '__proto__') return { field, message: 'the key "__proto__" is not allowed' };
-        const p = stringProblem(key, `${field} (the key)`);
-        if (p !== undefined) return p;
+      const keys = Object.keys(value);
+      for (const key of keys) {
+        if (key === '__proto__' || key.includes('\u0000') || !key.isWellFormed()) {
+          const field = `${r === 0 ? '' : `${path(r)}.`}${key}`;
+          if (key === '__proto__') return { field, message: 'the key "__proto__" is not allowed' };
+          return stringProblem(key, `${field} (the key)`);
+        }
       }
-      for (let i = entries.length - 1; i >= 0; i--) {
-        const [key, item] = entries[i] as [string, unknown];
-        stack.push([item, path === '' ? key : `${path}.${key}`]);
+      for (let i = keys.length - 1; i >= 0; i--) {
+        const key = keys[i] as string;
+        child(r, key, (value as Record<string, unknown>)[key]);
       }
     }
   }
