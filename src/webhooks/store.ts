@@ -149,6 +149,9 @@ export async function recordAttempts(
   // In one order in every dispatcher: two batches upserting the same endpoints in opposite orders would
   // deadlock (Postgres ends one, and its batch is retried a second later).
   const eps = [...endpoints.keys()].sort();
+  // A batch may hold two results of one delivery: one of a claim whose lease ran out while its result
+  // could not be recorded (during an outage), and one of the claim that sent it again. Only the live
+  // claim's is recorded, joined by its token.
   const { rows } = await db.query<{ id: string }>(
     `WITH r AS (
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::timestamptz[], $6::int[], $7::int[], $8::text[], $9::text[])
@@ -162,7 +165,7 @@ export async function recordAttempts(
               dead_at = CASE WHEN r.status = 'DEAD' THEN now() END
          FROM r
         WHERE d.id = r.id AND d.claim_token = r.token
-       RETURNING d.id, d.attempts),
+       RETURNING d.id, d.attempts, r.token),
      ep AS (
        INSERT INTO webhook_endpoints AS e (endpoint, successes, failures, last_success_at, last_failure_at, disabled_at, recent_total, recent_failures, updated_at)
        SELECT x.endpoint, x.ok, x.failed, CASE WHEN x.ok > 0 THEN now() END, CASE WHEN x.failed > 0 THEN now() END,
@@ -177,7 +180,7 @@ export async function recordAttempts(
               recent_total = EXCLUDED.recent_total, recent_failures = EXCLUDED.recent_failures, updated_at = now())
      INSERT INTO webhook_attempts (delivery_id, n, started_at, duration_ms, status_code, error, response)
      SELECT upd.id, upd.attempts, r.started_at, r.duration_ms, r.status_code, r.error, r.response
-       FROM upd JOIN r ON r.id = upd.id
+       FROM upd JOIN r ON r.id = upd.id AND r.token = upd.token
      RETURNING delivery_id AS id`,
     [
       batch.map((r) => r.id),
