@@ -15,7 +15,7 @@ import type { Logger } from '../observability/logger.ts';
 /** First wait before reconnecting; doubled per failed attempt up to the cap. */
 const RECONNECT_INITIAL_MS = 100;
 /** Longest wait between attempts: a database that is back is noticed within about this long. */
-const RECONNECT_MAX_MS = 1_000;
+const RECONNECT_MAX_MS = 500;
 /** TCP keep-alive so a silently dead connection is noticed (the connection is otherwise idle). */
 const KEEPALIVE_DELAY_MS = 10_000;
 /** An attempt to connect that takes longer than this is abandoned and retried. */

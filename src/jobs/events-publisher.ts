@@ -14,7 +14,7 @@
  * sent (a tiny job's claim and completion announce four events; this sends one or two). One lost to a crash between the commit and the announcement (or to a failed
  * send) is found by readers reading `job_events` by sequence (the realtime hub's catch-up).
  */
-import type { Queryable } from '../db/pool.ts';
+import { isConnectionError, type Queryable } from '../db/pool.ts';
 import type { Logger } from '../observability/logger.ts';
 import { JOB_EVENTS_CHANNEL } from './repository.ts';
 
@@ -64,8 +64,10 @@ export class JobEventsPublisher {
       try {
         await this.#db.query('SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p', [JOB_EVENTS_CHANNEL, batch]);
       } catch (err) {
-        // Readers catch up from job_events by sequence; a lost announcement only delays them.
-        this.#log.warn({ err, announcements: batch.length }, 'announcing job events failed');
+        // Readers catch up from job_events by sequence; a lost announcement only delays them. An outage
+        // is logged once, by the process's listener.
+        if (!isConnectionError(err))
+          this.#log.warn({ err, announcements: batch.length }, 'announcing job events failed');
       }
     }
     this.#sending = undefined;

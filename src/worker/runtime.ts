@@ -491,7 +491,7 @@ export class WorkerRuntime {
     } catch (err) {
       // The claim's statements failed (e.g. a lost connection): the locked claim tries again.
       release();
-      log.warn({ err }, 'claim with start failed; claiming with a lock');
+      if (!isConnectionError(err)) log.warn({ err }, 'claim with start failed; claiming with a lock');
       return {};
     } finally {
       await tx.rollback();
