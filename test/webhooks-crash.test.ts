@@ -2,8 +2,10 @@
  * A dispatcher killed with kill -9 in the middle of its deliveries loses nothing: a real
  * `longhaul worker` process claims and starts sending, is SIGKILLed while every request is in flight,
  * and another dispatcher delivers all of them after the claim lease, with the same webhook-ids and
- * without counting the killed attempts.
+ * without counting the killed attempts. A claim that outlived its lease (its result could not be
+ * recorded, say during an outage) does not keep the live claim's result from being recorded.
  */
+import { randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
@@ -15,6 +17,7 @@ import { createMetrics } from '../src/observability/metrics.ts';
 import { createTenant, type CreatedTenant } from '../src/tenants/repository.ts';
 import { CallbackAllowList } from '../src/webhooks/allowlist.ts';
 import { Dispatcher } from '../src/webhooks/dispatcher.ts';
+import { claimDeliveries, recordAttempts, type AttemptRecord } from '../src/webhooks/store.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 import { runLonghaul } from './support/process.ts';
 import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
@@ -117,4 +120,47 @@ it('loses no delivery when the dispatcher is killed with kill -9 mid-delivery', 
   // Each event reached the receiver twice with the same webhook-id (at least once: the receiver dedupes).
   expect(byId.size).toBe(DELIVERIES);
   expect([...byId.values()].every((n) => n === 2)).toBe(true);
+});
+
+it('records the live claim once when a batch also holds the result of its expired claim', async () => {
+  const { rows } = await pool.query<{ id: string }>(
+    `INSERT INTO jobs (id, tenant_id, type, input, callback_url, max_attempts) VALUES (gen_random_uuid(), $1, 'synthetic', '{}', $2, 1) RETURNING id`,
+    [tenant.id, `${rx.url}/stale`],
+  );
+  await transition(pool, rows[0]?.id ?? '', 'CANCELLED');
+  const stale = randomUUID();
+  const [claimed] = await claimDeliveries(pool, {
+    token: stale,
+    limit: 1,
+    perEndpoint: 1,
+    busy: new Map(),
+    leaseSeconds: 30,
+  });
+  if (claimed === undefined) throw new Error('nothing claimed');
+  // Its lease ran out unrecorded and another claim sent it again.
+  const live = randomUUID();
+  await pool.query('UPDATE webhook_deliveries SET claim_token = $2 WHERE id = $1', [claimed.id, live]);
+  const result = (token: string): AttemptRecord => ({
+    id: claimed.id,
+    token,
+    endpoint: claimed.endpoint,
+    status: 'SUCCEEDED',
+    delaySeconds: 0,
+    startedAt: new Date(),
+    durationMs: 5,
+    statusCode: 200,
+    error: null,
+    response: 'ok',
+    countsForEndpoint: true,
+    ok: true,
+    gone: false,
+  });
+  expect(await recordAttempts(pool, [result(stale), result(live)], new Map())).toEqual(new Set([claimed.id]));
+  const { rows: attempts } = await pool.query('SELECT n FROM webhook_attempts WHERE delivery_id = $1', [claimed.id]);
+  expect(attempts).toEqual([{ n: 1 }]);
+  const { rows: delivery } = await pool.query(
+    'SELECT status, attempts, claim_token FROM webhook_deliveries WHERE id = $1',
+    [claimed.id],
+  );
+  expect(delivery).toEqual([{ status: 'SUCCEEDED', attempts: 1, claim_token: null }]);
 });
