@@ -22,6 +22,7 @@ import { JobSubmitter } from '../src/jobs/submit.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { createMetrics } from '../src/observability/metrics.ts';
 import { builtInJobTypes } from '../src/service.ts';
+import type { AnyJobType } from '../packages/sdk/src/index.ts';
 
 export const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SPEC_FILE = path.join(ROOT, 'openapi.yaml');
@@ -37,28 +38,29 @@ const TYPES_HEADER = `/**
 `;
 
 /** The app as `npm start` builds it, with default configuration and inert dependencies. */
-export async function specApp(): Promise<{ app: App; close: () => Promise<void> }> {
+export async function specApp(): Promise<{ app: App; types: AnyJobType[]; close: () => Promise<void> }> {
   // Defaults only: the document must be the same whatever the caller's environment holds.
   const config = loadConfig({});
   const pool = createPool(NOWHERE, 1, 'longhaul-openapi');
   const boss = new PgBoss({ connectionString: NOWHERE });
+  const registry = await builtInJobTypes(config, { databaseUrl: NOWHERE });
   const { app } = createApp({
     config,
     pool,
     boss,
     log: createLogger('silent'),
     metrics: createMetrics(),
-    registry: await builtInJobTypes(config, { databaseUrl: NOWHERE }),
+    registry,
     submitter: new JobSubmitter(pool, boss),
   });
-  return { app, close: () => pool.end() };
+  return { app, types: registry.all(), close: () => pool.end() };
 }
 
 /** The OpenAPI document as openapi.yaml should hold it. */
 export async function generateSpec(): Promise<string> {
-  const { app, close } = await specApp();
+  const { app, types, close } = await specApp();
   try {
-    return openApiYaml(app);
+    return openApiYaml(app, types);
   } finally {
     await close();
   }

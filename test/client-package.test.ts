@@ -67,7 +67,9 @@ const TYPED = `
 import { Longhaul, type Job, type StreamMessage } from '@longhaul/client';
 const lh = new Longhaul({ url: 'http://127.0.0.1:1', apiKey: 'lh_x' });
 export async function use(): Promise<Job['status']> {
-  const job: Job = await lh.jobs.submit({ type: 'synthetic', input: { chunks: 1 } });
+  const job: Job = await lh.jobs.submit({ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } });
+  // @ts-expect-error: a report needs a source
+  await lh.jobs.submit({ type: 'report', input: { title: 'x' } });
   for await (const m of lh.jobs.watch(job.id)) if (m.type === 'progress') console.log(m.percent satisfies number | null);
   const first: StreamMessage | undefined = undefined;
   void first;

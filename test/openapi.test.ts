@@ -3,10 +3,13 @@
  * types (clients/typescript/src/openapi.ts) must equal what openapi-typescript makes of it, the server must serve it and route every path it
  * names, and /docs must show all of it.
  */
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { generateClientTypes, generateSpec, SPEC_FILE, TYPES_FILE } from '../scripts/openapi.ts';
+import { generateClientTypes, generateSpec, ROOT, SPEC_FILE, TYPES_FILE } from '../scripts/openapi.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { spec } from './support/spec.ts';
 
@@ -144,5 +147,94 @@ describe('response validation', () => {
         new Response('{"status":"ok"}', { status: 200, headers: { 'content-type': 'application/json' } }),
       ),
     ).rejects.toThrow(/required header X-Request-Id/);
+  });
+});
+
+describe('a contract any generator can use', () => {
+  it("passes Redocly's recommended rules (less those redocly.yaml turns off, with its reasons)", async () => {
+    const cli = path.join(ROOT, 'node_modules', '@redocly', 'cli', 'bin', 'cli.js');
+    const { stdout, stderr } = await promisify(execFile)(
+      process.execPath,
+      [cli, 'lint', SPEC_FILE, '--format=summary'],
+      {
+        cwd: ROOT,
+      },
+    );
+    expect(`${stdout}${stderr}`).toContain('Woohoo! Your API description is valid.');
+    expect(`${stdout}${stderr}`).not.toMatch(/warning|error/i);
+  });
+
+  const doc = spec().doc;
+  const schemas = () => (doc.components as Obj).schemas as Obj;
+
+  it('names every operation with a unique verb+noun operationId, under a declared tag', () => {
+    const ids = operations(doc).map(({ path, method, op }) => {
+      expect(op.operationId, `${method} ${path}`).toMatch(
+        /^(get|list|create|update|cancel|retry|replay|redeliver|rotate|stream|download)[A-Z][A-Za-z]+$/,
+      );
+      return op.operationId;
+    });
+    expect(new Set(ids).size).toBe(ids.length);
+    const declared = (doc.tags as Array<{ name: string }>).map((t) => t.name);
+    for (const { path, method, op } of operations(doc))
+      for (const tag of op.tags as string[]) expect(declared, `${method} ${path} tag ${tag}`).toContain(tag);
+  });
+
+  it("describes each job type's input: CreateJob is a union discriminated by type", () => {
+    const createJob = schemas().CreateJob as Obj;
+    expect(createJob.discriminator).toEqual({
+      propertyName: 'type',
+      mapping: {
+        report: '#/components/schemas/CreateJob_report',
+        synthetic: '#/components/schemas/CreateJob_synthetic',
+      },
+    });
+    const synthetic = schemas().CreateJob_synthetic as { properties: Record<string, Obj>; required: string[] };
+    expect(synthetic.properties.type).toEqual({ type: 'string', const: 'synthetic' });
+    expect(synthetic.properties.input?.required).toEqual(['chunks', 'chunk_ms']);
+    expect(synthetic.required).toEqual(['type', 'input']);
+  });
+
+  it('types the event stream, the JWK, and query parameters as never null', () => {
+    const events = (((doc.paths as Obj)['/v1/jobs/{id}/events'] as Obj).get as Obj).responses as Obj;
+    expect(((events['200'] as Obj).content as Obj)['text/event-stream']).toEqual({
+      schema: { $ref: '#/components/schemas/StreamMessage' },
+    });
+    expect(Object.keys((schemas().Jwk as Obj).properties as Obj).sort()).toEqual([
+      'alg',
+      'crv',
+      'kid',
+      'kty',
+      'use',
+      'x',
+    ]);
+    for (const { path, method, op } of operations(doc))
+      for (const p of (op.parameters as Obj[] | undefined) ?? [])
+        expect(String(JSON.stringify((p.schema as Obj).type)), `${method} ${path} ${String(p.name)}`).not.toContain(
+          'null',
+        );
+  });
+
+  it('answers a wrong method on a known path with 405 and Allow, and serves SSE to Accept: */*', async () => {
+    const res = await fetch(`${t.url}/v1/jobs`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${t.tenant.api_key}` },
+    });
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).toBe('GET, HEAD, POST');
+    expect(((await res.json()) as { type: string }).type).toBe('https://longhaul.dev/problems/method-not-allowed');
+    expect((await fetch(`${t.url}/nowhere`, { method: 'DELETE' })).status).toBe(404);
+
+    const job = (await (
+      await t.api('/v1/jobs', { method: 'POST', json: { type: 'synthetic', input: { chunks: 0, chunk_ms: 0 } } })
+    ).json()) as { id: string };
+    const ac = new AbortController();
+    const stream = await fetch(`${t.url}/v1/jobs/${job.id}/events`, {
+      headers: { authorization: `Bearer ${t.tenant.api_key}`, accept: '*/*' },
+      signal: ac.signal,
+    });
+    expect(stream.status).toBe(200);
+    expect(stream.headers.get('content-type')).toContain('text/event-stream');
+    ac.abort();
   });
 });

@@ -64,14 +64,17 @@ it('runs a job type installed from another package to COMPLETED, and fails one f
   const tenant = await createTenant(pool, 'plugin-user').finally(() => pool.end());
   const lh = new Longhaul({ url: String(started.url), apiKey: tenant.api_key, pollIntervalMs: 100 });
 
-  const job = await lh.jobs.submit({ type: 'prime-count', input: { limit: 100_000 } });
+  // The served document describes the plugin's input, so a client generated from it would type it.
+  const served = await (await fetch(`${String(started.url)}/openapi.yaml`)).text();
+  expect(served).toContain('CreateJob_prime-count');
+  const job = await lh.jobs.submitUntyped({ type: 'prime-count', input: { limit: 100_000 } });
   const done = await lh.jobs.wait(job.id, { timeout: 60_000 });
   expect(done).toMatchObject({ status: 'COMPLETED', result: { primes: 9592 }, progress: { processed: 100_000 } });
 
-  const refused = await lh.jobs.submit({ type: 'prime-count', input: { limit: 60_000_000 } });
+  const refused = await lh.jobs.submitUntyped({ type: 'prime-count', input: { limit: 60_000_000 } });
   const failed = await lh.jobs.wait(refused.id, { timeout: 60_000 });
   expect(failed).toMatchObject({ status: 'FAILED', attempts: 1, error: { name: 'PermanentError', permanent: true } });
 
-  const bad = await lh.jobs.submit({ type: 'prime-count', input: { limit: -1 } }).catch((e: unknown) => e);
+  const bad = await lh.jobs.submitUntyped({ type: 'prime-count', input: { limit: -1 } }).catch((e: unknown) => e);
   expect(bad).toMatchObject({ status: 422 });
 });

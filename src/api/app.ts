@@ -43,6 +43,29 @@ function problemResponse(c: Context<AppEnv>, err: ApiError): Response {
   return c.body(JSON.stringify(body), err.status as 400, { 'Content-Type': 'application/problem+json' });
 }
 
+/** The methods routed for a path (HEAD with GET, as Hono answers it): what a 405's Allow header lists. */
+function allowedMethods(app: App, path: string): string[] {
+  const methods = new Set<string>();
+  for (const r of app.routes) {
+    if (r.method === 'ALL') continue;
+    const re = new RegExp(
+      '^' +
+        r.path
+          .split('/')
+          .map((seg) =>
+            seg.startsWith(':') ? '[^/]+' : seg === '*' ? '.*' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
+          )
+          .join('/') +
+        '$',
+    );
+    if (re.test(path)) {
+      methods.add(r.method);
+      if (r.method === 'GET') methods.add('HEAD');
+    }
+  }
+  return [...methods].sort();
+}
+
 export function createApp(deps: AppDeps): AppHandle {
   let draining = false;
   const app: App = new OpenAPIHono<AppEnv>({
@@ -70,10 +93,24 @@ export function createApp(deps: AppDeps): AppHandle {
   registerArtifactRoutes(app, deps);
   registerDeliveryRoutes(app, deps);
   registerDeadLetterRoutes(app, deps);
-  registerDocsRoutes(app);
+  registerDocsRoutes(app, deps.registry);
   registerSecuritySchemes(app);
 
-  app.notFound((c) => problemResponse(c, new ApiError('not-found', `no route for ${c.req.method} ${c.req.path}`)));
+  app.notFound((c) => {
+    const allow = allowedMethods(app, c.req.path);
+    return problemResponse(
+      c,
+      allow.length > 0
+        ? new ApiError(
+            'method-not-allowed',
+            `${c.req.method} is not allowed on ${c.req.path}; use ${allow.join(', ')}`,
+            {
+              headers: { Allow: allow.join(', ') },
+            },
+          )
+        : new ApiError('not-found', `no route for ${c.req.method} ${c.req.path}`),
+    );
+  });
   app.onError((err, c) => {
     const known = apiErrorOf(err);
     if (known !== undefined) return problemResponse(c, known);

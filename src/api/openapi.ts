@@ -3,6 +3,8 @@
  * from the code. `npm run openapi` writes it to openapi.yaml; a test fails when the file is stale.
  */
 import { stringify } from 'yaml';
+import { z } from 'zod';
+import type { AnyJobType } from '../../packages/sdk/src/index.ts';
 import type { App } from './context.ts';
 
 export const OPENAPI_INFO = {
@@ -68,7 +70,80 @@ function addCommonResponses(doc: Obj): void {
   }
 }
 
-export function openApiDocument(app: App): Record<string, unknown> {
+/**
+ * `CreateJob` as a union discriminated by `type`, one member per job type with its input's JSON Schema
+ * (from its zod schema), so generated clients type each type's input. The route itself validates with
+ * the job type's zod schema; this only describes it.
+ */
+function jobInputUnion(doc: Obj, types: AnyJobType[]): void {
+  const schemas = obj(obj(doc.components).schemas);
+  const base = obj(schemas.CreateJob);
+  const baseProps = obj(base.properties);
+  const members: Record<string, string> = {};
+  for (const t of [...types].sort((a, b) => a.name.localeCompare(b.name))) {
+    const name = `CreateJob_${t.name}`;
+    const { $schema: _drop, ...input } = z.toJSONSchema(t.input, { io: 'input', unrepresentable: 'any' }) as Obj;
+    schemas[name] = {
+      type: 'object',
+      description: `A \`${t.name}\` job.`,
+      properties: {
+        ...baseProps,
+        type: { type: 'string', const: t.name },
+        input: { ...input, description: `The input of a \`${t.name}\` job.` },
+      },
+      required: ['type', 'input'],
+      additionalProperties: false,
+    };
+    members[t.name] = `#/components/schemas/${name}`;
+  }
+  schemas.CreateJob = {
+    description: 'A job to submit: its `type` selects the schema of its `input`.',
+    oneOf: Object.values(members).map(($ref) => ({ $ref })),
+    discriminator: { propertyName: 'type', mapping: members },
+  };
+}
+
+/**
+ * A query parameter arrives as text or not at all: zod's coercing numbers are documented as nullable,
+ * which generators then offer to send as `null`, and the API refuses. Query parameters are not null.
+ */
+function queryParamsNotNull(doc: Obj): void {
+  for (const item of Object.values(obj(doc.paths)))
+    for (const op of Object.values(obj(item)))
+      for (const param of (obj(op).parameters as Obj[] | undefined) ?? []) {
+        const schema = obj(param.schema);
+        if (Array.isArray(schema.type)) {
+          const types = (schema.type as string[]).filter((t) => t !== 'null');
+          schema.type = types.length === 1 ? types[0] : types;
+        }
+      }
+}
+
+/**
+ * What generators and linters cannot guess: an operation without credentials is public on purpose
+ * (`security: []`; a webhook is authenticated by its signature headers, not a scheme), and each webhook
+ * the service sends has an operationId of its own.
+ */
+function explicitOperations(doc: Obj): void {
+  for (const item of Object.values(obj(doc.paths)))
+    for (const op of Object.values(obj(item))) {
+      const o = obj(op);
+      o.security ??= [];
+    }
+  for (const [name, item] of Object.entries(obj(doc.webhooks)))
+    for (const op of Object.values(obj(item))) {
+      const o = obj(op);
+      o.security ??= [];
+      o.operationId ??=
+        'receive' +
+        name
+          .split(/[^A-Za-z0-9]+/)
+          .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+          .join('');
+    }
+}
+
+export function openApiDocument(app: App, types: AnyJobType[]): Record<string, unknown> {
   const doc = app.getOpenAPI31Document({
     openapi: '3.1.0',
     info: OPENAPI_INFO,
@@ -79,15 +154,20 @@ export function openApiDocument(app: App): Record<string, unknown> {
         name: 'webhooks',
         description: 'Signed job events: deliveries, dead-letter replay, endpoints, secrets and keys',
       },
+      { name: 'artifacts', description: 'Files a job produced, and their signed download URLs' },
+      { name: 'dead letters', description: 'Jobs that failed for good, and replaying them' },
       { name: 'admin', description: 'Operator endpoints (LONGHAUL_ADMIN_TOKEN)' },
       { name: 'operations', description: 'Health, readiness, metrics' },
     ],
   });
   const out = JSON.parse(JSON.stringify(doc)) as Obj;
   addCommonResponses(out);
+  jobInputUnion(out, types);
+  queryParamsNotNull(out);
+  explicitOperations(out);
   return out;
 }
 
-export function openApiYaml(app: App): string {
-  return stringify(openApiDocument(app), { lineWidth: 0, aliasDuplicateObjects: false });
+export function openApiYaml(app: App, types: AnyJobType[]): string {
+  return stringify(openApiDocument(app, types), { lineWidth: 0, aliasDuplicateObjects: false });
 }

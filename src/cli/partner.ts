@@ -157,7 +157,7 @@ export async function partnerCli(argv: string[], io: Io): Promise<number> {
             ? {}
             : { metadata: (await jsonArg(o.metadata, '--metadata')) as Record<string, unknown> }),
         };
-        const job = await lh.jobs.submit(
+        const job = await lh.jobs.submitUntyped(
           body,
           o.idempotencyKey === undefined ? {} : { idempotencyKey: o.idempotencyKey },
         );

@@ -63,7 +63,7 @@ export interface SigningKeyInfo {
   kid: string;
   /** `whpk_` + base64 of the raw Ed25519 public key (the Standard Webhooks form). */
   public_key: string;
-  public_jwk: JWK;
+  public_jwk: PublicJwk;
   created_at: Date;
   expires_at: Date | null;
 }
@@ -94,7 +94,7 @@ export async function rotateSigningKey(db: Queryable, tenantId: string, graceSec
   return {
     kid: key.kid,
     public_key: key.publicKey,
-    public_jwk: key.publicJwk,
+    public_jwk: key.publicJwk as PublicJwk,
     created_at: rows[0]?.created_at ?? new Date(),
     expires_at: null,
   };
@@ -119,8 +119,18 @@ export async function setSignatureScheme(db: Queryable, tenantId: string, scheme
 }
 
 /** Every active v1a public key of every tenant, as a JWKS (public keys are not secret). */
-export async function publicJwks(db: Queryable): Promise<{ keys: JWK[] }> {
-  const { rows } = await db.query<{ public_jwk: JWK }>(
+/** A v1a public key as published: what generateSigningKey makes (sign.ts). */
+export interface PublicJwk {
+  kty: 'OKP';
+  crv: 'Ed25519';
+  x: string;
+  kid: string;
+  alg: 'EdDSA';
+  use: 'sig';
+}
+
+export async function publicJwks(db: Queryable): Promise<{ keys: PublicJwk[] }> {
+  const { rows } = await db.query<{ public_jwk: PublicJwk }>(
     `SELECT public_jwk FROM webhook_signing_keys WHERE expires_at IS NULL OR expires_at > now() ORDER BY created_at, kid`,
   );
   return { keys: rows.map((r) => r.public_jwk) };

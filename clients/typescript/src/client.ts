@@ -13,6 +13,13 @@ import { WebhookVerifier, type HeadersLike, type WebhookEvent } from './webhooks
 type Schemas = components['schemas'];
 export type Job = Schemas['Job'];
 export type CreateJob = Schemas['CreateJob'];
+/** A job of a type this package's types do not name (one your deployment added): its input is not checked here. */
+export interface UntypedJob {
+  type: string;
+  input: unknown;
+  callback_url?: string;
+  metadata?: Record<string, unknown>;
+}
 export type RetryJob = Schemas['RetryJob'];
 export type DeadLetter = Schemas['DeadLetter'];
 export type ReplayDeadLetters = Schemas['ReplayDeadLetters'];
@@ -121,11 +128,17 @@ class Jobs {
 
   /** Submits a job (202: it is PENDING). Retried on network errors, 5xx and 429 under one Idempotency-Key. */
   async submit(job: CreateJob, opts: SubmitOptions = {}): Promise<Job> {
+    return this.submitUntyped(job, opts);
+  }
+
+  /** `submit` for a job type the generated types do not know (a job type of your deployment's own). */
+  async submitUntyped(job: UntypedJob, opts: SubmitOptions = {}): Promise<Job> {
     const key = opts.idempotencyKey ?? crypto.randomUUID();
     return unwrap(
       await this.#c.safe.POST('/v1/jobs', {
         params: { header: { 'idempotency-key': key } },
-        body: job,
+        // The server checks the input against the type's schema.
+        body: job as CreateJob,
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       }),
     );

@@ -17,6 +17,7 @@ export {
   type ReplayResult,
   type RetryJob,
   type SubmitOptions,
+  type UntypedJob,
   type WaitOptions,
   type WatchOptions,
 } from './client.ts';

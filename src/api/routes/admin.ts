@@ -10,6 +10,7 @@ import { CreatedTenantSchema, CreateTenantSchema } from '../schemas.ts';
 const createTenantRoute = createRoute({
   method: 'post',
   path: '/v1/admin/tenants',
+  operationId: 'createTenant',
   tags: ['admin'],
   summary: 'Create a tenant',
   description: 'Returns the tenant with its first API key and webhook secret. Both are shown only here.',

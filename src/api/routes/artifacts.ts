@@ -75,6 +75,7 @@ const fileResponse = {
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/jobs/{id}/artifacts',
+  operationId: 'listArtifacts',
   tags: ['artifacts'],
   summary: "List a job's artifacts",
   description:
@@ -90,6 +91,7 @@ const listRoute = createRoute({
 const downloadRoute = createRoute({
   method: 'get',
   path: '/v1/jobs/{id}/artifacts/{name}',
+  operationId: 'getArtifact',
   tags: ['artifacts'],
   summary: 'Download an artifact',
   security: [{ apiKey: [] }],
@@ -100,6 +102,7 @@ const downloadRoute = createRoute({
 const signedRoute = createRoute({
   method: 'get',
   path: `${SIGNED_DOWNLOAD_PATH}/{token}/{name}`,
+  operationId: 'downloadArtifact',
   tags: ['artifacts'],
   summary: 'Download an artifact with a signed URL',
   description:

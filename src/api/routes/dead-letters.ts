@@ -81,6 +81,7 @@ const ReplayBody = z
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/dead-letters',
+  operationId: 'listDeadLetters',
   tags: ['dead letters'],
   summary: 'List dead-lettered jobs, newest first',
   description:
@@ -96,6 +97,7 @@ const listRoute = createRoute({
 const retryRoute = createRoute({
   method: 'post',
   path: '/v1/jobs/{id}/retry',
+  operationId: 'retryJob',
   tags: ['dead letters'],
   summary: 'Replay a failed job',
   description:
@@ -111,6 +113,7 @@ const retryRoute = createRoute({
 const replayRoute = createRoute({
   method: 'post',
   path: '/v1/dead-letters/replay',
+  operationId: 'replayDeadLetters',
   tags: ['dead letters'],
   summary: 'Replay dead-lettered jobs in bulk',
   description: 'Replays the oldest `limit` dead-lettered jobs matching the type and time range.',

@@ -125,7 +125,14 @@ const NewSecretSchema = SecretSchema.extend({
 }).openapi('NewWebhookSecret');
 
 const JwkSchema = z
-  .record(z.string(), z.unknown())
+  .object({
+    kty: z.literal('OKP'),
+    crv: z.literal('Ed25519'),
+    x: z.string().openapi({ description: 'The public key, base64url (RFC 8037)' }),
+    kid: z.string().openapi({ description: 'The key id: its JWK thumbprint (RFC 7638)' }),
+    alg: z.literal('EdDSA'),
+    use: z.literal('sig'),
+  })
   .openapi('Jwk', { description: 'An Ed25519 public key (kty OKP, crv Ed25519) with its kid' });
 const SigningKeySchema = z
   .object({
@@ -272,6 +279,7 @@ const security = [{ apiKey: [] }];
 const jobDeliveriesRoute = createRoute({
   method: 'get',
   path: '/v1/jobs/{id}/deliveries',
+  operationId: 'listJobDeliveries',
   tags: ['webhooks'],
   summary: "A job's webhook deliveries with every attempt",
   security,
@@ -285,6 +293,7 @@ const jobDeliveriesRoute = createRoute({
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/deliveries',
+  operationId: 'listDeliveries',
   tags: ['webhooks'],
   summary: "List the tenant's deliveries (status=dead: the dead-letter queue)",
   description:
@@ -300,6 +309,7 @@ const listRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/deliveries/{id}',
+  operationId: 'getDelivery',
   tags: ['webhooks'],
   summary: 'Get a delivery with its attempts',
   security,
@@ -310,6 +320,7 @@ const getRoute = createRoute({
 const redeliverOneRoute = createRoute({
   method: 'post',
   path: '/v1/deliveries/{id}/redeliver',
+  operationId: 'redeliverDelivery',
   tags: ['webhooks'],
   summary: 'Replay a finished delivery',
   description:
@@ -325,6 +336,7 @@ const redeliverOneRoute = createRoute({
 const redeliverRangeRoute = createRoute({
   method: 'post',
   path: '/v1/deliveries/redeliver',
+  operationId: 'redeliverDeliveries',
   tags: ['webhooks'],
   summary: 'Replay every DEAD delivery in a time range',
   security,
@@ -338,6 +350,7 @@ const redeliverRangeRoute = createRoute({
 const endpointsRoute = createRoute({
   method: 'get',
   path: '/v1/webhook-endpoints',
+  operationId: 'listWebhookEndpoints',
   tags: ['webhooks'],
   summary: "The endpoints of the tenant's deliveries with their circuit breaker state",
   security,
@@ -362,6 +375,7 @@ const enableEndpointRoute = createRoute({
 const settingsRoute = createRoute({
   method: 'get',
   path: '/v1/webhook-settings',
+  operationId: 'getWebhookSettings',
   tags: ['webhooks'],
   summary: 'Signature scheme, active secrets and signing keys',
   security,
@@ -371,6 +385,7 @@ const settingsRoute = createRoute({
 const putSettingsRoute = createRoute({
   method: 'put',
   path: '/v1/webhook-settings',
+  operationId: 'updateWebhookSettings',
   tags: ['webhooks'],
   summary: 'Choose the signature scheme (v1 HMAC or v1a Ed25519)',
   description:
@@ -386,6 +401,7 @@ const putSettingsRoute = createRoute({
 const rotateSecretRoute = createRoute({
   method: 'post',
   path: '/v1/webhook-secrets',
+  operationId: 'rotateWebhookSecret',
   tags: ['webhooks'],
   summary: 'Add a new v1 secret (rotation)',
   description:
@@ -401,6 +417,7 @@ const rotateSecretRoute = createRoute({
 const rotateKeyRoute = createRoute({
   method: 'post',
   path: '/v1/webhook-signing-keys',
+  operationId: 'rotateWebhookSigningKey',
   tags: ['webhooks'],
   summary: 'Add a new v1a Ed25519 signing key (rotation)',
   security,
@@ -414,6 +431,7 @@ const rotateKeyRoute = createRoute({
 const jwksRoute = createRoute({
   method: 'get',
   path: '/.well-known/jwks.json',
+  operationId: 'getJwks',
   tags: ['webhooks'],
   summary: 'Public keys that verify v1a webhook signatures',
   responses: {

@@ -134,6 +134,7 @@ Authenticate with the API key header, or — from a browser, which cannot set he
 const eventsRoute = createRoute({
   method: 'get',
   path: '/v1/jobs/{id}/events',
+  operationId: 'streamJobEvents',
   tags: ['jobs'],
   summary: 'Stream a job\u2019s progress and status (SSE or WebSocket)',
   description: STREAM_DESCRIPTION,
@@ -148,10 +149,8 @@ const eventsRoute = createRoute({
       description: 'An event stream (with `Accept: text/event-stream`); each event\u2019s data is a `StreamMessage`.',
       content: {
         'text/event-stream': {
-          schema: z.string().openapi({
-            example:
-              'event: snapshot\ndata: {"type":"snapshot","seq":3,"job":{…}}\nid: 3\n\nevent: progress\ndata: {"type":"progress","seq":4,"job_id":"…","processed":40,"total":100,"percent":40,"at":"…"}\nid: 4\n\n',
-          }),
+          // Each event's data: generators type the stream's messages by this schema.
+          schema: StreamMessageSchema,
         },
       },
     },
@@ -163,6 +162,7 @@ const eventsRoute = createRoute({
 const streamTokenRoute = createRoute({
   method: 'post',
   path: '/v1/jobs/{id}/stream-token',
+  operationId: 'createStreamToken',
   tags: ['jobs'],
   summary: 'Get a short-lived token to stream a job from a browser',
   description:
@@ -205,8 +205,10 @@ function parsed<T extends z.ZodType>(schema: T, value: unknown, target: 'query' 
   return result.data;
 }
 
+/** SSE is what this endpoint serves over HTTP: asked for by name, or by a client that takes any type (or sends no Accept). */
 function wantsEventStream(c: Context<AppEnv>): boolean {
-  return /(^|,)\s*text\/event-stream\s*(;|,|$)/i.test(c.req.header('accept') ?? '');
+  const accept = c.req.header('accept');
+  return accept === undefined || /(^|,)\s*(text\/event-stream|text\/\*|\*\/\*)\s*(;|,|$)/i.test(accept);
 }
 
 /** The Node response under the request when served by @hono/node-server (for buffer sizes and cutting a dead peer). */

@@ -8,6 +8,7 @@ import { HealthSchema } from '../schemas.ts';
 const healthz = createRoute({
   method: 'get',
   path: '/healthz',
+  operationId: 'getHealth',
   tags: ['operations'],
   summary: 'The process is alive',
   responses: { 200: { description: 'Alive', ...jsonContent(HealthSchema) } },
@@ -16,6 +17,7 @@ const healthz = createRoute({
 const readyz = createRoute({
   method: 'get',
   path: '/readyz',
+  operationId: 'getReadiness',
   tags: ['operations'],
   summary: 'The database and the queue are reachable',
   responses: {
@@ -58,6 +60,7 @@ export function registerHealthRoutes(app: App, deps: AppDeps, draining: () => bo
   app.openAPIRegistry.registerPath({
     method: 'get',
     path: '/metrics',
+    operationId: 'getMetrics',
     tags: ['operations'],
     summary: 'Prometheus metrics',
     responses: {

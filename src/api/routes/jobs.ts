@@ -34,6 +34,7 @@ export function parseJobId(id: string): string {
 const createJob = createRoute({
   method: 'post',
   path: '/v1/jobs',
+  operationId: 'createJob',
   tags: ['jobs'],
   summary: 'Submit a job',
   description:
@@ -59,6 +60,7 @@ const createJob = createRoute({
 const getJobRoute = createRoute({
   method: 'get',
   path: '/v1/jobs/{id}',
+  operationId: 'getJob',
   tags: ['jobs'],
   summary: 'Get a job',
   security: [{ apiKey: [] }],
@@ -69,6 +71,7 @@ const getJobRoute = createRoute({
 const listJobsRoute = createRoute({
   method: 'get',
   path: '/v1/jobs',
+  operationId: 'listJobs',
   tags: ['jobs'],
   summary: 'List jobs, newest first',
   description: 'Keyset pagination: pass `next_cursor` as `cursor` for the next page; pages are stable under inserts.',
@@ -83,6 +86,7 @@ const listJobsRoute = createRoute({
 const cancelRoute = createRoute({
   method: 'post',
   path: '/v1/jobs/{id}/cancel',
+  operationId: 'cancelJob',
   tags: ['jobs'],
   summary: 'Cancel a job',
   description:
