@@ -363,6 +363,7 @@ const endpointsRoute = createRoute({
 const enableEndpointRoute = createRoute({
   method: 'post',
   path: '/v1/webhook-endpoints/{id}/enable',
+  operationId: 'enableWebhookEndpoint',
   tags: ['webhooks'],
   summary: 'Enable an endpoint that a 410 answer disabled',
   description:
