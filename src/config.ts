@@ -210,6 +210,9 @@ const envSchema = z.object({
   LONGHAUL_STREAM_TOKEN_TTL_SECONDS: int(1)
     .default(5 * 60)
     .describe('Lifetime of a browser stream token.'),
+  LONGHAUL_CONSOLE_SESSION_SECONDS: int(60)
+    .default(12 * 60 * 60)
+    .describe('Lifetime of an operator console session (its signed cookie) from sign-in.'),
   LONGHAUL_STREAM_PING_SECONDS: seconds(0.1)
     .default(15)
     .describe('Event streams are pinged this often; one silent for two intervals is closed.'),
@@ -324,6 +327,8 @@ export interface Config {
   streamTokenTtlSeconds: number;
   /** Event streams are pinged this often; one that takes no data for two intervals is closed. */
   streamPingSeconds: number;
+  /** Lifetime of an operator console session. */
+  consoleSessionSeconds: number;
   /**
    * `checkpoints: false` (LONGHAUL_REPORT_CHECKPOINTS, for benchmarks only) reads all chunks of a report in one
    * step with unsynced CSV writes and commits once at the end: a crash restarts the report. (Default: true)
@@ -435,6 +440,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobRetentionSeconds: e.LONGHAUL_JOB_RETENTION_SECONDS,
     streamTokenTtlSeconds: e.LONGHAUL_STREAM_TOKEN_TTL_SECONDS,
     streamPingSeconds: e.LONGHAUL_STREAM_PING_SECONDS,
+    consoleSessionSeconds: e.LONGHAUL_CONSOLE_SESSION_SECONDS,
     report: {
       databaseUrl: e.LONGHAUL_REPORT_DATABASE_URL,
       sources: e.LONGHAUL_REPORT_SOURCES,

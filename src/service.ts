@@ -8,6 +8,7 @@ import { getRequestListener } from '@hono/node-server';
 import { createServer } from 'node:http';
 import { PgBoss } from 'pg-boss';
 import { createApp } from './api/app.ts';
+import { createConsole } from './console/app.ts';
 import { TokenSigner } from './api/tokens.ts';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/database.ts';
@@ -28,6 +29,7 @@ import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { RealtimeHub } from './realtime/hub.ts';
 import { WorkerMonitor } from './worker/monitor.ts';
 import { WorkerRuntime } from './worker/runtime.ts';
+import { WorkerPresence } from './worker/presence.ts';
 import { sweepArtifacts } from './storage/retention.ts';
 import { sweepFinishedJobs } from './jobs/retention.ts';
 import { Periodic } from './periodic.ts';
@@ -168,7 +170,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       });
       await hub.start();
       realtime = hub;
-      const handle = createApp({
+      const deps = {
         config,
         pool,
         boss,
@@ -181,7 +183,10 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         realtime: hub,
         database: listener,
         readiness: { realtime: async () => hub.listening },
-      });
+      };
+      const handle = createApp(deps);
+      // The operator console, on the same server (it calls the domain modules, not the HTTP API).
+      handle.app.route('/', createConsole(deps) as unknown as typeof handle.app);
       setDraining = handle.setDraining;
       const hono = getRequestListener((req, env) => handle.app.fetch(req, env), { hostname: config.host });
       // POST /v1/jobs takes the lane; every other request goes to Hono.
@@ -251,10 +256,18 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       });
       await worker.start(db.url);
       monitor.start();
+      const presence = new WorkerPresence(pool, log, {
+        id: worker.owner,
+        concurrency: w.concurrency,
+        jobTypes: registry.names(),
+        leaseSeconds: w.leaseSeconds,
+      });
+      await presence.start();
       // Before pg-boss stops: running jobs reach a chunk boundary, commit, and hand over.
       stops.unshift(async () => {
         await monitor.stop();
         await worker.stop();
+        await presence.stop();
       });
       log.info({ owner: worker.owner, concurrency: w.concurrency, types: registry.names() }, 'longhaul worker started');
     }

@@ -201,7 +201,7 @@ export class ApiKeys {
     const cacheKey = createHash('sha256').update(key).digest('base64');
     let hit = this.#cache.get(cacheKey);
     if (hit === undefined || hit.until < now) {
-      hit = { tenant: await tenantByApiKey(this.#pool, key), until: now + this.#cacheMs };
+      hit = { tenant: (await tenantByApiKey(this.#pool, key))?.tenant, until: now + this.#cacheMs };
       if (this.#cache.size >= MAX_CACHED_KEYS) this.#cache.clear();
       if (this.#cacheMs > 0) this.#cache.set(cacheKey, hit);
     }

@@ -11,7 +11,7 @@ import type { Queryable } from '../db/pool.ts';
 const ISSUER = 'longhaul';
 const KEY_NAME = 'token-signing';
 
-export type TokenAudience = 'artifact' | 'stream';
+export type TokenAudience = 'artifact' | 'stream' | 'console';
 
 export interface TokenClaims {
   /** Tenant the token acts for. */

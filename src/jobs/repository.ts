@@ -22,6 +22,10 @@ export async function getJob(db: Queryable, tenantId: string, id: string): Promi
 export interface ListFilter {
   status?: JobStatus | undefined;
   type?: string | undefined;
+  /** Only jobs created at or after this time. */
+  createdFrom?: Date | undefined;
+  /** Only jobs created before this time. */
+  createdTo?: Date | undefined;
   limit: number;
   /** Exclusive keyset position: the (created_at, id) of the last job of the previous page. */
   after?: { createdAt: string; id: string } | undefined;
@@ -33,20 +37,40 @@ export interface JobPage {
   next: { createdAt: string; id: string } | null;
 }
 
-/** Newest first; keyset pagination on (created_at, id), so pages are stable under inserts. */
-export async function listJobs(db: Queryable, tenantId: string, f: ListFilter): Promise<JobPage> {
-  const { rows } = await db.query<JobRow & { created_key: string }>(
-    `SELECT ${JOB_COLUMNS},
+/** One tenant's page, as a subquery over $1 = the tenant; the filters are $2..$7, the page size $8. */
+const TENANT_PAGE_SQL = (tenant: string) => `SELECT ${JOB_COLUMNS},
             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key
        FROM jobs
-      WHERE tenant_id = $1
+      WHERE tenant_id = ${tenant}
         AND ($2::text IS NULL OR status = $2)
         AND ($3::text IS NULL OR type = $3)
         AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))
+        AND ($6::timestamptz IS NULL OR created_at >= $6)
+        AND ($7::timestamptz IS NULL OR created_at < $7)
       ORDER BY created_at DESC, id DESC
-      LIMIT $6`,
-    [tenantId, f.status ?? null, f.type ?? null, f.after?.createdAt ?? null, f.after?.id ?? null, f.limit + 1],
-  );
+      LIMIT $8`;
+
+/**
+ * Newest first; keyset pagination on (created_at, id), so pages are stable under inserts. Without a
+ * tenant (the operator console's admin), each tenant's page is read from its own index and the pages
+ * merged, so no index over every tenant's jobs is needed.
+ */
+export async function listJobs(db: Queryable, tenantId: string | undefined, f: ListFilter): Promise<JobPage> {
+  const text =
+    tenantId === undefined
+      ? `SELECT p.* FROM tenants t CROSS JOIN LATERAL (${TENANT_PAGE_SQL('t.id')}) p
+          WHERE $1::uuid IS NULL ORDER BY p.created_at DESC, p.id DESC LIMIT $8`
+      : TENANT_PAGE_SQL('$1');
+  const { rows } = await db.query<JobRow & { created_key: string }>(text, [
+    tenantId ?? null,
+    f.status ?? null,
+    f.type ?? null,
+    f.after?.createdAt ?? null,
+    f.after?.id ?? null,
+    f.createdFrom ?? null,
+    f.createdTo ?? null,
+    f.limit + 1,
+  ]);
   const more = rows.length > f.limit;
   const page = more ? rows.slice(0, f.limit) : rows;
   const last = page.at(-1);
@@ -54,6 +78,34 @@ export async function listJobs(db: Queryable, tenantId: string, f: ListFilter): 
     rows: page.map(({ created_key: _k, ...r }) => r),
     next: more && last !== undefined ? { createdAt: last.created_key, id: last.id } : null,
   };
+}
+
+/** The tenant a job belongs to (for an operator who may see every tenant), or undefined. */
+export async function tenantOfJob(db: Queryable, id: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ tenant_id: string }>('SELECT tenant_id FROM jobs WHERE id = $1', [id]);
+  return rows[0]?.tenant_id;
+}
+
+export interface CheckpointInfo {
+  checkpoint_at: Date | null;
+  checkpoint_cursor: Json | null;
+  /** Size of the checkpoint's state as stored, in bytes. */
+  state_bytes: number | null;
+  lease_owner: string | null;
+  lease_expires_at: Date | null;
+  cancel_requested_at: Date | null;
+  dead_lettered_at: Date | null;
+}
+
+/** A job's last checkpoint and lease, as the console's job page shows them. */
+export async function checkpointOf(db: Queryable, tenantId: string, id: string): Promise<CheckpointInfo | undefined> {
+  const { rows } = await db.query<CheckpointInfo>(
+    `SELECT checkpoint_at, checkpoint_cursor, pg_column_size(checkpoint_state) AS state_bytes, lease_owner,
+            lease_expires_at, cancel_requested_at, dead_lettered_at
+       FROM jobs WHERE id = $1 AND tenant_id = $2`,
+    [id, tenantId],
+  );
+  return rows[0];
 }
 
 /**

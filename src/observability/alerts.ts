@@ -35,13 +35,24 @@ export interface RaiseOptions {
   details?: { [key: string]: Json };
 }
 
-interface AlertRow {
+export interface AlertRow {
   key: string;
   kind: string;
   message: string;
   details: { [key: string]: Json };
   raised_at: Date;
   cleared_at: Date | null;
+}
+
+/** Alerts raised and not cleared, newest first; for a tenant, only those naming it (details.tenant_id). */
+export async function activeAlerts(db: Queryable, tenantId: string | undefined, limit: number): Promise<AlertRow[]> {
+  const { rows } = await db.query<AlertRow>(
+    `SELECT key, kind, message, details, raised_at, cleared_at FROM alerts
+      WHERE cleared_at IS NULL AND ($1::text IS NULL OR details->>'tenant_id' = $1)
+      ORDER BY raised_at DESC, key LIMIT $2`,
+    [tenantId ?? null, limit],
+  );
+  return rows;
 }
 
 export class Alerts {

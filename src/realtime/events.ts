@@ -90,6 +90,15 @@ export async function readEvents(db: Queryable, jobId: string, afterSeq: number,
   return rows.map(toEvent);
 }
 
+/** A job's newest `limit` events, oldest first (the console's timeline). */
+export async function recentEvents(db: Queryable, jobId: string, limit: number): Promise<JobEvent[]> {
+  const { rows } = await db.query<EventRow>(
+    `SELECT * FROM (SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = $1 ORDER BY seq DESC LIMIT $2) e ORDER BY seq`,
+    [jobId, limit],
+  );
+  return rows.map(toEvent);
+}
+
 /** For many jobs at once (one query per notification burst): up to `limit` events of each after its position. */
 export async function readEventsOfJobs(
   db: Queryable,

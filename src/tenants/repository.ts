@@ -56,23 +56,91 @@ export async function createTenant(db: Queryable, name: string): Promise<Created
   }
 }
 
-/** Adds another API key to a tenant (keys are shown once: the caller must hand it over now). */
-export async function createApiKey(db: Queryable, tenantId: string): Promise<string> {
-  const apiKey = generateApiKey();
-  await db.query('INSERT INTO api_keys (tenant_id, key_hash, key_prefix) VALUES ($1, $2, $3)', [
-    tenantId,
-    hashApiKey(apiKey),
-    apiKey.slice(0, 10),
-  ]);
-  return apiKey;
+export interface ApiKeyInfo {
+  id: string;
+  tenant_id: string;
+  name: string;
+  /** The key's first characters, to tell keys apart (the key itself is never stored). */
+  prefix: string;
+  created_at: Date;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
 }
 
-export async function tenantByApiKey(db: Queryable, apiKey: string): Promise<Tenant | undefined> {
-  const { rows } = await db.query<Tenant>(
-    `SELECT t.id, t.name, t.created_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+const KEY_COLUMNS = 'id, tenant_id, name, key_prefix AS prefix, created_at, last_used_at, revoked_at';
+
+/** Adds another named API key to a tenant (keys are shown once: the caller must hand it over now). */
+export async function createApiKey(
+  db: Queryable,
+  tenantId: string,
+  name = 'default',
+): Promise<{ key: ApiKeyInfo; apiKey: string } | undefined> {
+  const apiKey = generateApiKey();
+  const { rows } = await db.query<ApiKeyInfo>(
+    `INSERT INTO api_keys (tenant_id, key_hash, key_prefix, name)
+     SELECT id, $2, $3, $4 FROM tenants WHERE id = $1
+     RETURNING ${KEY_COLUMNS}`,
+    [tenantId, hashApiKey(apiKey), apiKey.slice(0, 10), name],
+  );
+  const key = rows[0];
+  return key === undefined ? undefined : { key, apiKey };
+}
+
+/** A tenant's keys, revoked ones included, newest first. */
+export async function listApiKeys(db: Queryable, tenantId: string): Promise<ApiKeyInfo[]> {
+  const { rows } = await db.query<ApiKeyInfo>(
+    `SELECT ${KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id`,
+    [tenantId],
+  );
+  return rows;
+}
+
+/**
+ * Revokes a key; API processes stop accepting it when their cached lookup expires. Undefined when the
+ * tenant has no such key; a key revoked before keeps its first revocation time.
+ */
+export async function revokeApiKey(db: Queryable, tenantId: string, keyId: string): Promise<ApiKeyInfo | undefined> {
+  const { rows } = await db.query<ApiKeyInfo>(
+    `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND tenant_id = $2
+     RETURNING ${KEY_COLUMNS}`,
+    [keyId, tenantId],
+  );
+  return rows[0];
+}
+
+export interface KeyHolder {
+  tenant: Tenant;
+  keyId: string;
+}
+
+/**
+ * The tenant holding a live API key. Also records the key's use: at most one write a minute per key,
+ * and only on the callers' cache misses.
+ */
+export async function tenantByApiKey(db: Queryable, apiKey: string): Promise<KeyHolder | undefined> {
+  const { rows } = await db.query<Tenant & { key_id: string }>(
+    `WITH touched AS (
+       UPDATE api_keys SET last_used_at = now()
+        WHERE key_hash = $1 AND revoked_at IS NULL AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+        RETURNING id)
+     SELECT t.id, t.name, t.created_at, k.id AS key_id FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
       WHERE k.key_hash = $1 AND k.revoked_at IS NULL`,
     [hashApiKey(apiKey)],
   );
+  const row = rows[0];
+  return row === undefined
+    ? undefined
+    : { tenant: { id: row.id, name: row.name, created_at: row.created_at }, keyId: row.key_id };
+}
+
+/** Whether an API key (by id) is still live: a console session signed in with it ends when it is revoked. */
+export async function apiKeyLive(db: Queryable, keyId: string): Promise<boolean> {
+  const { rows } = await db.query('SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL', [keyId]);
+  return rows.length > 0;
+}
+
+export async function getTenant(db: Queryable, id: string): Promise<Tenant | undefined> {
+  const { rows } = await db.query<Tenant>('SELECT id, name, created_at FROM tenants WHERE id = $1', [id]);
   return rows[0];
 }
 

@@ -72,6 +72,7 @@ export interface EndpointRow {
   last_failure_at: Date | null;
   disabled_at: Date | null;
   pending: number;
+  dead: number;
 }
 
 const ENDPOINT_COLUMNS = `md5(t.endpoint)::uuid AS id, split_part(t.endpoint, ' ', 2) AS endpoint, coalesce(e.state, 'closed') AS state,
@@ -85,8 +86,9 @@ const ENDPOINT_COLUMNS = `md5(t.endpoint)::uuid AS id, split_part(t.endpoint, ' 
  */
 export async function listTenantEndpoints(db: Queryable, tenantId: string): Promise<EndpointRow[]> {
   const { rows } = await db.query<EndpointRow>(
-    `SELECT ${ENDPOINT_COLUMNS}, t.pending
-       FROM (SELECT endpoint, count(*) FILTER (WHERE status = 'PENDING')::int AS pending
+    `SELECT ${ENDPOINT_COLUMNS}, t.pending, t.dead
+       FROM (SELECT endpoint, count(*) FILTER (WHERE status = 'PENDING')::int AS pending,
+                    count(*) FILTER (WHERE status = 'DEAD')::int AS dead
                FROM webhook_deliveries WHERE tenant_id = $1 GROUP BY endpoint) t
        LEFT JOIN webhook_endpoints e ON e.endpoint = t.endpoint
       ORDER BY t.endpoint`,
@@ -115,8 +117,9 @@ export async function enableEndpoint(db: Queryable, tenantId: string, id: string
     [id, tenantId],
   );
   const { rows: found } = await db.query<EndpointRow>(
-    `SELECT ${ENDPOINT_COLUMNS}, t.pending
-       FROM (SELECT endpoint, count(*) FILTER (WHERE status = 'PENDING')::int AS pending
+    `SELECT ${ENDPOINT_COLUMNS}, t.pending, t.dead
+       FROM (SELECT endpoint, count(*) FILTER (WHERE status = 'PENDING')::int AS pending,
+                    count(*) FILTER (WHERE status = 'DEAD')::int AS dead
                FROM webhook_deliveries WHERE tenant_id = $1 GROUP BY endpoint) t
        LEFT JOIN webhook_endpoints e ON e.endpoint = t.endpoint
       WHERE md5(t.endpoint)::uuid = $2`,

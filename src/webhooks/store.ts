@@ -345,3 +345,36 @@ export async function redeliver(
   );
   return rows.map((r) => r.id);
 }
+
+/** Counting stops here: the console shows "more than" past it. */
+export const DEAD_COUNT_CAP = 10_000;
+
+/** DEAD deliveries of a tenant, or of every tenant (each through its own index), counted up to the cap. */
+export async function countDeadDeliveries(db: Queryable, tenantId: string | undefined): Promise<number> {
+  const capped = (tenant: string) =>
+    `SELECT count(*) AS n FROM (SELECT 1 FROM webhook_deliveries d WHERE d.tenant_id = ${tenant} AND d.status = 'DEAD' LIMIT ${DEAD_COUNT_CAP + 1}) s`;
+  const { rows } = await db.query<{ n: number }>(
+    tenantId === undefined
+      ? `SELECT coalesce(sum(c.n), 0)::int AS n FROM tenants t CROSS JOIN LATERAL (${capped('t.id')}) c`
+      : `SELECT n::int FROM (${capped('$1')}) c`,
+    tenantId === undefined ? [] : [tenantId],
+  );
+  return Math.min(rows[0]?.n ?? 0, DEAD_COUNT_CAP + 1);
+}
+
+/** Each endpoint's attempts over the last hour for a tenant: how many, how many succeeded, mean duration. */
+export async function endpointLatency(
+  db: Queryable,
+  tenantId: string,
+): Promise<Map<string, { attempts: number; succeeded: number; meanMs: number }>> {
+  const { rows } = await db.query<{ endpoint: string; attempts: number; succeeded: number; mean_ms: number }>(
+    `SELECT split_part(d.endpoint, ' ', 2) AS endpoint, count(*)::int AS attempts,
+            count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299)::int AS succeeded,
+            round(avg(a.duration_ms))::int AS mean_ms
+       FROM webhook_deliveries d JOIN webhook_attempts a ON a.delivery_id = d.id
+      WHERE d.tenant_id = $1 AND d.updated_at > now() - interval '1 hour' AND a.started_at > now() - interval '1 hour'
+      GROUP BY 1`,
+    [tenantId],
+  );
+  return new Map(rows.map((r) => [r.endpoint, { attempts: r.attempts, succeeded: r.succeeded, meanMs: r.mean_ms }]));
+}

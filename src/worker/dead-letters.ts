@@ -123,3 +123,22 @@ export async function replayMany(
     return ids;
   });
 }
+
+/** Replays the chosen FAILED jobs of a tenant in one transaction; returns the ids replayed (others are skipped). */
+export async function replaySelected(
+  pool: Pool,
+  boss: PgBoss,
+  registry: JobTypeRegistry,
+  tenantId: string,
+  ids: readonly string[],
+  from: ReplayFrom,
+): Promise<string[]> {
+  return withTransaction(pool, async (c) => {
+    const replayed: string[] = [];
+    for (const id of ids) {
+      const out = await replayJob(c, boss, registry, tenantId, id, from);
+      if (out.kind === 'replayed') replayed.push(id);
+    }
+    return replayed;
+  });
+}

@@ -1,0 +1,71 @@
+/** Webhook endpoints: breaker state, the last hour's success rate and latency, pending and dead deliveries. */
+import { html } from 'hono/html';
+import { listTenantEndpoints } from '../../webhooks/breaker.ts';
+import { endpointLatency } from '../../webhooks/store.ts';
+import { listTenants } from '../../tenants/repository.ts';
+import type { ConsoleApp, ConsoleDeps } from '../context.ts';
+import { tenantScope } from '../context.ts';
+import { page, when } from '../layout.ts';
+import { scopeOf } from '../session.ts';
+
+export function registerEndpointPages(app: ConsoleApp, deps: ConsoleDeps): void {
+  const { pool } = deps;
+  app.get('/console/endpoints', async (c) => {
+    const session = c.get('session');
+    const tenants = session.kind === 'admin' ? await listTenants(pool) : [];
+    // Endpoints are listed per tenant, as in the API: the admin's chosen tenant, the first by default.
+    const tenantId = scopeOf(session) ?? tenantScope(c) ?? tenants[0]?.id;
+    const endpoints = tenantId === undefined ? [] : await listTenantEndpoints(pool, tenantId);
+    const latency = tenantId === undefined ? undefined : await endpointLatency(pool, tenantId);
+    const body = html`${
+        session.kind === 'admin'
+          ? html`<form method="get" action="/console/endpoints" class="filters" aria-label="Choose a tenant">
+              <label for="f-tenant">Tenant</label
+              ><select id="f-tenant" name="tenant">
+                ${tenants.map(
+                  (t) => html`<option value="${t.id}" ${t.id === tenantId ? html` selected` : ''}>${t.name}</option>`,
+                )}</select
+              ><button type="submit">Show</button>
+            </form>`
+          : ''
+      }
+      <div class="scroll">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Endpoint</th>
+              <th scope="col">Breaker</th>
+              <th scope="col">Success, last hour</th>
+              <th scope="col">Mean latency</th>
+              <th scope="col">Pending</th>
+              <th scope="col">Dead</th>
+              <th scope="col">Last success</th>
+              <th scope="col">Last failure</th>
+            </tr>
+          </thead>
+          <tbody>
+            ${endpoints.map((e) => {
+              const l = latency?.get(e.endpoint);
+              return html`<tr>
+                <td>${e.endpoint}</td>
+                <td>
+                  <span class="breaker b-${e.state}">${e.state}</span
+                  >${e.retry_at === null ? '' : html` until ${when(e.retry_at)}`}
+                </td>
+                <td>
+                  ${l === undefined || l.attempts === 0 ? '–' : `${Math.round((l.succeeded / l.attempts) * 100)} % of ${l.attempts}`}
+                </td>
+                <td>${l === undefined ? '–' : `${l.meanMs} ms`}</td>
+                <td>${e.pending}</td>
+                <td>${e.dead}</td>
+                <td>${when(e.last_success_at)}</td>
+                <td>${when(e.last_failure_at)}</td>
+              </tr>`;
+            })}
+          </tbody>
+        </table>
+      </div>
+      ${endpoints.length === 0 ? html`<p>No deliveries yet.</p>` : ''}`;
+    return c.html(await page('Webhook endpoints', session, '/console/endpoints', body));
+  });
+}

@@ -1,0 +1,98 @@
+/**
+ * The numbers of the console's overview, each cheap whatever the size of the jobs table: nothing here
+ * counts over the whole table. Active jobs (PENDING, RUNNING) are counted exactly through their
+ * indexes up to a cap; past the cap, and for finished jobs and types always, the figure is the
+ * planner's estimate from the table's statistics (`estimated: true`). The per-minute chart reads only
+ * the last hour's finished jobs, through the jobs_finished index.
+ */
+import type { Queryable } from '../db/pool.ts';
+import { JOB_STATUSES, type JobStatus } from './state.ts';
+
+/** Exact counts stop here; above it the estimate is shown. */
+export const EXACT_COUNT_CAP = 10_000;
+
+export interface Figure {
+  n: number;
+  /** True when `n` is the planner's estimate rather than an exact count. */
+  estimated: boolean;
+}
+
+export interface JobsOverview {
+  byStatus: Record<JobStatus, Figure>;
+  byType: Array<{ type: string } & Figure>;
+  /** Finished jobs per minute over the last hour, oldest minute first (60 entries). */
+  perMinute: Array<{ minute: Date; completed: number; failed: number }>;
+  /** When the longest-waiting PENDING job became pending, if any. */
+  oldestPendingSince: Date | null;
+  deadJobs: Figure;
+}
+
+/** The planner's row estimate for a query (EXPLAIN, no execution). */
+async function estimate(db: Queryable, sql: string, params: unknown[]): Promise<number> {
+  const { rows } = await db.query<{ 'QUERY PLAN': Array<{ Plan: { 'Plan Rows': number } }> }>(
+    `EXPLAIN (FORMAT JSON) ${sql}`,
+    params,
+  );
+  return Math.round(rows[0]?.['QUERY PLAN'][0]?.Plan['Plan Rows'] ?? 0);
+}
+
+/** Exact up to the cap (an index-bounded scan), else the estimate. */
+async function cappedCount(db: Queryable, sql: string, params: unknown[]): Promise<Figure> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (${sql} LIMIT ${EXACT_COUNT_CAP + 1}) s`,
+    params,
+  );
+  const n = rows[0]?.n ?? 0;
+  if (n <= EXACT_COUNT_CAP) return { n, estimated: false };
+  return { n: Math.max(EXACT_COUNT_CAP + 1, await estimate(db, sql, params)), estimated: true };
+}
+
+const ACTIVE: ReadonlySet<JobStatus> = new Set(['PENDING', 'RUNNING']);
+
+/** The overview of one tenant's jobs, or of every tenant's (undefined). `types` are the registered job types. */
+export async function jobsOverview(
+  db: Queryable,
+  tenantId: string | undefined,
+  types: readonly string[],
+): Promise<JobsOverview> {
+  const scope = tenantId === undefined ? '' : 'tenant_id = $1 AND ';
+  const params = tenantId === undefined ? [] : [tenantId];
+  const byStatus = {} as Record<JobStatus, Figure>;
+  for (const status of JOB_STATUSES) {
+    const sql = `SELECT 1 FROM jobs WHERE ${scope}status = '${status}'`;
+    byStatus[status] = ACTIVE.has(status)
+      ? await cappedCount(db, sql, params)
+      : { n: await estimate(db, sql, params), estimated: true };
+  }
+  const byType: JobsOverview['byType'] = [];
+  for (const type of types) {
+    const n = await estimate(db, `SELECT 1 FROM jobs WHERE ${scope}type = $${params.length + 1}`, [...params, type]);
+    byType.push({ type, n, estimated: true });
+  }
+  const { rows: minutes } = await db.query<{ minute: Date; completed: number; failed: number }>(
+    `WITH f AS (
+       SELECT date_trunc('minute', finished_at) AS minute,
+              count(*) FILTER (WHERE status = 'COMPLETED')::int AS completed,
+              count(*) FILTER (WHERE status = 'FAILED')::int AS failed
+         FROM jobs
+        WHERE ${scope}finished_at >= date_trunc('minute', now()) - interval '59 minutes'
+        GROUP BY 1)
+     SELECT m.minute, coalesce(f.completed, 0) AS completed, coalesce(f.failed, 0) AS failed
+       FROM generate_series(date_trunc('minute', now()) - interval '59 minutes', date_trunc('minute', now()), interval '1 minute') AS m(minute)
+       LEFT JOIN f ON f.minute = m.minute
+      ORDER BY m.minute`,
+    params,
+  );
+  const { rows: oldest } = await db.query<{ since: Date | null }>(
+    tenantId === undefined
+      ? `SELECT min(updated_at) AS since FROM jobs WHERE status = 'PENDING'`
+      : `SELECT min(created_at) AS since FROM jobs WHERE tenant_id = $1 AND status = 'PENDING'`,
+    params,
+  );
+  const deadJobs = await cappedCount(
+    db,
+    `SELECT 1 FROM jobs WHERE ${scope}dead_lettered_at IS NOT NULL AND status = 'FAILED'`,
+    params,
+  );
+  return { byStatus, byType, perMinute: minutes, oldestPendingSince: oldest[0]?.since ?? null, deadJobs };
+}

@@ -1,0 +1,196 @@
+/**
+ * The operator console in headless Chromium against a real service (API and worker in one process):
+ * sign-in as admin and as a tenant, live bars, cancel, dead-letter replay, key revocation, tenant
+ * isolation and escaping of what jobs supply.
+ */
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from './support/browser.ts';
+import { ADMIN_TOKEN, startTestService, type TestService } from './support/service.ts';
+import { waitFor } from './support/worker.ts';
+
+let t: TestService;
+let browser: Browser;
+beforeAll(async () => {
+  [t, browser] = await Promise.all([
+    startTestService({ roles: ['api', 'worker'], env: { LONGHAUL_AUTH_CACHE_SECONDS: '1' } }),
+    launchChromium(),
+  ]);
+});
+afterAll(async () => {
+  await browser?.close();
+  await t?.stop();
+});
+
+async function signedIn(secret: string): Promise<Page> {
+  const page = await browser.newPage();
+  page.on('dialog', (d) => void d.accept());
+  await page.goto(`${t.url}/console`);
+  await page.getByLabel('Admin token or API key').fill(secret);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(`${t.url}/console`);
+  return page;
+}
+
+async function submit(input: unknown, extra: Record<string, unknown> = {}, key = t.tenant.api_key): Promise<string> {
+  const res = await t.api('/v1/jobs', { method: 'POST', key, json: { type: 'synthetic', input, ...extra } });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { id: string }).id;
+}
+
+/** How many times a job has started running (its RUNNING status events). */
+const runs = async (id: string) =>
+  (
+    await t.service.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM job_events WHERE job_id = $1 AND kind = 'status' AND data->>'status' = 'RUNNING'`,
+      [id],
+    )
+  ).rows[0]?.n;
+
+const jobStatus = async (id: string) => ((await (await t.api(`/v1/jobs/${id}`)).json()) as { status: string }).status;
+
+describe('console', () => {
+  it('asks for a token, sets a strict session cookie, and never shows the key', async () => {
+    const page = await signedIn(t.tenant.api_key);
+    const cookies = await page.context().cookies();
+    const session = cookies.find((c) => c.name === 'longhaul_console');
+    expect(session?.httpOnly).toBe(true);
+    expect(session?.sameSite).toBe('Strict');
+    expect(session?.value).not.toContain(t.tenant.api_key);
+    expect(page.url()).not.toContain(t.tenant.api_key);
+    expect(await page.evaluate('JSON.stringify(localStorage)')).toBe('{}');
+    const res = await page.request.get(`${t.url}/console`);
+    expect(res.headers()['content-security-policy']).toContain("frame-ancestors 'none'");
+    expect(res.headers()['content-security-policy']).toContain("script-src 'self'");
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.waitForURL(`${t.url}/console/sign-in`);
+    await page.goto(`${t.url}/console/jobs`);
+    expect(page.url()).toBe(`${t.url}/console/sign-in`);
+    await page.close();
+  });
+
+  it('refuses a wrong token and a state change without the CSRF token', async () => {
+    const page = await signedIn(ADMIN_TOKEN);
+    const id = await submit({ chunks: 1000, chunk_ms: 50 });
+    // A cross-site form cannot carry the session's CSRF token.
+    const res = await page.request.post(`${t.url}/console/jobs/${id}/cancel`, { form: { csrf: 'guess' } });
+    expect(res.status()).toBe(403);
+    expect(await jobStatus(id)).not.toBe('CANCELLED');
+    await t.api(`/v1/jobs/${id}/cancel`, { method: 'POST' });
+    const other = await browser.newPage();
+    await other.goto(`${t.url}/console/sign-in`);
+    await other.getByLabel('Admin token or API key').fill('lh_wrong');
+    await other.getByRole('button', { name: 'Sign in' }).click();
+    await other.waitForURL(/failed=1/);
+    expect(await other.getByRole('alert').textContent()).toContain('not valid');
+    await Promise.all([page.close(), other.close()]);
+  });
+
+  it('shows a submitted job in the list and moves its bar live to 100 %', async () => {
+    const page = await signedIn(t.tenant.api_key);
+    const id = await submit({ chunks: 20, chunk_ms: 150 });
+    await page.goto(`${t.url}/console/jobs`);
+    const bar = page.locator(`progress[data-job="${id}"]`);
+    await bar.waitFor();
+    expect(await bar.getAttribute('role')).toBe('progressbar');
+    // Seen moving while the page stays loaded (no reload), then at 100.
+    // Polled through locators: the page's CSP forbids the eval that waitForFunction needs.
+    const now = async () => Number(await bar.getAttribute('aria-valuenow'));
+    await expect.poll(now, { timeout: 20_000 }).toBeGreaterThan(0);
+    expect(await now()).toBeLessThan(100);
+    await expect.poll(now, { timeout: 20_000 }).toBe(100);
+    await expect.poll(() => page.locator(`[data-status="${id}"]`).textContent()).toBe('COMPLETED');
+    await page.close();
+  });
+
+  it('cancels a running job from its page', async () => {
+    const page = await signedIn(t.tenant.api_key);
+    const id = await submit({ chunks: 1000, chunk_ms: 50 });
+    await waitFor('running', async () => ((await jobStatus(id)) === 'RUNNING' ? true : undefined));
+    await page.goto(`${t.url}/console/jobs/${id}`);
+    await page.getByRole('button', { name: 'Cancel job' }).click();
+    await page.waitForURL(/notice=/);
+    expect(await page.getByRole('status').first().textContent()).toMatch(/[Cc]ancel/);
+    await waitFor('cancelled', async () => ((await jobStatus(id)) === 'CANCELLED' ? true : undefined));
+    await page.close();
+  });
+
+  it('replays a dead job from the dead-letter page and it runs again', async () => {
+    const page = await signedIn(t.tenant.api_key);
+    const id = await submit({ chunks: 2, chunk_ms: 1, fail_attempts: 1, permanent: true });
+    await waitFor('dead', async () => ((await jobStatus(id)) === 'FAILED' ? true : undefined));
+    expect(await runs(id)).toBe(1);
+    await page.goto(`${t.url}/console/dead-letters`);
+    await page.getByLabel(`Select job ${id}`).check();
+    await page.getByRole('button', { name: 'Replay selected' }).click();
+    await page.waitForURL(/notice=replayed/);
+    // The synthetic job fails permanently on every first attempt: it runs, and is dead again.
+    await waitFor('ran again', async () => ((await runs(id)) === 2 ? true : undefined));
+    await page.close();
+  });
+
+  it('revokes a key and the API answers 401 with it', async () => {
+    const tenant = await t.newTenant();
+    const page = await signedIn(ADMIN_TOKEN);
+    await page.goto(`${t.url}/console/tenants/${tenant.id}`);
+    await page.getByLabel('New key name').fill('ci');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const key = (await page.locator('.secret pre').textContent())?.trim() ?? '';
+    expect(key).toMatch(/^lh_/);
+    expect((await t.api('/v1/jobs', { key })).status).toBe(200);
+    await page.getByRole('button', { name: 'Revoke ci' }).click();
+    await page.waitForURL(/notice=key-revoked/);
+    await waitFor('401', async () => ((await t.api('/v1/jobs', { key })).status === 401 ? true : undefined));
+    await page.close();
+  });
+
+  it('gives a tenant session 404 for another tenant\u2019s job, and the admin sees it', async () => {
+    const other = await t.newTenant();
+    const id = await submit({ chunks: 1, chunk_ms: 1 }, {}, other.api_key);
+    const page = await signedIn(t.tenant.api_key);
+    const res = await page.goto(`${t.url}/console/jobs/${id}`);
+    expect(res?.status()).toBe(404);
+    for (const action of ['cancel', 'retry', 'stream-token']) {
+      const csrf = await page.evaluate(`document.querySelector('meta[name="csrf-token"]').content`);
+      const r = await page.request.post(`${t.url}/console/jobs/${id}/${action}`, {
+        headers: { 'x-csrf-token': String(csrf) },
+      });
+      expect(r.status()).toBe(404);
+    }
+    await page.goto(`${t.url}/console/jobs`);
+    expect(await page.locator(`progress[data-job="${id}"]`).count()).toBe(0);
+    expect((await page.goto(`${t.url}/console/tenants`))?.status()).toBe(404);
+    const admin = await signedIn(ADMIN_TOKEN);
+    expect((await admin.goto(`${t.url}/console/jobs/${id}`))?.status()).toBe(200);
+    await Promise.all([page.close(), admin.close()]);
+  });
+
+  it('renders what a job supplied as text', async () => {
+    const evil = `"><script>window.pwned=1</script><img src=x onerror="window.pwned=2">`;
+    const id = await submit({ chunks: 1, chunk_ms: 1 }, { metadata: { note: evil, [evil]: evil } });
+    const page = await signedIn(t.tenant.api_key);
+    await page.goto(`${t.url}/console/jobs/${id}`);
+    expect(await page.locator('pre.json').nth(1).textContent()).toContain(JSON.stringify(evil).slice(1, -1));
+    expect(await page.evaluate('window.pwned')).toBeUndefined();
+    expect(await page.locator('main script, main img').count()).toBe(0);
+    await page.close();
+  });
+
+  it('renders every page at phone width', async () => {
+    const page = await signedIn(ADMIN_TOKEN);
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const path of [
+      '/console',
+      '/console/jobs',
+      '/console/dead-letters',
+      '/console/endpoints',
+      '/console/workers',
+      '/console/tenants',
+    ]) {
+      const res = await page.goto(`${t.url}${path}`);
+      expect(res?.status(), path).toBe(200);
+      expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth + 1'), path).toBe(true);
+    }
+    await page.close();
+  });
+});
