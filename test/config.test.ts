@@ -54,6 +54,7 @@ const DEFAULTS: Config = {
   jobRetentionSeconds: 2592000,
   streamTokenTtlSeconds: 300,
   streamPingSeconds: 15,
+  consoleSessionSeconds: 43200,
   report: { databaseUrl: undefined, sources: ['demo_orders'], chunkSize: 10000, checkpoints: true },
   seedDefaultTenant: true,
 };
@@ -182,6 +183,7 @@ describe('configuration', () => {
       jobRetentionSeconds: 700,
       streamTokenTtlSeconds: 17,
       streamPingSeconds: 0.2,
+      consoleSessionSeconds: 43200,
       report: {
         databaseUrl: 'postgres://r@src/shop',
         sources: ['orders', 'refunds'],

@@ -83,7 +83,9 @@ export function createApp(deps: AppDeps): AppHandle {
   app.use('/v1/*', apiKeyAuth(keys, '/v1/admin/', usesStreamToken));
   app.use('/v1/admin/*', adminAuth(deps.config.adminToken));
   // After authentication (a stranger's body is not read), before every route (a refused body changes nothing).
-  app.use('*', readBody(deps.config.bodyLimitBytes, deps.config.json));
+  // The operator console (src/console) takes HTML forms and reads its own bodies, after its session check.
+  const jsonBodies = readBody(deps.config.bodyLimitBytes, deps.config.json);
+  app.use('*', (c, next) => (c.req.path.startsWith('/console/') ? next() : jsonBodies(c, next)));
   const ws = createNodeWebSocket({ app });
 
   registerHealthRoutes(app, deps, () => draining);

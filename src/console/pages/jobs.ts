@@ -3,7 +3,7 @@ import { html } from 'hono/html';
 import { ApiError } from '../../api/errors.ts';
 import { decodeCursor, encodeCursor } from '../../api/cursor.ts';
 import { withTransaction } from '../../db/pool.ts';
-import { percentOf, type JobRow } from '../../jobs/model.ts';
+import type { JobRow } from '../../jobs/model.ts';
 import { cancelJob, checkpointOf, getJob, listJobs, tenantOfJob } from '../../jobs/repository.ts';
 import { isTerminal, JOB_STATUSES, type JobStatus } from '../../jobs/state.ts';
 import { recentEvents } from '../../realtime/events.ts';
@@ -147,7 +147,7 @@ export function registerJobPages(app: ConsoleApp, deps: ConsoleDeps): void {
                   <td>${j.type}</td>
                   ${session.kind === 'admin' ? html`<td>${tenantName.get(j.tenant_id) ?? j.tenant_id}</td>` : ''}
                   <td>${statusBadge(j.id, j.status)}</td>
-                  <td>${progressBar(j.id, percentOf(j.processed, j.total), live(j), `Progress of job ${j.id}`)}</td>
+                  <td>${progressBar(j.id, j.percent, live(j), `Progress of job ${j.id}`)}</td>
                   <td>${when(j.created_at)}</td>
                 </tr>`,
             )}
@@ -214,7 +214,7 @@ export function registerJobPages(app: ConsoleApp, deps: ConsoleDeps): void {
           <div>
             <dt>Progress</dt>
             <dd>
-              ${progressBar(job.id, percentOf(job.processed, job.total), live(job), 'Job progress')}
+              ${progressBar(job.id, job.percent, live(job), 'Job progress')}
               <span data-count="${job.id}"
                 >${job.processed.toLocaleString('en')}${job.total === null ? '' : ` of ${job.total.toLocaleString('en')}`}</span
               >
