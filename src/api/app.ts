@@ -3,7 +3,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { createNodeWebSocket } from '@hono/node-ws';
 import type { ServerType } from '@hono/node-server';
 import { HTTPException } from 'hono/http-exception';
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { CallbackAllowList } from '../webhooks/allowlist.ts';
 import type { App, AppDeps, AppEnv } from './context.ts';
 import { ApiError, apiErrorOf, invalidRequest, problemOf } from './errors.ts';
@@ -66,6 +66,11 @@ function allowedMethods(app: App, path: string): string[] {
   return [...methods].sort();
 }
 
+/** `handler`, for every request whose path does not start with `prefix`. */
+function except(prefix: string, handler: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {
+  return async (c, next) => (c.req.path.startsWith(prefix) ? next() : handler(c, next));
+}
+
 export function createApp(deps: AppDeps): AppHandle {
   let draining = false;
   const app: App = new OpenAPIHono<AppEnv>({
@@ -84,8 +89,7 @@ export function createApp(deps: AppDeps): AppHandle {
   app.use('/v1/admin/*', adminAuth(deps.config.adminToken));
   // After authentication (a stranger's body is not read), before every route (a refused body changes nothing).
   // The operator console (src/console) takes HTML forms and reads its own bodies, after its session check.
-  const jsonBodies = readBody(deps.config.bodyLimitBytes, deps.config.json);
-  app.use('*', (c, next) => (c.req.path.startsWith('/console/') ? next() : jsonBodies(c, next)));
+  app.use('*', except('/console/', readBody(deps.config.bodyLimitBytes, deps.config.json)));
   const ws = createNodeWebSocket({ app });
 
   registerHealthRoutes(app, deps, () => draining);
