@@ -14,6 +14,7 @@ const MIGRATION_LOCK_KEY = 7_140_001;
 
 export async function migrate(pool: Pool, dir = SQL_DIR): Promise<string[]> {
   const files = (await readdir(dir)).filter((f) => /^\d{3}_[\w-]+\.sql$/.test(f)).sort();
+  assertUniqueNumbers(files);
   const client = await pool.connect();
   const applied: string[] = [];
   try {
@@ -49,4 +50,16 @@ export async function migrate(pool: Pool, dir = SQL_DIR): Promise<string[]> {
     client.release();
   }
   return applied;
+}
+
+/** Two files with one number would apply in name order, an order nobody chose: refuse them. */
+export function assertUniqueNumbers(files: string[]): void {
+  const seen = new Map<string, string>();
+  for (const file of files) {
+    const number = file.slice(0, 3);
+    const other = seen.get(number);
+    if (other !== undefined)
+      throw new Error(`migrations ${other} and ${file} share the number ${number}; renumber one`);
+    seen.set(number, file);
+  }
 }
