@@ -43,8 +43,9 @@ afterAll(async () => {
 });
 
 it('sends a delivery answered 200 once, even while a dead-delivery alert is being sent', async () => {
-  rx.on('/gone', (_n, _req, res) => void res.writeHead(410).end());
-  await completedJob(t, rx.url + '/gone');
+  // A 500 on every attempt spends the short schedule, and the delivery goes dead (a 410 would only hold it).
+  rx.on('/failing', (_n, _req, res) => void res.writeHead(500).end());
+  await completedJob(t, rx.url + '/failing');
   await waitFor('the alert webhook was called', () => rx.to('/alerts').length >= 1, 10_000);
   const ok = await completedJob(t, rx.url + '/ok');
   await waitFor('the delivery arrived', () => rx.to('/ok').length >= 1, 5_000);
