@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey } from '../src/tenants/repository.ts';
 import { ADMIN_TOKEN, startTestService, type TestService } from './support/service.ts';
 import { dbSnapshot } from './support/snapshot.ts';
 import { stateChangingOperations, type StateChangingOperation } from './support/spec.ts';
@@ -23,6 +24,7 @@ afterAll(async () => t.stop());
 const VALID_BODIES: Record<string, () => unknown> = {
   'POST /v1/jobs': () => ({ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } }),
   'POST /v1/admin/tenants': () => ({ name: `refused-${randomUUID()}` }),
+  'POST /v1/admin/tenants/{id}/api-keys': () => ({ name: 'refused' }),
   'PUT /v1/webhook-settings': () => ({ signature_scheme: 'v1a' }),
   'POST /v1/jobs/{id}/retry': () => ({ from: 'start' }),
 };
@@ -35,6 +37,9 @@ const CHANGES_STATE = new Set([
   'POST /v1/jobs/{id}/cancel',
   'POST /v1/webhook-secrets',
   'POST /v1/webhook-signing-keys',
+  'POST /v1/admin/tenants/{id}/api-keys',
+  'POST /v1/admin/tenants/{id}/webhook-secrets',
+  'POST /v1/admin/tenants/{id}/api-keys/{key}/revoke',
 ]);
 
 /**
@@ -53,6 +58,12 @@ function raw(data: string, halfClose = true): Promise<string> {
   });
 }
 
+async function liveKey(): Promise<string> {
+  const created = await createApiKey(t.service.pool, t.tenant.id, 'refused');
+  if (created === undefined) throw new Error('the test tenant is gone');
+  return created.key.id;
+}
+
 async function pendingJob(): Promise<string> {
   const res = await t.api('/v1/jobs', { method: 'POST', json: VALID_BODIES['POST /v1/jobs']?.() });
   return ((await res.json()) as { id: string }).id;
@@ -62,10 +73,15 @@ describe.each(stateChangingOperations().map((op) => [`${op.method} ${op.template
   '%s',
   (name, op: StateChangingOperation) => {
     it('refuses a truncated body, a body longer than declared, malformed JSON and a wrong media type, changing nothing', async () => {
-      // A job id names a PENDING job, which a refused cancel must leave PENDING; other ids name nothing.
-      const path = op.template.startsWith('/v1/jobs/{id}')
-        ? op.template.replace('{id}', await pendingJob())
-        : op.template.replace(/\{[^}]+\}/g, randomUUID());
+      // A job id names a PENDING job, which a refused cancel must leave PENDING; an admin's tenant id
+      // names the test's tenant and a key id a live key of it; other ids name nothing.
+      const path = (
+        op.template.startsWith('/v1/jobs/{id}')
+          ? op.template.replace('{id}', await pendingJob())
+          : op.template
+              .replace('/v1/admin/tenants/{id}', `/v1/admin/tenants/${t.tenant.id}`)
+              .replace('{key}', op.template.includes('{key}') ? await liveKey() : '{key}')
+      ).replace(/\{[^}]+\}/g, randomUUID());
       const body = JSON.stringify(VALID_BODIES[name]?.() ?? {});
       const auth = `Authorization: Bearer ${op.admin ? ADMIN_TOKEN : t.tenant.api_key}\r\n`;
       const request = (headers: string, sent: string) =>

@@ -36,6 +36,14 @@ export class TenantExistsError extends Error {
   override name = 'TenantExistsError';
 }
 
+/** An operation named a tenant that does not exist (an admin's typo, or a tenant deleted meanwhile). */
+export class NoSuchTenantError extends Error {
+  override name = 'NoSuchTenantError';
+  constructor(tenantId: string) {
+    super(`no tenant with id ${tenantId}`);
+  }
+}
+
 export async function createTenant(db: Queryable, name: string): Promise<CreatedTenant> {
   const apiKey = generateApiKey();
   const secret = generateWebhookSecret();
@@ -86,13 +94,17 @@ export async function createApiKey(
   return key === undefined ? undefined : { key, apiKey };
 }
 
-/** A tenant's keys, revoked ones included, newest first. */
-export async function listApiKeys(db: Queryable, tenantId: string): Promise<ApiKeyInfo[]> {
-  const { rows } = await db.query<ApiKeyInfo>(
-    `SELECT ${KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id`,
+/** A tenant's keys, revoked ones included, newest first; undefined when there is no such tenant. */
+export async function listApiKeys(db: Queryable, tenantId: string): Promise<ApiKeyInfo[] | undefined> {
+  // From the tenant outwards, so "no such tenant" (no row) and "no keys" (one row of NULLs) differ.
+  const { rows } = await db.query<{ [K in keyof ApiKeyInfo]: ApiKeyInfo[K] | null }>(
+    `SELECT k.id, k.tenant_id, k.name, k.key_prefix AS prefix, k.created_at, k.last_used_at, k.revoked_at
+       FROM tenants t LEFT JOIN api_keys k ON k.tenant_id = t.id
+      WHERE t.id = $1 ORDER BY k.created_at DESC, k.id`,
     [tenantId],
   );
-  return rows;
+  if (rows.length === 0) return undefined;
+  return rows.filter((k): k is ApiKeyInfo => k.id !== null);
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import type { JWK } from 'jose';
 import type { Queryable } from '../db/pool.ts';
-import { generateWebhookSecret } from '../tenants/repository.ts';
+import { generateWebhookSecret, NoSuchTenantError } from '../tenants/repository.ts';
 import { generateSigningKey, PUBLIC_KEY_PREFIX } from './sign.ts';
 
 export type SignatureScheme = 'v1' | 'v1a';
@@ -23,7 +23,7 @@ const SECRET_PREFIX_CHARS = 10;
 
 /**
  * Adds a new secret; every other active secret stays valid for `graceSeconds` more (0 revokes them now).
- * Returns the new secret, shown once.
+ * Returns the new secret, shown once; throws NoSuchTenantError for an unknown tenant.
  */
 export async function rotateSecret(
   db: Queryable,
@@ -31,13 +31,20 @@ export async function rotateSecret(
   graceSeconds: number,
 ): Promise<SecretInfo & { secret: string }> {
   const secret = generateWebhookSecret();
-  const { rows } = await db.query<{ id: string; created_at: Date }>(
-    `WITH old AS (
-       UPDATE webhook_secrets SET expires_at = now() + make_interval(secs => $3)
-        WHERE tenant_id = $1 AND (expires_at IS NULL OR expires_at > now() + make_interval(secs => $3)))
-     INSERT INTO webhook_secrets (tenant_id, secret) VALUES ($1, $2) RETURNING id, created_at`,
-    [tenantId, secret, graceSeconds],
-  );
+  let rows: Array<{ id: string; created_at: Date }>;
+  try {
+    ({ rows } = await db.query<{ id: string; created_at: Date }>(
+      `WITH old AS (
+         UPDATE webhook_secrets SET expires_at = now() + make_interval(secs => $3)
+          WHERE tenant_id = $1 AND (expires_at IS NULL OR expires_at > now() + make_interval(secs => $3)))
+       INSERT INTO webhook_secrets (tenant_id, secret) VALUES ($1, $2) RETURNING id, created_at`,
+      [tenantId, secret, graceSeconds],
+    ));
+  } catch (err) {
+    // The foreign key: the statement as a whole failed, so no other secret's expiry moved either.
+    if ((err as { code?: string }).code === '23503') throw new NoSuchTenantError(tenantId);
+    throw err;
+  }
   const row = rows[0];
   if (row === undefined) throw new Error('secret insert returned no row');
   return {

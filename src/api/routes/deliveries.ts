@@ -120,7 +120,7 @@ const SecretSchema = z
     expires_at: z.string().datetime().nullable(),
   })
   .openapi('WebhookSecret');
-const NewSecretSchema = SecretSchema.extend({
+export const NewSecretSchema = SecretSchema.extend({
   secret: z.string().openapi({ description: 'The new `whsec_` secret, shown only here' }),
 }).openapi('NewWebhookSecret');
 
@@ -181,7 +181,7 @@ const RedeliveredSchema = z
   .openapi('Redelivered');
 
 const DeliveryIdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) });
-const GraceQuery = z.object({
+export const GraceQuery = z.object({
   grace_seconds: z.coerce
     .number()
     .int()

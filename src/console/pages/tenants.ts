@@ -7,6 +7,7 @@ import {
   getTenant,
   listApiKeys,
   listTenants,
+  NoSuchTenantError,
   revokeApiKey,
   TenantExistsError,
 } from '../../tenants/repository.ts';
@@ -66,7 +67,7 @@ export function registerTenantPages(app: ConsoleApp, deps: ConsoleDeps): void {
     const tenant = await getTenant(pool, id);
     if (tenant === undefined) throw new ApiError('not-found', `no tenant with id ${id}`);
     const session = c.get('session');
-    const keys = await listApiKeys(pool, id);
+    const keys = (await listApiKeys(pool, id)) ?? [];
     const body = html`<p>Tenant <code>${tenant.id}</code>, created ${when(tenant.created_at)}.</p>
       <section aria-labelledby="h-keys">
         <h2 id="h-keys">API keys</h2>
@@ -161,9 +162,13 @@ export function registerTenantPages(app: ConsoleApp, deps: ConsoleDeps): void {
   app.post('/console/tenants/:id/webhook-secret', async (c) => {
     adminOnly(c);
     const id = pathId(c, 'id', 'tenant');
-    if ((await getTenant(pool, id)) === undefined) throw new ApiError('not-found', `no tenant with id ${id}`);
-    const s = await rotateSecret(pool, id, config.webhooks.secretGraceSeconds);
-    c.get('log').info({ tenant_id: id, secret_id: s.id }, 'console: webhook secret rotated');
-    return tenantPage(c, id, { label: 'New webhook secret', value: s.secret });
+    try {
+      const s = await rotateSecret(pool, id, config.webhooks.secretGraceSeconds);
+      c.get('log').info({ tenant_id: id, secret_id: s.id }, 'console: webhook secret rotated');
+      return tenantPage(c, id, { label: 'New webhook secret', value: s.secret });
+    } catch (err) {
+      if (err instanceof NoSuchTenantError) throw new ApiError('not-found', err.message);
+      throw err;
+    }
   });
 }
