@@ -6,6 +6,7 @@
 import { createTemplateDatabase, scratchServer } from '../src/db/scratch.ts';
 import { cloneTemplate, TEMPLATE, type BenchModule, type BenchRow } from './harness.ts';
 import { jobsApiBench } from './jobs-api.ts';
+import { peersBench } from './peers.ts';
 import { realtimeBench } from './realtime.ts';
 import { reportBench } from './report.ts';
 import { workerBench } from './worker.ts';
@@ -18,6 +19,7 @@ const MODULES: Array<[string, BenchModule]> = [
   ['report', reportBench],
   ['webhooks', webhooksBench],
   ['realtime', realtimeBench],
+  ['peers', peersBench],
 ];
 
 function fmt(n: number | undefined): string {

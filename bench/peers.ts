@@ -1,0 +1,645 @@
+/**
+ * Issue 19: longhaul beside the Postgres job queues its users would pick instead, on the same Postgres
+ * in the same run: Graphile Worker, pg-boss's own `work()`, and a raw `SKIP LOCKED` queue.
+ *
+ * - drain: a backlog of tiny jobs run to completion at 8 and at 32 slots, jobs/s and WAL per job
+ *   (`pg_current_wal_lsn()` around the drain);
+ * - pickup on an idle system: submit answered → handler started, p50 and p99;
+ * - submission at 16 and 64 clients: longhaul over HTTP, Graphile `addJob`, pg-boss `send()`;
+ * - one job of many empty chunks, a checkpoint each, beside as many committed one-row UPDATEs: time and
+ *   WAL per step.
+ *
+ * Where longhaul's WAL goes, by table and index, is logged from pg_walinspect (docs/performance.md).
+ */
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  Logger as GraphileLogger,
+  makeWorkerUtils,
+  run as runGraphile,
+  type Runner,
+  type WorkerUtils,
+} from 'graphile-worker';
+import pg from 'pg';
+import { PgBoss } from 'pg-boss';
+import { Pool as HttpPool } from 'undici';
+import { createTenant } from '../src/tenants/repository.ts';
+import { percentile, type BenchModule, type BenchRow } from './harness.ts';
+import { startChildService, timedLoops, type ChildService } from './support.ts';
+
+const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'probe.ts');
+/** Tiny jobs per drain (BENCH_PEERS_JOBS makes a quick run smaller). */
+const DRAIN_JOBS = Number(process.env.BENCH_PEERS_JOBS ?? 5000);
+const SLOTS = [8, 32] as const;
+const SUBMIT_CLIENTS = [16, 64] as const;
+const SUBMIT_SECONDS = 3;
+const PICKUP_SAMPLES = 60;
+const PICKUP_WARMUP = 5;
+const CHECKPOINT_STEPS = 1000;
+/** How often a drain's end is looked for (each look is a query the workers compete with). */
+const DONE_POLL_MS = 20;
+const TINY_BODY = JSON.stringify({ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } });
+
+const now = () => performance.timeOrigin + performance.now();
+
+async function until(fn: () => Promise<boolean>, ms: number, pollMs = 2): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error('benchmark timed out');
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
+async function lsn(db: pg.Pool): Promise<string> {
+  const { rows } = await db.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l');
+  return rows[0]?.l ?? '0/0';
+}
+
+async function walBytes(db: pg.Pool, from: string): Promise<number> {
+  const { rows } = await db.query<{ b: number }>('SELECT (pg_current_wal_lsn() - $1::pg_lsn)::float8 AS b', [from]);
+  return rows[0]?.b ?? Number.NaN;
+}
+
+/**
+ * WAL between two LSNs by relation (tables, indexes, TOAST), from pg_walinspect: each record counts
+ * once, for the relation of its first block; records without a block (commits, …) by resource manager.
+ */
+async function walByRelation(db: pg.Pool, from: string, to: string): Promise<string> {
+  const { rows } = await db.query<{ rel: string; records: number; bytes: number; fpi: number }>(
+    `WITH b AS (
+       SELECT DISTINCT ON (start_lsn) start_lsn, reltablespace, relfilenode, record_length
+         FROM pg_get_wal_block_info($1::pg_lsn, $2::pg_lsn, false) ORDER BY start_lsn, block_id),
+     fpi AS (
+       SELECT relfilenode, sum(block_fpi_length) AS fpi FROM pg_get_wal_block_info($1::pg_lsn, $2::pg_lsn, false) GROUP BY 1),
+     per_rel AS (
+       SELECT COALESCE(pg_filenode_relation(0, b.relfilenode)::text, 'filenode ' || b.relfilenode) AS rel,
+              count(*)::int AS records, sum(record_length)::float8 AS bytes, max(fpi.fpi)::float8 AS fpi
+         FROM b LEFT JOIN fpi USING (relfilenode) GROUP BY 1),
+     other AS (
+       SELECT '(no block: ' || resource_manager || ')' AS rel, count(*)::int AS records, sum(record_length)::float8 AS bytes, 0::float8 AS fpi
+         FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn) r
+        WHERE block_ref IS NULL GROUP BY resource_manager)
+     SELECT * FROM per_rel UNION ALL SELECT * FROM other ORDER BY bytes DESC LIMIT 20`,
+    [from, to],
+  );
+  return rows
+    .map(
+      (r) =>
+        `${r.rel.padEnd(44)} ${String(r.records).padStart(7)} records ${Math.round(r.bytes).toLocaleString('en-US').padStart(12)} B (FPI ${Math.round(r.fpi ?? 0).toLocaleString('en-US')} B)`,
+    )
+    .join('\n    ');
+}
+
+interface Drain {
+  perSecond: number;
+  walPerJob: number;
+  from: string;
+  to: string;
+}
+
+/** longhaul: a backlog submitted by an API-only process, drained by a service with `slots` worker slots. */
+async function longhaulDrain(
+  db: pg.Pool,
+  url: string,
+  slots: number,
+  env: Record<string, string>,
+  label: string,
+): Promise<Drain> {
+  const tenant = await createTenant(db, `peers-${label}-${randomUUID().slice(0, 6)}`);
+  const api = await startChildService('api', { DATABASE_URL: url, ...env });
+  const http = new HttpPool(api.url, { connections: 16 });
+  try {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < DRAIN_JOBS) {
+          next++;
+          const res = await http.request({
+            path: '/v1/jobs',
+            method: 'POST',
+            headers: { authorization: `Bearer ${tenant.api_key}`, 'content-type': 'application/json' },
+            body: TINY_BODY,
+          });
+          await res.body.dump();
+          if (res.statusCode !== 202) throw new Error(`POST answered ${res.statusCode}`);
+        }
+      }),
+    );
+  } finally {
+    await http.close();
+    await api.stop();
+  }
+  await db.query('ANALYZE');
+  await db.query('CHECKPOINT');
+  const from = await lsn(db);
+  const svc = await startChildService('start', {
+    DATABASE_URL: url,
+    LONGHAUL_WORKER_CONCURRENCY: String(slots),
+    ...env,
+  });
+  try {
+    await until(
+      async () => {
+        const { rows } = await db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND status = 'COMPLETED'`,
+          [tenant.id],
+        );
+        return (rows[0]?.n ?? 0) >= DRAIN_JOBS;
+      },
+      300_000,
+      DONE_POLL_MS,
+    );
+    const to = await lsn(db);
+    const wal = await walBytes(db, from);
+    const { rows } = await db.query<{ s: number }>(
+      `SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 AS s FROM jobs WHERE tenant_id = $1`,
+      [tenant.id],
+    );
+    return { perSecond: DRAIN_JOBS / (rows[0]?.s ?? Number.NaN), walPerJob: wal / DRAIN_JOBS, from, to };
+  } finally {
+    await svc.stop();
+  }
+}
+
+/** Graphile Worker running a no-op task over a backlog of DRAIN_JOBS, from its first handler call to an empty queue. */
+async function graphileDrain(db: pg.Pool, url: string, utils: WorkerUtils, slots: number): Promise<Drain> {
+  const task = `noop_${slots}`;
+  await utils.addJobs(Array.from({ length: DRAIN_JOBS }, (_, i) => ({ identifier: task, payload: { i } })));
+  await db.query('ANALYZE');
+  await db.query('CHECKPOINT');
+  let first = 0;
+  const from = await lsn(db);
+  const runner = await runGraphile({
+    connectionString: url,
+    concurrency: slots,
+    maxPoolSize: slots + 2,
+    noHandleSignals: true,
+    pollInterval: 2000,
+    logger: quietGraphileLogger(),
+    taskList: {
+      [task]: async () => {
+        first ||= now();
+      },
+    },
+  });
+  try {
+    await until(
+      async () => {
+        const { rows } = await db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM graphile_worker._private_jobs j
+             JOIN graphile_worker._private_tasks t ON t.id = j.task_id WHERE t.identifier = $1`,
+          [task],
+        );
+        return rows[0]?.n === 0;
+      },
+      300_000,
+      DONE_POLL_MS,
+    );
+    const s = (now() - first) / 1000;
+    const to = await lsn(db);
+    return { perSecond: DRAIN_JOBS / s, walPerJob: (await walBytes(db, from)) / DRAIN_JOBS, from, to };
+  } finally {
+    await runner.stop();
+  }
+}
+
+/** pg-boss's `work()` (batch = slots) over a backlog of DRAIN_JOBS no-op jobs, from its first batch to all completed. */
+async function bossDrain(db: pg.Pool, url: string, slots: number): Promise<Drain> {
+  const q = `peers-drain-${slots}`;
+  const boss = new PgBoss({ connectionString: url, max: 10, supervise: false, schedule: false });
+  await boss.start();
+  try {
+    await boss.createQueue(q);
+    await boss.insert(
+      q,
+      Array.from({ length: DRAIN_JOBS }, (_, i) => ({ data: { i } })),
+    );
+    await db.query('ANALYZE');
+    await db.query('CHECKPOINT');
+    let first = 0;
+    const from = await lsn(db);
+    await boss.work(q, { batchSize: slots, burstWhenBatchFull: true, pollingIntervalSeconds: 0.5 }, async () => {
+      first ||= now();
+    });
+    await until(
+      async () => {
+        const { rows } = await db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state = 'completed'`,
+          [q],
+        );
+        return (rows[0]?.n ?? 0) >= DRAIN_JOBS;
+      },
+      300_000,
+      DONE_POLL_MS,
+    );
+    const s = (now() - first) / 1000;
+    const to = await lsn(db);
+    return { perSecond: DRAIN_JOBS / s, walPerJob: (await walBytes(db, from)) / DRAIN_JOBS, from, to };
+  } finally {
+    await boss.stop({ graceful: false });
+  }
+}
+
+/** A raw queue: `conns` connections each deleting one row at a time with FOR UPDATE SKIP LOCKED, autocommit. */
+async function rawDrain(db: pg.Pool, url: string, conns: number): Promise<Drain> {
+  await db.query('DROP TABLE IF EXISTS peers_raw');
+  await db.query('CREATE TABLE peers_raw (id bigserial PRIMARY KEY, payload jsonb NOT NULL)');
+  await db.query(`INSERT INTO peers_raw (payload) SELECT jsonb_build_object('i', g) FROM generate_series(1, $1) g`, [
+    DRAIN_JOBS,
+  ]);
+  await db.query('ANALYZE peers_raw');
+  await db.query('CHECKPOINT');
+  const pool = new pg.Pool({ connectionString: url, max: conns });
+  try {
+    await Promise.all(Array.from({ length: conns }, () => pool.query('SELECT 1')));
+    const from = await lsn(db);
+    const t0 = now();
+    await Promise.all(
+      Array.from({ length: conns }, async () => {
+        for (;;) {
+          const { rowCount } = await pool.query(
+            `DELETE FROM peers_raw WHERE id = (SELECT id FROM peers_raw ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING payload`,
+          );
+          if (rowCount === 0) return;
+        }
+      }),
+    );
+    const s = (now() - t0) / 1000;
+    const to = await lsn(db);
+    return { perSecond: DRAIN_JOBS / s, walPerJob: (await walBytes(db, from)) / DRAIN_JOBS, from, to };
+  } finally {
+    await pool.end();
+  }
+}
+
+function quietGraphileLogger() {
+  // Graphile logs every job at info; the bench prints only its table.
+  return new GraphileLogger(() => () => undefined);
+}
+
+/** Idle pickups of longhaul: POST answered (202) → the probe's chunk started, in the service process. */
+async function longhaulPickup(db: pg.Pool, svc: ChildService, apiKey: string): Promise<number[]> {
+  const http = new HttpPool(svc.url, { connections: 1 });
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < PICKUP_SAMPLES + PICKUP_WARMUP; i++) {
+      const res = await http.request({
+        path: '/v1/jobs',
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ type: 'probe', input: {} }),
+      });
+      const { id } = (await res.body.json()) as { id: string };
+      const answered = now();
+      let at = 0;
+      await until(async () => {
+        const { rows } = await db.query<{ at: number | null }>(
+          `SELECT (result->>'first_chunk_at')::float8 AS at FROM jobs WHERE id = $1 AND status = 'COMPLETED'`,
+          [id],
+        );
+        at = rows[0]?.at ?? 0;
+        return at > 0;
+      }, 10_000);
+      if (i >= PICKUP_WARMUP) out.push(Math.max(0, at - answered));
+    }
+  } finally {
+    await http.close();
+  }
+  return out;
+}
+
+/** Idle pickups of an in-process queue: `submit` answered → handler started (the handler resolves `started`). */
+async function inProcessPickup(
+  setup: (onStart: () => void) => Promise<{ submit(): Promise<void>; stop(): Promise<void> }>,
+): Promise<number[]> {
+  let started: (() => void) | undefined;
+  const q = await setup(() => started?.());
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < PICKUP_SAMPLES + PICKUP_WARMUP; i++) {
+      let at = 0;
+      const ran = new Promise<void>((resolve) => {
+        started = () => {
+          at = now();
+          resolve();
+        };
+      });
+      await q.submit();
+      const answered = now();
+      await ran;
+      if (i >= PICKUP_WARMUP) out.push(Math.max(0, at - answered));
+      // Let the completion commit before the next job: the system is idle when the next is submitted.
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    await q.stop();
+  }
+  return out;
+}
+
+function pickupRows(name: string, ours: number[], peers: Array<[string, number[]]>): BenchRow[] {
+  const rows: BenchRow[] = [];
+  for (const [p, target] of [
+    [50, 1.5],
+    [99, 5],
+  ] as const) {
+    const v = percentile(ours, p);
+    rows.push({
+      name: `${name} pickup p${p}, idle (submit answered → handler started)`,
+      value: v,
+      unit: 'ms',
+      target: `≤ ${target} ms`,
+      met: v <= target,
+    });
+    for (const [peer, xs] of peers)
+      rows.push({
+        name: `  longhaul pickup p${p} ÷ ${peer}'s`,
+        value: v,
+        unit: 'ms',
+        baselineName: `${peer} pickup p${p}`,
+        baseline: percentile(xs, p),
+      });
+  }
+  return rows;
+}
+
+export const peersBench: BenchModule = {
+  title: 'peers: longhaul beside Graphile Worker, pg-boss work() and a raw SKIP LOCKED queue',
+  async run(ctx) {
+    const database = await ctx.createDatabase();
+    const url = database.url;
+    const db = new pg.Pool({ connectionString: url, max: 4 });
+    const rows: BenchRow[] = [];
+    const utils = await makeWorkerUtils({ connectionString: url, maxPoolSize: 64, logger: quietGraphileLogger() });
+    try {
+      await db.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect');
+      await utils.migrate();
+      const env = { LONGHAUL_JOB_TYPES: PROBE };
+
+      // Drains.
+      for (const slots of SLOTS) {
+        const ours = await longhaulDrain(db, url, slots, env, `d${slots}`);
+        ctx.log(`longhaul drain, ${slots} slots, WAL by relation:\n    ${await walByRelation(db, ours.from, ours.to)}`);
+        const capped = await longhaulDrain(
+          db,
+          url,
+          slots,
+          { ...env, LONGHAUL_TENANT_CONCURRENCY: String(slots) },
+          `c${slots}`,
+        );
+        const graphile = await graphileDrain(db, url, utils, slots);
+        ctx.log(
+          `Graphile drain, ${slots} slots, WAL by relation:\n    ${await walByRelation(db, graphile.from, graphile.to)}`,
+        );
+        const boss = await bossDrain(db, url, slots);
+        const raw = await rawDrain(db, url, slots);
+        const name = `drain ${DRAIN_JOBS} tiny jobs, ${slots} slots`;
+        rows.push(
+          {
+            name: `${name}: longhaul (defaults) ÷ Graphile Worker`,
+            value: ours.perSecond,
+            unit: 'jobs/s',
+            baselineName: 'Graphile Worker',
+            baseline: graphile.perSecond,
+            target: 'ratio ≥ 1.0',
+            met: ours.perSecond >= graphile.perSecond,
+          },
+          {
+            name: `${name}: longhaul (defaults) ÷ raw SKIP LOCKED delete`,
+            value: ours.perSecond,
+            unit: 'jobs/s',
+            baselineName: `raw SKIP LOCKED (${slots} conns)`,
+            baseline: raw.perSecond,
+            target: 'ratio ≥ 0.5',
+            met: ours.perSecond >= 0.5 * raw.perSecond,
+          },
+          {
+            name: `${name}: longhaul (defaults) ÷ pg-boss work()`,
+            value: ours.perSecond,
+            unit: 'jobs/s',
+            baselineName: `pg-boss work() (batch ${slots})`,
+            baseline: boss.perSecond,
+          },
+          {
+            name: `${name}: longhaul (tenant cap = slots) ÷ Graphile Worker`,
+            value: capped.perSecond,
+            unit: 'jobs/s',
+            baselineName: 'Graphile Worker',
+            baseline: graphile.perSecond,
+          },
+          {
+            name: `${name}: WAL per job, longhaul (defaults) ÷ Graphile Worker`,
+            value: ours.walPerJob,
+            unit: 'B',
+            baselineName: 'Graphile Worker',
+            baseline: graphile.walPerJob,
+            target: '≤ 2,500 B',
+            met: ours.walPerJob <= 2500,
+          },
+          {
+            name: `${name}: WAL per job, longhaul (defaults) ÷ pg-boss work()`,
+            value: ours.walPerJob,
+            unit: 'B',
+            baselineName: 'pg-boss work()',
+            baseline: boss.walPerJob,
+          },
+          {
+            name: `${name}: WAL per job, longhaul (defaults) ÷ raw SKIP LOCKED delete`,
+            value: ours.walPerJob,
+            unit: 'B',
+            baselineName: 'raw SKIP LOCKED',
+            baseline: raw.walPerJob,
+          },
+        );
+      }
+
+      // Pickup and checkpoints, against one idle service with its defaults.
+      const tenant = await createTenant(db, `peers-idle-${randomUUID().slice(0, 6)}`);
+      const svc = await startChildService('start', { DATABASE_URL: url, ...env });
+      try {
+        const ours = await longhaulPickup(db, svc, tenant.api_key);
+        const graphile = await inProcessPickup(async (onStart) => {
+          const runner: Runner = await runGraphile({
+            connectionString: url,
+            concurrency: 8,
+            noHandleSignals: true,
+            pollInterval: 2000,
+            logger: quietGraphileLogger(),
+            taskList: { probe: async () => onStart() },
+          });
+          return {
+            submit: async () => void (await utils.addJob('probe', {})),
+            stop: () => runner.stop(),
+          };
+        });
+        const boss = await inProcessPickup(async (onStart) => {
+          const b = new PgBoss({
+            connectionString: url,
+            max: 4,
+            supervise: false,
+            schedule: false,
+            useListenNotify: true,
+          });
+          await b.start();
+          await b.createQueue('peers-pickup', { notify: true });
+          await b.work('peers-pickup', { batchSize: 8 }, async () => onStart());
+          return {
+            submit: async () => void (await b.send('peers-pickup', {})),
+            stop: () => b.stop({ graceful: false }),
+          };
+        });
+        const raw = await inProcessPickup(async (onStart) => {
+          await db.query(
+            'CREATE TABLE IF NOT EXISTS peers_raw_pickup (id bigserial PRIMARY KEY, payload jsonb NOT NULL)',
+          );
+          const listen = new pg.Client({ connectionString: url });
+          const claim = new pg.Client({ connectionString: url });
+          await listen.connect();
+          await claim.connect();
+          listen.on('notification', () => {
+            void claim
+              .query(
+                `DELETE FROM peers_raw_pickup WHERE id = (SELECT id FROM peers_raw_pickup ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id`,
+              )
+              .then((r) => (r.rowCount === 1 ? onStart() : undefined));
+          });
+          await listen.query('LISTEN peers_raw');
+          return {
+            submit: async () =>
+              void (await db.query(
+                `WITH i AS (INSERT INTO peers_raw_pickup (payload) VALUES ('{}') RETURNING id) SELECT pg_notify('peers_raw', id::text) FROM i`,
+              )),
+            stop: async () => {
+              await listen.end();
+              await claim.end();
+            },
+          };
+        });
+        rows.push(
+          ...pickupRows('longhaul', ours, [
+            ['Graphile Worker', graphile],
+            ['pg-boss work() (notify)', boss],
+            ['raw INSERT+NOTIFY → LISTEN → SKIP LOCKED claim', raw],
+          ]),
+        );
+
+        // One job of CHECKPOINT_STEPS empty chunks, beside CHECKPOINT_STEPS committed one-row UPDATEs.
+        await db.query('CREATE TABLE IF NOT EXISTS peers_plain (id int PRIMARY KEY, v jsonb)');
+        await db.query(`INSERT INTO peers_plain VALUES (1, '{}') ON CONFLICT DO NOTHING`);
+        await db.query('CHECKPOINT');
+        const plainFrom = await lsn(db);
+        const t0 = now();
+        for (let i = 0; i < CHECKPOINT_STEPS; i++)
+          await db.query('UPDATE peers_plain SET v = $1 WHERE id = 1', [JSON.stringify({ done: i })]);
+        const plainMs = (now() - t0) / CHECKPOINT_STEPS;
+        const plainWal = (await walBytes(db, plainFrom)) / CHECKPOINT_STEPS;
+        const cpFrom = await lsn(db);
+        const res = await fetch(`${svc.url}/v1/jobs`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${tenant.api_key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ type: 'synthetic', input: { chunks: CHECKPOINT_STEPS, chunk_ms: 0 } }),
+        });
+        const { id } = (await res.json()) as { id: string };
+        let spanMs = 0;
+        await until(
+          async () => {
+            const { rows: r } = await db.query<{ ms: number | null }>(
+              `SELECT extract(epoch FROM finished_at - started_at)::float8 * 1000 AS ms FROM jobs WHERE id = $1 AND status = 'COMPLETED'`,
+              [id],
+            );
+            spanMs = r[0]?.ms ?? 0;
+            return spanMs > 0;
+          },
+          120_000,
+          DONE_POLL_MS,
+        );
+        const cpTo = await lsn(db);
+        const cpWal = (await walBytes(db, cpFrom)) / CHECKPOINT_STEPS;
+        ctx.log(
+          `one job of ${CHECKPOINT_STEPS} empty chunks, WAL by relation:\n    ${await walByRelation(db, cpFrom, cpTo)}`,
+        );
+        rows.push(
+          {
+            name: `checkpoint of an empty chunk (one job of ${CHECKPOINT_STEPS}), time per step`,
+            value: spanMs / CHECKPOINT_STEPS,
+            unit: 'ms',
+            baselineName: 'committed 1-row UPDATE, one after another',
+            baseline: plainMs,
+            target: 'ratio ≤ 2',
+            met: spanMs / CHECKPOINT_STEPS <= 2 * plainMs,
+          },
+          {
+            name: `checkpoint of an empty chunk (one job of ${CHECKPOINT_STEPS}), WAL per step`,
+            value: cpWal,
+            unit: 'B',
+            baselineName: 'committed 1-row UPDATE',
+            baseline: plainWal,
+            target: '≤ 500 B',
+            met: cpWal <= 500,
+          },
+        );
+      } finally {
+        await svc.stop();
+      }
+
+      // Submission.
+      const api = await startChildService('api', { DATABASE_URL: url, ...env });
+      const boss = new PgBoss({ connectionString: url, max: 64, supervise: false, schedule: false });
+      await boss.start();
+      await boss.createQueue('peers-send');
+      try {
+        for (const clients of SUBMIT_CLIENTS) {
+          const http = new HttpPool(api.url, { connections: clients });
+          const post = async () => {
+            const res = await http.request({
+              path: '/v1/jobs',
+              method: 'POST',
+              headers: { authorization: `Bearer ${tenant.api_key}`, 'content-type': 'application/json' },
+              body: TINY_BODY,
+            });
+            await res.body.dump();
+            if (res.statusCode !== 202) throw new Error(`POST answered ${res.statusCode}`);
+          };
+          await timedLoops(clients, 0.5, post);
+          const ours = (await timedLoops(clients, SUBMIT_SECONDS, post)).perSecond;
+          await http.close();
+          const add = async () => void (await utils.addJob('peers_submit', { n: 1 }));
+          await timedLoops(clients, 0.5, add);
+          const graphile = (await timedLoops(clients, SUBMIT_SECONDS, add)).perSecond;
+          const send = async () => void (await boss.send('peers-send', { n: 1 }));
+          await timedLoops(clients, 0.5, send);
+          const sent = (await timedLoops(clients, SUBMIT_SECONDS, send)).perSecond;
+          rows.push(
+            {
+              name: `submit, ${clients} clients: longhaul POST /v1/jobs ÷ Graphile addJob`,
+              value: ours,
+              unit: 'jobs/s',
+              baselineName: 'Graphile addJob',
+              baseline: graphile,
+              target: 'ratio ≥ 3',
+              met: ours >= 3 * graphile,
+            },
+            {
+              name: `submit, ${clients} clients: longhaul POST /v1/jobs ÷ pg-boss send()`,
+              value: ours,
+              unit: 'jobs/s',
+              baselineName: 'pg-boss send()',
+              baseline: sent,
+              target: 'ratio ≥ 1.5',
+              met: ours >= 1.5 * sent,
+            },
+          );
+        }
+      } finally {
+        await boss.stop({ graceful: false });
+        await api.stop();
+      }
+      return rows;
+    } finally {
+      await utils.release();
+      await db.end();
+      await database.drop();
+    }
+  },
+};
