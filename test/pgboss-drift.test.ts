@@ -7,7 +7,7 @@ import { PgBoss } from 'pg-boss';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { captureBossSql } from '../src/db/pool.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
-import { BOSS_CHANNEL_SQL } from '../src/worker/runtime.ts';
+import { BOSS_CHANNEL_SQL } from '../src/worker/fetcher.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
 let db: TestDatabase;

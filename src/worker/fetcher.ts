@@ -1,0 +1,131 @@
+/**
+ * Fetching executions from pg-boss as slots free up: woken at once by pg-boss's LISTEN/NOTIFY on the
+ * process's listener (and by a slot freeing or the connection coming back), polling as a fallback. It
+ * also forwards cancel notifications to the runtime. It never fetches more than the free slots.
+ */
+import type { JobWithMetadata, PgBoss } from 'pg-boss';
+import type { PgListener } from '../db/listener.ts';
+import { isConnectionError, type Pool } from '../db/pool.ts';
+import { QUEUES } from '../jobs/queues.ts';
+import { CANCEL_CHANNEL } from '../jobs/repository.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { ExecutionData } from './executions.ts';
+
+/** Fallback polling when no notification arrives (retries after backoff are not notified). */
+export const POLL_INTERVAL_MS = 500;
+
+/**
+ * The channel pg-boss 12 announces new jobs of notify-enabled queues on (its notifyChannelSql), as a SQL
+ * expression; the worker LISTENs on it to wake at once. test/pgboss-drift.test.ts checks it against the
+ * statement pg-boss's insert() runs, so an upgrade that renames the channel fails a test, not pickup.
+ */
+export const BOSS_CHANNEL_SQL = `'pgboss_' || left(encode(sha224('pgboss'::bytea), 'hex'), 24)`;
+
+export class Fetcher {
+  readonly #pool: Pool;
+  readonly #boss: PgBoss;
+  readonly #listener: PgListener;
+  readonly #log: Logger;
+  readonly #tenantConcurrency: number;
+  readonly #free: () => number;
+  readonly #launch: (j: JobWithMetadata<ExecutionData>) => void;
+  readonly #onCancel: (jobId: string) => void;
+  readonly #stopping: () => boolean;
+  #wake: (() => void) | undefined;
+  /** A wake-up came since the last fetch began: fetch again before waiting. */
+  #woken = false;
+  #loop: Promise<void> | undefined;
+  #unsubscribe: (() => Promise<void>) | undefined;
+
+  constructor(deps: {
+    pool: Pool;
+    boss: PgBoss;
+    listener: PgListener;
+    log: Logger;
+    /** Jobs of one tenant running at once across all workers (pg-boss group concurrency). */
+    tenantConcurrency: number;
+    /** Slots free in this process now. */
+    free: () => number;
+    launch: (j: JobWithMetadata<ExecutionData>) => void;
+    onCancel: (jobId: string) => void;
+    /** True once the runtime stops: the loop ends. */
+    stopping: () => boolean;
+  }) {
+    this.#pool = deps.pool;
+    this.#boss = deps.boss;
+    this.#listener = deps.listener;
+    this.#log = deps.log;
+    this.#tenantConcurrency = deps.tenantConcurrency;
+    this.#free = deps.free;
+    this.#launch = deps.launch;
+    this.#onCancel = deps.onCancel;
+    this.#stopping = deps.stopping;
+  }
+
+  /** Subscribes to pg-boss's and the cancel channel, and starts the loop. */
+  async start(): Promise<void> {
+    const { rows } = await this.#pool.query<{ ch: string }>(`SELECT ${BOSS_CHANNEL_SQL} AS ch`);
+    this.#unsubscribe = await this.#listener.subscribe([rows[0]?.ch ?? '', CANCEL_CHANNEL], {
+      onNotification: (channel, payload) => {
+        if (channel === CANCEL_CHANNEL) this.#onCancel(payload);
+        else this.wake();
+      },
+      // Jobs sent while the connection was down were not announced: fetch now.
+      onConnect: () => this.wake(),
+    });
+    this.#loop = this.#fetchLoop();
+  }
+
+  /** Fetches again now (a slot freed, a job was announced, or the runtime stops). */
+  wake(): void {
+    this.#woken = true;
+    this.#wake?.();
+  }
+
+  /** Ends when the loop has (the runtime is stopping); a second caller waits for the same. */
+  async stopped(): Promise<void> {
+    this.wake();
+    await this.#loop;
+  }
+
+  /** Stops listening; after the running jobs ended, as cancellations are still delivered while they drain. */
+  async unsubscribe(): Promise<void> {
+    await this.#unsubscribe?.();
+  }
+
+  async #waitForWake(ms: number): Promise<void> {
+    if (this.#woken) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+    this.#wake = undefined;
+  }
+
+  async #fetchLoop(): Promise<void> {
+    while (!this.#stopping()) {
+      this.#woken = false;
+      const free = this.#free();
+      if (free > 0) {
+        let jobs: Array<JobWithMetadata<ExecutionData>> = [];
+        try {
+          jobs = await this.#boss.fetch<ExecutionData>(QUEUES.jobs, {
+            batchSize: free,
+            includeMetadata: true,
+            groupConcurrency: this.#tenantConcurrency,
+          });
+        } catch (err) {
+          // An outage is logged once, by the listener; fetching resumes when the database answers.
+          if (!isConnectionError(err)) this.#log.error({ err }, 'fetching executions failed');
+        }
+        for (const j of jobs) this.#launch(j);
+        // A full batch means there is likely more: fetch again once a slot frees (or now, if one is free).
+        if (jobs.length > 0 && jobs.length === free) continue;
+      }
+      await this.#waitForWake(POLL_INTERVAL_MS);
+    }
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * How an execution ends, each through the store's fenced statements: the job completes (last checkpoint,
+ * result, COMPLETED and the execution's completion in one transaction, group-committed across jobs), is
+ * cancelled, hands over to a follow-up execution, or its attempt is settled as failed (retried or
+ * dead-lettered). A statement whose fence refuses means the lease was lost: the job is abandoned, never
+ * written.
+ */
+import type { PgBoss } from 'pg-boss';
+import { createPipelinePool, pipelinedTransaction, withTransaction, type Pool } from '../db/pool.ts';
+import type { JobEventsPublisher } from '../jobs/events-publisher.ts';
+import { transition } from '../jobs/repository.ts';
+import type { Logger } from '../observability/logger.ts';
+import { DEFAULT_BACKOFF, isPermanentError, type AnyJobType, type Json } from '../../packages/sdk/src/index.ts';
+import {
+  completeExecution,
+  completeExecutions,
+  completeExecutionsQuery,
+  sendExecution,
+  type ExecutionAttempt,
+} from './executions.ts';
+import { GroupCommit } from './group-commit.ts';
+import { JobStopped, type StopReason } from './job-stopped.ts';
+import type { LazyTransaction } from './lazy-transaction.ts';
+import type { WorkerMetrics } from './metrics.ts';
+import {
+  completeAllQuery,
+  completedSeqs,
+  completeWithCheckpoint,
+  COMPLETE_REFUSED,
+  GROUP_MAX,
+  refusalReason,
+  releaseLease,
+  settleAttempt,
+  writeKey,
+  type ClaimRow,
+  type CompleteWithCheckpoint,
+  type EventPair,
+} from './store.ts';
+
+/** Connections of the pipelining pool (group commits run one batch at a time; one spare for a broken one). */
+const PIPELINE_POOL_MAX = 2;
+
+export class Settler {
+  readonly #pool: Pool;
+  readonly #boss: PgBoss;
+  readonly #events: JobEventsPublisher;
+  readonly #metrics: WorkerMetrics;
+  readonly #maxLeaseLosses: number;
+  /**
+   * Group commit of the completions whose last step needs no transaction of its own (it wrote nothing
+   * through ctx.db): the jobs that complete while a batch is in flight share one statement.
+   */
+  readonly #completions: GroupCommit<CompleteWithCheckpoint & { attempt: ExecutionAttempt }, EventPair | undefined>;
+  /** Pipelining connections for the group-committed completions (opened by open()). */
+  #pipeline: Pool | undefined;
+
+  constructor(deps: {
+    pool: Pool;
+    boss: PgBoss;
+    events: JobEventsPublisher;
+    metrics: WorkerMetrics;
+    /** Takeovers after a lost lease before the job is dead-lettered. */
+    maxLeaseLosses: number;
+  }) {
+    this.#pool = deps.pool;
+    this.#boss = deps.boss;
+    this.#events = deps.events;
+    this.#metrics = deps.metrics;
+    this.#maxLeaseLosses = deps.maxLeaseLosses;
+    this.#completions = new GroupCommit(async (jobs) => {
+      const seqs =
+        (await this.#completeAllPipelined(jobs)) ??
+        (await withTransaction(this.#pool, async (c) => {
+          const completed = await completeWithCheckpoint(c, jobs);
+          const done = jobs.filter((j) => completed.has(writeKey(j.jobId, j.token)));
+          if (done.length > 0)
+            await completeExecutions(
+              this.#boss,
+              c,
+              done.map((j) => j.attempt),
+            );
+          return completed;
+        }));
+      return jobs.map((j) => seqs.get(writeKey(j.jobId, j.token)));
+    }, GROUP_MAX);
+  }
+
+  open(databaseUrl: string): void {
+    this.#pipeline = createPipelinePool(databaseUrl, PIPELINE_POOL_MAX, 'longhaul-worker-commit');
+  }
+
+  async close(): Promise<void> {
+    await this.#pipeline?.end().catch(() => undefined);
+    this.#pipeline = undefined;
+  }
+
+  /**
+   * The last chunk's checkpoint, the result, COMPLETED and the execution's completion: one transaction,
+   * group-committed with other jobs' completions when the step wrote nothing through ctx.db.
+   */
+  async complete(
+    tx: LazyTransaction,
+    row: ClaimRow,
+    token: string,
+    attempt: ExecutionAttempt,
+    r: { cursor: Json; state: Json; processed: number },
+    result: Json,
+  ): Promise<void> {
+    const done: CompleteWithCheckpoint = {
+      jobId: row.id,
+      token,
+      cursor: r.cursor,
+      state: r.state,
+      processed: r.processed,
+      result,
+    };
+    let seqs: EventPair | undefined;
+    if (tx.begun) {
+      const client = await tx.client();
+      seqs = await tx.finish(async () => {
+        const q = (await completeWithCheckpoint(client, [done])).get(writeKey(row.id, token));
+        if (q === undefined) return { value: undefined, rollback: true };
+        await completeExecution(this.#boss, client, attempt);
+        return { value: q };
+      });
+    } else {
+      await tx.rollback();
+      seqs = await this.#completions.submit({ ...done, attempt });
+    }
+    if (seqs === undefined) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
+    this.#events.publish(row.id, ...seqs);
+    this.#metrics.executions.inc({ outcome: 'completed' });
+  }
+
+  /**
+   * Completions of jobs whose last step wrote nothing, in one round trip: BEGIN, completeAllQuery,
+   * pg-boss's complete of their executions and COMMIT, pipelined. pg-boss's statement is sent before
+   * ours answers, so ours applies to every job or fails and rolls all back; undefined then (and before
+   * open()), and the caller completes them job by job, each as its fence allows.
+   */
+  async #completeAllPipelined(
+    jobs: Array<CompleteWithCheckpoint & { attempt: ExecutionAttempt }>,
+  ): Promise<Map<string, EventPair> | undefined> {
+    const pipeline = this.#pipeline;
+    if (pipeline === undefined) return undefined;
+    const boss = await completeExecutionsQuery(
+      this.#boss,
+      jobs.map((j) => j.attempt),
+    );
+    if (boss === undefined) return undefined;
+    try {
+      const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), boss]);
+      return completedSeqs(rows ?? []);
+    } catch (err) {
+      if ((err as { code?: unknown }).code === COMPLETE_REFUSED) return undefined;
+      throw err;
+    }
+  }
+
+  /** Ends this execution at a chunk boundary and sends the next one, which continues from the checkpoint. */
+  async handOver(
+    row: ClaimRow,
+    type: AnyJobType,
+    token: string,
+    attempt: ExecutionAttempt,
+    why: 'budget' | 'shutdown',
+    log: Logger,
+  ): Promise<void> {
+    const ok = await withTransaction(this.#pool, async (c) => {
+      const next = await sendExecution(this.#boss, c, {
+        jobId: row.id,
+        tenantId: row.tenant_id,
+        retriesLeft: row.max_attempts - row.attempts,
+        attemptsUsed: row.attempts,
+        backoff: type.backoff ?? DEFAULT_BACKOFF,
+        continuation: true,
+      });
+      if (!(await releaseLease(c, { jobId: row.id, token, execution: next }))) throw new JobStopped('lease-lost');
+      // At shutdown the job waits for a worker; at the end of a budget it carries on at once.
+      if (why === 'shutdown') await transition(c, row.id, 'PENDING');
+      await completeExecution(this.#boss, c, attempt, { handedOver: next, reason: why });
+      return true;
+    }).catch((err: unknown) => {
+      if (err instanceof JobStopped) return false;
+      throw err;
+    });
+    if (!ok) {
+      this.#leaseLost(row.id, log);
+      return;
+    }
+    this.#metrics.executions.inc({ outcome: `handover-${why}` });
+    log.info({ reason: why }, 'execution handed over to a follow-up execution');
+  }
+
+  #leaseLost(jobId: string, log: Logger): void {
+    this.#metrics.leaseLost.inc();
+    this.#metrics.executions.inc({ outcome: 'lease-lost' });
+    log.warn({ job_id: jobId }, 'lease lost; abandoning job (another worker owns it now)');
+  }
+
+  /** After a step threw or the signal fired: cancel, hand over, abandon, retry or fail for good. */
+  async onStop(
+    err: unknown,
+    signal: AbortSignal,
+    s: { row: ClaimRow; type: AnyJobType; token: string; attempt: ExecutionAttempt; log: Logger },
+  ): Promise<void> {
+    const { row, type, token, attempt, log } = s;
+    const reason: StopReason | undefined =
+      err instanceof JobStopped
+        ? err.reason
+        : signal.aborted && signal.reason instanceof JobStopped
+          ? signal.reason.reason
+          : undefined;
+    if (reason === 'lease-lost') {
+      this.#leaseLost(row.id, log);
+      return;
+    }
+    if (reason === 'shutdown') {
+      await this.handOver(row, type, token, attempt, 'shutdown', log);
+      return;
+    }
+    if (reason === 'cancelled') {
+      const ok = await withTransaction(this.#pool, async (c) => {
+        if (!(await releaseLease(c, { jobId: row.id, token }))) return false;
+        const moved = await transition(c, row.id, 'CANCELLED', { announce: false });
+        await completeExecution(this.#boss, c, attempt, { cancelled: true });
+        return { seq: moved?.event_seq };
+      });
+      if (ok === false) this.#leaseLost(row.id, log);
+      else {
+        if (ok.seq !== undefined) this.#events.publish(row.id, ok.seq);
+        this.#metrics.executions.inc({ outcome: 'cancelled' });
+        log.info('job cancelled');
+      }
+      return;
+    }
+    const e = err instanceof Error ? err : new Error(String(err));
+    const permanent = isPermanentError(err);
+    const settled = await withTransaction(this.#pool, (c) =>
+      settleAttempt(c, this.#boss, {
+        row,
+        token,
+        attempt,
+        kind: 'failure',
+        error: { message: e.message, name: e.name, permanent },
+        final: permanent,
+        maxLeaseLosses: this.#maxLeaseLosses,
+        backoff: type.backoff ?? DEFAULT_BACKOFF,
+        announce: false,
+      }),
+    );
+    if (settled === undefined) {
+      this.#leaseLost(row.id, log);
+      return;
+    }
+    if (settled.seq !== undefined) this.#events.publish(row.id, settled.seq);
+    const last = settled.outcome === 'dead';
+    this.#metrics.executions.inc({ outcome: last ? 'failed' : 'retry' });
+    if (last)
+      log.error(
+        { err: e, permanent },
+        permanent ? 'job failed permanently' : 'job failed; attempts exhausted, dead-lettered',
+      );
+    else log.warn({ err: e }, 'job attempt failed; will retry');
+  }
+}

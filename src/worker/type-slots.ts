@@ -1,0 +1,28 @@
+/**
+ * Per-type slot accounting of one worker process: how many jobs of each type it runs at once, against
+ * the type's `concurrency` (or the worker's). A slot is checked and taken with no await between, as
+ * executions of the same type claim at the same time; whoever took one gives it back exactly once.
+ */
+import type { AnyJobType } from '../../packages/sdk/src/index.ts';
+
+export class TypeSlots {
+  readonly #taken = new Map<string, number>();
+  readonly #defaultLimit: number;
+
+  /** `defaultLimit` bounds a type that sets no `concurrency` of its own. */
+  constructor(defaultLimit: number) {
+    this.#defaultLimit = defaultLimit;
+  }
+
+  /** Takes one of `type`'s slots if one is free; false if the type runs as many here as allowed. */
+  tryTake(type: AnyJobType): boolean {
+    const taken = this.#taken.get(type.name) ?? 0;
+    if (taken >= (type.concurrency ?? this.#defaultLimit)) return false;
+    this.#taken.set(type.name, taken + 1);
+    return true;
+  }
+
+  release(typeName: string): void {
+    this.#taken.set(typeName, (this.#taken.get(typeName) ?? 1) - 1);
+  }
+}
