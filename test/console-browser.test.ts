@@ -1,24 +1,33 @@
 /**
- * The operator console in headless Chromium against a real service (API and worker in one process):
- * sign-in as admin and as a tenant, live bars, cancel, dead-letter replay, key revocation, tenant
- * isolation and escaping of what jobs supply.
+ * The operator console in headless Chromium against a real service (API, worker and webhook dispatcher
+ * in one process) and a real webhook receiver: sign-in as admin and as a tenant, live bars, cancel,
+ * dead-letter replay, key revocation, re-enabling an endpoint a 410 disabled, tenant isolation,
+ * escaping of what jobs supply, and every page's width on a desktop and a phone.
  */
 import type { Browser, Page } from 'playwright-core';
+import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from './support/browser.ts';
+import { startReceiver, type Receiver } from './support/receiver.ts';
 import { ADMIN_TOKEN, startTestService, type TestService } from './support/service.ts';
 import { waitFor } from './support/worker.ts';
 
 let t: TestService;
 let browser: Browser;
+let rx: Receiver;
 beforeAll(async () => {
-  [t, browser] = await Promise.all([
-    startTestService({ roles: ['api', 'worker'], env: { LONGHAUL_AUTH_CACHE_SECONDS: '1' } }),
+  [t, browser, rx] = await Promise.all([
+    startTestService({
+      roles: ['api', 'worker'],
+      env: { LONGHAUL_AUTH_CACHE_SECONDS: '1', LONGHAUL_CALLBACK_ALLOW: '127.0.0.1' },
+    }),
     launchChromium(),
+    startReceiver(),
   ]);
 });
 afterAll(async () => {
   await browser?.close();
+  await rx?.close();
   await t?.stop();
 });
 
@@ -176,20 +185,93 @@ describe('console', () => {
     await page.close();
   });
 
-  it('renders every page at phone width', async () => {
+  it('enables an endpoint a 410 disabled, and its waiting delivery is then delivered', async () => {
+    let gone = true;
+    rx.on('/gone', (_n, _r, res) => void (gone ? res.writeHead(410).end('gone') : undefined));
+    const url = `${rx.url}/gone`;
+    const first = await submit({ chunks: 1, chunk_ms: 1 }, { callback_url: url });
+    const endpoint = await waitFor('the endpoint disabled', async () => {
+      const res = await t.api('/v1/webhook-endpoints');
+      const { data } = (await res.json()) as {
+        data: Array<{ id: string; endpoint: string; disabled_at: string | null }>;
+      };
+      return data.find((e) => e.endpoint === url && e.disabled_at !== null);
+    });
+    // A second job's webhook waits for the endpoint, unattempted.
+    const held = await submit({ chunks: 1, chunk_ms: 1 }, { callback_url: url });
+    await waitFor('the second job done', async () => ((await jobStatus(held)) === 'COMPLETED' ? true : undefined));
+    const deliveries = async () =>
+      (
+        await t.service.pool.query<{ job_id: string; status: string }>(
+          'SELECT job_id, status FROM webhook_deliveries WHERE job_id = ANY($1::uuid[]) ORDER BY created_at',
+          [[first, held]],
+        )
+      ).rows;
+    await waitFor('both deliveries queued', async () => ((await deliveries()).length === 2 ? true : undefined));
+    expect((await deliveries()).map((d) => d.status)).toEqual(['PENDING', 'PENDING']);
+    expect(rx.to('/gone')).toHaveLength(1);
+
+    const page = await signedIn(t.tenant.api_key);
+    await page.goto(`${t.url}/console/endpoints`);
+    // Without the session's CSRF token (a cross-site form), and from another tenant's session: refused.
+    expect(
+      (await page.request.post(`${t.url}/console/endpoints/${endpoint.id}/enable`, { form: { csrf: 'x' } })).status(),
+    ).toBe(403);
+    const other = await signedIn((await t.newTenant()).api_key);
+    const csrf = String(await other.evaluate(`document.querySelector('meta[name="csrf-token"]').content`));
+    expect(
+      (
+        await other.request.post(`${t.url}/console/endpoints/${endpoint.id}/enable`, {
+          headers: { 'x-csrf-token': csrf },
+        })
+      ).status(),
+    ).toBe(404);
+    expect(rx.to('/gone')).toHaveLength(1);
+
+    gone = false;
+    await page.getByRole('button', { name: `Enable ${url}` }).click();
+    await page.waitForURL(/notice=endpoint-enabled/);
+    expect(await page.getByRole('status').first().textContent()).toContain('enabled');
+    expect(await page.getByRole('button', { name: `Enable ${url}` }).count()).toBe(0);
+    await waitFor('both delivered', async () =>
+      (await deliveries()).every((d) => d.status === 'SUCCEEDED') ? true : undefined,
+    );
+    // The receiver got the held webhook, signed with the tenant's secret (checked by standardwebhooks).
+    const verified = rx
+      .to('/gone')
+      .slice(1)
+      .map(
+        (r) =>
+          new Webhook(t.tenant.webhook_secret).verify(r.body, {
+            'webhook-id': String(r.headers['webhook-id']),
+            'webhook-timestamp': String(r.headers['webhook-timestamp']),
+            'webhook-signature': String(r.headers['webhook-signature']),
+          }) as { data: { id: string } },
+      );
+    expect(verified.map((v) => v.data.id).sort()).toEqual([first, held].sort());
+    await Promise.all([page.close(), other.close()]);
+  });
+
+  it('fits every page in the width of a desktop and of a phone', async () => {
+    const id = await submit({ chunks: 1, chunk_ms: 1 }, { metadata: { note: 'x'.repeat(300) } });
     const page = await signedIn(ADMIN_TOKEN);
-    await page.setViewportSize({ width: 390, height: 844 });
-    for (const path of [
-      '/console',
-      '/console/jobs',
-      '/console/dead-letters',
-      '/console/endpoints',
-      '/console/workers',
-      '/console/tenants',
-    ]) {
-      const res = await page.goto(`${t.url}${path}`);
-      expect(res?.status(), path).toBe(200);
-      expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth + 1'), path).toBe(true);
+    for (const width of [1280, 375]) {
+      await page.setViewportSize({ width, height: 800 });
+      for (const path of [
+        '/console',
+        '/console/jobs',
+        `/console/jobs/${id}`,
+        '/console/dead-letters',
+        '/console/endpoints',
+        '/console/workers',
+        '/console/tenants',
+        `/console/tenants/${t.tenant.id}`,
+      ]) {
+        const res = await page.goto(`${t.url}${path}`);
+        expect(res?.status(), path).toBe(200);
+        const fits = await page.evaluate('document.scrollingElement.scrollWidth <= window.innerWidth');
+        expect(fits, `${path} at ${width} px`).toBe(true);
+      }
     }
     await page.close();
   });

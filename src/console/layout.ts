@@ -44,6 +44,7 @@ export const NOTICES: Record<string, string> = {
   'key-created': 'The API key was created.',
   'key-revoked': 'The API key was revoked.',
   'secret-rotated': 'The webhook secret was rotated.',
+  'endpoint-enabled': 'The endpoint is enabled: its waiting deliveries are being sent.',
 };
 
 export function page(

@@ -1,11 +1,15 @@
-/** Webhook endpoints: breaker state, the last hour's success rate and latency, pending and dead deliveries. */
+/**
+ * Webhook endpoints: breaker state, the last hour's success rate and latency, pending and dead
+ * deliveries; an endpoint a 410 disabled is enabled again from here (as POST /v1/webhook-endpoints/{id}/enable).
+ */
 import { html } from 'hono/html';
-import { listTenantEndpoints } from '../../webhooks/breaker.ts';
+import { ApiError } from '../../api/errors.ts';
+import { enableEndpoint, listTenantEndpoints } from '../../webhooks/breaker.ts';
 import { endpointLatency } from '../../webhooks/store.ts';
 import { listTenants } from '../../tenants/repository.ts';
 import type { ConsoleApp, ConsoleDeps } from '../context.ts';
-import { tenantScope } from '../context.ts';
-import { page, when } from '../layout.ts';
+import { done, formOf, isUuid, pathId, tenantScope } from '../context.ts';
+import { actionForm, hidden, page, when } from '../layout.ts';
 import { scopeOf } from '../session.ts';
 
 export function registerEndpointPages(app: ConsoleApp, deps: ConsoleDeps): void {
@@ -35,6 +39,7 @@ export function registerEndpointPages(app: ConsoleApp, deps: ConsoleDeps): void 
             <tr>
               <th scope="col">Endpoint</th>
               <th scope="col">Breaker</th>
+              <th scope="col">Enabled</th>
               <th scope="col">Success, last hour</th>
               <th scope="col">Mean latency</th>
               <th scope="col">Pending</th>
@@ -53,6 +58,20 @@ export function registerEndpointPages(app: ConsoleApp, deps: ConsoleDeps): void 
                   >${e.retry_at === null ? '' : html` until ${when(e.retry_at)}`}
                 </td>
                 <td>
+                  ${
+                    e.disabled_at === null
+                      ? 'yes'
+                      : html`<span class="breaker b-disabled">disabled by a 410</span> ${when(e.disabled_at)}
+                          ${actionForm(
+                            session,
+                            `/console/endpoints/${e.id}/enable`,
+                            `Enable ${e.endpoint}`,
+                            `Enable ${e.endpoint}? Its ${e.pending} waiting deliveries are sent at once.`,
+                            session.kind === 'admin' && tenantId !== undefined ? [hidden('tenant', tenantId)] : [],
+                          )}`
+                  }
+                </td>
+                <td>
                   ${l === undefined || l.attempts === 0 ? '–' : `${Math.round((l.succeeded / l.attempts) * 100)} % of ${l.attempts}`}
                 </td>
                 <td>${l === undefined ? '–' : `${l.meanMs} ms`}</td>
@@ -66,6 +85,20 @@ export function registerEndpointPages(app: ConsoleApp, deps: ConsoleDeps): void 
         </table>
       </div>
       ${endpoints.length === 0 ? html`<p>No deliveries yet.</p>` : ''}`;
-    return c.html(await page('Webhook endpoints', session, '/console/endpoints', body));
+    return c.html(
+      await page('Webhook endpoints', session, '/console/endpoints', body, { notice: c.req.query('notice') }),
+    );
+  });
+
+  app.post('/console/endpoints/:id/enable', async (c) => {
+    const id = pathId(c, 'id', 'webhook endpoint');
+    const own = scopeOf(c.get('session'));
+    const chosen = (await formOf(c)).one('tenant');
+    const tenantId = own ?? (isUuid(chosen) ? chosen.toLowerCase() : undefined);
+    if (tenantId === undefined) throw new ApiError('bad-request', 'choose a tenant first');
+    const e = await enableEndpoint(pool, tenantId, id);
+    if (e === undefined) throw new ApiError('not-found', `no webhook endpoint with id ${id}`);
+    c.get('log').info({ tenant_id: tenantId, endpoint_id: id }, 'console: webhook endpoint enabled');
+    return done(c, `/console/endpoints${own === undefined ? `?tenant=${tenantId}` : ''}`, 'endpoint-enabled');
   });
 }
