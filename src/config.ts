@@ -65,6 +65,27 @@ const envSchema = z.object({
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info')
     .describe('`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.'),
+  LONGHAUL_METRICS_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .optional()
+    .describe(
+      'Bearer token `/metrics` requires (16+ characters); unset, `/metrics` is open to whoever reaches its port.',
+    ),
+  LONGHAUL_METRICS_PORT: int(0, 65535)
+    .optional()
+    .describe(
+      'Serve `/metrics` (and `/healthz`) on this port instead of the API port, in every role, worker included (`0`: any free port).',
+    ),
+  LONGHAUL_METRICS_HOST: z.string().min(1).optional().meta({
+    description: 'Interface the metrics port listens on.',
+    shownDefault: '`HOST`',
+  }),
+  LONGHAUL_METRICS_TENANT_LABELS: bool
+    .default(false)
+    .describe(
+      "Label metrics with tenants' data (a webhook endpoint's id on the per-endpoint breaker gauge); off, no series names a tenant.",
+    ),
   LONGHAUL_ADMIN_TOKEN: z
     .string()
     .min(16, 'must be at least 16 characters')
@@ -274,6 +295,11 @@ export interface Config {
   poolMax: number;
   logLevel: z.infer<typeof envSchema>['LONGHAUL_LOG_LEVEL'];
   adminToken: string | undefined;
+  /**
+   * `/metrics`: the bearer token it requires, the port and interface it is served on instead of the
+   * API's (undefined: on the API port), and whether series may carry tenants' data as labels.
+   */
+  metrics: { token: string | undefined; port: number | undefined; host: string; tenantLabels: boolean };
   /** Base URL used in links the service hands out (Location, signed download URLs). */
   publicUrl: string;
   bodyLimitBytes: number;
@@ -381,6 +407,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     poolMax: e.LONGHAUL_PG_POOL_MAX,
     logLevel: e.LONGHAUL_LOG_LEVEL,
     adminToken: e.LONGHAUL_ADMIN_TOKEN,
+    metrics: {
+      token: e.LONGHAUL_METRICS_TOKEN,
+      port: e.LONGHAUL_METRICS_PORT,
+      host: e.LONGHAUL_METRICS_HOST ?? e.HOST,
+      tenantLabels: e.LONGHAUL_METRICS_TENANT_LABELS,
+    },
     publicUrl: (e.LONGHAUL_PUBLIC_URL ?? `http://${e.HOST === '0.0.0.0' ? '127.0.0.1' : e.HOST}:${e.PORT}`).replace(
       /\/$/,
       '',

@@ -9,6 +9,7 @@ import { createServer } from 'node:http';
 import { PgBoss } from 'pg-boss';
 import { createApp } from './api/app.ts';
 import { createConsole } from './console/app.ts';
+import { startMetricsServer } from './api/metrics-server.ts';
 import { TokenSigner } from './api/tokens.ts';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/database.ts';
@@ -29,7 +30,9 @@ import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { RealtimeHub } from './realtime/hub.ts';
 import { WorkerMonitor } from './worker/monitor.ts';
 import { WorkerRuntime } from './worker/runtime.ts';
-import { WorkerPresence } from './worker/presence.ts';
+import { registerWorkerGauges, WorkerPresence } from './worker/presence.ts';
+import { registerJobGauges } from './jobs/metrics.ts';
+import { registerWebhookGauges } from './webhooks/metrics.ts';
 import { sweepArtifacts } from './storage/retention.ts';
 import { sweepFinishedJobs } from './jobs/retention.ts';
 import { Periodic } from './periodic.ts';
@@ -55,6 +58,8 @@ export interface Service {
   registry: JobTypeRegistry;
   /** Base URL of the HTTP server, when the api role runs. */
   url: string | undefined;
+  /** Base URL of the metrics server, when LONGHAUL_METRICS_PORT is set. */
+  metricsUrl: string | undefined;
   /** The live event hub, when the api role runs. */
   realtime: RealtimeHub | undefined;
   /** The process's one LISTEN connection; `connected` is false while the database is unreachable. */
@@ -150,9 +155,25 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     const registry = await builtInJobTypes(config, { databaseUrl: db.url, pool, storage });
     await seedDefaultTenant(pool, config, db);
     const metrics = createMetrics();
+    let metricsUrl: string | undefined;
+    registerJobGauges(metrics.registry, pool, registry.names());
+    registerWorkerGauges(metrics.registry, pool, config.worker.leaseSeconds);
+    registerWebhookGauges(metrics.registry, pool, { tenantLabels: config.metrics.tenantLabels });
     const alerts = new Alerts(pool, log, metrics.registry);
     if (config.worker.alertWebhookUrl !== undefined && config.webhooks.alertSecret !== undefined) {
       alerts.addSink(signedWebhookAlertSink(config.worker.alertWebhookUrl, config.webhooks.alertSecret));
+    }
+
+    if (config.metrics.port !== undefined) {
+      const server = await startMetricsServer({
+        registry: metrics.registry,
+        token: config.metrics.token,
+        port: config.metrics.port,
+        host: config.metrics.host,
+        log,
+      });
+      metricsUrl = server.url;
+      stops.unshift(() => server.stop());
     }
 
     let url: string | undefined;
@@ -247,6 +268,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         registry,
         alerts,
         log,
+        metrics: metrics.registry,
         options: {
           intervalSeconds: w.monitorIntervalSeconds,
           leaseSeconds: w.leaseSeconds,
@@ -314,6 +336,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       alerts,
       registry,
       url,
+      metricsUrl,
       realtime,
       listener,
       databaseUrl: db.url,

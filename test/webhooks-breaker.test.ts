@@ -27,6 +27,8 @@ beforeAll(async () => {
       LONGHAUL_BREAKER_MIN_REQUESTS: '4',
       LONGHAUL_BREAKER_FAILURE_RATIO: '0.5',
       LONGHAUL_BREAKER_COOLDOWN_SECONDS: String(COOLDOWN_S),
+      // The per-endpoint breaker gauge names an endpoint: shown only when the operator allows tenant labels.
+      LONGHAUL_METRICS_TENANT_LABELS: 'true',
     },
   });
   dispatcher = await startDispatcher(t, 1);

@@ -30,6 +30,7 @@ beforeAll(async () => {
       LONGHAUL_WEBHOOK_POLL_SECONDS: '0.1',
       LONGHAUL_BREAKER_WINDOW: '4',
       LONGHAUL_BREAKER_MIN_REQUESTS: '4',
+      LONGHAUL_METRICS_TENANT_LABELS: 'true',
       LONGHAUL_BREAKER_FAILURE_RATIO: '0.5',
       // Longer than the test: an open breaker stays open throughout.
       LONGHAUL_BREAKER_COOLDOWN_SECONDS: '600',

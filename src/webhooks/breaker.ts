@@ -137,3 +137,14 @@ export async function endpointStates(
   );
   return rows;
 }
+
+/** How many endpoints are in each breaker state (`disabled` for those a 410 disabled), for the metrics. */
+export async function countEndpointStates(
+  db: Queryable,
+): Promise<Array<{ state: BreakerState | 'disabled'; n: number }>> {
+  const { rows } = await db.query<{ state: BreakerState | 'disabled'; n: number }>(
+    `SELECT CASE WHEN disabled_at IS NOT NULL THEN 'disabled' ELSE state END AS state, count(*)::int AS n
+       FROM webhook_endpoints GROUP BY 1`,
+  );
+  return rows;
+}

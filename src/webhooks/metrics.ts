@@ -1,8 +1,8 @@
 /** Prometheus metrics of webhook delivery, registered once per registry (API and worker may share one). */
 import client from 'prom-client';
 import type { Queryable } from '../db/pool.ts';
-import type { Registry } from '../observability/metrics.ts';
-import { endpointStates, type BreakerState } from './breaker.ts';
+import { readGauge, type Registry } from '../observability/metrics.ts';
+import { countEndpointStates, endpointStates, type BreakerState } from './breaker.ts';
 
 function once<T extends client.Metric>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();
@@ -70,22 +70,53 @@ export type WebhookMetrics = ReturnType<typeof webhookMetrics>;
 
 const STATE_VALUE: Record<BreakerState | 'disabled', number> = { closed: 0, half_open: 1, open: 2, disabled: 3 };
 
+/** Dead deliveries are counted exactly up to this (through their partial index), then estimated. */
+const DEAD_COUNT_CAP = 10_000;
+
+/** Dead deliveries: exact up to the cap through webhook_deliveries_dead (sql/030), past it the planner's estimate. */
+async function deadDeliveries(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (SELECT 1 FROM webhook_deliveries WHERE status = 'DEAD' LIMIT ${DEAD_COUNT_CAP + 1}) s`,
+  );
+  const n = rows[0]?.n ?? 0;
+  if (n <= DEAD_COUNT_CAP) return n;
+  const { rows: plan } = await db.query<{ 'QUERY PLAN': Array<{ Plan: { 'Plan Rows': number } }> }>(
+    `EXPLAIN (FORMAT JSON) SELECT 1 FROM webhook_deliveries WHERE status = 'DEAD'`,
+  );
+  return Math.max(n, Math.round(plan[0]?.['QUERY PLAN'][0]?.Plan['Plan Rows'] ?? 0));
+}
+
 /**
- * `longhaul_webhook_endpoint_state{endpoint_id}`: 0 closed, 1 half-open, 2 open, 3 disabled (410), read
- * from the database at scrape time so any process serving /metrics shows every dispatcher's breakers.
- * Labelled by the endpoint's id (GET /v1/webhook-endpoints), not its URL, whose path may hold a credential.
+ * Scrape-time gauges of delivery, read from the database so any process serving /metrics shows every
+ * dispatcher's: endpoints per breaker state, dead deliveries and, only when the operator allows tenant
+ * labels, `longhaul_webhook_endpoint_state{endpoint_id}` (0 closed, 1 half-open, 2 open, 3 disabled),
+ * labelled by the endpoint's id (GET /v1/webhook-endpoints), never its URL, whose path may hold a credential.
  */
-export function registerEndpointStateGauge(registry: Registry, db: Queryable): void {
-  if (registry.getSingleMetric('longhaul_webhook_endpoint_state') !== undefined) return;
-  new client.Gauge({
+export function registerWebhookGauges(registry: Registry, db: Queryable, opts: { tenantLabels: boolean }): void {
+  readGauge(registry, {
+    name: 'longhaul_webhook_endpoints',
+    help: 'Webhook endpoints (a tenant and URL) by circuit breaker state: closed, half_open, open, disabled',
+    labelNames: ['state'] as const,
+    read: () => countEndpointStates(db),
+    show: (g, rows) => {
+      for (const state of Object.keys(STATE_VALUE)) g.set({ state }, 0);
+      for (const r of rows) g.set({ state: r.state }, r.n);
+    },
+  });
+  readGauge(registry, {
+    name: 'longhaul_dead_letter_deliveries',
+    help: 'Webhook deliveries that went DEAD and were not replayed, exact up to 10000, else the planner estimate',
+    read: () => deadDeliveries(db),
+    show: (g, n) => g.set(n),
+  });
+  if (!opts.tenantLabels) return;
+  readGauge(registry, {
     name: 'longhaul_webhook_endpoint_state',
     help: 'Circuit breaker state per webhook endpoint (a tenant and URL): 0 closed, 1 half-open, 2 open, 3 disabled',
     labelNames: ['endpoint_id'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const e of await endpointStates(db))
-        this.set({ endpoint_id: e.id }, STATE_VALUE[e.disabled ? 'disabled' : e.state]);
+    read: () => endpointStates(db),
+    show: (g, rows) => {
+      for (const e of rows) g.set({ endpoint_id: e.id }, STATE_VALUE[e.disabled ? 'disabled' : e.state]);
     },
   });
 }

@@ -9,7 +9,7 @@ import { JOB_COLUMNS, type JobRow } from '../jobs/model.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
 import { transition } from '../jobs/repository.ts';
 import { removeDeadLetters, sendExecution } from './executions.ts';
-import { DEFAULT_BACKOFF } from '../../packages/sdk/src/index.ts';
+import { DEFAULT_BACKOFF, type Json } from '../../packages/sdk/src/index.ts';
 
 export interface DeadLetter {
   job: JobRow;
@@ -141,4 +141,48 @@ export async function replaySelected(
     }
     return replayed;
   });
+}
+
+/** A job newly in the dead-letter queue, as the dead-letter alert tells of it. */
+export interface DeadLettered {
+  id: string;
+  tenant_id: string;
+  type: string;
+  attempts: number;
+  error: Json | null;
+  /** dead_lettered_at to the microsecond, as text: the keyset position of the next read. */
+  at_key: string;
+}
+
+/**
+ * Jobs dead-lettered after the keyset position `after` (dead_lettered_at, id) moved back by
+ * `rewindSeconds` (from now when there is none), across tenants, oldest first, through
+ * jobs_dead_lettered_at (sql/030): what the monitor's dead-letter alert pass reads.
+ */
+export async function deadLetteredAfter(
+  db: Queryable,
+  after: { at: string; id: string } | undefined,
+  rewindSeconds: number,
+  limit: number,
+): Promise<DeadLettered[]> {
+  const { rows } = await db.query<DeadLettered>(
+    `SELECT id, tenant_id, type, attempts, error,
+            to_char(dead_lettered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at_key
+       FROM jobs
+      WHERE dead_lettered_at IS NOT NULL AND status = 'FAILED'
+        AND (dead_lettered_at, id) > (coalesce($1::timestamptz, now()) - make_interval(secs => $3),
+                                      coalesce($2::uuid, '00000000-0000-0000-0000-000000000000'))
+      ORDER BY dead_lettered_at, id LIMIT $4`,
+    [after?.at ?? null, after?.id ?? null, rewindSeconds, limit],
+  );
+  return rows;
+}
+
+/** Which of `ids` are still in the dead-letter queue (not replayed, not deleted by retention). */
+export async function stillDeadLettered(db: Queryable, ids: readonly string[]): Promise<Set<string>> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM jobs WHERE id = ANY($1::uuid[]) AND dead_lettered_at IS NOT NULL AND status = 'FAILED'`,
+    [ids],
+  );
+  return new Set(rows.map((r) => r.id));
 }

@@ -1,7 +1,7 @@
 /**
  * The worker's monitor, run by every worker process: it takes over jobs whose lease ran out (their
  * worker died, hung or lost the network), and raises alerts for running jobs that stopped making
- * progress and for jobs waiting too long for a worker. Rows are locked SKIP LOCKED and alerts are
+ * progress, for jobs waiting too long for a worker and for each job dead-lettered. Rows are locked SKIP LOCKED and alerts are
  * arbitrated by the alerts table, so several monitors never double-handle anything.
  */
 import type { PgBoss } from 'pg-boss';
@@ -10,9 +10,12 @@ import type { JobTypeRegistry } from '../jobs/registry.ts';
 import { transition } from '../jobs/repository.ts';
 import type { Alerts } from '../observability/alerts.ts';
 import type { Logger } from '../observability/logger.ts';
+import { registeredOnce, type Registry } from '../observability/metrics.ts';
+import client from 'prom-client';
 import { Periodic } from '../periodic.ts';
 import { completeExecution } from './executions.ts';
 import { DEFAULT_BACKOFF, DEFAULT_STALL_AFTER_SECONDS } from '../../packages/sdk/src/index.ts';
+import { deadLetteredAfter, stillDeadLettered } from './dead-letters.ts';
 import { leaseLostError, lockExpiredLeases, releaseLease, settleAttempt } from './store.ts';
 
 export interface MonitorOptions {
@@ -30,6 +33,18 @@ export interface MonitorOptions {
 const SWEEP_BATCH = 50;
 export const STALLED_KIND = 'job-stalled';
 export const PENDING_KIND = 'jobs-pending';
+export const DEAD_KIND = 'job-dead';
+
+/** On its first pass the dead-letter alert looks back this far: jobs dead-lettered while no monitor ran. */
+const DEAD_LOOKBACK_SECONDS = 24 * 3600;
+/**
+ * Each pass re-reads this far behind the newest dead-lettering it saw: a transaction that dead-letters
+ * a job stamps it with its start time and may commit after a later one was read.
+ */
+const DEAD_REWIND_SECONDS = 60;
+/** Dead-lettered jobs read per statement, and statements per pass; the rest waits for the next pass. */
+const DEAD_PAGE = 200;
+const DEAD_PAGES_PER_PASS = 10;
 
 export class WorkerMonitor extends Periodic {
   readonly #pool: Pool;
@@ -38,6 +53,10 @@ export class WorkerMonitor extends Periodic {
   readonly #alerts: Alerts;
   readonly #log: Logger;
   readonly #opts: MonitorOptions;
+  readonly #takeovers: client.Counter<'outcome'> | undefined;
+  /** Newest dead-lettering the alert pass has seen, and the jobs it saw within the rewind behind it. */
+  #deadMark: { at: string; id: string } | undefined;
+  readonly #deadSeen = new Map<string, string>();
 
   constructor(deps: {
     pool: Pool;
@@ -46,6 +65,7 @@ export class WorkerMonitor extends Periodic {
     alerts: Alerts;
     log: Logger;
     options: MonitorOptions;
+    metrics?: Registry | undefined;
   }) {
     const log = deps.log.child({ component: 'monitor' });
     super(log);
@@ -55,6 +75,20 @@ export class WorkerMonitor extends Periodic {
     this.#alerts = deps.alerts;
     this.#log = log;
     this.#opts = deps.options;
+    const r = deps.metrics;
+    this.#takeovers =
+      r &&
+      registeredOnce(
+        r,
+        'longhaul_lease_takeovers_total',
+        () =>
+          new client.Counter({
+            name: 'longhaul_lease_takeovers_total',
+            help: 'Jobs whose lease expired, taken over by a monitor: continued (from the checkpoint), dead (lost their worker too often), cancelled',
+            labelNames: ['outcome'] as const,
+            registers: [r],
+          }),
+      );
     const sweepMs = Math.min(this.#opts.intervalSeconds, this.#opts.leaseSeconds / 2) * 1000;
     this.every('monitor sweep', sweepMs, () => this.sweepExpiredLeases());
     this.every('monitor alerts', this.#opts.intervalSeconds * 1000, () => this.checkAlerts());
@@ -75,6 +109,7 @@ export class WorkerMonitor extends Periodic {
           await releaseLease(c, { jobId: row.id, token: row.lease_token });
           await transition(c, row.id, 'CANCELLED');
           await completeExecution(this.#boss, c, attempt, { cancelled: true });
+          this.#takeovers?.inc({ outcome: 'cancelled' });
           continue;
         }
         const settled = await settleAttempt(c, this.#boss, {
@@ -87,6 +122,7 @@ export class WorkerMonitor extends Periodic {
           backoff: this.#registry.get(row.type)?.backoff ?? DEFAULT_BACKOFF,
           announce: true,
         });
+        if (settled !== undefined) this.#takeovers?.inc({ outcome: settled.outcome === 'dead' ? 'dead' : 'continued' });
         this.#log.warn(
           {
             job_id: row.id,
@@ -104,8 +140,57 @@ export class WorkerMonitor extends Periodic {
     });
   }
 
-  /** Raises and clears the stalled-job and pending-too-long alerts. */
+  /** Raises and clears the stalled-job, pending-too-long and dead-lettered-job alerts. */
   async checkAlerts(): Promise<void> {
+    await this.#checkStalledAndPending();
+    await this.checkDeadLetters();
+  }
+
+  /**
+   * Raises one alert per job newly dead-lettered (by any worker or monitor), and clears the alerts of
+   * jobs since replayed or deleted. The alerts table makes each raise happen once across processes.
+   */
+  async checkDeadLetters(): Promise<void> {
+    let after = this.#deadMark;
+    let rewind = after === undefined ? DEAD_LOOKBACK_SECONDS : DEAD_REWIND_SECONDS;
+    for (let page = 0; page < DEAD_PAGES_PER_PASS; page++) {
+      const rows = await deadLetteredAfter(this.#pool, after, rewind, DEAD_PAGE);
+      for (const job of rows) {
+        if (this.#deadSeen.get(job.id) !== job.at_key) {
+          await this.#alerts.raise(`${DEAD_KIND}:${job.id}`, {
+            kind: DEAD_KIND,
+            message: `job ${job.id} (${job.type}) was dead-lettered after ${job.attempts} attempt(s)`,
+            details: {
+              job_id: job.id,
+              type: job.type,
+              tenant_id: job.tenant_id,
+              attempts: job.attempts,
+              error: job.error,
+            },
+          });
+          this.#deadSeen.set(job.id, job.at_key);
+        }
+        after = { at: job.at_key, id: job.id };
+        if (this.#deadMark === undefined || after.at > this.#deadMark.at) this.#deadMark = after;
+      }
+      if (rows.length < DEAD_PAGE) break;
+      rewind = 0;
+    }
+    const mark = this.#deadMark;
+    if (mark !== undefined) {
+      const horizon = new Date(Date.parse(mark.at) - DEAD_REWIND_SECONDS * 1000 - 1000).toISOString();
+      for (const [id, at] of this.#deadSeen) if (at < horizon) this.#deadSeen.delete(id);
+    }
+    const active = (await this.#alerts.active(DEAD_KIND)).map((a) => ({ key: a.key, jobId: a.details.job_id }));
+    if (active.length === 0) return;
+    const still = await stillDeadLettered(
+      this.#pool,
+      active.flatMap((a) => (typeof a.jobId === 'string' ? [a.jobId] : [])),
+    );
+    for (const a of active) if (typeof a.jobId !== 'string' || !still.has(a.jobId)) await this.#alerts.clear(a.key);
+  }
+
+  async #checkStalledAndPending(): Promise<void> {
     const types = this.#registry.all();
     const { rows: stalled } = await this.#pool.query<{
       id: string;

@@ -7,6 +7,7 @@
 import { hostname } from 'node:os';
 import type { Queryable } from '../db/pool.ts';
 import type { Logger } from '../observability/logger.ts';
+import { readGauge, type Registry } from '../observability/metrics.ts';
 
 export interface WorkerInfo {
   id: string;
@@ -46,6 +47,16 @@ export async function countLiveWorkers(db: Queryable, leaseSeconds: number): Pro
     [leaseSeconds],
   );
   return rows[0]?.n ?? 0;
+}
+
+/** `longhaul_workers_online`: worker processes whose heartbeat is within a lease, read at scrape time. */
+export function registerWorkerGauges(registry: Registry, db: Queryable, leaseSeconds: number): void {
+  readGauge(registry, {
+    name: 'longhaul_workers_online',
+    help: 'Worker processes alive (heartbeat within a lease), all hosts',
+    read: () => countLiveWorkers(db, leaseSeconds),
+    show: (g, n) => g.set(n),
+  });
 }
 
 export interface PresenceOptions {

@@ -44,7 +44,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus metrics */
+        /**
+         * Prometheus metrics
+         * @description Requires `Authorization: Bearer <LONGHAUL_METRICS_TOKEN>` when that is set. Absent here when LONGHAUL_METRICS_PORT serves it on a port of its own.
+         */
         get: operations["getMetrics"];
         put?: never;
         post?: never;
@@ -802,15 +805,6 @@ export interface components {
                 [key: string]: string;
             };
         };
-        CreatedTenant: {
-            /** Format: uuid */
-            id: string;
-            name: string;
-            /** @description Shown once; only its hash is stored. */
-            api_key: string;
-            /** @description Standard Webhooks secret, `whsec_` + base64. */
-            webhook_secret: string;
-        };
         /** @description An RFC 9457 problem detail. `type` is stable per kind of error. */
         Problem: {
             /** @example https://longhaul.dev/problems/validation-error */
@@ -824,6 +818,15 @@ export interface components {
                 field: string;
                 message: string;
             }[];
+        };
+        CreatedTenant: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            /** @description Shown once; only its hash is stored. */
+            api_key: string;
+            /** @description Standard Webhooks secret, `whsec_` + base64. */
+            webhook_secret: string;
         };
         CreateTenant: {
             name: string;
@@ -1255,7 +1258,31 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             500: components["responses"]["InternalError"];
+            /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description Seconds to wait before retrying, when the database cannot be reached */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     listTenants: {

@@ -16,7 +16,6 @@ import {
   setSignatureScheme,
   signatureScheme,
 } from '../../webhooks/keys.ts';
-import { registerEndpointStateGauge } from '../../webhooks/metrics.ts';
 import {
   attemptsOf,
   deliveriesOfJob,
@@ -494,7 +493,6 @@ function registerWebhookEvents(app: App): void {
 export function registerDeliveryRoutes(app: App, deps: AppDeps): void {
   const { pool, config } = deps;
   const grace = (q: { grace_seconds?: number | undefined }) => q.grace_seconds ?? config.webhooks.secretGraceSeconds;
-  registerEndpointStateGauge(deps.metrics.registry, pool);
   registerWebhookEvents(app);
   app.on('POST', '/v1/deliveries/redeliver', requireJsonBody());
   app.on('PUT', '/v1/webhook-settings', requireJsonBody());

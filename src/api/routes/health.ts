@@ -2,7 +2,9 @@
 import { createRoute } from '@hono/zod-openapi';
 import { QUEUES } from '../../jobs/queues.ts';
 import type { App, AppDeps } from '../context.ts';
-import { jsonContent } from '../openapi-helpers.ts';
+import { errorResponses, jsonContent } from '../openapi-helpers.ts';
+import { ApiError } from '../errors.ts';
+import { metricsAuthorized } from '../../observability/metrics.ts';
 import { HealthSchema } from '../schemas.ts';
 
 const healthz = createRoute({
@@ -57,20 +59,29 @@ export function registerHealthRoutes(app: App, deps: AppDeps, draining: () => bo
     const ready = results.every(Boolean) && !draining();
     return ready ? c.json({ status: 'ready', checks: out }, 200) : c.json({ status: 'not ready', checks: out }, 503);
   });
+  // Served on a port of its own instead (src/api/metrics-server.ts) when the operator asks.
+  if (deps.config.metrics.port !== undefined) return;
   app.openAPIRegistry.registerPath({
     method: 'get',
     path: '/metrics',
     operationId: 'getMetrics',
     tags: ['operations'],
     summary: 'Prometheus metrics',
+    description:
+      'Requires `Authorization: Bearer <LONGHAUL_METRICS_TOKEN>` when that is set. Absent here when LONGHAUL_METRICS_PORT serves it on a port of its own.',
     responses: {
       200: {
         description: 'Metrics in the Prometheus text format',
         content: { 'text/plain': { schema: { type: 'string' } } },
       },
+      ...errorResponses(401),
     },
   });
   app.get('/metrics', async (c) => {
+    if (!metricsAuthorized(c.req.header('authorization'), deps.config.metrics.token))
+      throw new ApiError('unauthorized', 'This /metrics requires its bearer token (LONGHAUL_METRICS_TOKEN).', {
+        headers: { 'WWW-Authenticate': 'Bearer' },
+      });
     c.header('Content-Type', deps.metrics.registry.contentType);
     return c.body(await deps.metrics.registry.metrics());
   });
