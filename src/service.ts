@@ -37,6 +37,7 @@ import { sweepArtifacts } from './storage/retention.ts';
 import { sweepFinishedJobs } from './jobs/retention.ts';
 import { Periodic } from './periodic.ts';
 import { createStorage, type Storage } from './storage/storage.ts';
+import { LimitedTenants } from './tenants/limits.ts';
 import { countTenants, createTenant } from './tenants/repository.ts';
 
 export type Role = 'api' | 'worker';
@@ -199,6 +200,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         metrics,
         registry,
         submitter,
+        limitedTenants: new LimitedTenants(pool, config.authCacheSeconds * 1000),
         storage,
         signer,
         realtime: hub,

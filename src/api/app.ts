@@ -20,6 +20,7 @@ import { registerSecuritySchemes } from './openapi.ts';
 import { submitLane, type NodeLane } from './submit-lane.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
+import { registerTenantLimitRoutes } from './routes/tenant-limits.ts';
 import { registerEventRoutes, usesStreamToken } from './routes/events.ts';
 import { registerArtifactRoutes } from './routes/artifacts.ts';
 import { registerDeliveryRoutes } from './routes/deliveries.ts';
@@ -94,6 +95,7 @@ export function createApp(deps: AppDeps): AppHandle {
 
   registerHealthRoutes(app, deps, () => draining);
   registerAdminRoutes(app, deps);
+  registerTenantLimitRoutes(app, deps);
   registerJobRoutes(app, deps, allow);
   registerEventRoutes(app, deps, ws.upgradeWebSocket);
   registerArtifactRoutes(app, deps);

@@ -9,6 +9,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { RealtimeHub } from '../realtime/hub.ts';
 import type { Storage } from '../storage/storage.ts';
+import type { LimitedTenants } from '../tenants/limits.ts';
 import type { Tenant } from '../tenants/repository.ts';
 import type { TokenSigner } from './tokens.ts';
 
@@ -20,6 +21,8 @@ export interface AppDeps {
   metrics: Metrics;
   registry: JobTypeRegistry;
   submitter: JobSubmitter;
+  /** Which tenants have pending or rate limits (their submissions are checked against them); none without it. */
+  limitedTenants?: LimitedTenants;
   /**
    * The process's LISTEN connection (src/db/listener.ts): while it is down the database is taken as
    * unreachable, and requests that need it answer 503 at once instead of each waiting to fail.

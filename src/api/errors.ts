@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   'idempotency-key-in-use': { status: 409, title: 'A request with this Idempotency-Key is still being processed' },
   'idempotency-key-reused': { status: 422, title: 'This Idempotency-Key was used with a different request' },
   'unknown-job-type': { status: 422, title: 'Unknown job type' },
+  'rate-limited': { status: 429, title: "The tenant's submission rate is exceeded" },
+  'too-many-pending-jobs': { status: 429, title: 'The tenant has as many pending jobs as its limit allows' },
   'admin-disabled': { status: 404, title: 'The admin API is not enabled' },
   'not-acceptable': { status: 406, title: 'Not acceptable' },
   'service-unavailable': { status: 503, title: 'The service is not ready' },

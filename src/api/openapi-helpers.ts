@@ -11,6 +11,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   413: 'Body too large',
   415: 'Body is not application/json',
   422: 'Validation failed, or the JSON is past a limit (`json-too-complex`); `errors` names the fields',
+  429: "Past one of the tenant's limits (`rate-limited`, `too-many-pending-jobs`); nothing was written. See Retry-After and RateLimit",
   503: 'Not available on this process, or the database cannot be reached at the moment (then with Retry-After)',
 };
 
@@ -38,6 +39,20 @@ const ERROR_HEADERS: Record<number, Record<string, HeaderObject>> = {
       description: 'Seconds to wait before retrying, when an Idempotency-Key is still in flight',
       required: false,
       schema: { type: 'integer' },
+    },
+  },
+  429: {
+    'Retry-After': { description: 'Seconds to wait before retrying', required: true, schema: { type: 'integer' } },
+    'RateLimit-Policy': {
+      description:
+        'The tenant\'s limits (draft-ietf-httpapi-ratelimit-headers): `"rate";q=<jobs>;w=<seconds>` and `"pending";q=<jobs>;qu="concurrent-requests"`',
+      required: true,
+      schema: { type: 'string' },
+    },
+    RateLimit: {
+      description: 'Per limit, what remains and the seconds until it is whole: `"rate";r=<jobs>;t=<seconds>`',
+      required: true,
+      schema: { type: 'string' },
     },
   },
   503: {

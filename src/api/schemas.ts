@@ -145,3 +145,49 @@ export const CreatedTenantSchema = z
 export const HealthSchema = z
   .object({ status: z.string(), checks: z.record(z.string(), z.string()).optional() })
   .openapi('Health');
+
+const SubmissionRateSchema = z
+  .object({
+    limit: z.number().int().min(1).max(1_000_000).openapi({ description: 'Jobs accepted per window', example: 100 }),
+    window_seconds: z.number().int().min(1).max(86_400).openapi({ example: 60 }),
+  })
+  .strict()
+  .openapi('SubmissionRate', {
+    description:
+      'At most `limit` jobs per `window_seconds`, as a token bucket: a burst of `limit` at once, then one every window / limit.',
+  });
+
+const LIMIT_FIELDS = {
+  max_running_jobs: z.number().int().min(1).max(1000).nullable().openapi({
+    description:
+      "Jobs of the tenant running at once across all workers; null: the default (LONGHAUL_TENANT_CONCURRENCY's).",
+  }),
+  max_pending_jobs: z
+    .number()
+    .int()
+    .min(0)
+    .max(100_000_000)
+    .nullable()
+    .openapi({ description: 'PENDING jobs (queued or scheduled) the tenant may have at once; null: no bound.' }),
+  submission_rate: SubmissionRateSchema.nullable().openapi({ description: 'Null: no bound.' }),
+};
+
+export const TenantLimitsSchema = z
+  .object({ tenant_id: z.string().uuid(), ...LIMIT_FIELDS, updated_at: z.string().datetime().nullable() })
+  .openapi('TenantLimits');
+
+export const TenantLimitsPatchSchema = z
+  .object({
+    max_running_jobs: LIMIT_FIELDS.max_running_jobs.optional(),
+    max_pending_jobs: LIMIT_FIELDS.max_pending_jobs.optional(),
+    submission_rate: LIMIT_FIELDS.submission_rate.optional(),
+  })
+  .strict()
+  .refine((o) => Object.keys(o).length > 0, { message: 'name at least one limit to change' })
+  .openapi('TenantLimitsPatch', {
+    description: 'The limits to change: an absent field keeps its value, null lifts the limit.',
+  });
+
+export const TenantIdParam = z.object({
+  id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: '0190d0a6-1c5e-7c4b-9a4f-1b2c3d4e5f60' }),
+});

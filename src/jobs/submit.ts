@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
 import { bossDb, captureBossSql, isDataException, withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
+import { admit, lockGate, type Verdict } from '../tenants/limits.ts';
 import { keyLockId, type IdempotencyRequest } from './idempotency.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
 import { QUEUES } from './queues.ts';
@@ -29,14 +30,22 @@ export interface SubmitRequest {
   /** Retry backoff of this job's type, in seconds. */
   backoff: { initialSeconds: number; maxSeconds: number };
   idempotency: IdempotencyRequest | null;
+  /**
+   * The tenant has a pending-jobs or submission-rate limit (src/tenants/limits.ts): the job is written in
+   * a transaction of its own that checks them, instead of joining the one-statement batch.
+   */
+  limited?: boolean;
 }
 
 export type SubmitOutcome =
-  | { kind: 'created'; job: JobRow }
+  /** `limits`: the verdict of the tenant's limits, when it has some. */
+  | { kind: 'created'; job: JobRow; limits?: Verdict }
   /** The key was used before with the same request: the job it created. */
   | { kind: 'replayed'; job: JobRow }
   | { kind: 'in-flight' }
-  | { kind: 'key-reused' };
+  | { kind: 'key-reused' }
+  /** Past one of the tenant's limits: nothing was written. */
+  | { kind: 'limited'; verdict: Verdict };
 
 export interface SubmitterOptions {
   /** Most requests written in one transaction. (Default: 256) */
@@ -69,6 +78,8 @@ export class JobSubmitter {
   #oneStatement = true;
   /** Keys of requests this process is writing now: a duplicate is answered 409 without a query. */
   readonly #inFlight = new Set<string>();
+  /** The last submission of each limited tenant being written by this process. */
+  readonly #limitedTails = new Map<string, Promise<void>>();
 
   constructor(pool: Pool, boss: PgBoss, opts: SubmitterOptions = {}) {
     this.#pool = pool;
@@ -84,20 +95,42 @@ export class JobSubmitter {
       if (this.#inFlight.has(k)) return Promise.resolve({ kind: 'in-flight' });
       this.#inFlight.add(k);
     }
-    return new Promise<SubmitOutcome>((resolve, reject) => {
-      this.#queue.push({ req, resolve, reject });
-      // Start writing once the requests that arrived in this turn of the event loop are all queued,
-      // so a burst goes as one batch rather than a batch of one followed by the rest.
-      if (!this.#pumpScheduled) {
-        this.#pumpScheduled = true;
-        setImmediate(() => {
-          this.#pumpScheduled = false;
-          this.#pump();
-        });
-      }
-    }).finally(() => {
+    const written =
+      req.limited === true
+        ? this.#chainLimited(req)
+        : new Promise<SubmitOutcome>((resolve, reject) => {
+            this.#queue.push({ req, resolve, reject });
+            // Start writing once the requests that arrived in this turn of the event loop are all queued,
+            // so a burst goes as one batch rather than a batch of one followed by the rest.
+            if (!this.#pumpScheduled) {
+              this.#pumpScheduled = true;
+              setImmediate(() => {
+                this.#pumpScheduled = false;
+                this.#pump();
+              });
+            }
+          });
+    return written.finally(() => {
       if (k !== null) this.#inFlight.delete(k);
     });
+  }
+
+  /**
+   * A limited tenant's submissions go one after another in this process (each waits on the tenant's row
+   * lock anyway), so they hold one pooled connection at a time and never stall the batches of others.
+   */
+  #chainLimited(req: SubmitRequest): Promise<SubmitOutcome> {
+    const prior = this.#limitedTails.get(req.tenantId) ?? Promise.resolve();
+    const written = prior.then(() => this.#writeLimited(req));
+    const tail = written.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#limitedTails.set(req.tenantId, tail);
+    void tail.then(() => {
+      if (this.#limitedTails.get(req.tenantId) === tail) this.#limitedTails.delete(req.tenantId);
+    });
+    return written;
   }
 
   #pump(): void {
@@ -144,6 +177,29 @@ export class JobSubmitter {
       if (o === undefined) p.reject(new Error('submit batch lost a request'));
       else p.resolve(o);
     });
+  }
+
+  /**
+   * A limited tenant's job: its limits row locked (so its submissions through every process go one at a
+   * time), the job inserted, then checked against the limits with itself counted; past one, rolled back.
+   */
+  async #writeLimited(req: SubmitRequest): Promise<SubmitOutcome> {
+    let refused: Verdict | undefined;
+    try {
+      return await withTransaction(this.#pool, async (client) => {
+        const gate = await lockGate(client, req.tenantId);
+        const [outcome] = await this.#insert(client, [req]);
+        if (outcome === undefined) throw new Error('submit lost a request');
+        if (gate === undefined || outcome.kind !== 'created') return outcome;
+        const verdict = await admit(client, gate, 1);
+        if (verdict.admitted) return { ...outcome, limits: verdict };
+        refused = verdict;
+        throw new LimitRefusal();
+      });
+    } catch (err) {
+      if (err instanceof LimitRefusal && refused !== undefined) return { kind: 'limited', verdict: refused };
+      throw err;
+    }
   }
 
   /**
@@ -321,6 +377,11 @@ export class JobSubmitter {
     if (job === undefined) throw new Error('insert after key release returned no row');
     return { kind: 'created', job };
   }
+}
+
+/** Rolls a limited submission back (withTransaction rolls back on a throw). */
+class LimitRefusal extends Error {
+  override name = 'LimitRefusal';
 }
 
 function stripExtra(row: JobRow & { ord: number; locked: boolean }): JobRow {

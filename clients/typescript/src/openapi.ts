@@ -136,6 +136,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/tenants/{id}/limits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a tenant's limits */
+        get: operations["getTenantLimits"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change a tenant's limits
+         * @description Past `max_pending_jobs` or `submission_rate`, `POST /v1/jobs` answers 429 with Retry-After and the RateLimit headers, and writes nothing. A changed limit applies at once on the process that changed it and within LONGHAUL_AUTH_CACHE_SECONDS on the others. `max_running_jobs` is enforced by the workers.
+         */
+        patch: operations["updateTenantLimits"];
+        trace?: never;
+    };
     "/v1/jobs": {
         parameters: {
             query?: never;
@@ -889,6 +910,35 @@ export interface components {
             created_at: string;
             /** Format: date-time */
             expires_at: string | null;
+        };
+        TenantLimits: {
+            /** Format: uuid */
+            tenant_id: string;
+            /** @description Jobs of the tenant running at once across all workers; null: the default (LONGHAUL_TENANT_CONCURRENCY's). */
+            max_running_jobs: number | null;
+            /** @description PENDING jobs (queued or scheduled) the tenant may have at once; null: no bound. */
+            max_pending_jobs: number | null;
+            submission_rate: components["schemas"]["SubmissionRate"];
+            /** Format: date-time */
+            updated_at: string | null;
+        };
+        /** @description Null: no bound. */
+        SubmissionRate: {
+            /**
+             * @description Jobs accepted per window
+             * @example 100
+             */
+            limit: number;
+            /** @example 60 */
+            window_seconds: number;
+        } | null;
+        /** @description The limits to change: an absent field keeps its value, null lifts the limit. */
+        TenantLimitsPatch: {
+            /** @description Jobs of the tenant running at once across all workers; null: the default (LONGHAUL_TENANT_CONCURRENCY's). */
+            max_running_jobs?: number | null;
+            /** @description PENDING jobs (queued or scheduled) the tenant may have at once; null: no bound. */
+            max_pending_jobs?: number | null;
+            submission_rate?: components["schemas"]["SubmissionRate"];
         };
         /** @description A job to submit: its `type` selects the schema of its `input`. */
         CreateJob: components["schemas"]["CreateJob_report"] | components["schemas"]["CreateJob_synthetic"];
@@ -1813,6 +1863,166 @@ export interface operations {
             };
         };
     };
+    getTenantLimits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tenant's limits (null: none set) */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TenantLimits"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (also for another tenant's resources) */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description Seconds to wait before retrying, when the database cannot be reached */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateTenantLimits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TenantLimitsPatch"];
+            };
+        };
+        responses: {
+            /** @description The tenant's limits after the change */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TenantLimits"];
+                };
+            };
+            /** @description Malformed request (bad JSON, header or cursor) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (also for another tenant's resources) */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed, or the JSON is past a limit (`json-too-complex`); `errors` names the fields */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description Seconds to wait before retrying, when the database cannot be reached */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listJobs: {
         parameters: {
             query?: {
@@ -1908,6 +2118,10 @@ export interface operations {
                     Location: string;
                     /** @description `true` when this is a replay */
                     "Idempotent-Replayed"?: string;
+                    /** @description The tenant's limits, when it has a pending-jobs or rate limit (as on a 429) */
+                    "RateLimit-Policy"?: string;
+                    /** @description What remains of each of those limits after this job (as on a 429) */
+                    RateLimit?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1972,6 +2186,22 @@ export interface operations {
             422: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Past one of the tenant's limits (`rate-limited`, `too-many-pending-jobs`); nothing was written. See Retry-After and RateLimit */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    /** @description The tenant's limits (draft-ietf-httpapi-ratelimit-headers): `"rate";q=<jobs>;w=<seconds>` and `"pending";q=<jobs>;qu="concurrent-requests"` */
+                    "RateLimit-Policy": string;
+                    /** @description Per limit, what remains and the seconds until it is whole: `"rate";r=<jobs>;t=<seconds>` */
+                    RateLimit: string;
                     [name: string]: unknown;
                 };
                 content: {

@@ -7,6 +7,8 @@ import { cancelJob, getJob, listJobs } from '../../jobs/repository.ts';
 import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, type AnyJobType } from '../../../packages/sdk/src/index.ts';
 import { callbackUrlProblem, type CallbackAllowList } from '../../webhooks/allowlist.ts';
 import type { Tenant } from '../../tenants/repository.ts';
+import type { Verdict } from '../../tenants/limits.ts';
+import { rateLimitHeaders } from '../rate-limit.ts';
 import type { App, AppDeps } from '../context.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { ApiError, fieldErrors } from '../errors.ts';
@@ -50,10 +52,18 @@ const createJob = createRoute({
       headers: z.object({
         Location: z.string().openapi({ description: 'URL of the job' }),
         'Idempotent-Replayed': z.string().optional().openapi({ description: '`true` when this is a replay' }),
+        'RateLimit-Policy': z
+          .string()
+          .optional()
+          .openapi({ description: "The tenant's limits, when it has a pending-jobs or rate limit (as on a 429)" }),
+        RateLimit: z
+          .string()
+          .optional()
+          .openapi({ description: 'What remains of each of those limits after this job (as on a 429)' }),
       }),
       ...jsonContent(JobSchema),
     },
-    ...errorResponses(400, 401, 409, 413, 415, 422),
+    ...errorResponses(400, 401, 409, 413, 415, 422, 429),
   },
 });
 
@@ -110,10 +120,11 @@ export function checkCallbackUrl(raw: string | undefined, allow: CallbackAllowLi
   return raw;
 }
 
-/** What POST /v1/jobs answers with 202: the job, and whether it is a replay of an earlier request. */
+/** What POST /v1/jobs answers with 202: the job, whether it is a replay of an earlier request, and the tenant's limits. */
 export interface Accepted {
   job: JobResource;
   replayed: boolean;
+  limits?: Verdict;
 }
 
 /** The job a request asks for, checked against its type (schema and check) and the callback allow-list: 4xx if not. */
@@ -147,7 +158,7 @@ async function checkJob(
  * Shared by the Hono route and the Node-level fast lane (src/api/submit-lane.ts), so they answer alike.
  */
 export async function acceptJob(
-  deps: Pick<AppDeps, 'registry' | 'submitter' | 'metrics'>,
+  deps: Pick<AppDeps, 'registry' | 'submitter' | 'metrics' | 'limitedTenants'>,
   allow: CallbackAllowList,
   tenant: Tenant,
   body: CreateJob,
@@ -184,6 +195,7 @@ export async function acceptJob(
     maxAttempts: type.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
     backoff: type.backoff ?? DEFAULT_BACKOFF,
     idempotency,
+    limited: (await deps.limitedTenants?.has(tenant.id)) ?? false,
   });
   switch (outcome.kind) {
     case 'in-flight':
@@ -197,19 +209,39 @@ export async function acceptJob(
         'idempotency-key-reused',
         'this Idempotency-Key was already used with a different request body',
       );
+    case 'limited':
+      throw limitProblem(outcome.verdict);
     case 'replayed':
       return { job: toResource(asCreated(outcome.job)), replayed: true };
     case 'created':
       deps.metrics.jobsSubmitted.inc({ type: type.name });
-      return { job: toResource(outcome.job), replayed: false };
+      return { job: toResource(outcome.job), replayed: false, limits: outcome.limits };
   }
+}
+
+/** The 429 of a submission past one of its tenant's limits (src/tenants/limits.ts). */
+export function limitProblem(verdict: Verdict): ApiError {
+  const headers = rateLimitHeaders(verdict);
+  return verdict.refusedBy === 'rate'
+    ? new ApiError(
+        'rate-limited',
+        `the tenant's submission rate is used up; retry in ${verdict.retryAfterSeconds} s (see RateLimit)`,
+        { headers },
+      )
+    : new ApiError(
+        'too-many-pending-jobs',
+        "the tenant's pending-jobs limit is reached; retry once some of its jobs have started",
+        { headers },
+      );
 }
 
 /** The headers of a 202 from POST /v1/jobs. */
 export function acceptedHeaders(a: Accepted): Record<string, string> {
-  return a.replayed
-    ? { 'Idempotent-Replayed': 'true', Location: `/v1/jobs/${a.job.id}` }
-    : { Location: `/v1/jobs/${a.job.id}` };
+  return {
+    ...(a.replayed ? { 'Idempotent-Replayed': 'true' } : {}),
+    Location: `/v1/jobs/${a.job.id}`,
+    ...(a.limits === undefined ? {} : rateLimitHeaders(a.limits)),
+  };
 }
 
 export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowList): void {
