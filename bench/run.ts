@@ -4,6 +4,7 @@
  * measured in the same run, the ratio, and the issue's target.
  */
 import { createTemplateDatabase, scratchServer } from '../src/db/scratch.ts';
+import { consoleBench } from './console.ts';
 import { cloneTemplate, TEMPLATE, type BenchModule, type BenchRow } from './harness.ts';
 import { jobsApiBench } from './jobs-api.ts';
 import { peersBench } from './peers.ts';
@@ -20,6 +21,7 @@ const MODULES: Array<[string, BenchModule]> = [
   ['webhooks', webhooksBench],
   ['realtime', realtimeBench],
   ['peers', peersBench],
+  ['console', consoleBench],
 ];
 
 function fmt(n: number | undefined): string {
