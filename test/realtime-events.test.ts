@@ -1,13 +1,24 @@
 /**
- * A lagging subscriber's coalesced catch-up (src/realtime/events.ts readCoalesced) never skips a status
- * event: when the status events after its position are more than one read takes, the newest progress
- * event, which comes after the ones cut off, waits for the next read.
+ * Reading job events (src/realtime/events.ts). A lagging subscriber's coalesced catch-up never skips a
+ * status event: when the status events after its position are more than one read takes, the newest
+ * progress event, which comes after the ones cut off, waits for the next read. A checkpoint's progress
+ * is read from the jobs row (sql/041): every read after a position gets the status events and the
+ * newest progress.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { readCoalesced } from '../src/realtime/events.ts';
+import { transition } from '../src/jobs/repository.ts';
+import {
+  progressUpTo,
+  readCoalesced,
+  readEvents,
+  readEventsOfJobs,
+  recentEvents,
+  type JobEvent,
+} from '../src/realtime/events.ts';
 import { createTenant } from '../src/tenants/repository.ts';
+import { writeCheckpoint } from '../src/worker/store.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
 let db: TestDatabase;
@@ -44,4 +55,45 @@ it('reads status events in order and the newest progress only once no status eve
   expect(second.map((e) => e.seq)).toEqual([3, 4]);
   const all = await readCoalesced(pool, jobId, 0, 10);
   expect(all.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+});
+
+it('reads a checkpoint’s progress from the jobs row: every status after a position and the newest progress', async () => {
+  const tenant = await createTenant(pool, 'progress-row');
+  const id = randomUUID();
+  const token = randomUUID();
+  await pool.query(
+    `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts, event_seq, lease_token, lease_expires_at, checkpoint_at)
+     VALUES ($1, $2, 'synthetic', 'RUNNING', '{}', 3, 1, $3, now() + interval '1 minute', now())`,
+    [id, tenant.id, token],
+  );
+  await pool.query(
+    `INSERT INTO job_events (job_id, seq, kind, data) VALUES ($1, 1, 'status', '{"status": "RUNNING"}')`,
+    [id],
+  );
+  const checkpoint = (processed: number) =>
+    writeCheckpoint(pool, { jobId: id, token, cursor: processed, state: {}, processed: 1, total: 4, leaseSeconds: 30 });
+  expect([await checkpoint(1), await checkpoint(2), await checkpoint(3)]).toEqual([2, 3, 4]);
+  const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM job_events WHERE job_id = $1', [id]);
+  expect(rows[0]?.n).toBe(1);
+
+  const progress = (e: JobEvent) => [
+    e.seq,
+    e.kind,
+    e.kind === 'progress' ? e.data : (e.data as { status: string }).status,
+  ];
+  const newest = [4, 'progress', { processed: 3, total: 4, percent: 75 }];
+  expect((await readEvents(pool, id, 0, 10)).map(progress)).toEqual([[1, 'status', 'RUNNING'], newest]);
+  // A stream that saw seq 2 resumes with the newest progress; one that saw it all, with nothing.
+  expect((await readEvents(pool, id, 2, 10)).map(progress)).toEqual([newest]);
+  expect(await readEvents(pool, id, 4, 10)).toEqual([]);
+  expect((await readEventsOfJobs(pool, [{ jobId: id, after: 1 }], 10)).map(progress)).toEqual([newest]);
+  expect((await readCoalesced(pool, id, 0, 10)).map(progress)).toEqual([[1, 'status', 'RUNNING'], newest]);
+  expect((await recentEvents(pool, id, 1)).map(progress)).toEqual([newest]);
+  expect(await progressUpTo(pool, id, 4)).toEqual({ processed: 3, percent: 75 });
+  expect(await progressUpTo(pool, id, 3)).toEqual({ processed: 0, percent: null });
+
+  // A status change after the last checkpoint: both are read, in order, the progress at its own seq.
+  const moved = await transition(pool, id, 'COMPLETED', { result: { ok: true }, announce: false });
+  expect(moved?.event_seq).toBe(5);
+  expect((await readEvents(pool, id, 3, 10)).map(progress)).toEqual([newest, [5, 'status', 'COMPLETED']]);
 });

@@ -92,7 +92,7 @@ describe('pipelined completion', () => {
     expect([...seqs.keys()].sort()).toEqual(jobs.map((j) => writeKey(j.jobId, j.token)).sort());
     for (const s of seqs.values()) expect(s).toEqual([3, 4]);
     expect(await states(jobs.map((j) => j.jobId))).toEqual(
-      jobs.map(() => ({ status: 'COMPLETED', execution: 'completed', events: 2 })),
+      jobs.map(() => ({ status: 'COMPLETED', execution: 'completed', events: 1 })),
     );
   });
 

@@ -8,11 +8,11 @@
  * notifying, and this publisher sends their announcements afterwards, group-commit style: at once
  * when idle, and while one statement is in flight the next batch collects.
  *
- * The `job_events` row is the durable record and commits with the change; the announcement only
- * tells readers to look. Readers read a job's events by sequence up to the highest seq announced
+ * The event (a `job_events` row for a status, the jobs row's progress for a checkpoint) commits with
+ * the change; the announcement only tells readers to look. Readers read a job's events by sequence up to the highest seq announced
  * (src/realtime/hub.ts), so of the announcements of one job that wait together only the highest is
  * sent (a tiny job's claim and completion announce four events; this sends one or two). One lost to a crash between the commit and the announcement (or to a failed
- * send) is found by readers reading `job_events` by sequence (the realtime hub's catch-up).
+ * send) is found by readers reading events by sequence (the realtime hub's catch-up).
  */
 import { isConnectionError, type Queryable } from '../db/pool.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -64,7 +64,7 @@ export class JobEventsPublisher {
       try {
         await this.#db.query('SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p', [JOB_EVENTS_CHANNEL, batch]);
       } catch (err) {
-        // Readers catch up from job_events by sequence; a lost announcement only delays them. An outage
+        // Readers catch up by sequence; a lost announcement only delays them. An outage
         // is logged once, by the process's listener.
         if (!isConnectionError(err))
           this.#log.warn({ err, announcements: batch.length }, 'announcing job events failed');

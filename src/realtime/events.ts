@@ -1,6 +1,9 @@
 /**
- * Job events as streams carry them: the SQL that reads `job_events` (the table `transition()` and the
- * worker's checkpoints append to), and the messages a subscriber receives.
+ * Job events as streams carry them: the SQL that reads them, and the messages a subscriber receives.
+ * Status changes are rows of `job_events` (appended by `transition()` and the worker). A job's progress
+ * is its jobs row: each checkpoint sets `processed`, `total` and `progress_seq` (the event seq it took)
+ * and appends no row, so a read gets every status change and the newest progress, never a superseded
+ * one (docs/live-progress.md). Progress rows written before sql/041 are read as they are.
  */
 import type { Queryable } from '../db/pool.ts';
 import { JOB_COLUMNS, toResource, type JobResource, type JobRow } from '../jobs/model.ts';
@@ -22,7 +25,10 @@ export interface SnapshotMessage {
   job: JobResource;
 }
 
-/** One committed checkpoint. `processed` and `percent` never decrease within one stream. */
+/**
+ * The job's progress at a committed checkpoint: the newest one when several committed since the
+ * stream's last read. `processed` and `percent` never decrease within one stream.
+ */
 export interface ProgressMessage {
   type: 'progress';
   seq: number;
@@ -57,6 +63,20 @@ interface EventRow {
 
 const EVENT_COLUMNS = 'job_id, seq, kind, data, created_at';
 
+/** The newest progress of job `job` as an event row, if its seq is above `after` (SQL expressions). */
+function progressAfterSql(job: string, after: string): string {
+  return `SELECT id AS job_id, progress_seq AS seq, 'progress'::text AS kind,
+                 jsonb_build_object('processed', processed, 'total', total, 'percent', longhaul_progress_percent(processed, total)) AS data,
+                 COALESCE(checkpoint_at, updated_at) AS created_at
+            FROM jobs WHERE id = ${job} AND progress_seq > ${after}`;
+}
+
+/** Every event of job `job` after `after` a stream is sent: the stored ones and the newest progress (unordered). */
+function eventsAfterSql(job: string, after: string): string {
+  return `SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = ${job} AND seq > ${after}
+          UNION ALL ${progressAfterSql(job, after)}`;
+}
+
 function toEvent(r: EventRow): JobEvent {
   return { jobId: r.job_id, seq: r.seq, kind: r.kind, data: r.data, createdAt: r.created_at };
 }
@@ -83,17 +103,18 @@ export function snapshotMessage(job: JobRow, seq: number): SnapshotMessage {
 
 /** Up to `limit` events of one job after `afterSeq`, in order. */
 export async function readEvents(db: Queryable, jobId: string, afterSeq: number, limit: number): Promise<JobEvent[]> {
-  const { rows } = await db.query<EventRow>(
-    `SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-    [jobId, afterSeq, limit],
-  );
+  const { rows } = await db.query<EventRow>(`SELECT * FROM (${eventsAfterSql('$1', '$2')}) e ORDER BY seq LIMIT $3`, [
+    jobId,
+    afterSeq,
+    limit,
+  ]);
   return rows.map(toEvent);
 }
 
 /** A job's newest `limit` events, oldest first (the console's timeline). */
 export async function recentEvents(db: Queryable, jobId: string, limit: number): Promise<JobEvent[]> {
   const { rows } = await db.query<EventRow>(
-    `SELECT * FROM (SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = $1 ORDER BY seq DESC LIMIT $2) e ORDER BY seq`,
+    `SELECT * FROM (SELECT * FROM (${eventsAfterSql('$1', '0')}) a ORDER BY seq DESC LIMIT $2) e ORDER BY seq`,
     [jobId, limit],
   );
   return rows.map(toEvent);
@@ -109,9 +130,7 @@ export async function readEventsOfJobs(
     `SELECT e.job_id, e.seq, e.kind, e.data, e.created_at
        FROM unnest($1::uuid[], $2::bigint[]) AS p(job_id, after)
        CROSS JOIN LATERAL (
-         SELECT ${EVENT_COLUMNS} FROM job_events
-          WHERE job_events.job_id = p.job_id AND job_events.seq > p.after
-          ORDER BY seq LIMIT $3) e
+         SELECT * FROM (${eventsAfterSql('p.job_id', 'p.after')}) a ORDER BY seq LIMIT $3) e
       ORDER BY e.job_id, e.seq`,
     [positions.map((p) => p.jobId), positions.map((p) => p.after), limit],
   );
@@ -132,7 +151,9 @@ export async function readCoalesced(
   const { rows } = await db.query<EventRow>(
     `(SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = $1 AND seq > $2 AND kind = 'status' ORDER BY seq LIMIT $3)
      UNION ALL
-     (SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = $1 AND seq > $2 AND kind = 'progress' ORDER BY seq DESC LIMIT 1)
+     (SELECT * FROM (SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = $1 AND seq > $2 AND kind = 'progress'
+                     UNION ALL ${progressAfterSql('$1', '$2')}) p
+       ORDER BY seq DESC LIMIT 1)
      ORDER BY seq`,
     [jobId, afterSeq, limit],
   );
@@ -151,8 +172,11 @@ export async function progressUpTo(
   seq: number,
 ): Promise<{ processed: number; percent: number | null }> {
   const { rows } = await db.query<{ processed: number | null; percent: number | null }>(
-    `SELECT max((data->>'processed')::bigint) AS processed, max((data->>'percent')::float8) AS percent
-       FROM job_events WHERE job_id = $1 AND seq <= $2 AND kind = 'progress'`,
+    `SELECT max(processed) AS processed, max(percent) AS percent FROM (
+       SELECT (data->>'processed')::bigint AS processed, (data->>'percent')::float8 AS percent
+         FROM job_events WHERE job_id = $1 AND seq <= $2 AND kind = 'progress'
+       UNION ALL
+       SELECT processed, longhaul_progress_percent(processed, total) FROM jobs WHERE id = $1 AND progress_seq <= $2) p`,
     [jobId, seq],
   );
   return { processed: rows[0]?.processed ?? 0, percent: rows[0]?.percent ?? null };

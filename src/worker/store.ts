@@ -34,10 +34,6 @@ const STATEMENTS = {
   completeAll: 'longhaul_worker_complete_all',
 } as const;
 
-/** The data of a `progress` event, from the jobs row after its update. */
-const PROGRESS_EVENT_DATA_SQL = `jsonb_build_object('processed', processed, 'total', total,
-                'percent', longhaul_progress_percent(processed, total))`;
-
 /** The job as a claimer sees it, locked FOR UPDATE. */
 export interface ClaimRow extends Pick<
   JobRow,
@@ -147,10 +143,12 @@ export interface CheckpointWrite {
 
 /**
  * Checkpoints, many jobs in one statement: per job the new cursor and state, progress, lease
- * extension and a `progress` event at its next seq, fenced by its lease token and by cancellation (no
- * chunk commits once a cancel is requested). Returns each applied write's event seq by writeKey; a
- * write missing from the map was refused. It does not notify: the caller announces the events once its
- * transaction has committed (src/jobs/events-publisher.ts).
+ * extension and the job's next event seq as its `progress_seq`, fenced by its lease token and by
+ * cancellation (no chunk commits once a cancel is requested). The progress event is the jobs row itself
+ * (streams read it from there, src/realtime/events.ts): the update changes no indexed column, so it is
+ * a HOT update and the checkpoint writes no other row (sql/040, sql/041). Returns each applied write's
+ * event seq by writeKey; a write missing from the map was refused. It does not notify: the caller
+ * announces the event once its transaction has committed (src/jobs/events-publisher.ts).
  */
 export async function writeCheckpoints(db: Queryable, writes: CheckpointWrite[]): Promise<Map<string, number>> {
   const { rows } = await db.query<{ id: string; token: string; seq: number }>({
@@ -161,14 +159,11 @@ export async function writeCheckpoints(db: Queryable, writes: CheckpointWrite[])
      u AS (
        UPDATE jobs j SET checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(),
               processed = j.processed + c.processed, total = CASE WHEN c.set_total THEN c.total ELSE j.total END,
-              event_seq = j.event_seq + 1, updated_at = now(), lease_expires_at = now() + make_interval(secs => c.lease_seconds)
+              event_seq = j.event_seq + 1, progress_seq = j.event_seq + 1, updated_at = now(),
+              lease_expires_at = now() + make_interval(secs => c.lease_seconds)
          FROM c
         WHERE j.id = ANY($1::uuid[]) AND j.id = c.id AND j.lease_token = c.token AND j.status = 'RUNNING' AND j.cancel_requested_at IS NULL
-        RETURNING j.id, c.token, j.event_seq, j.processed, j.total),
-     e AS (
-       INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, event_seq, 'progress', ${PROGRESS_EVENT_DATA_SQL}
-         FROM u)
+        RETURNING j.id, c.token, j.event_seq)
      SELECT id, token, event_seq AS seq FROM u`,
     values: [
       writes.map((w) => w.jobId),
@@ -213,17 +208,12 @@ export function checkpointGroup(db: Queryable): GroupCommit<CheckpointWrite, num
 export async function writeCheckpoint(db: Queryable, w: CheckpointWrite): Promise<number | undefined> {
   const { rows } = await db.query<{ seq: number }>({
     name: STATEMENTS.checkpointOne,
-    text: `WITH u AS (
-       UPDATE jobs SET checkpoint_cursor = $3, checkpoint_state = $4, checkpoint_at = now(),
+    text: `UPDATE jobs SET checkpoint_cursor = $3, checkpoint_state = $4, checkpoint_at = now(),
               processed = processed + $5, total = CASE WHEN $7 THEN $6 ELSE total END,
-              event_seq = event_seq + 1, updated_at = now(), lease_expires_at = now() + make_interval(secs => $8)
+              event_seq = event_seq + 1, progress_seq = event_seq + 1, updated_at = now(),
+              lease_expires_at = now() + make_interval(secs => $8)
         WHERE id = $1 AND lease_token = $2 AND status = 'RUNNING' AND cancel_requested_at IS NULL
-        RETURNING id, event_seq, processed, total),
-     e AS (
-       INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, event_seq, 'progress', ${PROGRESS_EVENT_DATA_SQL}
-         FROM u)
-     SELECT event_seq AS seq FROM u`,
+        RETURNING event_seq AS seq`,
     values: [
       w.jobId,
       w.token,
@@ -265,7 +255,8 @@ export type EventPair = [number, number];
 
 /**
  * First executions' claims each with start()'s checkpoint, many jobs in one statement: per job the
- * lease, PENDING → RUNNING with its `status` event, and the first checkpoint with its `progress` event.
+ * lease, PENDING → RUNNING with its `status` event, and the first checkpoint (its progress event is the
+ * jobs row, at `progress_seq`).
  * A job's claim applies only if it is as its claimer saw it without a lock: PENDING, never
  * checkpointed, owned by that execution, no live lease, no cancel request, the same `attempts`.
  * Returns each applied claim's two event seqs by writeKey; a claim missing from the map did not apply.
@@ -284,7 +275,7 @@ export async function claimWithCheckpoint(
        UPDATE jobs j SET status = 'RUNNING', lease_token = c.token, lease_owner = $10, lease_expires_at = now() + make_interval(secs => $11),
               attempts = c.attempts, execution_id = c.execution, execution_retry = c.execution_retry, started_at = COALESCE(j.started_at, now()),
               checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(), total = c.total,
-              event_seq = j.event_seq + 2, updated_at = now()
+              event_seq = j.event_seq + 2, progress_seq = j.event_seq + 2, updated_at = now()
          FROM c
         WHERE j.id = ANY($1::uuid[]) AND j.id = c.id AND j.status = 'PENDING' AND j.checkpoint_at IS NULL AND COALESCE(j.execution_id, j.id) = c.execution
           AND NOT COALESCE(j.lease_token IS NOT NULL AND j.lease_expires_at > now(), false)
@@ -292,9 +283,7 @@ export async function claimWithCheckpoint(
         RETURNING j.*),
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, event_seq - 1, 'status', ${STATUS_EVENT_DATA_SQL} FROM u
-       UNION ALL
-       SELECT id, event_seq, 'progress', ${PROGRESS_EVENT_DATA_SQL} FROM u)
+       SELECT id, event_seq - 1, 'status', ${STATUS_EVENT_DATA_SQL} FROM u)
      SELECT id, lease_token AS token, event_seq AS seq FROM u`,
     values: [
       claims.map((c) => c.jobId),
@@ -324,7 +313,8 @@ export interface CompleteWithCheckpoint {
 
 /**
  * Last checkpoints and RUNNING → COMPLETED, many jobs in one statement: per job the final cursor,
- * state and progress with their `progress` event, the result and the `status` event, the lease ended,
+ * state and progress (its progress event is the jobs row, at `progress_seq`), the result and the
+ * `status` event, the lease ended,
  * and the webhook outbox row that transition() writes for a terminal status (src/webhooks/outbox.ts).
  * Each job is fenced like a checkpoint. Returns each applied completion's two event seqs by writeKey;
  * one missing from the map was refused.
@@ -372,14 +362,12 @@ function completeQuery(jobs: CompleteWithCheckpoint[], requireAll: boolean): Pip
      u AS (
        UPDATE jobs j SET checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(), processed = j.processed + c.processed,
               status = 'COMPLETED', result = c.result, finished_at = now(), lease_token = NULL, lease_expires_at = NULL,
-              event_seq = j.event_seq + 2, updated_at = now()
+              event_seq = j.event_seq + 2, progress_seq = j.event_seq + 1, updated_at = now()
          FROM c
         WHERE j.id = ANY($1::uuid[]) AND j.id = c.id AND j.lease_token = c.token AND j.status = 'RUNNING' AND j.cancel_requested_at IS NULL
         RETURNING j.*, c.token AS fenced_token),
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, event_seq - 1, 'progress', ${PROGRESS_EVENT_DATA_SQL} FROM u
-       UNION ALL
        SELECT id, event_seq, 'status', ${STATUS_EVENT_DATA_SQL} FROM u),
      webhooks AS (${outboxInsertSql('u')})
      ${answer}`,

@@ -252,7 +252,7 @@ export interface paths {
          *     - **Server-Sent Events**: send `Accept: text/event-stream`. Each event's `event` is the message type, its `id` the sequence number and its `data` a `StreamMessage`.
          *     - **WebSocket**: send `Upgrade: websocket` (101). Each text message is a `StreamMessage`.
          *
-         *     A new stream starts with a `snapshot` of the job, then sends one `progress` message per committed checkpoint and one `status` message per change of status, and ends after COMPLETED, FAILED or CANCELLED (WebSocket close code 1000). Sequence numbers increase by one per event of the job. To resume after a disconnect, send `Last-Event-ID` (EventSource does it by itself) or `?after=N`: the stream continues with the events after N, then live ones. A finished job whose last event the client has seen answers 204 (SSE), so EventSource stops reconnecting.
+         *     A new stream starts with a `snapshot` of the job, then sends a `progress` message as checkpoints commit (the newest one when several committed since the stream's last read) and one `status` message per change of status, and ends after COMPLETED, FAILED or CANCELLED (WebSocket close code 1000). Every checkpoint and status change takes the job's next sequence number; a superseded progress is not sent, so sequence numbers may skip. To resume after a disconnect, send `Last-Event-ID` (EventSource does it by itself) or `?after=N`: the stream continues with every status change after N and the newest progress after N, then live ones. A finished job whose last event the client has seen answers 204 (SSE), so EventSource stops reconnecting.
          *
          *     A client more than 100 events behind (it reads too slowly) receives every status event but only the newest progress: sequence numbers then skip the superseded progress events. Streams are pinged every LONGHAUL_STREAM_PING_SECONDS (SSE comment lines, WebSocket pings): a WebSocket that leaves a ping unanswered until the next, or a stream whose writes make no progress for two intervals, is closed.
          *
@@ -781,7 +781,7 @@ export interface components {
             seq: number;
             job: components["schemas"]["Job"];
         };
-        /** @description A committed checkpoint. `processed` and `percent` never decrease within a stream, even across retries. */
+        /** @description The job's progress at a committed checkpoint, the newest when several committed since the stream's last read. `processed` and `percent` never decrease within a stream, even across retries. */
         StreamProgress: {
             /**
              * @description discriminator enum property added by openapi-typescript
