@@ -314,8 +314,9 @@ describe('the README on a fresh checkout', () => {
         [...progress.map((m) => m.processed)].sort((a, b) => (a ?? 0) - (b ?? 0)),
       );
       expect(messages.at(-1)).toMatchObject({ type: 'status', status: 'COMPLETED' });
+      // Increasing; a progress superseded before the stream read it may be skipped (docs/live-progress.md).
       const seqs = messages.map((m) => m.seq);
-      expect(seqs.slice(1)).toEqual(seqs.slice(1).map((_, i) => (seqs[0] ?? 0) + 1 + i));
+      expect(seqs.slice(1).every((s, i) => s > (seqs[i] ?? 0))).toBe(true);
     });
   });
 });
