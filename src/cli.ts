@@ -9,7 +9,7 @@ import { migrate } from './db/migrate.ts';
 import { createPool } from './db/pool.ts';
 import { seedDemoOrders } from './job-types/report/seed.ts';
 import { createLogger } from './observability/logger.ts';
-import { startService, type Role } from './service.ts';
+import { startService, type Role, type Service } from './service.ts';
 import { createTenant, listTenants, TenantExistsError } from './tenants/repository.ts';
 
 const USAGE = `usage: longhaul <command>
@@ -39,25 +39,27 @@ function config(): Config {
   }
 }
 
-/** Runs roles until SIGTERM/SIGINT, then drains and exits 0. */
+/**
+ * Runs roles until SIGTERM/SIGINT, then drains and exits 0. A signal while start-up still waits for the
+ * database ends the wait and exits 0; a start-up that fails otherwise exits 1.
+ */
 export async function runService(roles: Role[]): Promise<void> {
   const cfg = config();
   const log = createLogger(cfg.logLevel);
-  let service;
-  try {
-    service = await startService({ config: cfg, roles, log });
-  } catch (err) {
-    log.fatal({ err }, 'start-up failed');
-    process.exit(1);
-  }
-  const svc = service;
-  log.info({ roles, url: svc.url }, 'longhaul started');
+  const starting = new AbortController();
+  let svc: Service | undefined;
   let signals = 0;
   const shutdown = (signal: string) => {
     signals++;
     if (signals > 1) {
       log.warn({ signal }, 'second signal: exiting without draining');
       process.exit(1);
+    }
+    const service = svc;
+    if (service === undefined) {
+      log.info({ signal }, 'stopping before start-up finished');
+      starting.abort(new Error(`${signal} during start-up`));
+      return;
     }
     log.info({ signal }, 'draining');
     const force = setTimeout(
@@ -68,7 +70,7 @@ export async function runService(roles: Role[]): Promise<void> {
       (cfg.shutdownTimeoutSeconds + 10) * 1000,
     );
     force.unref();
-    svc
+    service
       .stop()
       .then(() => {
         log.info('stopped');
@@ -81,6 +83,17 @@ export async function runService(roles: Role[]): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  try {
+    svc = await startService({ config: cfg, roles, log, signal: starting.signal });
+  } catch (err) {
+    if (starting.signal.aborted) {
+      log.info('stopped');
+      process.exit(0);
+    }
+    log.fatal({ err }, 'start-up failed');
+    process.exit(1);
+  }
+  log.info({ roles, url: svc.url }, 'longhaul started');
 }
 
 async function withDatabase<T>(fn: (pool: ReturnType<typeof createPool>) => Promise<T>): Promise<T> {

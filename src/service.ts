@@ -5,11 +5,13 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { getRequestListener } from '@hono/node-server';
-import { createServer } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PgBoss } from 'pg-boss';
 import { createApp } from './api/app.ts';
 import { createConsole } from './console/app.ts';
 import { startMetricsServer } from './api/metrics-server.ts';
+import { createStartingApp } from './api/starting.ts';
 import { TokenSigner } from './api/tokens.ts';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/database.ts';
@@ -46,6 +48,8 @@ export interface ServiceOptions {
   config: Config;
   roles: readonly Role[];
   log?: Logger;
+  /** Aborting it (SIGTERM) ends a start-up that is still waiting for the database: startService rejects with its reason. */
+  signal?: AbortSignal;
 }
 
 export interface Service {
@@ -111,14 +115,116 @@ async function seedDefaultTenant(pool: Pool, config: Config, db: Database): Prom
   );
 }
 
+/** The API's HTTP server: listening from the start, its requests answered by whatever `serve` is at the time. */
+interface HttpServer {
+  server: Server;
+  url: string;
+  serve: RequestListener;
+  close(): Promise<void>;
+}
+
+async function listen(config: Config, serve: RequestListener): Promise<HttpServer> {
+  const headersTimeout = config.http.headersTimeoutSeconds * 1000;
+  const server = createServer(
+    {
+      headersTimeout,
+      requestTimeout: config.http.requestTimeoutSeconds * 1000,
+      // Node checks the timeouts every 30 s by default: check often enough that a timeout is kept to within a second.
+      connectionsCheckingInterval: Math.min(1000, headersTimeout / 2),
+    },
+    (req, res) => http.serve(req, res),
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.port;
+  const http: HttpServer = {
+    server,
+    url: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`,
+    serve,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Keep-alive connections would hold close() open; idle ones go now, busy ones after their response.
+        server.closeIdleConnections();
+      }),
+  };
+  return http;
+}
+
+/** First wait before starting again after the database went away during start-up; doubled up to the cap. */
+const RESTART_INITIAL_MS = 100;
+const RESTART_MAX_MS = 2_000;
+
+/**
+ * Starts the roles. A database that does not answer is waited for (the outage logged once, by the
+ * LISTEN connection), the API meanwhile alive but not ready; one that goes away during start-up is
+ * waited for again and start-up begins anew. Any other failure, or `signal` (SIGTERM), ends start-up.
+ */
 export async function startService(opts: ServiceOptions): Promise<Service> {
-  const { config, roles } = opts;
+  const { config, roles, signal } = opts;
   const log = opts.log ?? createLogger(config.logLevel);
   const db = await openDatabase(config, log);
   const pool = createPool(db.url, config.poolMax);
   const listener = new PgListener({ databaseUrl: db.url, log });
+  let http: HttpServer | undefined;
+  try {
+    if (roles.includes('api')) {
+      // Counted apart: the started service's metrics are made with it.
+      const starting = createStartingApp(log, createMetrics());
+      http = await listen(
+        config,
+        getRequestListener((req) => starting.fetch(req), { hostname: config.host }),
+      );
+    }
+    await listener.start();
+    for (let backoff = RESTART_INITIAL_MS; ; backoff = Math.min(RESTART_MAX_MS, backoff * 2)) {
+      await listener.untilConnected(signal);
+      try {
+        const service = await startRoles({ config, roles, log, db, pool, listener, http });
+        if (signal?.aborted === true) {
+          await service.stop();
+          throw signal.reason;
+        }
+        return service;
+      } catch (err) {
+        if (signal?.aborted === true || !isConnectionError(err)) throw err;
+        log.warn({ err }, 'database went away during start-up; starting again once it answers');
+        await sleep(backoff, undefined, { signal });
+      }
+    }
+  } catch (err) {
+    await http?.close();
+    await listener.stop();
+    await pool.end().catch(() => undefined);
+    await db.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+interface Started {
+  config: Config;
+  roles: readonly Role[];
+  log: Logger;
+  db: Database;
+  pool: Pool;
+  listener: PgListener;
+  http: HttpServer | undefined;
+}
+
+/** One attempt at starting the roles on a database that answered; on failure, undoes what it started. */
+async function startRoles(ctx: Started): Promise<Service> {
+  const { config, roles, log, db, pool, listener, http } = ctx;
   // Stopped last: every subscriber (hub, worker, dispatcher) unsubscribes first.
-  const stops: Array<() => Promise<void>> = [() => listener.stop()];
+  const stopListener = () => listener.stop();
+  const stops: Array<() => Promise<void>> = [stopListener];
+  /** Shared by every attempt (the server, the LISTEN connection): not undone when an attempt fails. */
+  const shared = new Set<() => Promise<void>>([stopListener]);
   try {
     const applied = await migrate(pool);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
@@ -140,9 +246,9 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         : log.error({ err }, 'pg-boss error'),
     );
     boss.on('warning', (w: unknown) => log.warn({ warning: w }, 'pg-boss warning'));
-    await boss.start();
-    await listener.start();
+    // Before start: a start that fails half-way leaves timers that stop() ends.
     stops.unshift(() => boss.stop({ graceful: true, timeout: config.shutdownTimeoutSeconds * 1000 }));
+    await boss.start();
     await ensureQueues(boss, config.worker);
     if (applied.length > 0) {
       // Fresh tables have no statistics and plan badly until autovacuum gets to them.
@@ -155,6 +261,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     const storage = createStorage(config);
     const registry = await builtInJobTypes(config, { databaseUrl: db.url, pool, storage });
     await seedDefaultTenant(pool, config, db);
+    // Each attempt its own registry: a failed attempt's metrics (gauges on its pool's queries) go with it.
     const metrics = createMetrics();
     let metricsUrl: string | undefined;
     registerJobGauges(metrics.registry, pool, registry.names());
@@ -178,6 +285,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     }
 
     let url: string | undefined;
+    let activate = (): void => undefined;
     let setDraining = (): void => undefined;
     let realtime: RealtimeHub | undefined;
     if (roles.includes('api')) {
@@ -212,39 +320,19 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       handle.app.route('/', createConsole(deps) as unknown as typeof handle.app);
       setDraining = handle.setDraining;
       const hono = getRequestListener((req, env) => handle.app.fetch(req, env), { hostname: config.host });
-      // POST /v1/jobs takes the lane; every other request goes to Hono.
-      const headersTimeout = config.http.headersTimeoutSeconds * 1000;
-      const server = createServer(
-        {
-          headersTimeout,
-          requestTimeout: config.http.requestTimeoutSeconds * 1000,
-          // Node checks the timeouts every 30 s by default: check often enough that a timeout is kept to within a second.
-          connectionsCheckingInterval: Math.min(1000, headersTimeout / 2),
-        },
-        (req, res) => void (handle.lane(req, res) || hono(req, res)),
-      );
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(config.port, config.host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      handle.injectWebSocket(server);
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : config.port;
-      url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
-      stops.unshift(
-        () =>
-          new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            // Keep-alive connections would hold close() open; idle ones go now, busy ones after their response.
-            if ('closeIdleConnections' in server) server.closeIdleConnections();
-          }),
-      );
+      const server = http as HttpServer;
+      url = server.url;
+      // Once every role has started: POST /v1/jobs takes the lane; every other request goes to Hono.
+      activate = () => {
+        server.serve = (req, res) => void (handle.lane(req, res) || hono(req, res));
+        handle.injectWebSocket(server.server);
+        log.info({ url, roles }, 'longhaul API listening');
+      };
+      const closeServer = () => server.close();
+      shared.add(closeServer);
+      stops.unshift(closeServer);
       // Open streams hold their connections (and so the server's close) open: end them first; clients resume elsewhere.
       stops.unshift(() => hub.stop());
-      log.info({ url, roles }, 'longhaul API listening');
     }
     if (roles.includes('worker')) {
       const w = config.worker;
@@ -327,6 +415,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     }
     housekeeping.start();
     stops.splice(stops.length - 1, 0, () => housekeeping.stop());
+    activate();
 
     let stopping: Promise<void> | undefined;
     return {
@@ -351,9 +440,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         })()),
     };
   } catch (err) {
-    for (const stop of stops) await stop().catch(() => undefined);
-    await pool.end().catch(() => undefined);
-    await db.close().catch(() => undefined);
+    for (const stop of stops) if (!shared.has(stop)) await stop().catch(() => undefined);
     throw err;
   }
 }

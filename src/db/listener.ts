@@ -11,6 +11,7 @@
  */
 import pg from 'pg';
 import type { Logger } from '../observability/logger.ts';
+import { isConnectionError } from './pool.ts';
 
 /** First wait before reconnecting; doubled per failed attempt up to the cap. */
 const RECONNECT_INITIAL_MS = 100;
@@ -50,6 +51,9 @@ export class PgListener {
   /** When the connection was lost (performance.now()), while it is down. */
   #downSince: number | undefined;
   #attempts = 0;
+  /** Whether the connection was ever up: a process that starts without its database says so differently. */
+  #everConnected = false;
+  readonly #waiters = new Set<{ resolve(): void; reject(err: Error): void }>();
 
   constructor(opts: ListenerOptions) {
     this.#opts = opts;
@@ -65,6 +69,34 @@ export class PgListener {
   async start(): Promise<void> {
     this.#stopped = false;
     await this.#attempt();
+  }
+
+  /**
+   * Resolves once the connection is up (at once if it is). Rejects with `signal`'s reason when it is
+   * aborted first, and with the error of an attempt that failed for another reason than an unreachable
+   * database (a wrong password, a database that does not exist): waiting would not mend that.
+   */
+  untilConnected(signal?: AbortSignal): Promise<void> {
+    if (this.#client !== undefined) return Promise.resolve();
+    signal?.throwIfAborted();
+    return new Promise((resolve, reject) => {
+      const onAbort = () => waiter.reject(asError(signal?.reason));
+      const waiter = {
+        resolve: () => {
+          this.#waiters.delete(waiter);
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (err: Error) => {
+          this.#waiters.delete(waiter);
+          signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      };
+      this.#waiters.add(waiter);
+      this.#timer?.ref();
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   async stop(): Promise<void> {
@@ -154,6 +186,8 @@ export class PgListener {
       this.#downSince = undefined;
     }
     this.#attempts = 0;
+    this.#everConnected = true;
+    for (const waiter of [...this.#waiters]) waiter.resolve();
     for (const subscriber of [...this.#subscribers.keys()]) subscriber.onConnect();
   }
 
@@ -163,16 +197,27 @@ export class PgListener {
     this.#client = undefined;
     client?.end().catch(() => undefined);
     if (this.#stopped) return;
+    if (!isConnectionError(err)) for (const waiter of [...this.#waiters]) waiter.reject(asError(err));
     if (this.#downSince === undefined) {
       this.#downSince = performance.now();
-      this.#log.warn({ err }, 'database connection lost; reconnecting until it answers again');
+      this.#log.warn(
+        { err },
+        this.#everConnected
+          ? 'database connection lost; reconnecting until it answers again'
+          : 'database unreachable; waiting until it answers',
+      );
     }
     clearTimeout(this.#timer);
     const wait = jittered(this.#backoff);
     this.#backoff = Math.min(RECONNECT_MAX_MS, this.#backoff * 2);
     this.#timer = setTimeout(() => void this.#attempt(), wait);
-    this.#timer.unref();
+    // A process that waits for its database at start-up has nothing else to keep it alive.
+    if (this.#waiters.size === 0) this.#timer.unref();
   }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }
 
 function listenSql(channel: string): string {
