@@ -2,7 +2,7 @@
  * The `longhaul` command: `longhaul [start]` (all roles), `longhaul api`, `longhaul worker`,
  * `longhaul migrate`, `longhaul tenants create NAME [--json]`, `longhaul demo seed --rows N`.
  */
-import { parseArgs } from 'node:util';
+import { Command, CommanderError } from 'commander';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { openDatabase } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
@@ -12,7 +12,7 @@ import { createLogger } from './observability/logger.ts';
 import { startService, type Role, type Service } from './service.ts';
 import { createTenant, listTenants, TenantExistsError } from './tenants/repository.ts';
 
-const USAGE = `usage: longhaul <command>
+export const USAGE = `usage: longhaul <command>
   start                      API, workers and webhook dispatcher in one process (default)
   api                        the HTTP API only
   worker                     job workers, webhook dispatcher and monitors only
@@ -120,75 +120,95 @@ async function withPool<T>(url: string, fn: (pool: ReturnType<typeof createPool>
   }
 }
 
+/** `--rows N`: a whole number of rows, 0 included. */
+function wholeNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new UsageError('--rows must be a whole number');
+  return n;
+}
+
+/** A mistake in the command line, said in one line before the usage. */
+class UsageError extends Error {}
+
+/**
+ * Parses the service commands with commander (as src/cli/partner.ts does the partner ones). Returns the
+ * exit code, or -1 for a service that keeps running; usage mistakes print the usage to stderr and give 2.
+ */
 export async function cli(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-      rows: { type: 'string' },
-    },
+  let code = 0;
+  const program = new Command('longhaul')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => process.stdout.write(text),
+      writeErr: (text) => process.stderr.write(text),
+    })
+    // One usage text for every command and every mistake, as the partner commands' help points to.
+    .configureHelp({ formatHelp: () => USAGE })
+    .showHelpAfterError()
+    .helpCommand(false)
+    .option('--json', 'machine-readable output', false);
+  const json = () => program.opts<{ json: boolean }>().json;
+
+  program.command('start').action(async () => {
+    await runService(['api', 'worker']);
+    code = -1;
   });
-  const [command = 'start', sub, arg] = positionals;
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  switch (command) {
-    case 'start':
-      await runService(['api', 'worker']);
-      return -1;
-    case 'api':
-    case 'worker':
-      await runService([command]);
-      return -1;
-    case 'migrate':
-      await withDatabase(async () => undefined);
-      process.stdout.write('migrations applied\n');
-      return 0;
-    case 'demo':
-      if (sub === 'seed') {
-        const rows = Number(values.rows ?? '1000000');
-        if (!Number.isSafeInteger(rows) || rows < 0) {
-          process.stderr.write('longhaul: --rows must be a whole number\n');
-          return 2;
-        }
-        const reportUrl = config().report.databaseUrl;
-        const seed = async (pool: ReturnType<typeof createPool>) => seedDemoOrders(pool, rows);
-        const ms = reportUrl === undefined ? await withDatabase(seed) : await withPool(reportUrl, seed);
-        process.stdout.write(`demo_orders: ${rows} rows in ${(ms / 1000).toFixed(1)} s\n`);
-        return 0;
-      }
-      break;
-    case 'tenants':
-      if (sub === 'create' && arg !== undefined) {
-        try {
-          const t = await withDatabase((pool) => createTenant(pool, arg));
-          process.stdout.write(
-            values.json
-              ? JSON.stringify(t) + '\n'
-              : `tenant ${t.name} (${t.id})\napi key: ${t.api_key}\nwebhook secret: ${t.webhook_secret}\n`,
-          );
-          return 0;
-        } catch (err) {
-          if (err instanceof TenantExistsError) {
-            process.stderr.write(`longhaul: ${err.message}\n`);
-            return 1;
-          }
-          throw err;
-        }
-      }
-      if (sub === 'list') {
-        const list = await withDatabase((pool) => listTenants(pool));
+  for (const role of ['api', 'worker'] as const)
+    program.command(role).action(async () => {
+      await runService([role]);
+      code = -1;
+    });
+  program.command('migrate').action(async () => {
+    await withDatabase(async () => undefined);
+    process.stdout.write('migrations applied\n');
+  });
+  program
+    .command('demo')
+    .command('seed')
+    .option('--rows <n>', 'rows of demo_orders', '1000000')
+    .action(async (opts: { rows: string }) => {
+      const rows = wholeNumber(opts.rows);
+      const reportUrl = config().report.databaseUrl;
+      const seed = async (pool: ReturnType<typeof createPool>) => seedDemoOrders(pool, rows);
+      const ms = reportUrl === undefined ? await withDatabase(seed) : await withPool(reportUrl, seed);
+      process.stdout.write(`demo_orders: ${rows} rows in ${(ms / 1000).toFixed(1)} s\n`);
+    });
+  const tenants = program.command('tenants');
+  tenants
+    .command('create')
+    .argument('<name>')
+    .action(async (name: string) => {
+      try {
+        const t = await withDatabase((pool) => createTenant(pool, name));
         process.stdout.write(
-          values.json ? JSON.stringify(list) + '\n' : list.map((t) => `${t.id}  ${t.name}`).join('\n') + '\n',
+          json()
+            ? JSON.stringify(t) + '\n'
+            : `tenant ${t.name} (${t.id})\napi key: ${t.api_key}\nwebhook secret: ${t.webhook_secret}\n`,
         );
-        return 0;
+      } catch (err) {
+        if (!(err instanceof TenantExistsError)) throw err;
+        process.stderr.write(`longhaul: ${err.message}\n`);
+        code = 1;
       }
-      break;
+    });
+  tenants.command('list').action(async () => {
+    const list = await withDatabase((pool) => listTenants(pool));
+    process.stdout.write(
+      json() ? JSON.stringify(list) + '\n' : list.map((t) => `${t.id}  ${t.name}`).join('\n') + '\n',
+    );
+  });
+
+  try {
+    // No command: `start` (not commander's default command, which would take an unknown command's name as its argument).
+    const args = argv.some((a) => !a.startsWith('-')) ? argv : ['start', ...argv];
+    await program.parseAsync(args, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof UsageError) {
+      process.stderr.write(`longhaul: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
   }
-  process.stderr.write(USAGE);
-  return 2;
+  return code;
 }
