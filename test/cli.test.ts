@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { inject } from 'vitest';
+import { USAGE } from '../src/cli.ts';
 import { SQL_DIR } from '../src/db/migrate.ts';
 import { hashApiKey } from '../src/tenants/repository.ts';
 import { withDatabase } from './support/db-url.ts';
@@ -66,7 +67,29 @@ it('stops start-up on a bad configuration value, naming the variable, with exit 
 it('prints the usage and exits 2 on an unknown command', async () => {
   const run = await runLonghaulToEnd(['frobnicate'], env());
   expect(run.code).toBe(2);
-  expect(run.stderr).toContain('usage: longhaul');
+  expect(run.stderr).toContain("unknown command 'frobnicate'");
+  expect(run.stderr).toContain(USAGE);
+});
+
+it('prints the usage to stdout and exits 0 for --help and -h, on any service command', async () => {
+  for (const args of [['--help'], ['-h'], ['tenants', '--help'], ['demo', 'seed', '-h']]) {
+    const run = await runLonghaulToEnd(args, env());
+    expect(run, args.join(' ')).toMatchObject({ code: 0, stdout: USAGE, stderr: '' });
+  }
+});
+
+it.each([
+  [['--bogus'], "unknown option '--bogus'"],
+  [['tenants'], ''],
+  [['tenants', 'create'], "missing required argument 'name'"],
+  [['migrate', 'extra'], 'too many arguments'],
+  [['demo', 'seed', '--rows', 'many'], '--rows must be a whole number'],
+  [['demo', 'seed', '--rows'], "option '--rows <n>' argument missing"],
+])('`longhaul %s` is a usage error: exit 2, nothing done', async (args, message) => {
+  const run = await runLonghaulToEnd(args, env());
+  expect(run.code).toBe(2);
+  expect(run.stdout).toBe('');
+  expect(run.stderr).toContain(message);
 });
 
 it('two processes migrating the same fresh database at once both succeed, and each migration applies once', async () => {
