@@ -138,6 +138,30 @@ describe('console', () => {
     await page.close();
   });
 
+  it('replays every dead job matching the whole filter, and none outside it', async () => {
+    const page = await signedIn(t.tenant.api_key);
+    const dead = async () => {
+      const id = await submit({ chunks: 2, chunk_ms: 1, fail_attempts: 1, permanent: true });
+      await waitFor('dead', async () => ((await jobStatus(id)) === 'FAILED' ? true : undefined));
+      return id;
+    };
+    const [old, recent] = [await dead(), await dead()];
+    // The old one died two hours ago: outside a "dead since an hour ago" filter.
+    await t.service.pool.query(`UPDATE jobs SET dead_lettered_at = now() - interval '2 hours' WHERE id = $1`, [old]);
+    const since = new Date(Date.now() - 3600_000).toISOString().slice(0, 16);
+    await page.goto(`${t.url}/console/dead-letters`);
+    await page.getByLabel('Dead since (UTC)').fill(since);
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await page.waitForURL(/since=/);
+    expect(await page.getByLabel(`Select job ${old}`).count()).toBe(0);
+    await page.getByRole('button', { name: 'Replay all matching the filter' }).click();
+    await page.waitForURL(/notice=replayed/);
+    await waitFor('the recent one ran again', async () => ((await runs(recent)) === 2 ? true : undefined));
+    expect(await runs(old)).toBe(1);
+    expect(await jobStatus(old)).toBe('FAILED');
+    await page.close();
+  });
+
   it('revokes a key and the API answers 401 with it', async () => {
     const tenant = await t.newTenant();
     const page = await signedIn(ADMIN_TOKEN);

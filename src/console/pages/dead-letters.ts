@@ -39,6 +39,15 @@ export function registerDeadLetterPages(app: ConsoleApp, deps: ConsoleDeps): voi
           ]);
     const csrf = session.csrf;
     const tenantField: Html = session.kind === 'admin' && tenantId !== undefined ? hidden('tenant', tenantId) : html``;
+    // The filter shown, whole, so "replay all matching the filter" replays what the lists show.
+    const filter: Array<[string, string | undefined]> = [
+      ['type', type],
+      ['since', q.since],
+      ['until', q.until],
+    ];
+    const filterFields = filter.flatMap(([name, value]) =>
+      value === undefined || value === '' ? [] : [hidden(name, value)],
+    );
     const body = html`<form
         method="get"
         action="/console/dead-letters"
@@ -118,7 +127,7 @@ export function registerDeadLetterPages(app: ConsoleApp, deps: ConsoleDeps): voi
           action="/console/dead-letters/replay-all"
           data-confirm="Replay every dead job matching the filter (up to 1,000)?"
         >
-          ${hidden('csrf', csrf)}${tenantField}${type === undefined ? '' : hidden('type', type)}
+          ${hidden('csrf', csrf)}${tenantField}${filterFields}
           <button type="submit">Replay all matching the filter</button>
         </form>
       </section>
@@ -187,8 +196,11 @@ export function registerDeadLetterPages(app: ConsoleApp, deps: ConsoleDeps): voi
 
   app.post('/console/dead-letters/replay-all', async (c) => {
     const { form, tenantId, back } = await bulk(c, 'job');
+    const type = form.one('type');
     const ids = await replayMany(pool, boss, registry, tenantId, {
-      type: form.one('type'),
+      type: type === '' ? undefined : type,
+      since: dateFilter(form.one('since'), 'Dead since'),
+      until: dateFilter(form.one('until'), 'Dead before'),
       limit: 1000,
       from: 'checkpoint',
     });
