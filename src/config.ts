@@ -116,6 +116,9 @@ const envSchema = z.object({
   LONGHAUL_IDEMPOTENCY_TTL_SECONDS: int(60)
     .default(24 * 60 * 60)
     .describe('How long an `Idempotency-Key` is remembered per tenant.'),
+  LONGHAUL_SCHEDULE_HORIZON_SECONDS: int(60)
+    .default(365 * 24 * 60 * 60)
+    .describe('Furthest ahead a job may be scheduled (`run_at`, `delay_seconds`); later gets 422.'),
   LONGHAUL_AUTH_CACHE_SECONDS: seconds(0)
     .default(30)
     .describe('How long an API-key lookup is cached; a revoked key stops working within this.'),
@@ -311,6 +314,8 @@ export interface Config {
    */
   http: { headersTimeoutSeconds: number; requestTimeoutSeconds: number };
   idempotencyTtlSeconds: number;
+  /** Furthest ahead a job may be scheduled, in seconds. */
+  scheduleHorizonSeconds: number;
   authCacheSeconds: number;
   /** Hosts and CIDRs that callbacks may reach over plain http and despite the SSRF filter. */
   callbackAllow: string[];
@@ -429,6 +434,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       requestTimeoutSeconds: e.LONGHAUL_REQUEST_TIMEOUT_SECONDS,
     },
     idempotencyTtlSeconds: e.LONGHAUL_IDEMPOTENCY_TTL_SECONDS,
+    scheduleHorizonSeconds: e.LONGHAUL_SCHEDULE_HORIZON_SECONDS,
     authCacheSeconds: e.LONGHAUL_AUTH_CACHE_SECONDS,
     callbackAllow: e.LONGHAUL_CALLBACK_ALLOW,
     shutdownTimeoutSeconds: e.LONGHAUL_SHUTDOWN_TIMEOUT_SECONDS,

@@ -27,6 +27,8 @@ const VALID_BODIES: Record<string, () => unknown> = {
   'POST /v1/admin/tenants/{id}/api-keys': () => ({ name: 'refused' }),
   'PUT /v1/webhook-settings': () => ({ signature_scheme: 'v1a' }),
   'POST /v1/jobs/{id}/retry': () => ({ from: 'start' }),
+  'POST /v1/jobs/batch': () => ({ jobs: [{ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } }] }),
+  'POST /v1/jobs/cancel': () => ({ filter: { type: 'synthetic' } }),
 };
 
 /** Operations that, sent whole, change a table here (the others need a failed job or delivery, or write nothing). */
@@ -35,6 +37,8 @@ const CHANGES_STATE = new Set([
   'POST /v1/admin/tenants',
   'PUT /v1/webhook-settings',
   'POST /v1/jobs/{id}/cancel',
+  'POST /v1/jobs/batch',
+  'POST /v1/jobs/cancel',
   'POST /v1/webhook-secrets',
   'POST /v1/webhook-signing-keys',
   'POST /v1/admin/tenants/{id}/api-keys',
@@ -73,11 +77,13 @@ describe.each(stateChangingOperations().map((op) => [`${op.method} ${op.template
   '%s',
   (name, op: StateChangingOperation) => {
     it('refuses a truncated body, a body longer than declared, malformed JSON and a wrong media type, changing nothing', async () => {
-      // A job id names a PENDING job, which a refused cancel must leave PENDING; an admin's tenant id
-      // names the test's tenant and a key id a live key of it; other ids name nothing.
+      // A job id names a PENDING job, which a refused cancel must leave PENDING (as a refused bulk cancel
+      // must: every /v1/jobs/… operation finds one); an admin's tenant id names the test's tenant and a key
+      // id a live key of it; other ids name nothing.
+      const job = op.template.startsWith('/v1/jobs/') ? await pendingJob() : undefined;
       const path = (
-        op.template.startsWith('/v1/jobs/{id}')
-          ? op.template.replace('{id}', await pendingJob())
+        job !== undefined
+          ? op.template.replace('{id}', job)
           : op.template
               .replace('/v1/admin/tenants/{id}', `/v1/admin/tenants/${t.tenant.id}`)
               .replace('{key}', op.template.includes('{key}') ? await liveKey() : '{key}')

@@ -104,11 +104,20 @@ export function problemOf(err: ApiError, requestId: string | undefined, instance
   };
 }
 
-/** The 422 for a request part (`json` body, `query`, `param`, `header`) its schema refused. */
+/**
+ * The 422 for a request part (`json` body, `query`, `param`, `header`) its schema refused; a 400 naming
+ * them for query parameters the endpoint does not have (a misspelt filter must not read as no filter).
+ */
 export function invalidRequest(
   target: string,
-  issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>,
+  issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string; code?: string; keys?: string[] }>,
 ): ApiError {
+  const unknown =
+    target === 'query' ? issues.flatMap((i) => (i.code === 'unrecognized_keys' ? (i.keys ?? []) : [])) : [];
+  if (unknown.length > 0)
+    return new ApiError('bad-request', `unknown query parameter ${unknown.map((k) => JSON.stringify(k)).join(', ')}`, {
+      errors: unknown.map((k) => ({ field: `query.${k}`, message: 'unknown query parameter' })),
+    });
   const where = target === 'json' ? 'body' : target;
   return new ApiError('validation-error', `the request ${where} is not valid`, {
     errors: fieldErrors(issues, target === 'json' ? undefined : target),

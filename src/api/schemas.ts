@@ -1,5 +1,6 @@
 /** Zod schemas of the API's bodies and parameters: they validate requests and generate openapi.yaml. */
 import { z } from '@hono/zod-openapi';
+import { MAX_TIME_LIMIT_SECONDS, PRIORITY_MAX, PRIORITY_MIN } from '../jobs/model.ts';
 import { JOB_STATUSES } from '../jobs/state.ts';
 
 export const JsonValue = z.unknown().openapi({ description: 'Any JSON value' });
@@ -23,9 +24,9 @@ export const JobStatusSchema = z.enum(JOB_STATUSES).openapi('JobStatus');
 /** One entry of a job's error_history, as src/worker/store.ts settleAttempt() writes it. */
 export const AttemptErrorSchema = z
   .object({
-    kind: z.enum(['failure', 'lease_lost']).openapi({
+    kind: z.enum(['failure', 'lease_lost', 'timeout', 'expired']).openapi({
       description:
-        '`failure`: the attempt failed (it spent one of `max_attempts`). `lease_lost`: its worker was lost (killed, hung or cut off past its lease) and another took the job over from its checkpoint; this spends no attempt, and only LONGHAUL_MAX_LEASE_LOSSES of them dead-letter the job.',
+        '`failure`: the attempt failed (it spent one of `max_attempts`). `lease_lost`: its worker was lost (killed, hung or cut off past its lease) and another took the job over from its checkpoint; this spends no attempt, and only LONGHAUL_MAX_LEASE_LOSSES of them dead-letter the job. `timeout`: the job ran longer than its `timeout_seconds` in all; `expired`: it had not started by its `expires_at`. Both fail the job for good (not dead-lettered).',
     }),
     message: z.string(),
     name: z.string().optional().openapi({ description: 'The error class (`LeaseExpired` for a lost lease)' }),
@@ -60,12 +61,57 @@ export const JobSchema = z
     error_history: z
       .array(AttemptErrorSchema)
       .openapi({ description: 'Every failed attempt and every lost worker, oldest first, each with its `kind`.' }),
+    scheduled_for: z
+      .string()
+      .datetime()
+      .nullable()
+      .openapi({ description: 'When the job may start (`run_at`, or submission + `delay_seconds`); null: at once.' }),
+    priority: z.number().int().openapi({ description: 'Higher starts first among jobs waiting to run.' }),
+    timeout_seconds: z.number().int().nullable().openapi({
+      description: 'Longest time from its first start to its end, across executions and retries; null: no limit.',
+    }),
+    expires_at: z
+      .string()
+      .datetime()
+      .nullable()
+      .openapi({ description: 'Not started by then, the job fails with an `expired` error; null: no limit.' }),
+    schedule_id: z.string().uuid().nullable().openapi({ description: 'The recurring schedule that created it.' }),
     created_at: z.string().datetime(),
     started_at: z.string().datetime().nullable(),
     updated_at: z.string().datetime(),
     finished_at: z.string().datetime().nullable(),
   })
   .openapi('Job');
+
+/** When and how urgently a job runs, and its time limits: fields of a submission (single or in a batch). */
+export const JobTimingFields = {
+  run_at: z.string().datetime({ offset: true }).optional().openapi({
+    description:
+      'RFC 3339 instant before which the job does not start (a past instant: at once). Not with `delay_seconds`; at most LONGHAUL_SCHEDULE_HORIZON_SECONDS ahead.',
+    example: '2030-01-01T02:00:00Z',
+  }),
+  delay_seconds: z.number().int().min(0).optional().openapi({
+    description: 'Seconds from submission before the job may start. Not with `run_at`.',
+    example: 3600,
+  }),
+  priority: z
+    .number()
+    .int()
+    .min(PRIORITY_MIN)
+    .max(PRIORITY_MAX)
+    .optional()
+    .openapi({
+      description: `Higher starts first among waiting jobs, from ${PRIORITY_MIN} to ${PRIORITY_MAX}. (Default: 0)`,
+    }),
+  timeout_seconds: z.number().int().min(1).max(MAX_TIME_LIMIT_SECONDS).optional().openapi({
+    description:
+      "Longest the job may run in all, from its first start to its end (across executions and retries); past it, it fails with a `timeout` error. At most the job type's maximum. (Default: the job type's)",
+  }),
+  expire_after_seconds: z.number().int().min(1).max(MAX_TIME_LIMIT_SECONDS).optional().openapi({
+    description:
+      "A job not started this long after it may start is never run and fails with an `expired` error. At most the job type's maximum. (Default: the job type's)",
+  }),
+};
 
 export const CreateJobSchema = z
   .object({
@@ -79,10 +125,42 @@ export const CreateJobSchema = z
       .record(z.string(), z.unknown())
       .optional()
       .openapi({ description: 'Free-form JSON object, returned as is.' }),
+    ...JobTimingFields,
   })
   .strict()
   .openapi('CreateJob');
 export type CreateJob = z.infer<typeof CreateJobSchema>;
+
+/** Most jobs in one POST /v1/jobs/batch. */
+export const MAX_BATCH_JOBS = 1000;
+
+export const BatchJobSchema = CreateJobSchema.extend({
+  idempotency_key: z.string().optional().openapi({
+    description:
+      "This job's Idempotency-Key (as the header of a single submission; keys in one batch must differ): a repeat of the same job replays it.",
+  }),
+})
+  .strict()
+  .openapi('BatchJob');
+export type BatchJob = z.infer<typeof BatchJobSchema>;
+
+export const CreateJobsSchema = z
+  .object({ jobs: z.array(BatchJobSchema).min(1).max(MAX_BATCH_JOBS) })
+  .strict()
+  .openapi('CreateJobs');
+
+export const CreatedJobsSchema = z
+  .object({
+    data: z.array(
+      z.object({
+        id: z.string().uuid(),
+        status: JobStatusSchema,
+        scheduled_for: z.string().datetime().nullable(),
+        replayed: z.boolean().openapi({ description: 'An earlier submission with this idempotency_key created it' }),
+      }),
+    ),
+  })
+  .openapi('CreatedJobs', { description: 'The jobs, in the order submitted.' });
 
 export const JobListSchema = z
   .object({
@@ -95,13 +173,61 @@ export const JobIdParam = z.object({
   id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: '0190d0a6-1c5e-7c4b-9a4f-1b2c3d4e5f60' }),
 });
 
-export const ListJobsQuery = z.object({
+/** The job filters a list and a bulk action share, as query parameters (all optional; each narrows). */
+const JobFilterFields = {
   status: JobStatusSchema.optional().openapi({ param: { name: 'status', in: 'query' } }),
   type: z
     .string()
     .max(64)
     .optional()
     .openapi({ param: { name: 'type', in: 'query' } }),
+  created_after: z
+    .string()
+    .datetime({ offset: true })
+    .optional()
+    .openapi({ param: { name: 'created_after', in: 'query' }, description: 'Created at or after (RFC 3339).' }),
+  created_before: z
+    .string()
+    .datetime({ offset: true })
+    .optional()
+    .openapi({ param: { name: 'created_before', in: 'query' }, description: 'Created before (RFC 3339).' }),
+  scheduled: z
+    .enum(['true', 'false'])
+    .optional()
+    .openapi({
+      param: { name: 'scheduled', in: 'query' },
+      description: '`true`: only PENDING jobs waiting for a `scheduled_for` still ahead; `false`: only the others.',
+    }),
+  priority: z.coerce
+    .number()
+    .int()
+    .min(PRIORITY_MIN)
+    .max(PRIORITY_MAX)
+    .optional()
+    .openapi({ param: { name: 'priority', in: 'query' } }),
+  schedule_id: z
+    .string()
+    .uuid()
+    .optional()
+    .openapi({
+      param: { name: 'schedule_id', in: 'query' },
+      description: 'Only jobs this recurring schedule created.',
+    }),
+};
+
+/** `metadata.KEY=VALUE` query parameters: jobs whose metadata has KEY with the string VALUE. */
+export const METADATA_PARAM = /^metadata\.([A-Za-z0-9_-]{1,64})$/;
+
+/**
+ * The query of a list endpoint: a parameter it does not declare is refused (400 naming it, see
+ * invalidRequest), so a misspelt filter never reads as an unfiltered list.
+ */
+export function listQuery<T extends z.ZodRawShape>(shape: T) {
+  return z.object(shape).strict();
+}
+
+const listJobsFields = {
+  ...JobFilterFields,
   limit: z.coerce
     .number()
     .int()
@@ -114,7 +240,56 @@ export const ListJobsQuery = z.object({
     .max(200)
     .optional()
     .openapi({ param: { name: 'cursor', in: 'query' } }),
-});
+};
+
+/** GET /v1/jobs's query: its declared parameters and any `metadata.KEY`; anything else is refused. */
+export const ListJobsQuery = z
+  .object(listJobsFields)
+  .catchall(z.string().max(1024))
+  .superRefine((q, ctx) => {
+    const unknown = Object.keys(q).filter((k) => !(k in listJobsFields) && !METADATA_PARAM.test(k));
+    if (unknown.length > 0) ctx.addIssue({ code: 'unrecognized_keys', keys: unknown, input: q });
+  });
+
+export type ListJobsQueryValues = z.infer<typeof ListJobsQuery>;
+
+export const CancelJobsSchema = z
+  .object({
+    filter: z
+      .object({
+        status: z.enum(['PENDING', 'RUNNING']).optional(),
+        type: z.string().max(64).optional(),
+        created_after: z.string().datetime({ offset: true }).optional(),
+        created_before: z.string().datetime({ offset: true }).optional(),
+        scheduled: z.boolean().optional(),
+        priority: z.number().int().min(PRIORITY_MIN).max(PRIORITY_MAX).optional(),
+        schedule_id: z.string().uuid().optional(),
+        metadata: z
+          .record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), z.string().max(1024))
+          .optional()
+          .openapi({ description: 'Jobs whose metadata has each of these keys with this string value.' }),
+      })
+      .strict()
+      .openapi({ description: 'Which active jobs to cancel; every field narrows it (`{}`: every active job).' }),
+    limit: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(1000)
+      .openapi({ description: 'Most jobs cancelled by this call, oldest first; call again while `more` is true.' }),
+  })
+  .strict()
+  .openapi('CancelJobs');
+export type CancelJobs = z.infer<typeof CancelJobsSchema>;
+
+export const CancelledJobsSchema = z
+  .object({
+    cancelled: z.number().int().openapi({ description: 'PENDING jobs now CANCELLED.' }),
+    requested: z.number().int().openapi({ description: 'RUNNING jobs asked to stop at their next chunk boundary.' }),
+    more: z.boolean().openapi({ description: 'More jobs match: call again to cancel them.' }),
+  })
+  .openapi('CancelledJobs');
 
 export const IdempotencyHeader = z.object({
   'idempotency-key': z

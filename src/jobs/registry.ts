@@ -16,6 +16,16 @@ export class JobTypeRegistry {
   register(type: AnyJobType): void {
     if (!NAME.test(type.name)) throw new Error(`job type name "${type.name}" must match ${NAME}`);
     if (this.#types.has(type.name)) throw new Error(`job type "${type.name}" is registered twice`);
+    for (const [value, max, name] of [
+      [type.timeoutSeconds, type.maxTimeoutSeconds, 'timeoutSeconds'],
+      [type.expireAfterSeconds, type.maxExpireAfterSeconds, 'expireAfterSeconds'],
+    ] as const) {
+      for (const v of [value, max])
+        if (v !== undefined && !(Number.isInteger(v) && v > 0))
+          throw new Error(`job type "${type.name}": ${name} and its maximum must be positive whole seconds`);
+      if (value !== undefined && max !== undefined && value > max)
+        throw new Error(`job type "${type.name}": ${name} ${value} exceeds its maximum ${max}`);
+    }
     this.#types.set(type.name, type);
   }
 

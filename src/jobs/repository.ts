@@ -19,13 +19,46 @@ export async function getJob(db: Queryable, tenantId: string, id: string): Promi
   return rows[0];
 }
 
-export interface ListFilter {
+/** Which jobs of a tenant a list or a bulk action takes; every field narrows it. */
+export interface JobFilter {
   status?: JobStatus | undefined;
   type?: string | undefined;
   /** Only jobs created at or after this time. */
   createdFrom?: Date | undefined;
   /** Only jobs created before this time. */
   createdTo?: Date | undefined;
+  /** true: only PENDING jobs waiting for a scheduled time still ahead; false: only the others. */
+  scheduled?: boolean | undefined;
+  priority?: number | undefined;
+  scheduleId?: string | undefined;
+  /** Only jobs whose metadata contains this object (`metadata @> …`, served by the jobs_metadata index). */
+  metadata?: Record<string, Json> | undefined;
+}
+
+/** The JobFilter's conditions on `jobs`, over parameters $2–$10 (jobFilterValues). */
+const FILTER_SQL = `($2::text IS NULL OR status = $2)
+        AND ($3::text IS NULL OR type = $3)
+        AND ($4::timestamptz IS NULL OR created_at >= $4)
+        AND ($5::timestamptz IS NULL OR created_at < $5)
+        AND ($6::boolean IS NULL OR $6 = (status = 'PENDING' AND scheduled_for IS NOT NULL AND scheduled_for > now()))
+        AND ($7::int IS NULL OR priority = $7)
+        AND ($8::uuid IS NULL OR schedule_id = $8)
+        AND ($9::jsonb IS NULL OR metadata @> $9)`;
+
+function filterValues(f: JobFilter): unknown[] {
+  return [
+    f.status ?? null,
+    f.type ?? null,
+    f.createdFrom ?? null,
+    f.createdTo ?? null,
+    f.scheduled ?? null,
+    f.priority ?? null,
+    f.scheduleId ?? null,
+    f.metadata === undefined ? null : JSON.stringify(f.metadata),
+  ];
+}
+
+export interface ListFilter extends JobFilter {
   limit: number;
   /** Exclusive keyset position: the (created_at, id) of the last job of the previous page. */
   after?: { createdAt: string; id: string } | undefined;
@@ -37,18 +70,15 @@ export interface JobPage {
   next: { createdAt: string; id: string } | null;
 }
 
-/** One tenant's page, as a subquery over $1 = the tenant; the filters are $2..$7, the page size $8. */
+/** One tenant's page, as a subquery over $1 = the tenant; the filters are $2..$9, the position $10–$11, the page size $12. */
 const TENANT_PAGE_SQL = (tenant: string) => `SELECT ${JOB_COLUMNS},
             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key
        FROM jobs
       WHERE tenant_id = ${tenant}
-        AND ($2::text IS NULL OR status = $2)
-        AND ($3::text IS NULL OR type = $3)
-        AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))
-        AND ($6::timestamptz IS NULL OR created_at >= $6)
-        AND ($7::timestamptz IS NULL OR created_at < $7)
+        AND ${FILTER_SQL}
+        AND ($10::timestamptz IS NULL OR (created_at, id) < ($10::timestamptz, $11::uuid))
       ORDER BY created_at DESC, id DESC
-      LIMIT $8`;
+      LIMIT $12`;
 
 /**
  * Newest first; keyset pagination on (created_at, id), so pages are stable under inserts. Without a
@@ -59,16 +89,13 @@ export async function listJobs(db: Queryable, tenantId: string | undefined, f: L
   const text =
     tenantId === undefined
       ? `SELECT p.* FROM tenants t CROSS JOIN LATERAL (${TENANT_PAGE_SQL('t.id')}) p
-          WHERE $1::uuid IS NULL ORDER BY p.created_at DESC, p.id DESC LIMIT $8`
+          WHERE $1::uuid IS NULL ORDER BY p.created_at DESC, p.id DESC LIMIT $12`
       : TENANT_PAGE_SQL('$1');
   const { rows } = await db.query<JobRow & { created_key: string }>(text, [
     tenantId ?? null,
-    f.status ?? null,
-    f.type ?? null,
+    ...filterValues(f),
     f.after?.createdAt ?? null,
     f.after?.id ?? null,
-    f.createdFrom ?? null,
-    f.createdTo ?? null,
     f.limit + 1,
   ]);
   const more = rows.length > f.limit;
@@ -156,6 +183,66 @@ export async function transition(
     ],
   });
   return rows[0];
+}
+
+/**
+ * Cancels, oldest first, up to `limit` of a tenant's active jobs matching the filter, in the caller's
+ * transaction: PENDING ones become CANCELLED at once (a `status` event and webhook each, as cancelJob),
+ * RUNNING ones are asked to stop at their next chunk boundary (a running job already asked is not
+ * counted again). `more`: further matching jobs remain for another call.
+ */
+export async function cancelMatching(
+  db: Queryable,
+  tenantId: string,
+  f: JobFilter,
+  limit: number,
+): Promise<{ cancelled: number; requested: number; more: boolean }> {
+  const { rows } = await db.query<{ id: string; status: JobStatus }>(
+    `SELECT id, status FROM jobs
+      WHERE tenant_id = $1 AND ${FILTER_SQL}
+        AND (status = 'PENDING' OR (status = 'RUNNING' AND cancel_requested_at IS NULL))
+      ORDER BY created_at, id
+      LIMIT $10 FOR UPDATE`,
+    [tenantId, ...filterValues(f), limit + 1],
+  );
+  const take = rows.slice(0, limit);
+  const pending = take.filter((r) => r.status === 'PENDING').map((r) => r.id);
+  const running = take.filter((r) => r.status === 'RUNNING').map((r) => r.id);
+  const cancelled =
+    pending.length === 0 ? [] : await transitionAll(db, pending, 'CANCELLED', ', cancel_requested_at = now()');
+  const { rowCount } =
+    running.length === 0
+      ? { rowCount: 0 }
+      : await db.query(
+          `UPDATE jobs SET cancel_requested_at = now(), updated_at = now()
+            WHERE id = ANY($1::uuid[]) AND status = 'RUNNING'
+        RETURNING pg_notify('${CANCEL_CHANNEL}', id::text)`,
+          [running],
+        );
+  return { cancelled: cancelled.length, requested: rowCount ?? 0, more: rows.length > limit };
+}
+
+/** transition() for many jobs in one statement (each announced on commit); the ids of those moved. */
+async function transitionAll(db: Queryable, jobIds: string[], to: JobStatus, extraSql = ''): Promise<string[]> {
+  const terminal = to === 'COMPLETED' || to === 'FAILED' || to === 'CANCELLED';
+  const { rows } = await db.query<{ id: string }>(
+    `WITH u AS (
+       UPDATE jobs SET status = $2, updated_at = now(), event_seq = event_seq + 1,
+              finished_at = CASE WHEN $3 THEN now() ELSE finished_at END,
+              lease_token = CASE WHEN $3 THEN NULL ELSE lease_token END,
+              lease_expires_at = CASE WHEN $3 THEN NULL ELSE lease_expires_at END
+              ${extraSql}
+        WHERE id = ANY($1::uuid[]) AND status = ANY($4::text[])
+        RETURNING *),
+     e AS (
+       INSERT INTO job_events (job_id, seq, kind, data)
+       SELECT id, event_seq, 'status', ${STATUS_EVENT_DATA_SQL}
+         FROM u),
+     webhooks AS (${outboxInsertSql('u')})
+     SELECT id, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text) FROM u`,
+    [jobIds, to, terminal, sourcesOf(to)],
+  );
+  return rows.map((r) => r.id);
 }
 
 export type CancelOutcome =

@@ -35,6 +35,16 @@ export interface SubmitRequest {
    * a transaction of its own that checks them, instead of joining the one-statement batch.
    */
   limited?: boolean;
+  /** When the job may start (its first execution's start_after); absent or null: at once. */
+  scheduledFor?: Date | null;
+  /** Higher starts first among jobs a worker may run (pg-boss priority). (Default: 0) */
+  priority?: number;
+  /** Longest time from the job's first start to its end, in seconds; absent or null: no limit. */
+  timeoutSeconds?: number | null;
+  /** Seconds after it may start by which the job must have started, else it fails as expired; absent or null: no limit. */
+  expireAfterSeconds?: number | null;
+  /** The recurring schedule that created the job. */
+  scheduleId?: string | null;
 }
 
 export type SubmitOutcome =
@@ -46,6 +56,26 @@ export type SubmitOutcome =
   | { kind: 'key-reused' }
   /** Past one of the tenant's limits: nothing was written. */
   | { kind: 'limited'; verdict: Verdict };
+
+/** What a batch submission came to: every job accepted (created or replayed, in order), or nothing written. */
+export type BatchOutcome =
+  /** `limits`: the verdict of the tenant's limits, when it has some. */
+  | { kind: 'accepted'; outcomes: Array<{ kind: 'created' | 'replayed'; job: JobRow }>; limits?: Verdict }
+  /** The jobs created would take the tenant past one of its limits. */
+  | { kind: 'limited'; verdict: Verdict }
+  /** These requests' keys are held by submissions still being written. */
+  | { kind: 'in-flight'; indexes: number[] }
+  /** These requests' keys were used before with a different request. */
+  | { kind: 'key-reused'; indexes: number[] };
+
+/** Rolls a batch's transaction back with the outcome to answer. */
+class BatchRefused extends Error {
+  readonly outcome: BatchOutcome;
+  constructor(outcome: BatchOutcome) {
+    super(outcome.kind);
+    this.outcome = outcome;
+  }
+}
 
 export interface SubmitterOptions {
   /** Most requests written in one transaction. (Default: 256) */
@@ -131,6 +161,38 @@ export class JobSubmitter {
       if (this.#limitedTails.get(req.tenantId) === tail) this.#limitedTails.delete(req.tenantId);
     });
     return written;
+  }
+
+  /**
+   * Submits many jobs in one transaction of their own (not grouped with other requests): all are
+   * accepted, each created or replayed as a single submission with its key would be, or none is
+   * written. The requests' Idempotency-Keys must differ from one another, and they are one tenant's:
+   * its limits (src/tenants/limits.ts) admit the jobs created all together, or refuse the batch.
+   */
+  async submitAll(tenantId: string, reqs: SubmitRequest[]): Promise<BatchOutcome> {
+    if (reqs.length === 0) return { kind: 'accepted', outcomes: [] };
+    try {
+      return await withTransaction(this.#pool, async (client) => {
+        const gate = await lockGate(client, tenantId);
+        const outcomes = await this.#insert(client, reqs);
+        const indexes = (kind: SubmitOutcome['kind']) => outcomes.flatMap((o, i) => (o.kind === kind ? [i] : []));
+        const busy = indexes('in-flight');
+        if (busy.length > 0) throw new BatchRefused({ kind: 'in-flight', indexes: busy });
+        const reused = indexes('key-reused');
+        if (reused.length > 0) throw new BatchRefused({ kind: 'key-reused', indexes: reused });
+        const created = indexes('created').length;
+        const limits = gate === undefined || created === 0 ? undefined : await admit(client, gate, created);
+        if (limits !== undefined && !limits.admitted) throw new BatchRefused({ kind: 'limited', verdict: limits });
+        return {
+          kind: 'accepted' as const,
+          outcomes: outcomes.flatMap((o) => (o.kind === 'created' || o.kind === 'replayed' ? [o] : [])),
+          ...(limits === undefined ? {} : { limits }),
+        };
+      });
+    } catch (err) {
+      if (err instanceof BatchRefused) return err.outcome;
+      throw err;
+    }
   }
 
   #pump(): void {
@@ -222,8 +284,8 @@ export class JobSubmitter {
         text: `WITH ${REQ_CTE},
            ins AS (${INSERT_JOBS} RETURNING ${JOB_COLUMNS}),
            enq AS (
-             SELECT longhaul_enqueue($12,
-                      (SELECT json_agg(e)::text FROM json_array_elements($13::text::json) e WHERE (e->>'id')::uuid IN (SELECT id FROM ins)),
+             SELECT longhaul_enqueue($17,
+                      (SELECT json_agg(e)::text FROM json_array_elements($18::text::json) e WHERE (e->>'id')::uuid IN (SELECT id FROM ins)),
                       (SELECT count(*)::int FROM ins)) AS n),
            res AS (
              SELECT req.ord, true AS created, NULL::text AS hash, NULL::boolean AS expired, ins.*
@@ -289,6 +351,11 @@ export class JobSubmitter {
       reqs.map((r) => r.idempotency?.key ?? null),
       reqs.map((r) => r.idempotency?.fingerprint ?? null),
       reqs.map((r) => (r.idempotency === null ? null : keyLockId(r.tenantId, r.idempotency.key))),
+      reqs.map((r) => r.scheduledFor ?? null),
+      reqs.map((r) => r.priority ?? 0),
+      reqs.map((r) => r.timeoutSeconds ?? null),
+      reqs.map((r) => r.expireAfterSeconds ?? null),
+      reqs.map((r) => r.scheduleId ?? null),
       this.#ttl,
     ];
   }
@@ -357,8 +424,10 @@ export class JobSubmitter {
     ]);
     const { rows: inserted } = await client.query<JobRow>(
       `INSERT INTO jobs (id, tenant_id, type, input, metadata, callback_url, max_attempts,
-                         idempotency_key, idempotency_hash, idempotency_expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10))
+                         idempotency_key, idempotency_hash, idempotency_expires_at,
+                         scheduled_for, priority, timeout_seconds, expires_at, schedule_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10),
+               $11, $12, $13, ${EXPIRES_AT_SQL('$11::timestamptz', '$14::int')}, $15)
        RETURNING ${JOB_COLUMNS}`,
       [
         id,
@@ -371,6 +440,11 @@ export class JobSubmitter {
         idem.key,
         idem.fingerprint,
         this.#ttl,
+        req.scheduledFor ?? null,
+        req.priority ?? 0,
+        req.timeoutSeconds ?? null,
+        req.expireAfterSeconds ?? null,
+        req.scheduleId ?? null,
       ],
     );
     const job = inserted[0];
@@ -412,24 +486,34 @@ function bossJob(id: string, req: SubmitRequest) {
     retryDelay: req.backoff.initialSeconds,
     retryDelayMax: req.backoff.maxSeconds,
     retryBackoff: true,
+    priority: req.priority ?? 0,
+    ...(req.scheduledFor == null ? {} : { startAfter: req.scheduledFor }),
   };
 }
+
+/** A job's `expires_at`: expire-after seconds from when it may start (now, for a past or absent scheduled time). */
+const EXPIRES_AT_SQL = (scheduledFor: string, seconds: string) =>
+  `CASE WHEN ${seconds} IS NULL THEN NULL
+        ELSE greatest(${scheduledFor}, now()) + make_interval(secs => ${seconds}) END`;
 
 /** SQLSTATE raised by longhaul_enqueue when pg-boss's statement did not insert every job it was given. */
 const ENQUEUE_MISMATCH = 'LH001';
 
-/** The batch as rows ($1–$10 arrays, one element per request), each keyed request with its advisory lock tried. */
+/** The batch as rows ($1–$15 arrays, one element per request), each keyed request with its advisory lock tried. */
 const REQ_CTE = `req AS MATERIALIZED (
   SELECT r.*, CASE WHEN r.key IS NULL THEN true ELSE pg_try_advisory_xact_lock(r.lock_id) END AS locked
     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[], $7::int[],
-                $8::text[], $9::text[], $10::bigint[])
-         WITH ORDINALITY AS r(id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash, lock_id, ord))`;
+                $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], $12::int[], $13::int[], $14::int[], $15::uuid[])
+         WITH ORDINALITY AS r(id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash, lock_id,
+                              scheduled_for, priority, timeout_seconds, expire_after, schedule_id, ord))`;
 
-/** Inserts every locked request's job whose key is free ($11: the key's lifetime in seconds). */
+/** Inserts every locked request's job whose key is free ($16: the key's lifetime in seconds). */
 const INSERT_JOBS = `INSERT INTO jobs (id, tenant_id, type, input, metadata, callback_url, max_attempts,
-                          idempotency_key, idempotency_hash, idempotency_expires_at)
+                          idempotency_key, idempotency_hash, idempotency_expires_at,
+                          scheduled_for, priority, timeout_seconds, expires_at, schedule_id)
   SELECT id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash,
-         CASE WHEN key IS NULL THEN NULL ELSE now() + make_interval(secs => $11) END
+         CASE WHEN key IS NULL THEN NULL ELSE now() + make_interval(secs => $16) END,
+         scheduled_for, priority, timeout_seconds, ${EXPIRES_AT_SQL('scheduled_for', 'expire_after')}, schedule_id
     FROM req WHERE locked
   ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`;
 

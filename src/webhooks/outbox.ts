@@ -24,6 +24,9 @@ function jobResourceSql(j: string): string {
        'percent', longhaul_progress_percent(${j}.processed, ${j}.total)),
     'attempts', ${j}.attempts, 'max_attempts', ${j}.max_attempts, 'result', ${j}.result, 'error', ${j}.error,
     'error_history', ${j}.error_history,
+    'scheduled_for', webhook_iso(${j}.scheduled_for), 'priority', ${j}.priority,
+    'timeout_seconds', ${j}.timeout_seconds, 'expires_at', webhook_iso(${j}.expires_at),
+    'schedule_id', ${j}.schedule_id,
     'created_at', webhook_iso(${j}.created_at), 'started_at', webhook_iso(${j}.started_at),
     'updated_at', webhook_iso(${j}.updated_at), 'finished_at', webhook_iso(${j}.finished_at))`;
 }

@@ -34,6 +34,7 @@ import {
   peekJobs,
   setExecution,
   settleAttempt,
+  failOnTimeLimit,
   takeLease,
   writeKey,
   type ClaimRow,
@@ -124,7 +125,9 @@ export class Claimer {
       seen.checkpoint_at !== null ||
       seen.execution !== attempt.id ||
       seen.lease_live ||
-      seen.cancel_requested
+      seen.cancel_requested ||
+      seen.expired ||
+      seen.timed_out
     )
       return {};
     const type = this.#registry.get(seen.type);
@@ -231,6 +234,14 @@ export class Claimer {
           settledSeq = settled?.seq;
           return settled?.outcome === 'dead' ? ('dead' as const) : ('skip' as const);
         }
+        if (row.expired || row.timed_out) {
+          // Past a time limit: the job fails for good without running (more).
+          const limit = row.expired ? 'expired' : 'timeout';
+          const failed = await failOnTimeLimit(c, { row, token: null, limit, announce: false });
+          await completeExecution(this.#boss, c, attempt, { timeLimit: limit });
+          settledSeq = failed?.seq;
+          return 'limit' as const;
+        }
         if (type === undefined) {
           // A retry may reach a worker that has the type's module. With no execution left the job fails
           // for good and is dead-lettered (replayable once a worker knows the type) rather than staying
@@ -262,6 +273,7 @@ export class Claimer {
             backoff: type.backoff ?? DEFAULT_BACKOFF,
             delaySeconds: TYPE_BUSY_DELAY_SECONDS,
             continuation: j.data.cont === true && attempt.retryCount === 0,
+            priority: row.priority,
           });
           await setExecution(c, jobId, next);
           await completeExecution(this.#boss, c, attempt, { handedOver: next, reason: 'type concurrency' });
@@ -290,6 +302,11 @@ export class Claimer {
       });
       if (settledSeq !== undefined) this.#events.publish(jobId, settledSeq);
       if (out === 'skip') return undefined;
+      if (out === 'limit') {
+        this.#metrics.executions.inc({ outcome: 'failed' });
+        this.#log.warn({ job_id: jobId, execution: attempt.id }, 'job failed: past its time limit');
+        return undefined;
+      }
       if (out === 'dead') {
         this.#metrics.executions.inc({ outcome: 'failed' });
         this.#log.error({ job_id: jobId, execution: attempt.id }, 'job failed for good; dead-lettered');

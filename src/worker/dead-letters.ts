@@ -83,9 +83,12 @@ export async function replayJob(
     attemptsUsed: 0,
     backoff: type?.backoff ?? DEFAULT_BACKOFF,
     continuation: false,
+    priority: job.priority,
   });
+  // A replay starts the job's time limits afresh: its timeout counts from its next start, and it does not expire.
   await db.query(
     `UPDATE jobs SET attempts = 0, lease_losses = 0, execution_id = $2, execution_retry = NULL, dead_lettered_at = NULL, finished_at = NULL,
+            started_at = NULL, expires_at = NULL,
             cancel_requested_at = NULL, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
             ${from === 'start' ? ', checkpoint_cursor = NULL, checkpoint_state = NULL, checkpoint_at = NULL, processed = 0, total = NULL, progress_seq = NULL' : ''}
       WHERE id = $1`,

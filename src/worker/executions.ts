@@ -32,6 +32,8 @@ export interface NextExecution {
   backoff: { initialSeconds: number; maxSeconds: number };
   /** Seconds to wait before it may start (default 0). */
   delaySeconds?: number;
+  /** The job's priority: a later execution waits in line as its first did. (Default: 0) */
+  priority?: number;
   continuation: boolean;
 }
 
@@ -47,6 +49,7 @@ export async function sendExecution(boss: PgBoss, db: Queryable, n: NextExecutio
     retryDelay: Math.max(1, Math.round(initial)),
     retryDelayMax: n.backoff.maxSeconds,
     retryBackoff: true,
+    priority: n.priority ?? 0,
     ...(n.delaySeconds !== undefined && n.delaySeconds > 0 ? { startAfter: n.delaySeconds } : {}),
     db: bossDb(db),
   });

@@ -16,7 +16,14 @@ import { Periodic } from '../periodic.ts';
 import { completeExecution } from './executions.ts';
 import { DEFAULT_BACKOFF, DEFAULT_STALL_AFTER_SECONDS } from '../../packages/sdk/src/index.ts';
 import { deadLetteredAfter, stillDeadLettered } from './dead-letters.ts';
-import { leaseLostError, lockExpiredLeases, releaseLease, settleAttempt } from './store.ts';
+import {
+  failOnTimeLimit,
+  leaseLostError,
+  lockExpiredLeases,
+  lockTimeLimitedJobs,
+  releaseLease,
+  settleAttempt,
+} from './store.ts';
 
 export interface MonitorOptions {
   /** Seconds between monitor passes. (Default: LONGHAUL_MONITOR_INTERVAL_SECONDS, 10) */
@@ -91,6 +98,7 @@ export class WorkerMonitor extends Periodic {
       );
     const sweepMs = Math.min(this.#opts.intervalSeconds, this.#opts.leaseSeconds / 2) * 1000;
     this.every('monitor sweep', sweepMs, () => this.sweepExpiredLeases());
+    this.every('monitor time limits', sweepMs, () => this.sweepTimeLimits());
     this.every('monitor alerts', this.#opts.intervalSeconds * 1000, () => this.checkAlerts());
   }
 
@@ -136,6 +144,20 @@ export class WorkerMonitor extends Periodic {
             : 'took over a job whose lease expired',
         );
       }
+      return rows.length;
+    });
+  }
+
+  /**
+   * Fails PENDING jobs past a time limit (never started by their expires_at, or waiting for a retry past
+   * their timeout), so they show FAILED when due rather than when a worker reaches them. Their waiting
+   * execution then finds the job finished and completes without running it. Returns how many failed.
+   */
+  async sweepTimeLimits(): Promise<number> {
+    return withTransaction(this.#pool, async (c) => {
+      const rows = await lockTimeLimitedJobs(c, SWEEP_BATCH);
+      for (const row of rows) await failOnTimeLimit(c, { row, token: null, limit: row.time_limit, announce: true });
+      if (rows.length > 0) this.#log.info({ jobs: rows.length }, 'failed jobs past their time limit');
       return rows.length;
     });
   }
@@ -224,8 +246,8 @@ export class WorkerMonitor extends Periodic {
 
     const { rows } = await this.#pool.query<{ n: number; oldest: string | null; waited: number | null }>(
       `SELECT count(*)::int AS n, (array_agg(id ORDER BY updated_at))[1]::text AS oldest,
-              max(extract(epoch FROM now() - updated_at))::float8 AS waited
-         FROM jobs WHERE status = 'PENDING' AND updated_at < now() - make_interval(secs => $1)`,
+              max(extract(epoch FROM now() - greatest(updated_at, scheduled_for)))::float8 AS waited
+         FROM jobs WHERE status = 'PENDING' AND greatest(updated_at, scheduled_for) < now() - make_interval(secs => $1)`,
       [this.#opts.pendingAlertSeconds],
     );
     const p = rows[0];

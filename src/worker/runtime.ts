@@ -58,6 +58,9 @@ interface Running {
   done: Promise<void>;
 }
 
+/** Longest delay setTimeout keeps (a longer one fires at once); a later deadline is set by a later execution. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class WorkerRuntime {
   readonly #pool: Pool;
   readonly #boss: PgBoss;
@@ -203,12 +206,17 @@ export class WorkerRuntime {
       controller,
       log: () => (log ??= this.#log.child({ job_id: jobId })),
     });
+    let deadline: ReturnType<typeof setTimeout> | undefined;
     try {
       const started = await this.#claimer.claimWithStart(j, attempt, token, controller.signal);
       const claimed = 'row' in started ? started : await this.#claimer.claim(j, attempt, token);
       if (claimed === undefined) return;
       heartbeat.leased();
       const { row, type } = claimed;
+      // Past the job's timeout its signal fires: a chunk still running is aborted, and the steps stop at its boundary.
+      const left = row.deadline === null ? undefined : row.deadline.getTime() - Date.now();
+      if (left !== undefined && left <= MAX_TIMER_MS)
+        deadline = setTimeout(() => controller.abort(new JobStopped('timeout')), Math.max(0, left));
       this.#running.delete(key);
       this.#running.set(jobId, entry);
       entry.type = type.name;
@@ -226,6 +234,7 @@ export class WorkerRuntime {
       }
     } finally {
       heartbeat.stop();
+      clearTimeout(deadline);
     }
   }
 }

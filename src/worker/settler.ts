@@ -27,6 +27,7 @@ import {
   completedSeqs,
   completeWithCheckpoint,
   COMPLETE_REFUSED,
+  failOnTimeLimit,
   GROUP_MAX,
   refusalReason,
   releaseLease,
@@ -174,6 +175,7 @@ export class Settler {
         attemptsUsed: row.attempts,
         backoff: type.backoff ?? DEFAULT_BACKOFF,
         continuation: true,
+        priority: row.priority,
       });
       if (!(await releaseLease(c, { jobId: row.id, token, execution: next }))) throw new JobStopped('lease-lost');
       // At shutdown the job waits for a worker; at the end of a budget it carries on at once.
@@ -217,6 +219,20 @@ export class Settler {
     }
     if (reason === 'shutdown') {
       await this.handOver(row, type, token, attempt, 'shutdown', log);
+      return;
+    }
+    if (reason === 'timeout') {
+      const failed = await withTransaction(this.#pool, async (c) => {
+        const out = await failOnTimeLimit(c, { row, token, limit: 'timeout', announce: false });
+        if (out !== undefined) await completeExecution(this.#boss, c, attempt, { timeLimit: 'timeout' });
+        return out;
+      });
+      if (failed === undefined) this.#leaseLost(row.id, log);
+      else {
+        if (failed.seq !== undefined) this.#events.publish(row.id, failed.seq);
+        this.#metrics.executions.inc({ outcome: 'failed' });
+        log.warn('job failed: it ran past its timeout_seconds');
+      }
       return;
     }
     if (reason === 'cancelled') {

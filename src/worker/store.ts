@@ -63,13 +63,26 @@ export interface ClaimRow extends Pick<
   /** Takeovers after a lost lease so far (they do not spend attempts; LONGHAUL_MAX_LEASE_LOSSES bounds them). */
   lease_losses: number;
   cancel_requested: boolean;
+  priority: number;
+  /** When the job's timeout_seconds, counted from its first start, runs out; null: no limit. */
+  deadline: Date | null;
+  /** The deadline has passed: the job fails with a `timeout` error instead of running on. */
+  timed_out: boolean;
+  /** Never started and past its expires_at: the job fails with an `expired` error instead of running. */
+  expired: boolean;
 }
+
+/** A job's priority and where it stands against its time limits (docs/scheduling.md). */
+const TIME_LIMIT_COLUMNS = `priority,
+            COALESCE(started_at, now()) + make_interval(secs => timeout_seconds) AS deadline,
+            COALESCE(COALESCE(started_at, now()) + make_interval(secs => timeout_seconds) <= now(), false) AS timed_out,
+            COALESCE(status = 'PENDING' AND started_at IS NULL AND expires_at <= now(), false) AS expired`;
 
 const CLAIM_COLUMNS = `id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
             checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution, execution_retry,
             lease_owner, COALESCE(lease_token IS NOT NULL AND lease_expires_at > now(), false) AS lease_live,
             COALESCE(lease_token IS NOT NULL AND lease_expires_at <= now(), false) AS lease_lapsed, lease_losses,
-            cancel_requested_at IS NOT NULL AS cancel_requested, error_history`;
+            cancel_requested_at IS NOT NULL AS cancel_requested, error_history, ${TIME_LIMIT_COLUMNS}`;
 
 export async function lockJob(db: Queryable, jobId: string): Promise<ClaimRow | undefined> {
   const { rows } = await db.query<ClaimRow>({
@@ -502,6 +515,7 @@ export async function settleAttempt(db: Queryable, boss: PgBoss, s: Settlement):
       attemptsUsed: row.attempts,
       backoff: s.backoff,
       continuation: true,
+      priority: row.priority,
     });
     await setExecution(db, row.id, next);
     // A no-op if pg-boss already failed it (its own heartbeat check): its retry then finds the job owned
@@ -509,6 +523,58 @@ export async function settleAttempt(db: Queryable, boss: PgBoss, s: Settlement):
     await completeExecution(boss, db, attempt, { lease_lost: true, continued_by: next });
   } else await failExecution(boss, db, attempt, entry);
   return { outcome: dead ? 'dead' : lost ? 'continued' : 'retry', entry, seq: moved?.event_seq };
+}
+
+/**
+ * Fails a job for good because of its time limit, in the caller's transaction: `timeout` (it ran past
+ * its timeout_seconds) or `expired` (never started by its expires_at). The lease ends (fenced by
+ * `token`; null for a caller holding the row locked with no live lease), the error is recorded, and the
+ * job is FAILED without a dead letter (the job's own code did not fail). The caller settles the
+ * execution. Returns the `status` event's seq, or undefined when the lease was not `token`'s any more.
+ */
+export async function failOnTimeLimit(
+  db: Queryable,
+  f: {
+    row: Pick<ClaimRow, 'id' | 'attempts'>;
+    token: string | null;
+    limit: 'timeout' | 'expired';
+    announce: boolean;
+  },
+): Promise<{ seq: number | undefined } | undefined> {
+  const entry: AttemptError = {
+    kind: f.limit,
+    message:
+      f.limit === 'timeout'
+        ? 'the job ran longer than its timeout_seconds in all; stopped at a chunk boundary'
+        : 'the job had not started by its expires_at; it was not run',
+    name: f.limit === 'timeout' ? 'JobTimeout' : 'JobExpired',
+    attempt: f.row.attempts,
+    at: new Date().toISOString(),
+  };
+  if (!(await releaseLease(db, { jobId: f.row.id, token: f.token, error: entry }))) return undefined;
+  const moved = await transition(db, f.row.id, 'FAILED', { error: entry, announce: f.announce });
+  return { seq: moved?.event_seq };
+}
+
+/**
+ * PENDING jobs past a time limit, locked for the monitor: never started and past expires_at, or started
+ * (waiting for a retry or a worker) and past their timeout.
+ */
+export async function lockTimeLimitedJobs(
+  db: Queryable,
+  limit: number,
+): Promise<Array<{ id: string; attempts: number; time_limit: 'timeout' | 'expired' }>> {
+  const { rows } = await db.query<{ id: string; attempts: number; time_limit: 'timeout' | 'expired' }>(
+    `SELECT id, attempts, CASE WHEN started_at IS NULL THEN 'expired' ELSE 'timeout' END AS time_limit
+       FROM jobs
+      WHERE status = 'PENDING'
+        AND ((started_at IS NULL AND expires_at <= now())
+          OR (started_at IS NOT NULL AND timeout_seconds IS NOT NULL
+              AND started_at + make_interval(secs => timeout_seconds) <= now()))
+      LIMIT $1 FOR UPDATE SKIP LOCKED`,
+    [limit],
+  );
+  return rows;
 }
 
 /** The error entry of a lease that ran out, naming the worker that held it. */
@@ -534,7 +600,7 @@ export async function lockExpiredLeases(
     `SELECT id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
             checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution, execution_retry,
             lease_owner, false AS lease_live, true AS lease_lapsed, lease_losses, cancel_requested_at IS NOT NULL AS cancel_requested,
-            error_history, lease_token
+            error_history, ${TIME_LIMIT_COLUMNS}, lease_token
        FROM jobs WHERE status = 'RUNNING' AND lease_expires_at < now()
       ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
     [limit],

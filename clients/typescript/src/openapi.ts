@@ -166,7 +166,7 @@ export interface paths {
         };
         /**
          * List jobs, newest first
-         * @description Keyset pagination: pass `next_cursor` as `cursor` for the next page; pages are stable under inserts.
+         * @description Keyset pagination: pass `next_cursor` as `cursor` for the next page; pages are stable under inserts. Every filter narrows the list. `metadata.KEY=VALUE` (repeatable, one per key) keeps jobs whose `metadata` has KEY with the string VALUE. A query parameter not listed here is a 400 naming it.
          */
         get: operations["listJobs"];
         put?: never;
@@ -192,6 +192,46 @@ export interface paths {
         get: operations["getJob"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Submit up to 1,000 jobs at once
+         * @description All jobs are stored and queued in one transaction, or none is: one invalid job refuses the whole batch with a 422 listing each bad job by index and field (`jobs.3.run_at`); jobs that would take the tenant past its limits refuse it with a 429. Each job may carry its own `idempotency_key`; a job whose key was used before with the same job is replayed (`replayed: true`), not created again. Answers the jobs in the order submitted. The body is bounded by LONGHAUL_BODY_LIMIT_BYTES (413).
+         */
+        post: operations["createJobs"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel every active job matching a filter
+         * @description Oldest first, at most `limit` jobs per call, in one transaction: PENDING jobs become CANCELLED at once, RUNNING ones are asked to stop at their next chunk boundary. Answers how many; while `more` is true, call again.
+         */
+        post: operations["cancelJobs"];
         delete?: never;
         options?: never;
         head?: never;
@@ -720,6 +760,25 @@ export interface components {
             error: unknown;
             /** @description Every failed attempt and every lost worker, oldest first, each with its `kind`. */
             error_history: components["schemas"]["AttemptError"][];
+            /**
+             * Format: date-time
+             * @description When the job may start (`run_at`, or submission + `delay_seconds`); null: at once.
+             */
+            scheduled_for: string | null;
+            /** @description Higher starts first among jobs waiting to run. */
+            priority: number;
+            /** @description Longest time from its first start to its end, across executions and retries; null: no limit. */
+            timeout_seconds: number | null;
+            /**
+             * Format: date-time
+             * @description Not started by then, the job fails with an `expired` error; null: no limit.
+             */
+            expires_at: string | null;
+            /**
+             * Format: uuid
+             * @description The recurring schedule that created it.
+             */
+            schedule_id: string | null;
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -733,10 +792,10 @@ export interface components {
         JobStatus: "PENDING" | "RUNNING" | "COMPLETED" | "FAILED" | "CANCELLED";
         AttemptError: {
             /**
-             * @description `failure`: the attempt failed (it spent one of `max_attempts`). `lease_lost`: its worker was lost (killed, hung or cut off past its lease) and another took the job over from its checkpoint; this spends no attempt, and only LONGHAUL_MAX_LEASE_LOSSES of them dead-letter the job.
+             * @description `failure`: the attempt failed (it spent one of `max_attempts`). `lease_lost`: its worker was lost (killed, hung or cut off past its lease) and another took the job over from its checkpoint; this spends no attempt, and only LONGHAUL_MAX_LEASE_LOSSES of them dead-letter the job. `timeout`: the job ran longer than its `timeout_seconds` in all; `expired`: it had not started by its `expires_at`. Both fail the job for good (not dead-lettered).
              * @enum {string}
              */
-            kind: "failure" | "lease_lost";
+            kind: "failure" | "lease_lost" | "timeout" | "expired";
             message: string;
             /** @description The error class (`LeaseExpired` for a lost lease) */
             name?: string;
@@ -945,6 +1004,94 @@ export interface components {
         JobList: {
             data: components["schemas"]["Job"][];
             next_cursor: string | null;
+        };
+        /** @description The jobs, in the order submitted. */
+        CreatedJobs: {
+            data: {
+                /** Format: uuid */
+                id: string;
+                status: components["schemas"]["JobStatus"];
+                /** Format: date-time */
+                scheduled_for: string | null;
+                /** @description An earlier submission with this idempotency_key created it */
+                replayed: boolean;
+            }[];
+        };
+        CreateJobs: {
+            jobs: components["schemas"]["BatchJob"][];
+        };
+        BatchJob: {
+            /** @example synthetic */
+            type: string;
+            /**
+             * @description Any JSON value
+             * @example {
+             *       "chunks": 10,
+             *       "chunk_ms": 100
+             *     }
+             */
+            input?: unknown;
+            /**
+             * @description Absolute https URL (no credentials) that receives signed job.completed/failed/cancelled events.
+             * @example https://partner.example/hooks/longhaul
+             */
+            callback_url?: string;
+            /** @description Free-form JSON object, returned as is. */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Format: date-time
+             * @description RFC 3339 instant before which the job does not start (a past instant: at once). Not with `delay_seconds`; at most LONGHAUL_SCHEDULE_HORIZON_SECONDS ahead.
+             * @example 2030-01-01T02:00:00Z
+             */
+            run_at?: string;
+            /**
+             * @description Seconds from submission before the job may start. Not with `run_at`.
+             * @example 3600
+             */
+            delay_seconds?: number;
+            /** @description Higher starts first among waiting jobs, from -100 to 100. (Default: 0) */
+            priority?: number;
+            /** @description Longest the job may run in all, from its first start to its end (across executions and retries); past it, it fails with a `timeout` error. At most the job type's maximum. (Default: the job type's) */
+            timeout_seconds?: number;
+            /** @description A job not started this long after it may start is never run and fails with an `expired` error. At most the job type's maximum. (Default: the job type's) */
+            expire_after_seconds?: number;
+            /** @description This job's Idempotency-Key (as the header of a single submission; keys in one batch must differ): a repeat of the same job replays it. */
+            idempotency_key?: string;
+        };
+        CancelledJobs: {
+            /** @description PENDING jobs now CANCELLED. */
+            cancelled: number;
+            /** @description RUNNING jobs asked to stop at their next chunk boundary. */
+            requested: number;
+            /** @description More jobs match: call again to cancel them. */
+            more: boolean;
+        };
+        CancelJobs: {
+            /** @description Which active jobs to cancel; every field narrows it (`{}`: every active job). */
+            filter: {
+                /** @enum {string} */
+                status?: "PENDING" | "RUNNING";
+                type?: string;
+                /** Format: date-time */
+                created_after?: string;
+                /** Format: date-time */
+                created_before?: string;
+                scheduled?: boolean;
+                priority?: number;
+                /** Format: uuid */
+                schedule_id?: string;
+                /** @description Jobs whose metadata has each of these keys with this string value. */
+                metadata?: {
+                    [key: string]: string;
+                };
+            };
+            /**
+             * @description Most jobs cancelled by this call, oldest first; call again while `more` is true.
+             * @default 1000
+             */
+            limit?: number;
         };
         StreamToken: {
             /** @description A JWT for the `token` query parameter of the events endpoint, for this job only */
@@ -1186,6 +1333,23 @@ export interface components {
             metadata?: {
                 [key: string]: unknown;
             };
+            /**
+             * Format: date-time
+             * @description RFC 3339 instant before which the job does not start (a past instant: at once). Not with `delay_seconds`; at most LONGHAUL_SCHEDULE_HORIZON_SECONDS ahead.
+             * @example 2030-01-01T02:00:00Z
+             */
+            run_at?: string;
+            /**
+             * @description Seconds from submission before the job may start. Not with `run_at`.
+             * @example 3600
+             */
+            delay_seconds?: number;
+            /** @description Higher starts first among waiting jobs, from -100 to 100. (Default: 0) */
+            priority?: number;
+            /** @description Longest the job may run in all, from its first start to its end (across executions and retries); past it, it fails with a `timeout` error. At most the job type's maximum. (Default: the job type's) */
+            timeout_seconds?: number;
+            /** @description A job not started this long after it may start is never run and fails with an `expired` error. At most the job type's maximum. (Default: the job type's) */
+            expire_after_seconds?: number;
         };
         /** @description A `synthetic` job. */
         CreateJob_synthetic: {
@@ -1211,6 +1375,23 @@ export interface components {
             metadata?: {
                 [key: string]: unknown;
             };
+            /**
+             * Format: date-time
+             * @description RFC 3339 instant before which the job does not start (a past instant: at once). Not with `delay_seconds`; at most LONGHAUL_SCHEDULE_HORIZON_SECONDS ahead.
+             * @example 2030-01-01T02:00:00Z
+             */
+            run_at?: string;
+            /**
+             * @description Seconds from submission before the job may start. Not with `run_at`.
+             * @example 3600
+             */
+            delay_seconds?: number;
+            /** @description Higher starts first among waiting jobs, from -100 to 100. (Default: 0) */
+            priority?: number;
+            /** @description Longest the job may run in all, from its first start to its end (across executions and retries); past it, it fails with a `timeout` error. At most the job type's maximum. (Default: the job type's) */
+            timeout_seconds?: number;
+            /** @description A job not started this long after it may start is never run and fails with an `expired` error. At most the job type's maximum. (Default: the job type's) */
+            expire_after_seconds?: number;
         };
     };
     responses: {
@@ -2028,6 +2209,15 @@ export interface operations {
             query?: {
                 status?: components["schemas"]["JobStatus"];
                 type?: string;
+                /** @description Created at or after (RFC 3339). */
+                created_after?: string;
+                /** @description Created before (RFC 3339). */
+                created_before?: string;
+                /** @description `true`: only PENDING jobs waiting for a `scheduled_for` still ahead; `false`: only the others. */
+                scheduled?: "true" | "false";
+                priority?: number;
+                /** @description Only jobs this recurring schedule created. */
+                schedule_id?: string;
                 limit?: number;
                 cursor?: string;
             };
@@ -2258,6 +2448,218 @@ export interface operations {
             };
             /** @description Not found (also for another tenant's resources) */
             404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description Seconds to wait before retrying, when the database cannot be reached */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createJobs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateJobs"];
+            };
+        };
+        responses: {
+            /** @description Accepted; the jobs are PENDING */
+            202: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The tenant's limits, when it has a pending-jobs or rate limit (as on a 429) */
+                    "RateLimit-Policy"?: string;
+                    /** @description What remains of each of those limits after these jobs (as on a 429) */
+                    RateLimit?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedJobs"];
+                };
+            };
+            /** @description Malformed request (bad JSON, header or cursor) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the resource's state, or an Idempotency-Key still in flight */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description Seconds to wait before retrying, when an Idempotency-Key is still in flight */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed, or the JSON is past a limit (`json-too-complex`); `errors` names the fields */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Past one of the tenant's limits (`rate-limited`, `too-many-pending-jobs`); nothing was written. See Retry-After and RateLimit */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    /** @description The tenant's limits (draft-ietf-httpapi-ratelimit-headers): `"rate";q=<jobs>;w=<seconds>` and `"pending";q=<jobs>;qu="concurrent-requests"` */
+                    "RateLimit-Policy": string;
+                    /** @description Per limit, what remains and the seconds until it is whole: `"rate";r=<jobs>;t=<seconds>` */
+                    RateLimit: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            /** @description Not available on this process, or the database cannot be reached at the moment (then with Retry-After) */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description Seconds to wait before retrying, when the database cannot be reached */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    cancelJobs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CancelJobs"];
+            };
+        };
+        responses: {
+            /** @description What was cancelled */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CancelledJobs"];
+                };
+            };
+            /** @description Malformed request (bad JSON, header or cursor) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The Bearer challenge (RFC 6750), when a bearer credential was expected */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed, or the JSON is past a limit (`json-too-complex`); `errors` names the fields */
+            422: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
@@ -2632,6 +3034,16 @@ export interface operations {
                     "application/json": components["schemas"]["ArtifactList"];
                 };
             };
+            /** @description Malformed request (bad JSON, header or cursor) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing or invalid credentials */
             401: {
                 headers: {
@@ -2815,6 +3227,16 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["Delivery"][];
                     };
+                };
+            };
+            /** @description Malformed request (bad JSON, header or cursor) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing or invalid credentials */
@@ -3205,6 +3627,16 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["WebhookEndpoint"][];
                     };
+                };
+            };
+            /** @description Malformed request (bad JSON, header or cursor) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing or invalid credentials */

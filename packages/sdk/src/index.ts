@@ -110,6 +110,23 @@ export interface JobTypeDefinition<Input = unknown, State extends Json = Json, R
   stallAfterSeconds?: number;
   /** At most this many jobs of this type at once in one worker process. (Default: the process's concurrency) */
   concurrency?: number;
+  /**
+   * The longest a job of this type may run in all, in seconds: from its first start to its end, across
+   * executions and retries. Past it the job stops at its next chunk boundary (a chunk still running is
+   * aborted through `ctx.signal`) and fails with a `timeout` error. A request may ask for another
+   * `timeout_seconds` up to `maxTimeoutSeconds`. (Default: no limit)
+   */
+  timeoutSeconds?: number;
+  /** The largest `timeout_seconds` a request may ask for. (Default: no maximum) */
+  maxTimeoutSeconds?: number;
+  /**
+   * A job of this type not started this many seconds after it may start (its `run_at`, or its
+   * submission) is never run and fails with an `expired` error. A request may ask for another
+   * `expire_after_seconds` up to `maxExpireAfterSeconds`. (Default: it waits as long as it takes)
+   */
+  expireAfterSeconds?: number;
+  /** The largest `expire_after_seconds` a request may ask for. (Default: no maximum) */
+  maxExpireAfterSeconds?: number;
   start(ctx: JobContext<Input>): Promise<StartResult<State>>;
   chunk(ctx: JobContext<Input> & { chunkSize: number }, cursor: Json, state: State): Promise<ChunkResult<State>>;
   finish(ctx: JobContext<Input>, state: State): Promise<Result>;

@@ -18,6 +18,7 @@ import {
 import { createStorage, type Storage } from '../../storage/storage.ts';
 import type { App, AppDeps, AppEnv } from '../context.ts';
 import { ApiError } from '../errors.ts';
+import { listQuery } from '../schemas.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
 import { TokenError } from '../tokens.ts';
 import { parseJobId } from './jobs.ts';
@@ -81,10 +82,10 @@ const listRoute = createRoute({
   description:
     'Each artifact with a fresh signed download URL (valid for LONGHAUL_ARTIFACT_URL_TTL_SECONDS). Expired artifacts are not listed.',
   security: [{ apiKey: [] }],
-  request: { params: z.object({ id: ArtifactParams.shape.id }) },
+  request: { params: z.object({ id: ArtifactParams.shape.id }), query: listQuery({}) },
   responses: {
     200: { description: 'The artifacts', ...jsonContent(ArtifactListSchema) },
-    ...errorResponses(401, 404, 503),
+    ...errorResponses(400, 401, 404, 503),
   },
 });
 

@@ -7,7 +7,7 @@ import type { App, AppDeps } from '../context.ts';
 import { ApiError, invalidRequest } from '../errors.ts';
 import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
-import { JobIdParam, JobSchema } from '../schemas.ts';
+import { JobIdParam, JobSchema, listQuery } from '../schemas.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { parseJobId } from './jobs.ts';
 
@@ -27,7 +27,7 @@ const DeadLetterListSchema = z
   .object({ data: z.array(DeadLetterSchema), next_cursor: z.string().nullable() })
   .openapi('DeadLetterList');
 
-const ListQuery = z.object({
+const ListQuery = listQuery({
   kind: z
     .enum(['job'])
     .default('job')

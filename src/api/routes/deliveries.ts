@@ -30,7 +30,7 @@ import type { App, AppDeps } from '../context.ts';
 import { ApiError } from '../errors.ts';
 import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
-import { JobIdParam, JobSchema } from '../schemas.ts';
+import { JobIdParam, JobSchema, listQuery } from '../schemas.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { parseJobId } from './jobs.ts';
 
@@ -193,7 +193,7 @@ export const GraceQuery = z.object({
         'How long the previous secrets/keys keep signing (default LONGHAUL_WEBHOOK_SECRET_GRACE_SECONDS, 24 h; 0 revokes them now)',
     }),
 });
-const ListDeliveriesQuery = z.object({
+const ListDeliveriesQuery = listQuery({
   status: z
     .enum(DELIVERY_STATUSES)
     .optional()
@@ -282,10 +282,10 @@ const jobDeliveriesRoute = createRoute({
   tags: ['webhooks'],
   summary: "A job's webhook deliveries with every attempt",
   security,
-  request: { params: JobIdParam },
+  request: { params: JobIdParam, query: listQuery({}) },
   responses: {
     200: { description: 'The deliveries, oldest first', ...jsonContent(z.object({ data: z.array(DeliverySchema) })) },
-    ...errorResponses(401, 404),
+    ...errorResponses(400, 401, 404),
   },
 });
 
@@ -353,9 +353,10 @@ const endpointsRoute = createRoute({
   tags: ['webhooks'],
   summary: "The endpoints of the tenant's deliveries with their circuit breaker state",
   security,
+  request: { query: listQuery({}) },
   responses: {
     200: { description: 'Endpoints', ...jsonContent(z.object({ data: z.array(EndpointSchema) })) },
-    ...errorResponses(401),
+    ...errorResponses(400, 401),
   },
 });
 

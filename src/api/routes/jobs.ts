@@ -2,8 +2,9 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { withTransaction } from '../../db/pool.ts';
 import { fingerprint, validateKey } from '../../jobs/idempotency.ts';
-import { asCreated, toResource, type JobResource } from '../../jobs/model.ts';
-import { cancelJob, getJob, listJobs } from '../../jobs/repository.ts';
+import { asCreated, toResource, type JobResource, type JobRow } from '../../jobs/model.ts';
+import { cancelJob, cancelMatching, getJob, listJobs, type JobFilter } from '../../jobs/repository.ts';
+import type { JobStatus } from '../../jobs/state.ts';
 import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, type AnyJobType } from '../../../packages/sdk/src/index.ts';
 import { callbackUrlProblem, type CallbackAllowList } from '../../webhooks/allowlist.ts';
 import type { Tenant } from '../../tenants/repository.ts';
@@ -11,11 +12,18 @@ import type { Verdict } from '../../tenants/limits.ts';
 import { rateLimitHeaders } from '../rate-limit.ts';
 import type { App, AppDeps } from '../context.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
-import { ApiError, fieldErrors } from '../errors.ts';
+import { ApiError, fieldErrors, type FieldError } from '../errors.ts';
 import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
 import {
+  type BatchJob,
+  CreateJobsSchema,
+  CreatedJobsSchema,
+  CancelJobsSchema,
+  CancelledJobsSchema,
   CreateJobSchema,
+  METADATA_PARAM,
+  type ListJobsQueryValues,
   type CreateJob,
   IdempotencyHeader,
   JobIdParam,
@@ -84,7 +92,8 @@ const listJobsRoute = createRoute({
   operationId: 'listJobs',
   tags: ['jobs'],
   summary: 'List jobs, newest first',
-  description: 'Keyset pagination: pass `next_cursor` as `cursor` for the next page; pages are stable under inserts.',
+  description:
+    'Keyset pagination: pass `next_cursor` as `cursor` for the next page; pages are stable under inserts. Every filter narrows the list. `metadata.KEY=VALUE` (repeatable, one per key) keeps jobs whose `metadata` has KEY with the string VALUE. A query parameter not listed here is a 400 naming it.',
   security: [{ apiKey: [] }],
   request: { query: ListJobsQuery },
   responses: {
@@ -110,6 +119,82 @@ const cancelRoute = createRoute({
   },
 });
 
+const createJobsRoute = createRoute({
+  method: 'post',
+  path: '/v1/jobs/batch',
+  operationId: 'createJobs',
+  tags: ['jobs'],
+  summary: 'Submit up to 1,000 jobs at once',
+  description:
+    'All jobs are stored and queued in one transaction, or none is: one invalid job refuses the whole batch with a 422 listing each bad job by index and field (`jobs.3.run_at`); jobs that would take the tenant past its limits refuse it with a 429. Each job may carry its own `idempotency_key`; a job whose key was used before with the same job is replayed (`replayed: true`), not created again. Answers the jobs in the order submitted. The body is bounded by LONGHAUL_BODY_LIMIT_BYTES (413).',
+  security: [{ apiKey: [] }],
+  request: { body: { content: { 'application/json': { schema: CreateJobsSchema } }, required: true } },
+  responses: {
+    202: {
+      description: 'Accepted; the jobs are PENDING',
+      headers: z.object({
+        'RateLimit-Policy': z
+          .string()
+          .optional()
+          .openapi({ description: "The tenant's limits, when it has a pending-jobs or rate limit (as on a 429)" }),
+        RateLimit: z
+          .string()
+          .optional()
+          .openapi({ description: 'What remains of each of those limits after these jobs (as on a 429)' }),
+      }),
+      ...jsonContent(CreatedJobsSchema),
+    },
+    ...errorResponses(400, 401, 409, 413, 415, 422, 429),
+  },
+});
+
+const cancelManyRoute = createRoute({
+  method: 'post',
+  path: '/v1/jobs/cancel',
+  operationId: 'cancelJobs',
+  tags: ['jobs'],
+  summary: 'Cancel every active job matching a filter',
+  description:
+    'Oldest first, at most `limit` jobs per call, in one transaction: PENDING jobs become CANCELLED at once, RUNNING ones are asked to stop at their next chunk boundary. Answers how many; while `more` is true, call again.',
+  security: [{ apiKey: [] }],
+  request: { body: { content: { 'application/json': { schema: CancelJobsSchema } }, required: true } },
+  responses: {
+    200: { description: 'What was cancelled', ...jsonContent(CancelledJobsSchema) },
+    ...errorResponses(400, 401, 413, 415, 422),
+  },
+});
+
+/** The filter of a list query or of a bulk action's body; `metadata` from its `metadata.KEY` parameters. */
+function jobFilter(
+  q: Pick<
+    ListJobsQueryValues,
+    'type' | 'priority' | 'created_after' | 'created_before' | 'scheduled' | 'schedule_id'
+  > & {
+    status?: JobStatus | undefined;
+  },
+  metadata: Record<string, string> | undefined,
+): JobFilter {
+  return {
+    status: q.status,
+    type: q.type,
+    createdFrom: q.created_after === undefined ? undefined : new Date(q.created_after),
+    createdTo: q.created_before === undefined ? undefined : new Date(q.created_before),
+    scheduled: q.scheduled === undefined ? undefined : q.scheduled === 'true',
+    priority: q.priority,
+    scheduleId: q.schedule_id,
+    metadata,
+  };
+}
+
+/** The `metadata.KEY=VALUE` parameters of a list query as one object to contain, or undefined if none. */
+function metadataOfQuery(q: Record<string, unknown>): Record<string, string> | undefined {
+  const entries = Object.entries(q).flatMap(([k, v]) => {
+    const key = METADATA_PARAM.exec(k)?.[1];
+    return key === undefined || typeof v !== 'string' ? [] : [[key, v] as const];
+  });
+  return entries.length === 0 ? undefined : Object.fromEntries(entries);
+}
+
 export function checkCallbackUrl(raw: string | undefined, allow: CallbackAllowList): string | null {
   if (raw === undefined) return null;
   const problem = callbackUrlProblem(raw, allow);
@@ -127,13 +212,74 @@ export interface Accepted {
   limits?: Verdict;
 }
 
-/** The job a request asks for, checked against its type (schema and check) and the callback allow-list: 4xx if not. */
+/** When a job may start, its priority and its time limits, as a submission asks for them. */
+export interface JobTiming {
+  scheduledFor: Date | null;
+  priority: number;
+  timeoutSeconds: number | null;
+  expireAfterSeconds: number | null;
+}
+
+type TimingFields = Pick<
+  CreateJob,
+  'run_at' | 'delay_seconds' | 'priority' | 'timeout_seconds' | 'expire_after_seconds'
+>;
+
+/**
+ * The timing fields checked against each other, the scheduling horizon and the job type's maxima, with
+ * the type's defaults filled in; a 422 naming the field (under `prefix`, e.g. `jobs.3.`) if not.
+ */
+export function checkTiming(
+  body: TimingFields,
+  type: AnyJobType,
+  horizonSeconds: number,
+  prefix = '',
+  now = Date.now(),
+): JobTiming {
+  const bad = (field: string, message: string) =>
+    new ApiError('validation-error', `${prefix}${field} ${message}`, {
+      errors: [{ field: `${prefix}${field}`, message }],
+    });
+  if (body.run_at !== undefined && body.delay_seconds !== undefined)
+    throw bad('delay_seconds', 'cannot be given together with run_at');
+  let scheduledFor: Date | null = null;
+  if (body.run_at !== undefined) {
+    const at = Date.parse(body.run_at);
+    if (Number.isNaN(at)) throw bad('run_at', 'is not a real instant (RFC 3339)');
+    if (at - now > horizonSeconds * 1000)
+      throw bad('run_at', `is more than ${horizonSeconds} seconds ahead (LONGHAUL_SCHEDULE_HORIZON_SECONDS)`);
+    scheduledFor = new Date(at);
+  } else if (body.delay_seconds !== undefined && body.delay_seconds > 0) {
+    if (body.delay_seconds > horizonSeconds)
+      throw bad('delay_seconds', `is more than ${horizonSeconds} (LONGHAUL_SCHEDULE_HORIZON_SECONDS)`);
+    scheduledFor = new Date(now + body.delay_seconds * 1000);
+  }
+  const limit = (field: string, asked: number | undefined, byDefault?: number, max?: number): number | null => {
+    if (asked !== undefined && max !== undefined && asked > max)
+      throw bad(field, `is more than the "${type.name}" job type's maximum of ${max}`);
+    return asked ?? byDefault ?? null;
+  };
+  return {
+    scheduledFor,
+    priority: body.priority ?? 0,
+    timeoutSeconds: limit('timeout_seconds', body.timeout_seconds, type.timeoutSeconds, type.maxTimeoutSeconds),
+    expireAfterSeconds: limit(
+      'expire_after_seconds',
+      body.expire_after_seconds,
+      type.expireAfterSeconds,
+      type.maxExpireAfterSeconds,
+    ),
+  };
+}
+
+/** The job a request asks for, checked against its type (schema, check, time limits) and the callback allow-list: 4xx if not. */
 async function checkJob(
   registry: AppDeps['registry'],
   allow: CallbackAllowList,
+  horizonSeconds: number,
   tenant: Tenant,
   body: CreateJob,
-): Promise<{ type: AnyJobType; input: Json; callbackUrl: string | null }> {
+): Promise<{ type: AnyJobType; input: Json; callbackUrl: string | null; timing: JobTiming }> {
   const type = registry.get(body.type);
   if (type === undefined) {
     throw new ApiError('unknown-job-type', `no job type "${body.type}"; known types: ${registry.names().join(', ')}`, {
@@ -150,7 +296,8 @@ async function checkJob(
     throw new ApiError('validation-error', `input is not valid for "${type.name}"`, {
       errors: extra.map((e) => ({ ...e, field: `input.${e.field}` })),
     });
-  return { type, input: parsed.data as Json, callbackUrl: checkCallbackUrl(body.callback_url, allow) };
+  const timing = checkTiming(body, type, horizonSeconds);
+  return { type, input: parsed.data as Json, callbackUrl: checkCallbackUrl(body.callback_url, allow), timing };
 }
 
 /**
@@ -158,7 +305,7 @@ async function checkJob(
  * Shared by the Hono route and the Node-level fast lane (src/api/submit-lane.ts), so they answer alike.
  */
 export async function acceptJob(
-  deps: Pick<AppDeps, 'registry' | 'submitter' | 'metrics' | 'limitedTenants'>,
+  deps: Pick<AppDeps, 'registry' | 'submitter' | 'metrics' | 'limitedTenants' | 'config'>,
   allow: CallbackAllowList,
   tenant: Tenant,
   body: CreateJob,
@@ -174,7 +321,7 @@ export async function acceptJob(
   const idempotency = rawKey === undefined ? null : { key: rawKey, fingerprint: fingerprint(body) };
   let checked: Awaited<ReturnType<typeof checkJob>>;
   try {
-    checked = await checkJob(deps.registry, allow, tenant, body);
+    checked = await checkJob(deps.registry, allow, deps.config.scheduleHorizonSeconds, tenant, body);
   } catch (err) {
     // A repeat of a request that created a job is answered as before, even if it would not be accepted now.
     const stored =
@@ -184,7 +331,7 @@ export async function acceptJob(
     if (stored === undefined) throw err;
     return { job: toResource(asCreated(stored)), replayed: true };
   }
-  const { type, input, callbackUrl } = checked;
+  const { type, input, callbackUrl, timing } = checked;
 
   const outcome = await deps.submitter.submit({
     tenantId: tenant.id,
@@ -196,6 +343,7 @@ export async function acceptJob(
     backoff: type.backoff ?? DEFAULT_BACKOFF,
     idempotency,
     limited: (await deps.limitedTenants?.has(tenant.id)) ?? false,
+    ...timing,
   });
   switch (outcome.kind) {
     case 'in-flight':
@@ -235,6 +383,111 @@ export function limitProblem(verdict: Verdict): ApiError {
       );
 }
 
+/**
+ * POST /v1/jobs/batch past its transport: every job checked as POST /v1/jobs checks one (its problems
+ * gathered, named `jobs.INDEX.FIELD`, into one 422), then all submitted in one transaction.
+ */
+export async function acceptJobs(
+  deps: Pick<AppDeps, 'registry' | 'submitter' | 'metrics' | 'config'>,
+  allow: CallbackAllowList,
+  tenant: Tenant,
+  jobs: BatchJob[],
+): Promise<{ jobs: Array<{ job: JobRow; replayed: boolean }>; limits: Verdict | undefined }> {
+  const errors: FieldError[] = [];
+  const firstOfKey = new Map<string, number>();
+  const checked = await Promise.all(
+    jobs.map(async ({ idempotency_key: key, ...body }, i) => {
+      const at = `jobs.${i}.`;
+      if (key !== undefined) {
+        const bad =
+          validateKey(key) ?? (firstOfKey.has(key) ? `repeats the key of jobs.${firstOfKey.get(key)}` : undefined);
+        if (bad !== undefined) {
+          errors.push({ field: `${at}idempotency_key`, message: bad });
+          return undefined;
+        }
+        firstOfKey.set(key, i);
+      }
+      const idempotency = key === undefined ? null : { key, fingerprint: fingerprint(body) };
+      try {
+        const c = await checkJob(deps.registry, allow, deps.config.scheduleHorizonSeconds, tenant, body);
+        return { kind: 'new' as const, ...c, idempotency, metadata: (body.metadata ?? null) as Json };
+      } catch (err) {
+        if (!(err instanceof ApiError) || err.status >= 500) throw err;
+        // A repeat of a job that was created is replayed even if it would not be accepted now (as POST /v1/jobs).
+        const stored = idempotency === null ? undefined : await deps.submitter.storedReplay(tenant.id, idempotency);
+        if (stored !== undefined) return { kind: 'stored' as const, job: asCreated(stored) };
+        errors.push(
+          ...(err.errors ?? [{ field: 'type', message: err.detail }]).map((e) => ({ ...e, field: at + e.field })),
+        );
+        return undefined;
+      }
+    }),
+  );
+  if (errors.length > 0)
+    throw new ApiError(
+      'validation-error',
+      `${new Set(errors.map((e) => e.field.split('.')[1])).size} of the jobs are not valid; none was submitted`,
+      {
+        errors,
+      },
+    );
+  const toSubmit = checked.flatMap((c) => (c?.kind === 'new' ? [c] : []));
+  const outcome = await deps.submitter.submitAll(
+    tenant.id,
+    toSubmit.map((c) => {
+      return {
+        tenantId: tenant.id,
+        type: c.type.name,
+        input: c.input,
+        metadata: c.metadata,
+        callbackUrl: c.callbackUrl,
+        maxAttempts: c.type.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        backoff: c.type.backoff ?? DEFAULT_BACKOFF,
+        idempotency: c.idempotency,
+        ...c.timing,
+      };
+    }),
+  );
+  switch (outcome.kind) {
+    case 'in-flight':
+      throw new ApiError(
+        'idempotency-key-in-use',
+        `the idempotency_key of ${outcome.indexes.map((i) => `jobs.${i}`).join(', ')} is held by a submission still being processed; retry later`,
+        {
+          headers: { 'Retry-After': '1' },
+          errors: outcome.indexes.map((i) => ({
+            field: `jobs.${i}.idempotency_key`,
+            message: 'in use by a submission still being processed',
+          })),
+        },
+      );
+    case 'key-reused':
+      throw new ApiError(
+        'idempotency-key-reused',
+        'idempotency_key already used with a different job; none was submitted',
+        {
+          errors: outcome.indexes.map((i) => ({
+            field: `jobs.${i}.idempotency_key`,
+            message: 'already used with a different job',
+          })),
+        },
+      );
+    case 'limited':
+      throw limitProblem(outcome.verdict);
+    case 'accepted': {
+      const submitted = outcome.outcomes.values();
+      const jobs = checked.map((c) => {
+        if (c?.kind === 'stored') return { job: c.job, replayed: true };
+        const o = submitted.next().value;
+        if (o === undefined) throw new Error('batch lost a job');
+        if (o.kind === 'created') deps.metrics.jobsSubmitted.inc({ type: o.job.type });
+        return { job: o.job, replayed: o.kind === 'replayed' };
+      });
+      return { jobs, limits: outcome.limits };
+    }
+  }
+}
+
 /** The headers of a 202 from POST /v1/jobs. */
 export function acceptedHeaders(a: Accepted): Record<string, string> {
   return {
@@ -270,8 +523,7 @@ export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowL
   app.openapi(listJobsRoute, async (c) => {
     const q = c.req.valid('query');
     const page = await listJobs(pool, c.get('tenant').id, {
-      status: q.status,
-      type: q.type,
+      ...jobFilter(q, metadataOfQuery(q)),
       limit: q.limit,
       after: q.cursor === undefined ? undefined : decodeCursor(q.cursor),
     });
@@ -279,6 +531,40 @@ export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowL
       { data: page.rows.map(toResource), next_cursor: page.next === null ? null : encodeCursor(page.next) },
       200,
     );
+  });
+
+  app.on('POST', '/v1/jobs/batch', requireJsonBody());
+  app.openapi(createJobsRoute, async (c) => {
+    if (c.req.header('idempotency-key') !== undefined)
+      throw new ApiError('bad-request', 'a batch takes no Idempotency-Key header; give each job its idempotency_key', {
+        errors: [{ field: 'Idempotency-Key', message: 'not taken here; use jobs[].idempotency_key' }],
+      });
+    const accepted = await acceptJobs(deps, allow, c.get('tenant'), c.req.valid('json').jobs);
+    if (accepted.limits !== undefined)
+      for (const [name, value] of Object.entries(rateLimitHeaders(accepted.limits))) c.header(name, value);
+    return c.json(
+      {
+        data: accepted.jobs.map(({ job, replayed }) => ({
+          id: job.id,
+          status: replayed ? ('PENDING' as const) : job.status,
+          scheduled_for: job.scheduled_for === null ? null : job.scheduled_for.toISOString(),
+          replayed,
+        })),
+      },
+      202,
+    );
+  });
+
+  app.on('POST', '/v1/jobs/cancel', requireJsonBody());
+  app.openapi(cancelManyRoute, async (c) => {
+    const body = c.req.valid('json');
+    const f = body.filter;
+    const filter = jobFilter(
+      { ...f, scheduled: f.scheduled === undefined ? undefined : f.scheduled ? 'true' : 'false' },
+      f.metadata,
+    );
+    const out = await withTransaction(pool, (client) => cancelMatching(client, c.get('tenant').id, filter, body.limit));
+    return c.json(out, 200);
   });
 
   app.openapi(cancelRoute, async (c) => {
