@@ -135,8 +135,10 @@ const envSchema = z.object({
     .describe('Comma-separated modules (paths or package names) that export more job types.'),
   LONGHAUL_WORKER_CONCURRENCY: int(1, 1000).default(8).describe('Jobs one worker process runs at once.'),
   LONGHAUL_TENANT_CONCURRENCY: int(1, 1000)
-    .default(4)
-    .describe('Jobs of one tenant running at once, across all workers.'),
+    .optional()
+    .describe(
+      'A hard limit on the jobs of one tenant running at once across all workers, for tenants without a max_running_jobs of their own. Unset: none; tenants with waiting jobs share the slots equally.',
+    ),
   // Own lease check, so it may be short (tests use 2 s); pg-boss's heartbeat (min 10 s) is only a backstop.
   LONGHAUL_LEASE_SECONDS: seconds(1)
     .default(30)
@@ -323,7 +325,8 @@ export interface Config {
   jobTypeModules: string[];
   worker: {
     concurrency: number;
-    tenantConcurrency: number;
+    /** A hard per-tenant running limit for tenants without their own; undefined: none (fair sharing only). */
+    tenantConcurrency: number | undefined;
     leaseSeconds: number;
     /** Takeovers after a lost lease before the job is dead-lettered (they do not spend max_attempts). */
     maxLeaseLosses: number;

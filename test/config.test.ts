@@ -28,7 +28,7 @@ const DEFAULTS: Config = {
   jobTypeModules: [],
   worker: {
     concurrency: 8,
-    tenantConcurrency: 4,
+    tenantConcurrency: undefined,
     leaseSeconds: 30,
     maxLeaseLosses: 10,
     executionBudgetSeconds: 900,

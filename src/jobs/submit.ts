@@ -481,7 +481,7 @@ function bossJob(id: string, req: SubmitRequest) {
   return {
     id,
     data: { jobId: id },
-    group: { id: req.tenantId },
+    group: { id: req.tenantId, tier: req.tenantId },
     retryLimit: req.maxAttempts - 1,
     retryDelay: req.backoff.initialSeconds,
     retryDelayMax: req.backoff.maxSeconds,

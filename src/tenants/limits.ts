@@ -192,6 +192,14 @@ export async function admit(db: Queryable, gate: SubmissionGate, created: number
   return { admitted: true, retryAfterSeconds: 0, policies };
 }
 
+/** Tenants with a `max_running_jobs`, and it: the workers hold each below it (src/worker/fair-share.ts). */
+export async function runningLimits(db: Queryable): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ tenant_id: string; n: number }>(
+    'SELECT tenant_id, max_running_jobs AS n FROM tenant_limits WHERE max_running_jobs IS NOT NULL',
+  );
+  return new Map(rows.map((r) => [r.tenant_id, r.n]));
+}
+
 /**
  * Which tenants have a pending or rate limit, so that the others' submissions skip the gate (and
  * keep the one-statement path). Read at most once per `ttlMs` per process; the process that changes

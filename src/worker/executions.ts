@@ -44,7 +44,8 @@ export async function sendExecution(boss: PgBoss, db: Queryable, n: NextExecutio
   const initial = Math.min(n.backoff.maxSeconds, n.backoff.initialSeconds * 2 ** Math.max(0, n.attemptsUsed - 1));
   await boss.send(QUEUES.jobs, data, {
     id,
-    group: { id: n.tenantId },
+    // The tier names the tenant too: a tenant's own running limit is a pg-boss tier limit (src/worker/fetcher.ts).
+    group: { id: n.tenantId, tier: n.tenantId },
     retryLimit: Math.max(0, n.retriesLeft),
     retryDelay: Math.max(1, Math.round(initial)),
     retryDelayMax: n.backoff.maxSeconds,

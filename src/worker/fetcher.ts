@@ -1,7 +1,9 @@
 /**
  * Fetching executions from pg-boss as slots free up: woken at once by pg-boss's LISTEN/NOTIFY on the
  * process's listener (and by a slot freeing or the connection coming back), polling as a fallback. It
- * also forwards cancel notifications to the runtime. It never fetches more than the free slots.
+ * also forwards cancel notifications to the runtime. It never fetches more than the free slots, and
+ * each fetch is limited per tenant to the tenant's fair share of the cluster's slots (fair-share.ts),
+ * within the tenant's own running limit; while no tenant could start a job under it, it does not fetch.
  */
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import type { PgListener } from '../db/listener.ts';
@@ -9,10 +11,28 @@ import { isConnectionError, type Pool } from '../db/pool.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import { CANCEL_CHANNEL } from '../jobs/repository.ts';
 import type { Logger } from '../observability/logger.ts';
+import { runningLimits } from '../tenants/limits.ts';
 import type { ExecutionData } from './executions.ts';
+import { groupLimits, type GroupLimits, type TenantDemand } from './fair-share.ts';
+import { clusterSlots } from './presence.ts';
+import { tenantDemand } from './store.ts';
 
 /** Fallback polling when no notification arrives (retries after backoff are not notified). */
 export const POLL_INTERVAL_MS = 500;
+/**
+ * How long one reading of the tenants' demand and the cluster's slots serves the fetches that follow:
+ * a busy worker fetches many times a second, and a share a few fetches old is still fair.
+ */
+const SHARE_TTL_MS = 100;
+
+/** What the fair share is computed from, and when it was read. */
+interface ShareReading {
+  at: number;
+  demand: Map<string, TenantDemand>;
+  slots: number;
+  /** Tenants' own running limits. */
+  limits: Map<string, number>;
+}
 
 /**
  * The channel pg-boss 12 announces new jobs of notify-enabled queues on (its notifyChannelSql), as a SQL
@@ -26,7 +46,9 @@ export class Fetcher {
   readonly #boss: PgBoss;
   readonly #listener: PgListener;
   readonly #log: Logger;
-  readonly #tenantConcurrency: number;
+  readonly #tenantLimit: number | undefined;
+  readonly #concurrency: number;
+  readonly #leaseSeconds: number;
   readonly #free: () => number;
   readonly #launch: (j: JobWithMetadata<ExecutionData>) => void;
   readonly #onCancel: (jobId: string) => void;
@@ -36,14 +58,21 @@ export class Fetcher {
   #woken = false;
   #loop: Promise<void> | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
+  #share: ShareReading | undefined;
+  /** When a job of this process last ended (performance.now()). */
+  #endedAt = 0;
 
   constructor(deps: {
     pool: Pool;
     boss: PgBoss;
     listener: PgListener;
     log: Logger;
-    /** Jobs of one tenant running at once across all workers (pg-boss group concurrency). */
-    tenantConcurrency: number;
+    /** A hard limit on one tenant's running jobs for tenants without their own; undefined: none. */
+    tenantLimit: number | undefined;
+    /** Slots of this process (the cluster has at least these). */
+    concurrency: number;
+    /** A worker whose heartbeat is older is gone: its slots are not shared out. */
+    leaseSeconds: number;
     /** Slots free in this process now. */
     free: () => number;
     launch: (j: JobWithMetadata<ExecutionData>) => void;
@@ -55,7 +84,9 @@ export class Fetcher {
     this.#boss = deps.boss;
     this.#listener = deps.listener;
     this.#log = deps.log;
-    this.#tenantConcurrency = deps.tenantConcurrency;
+    this.#tenantLimit = deps.tenantLimit;
+    this.#concurrency = deps.concurrency;
+    this.#leaseSeconds = deps.leaseSeconds;
     this.#free = deps.free;
     this.#launch = deps.launch;
     this.#onCancel = deps.onCancel;
@@ -82,6 +113,12 @@ export class Fetcher {
     this.#wake?.();
   }
 
+  /** A job of this process ended: its slot is free, and its tenant may be below its share now. */
+  jobEnded(): void {
+    this.#endedAt = performance.now();
+    this.wake();
+  }
+
   /** Ends when the loop has (the runtime is stopping); a second caller waits for the same. */
   async stopped(): Promise<void> {
     this.wake();
@@ -91,6 +128,35 @@ export class Fetcher {
   /** Stops listening; after the running jobs ended, as cancellations are still delivered while they drain. */
   async unsubscribe(): Promise<void> {
     await this.#unsubscribe?.();
+  }
+
+  /**
+   * The group limits of the next fetch (fair-share.ts), from a reading at most SHARE_TTL_MS old, or
+   * read again when that reading says to wait but a job of this process ended since (its tenant may be
+   * below its share now); undefined: do not fetch.
+   */
+  async #groupLimits(): Promise<GroupLimits | undefined> {
+    const recent = this.#share;
+    if (recent !== undefined && performance.now() - recent.at <= SHARE_TTL_MS) {
+      const limits = this.#limitsOf(recent);
+      if (limits !== undefined || recent.at > this.#endedAt) return limits;
+    }
+    return this.#limitsOf(await this.#readShare());
+  }
+
+  #limitsOf(share: ShareReading): GroupLimits | undefined {
+    return groupLimits(share.demand, share.slots, share.limits, this.#tenantLimit);
+  }
+
+  async #readShare(): Promise<ShareReading> {
+    const at = performance.now();
+    const [demand, slots, limits] = await Promise.all([
+      tenantDemand(this.#pool),
+      clusterSlots(this.#pool, this.#leaseSeconds),
+      runningLimits(this.#pool),
+    ]);
+    this.#share = { at, demand, slots: Math.max(slots, this.#concurrency), limits };
+    return this.#share;
   }
 
   async #waitForWake(ms: number): Promise<void> {
@@ -112,11 +178,13 @@ export class Fetcher {
       if (free > 0) {
         let jobs: Array<JobWithMetadata<ExecutionData>> = [];
         try {
-          jobs = await this.#boss.fetch<ExecutionData>(QUEUES.jobs, {
-            batchSize: free,
-            includeMetadata: true,
-            groupConcurrency: this.#tenantConcurrency,
-          });
+          const limit = await this.#groupLimits();
+          if (limit !== undefined)
+            jobs = await this.#boss.fetch<ExecutionData>(QUEUES.jobs, {
+              batchSize: free,
+              includeMetadata: true,
+              groupConcurrency: limit,
+            });
         } catch (err) {
           // An outage is logged once, by the listener; fetching resumes when the database answers.
           if (!isConnectionError(err)) this.#log.error({ err }, 'fetching executions failed');

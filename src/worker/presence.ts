@@ -40,6 +40,15 @@ export async function listWorkers(
   return rows;
 }
 
+/** Slots of all live workers (their concurrency summed): what the fair share divides (src/worker/fair-share.ts). */
+export async function clusterSlots(db: Queryable, leaseSeconds: number): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    'SELECT coalesce(sum(concurrency), 0)::int AS n FROM workers WHERE heartbeat_at > now() - make_interval(secs => $1)',
+    [leaseSeconds],
+  );
+  return rows[0]?.n ?? 0;
+}
+
 /** Number of live workers (for the overview). */
 export async function countLiveWorkers(db: Queryable, leaseSeconds: number): Promise<number> {
   const { rows } = await db.query<{ n: number }>(

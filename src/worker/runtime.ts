@@ -29,8 +29,11 @@ import { TypeSlots } from './type-slots.ts';
 export interface WorkerOptions {
   /** Jobs run at once by this process. (Default: LONGHAUL_WORKER_CONCURRENCY, 8) */
   concurrency: number;
-  /** Jobs of one tenant running at once across all workers (pg-boss group concurrency). (Default: 4) */
-  tenantConcurrency: number;
+  /**
+   * A hard limit on one tenant's running jobs across all workers, for tenants without a running limit
+   * of their own; undefined (the default): none, tenants share the slots fairly (fair-share.ts).
+   */
+  tenantConcurrency: number | undefined;
   /** Lease length; a job whose lease runs out is taken over by another worker. (Default: 30) */
   leaseSeconds: number;
   /** Longest one execution runs before handing over to a follow-up execution. (Default: 900) */
@@ -103,7 +106,9 @@ export class WorkerRuntime {
       boss: this.#boss,
       listener: deps.listener,
       log: this.#log,
-      tenantConcurrency: opts.tenantConcurrency,
+      tenantLimit: opts.tenantConcurrency,
+      concurrency: opts.concurrency,
+      leaseSeconds: opts.leaseSeconds,
       free: () => opts.concurrency - this.#running.size,
       launch: (j) => this.#launch(j),
       onCancel: (jobId) => this.#running.get(jobId)?.controller.abort(new JobStopped('cancelled')),
@@ -180,7 +185,7 @@ export class WorkerRuntime {
         this.#running.delete(key);
         if (this.#running.get(entry.jobId) === entry) this.#running.delete(entry.jobId);
         if (entry.type !== '') this.#slots.release(entry.type);
-        this.#fetcher.wake();
+        this.#fetcher.jobEnded();
       });
   }
 

@@ -15,6 +15,7 @@ import {
   sendExecution,
   type ExecutionAttempt,
 } from './executions.ts';
+import type { TenantDemand } from './fair-share.ts';
 import { GroupCommit } from './group-commit.ts';
 import type { AttemptError, JobRow } from '../jobs/model.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
@@ -589,6 +590,21 @@ export function leaseLostError(owner: string | null): Settlement['error'] {
 /** Names the execution allowed to claim the job next (the row must be locked by the caller's transaction). */
 export async function setExecution(db: Queryable, jobId: string, execution: string): Promise<void> {
   await db.query('UPDATE jobs SET execution_id = $2 WHERE id = $1', [jobId, execution]);
+}
+
+/**
+ * Per tenant with active jobs, its jobs running (leased) and its jobs waiting for a worker: PENDING,
+ * or RUNNING with no lease (handed over at the end of an execution's budget, its next execution queued),
+ * for the fair share (src/worker/fair-share.ts). Found through `jobs_active` (status, tenant_id).
+ */
+export async function tenantDemand(db: Queryable): Promise<Map<string, TenantDemand>> {
+  const { rows } = await db.query<{ tenant_id: string; running: number; waiting: number }>({
+    name: 'longhaul_worker_tenant_demand',
+    text: `SELECT tenant_id, count(*) FILTER (WHERE status = 'RUNNING' AND lease_token IS NOT NULL)::int AS running,
+                  count(*) FILTER (WHERE status = 'PENDING' OR lease_token IS NULL)::int AS waiting
+             FROM jobs WHERE status IN ('PENDING', 'RUNNING') GROUP BY tenant_id`,
+  });
+  return new Map(rows.map((r) => [r.tenant_id, { running: r.running, waiting: r.waiting }]));
 }
 
 /** Running jobs whose lease ran out (their worker died or stalled), locked for the sweeper. */

@@ -1,0 +1,63 @@
+/**
+ * Fair sharing of the cluster's worker slots among tenants, with no slot wasted. Each tenant's demand is
+ * its jobs running plus its jobs waiting; the share is the max-min fair "water level": the smallest
+ * per-tenant cap at which the tenants' capped demands fill every slot. A tenant alone may use every
+ * slot; several with backlogs get equal shares; one whose demand is below the level keeps all it needs,
+ * and what it leaves goes to the others. The fetcher passes the share to pg-boss as its cluster-wide
+ * group (tenant) limit, recomputed as demand changes, so a tenant whose backlog empties gives its
+ * slots back at the next fetch.
+ */
+
+export interface TenantDemand {
+  running: number;
+  waiting: number;
+}
+
+/**
+ * The smallest cap c with Σ min(demand, c) ≥ slots (at least 1): rounding up, the tenants at the level
+ * may together hold up to one slot each beyond the slots. When every demand fits, every slot (nobody
+ * is held back).
+ */
+export function fairShare(demands: readonly number[], slots: number): number {
+  const sorted = demands.filter((d) => d > 0).sort((a, b) => a - b);
+  let remaining = Math.max(1, slots);
+  for (let i = 0; i < sorted.length; i++) {
+    const d = sorted[i] ?? 0;
+    const tenants = sorted.length - i;
+    if (d * tenants >= remaining) return Math.max(1, Math.ceil(remaining / tenants));
+    remaining -= d;
+  }
+  return Math.max(1, slots);
+}
+
+/** pg-boss's group (tenant) limits for one fetch: `default` for every tenant, `tiers` for those with their own. */
+export interface GroupLimits {
+  default: number;
+  tiers: Record<string, number>;
+}
+
+/**
+ * The limits to fetch under: every tenant at most the fair share of `slots`, and a tenant with a running
+ * limit of its own (`limits`, else `defaultLimit` when set) at most that. Undefined when no tenant could
+ * start a job under them (each one with waiting jobs holds its share or its limit): a fetch would return
+ * nothing, and the fetcher waits for a slot to free instead. A reading with no active job at all still
+ * fetches (a job may have been submitted since).
+ */
+export function groupLimits(
+  demand: ReadonlyMap<string, TenantDemand>,
+  slots: number,
+  limits: ReadonlyMap<string, number>,
+  defaultLimit: number | undefined,
+): GroupLimits | undefined {
+  const cap = fairShare(
+    [...demand.values()].map((d) => d.running + d.waiting),
+    slots,
+  );
+  const within = (limit: number | undefined) => (limit === undefined ? cap : Math.min(cap, limit));
+  const tiers: Record<string, number> = {};
+  for (const [tenant, limit] of limits) tiers[tenant] = within(limit);
+  const canStart = [...demand].some(
+    ([tenant, d]) => d.waiting > 0 && d.running < (tiers[tenant] ?? within(defaultLimit)),
+  );
+  return canStart || demand.size === 0 ? { default: within(defaultLimit), tiers } : undefined;
+}

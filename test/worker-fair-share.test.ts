@@ -1,0 +1,73 @@
+/** The fair share of the cluster's slots (src/worker/fair-share.ts): the max-min water level, no slot wasted. */
+import { describe, expect, it } from 'vitest';
+import { fairShare, groupLimits } from '../src/worker/fair-share.ts';
+
+describe('fairShare', () => {
+  it('lets a tenant alone use every slot', () => {
+    expect(fairShare([100], 8)).toBe(8);
+    expect(fairShare([], 8)).toBe(8);
+  });
+
+  it('splits the slots equally among tenants with backlogs, rounding up', () => {
+    expect(fairShare([100, 100], 8)).toBe(4);
+    expect(fairShare([100, 100, 100], 8)).toBe(3);
+    expect(fairShare([50, 100, 100, 100], 32)).toBe(8);
+  });
+
+  it('gives what a small tenant leaves to the others, and holds nobody back when all fit', () => {
+    expect(fairShare([2, 100], 8)).toBe(6);
+    expect(fairShare([1, 2, 100], 8)).toBe(5);
+    expect(fairShare([3, 3], 8)).toBe(8);
+  });
+});
+
+describe('groupLimits', () => {
+  const demand = (entries: Array<[string, number, number]>) =>
+    new Map(entries.map(([t, running, waiting]) => [t, { running, waiting }]));
+  const none = new Map<string, number>();
+
+  it('fetches nothing while every tenant with waiting jobs holds its share', () => {
+    expect(
+      groupLimits(
+        demand([
+          ['a', 4, 10],
+          ['b', 4, 10],
+        ]),
+        8,
+        none,
+        undefined,
+      ),
+    ).toBeUndefined();
+    expect(
+      groupLimits(
+        demand([
+          ['a', 4, 10],
+          ['b', 2, 0],
+        ]),
+        8,
+        none,
+        undefined,
+      ),
+    ).toEqual({ default: 6, tiers: {} });
+    expect(
+      groupLimits(
+        demand([
+          ['a', 8, 10],
+          ['b', 0, 3],
+        ]),
+        8,
+        none,
+        undefined,
+      ),
+    ).toEqual({ default: 5, tiers: {} });
+    expect(groupLimits(demand([]), 8, none, undefined)).toEqual({ default: 8, tiers: {} });
+  });
+
+  it('keeps a tenant’s own running limit, or the default one, below the fair share', () => {
+    const limited = new Map([['a', 2]]);
+    expect(groupLimits(demand([['a', 2, 10]]), 8, limited, undefined)).toBeUndefined();
+    expect(groupLimits(demand([['a', 1, 10]]), 8, limited, undefined)).toEqual({ default: 8, tiers: { a: 2 } });
+    expect(groupLimits(demand([['a', 1, 10]]), 8, new Map([['a', 20]]), 3)).toEqual({ default: 3, tiers: { a: 8 } });
+    expect(groupLimits(demand([['b', 3, 10]]), 8, none, 3)).toBeUndefined();
+  });
+});
