@@ -6,6 +6,7 @@
 import { createTemplateDatabase, scratchServer } from '../src/db/scratch.ts';
 import { consoleBench } from './console.ts';
 import { cloneTemplate, TEMPLATE, type BenchModule, type BenchRow } from './harness.ts';
+import { fairnessBench } from './fairness.ts';
 import { jobsApiBench } from './jobs-api.ts';
 import { peersBench } from './peers.ts';
 import { realtimeBench } from './realtime.ts';
@@ -22,6 +23,7 @@ const MODULES: Array<[string, BenchModule]> = [
   ['realtime', realtimeBench],
   ['peers', peersBench],
   ['console', consoleBench],
+  ['fairness', fairnessBench],
 ];
 
 function fmt(n: number | undefined): string {

@@ -1,0 +1,126 @@
+/**
+ * Issue 16, fairness: tenant B's pickup (202 accepted → first chunk started) while tenant A's backlog of
+ * 10,000 jobs drains, beside B's pickup on the idle service measured in the same run. One service with
+ * its default settings (worker slots and how tenants share them); B submits one probe job at a time.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { Pool as HttpPool } from 'undici';
+import { createTenant } from '../src/tenants/repository.ts';
+import { percentile, type BenchModule } from './harness.ts';
+import { startChildService } from './support.ts';
+
+const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'probe.ts');
+const BACKLOG = 10_000;
+/** A's jobs: long enough that the backlog is still draining while B's samples are taken. */
+const A_JOB = JSON.stringify({ type: 'synthetic', input: { chunks: 1, chunk_ms: 20 } });
+const SAMPLES = 40;
+const WARMUP = 5;
+const CLIENTS = 16;
+
+const now = () => performance.timeOrigin + performance.now();
+
+async function until(fn: () => Promise<boolean>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error('benchmark timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function client(url: string, apiKey: string) {
+  const http = new HttpPool(url, { connections: CLIENTS });
+  const post = async (body: string): Promise<{ id: string; accepted: number }> => {
+    const res = await http.request({
+      path: '/v1/jobs',
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body,
+    });
+    const json = (await res.body.json()) as { id: string };
+    if (res.statusCode !== 202) throw new Error(`POST answered ${res.statusCode}`);
+    return { id: json.id, accepted: now() };
+  };
+  return { post, close: () => http.close() };
+}
+
+/** B's pickups, one probe job at a time: from its 202 to its chunk starting (the probe records it). */
+async function pickups(db: pg.Pool, post: (body: string) => Promise<{ id: string; accepted: number }>) {
+  const out: number[] = [];
+  for (let i = 0; i < SAMPLES + WARMUP; i++) {
+    const { id, accepted } = await post(JSON.stringify({ type: 'probe', input: {} }));
+    let at = 0;
+    await until(async () => {
+      const { rows } = await db.query<{ at: number | null }>(
+        `SELECT (result->>'first_chunk_at')::float8 AS at FROM jobs WHERE id = $1 AND status = 'COMPLETED'`,
+        [id],
+      );
+      at = rows[0]?.at ?? 0;
+      return at > 0;
+    }, 30_000);
+    if (i >= WARMUP) out.push(Math.max(0, at - accepted));
+  }
+  return out;
+}
+
+export const fairnessBench: BenchModule = {
+  title: "fairness: one tenant's pickup while another's backlog drains",
+  async run(ctx) {
+    const db = await ctx.createDatabase();
+    const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+    try {
+      const a = await createTenant(pool, 'bench-a');
+      const b = await createTenant(pool, 'bench-b');
+      const svc = await startChildService('start', { DATABASE_URL: db.url, LONGHAUL_JOB_TYPES: PROBE });
+      const aClient = client(svc.url, a.api_key);
+      const bClient = client(svc.url, b.api_key);
+      try {
+        const idle = await pickups(pool, bClient.post);
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: CLIENTS }, async () => {
+            while (next < BACKLOG) {
+              next++;
+              await aClient.post(A_JOB);
+            }
+          }),
+        );
+        const loaded = await pickups(pool, bClient.post);
+        const { rows } = await pool.query<{ pending: number }>(
+          `SELECT count(*)::int AS pending FROM jobs WHERE tenant_id = $1 AND status = 'PENDING'`,
+          [a.id],
+        );
+        const pending = rows[0]?.pending ?? 0;
+        ctx.log(`A's jobs still PENDING after B's last sample: ${pending} of ${BACKLOG}`);
+        const p99 = percentile(loaded, 99);
+        const idleP99 = percentile(idle, 99);
+        return [
+          {
+            name: `tenant B pickup p99 while A's ${BACKLOG.toLocaleString('en-US')}-job backlog drains${pending === 0 ? ' (backlog ran out before the last sample)' : ''}`,
+            value: p99,
+            unit: 'ms',
+            baselineName: 'tenant B pickup p99, idle',
+            baseline: idleP99,
+            target: 'ratio ≤ 2',
+            met: pending > 0 && p99 / idleP99 <= 2,
+          },
+          {
+            name: `tenant B pickup p50 while A's backlog drains`,
+            value: percentile(loaded, 50),
+            unit: 'ms',
+            baselineName: 'tenant B pickup p50, idle',
+            baseline: percentile(idle, 50),
+          },
+        ];
+      } finally {
+        await aClient.close();
+        await bClient.close();
+        await svc.stop();
+      }
+    } finally {
+      await pool.end();
+      await db.drop();
+    }
+  },
+};
