@@ -7,6 +7,7 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startTestService, type TestService } from './support/service.ts';
+import { waitFor } from './support/receiver.ts';
 import { dbSnapshot } from './support/snapshot.ts';
 
 const HEADERS_TIMEOUT_S = 1;
@@ -67,6 +68,15 @@ describe('slow clients', () => {
     expect(closedAfterMs).toBeLessThan(limit);
     expect(reply).toMatch(/^HTTP\/1\.1 408 /);
     expect(await dbSnapshot(t.service.pool)).toEqual(before);
+    // Logged and counted as the 408 it was, not as the 400 of a body cut short.
+    const counted = await waitFor(`a 408 counted for ${path}`, async () => {
+      const text = await (await fetch(`${t.url}/metrics`)).text();
+      const lines = text
+        .split('\n')
+        .filter((l) => l.startsWith('longhaul_http_requests_total{') && l.includes('"POST"'));
+      return lines.some((l) => l.includes('status="408"')) ? lines : undefined;
+    });
+    expect(counted.filter((l) => l.includes('status="400"'))).toEqual([]);
   });
 
   it('headers that never end are answered 408 and closed after the headers timeout', async () => {

@@ -31,6 +31,15 @@ export function observeRequest(
   log.info({ ...fields, method: r.method, path: r.path, status: r.status, ms: Math.round(ms * 10) / 10 }, 'request');
 }
 
+/**
+ * The status the client was sent: past its request timeout Node answers 408 on the socket itself and
+ * destroys it, whatever status the handler (which then sees a body cut short) goes on to choose.
+ */
+export function sentStatus(req: IncomingMessage | undefined, chosen: number): number {
+  const err = req?.socket.errored as { code?: unknown } | null | undefined;
+  return err?.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : chosen;
+}
+
 /** Gives every request an id (the caller's `X-Request-Id` if sane), a child logger, a log line and metrics. */
 export function requestContext(log: Logger, metrics: Metrics): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
@@ -45,7 +54,7 @@ export function requestContext(log: Logger, metrics: Metrics): MiddlewareHandler
       method: c.req.method,
       route: c.req.routePath,
       path: c.req.path,
-      status: c.res.status,
+      status: sentStatus(nodeIncoming(c), c.res.status),
       startedMs,
     });
   };

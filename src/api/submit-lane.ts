@@ -13,7 +13,15 @@ import type { CallbackAllowList } from '../webhooks/allowlist.ts';
 import type { AppDeps } from './context.ts';
 import { ApiError, apiErrorOf, databaseUnavailable, invalidRequest, problemOf } from './errors.ts';
 import { parseJson } from './json-body.ts';
-import { checkJsonHeaders, observeRequest, readLimited, requestIdOf, urlHasNul, type ApiKeys } from './middleware.ts';
+import {
+  checkJsonHeaders,
+  observeRequest,
+  readLimited,
+  requestIdOf,
+  sentStatus,
+  urlHasNul,
+  type ApiKeys,
+} from './middleware.ts';
 import { acceptJob, acceptedHeaders } from './routes/jobs.ts';
 import { CreateJobSchema } from './schemas.ts';
 
@@ -84,7 +92,12 @@ export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKey
         );
       }
     }
-    observeRequest(log, metrics, { method: 'POST', route: ROUTE, path: ROUTE, status, startedMs }, fields);
+    observeRequest(
+      log,
+      metrics,
+      { method: 'POST', route: ROUTE, path: ROUTE, status: sentStatus(req, status), startedMs },
+      fields,
+    );
   }
 
   return (req, res) => {
