@@ -48,7 +48,7 @@ describe('groupLimits', () => {
         none,
         undefined,
       ),
-    ).toEqual({ default: 6, tiers: {} });
+    ).toEqual({ default: 6, tiers: {}, holdsBack: true });
     expect(
       groupLimits(
         demand([
@@ -59,15 +59,28 @@ describe('groupLimits', () => {
         none,
         undefined,
       ),
-    ).toEqual({ default: 5, tiers: {} });
-    expect(groupLimits(demand([]), 8, none, undefined)).toEqual({ default: 8, tiers: {} });
+    ).toEqual({ default: 5, tiers: {}, holdsBack: true });
+    expect(groupLimits(demand([]), 8, none, undefined)).toEqual({ default: 8, tiers: {}, holdsBack: false });
+    expect(groupLimits(demand([['a', 3, 100]]), 8, none, undefined)).toEqual({
+      default: 8,
+      tiers: {},
+      holdsBack: false,
+    });
   });
 
   it('keeps a tenant’s own running limit, or the default one, below the fair share', () => {
     const limited = new Map([['a', 2]]);
     expect(groupLimits(demand([['a', 2, 10]]), 8, limited, undefined)).toBeUndefined();
-    expect(groupLimits(demand([['a', 1, 10]]), 8, limited, undefined)).toEqual({ default: 8, tiers: { a: 2 } });
-    expect(groupLimits(demand([['a', 1, 10]]), 8, new Map([['a', 20]]), 3)).toEqual({ default: 3, tiers: { a: 8 } });
+    expect(groupLimits(demand([['a', 1, 10]]), 8, limited, undefined)).toEqual({
+      default: 8,
+      tiers: { a: 2 },
+      holdsBack: true,
+    });
+    expect(groupLimits(demand([['a', 1, 10]]), 8, new Map([['a', 20]]), 3)).toEqual({
+      default: 3,
+      tiers: { a: 8 },
+      holdsBack: true,
+    });
     expect(groupLimits(demand([['b', 3, 10]]), 8, none, 3)).toBeUndefined();
   });
 });

@@ -34,6 +34,8 @@ export function fairShare(demands: readonly number[], slots: number): number {
 export interface GroupLimits {
   default: number;
   tiers: Record<string, number>;
+  /** Whether the limits hold any tenant back at all (else a fetch needs none). */
+  holdsBack: boolean;
 }
 
 /**
@@ -59,5 +61,6 @@ export function groupLimits(
   const canStart = [...demand].some(
     ([tenant, d]) => d.waiting > 0 && d.running < (tiers[tenant] ?? within(defaultLimit)),
   );
-  return canStart || demand.size === 0 ? { default: within(defaultLimit), tiers } : undefined;
+  const holdsBack = cap < slots || defaultLimit !== undefined || limits.size > 0;
+  return canStart || demand.size === 0 ? { default: within(defaultLimit), tiers, holdsBack } : undefined;
 }

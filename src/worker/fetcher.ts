@@ -61,6 +61,8 @@ export class Fetcher {
   #share: ShareReading | undefined;
   /** When a job of this process last ended (performance.now()). */
   #endedAt = 0;
+  /** A reading is under way (off the fetch's path). */
+  #reading = false;
 
   constructor(deps: {
     pool: Pool;
@@ -131,21 +133,26 @@ export class Fetcher {
   }
 
   /**
-   * The group limits of the next fetch (fair-share.ts), from a reading at most SHARE_TTL_MS old, or
-   * read again when that reading says to wait but a job of this process ended since (its tenant may be
-   * below its share now); undefined: do not fetch.
+   * The group limits of the next fetch (fair-share.ts), from the last reading; undefined: do not fetch.
+   * A reading older than SHARE_TTL_MS, or from before a job of this process ended (its tenant may be
+   * below its share now), is read again meanwhile, off the pickup's path; the new reading wakes the loop.
    */
   async #groupLimits(): Promise<GroupLimits | undefined> {
-    const recent = this.#share;
-    if (recent !== undefined && performance.now() - recent.at <= SHARE_TTL_MS) {
-      const limits = this.#limitsOf(recent);
-      if (limits !== undefined || recent.at > this.#endedAt) return limits;
-    }
-    return this.#limitsOf(await this.#readShare());
+    const last = this.#share ?? (await this.#readShare());
+    if (performance.now() - last.at > SHARE_TTL_MS || last.at < this.#endedAt) this.#reread();
+    return groupLimits(last.demand, last.slots, last.limits, this.#tenantLimit);
   }
 
-  #limitsOf(share: ShareReading): GroupLimits | undefined {
-    return groupLimits(share.demand, share.slots, share.limits, this.#tenantLimit);
+  #reread(): void {
+    if (this.#reading) return;
+    this.#reading = true;
+    this.#readShare()
+      .then(
+        () => this.wake(),
+        // An outage is logged once, by the listener; the next fetch reads again.
+        (err: unknown) => isConnectionError(err) || this.#log.warn({ err }, 'reading the tenants’ demand failed'),
+      )
+      .finally(() => (this.#reading = false));
   }
 
   async #readShare(): Promise<ShareReading> {
@@ -178,12 +185,14 @@ export class Fetcher {
       if (free > 0) {
         let jobs: Array<JobWithMetadata<ExecutionData>> = [];
         try {
-          const limit = await this.#groupLimits();
-          if (limit !== undefined)
+          const limits = await this.#groupLimits();
+          if (limits !== undefined)
             jobs = await this.#boss.fetch<ExecutionData>(QUEUES.jobs, {
               batchSize: free,
               includeMetadata: true,
-              groupConcurrency: limit,
+              // Nobody held back (a tenant alone, or every demand fits): pg-boss's plain fetch, a
+              // lighter statement than its group-limited one.
+              ...(limits.holdsBack ? { groupConcurrency: { default: limits.default, tiers: limits.tiers } } : {}),
             });
         } catch (err) {
           // An outage is logged once, by the listener; fetching resumes when the database answers.
