@@ -20,7 +20,9 @@ export default tseslint.config(
   {
     languageOptions: {
       parserOptions: {
-        projectService: { allowDefaultProject: ['*.js', 'bin/*.js', 'src/console/assets/*.js'] },
+        projectService: {
+          allowDefaultProject: ['*.js', '.dependency-cruiser.mjs', 'bin/*.js', 'src/console/assets/*.js'],
+        },
         tsconfigRootDir: import.meta.dirname,
       },
     },
@@ -36,7 +38,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['**/*.js'],
+    files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },

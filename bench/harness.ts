@@ -1,6 +1,6 @@
 /** What a benchmark module gets and returns. Each row is a figure beside its baseline, measured in the same run. */
 import { randomBytes } from 'node:crypto';
-import { cloneDatabase } from '../src/db/scratch.ts';
+import { cloneDatabase } from '../test/support/scratch.ts';
 
 export interface BenchRow {
   /** What was measured, e.g. "POST /v1/jobs accepted/s (16 clients)". */

@@ -3,7 +3,7 @@
  * benchmark module against fresh databases, and prints one table: each figure beside its baseline
  * measured in the same run, the ratio, and the issue's target.
  */
-import { createTemplateDatabase, scratchServer } from '../src/db/scratch.ts';
+import { createTemplateDatabase, scratchServer } from '../test/support/scratch.ts';
 import { consoleBench } from './console.ts';
 import { cloneTemplate, TEMPLATE, type BenchModule, type BenchRow } from './harness.ts';
 import { fairnessBench } from './fairness.ts';

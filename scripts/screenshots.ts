@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config.ts';
-import { createTemplateDatabase, databaseUrl, scratchServer } from '../src/db/scratch.ts';
+import { createTemplateDatabase, databaseUrl, scratchServer } from '../test/support/scratch.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { startService } from '../src/service.ts';
 import { createTenant } from '../src/tenants/repository.ts';

@@ -2,6 +2,7 @@
  * docs/architecture.md's table of tables stays true to the code: for each table that sql/ creates, the
  * files of src/ whose SQL writes it (INSERT INTO, UPDATE, DELETE FROM) and the other files whose SQL
  * reads it (FROM, JOIN). Moving a statement from one module to another fails here with the row to write.
+ * Its table of layers is the order that .dependency-cruiser.mjs (run by `npm run lint`) enforces.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -76,5 +77,16 @@ describe('docs/architecture.md', () => {
         problems.push(`remove the row for ${table} from ${FILE}: sql/ creates no such table`);
     }
     expect(problems).toEqual([]);
+  });
+
+  it('lists the layers in the order that .dependency-cruiser.mjs enforces', async () => {
+    const config = (await import(path.join(ROOT, '.dependency-cruiser.mjs'))) as { layers: string[][] };
+    const documented: string[][] = [];
+    for (const line of readFileSync(path.join(ROOT, FILE), 'utf8').split('\n')) {
+      const m = /^\|\s*(\d+)\s*\|([^|]*)\|/.exec(line);
+      if (m !== null)
+        documented[Number(m[1]) - 1] = [...(m[2] as string).matchAll(/`([\w-]+)`/g)].map((r) => r[1] as string);
+    }
+    expect(documented).toEqual(config.layers);
   });
 });

@@ -3,7 +3,7 @@
  * template database with our migrations and pg-boss's schema, from which each test file clones its own.
  */
 import type { TestProject } from 'vitest/node';
-import { createTemplateDatabase, scratchServer } from '../src/db/scratch.ts';
+import { createTemplateDatabase, scratchServer } from './support/scratch.ts';
 import { TEMPLATE_DB } from './support/db-url.ts';
 
 declare module 'vitest' {

@@ -4,7 +4,7 @@
  * tenant isolation, and the refusals (406, 422, 204).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TokenSigner } from '../src/api/tokens.ts';
+import { TokenSigner } from '../src/tokens/signer.ts';
 import { transition } from '../src/jobs/repository.ts';
 import { COALESCE_LAG } from '../src/realtime/hub.ts';
 import {

@@ -11,7 +11,7 @@ import type { RealtimeHub } from '../realtime/hub.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { LimitedTenants } from '../tenants/limits.ts';
 import type { Tenant } from '../tenants/repository.ts';
-import type { TokenSigner } from './tokens.ts';
+import type { TokenSigner } from '../tokens/signer.ts';
 
 export interface AppDeps {
   config: Config;

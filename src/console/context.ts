@@ -2,7 +2,7 @@
 import type { Context, Hono } from 'hono';
 import type { AppDeps, Variables } from '../api/context.ts';
 import { ApiError } from '../api/errors.ts';
-import type { TokenSigner } from '../api/tokens.ts';
+import type { TokenSigner } from '../tokens/signer.ts';
 import { scopeOf, type Session } from './session.ts';
 
 export type ConsoleEnv = { Variables: Variables & { session: Session } };

@@ -8,8 +8,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Context } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
-import type { TokenSigner } from '../api/tokens.ts';
-import { TokenError } from '../api/tokens.ts';
+import type { TokenSigner } from '../tokens/signer.ts';
+import { TokenError } from '../tokens/signer.ts';
 import type { Queryable } from '../db/pool.ts';
 import { apiKeyLive, getTenant, tenantByApiKey, type Tenant } from '../tenants/repository.ts';
 

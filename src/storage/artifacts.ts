@@ -3,7 +3,7 @@
  * plus the signed download links that work without the API key.
  */
 import type { Queryable } from '../db/pool.ts';
-import type { TokenSigner } from '../api/tokens.ts';
+import type { TokenSigner } from '../tokens/signer.ts';
 
 export interface Artifact {
   job_id: string;

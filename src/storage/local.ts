@@ -8,6 +8,7 @@ import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import type { Config } from '../config.ts';
 import { checkKey, type Body, type PutOptions, type Storage, type WriteAtOptions } from './storage.ts';
 
 export class LocalStorage implements Storage {
@@ -124,4 +125,9 @@ async function syncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** The storage a service uses: the local filesystem under `<data dir>/artifacts`. */
+export function createStorage(config: Config): Storage {
+  return new LocalStorage(path.join(config.dataDir, 'artifacts'));
 }

@@ -3,10 +3,7 @@
  * can put them elsewhere (an object store, a shared volume); the built-in one is the local filesystem
  * under `<data dir>/artifacts`. Keys are `/`-separated paths of safe segments.
  */
-import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { Config } from '../config.ts';
-import { LocalStorage } from './local.ts';
 
 /** Bytes to store: a whole buffer or string, or a stream (read to its end). */
 export type Body = Buffer | string | Readable | AsyncIterable<Uint8Array>;
@@ -60,9 +57,4 @@ export function checkKey(key: string): string[] {
   if (parts.length === 0 || !parts.every((p) => SEGMENT.test(p) && p !== '..'))
     throw new Error(`invalid storage key ${JSON.stringify(key)}`);
   return parts;
-}
-
-/** The storage a service uses: the local filesystem under `<data dir>/artifacts`. */
-export function createStorage(config: Config): Storage {
-  return new LocalStorage(path.join(config.dataDir, 'artifacts'));
 }

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
-import type { AlertEvent, AlertSink } from '../observability/alerts.ts';
+import type { AlertEvent, AlertSink } from '../alerts/alerts.ts';
 import { webhookHeaders } from './sign.ts';
 
 /** An alert that cannot be delivered within this time is logged as a failed sink and dropped. */

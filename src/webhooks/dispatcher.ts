@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.ts';
 import type { PgListener } from '../db/listener.ts';
 import { isConnectionError, isDataException, type Pool } from '../db/pool.ts';
-import type { Alerts } from '../observability/alerts.ts';
+import type { Alerts } from '../alerts/alerts.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Registry } from '../observability/metrics.ts';
 import type { CallbackAllowList } from './allowlist.ts';

@@ -8,7 +8,7 @@ import type { PgBoss } from 'pg-boss';
 import { withTransaction, type Pool } from '../db/pool.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
 import { transition } from '../jobs/repository.ts';
-import type { Alerts } from '../observability/alerts.ts';
+import type { Alerts } from '../alerts/alerts.ts';
 import type { Logger } from '../observability/logger.ts';
 import { registeredOnce, type Registry } from '../observability/metrics.ts';
 import client from 'prom-client';

@@ -1,4 +1,4 @@
 /** Names shared by the global setup and the per-file databases. */
-export { databaseUrl as withDatabase } from '../../src/db/scratch.ts';
+export { databaseUrl as withDatabase } from './scratch.ts';
 
 export const TEMPLATE_DB = 'longhaul_template';

@@ -1,7 +1,7 @@
 /** Each test file works in its own database, cloned from the migrated template in milliseconds. */
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
-import { cloneDatabase } from '../../src/db/scratch.ts';
+import { cloneDatabase } from './scratch.ts';
 import { TEMPLATE_DB } from './db-url.ts';
 
 export interface TestDatabase {

@@ -15,12 +15,13 @@ import {
   SIGNED_DOWNLOAD_PATH,
   type Artifact,
 } from '../../storage/artifacts.ts';
-import { createStorage, type Storage } from '../../storage/storage.ts';
+import { createStorage } from '../../storage/local.ts';
+import type { Storage } from '../../storage/storage.ts';
 import type { App, AppDeps, AppEnv } from '../context.ts';
 import { ApiError } from '../errors.ts';
 import { listQuery } from '../schemas.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
-import { TokenError } from '../tokens.ts';
+import { TokenError } from '../../tokens/signer.ts';
 import { parseJobId } from './jobs.ts';
 
 const ArtifactSchema = z

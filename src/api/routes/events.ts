@@ -18,7 +18,7 @@ import type { App, AppDeps, AppEnv } from '../context.ts';
 import { ApiError, fieldErrors } from '../errors.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
 import { JobIdParam, JobSchema } from '../schemas.ts';
-import { TokenError } from '../tokens.ts';
+import { TokenError } from '../../tokens/signer.ts';
 import { parseJobId } from './jobs.ts';
 
 const EVENTS_PATH = /^\/v1\/jobs\/[^/]+\/events$/;

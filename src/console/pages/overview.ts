@@ -1,7 +1,7 @@
 /** The overview: jobs by status and type, finished per minute, oldest pending, dead letters, alerts, workers. */
 import { html } from 'hono/html';
 import { jobsOverview, type Figure, type JobsOverview } from '../../jobs/overview.ts';
-import { activeAlerts } from '../../observability/alerts.ts';
+import { activeAlerts } from '../../alerts/alerts.ts';
 import { countDeadDeliveries, DEAD_COUNT_CAP } from '../../webhooks/store.ts';
 import { countLiveWorkers } from '../../worker/presence.ts';
 import type { ConsoleApp, ConsoleDeps } from '../context.ts';

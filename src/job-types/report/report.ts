@@ -15,7 +15,7 @@
  * artifacts and returns signed download links.
  */
 import pg, { escapeIdentifier } from 'pg';
-import { TokenSigner } from '../../api/tokens.ts';
+import { TokenSigner } from '../../tokens/signer.ts';
 import type { Config } from '../../config.ts';
 import { absorbConnectionErrors, type Queryable } from '../../db/pool.ts';
 import { recordArtifact, signedLink, type ArtifactLink } from '../../storage/artifacts.ts';

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
-import { ensureQueues } from '../jobs/queues.ts';
-import { startEmbeddedPostgres } from './embedded.ts';
-import { migrate } from './migrate.ts';
-import { createPool } from './pool.ts';
+import { ensureQueues } from '../../src/jobs/queues.ts';
+import { startEmbeddedPostgres } from '../../src/db/embedded.ts';
+import { migrate } from '../../src/db/migrate.ts';
+import { createPool } from '../../src/db/pool.ts';
 
 /** The same server URL with another database name. */
 export function databaseUrl(serverUrl: string, database: string): string {

@@ -7,8 +7,8 @@
 import client from 'prom-client';
 import type { Queryable } from '../db/pool.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
-import type { Logger } from './logger.ts';
-import type { Registry } from './metrics.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Registry } from '../observability/metrics.ts';
 
 export interface AlertEvent {
   state: 'raised' | 'cleared';
