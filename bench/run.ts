@@ -11,6 +11,7 @@ import { jobsApiBench } from './jobs-api.ts';
 import { peersBench } from './peers.ts';
 import { realtimeBench } from './realtime.ts';
 import { reportBench } from './report.ts';
+import { schedulingBench } from './scheduling.ts';
 import { workerBench } from './worker.ts';
 import { webhooksBench } from './webhooks.ts';
 
@@ -24,6 +25,7 @@ const MODULES: Array<[string, BenchModule]> = [
   ['peers', peersBench],
   ['console', consoleBench],
   ['fairness', fairnessBench],
+  ['scheduling', schedulingBench],
 ];
 
 function fmt(n: number | undefined): string {
