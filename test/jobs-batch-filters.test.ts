@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setLimits } from '../src/tenants/limits.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 let t: TestService;
@@ -124,6 +125,26 @@ describe('POST /v1/jobs/batch', () => {
     const header = await batch([job()], { 'idempotency-key': randomUUID() });
     expect(header.status).toBe(400);
     expect(await counts()).toEqual(before);
+  });
+  it("counts the jobs it creates against the tenant's limits together: past them, a 429 and nothing written", async () => {
+    const tenant = await t.newTenant();
+    await setLimits(t.service.pool, tenant.id, { max_pending_jobs: 3 });
+    const send = (n: number) =>
+      t.api('/v1/jobs/batch', {
+        method: 'POST',
+        json: { jobs: Array.from({ length: n }, () => job()) },
+        key: tenant.api_key,
+      });
+    const before = await counts();
+    const over = await send(4);
+    expect(over.status).toBe(429);
+    expect(((await over.json()) as Problem).type).toMatch(/too-many-pending-jobs$/);
+    expect(await counts()).toEqual(before);
+    const fits = await send(3);
+    expect(fits.status).toBe(202);
+    expect(fits.headers.get('ratelimit')).toContain('"pending";r=0');
+    expect((await send(1)).status).toBe(429);
+    expect(await counts()).toEqual({ jobs: before.jobs + 3, boss: before.boss + 3 });
   });
 });
 

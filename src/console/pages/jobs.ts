@@ -237,6 +237,22 @@ export function registerJobPages(app: ConsoleApp, deps: ConsoleDeps): void {
             <dd>${when(job.created_at)}</dd>
           </div>
           <div>
+            <dt>Scheduled for</dt>
+            <dd>${when(job.scheduled_for)}</dd>
+          </div>
+          <div>
+            <dt>Priority</dt>
+            <dd>${job.priority}</dd>
+          </div>
+          <div>
+            <dt>Timeout</dt>
+            <dd>${job.timeout_seconds === null ? '–' : `${job.timeout_seconds} s`}</dd>
+          </div>
+          <div>
+            <dt>Expires</dt>
+            <dd>${when(job.expires_at)}</dd>
+          </div>
+          <div>
             <dt>Started</dt>
             <dd>${when(job.started_at)}</dd>
           </div>
