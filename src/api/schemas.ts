@@ -226,8 +226,8 @@ export function listQuery<T extends z.ZodRawShape>(shape: T) {
   return z.object(shape).strict();
 }
 
-const listJobsFields = {
-  ...JobFilterFields,
+/** The paging parameters of every list route: `limit` and the opaque `cursor` of the previous page. */
+export const PageQueryFields = {
   limit: z.coerce
     .number()
     .int()
@@ -240,6 +240,11 @@ const listJobsFields = {
     .max(200)
     .optional()
     .openapi({ param: { name: 'cursor', in: 'query' } }),
+};
+
+const listJobsFields = {
+  ...JobFilterFields,
+  ...PageQueryFields,
 };
 
 /** GET /v1/jobs's query: its declared parameters and any `metadata.KEY`; anything else is refused. */

@@ -7,7 +7,7 @@ import type { App, AppDeps } from '../context.ts';
 import { ApiError, invalidRequest } from '../errors.ts';
 import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
-import { JobIdParam, JobSchema, listQuery } from '../schemas.ts';
+import { JobIdParam, JobSchema, listQuery, PageQueryFields } from '../schemas.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { parseJobId } from './jobs.ts';
 
@@ -47,18 +47,7 @@ const ListQuery = listQuery({
     .datetime()
     .optional()
     .openapi({ param: { name: 'until', in: 'query' }, description: 'Dead-lettered before (RFC 3339).' }),
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(200)
-    .default(50)
-    .openapi({ param: { name: 'limit', in: 'query' } }),
-  cursor: z
-    .string()
-    .max(200)
-    .optional()
-    .openapi({ param: { name: 'cursor', in: 'query' } }),
+  ...PageQueryFields,
 });
 
 const RetryBody = z

@@ -30,7 +30,7 @@ import type { App, AppDeps } from '../context.ts';
 import { ApiError } from '../errors.ts';
 import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
-import { JobIdParam, JobSchema, listQuery } from '../schemas.ts';
+import { JobIdParam, JobSchema, listQuery, PageQueryFields } from '../schemas.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { parseJobId } from './jobs.ts';
 
@@ -208,18 +208,7 @@ const ListDeliveriesQuery = listQuery({
     .datetime({ offset: true })
     .optional()
     .openapi({ param: { name: 'until', in: 'query' }, description: 'Created before' }),
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(200)
-    .default(50)
-    .openapi({ param: { name: 'limit', in: 'query' } }),
-  cursor: z
-    .string()
-    .max(200)
-    .optional()
-    .openapi({ param: { name: 'cursor', in: 'query' } }),
+  ...PageQueryFields,
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
