@@ -19,6 +19,7 @@ import {
 } from '../src/realtime/events.ts';
 import { createTenant } from '../src/tenants/repository.ts';
 import { writeCheckpoint } from '../src/worker/store.ts';
+import { insertJob, secondsFromNow } from './support/jobs.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
 let db: TestDatabase;
@@ -29,11 +30,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   pool = new pg.Pool({ connectionString: db.url, max: 2 });
   const tenant = await createTenant(pool, 'coalesced');
-  jobId = randomUUID();
-  await pool.query(
-    `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts, event_seq) VALUES ($1, $2, 'synthetic', 'RUNNING', '{}', 9, 4)`,
-    [jobId, tenant.id],
-  );
+  jobId = await insertJob(pool, tenant.id, { status: 'RUNNING', max_attempts: 9, event_seq: 4 });
   // status 1, status 2, status 3, progress 4
   await pool.query(
     `INSERT INTO job_events (job_id, seq, kind, data)
@@ -59,13 +56,14 @@ it('reads status events in order and the newest progress only once no status eve
 
 it('reads a checkpoint’s progress from the jobs row: every status after a position and the newest progress', async () => {
   const tenant = await createTenant(pool, 'progress-row');
-  const id = randomUUID();
   const token = randomUUID();
-  await pool.query(
-    `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts, event_seq, lease_token, lease_expires_at, checkpoint_at)
-     VALUES ($1, $2, 'synthetic', 'RUNNING', '{}', 3, 1, $3, now() + interval '1 minute', now())`,
-    [id, tenant.id, token],
-  );
+  const id = await insertJob(pool, tenant.id, {
+    status: 'RUNNING',
+    event_seq: 1,
+    lease_token: token,
+    lease_expires_at: secondsFromNow(60),
+    checkpoint_at: new Date(),
+  });
   await pool.query(
     `INSERT INTO job_events (job_id, seq, kind, data) VALUES ($1, 1, 'status', '{"status": "RUNNING"}')`,
     [id],

@@ -3,12 +3,12 @@
  * breaker is holding it (open, cool-down running) counts from the end of the cool-down, however overdue,
  * so that dispatchers do not claim in vain at the idle floor for the whole cool-down of a failing endpoint.
  */
-import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTenant } from '../src/tenants/repository.ts';
 import { secondsUntilNextDue } from '../src/webhooks/store.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
+import { insertJob } from './support/jobs.ts';
 
 let db: TestDatabase;
 let pool: pg.Pool;
@@ -25,11 +25,7 @@ afterAll(async () => {
 });
 
 async function pendingDelivery(origin: string, dueInSeconds: number): Promise<void> {
-  const jobId = randomUUID();
-  await pool.query(
-    `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts) VALUES ($1, $2, 'synthetic', 'COMPLETED', '{}', 1)`,
-    [jobId, tenantId],
-  );
+  const jobId = await insertJob(pool, tenantId, { status: 'COMPLETED', max_attempts: 1 });
   await pool.query(
     `INSERT INTO webhook_deliveries (tenant_id, job_id, event_type, url, endpoint, payload, next_attempt_at)
      VALUES ($1, $2, 'job.completed', $3, webhook_endpoint_key($1, $3), '{}', now() + make_interval(secs => $4))`,

@@ -1,0 +1,38 @@
+/**
+ * Inserts a `jobs` row in any state for a test to start from, in place of hand-written INSERTs: the
+ * defaults make a valid pending synthetic job, and `columns` (the table's own column names) set the rest.
+ * jsonb columns take objects, or JSON text (`JSON.stringify('a')` for a JSON string); time columns take a Date.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Queryable } from '../../src/db/pool.ts';
+import type { JobStatus } from '../../src/jobs/state.ts';
+
+export interface JobColumns {
+  id?: string;
+  type?: string;
+  status?: JobStatus;
+  input?: unknown;
+  max_attempts?: number;
+  [column: string]: unknown;
+}
+
+/** Inserts the job and returns its id. */
+export async function insertJob(db: Queryable, tenantId: string, columns: JobColumns = {}): Promise<string> {
+  const row: Record<string, unknown> = {
+    id: randomUUID(),
+    type: 'synthetic',
+    input: {},
+    max_attempts: 3,
+    ...columns,
+    tenant_id: tenantId,
+  };
+  const names = Object.keys(row);
+  const { rows } = await db.query<{ id: string }>(
+    `INSERT INTO jobs (${names.join(', ')}) VALUES (${names.map((_, i) => `$${i + 1}`).join(', ')}) RETURNING id`,
+    names.map((n) => row[n]),
+  );
+  return (rows[0] as { id: string }).id;
+}
+
+/** A time `seconds` from now (negative: in the past), for lease and schedule columns. */
+export const secondsFromNow = (seconds: number): Date => new Date(Date.now() + seconds * 1000);
