@@ -159,6 +159,11 @@ const envSchema = z.object({
   LONGHAUL_PENDING_ALERT_SECONDS: int(1)
     .default(5 * 60)
     .describe('Alert when a job has waited this long to start.'),
+  LONGHAUL_SCHEDULER_INTERVAL_SECONDS: seconds(0.1)
+    .default(1)
+    .describe(
+      'How often each worker process looks for recurring schedules due (see [scheduling](scheduling.md)); an occurrence fires at most this late.',
+    ),
   LONGHAUL_MONITOR_INTERVAL_SECONDS: seconds(0.1)
     .default(10)
     .describe('How often the monitors check for alerts (leases: at least twice per lease).'),
@@ -333,6 +338,8 @@ export interface Config {
     executionBudgetSeconds: number;
     pendingAlertSeconds: number;
     monitorIntervalSeconds: number;
+    /** How often recurring schedules are checked for occurrences due. */
+    schedulerIntervalSeconds: number;
     alertWebhookUrl: string | undefined;
   };
   webhooks: {
@@ -450,6 +457,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       executionBudgetSeconds: e.LONGHAUL_EXECUTION_BUDGET_SECONDS,
       pendingAlertSeconds: e.LONGHAUL_PENDING_ALERT_SECONDS,
       monitorIntervalSeconds: e.LONGHAUL_MONITOR_INTERVAL_SECONDS,
+      schedulerIntervalSeconds: e.LONGHAUL_SCHEDULER_INTERVAL_SECONDS,
       alertWebhookUrl: e.LONGHAUL_ALERT_WEBHOOK_URL,
     },
     webhooks: {

@@ -40,6 +40,7 @@ import { sweepFinishedJobs } from './jobs/retention.ts';
 import { Periodic } from './periodic.ts';
 import { createStorage } from './storage/local.ts';
 import type { Storage } from './storage/storage.ts';
+import { ScheduleFiring } from './schedules/firing.ts';
 import { LimitedTenants } from './tenants/limits.ts';
 import { countTenants, createTenant } from './tenants/repository.ts';
 
@@ -397,6 +398,15 @@ async function startRoles(ctx: Started): Promise<Service> {
       });
       await dispatcher.start();
       stops.unshift(() => dispatcher.stop());
+      const firing = new ScheduleFiring({
+        pool,
+        submitter: new JobSubmitter(pool, boss, { idempotencyTtlSeconds: config.idempotencyTtlSeconds }),
+        registry,
+        log,
+        intervalMs: config.worker.schedulerIntervalSeconds * 1000,
+      });
+      firing.start();
+      stops.unshift(() => firing.stop());
     }
     const housekeeping = new Periodic(log).every(
       'releasing expired idempotency keys',

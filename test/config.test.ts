@@ -34,6 +34,7 @@ const DEFAULTS: Config = {
     executionBudgetSeconds: 900,
     pendingAlertSeconds: 300,
     monitorIntervalSeconds: 10,
+    schedulerIntervalSeconds: 1,
     alertWebhookUrl: undefined,
   },
   webhooks: {
@@ -113,6 +114,7 @@ describe('configuration', () => {
       LONGHAUL_EXECUTION_BUDGET_SECONDS: '60',
       LONGHAUL_PENDING_ALERT_SECONDS: '9',
       LONGHAUL_MONITOR_INTERVAL_SECONDS: '0.5',
+      LONGHAUL_SCHEDULER_INTERVAL_SECONDS: '0.25',
       LONGHAUL_ALERT_WEBHOOK_URL: 'https://ops.example.com/alerts',
       LONGHAUL_ALERT_WEBHOOK_SECRET: SECRET,
       LONGHAUL_WEBHOOK_TIMEOUT_SECONDS: '4',
@@ -169,6 +171,7 @@ describe('configuration', () => {
         executionBudgetSeconds: 60,
         pendingAlertSeconds: 9,
         monitorIntervalSeconds: 0.5,
+        schedulerIntervalSeconds: 0.25,
         alertWebhookUrl: 'https://ops.example.com/alerts',
       },
       webhooks: {
@@ -337,6 +340,7 @@ const RANGES: Array<[string, number, number | undefined, boolean]> = [
   ['LONGHAUL_EXECUTION_BUDGET_SECONDS', 1, 23 * 60 * 60, false],
   ['LONGHAUL_PENDING_ALERT_SECONDS', 1, undefined, true],
   ['LONGHAUL_MONITOR_INTERVAL_SECONDS', 0.1, undefined, false],
+  ['LONGHAUL_SCHEDULER_INTERVAL_SECONDS', 0.1, undefined, false],
   ['LONGHAUL_WEBHOOK_TIMEOUT_SECONDS', 0.1, undefined, false],
   ['LONGHAUL_WEBHOOK_CONNECT_TIMEOUT_SECONDS', 0.1, undefined, false],
   ['LONGHAUL_WEBHOOK_JITTER', 0, 1, false],

@@ -170,7 +170,7 @@ describe('a contract any generator can use', () => {
   it('names every operation with a unique verb+noun operationId, under a declared tag', () => {
     const ids = operations(doc).map(({ path, method, op }) => {
       expect(op.operationId, `${method} ${path}`).toMatch(
-        /^(get|list|create|update|enable|cancel|retry|replay|redeliver|rotate|revoke|stream|download)[A-Z][A-Za-z]+$/,
+        /^(get|list|create|update|delete|enable|pause|resume|cancel|retry|replay|redeliver|rotate|revoke|stream|download)[A-Z][A-Za-z]+$/,
       );
       return op.operationId;
     });

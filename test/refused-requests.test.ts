@@ -29,6 +29,11 @@ const VALID_BODIES: Record<string, () => unknown> = {
   'POST /v1/jobs/{id}/retry': () => ({ from: 'start' }),
   'POST /v1/jobs/batch': () => ({ jobs: [{ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } }] }),
   'POST /v1/jobs/cancel': () => ({ filter: { type: 'synthetic' } }),
+  'POST /v1/schedules': () => ({
+    name: `refused-${randomUUID()}`,
+    cron: '0 2 * * *',
+    job: { type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } },
+  }),
 };
 
 /** Operations that, sent whole, change a table here (the others need a failed job or delivery, or write nothing). */
@@ -44,6 +49,7 @@ const CHANGES_STATE = new Set([
   'POST /v1/admin/tenants/{id}/api-keys',
   'POST /v1/admin/tenants/{id}/webhook-secrets',
   'POST /v1/admin/tenants/{id}/api-keys/{key}/revoke',
+  'POST /v1/schedules',
 ]);
 
 /**

@@ -21,6 +21,7 @@ import { submitLane, type NodeLane } from './submit-lane.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
 import { registerTenantLimitRoutes } from './routes/tenant-limits.ts';
+import { registerScheduleRoutes } from './routes/schedules.ts';
 import { registerEventRoutes, usesStreamToken } from './routes/events.ts';
 import { registerArtifactRoutes } from './routes/artifacts.ts';
 import { registerDeliveryRoutes } from './routes/deliveries.ts';
@@ -97,6 +98,7 @@ export function createApp(deps: AppDeps): AppHandle {
   registerAdminRoutes(app, deps);
   registerTenantLimitRoutes(app, deps);
   registerJobRoutes(app, deps, allow);
+  registerScheduleRoutes(app, deps, allow);
   registerEventRoutes(app, deps, ws.upgradeWebSocket);
   registerArtifactRoutes(app, deps);
   registerDeliveryRoutes(app, deps);

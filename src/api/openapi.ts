@@ -150,6 +150,7 @@ export function openApiDocument(app: App, types: AnyJobType[]): Record<string, u
     servers: [{ url: 'http://localhost:3000', description: 'A local longhaul (npm start)' }],
     tags: [
       { name: 'jobs', description: 'Submit, read, list and cancel jobs' },
+      { name: 'schedules', description: 'Recurring schedules: a job at every occurrence of a cron expression' },
       {
         name: 'webhooks',
         description: 'Signed job events: deliveries, dead-letter replay, endpoints, secrets and keys',

@@ -371,3 +371,103 @@ export const TenantLimitsPatchSchema = z
 export const TenantIdParam = z.object({
   id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: '0190d0a6-1c5e-7c4b-9a4f-1b2c3d4e5f60' }),
 });
+
+const ScheduleJobSchema = z
+  .object({
+    type: z.string().min(1).max(64).openapi({ example: 'report' }),
+    input: JsonValue.openapi({ example: { chunks: 10, chunk_ms: 100 } }),
+    metadata: z.record(z.string(), z.unknown()).nullable().optional(),
+    callback_url: z.string().max(2048).nullable().optional(),
+  })
+  .strict()
+  .openapi('ScheduleJob', { description: 'The job each occurrence creates, as POST /v1/jobs takes it.' });
+
+const SCHEDULE_FIELDS = {
+  name: z.string().min(1).max(200).openapi({ example: 'nightly-report' }),
+  cron: z.string().min(1).max(200).openapi({
+    description:
+      'Five fields (minute hour day-of-month month day-of-week), or six with seconds first; `@daily` and the like. Read in `timezone`.',
+    example: '0 2 * * *',
+  }),
+  timezone: z.string().min(1).max(64).openapi({ description: 'IANA time zone', example: 'Europe/Berlin' }),
+  job: ScheduleJobSchema,
+  overlap: z.enum(['skip', 'allow']).openapi({
+    description: '`skip`: an occurrence creates nothing while the last job it created is PENDING or RUNNING.',
+  }),
+};
+
+export const CreateScheduleSchema = z
+  .object({
+    ...SCHEDULE_FIELDS,
+    timezone: SCHEDULE_FIELDS.timezone.default('UTC'),
+    overlap: SCHEDULE_FIELDS.overlap.default('skip'),
+  })
+  .strict()
+  .openapi('CreateSchedule');
+export type CreateSchedule = z.infer<typeof CreateScheduleSchema>;
+
+export const UpdateScheduleSchema = z
+  .object({
+    name: SCHEDULE_FIELDS.name.optional(),
+    cron: SCHEDULE_FIELDS.cron.optional(),
+    timezone: SCHEDULE_FIELDS.timezone.optional(),
+    job: ScheduleJobSchema.optional(),
+    overlap: SCHEDULE_FIELDS.overlap.optional(),
+  })
+  .strict()
+  .refine((o) => Object.keys(o).length > 0, { message: 'name at least one field to change' })
+  .openapi('UpdateSchedule', { description: 'The fields to change; `job` is replaced whole.' });
+export type UpdateSchedule = z.infer<typeof UpdateScheduleSchema>;
+
+export const ScheduleSchema = z
+  .object({
+    id: z.string().uuid(),
+    name: z.string(),
+    cron: z.string(),
+    timezone: z.string(),
+    job: z.object({
+      type: z.string(),
+      input: PresentJson,
+      metadata: PresentJson,
+      callback_url: z.string().nullable(),
+    }),
+    overlap: z.enum(['skip', 'allow']),
+    paused: z.boolean(),
+    next_fire_at: z
+      .string()
+      .datetime()
+      .nullable()
+      .openapi({ description: 'The next occurrence owed; null while paused' }),
+    last_fire_at: z.string().datetime().nullable(),
+    last_job_id: z.string().uuid().nullable().openapi({ description: 'The last job an occurrence created' }),
+    last_outcome: z
+      .enum(['created', 'skipped'])
+      .nullable()
+      .openapi({ description: 'What the last occurrence did (`skipped`: overlap, the last job unfinished)' }),
+    created_at: z.string().datetime(),
+    updated_at: z.string().datetime(),
+  })
+  .openapi('Schedule');
+
+export const ScheduleListSchema = z
+  .object({ data: z.array(ScheduleSchema), next_cursor: z.string().nullable() })
+  .openapi('ScheduleList');
+
+export const ScheduleIdParam = z.object({
+  id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: '0190d0a6-1c5e-7c4b-9a4f-1b2c3d4e5f60' }),
+});
+
+export const ListSchedulesQuery = z.object({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(200)
+    .default(50)
+    .openapi({ param: { name: 'limit', in: 'query' } }),
+  cursor: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({ param: { name: 'cursor', in: 'query' } }),
+});

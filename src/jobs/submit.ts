@@ -389,6 +389,11 @@ export class JobSubmitter {
     return outcomes;
   }
 
+  /** Inserts and enqueues jobs inside the caller's transaction (a schedule's firing), with the same outcomes as submit(). */
+  insertIn(client: PoolClient, reqs: SubmitRequest[]): Promise<SubmitOutcome[]> {
+    return this.#insert(client, reqs);
+  }
+
   /**
    * The job that an earlier request with this key and body created, while its key is held: what a repeat
    * of that request is answered with even when it would no longer be accepted (its type, the type's

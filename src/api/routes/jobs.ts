@@ -273,7 +273,7 @@ export function checkTiming(
 }
 
 /** The job a request asks for, checked against its type (schema, check, time limits) and the callback allow-list: 4xx if not. */
-async function checkJob(
+export async function checkJob(
   registry: AppDeps['registry'],
   allow: CallbackAllowList,
   horizonSeconds: number,
