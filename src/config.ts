@@ -127,6 +127,9 @@ const envSchema = z.object({
     .describe(
       'Comma-separated hosts, addresses or CIDRs that callbacks may reach over plain http and past the SSRF filter.',
     ),
+  LONGHAUL_CORS_ORIGINS: list
+    .default([])
+    .describe('Comma-separated origins (scheme://host[:port]) whose web pages may call the API (CORS); empty: none.'),
   LONGHAUL_SHUTDOWN_TIMEOUT_SECONDS: seconds(1)
     .default(30)
     .describe('How long SIGTERM waits for running work to reach a safe point.'),
@@ -326,6 +329,8 @@ export interface Config {
   authCacheSeconds: number;
   /** Hosts and CIDRs that callbacks may reach over plain http and despite the SSRF filter. */
   callbackAllow: string[];
+  /** Origins whose pages may call the API (CORS); empty: CORS is off. */
+  corsOrigins: string[];
   shutdownTimeoutSeconds: number;
   jobTypeModules: string[];
   worker: {
@@ -447,6 +452,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     scheduleHorizonSeconds: e.LONGHAUL_SCHEDULE_HORIZON_SECONDS,
     authCacheSeconds: e.LONGHAUL_AUTH_CACHE_SECONDS,
     callbackAllow: e.LONGHAUL_CALLBACK_ALLOW,
+    corsOrigins: e.LONGHAUL_CORS_ORIGINS,
     shutdownTimeoutSeconds: e.LONGHAUL_SHUTDOWN_TIMEOUT_SECONDS,
     jobTypeModules: e.LONGHAUL_JOB_TYPES,
     worker: {

@@ -24,6 +24,7 @@ const DEFAULTS: Config = {
   scheduleHorizonSeconds: 365 * 24 * 60 * 60,
   authCacheSeconds: 30,
   callbackAllow: [],
+  corsOrigins: [],
   shutdownTimeoutSeconds: 30,
   jobTypeModules: [],
   worker: {
@@ -101,6 +102,7 @@ describe('configuration', () => {
       LONGHAUL_IDEMPOTENCY_TTL_SECONDS: '3600',
       LONGHAUL_AUTH_CACHE_SECONDS: '0',
       LONGHAUL_CALLBACK_ALLOW: 'receiver.internal,10.0.0.0/8',
+      LONGHAUL_CORS_ORIGINS: 'https://app.partner.example',
       LONGHAUL_SHUTDOWN_TIMEOUT_SECONDS: '5',
       LONGHAUL_METRICS_TOKEN: 'm'.repeat(16),
       LONGHAUL_METRICS_PORT: '9464',
@@ -161,6 +163,7 @@ describe('configuration', () => {
       scheduleHorizonSeconds: 365 * 24 * 60 * 60,
       authCacheSeconds: 0,
       callbackAllow: ['receiver.internal', '10.0.0.0/8'],
+      corsOrigins: ['https://app.partner.example'],
       shutdownTimeoutSeconds: 5,
       jobTypeModules: ['./a.ts', 'pkg-b'],
       worker: {

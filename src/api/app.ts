@@ -16,6 +16,7 @@ import {
   refuseNulInUrl,
   requestContext,
 } from './middleware.ts';
+import { corsMiddleware } from './cors.ts';
 import { registerSecuritySchemes } from './openapi.ts';
 import { submitLane, type NodeLane } from './submit-lane.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
@@ -86,6 +87,8 @@ export function createApp(deps: AppDeps): AppHandle {
 
   app.use('*', requestContext(deps.log, deps.metrics));
   app.use('*', refuseNulInUrl());
+  // Before authentication: a preflight carries no credentials.
+  if (deps.config.corsOrigins.length > 0) app.use('/v1/*', corsMiddleware(deps.config.corsOrigins));
   app.use('/v1/*', failFastWithoutDatabase(deps.database));
   app.use('/v1/*', apiKeyAuth(keys, '/v1/admin/', usesStreamToken));
   app.use('/v1/admin/*', adminAuth(deps.config.adminToken));

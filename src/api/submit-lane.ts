@@ -11,6 +11,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CallbackAllowList } from '../webhooks/allowlist.ts';
 import type { AppDeps } from './context.ts';
+import { corsHeaders } from './cors.ts';
 import { ApiError, apiErrorOf, databaseUnavailable, invalidRequest, problemOf } from './errors.ts';
 import { parseJson } from './json-body.ts';
 import {
@@ -54,6 +55,7 @@ export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKey
     const startedMs = performance.now();
     const requestId = requestIdOf(header(req, 'x-request-id'));
     const fields: Record<string, string> = { request_id: requestId };
+    const cors = corsHeaders(config.corsOrigins, header(req, 'origin'));
     let status: number;
     try {
       if (deps.database?.connected === false) throw databaseUnavailable();
@@ -72,7 +74,7 @@ export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKey
         res,
         status,
         'application/json',
-        { 'X-Request-Id': requestId, ...acceptedHeaders(accepted) },
+        { 'X-Request-Id': requestId, ...cors, ...acceptedHeaders(accepted) },
         JSON.stringify(accepted.job),
       );
     } catch (caught) {
@@ -87,7 +89,7 @@ export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKey
           res,
           status,
           'application/problem+json',
-          { 'X-Request-Id': requestId, ...problem.headers },
+          { 'X-Request-Id': requestId, ...cors, ...problem.headers },
           JSON.stringify(problemOf(problem, requestId, ROUTE)),
         );
       }
