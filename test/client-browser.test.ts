@@ -89,13 +89,9 @@ it('submits, watches and waits for a job from a page on an allowed origin', asyn
   try {
     await page.goto(`${origin}/`);
     await page.waitForFunction('window.ready === true');
-    const out = (await page.evaluate(
+    const out = await page.evaluate<{ id: string; status: string; types: string[] }>(
       `window.runJob(${JSON.stringify(t.url)}, ${JSON.stringify(t.tenant.api_key)})`,
-    )) as {
-      id: string;
-      status: string;
-      types: string[];
-    };
+    );
     expect(out.status).toBe('COMPLETED');
     expect(out.types[0]).toBe('snapshot');
     expect(out.types.at(-1)).toBe('status');
