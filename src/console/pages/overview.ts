@@ -1,6 +1,6 @@
 /** The overview: jobs by status and type, finished per minute, oldest pending, dead letters, alerts, workers. */
 import { html } from 'hono/html';
-import { jobsOverview, type Figure, type JobsOverview } from '../../jobs/overview.ts';
+import { jobsOverview, OVERVIEW_COUNT_CAP, type Figure, type JobsOverview } from '../../jobs/overview.ts';
 import { activeAlerts } from '../../alerts/alerts.ts';
 import { countDeadDeliveries, DEAD_COUNT_CAP } from '../../webhooks/store.ts';
 import { countLiveWorkers } from '../../worker/presence.ts';
@@ -133,7 +133,8 @@ export function registerOverviewPage(app: ConsoleApp, deps: ConsoleDeps): void {
         }
       </section>
       <p class="hint">
-        Counts marked ≈ are the planner's estimates from table statistics; active jobs are counted exactly up to 10,000.
+        Counts marked ≈ are the planner's estimates from table statistics; active and dead jobs are counted exactly up
+        to ${fmt(OVERVIEW_COUNT_CAP)}.
       </p>`;
     return c.html(await page('Overview', session, '/console', body, { notice: c.req.query('notice') }));
   });
