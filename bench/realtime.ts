@@ -22,7 +22,7 @@ const SECONDS = 5;
 const PRODUCERS = 4;
 const TARGET_P99_MS = 50;
 
-/** The worker's checkpoint statement, reduced to progress (src/worker/store.ts writeCheckpoint). */
+/** The worker's checkpoint statement, reduced to progress (src/jobs/lifecycle.ts writeCheckpoint). */
 const CHECKPOINT_SQL = `WITH u AS (
     UPDATE jobs SET processed = processed + 1, event_seq = event_seq + 1, updated_at = now() WHERE id = $1
     RETURNING id, event_seq, processed, total),

@@ -16,7 +16,8 @@ import { JobEventsPublisher } from '../src/jobs/events-publisher.ts';
 import { QUEUES, queueOptions } from '../src/jobs/queues.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { createTenant } from '../src/tenants/repository.ts';
-import { checkpointGroup, writeCheckpoint, type CheckpointWrite } from '../src/worker/store.ts';
+import { writeCheckpoint, type CheckpointWrite } from '../src/jobs/lifecycle.ts';
+import { checkpointGroup } from '../src/worker/checkpoint-group.ts';
 import { percentile, type BenchModule, type BenchRow } from './harness.ts';
 import { startChildService, timedLoops } from './support.ts';
 

@@ -17,7 +17,7 @@ import {
   completedSeqs,
   writeKey,
   type CompleteWithCheckpoint,
-} from '../src/worker/store.ts';
+} from '../src/jobs/lifecycle.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
 let db: TestDatabase;

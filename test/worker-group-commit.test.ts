@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant } from '../src/tenants/repository.ts';
-import { checkpointGroup, type CheckpointWrite } from '../src/worker/store.ts';
+import type { CheckpointWrite } from '../src/jobs/lifecycle.ts';
+import { checkpointGroup } from '../src/worker/checkpoint-group.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
 let db: TestDatabase;

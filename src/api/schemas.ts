@@ -21,7 +21,7 @@ export const ProblemSchema = z
 
 export const JobStatusSchema = z.enum(JOB_STATUSES).openapi('JobStatus');
 
-/** One entry of a job's error_history, as src/worker/store.ts settleAttempt() writes it. */
+/** One entry of a job's error_history, as src/worker/attempts.ts settleAttempt() writes it. */
 export const AttemptErrorSchema = z
   .object({
     kind: z.enum(['failure', 'lease_lost', 'timeout', 'expired']).openapi({

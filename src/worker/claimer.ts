@@ -28,19 +28,18 @@ import type { WorkerMetrics } from './metrics.ts';
 import { jobContext } from './step-runner.ts';
 import {
   claimWithCheckpoint,
+  failOnTimeLimit,
   GROUP_MAX,
-  leaseLostError,
   lockJob,
   peekJobs,
   setExecution,
-  settleAttempt,
-  failOnTimeLimit,
   takeLease,
   writeKey,
   type ClaimRow,
   type ClaimWithCheckpoint,
   type EventPair,
-} from './store.ts';
+} from '../jobs/lifecycle.ts';
+import { leaseLostError, settleAttempt } from './attempts.ts';
 import type { TypeSlots } from './type-slots.ts';
 
 /** A job whose type is at its concurrency limit in this process is handed back for this long. */

@@ -15,7 +15,7 @@ import { runningLimits } from '../tenants/limits.ts';
 import type { ExecutionData } from './executions.ts';
 import { groupLimits, type GroupLimits, type TenantDemand } from './fair-share.ts';
 import { clusterSlots } from './presence.ts';
-import { tenantDemand } from './store.ts';
+import { tenantDemand } from '../jobs/lifecycle.ts';
 
 /** Fallback polling when no notification arrives (retries after backoff are not notified). */
 export const POLL_INTERVAL_MS = 500;

@@ -9,7 +9,7 @@ import { QUEUES } from '../jobs/queues.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { ExecutionAttempt } from './executions.ts';
 import { JobStopped } from './job-stopped.ts';
-import { renewLease } from './store.ts';
+import { renewLease } from '../jobs/lifecycle.ts';
 
 export class Heartbeat {
   readonly #timer: ReturnType<typeof setInterval>;

@@ -16,14 +16,8 @@ import { Periodic } from '../periodic.ts';
 import { completeExecution } from './executions.ts';
 import { DEFAULT_BACKOFF, DEFAULT_STALL_AFTER_SECONDS } from '../../packages/sdk/src/index.ts';
 import { deadLetteredAfter, stillDeadLettered } from './dead-letters.ts';
-import {
-  failOnTimeLimit,
-  leaseLostError,
-  lockExpiredLeases,
-  lockTimeLimitedJobs,
-  releaseLease,
-  settleAttempt,
-} from './store.ts';
+import { failOnTimeLimit, lockExpiredLeases, lockTimeLimitedJobs, releaseLease } from '../jobs/lifecycle.ts';
+import { leaseLostError, settleAttempt } from './attempts.ts';
 
 export interface MonitorOptions {
   /** Seconds between monitor passes. (Default: LONGHAUL_MONITOR_INTERVAL_SECONDS, 10) */

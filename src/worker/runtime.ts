@@ -23,7 +23,7 @@ import { JobStopped } from './job-stopped.ts';
 import { workerMetrics } from './metrics.ts';
 import { Settler } from './settler.ts';
 import { StepRunner } from './step-runner.ts';
-import { checkpointGroup } from './store.ts';
+import { checkpointGroup } from './checkpoint-group.ts';
 import { TypeSlots } from './type-slots.ts';
 
 export interface WorkerOptions {

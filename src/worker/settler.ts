@@ -31,12 +31,12 @@ import {
   GROUP_MAX,
   refusalReason,
   releaseLease,
-  settleAttempt,
   writeKey,
   type ClaimRow,
   type CompleteWithCheckpoint,
   type EventPair,
-} from './store.ts';
+} from '../jobs/lifecycle.ts';
+import { settleAttempt } from './attempts.ts';
 
 /** Connections of the pipelining pool (group commits run one batch at a time; one spare for a broken one). */
 const PIPELINE_POOL_MAX = 2;

@@ -22,7 +22,7 @@ import { JobStopped } from './job-stopped.ts';
 import { LazyTransaction } from './lazy-transaction.ts';
 import type { WorkerMetrics } from './metrics.ts';
 import type { Settler } from './settler.ts';
-import { refusalReason, writeCheckpoint, type CheckpointWrite, type ClaimRow } from './store.ts';
+import { refusalReason, writeCheckpoint, type CheckpointWrite, type ClaimRow } from '../jobs/lifecycle.ts';
 
 /**
  * Checkpoints of one job not yet committed (they commit one after another) while its next chunk runs.

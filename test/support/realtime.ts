@@ -22,7 +22,7 @@ export async function until(what: string, check: () => boolean | Promise<boolean
 }
 
 /**
- * A checkpoint as the worker commits it (src/worker/store.ts writeCheckpoint): progress, the next
+ * A checkpoint as the worker commits it (src/jobs/lifecycle.ts writeCheckpoint): progress, the next
  * event_seq, a `progress` event and its announcement, in one statement. Returns the event's seq.
  */
 export async function writeProgress(

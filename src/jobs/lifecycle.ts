@@ -1,23 +1,13 @@
 /**
- * The worker's SQL on the jobs table: claiming a job under a fresh lease token, renewing the lease,
- * and the fenced checkpoint. Every write by a running execution names its lease token, so a worker
- * that lost its lease (paused, partitioned, presumed dead) changes nothing.
+ * The jobs table's lifecycle: every statement that changes a job's status, lease or checkpoint, named
+ * as an action on the row. Claiming under a fresh lease token, renewing it, the fenced checkpoint and
+ * completion: every write by a running execution names its lease token, so a worker that lost its
+ * lease (paused, partitioned, presumed dead) changes nothing.
  */
-import type { PgBoss } from 'pg-boss';
-import { bossDb, type PipelinedQuery, type Queryable } from '../db/pool.ts';
-import { QUEUES } from '../jobs/queues.ts';
-import { STATUS_EVENT_DATA_SQL, transition } from '../jobs/repository.ts';
+import type { PipelinedQuery, Queryable } from '../db/pool.ts';
+import { STATUS_EVENT_DATA_SQL, transition } from './repository.ts';
 import { outboxInsertSql } from '../webhooks/outbox.ts';
-import {
-  completeExecution,
-  deadLetterExecution,
-  failExecution,
-  sendExecution,
-  type ExecutionAttempt,
-} from './executions.ts';
-import type { TenantDemand } from './fair-share.ts';
-import { GroupCommit } from './group-commit.ts';
-import type { AttemptError, JobRow } from '../jobs/model.ts';
+import type { AttemptError, JobRow } from './model.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
 
 /**
@@ -198,20 +188,6 @@ export async function writeCheckpoints(db: Queryable, writes: CheckpointWrite[])
  * `id = ANY($1)` so that even a generic plan finds the rows through the primary key.)
  */
 export const GROUP_MAX = 64;
-
-/**
- * Checkpoints of steps that wrote nothing through ctx.db, group-committed: those that arrive while a
- * statement is in flight share the next one (one commit for all). Answers each job's event seq.
- */
-export function checkpointGroup(db: Queryable): GroupCommit<CheckpointWrite, number | undefined> {
-  return new GroupCommit(async (writes) => {
-    // A checkpoint alone (one long job, as a report usually is) takes the one-row statement: the unnest
-    // form is planned afresh each time for one row, and its JSON goes through array-literal quoting.
-    if (writes.length === 1 && writes[0] !== undefined) return [await writeCheckpoint(db, writes[0])];
-    const seqs = await writeCheckpoints(db, writes);
-    return writes.map((w) => seqs.get(writeKey(w.jobId, w.token)));
-  }, GROUP_MAX);
-}
 
 /**
  * One job's checkpoint, as writeCheckpoints writes it, for a step that commits its own transaction.
@@ -443,90 +419,6 @@ export async function releaseLease(
 }
 
 /**
- * What ended an attempt: `failure`, the job's own error (it spends one of max_attempts); `lease_lost`,
- * its worker was lost (killed, hung or cut off until its lease ran out), which says nothing about the
- * job and spends one of the lease-loss budget instead.
- */
-export type AttemptEnd = 'failure' | 'lease_lost';
-
-export interface Settlement {
-  /** The job as its claimer or the sweeper read it (locked, or leased by `token`). */
-  row: ClaimRow;
-  /** The lease to fence on; null for a caller that holds the row locked and saw no live lease on it. */
-  token: string | null;
-  /** The execution that ran the attempt; without retryLimit it is read from pg-boss if needed. */
-  attempt: Pick<ExecutionAttempt, 'id' | 'retryCount'> & { retryLimit?: number };
-  kind: AttemptEnd;
-  /** What went wrong; kind, attempt and time are added. */
-  error: Pick<AttemptError, 'message' | 'name' | 'permanent'>;
-  /** A failure that no retry can mend, or one with no execution left to retry it: the job fails for good. */
-  final?: boolean;
-  /** Takeovers allowed before a job that keeps losing its worker is dead-lettered. */
-  maxLeaseLosses: number;
-  /** The job type's retry backoff, for the execution that continues after a lost lease. */
-  backoff: { initialSeconds: number; maxSeconds: number };
-  /** Notify the `status` event on commit (the caller announces it otherwise). */
-  announce: boolean;
-}
-
-export type SettleOutcome = {
-  /** `retry`: pg-boss retries the execution after backoff; `continued`: a new execution carries on the same attempt. */
-  outcome: 'retry' | 'continued' | 'dead';
-  /** The error_history entry written. */
-  entry: AttemptError;
-  seq: number | undefined;
-};
-
-/**
- * Settles an attempt that did not complete, in the caller's transaction: the lease ends, the error is
- * appended to error_history with its kind, and the job either goes back to PENDING or fails for good
- * (FAILED, dead-lettered). A failure spends an attempt: pg-boss retries the execution with backoff. A
- * lost lease spends none: the attempt carries on from its checkpoint in a new continuation execution
- * that keeps the job's remaining retries, and only LONGHAUL_MAX_LEASE_LOSSES lost leases in all
- * dead-letter it (a job that kills every worker it runs on must still end). Returns undefined when
- * the lease was not `token`'s any more (nothing changed).
- */
-export async function settleAttempt(db: Queryable, boss: PgBoss, s: Settlement): Promise<SettleOutcome | undefined> {
-  const { row, attempt } = s;
-  const lost = s.kind === 'lease_lost';
-  const losses = row.lease_losses + (lost ? 1 : 0);
-  const dead = s.final === true || (lost ? losses >= s.maxLeaseLosses : row.attempts >= row.max_attempts);
-  const entry: AttemptError = {
-    kind: s.kind,
-    ...s.error,
-    attempt: row.attempts,
-    ...(lost ? { lease_losses: losses } : {}),
-    at: new Date().toISOString(),
-  };
-  if (!(await releaseLease(db, { jobId: row.id, token: s.token, error: entry, deadLetter: dead, leaseLost: lost })))
-    return undefined;
-  const moved = await transition(db, row.id, dead ? 'FAILED' : 'PENDING', { error: entry, announce: s.announce });
-  if (dead) {
-    const retryLimit =
-      attempt.retryLimit ?? (await boss.getJobById(QUEUES.jobs, attempt.id, { db: bossDb(db) }))?.retryLimit ?? 0;
-    await deadLetterExecution(boss, db, { ...attempt, retryLimit }, row.id, {
-      ...entry,
-      history: [...row.error_history, entry],
-    });
-  } else if (lost) {
-    const next = await sendExecution(boss, db, {
-      jobId: row.id,
-      tenantId: row.tenant_id,
-      retriesLeft: row.max_attempts - row.attempts,
-      attemptsUsed: row.attempts,
-      backoff: s.backoff,
-      continuation: true,
-      priority: row.priority,
-    });
-    await setExecution(db, row.id, next);
-    // A no-op if pg-boss already failed it (its own heartbeat check): its retry then finds the job owned
-    // by the new execution and skips.
-    await completeExecution(boss, db, attempt, { lease_lost: true, continued_by: next });
-  } else await failExecution(boss, db, attempt, entry);
-  return { outcome: dead ? 'dead' : lost ? 'continued' : 'retry', entry, seq: moved?.event_seq };
-}
-
-/**
  * Fails a job for good because of its time limit, in the caller's transaction: `timeout` (it ran past
  * its timeout_seconds) or `expired` (never started by its expires_at). The lease ends (fenced by
  * `token`; null for a caller holding the row locked with no live lease), the error is recorded, and the
@@ -578,15 +470,6 @@ export async function lockTimeLimitedJobs(
   return rows;
 }
 
-/** The error entry of a lease that ran out, naming the worker that held it. */
-export function leaseLostError(owner: string | null): Settlement['error'] {
-  return {
-    message: `worker lost: lease expired (owner ${owner ?? 'unknown'})`,
-    name: 'LeaseExpired',
-    permanent: false,
-  };
-}
-
 /** Names the execution allowed to claim the job next (the row must be locked by the caller's transaction). */
 export async function setExecution(db: Queryable, jobId: string, execution: string): Promise<void> {
   await db.query('UPDATE jobs SET execution_id = $2 WHERE id = $1', [jobId, execution]);
@@ -597,7 +480,7 @@ export async function setExecution(db: Queryable, jobId: string, execution: stri
  * or RUNNING with no lease (handed over at the end of an execution's budget, its next execution queued),
  * for the fair share (src/worker/fair-share.ts). Found through `jobs_active` (status, tenant_id).
  */
-export async function tenantDemand(db: Queryable): Promise<Map<string, TenantDemand>> {
+export async function tenantDemand(db: Queryable): Promise<Map<string, { running: number; waiting: number }>> {
   const { rows } = await db.query<{ tenant_id: string; running: number; waiting: number }>({
     name: 'longhaul_worker_tenant_demand',
     text: `SELECT tenant_id, count(*) FILTER (WHERE status = 'RUNNING' AND lease_token IS NOT NULL)::int AS running,
