@@ -12,7 +12,7 @@ import { JobEventsPublisher } from '../src/jobs/events-publisher.ts';
 import { JOB_EVENTS_CHANNEL } from '../src/jobs/repository.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { createTenant } from '../src/tenants/repository.ts';
-import { writeCheckpoint } from '../src/worker/store.ts';
+import { writeCheckpoint } from '../src/jobs/lifecycle.ts';
 import { launchChromium } from '../test/support/browser.ts';
 import { percentile, type BenchModule, type BenchRow } from './harness.ts';
 import { startChildService, type ChildService } from './support.ts';

@@ -18,7 +18,7 @@ import {
   type JobEvent,
 } from '../src/realtime/events.ts';
 import { createTenant } from '../src/tenants/repository.ts';
-import { writeCheckpoint } from '../src/worker/store.ts';
+import { writeCheckpoint } from '../src/jobs/lifecycle.ts';
 import { insertJob, secondsFromNow } from './support/jobs.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 

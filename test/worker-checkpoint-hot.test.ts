@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant } from '../src/tenants/repository.ts';
-import { renewLease, writeCheckpoint } from '../src/worker/store.ts';
+import { renewLease, writeCheckpoint } from '../src/jobs/lifecycle.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
 let db: TestDatabase;
