@@ -56,6 +56,15 @@ async function lsn(db: pg.Pool): Promise<string> {
   return rows[0]?.l ?? '0/0';
 }
 
+/** Bytes of full-page images between two LSNs: a page's first change after a Postgres checkpoint writes all of it. */
+async function fpiBytes(db: pg.Pool, from: string, to: string): Promise<number> {
+  const { rows } = await db.query<{ b: number }>(
+    'SELECT coalesce(sum(fpi_size), 0)::float8 AS b FROM pg_get_wal_stats($1::pg_lsn, $2::pg_lsn)',
+    [from, to],
+  );
+  return rows[0]?.b ?? Number.NaN;
+}
+
 async function walBytes(db: pg.Pool, from: string): Promise<number> {
   const { rows } = await db.query<{ b: number }>('SELECT (pg_current_wal_lsn() - $1::pg_lsn)::float8 AS b', [from]);
   return rows[0]?.b ?? Number.NaN;
@@ -534,6 +543,9 @@ export const peersBench: BenchModule = {
           await db.query('UPDATE peers_plain SET v = $1 WHERE id = 1', [JSON.stringify({ done: i })]);
         const plainMs = (now() - t0) / CHECKPOINT_STEPS;
         const plainWal = (await walBytes(db, plainFrom)) / CHECKPOINT_STEPS;
+        // A Postgres checkpoint during the job would add the full-page images of every page touched
+        // after it; one just before leaves the job's own pages (each row also says what it was without them).
+        await db.query('CHECKPOINT');
         const cpFrom = await lsn(db);
         const res = await fetch(`${svc.url}/v1/jobs`, {
           method: 'POST',
@@ -556,6 +568,7 @@ export const peersBench: BenchModule = {
         );
         const cpTo = await lsn(db);
         const cpWal = (await walBytes(db, cpFrom)) / CHECKPOINT_STEPS;
+        const cpFpi = (await fpiBytes(db, cpFrom, cpTo)) / CHECKPOINT_STEPS;
         ctx.log(
           `one job of ${CHECKPOINT_STEPS} empty chunks, WAL by relation:\n    ${await walByRelation(db, cpFrom, cpTo)}`,
         );
@@ -577,6 +590,13 @@ export const peersBench: BenchModule = {
             baseline: plainWal,
             target: '≤ 500 B',
             met: cpWal <= 500,
+          },
+          {
+            name: `checkpoint of an empty chunk (one job of ${CHECKPOINT_STEPS}), WAL per step without full-page images`,
+            value: cpWal - cpFpi,
+            unit: 'B',
+            baselineName: 'committed 1-row UPDATE',
+            baseline: plainWal,
           },
         );
       } finally {
