@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
+import type { TracingSettings } from './observability/tracing.ts';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const seconds = (min = 0) => z.coerce.number().min(min);
@@ -16,6 +17,31 @@ const list = z.string().transform((s) =>
     .map((x) => x.trim())
     .filter((x) => x.length > 0),
 );
+/** `key=value,…` as the OTEL_* variables write it (values URL-encoded). */
+const keyValues = z.string().transform((s, ctx) => {
+  const out: Record<string, string> = {};
+  for (const part of s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) {
+      ctx.addIssue({ code: 'custom', message: `"${part}" is not key=value` });
+      return z.NEVER;
+    }
+    out[decodeURIComponent(part.slice(0, eq).trim())] = decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return out;
+});
+/** The samplers of OTEL_TRACES_SAMPLER that longhaul knows. */
+const SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;
 const durationList = z.string().transform((s, ctx) => {
   const out: number[] = [];
   for (const part of s
@@ -264,6 +290,37 @@ const envSchema = z.object({
     .describe(
       '`false` only to measure checkpoint cost: a `report` reads every chunk in one step, CSV writes unsynced, one commit at the end (a crash restarts it).',
     ),
+  OTEL_SDK_DISABLED: bool.default(false).describe('`true` turns tracing off whatever else is set.'),
+  OTEL_TRACES_EXPORTER: z
+    .enum(['otlp', 'none'])
+    .default('otlp')
+    .describe('`otlp`: traces go to the OTLP endpoint, when one is set; `none`: tracing is off.'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z
+    .string()
+    .url()
+    .optional()
+    .describe(
+      'OTLP/HTTP base URL of a collector (`/v1/traces` is appended); traces are sent as OTLP/HTTP JSON. Tracing is off unless this or the next is set.',
+    ),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.string().url().optional().describe('OTLP/HTTP URL for traces, used as is.'),
+  OTEL_EXPORTER_OTLP_HEADERS: keyValues
+    .optional()
+    .describe('Headers sent to the collector, `key=value,…` (values URL-encoded).'),
+  OTEL_EXPORTER_OTLP_TRACES_HEADERS: keyValues.optional().describe('The same for traces only; these win.'),
+  OTEL_SERVICE_NAME: z.string().min(1).default('longhaul').describe('`service.name` of the spans.'),
+  OTEL_RESOURCE_ATTRIBUTES: keyValues.optional().describe('More resource attributes of the spans, `key=value,…`.'),
+  OTEL_TRACES_SAMPLER: z
+    .enum(SAMPLERS)
+    .default('parentbased_always_on')
+    .describe(
+      '`always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off` or `parentbased_traceidratio`.',
+    ),
+  OTEL_TRACES_SAMPLER_ARG: z.coerce
+    .number()
+    .min(0)
+    .max(1)
+    .default(1)
+    .describe('The ratio of the `traceidratio` samplers.'),
   LONGHAUL_SEED_DEFAULT_TENANT: bool.optional().meta({
     description: 'Create the `default` tenant on the first start of an empty database.',
     shownDefault: 'embedded only',
@@ -382,6 +439,8 @@ export interface Config {
   report: { databaseUrl: string | undefined; sources: string[]; chunkSize: number; checkpoints: boolean };
   /** Create a `default` tenant on first start of an empty database (default: only when embedded). */
   seedDefaultTenant: boolean;
+  /** OpenTelemetry tracing from the standard OTEL_* variables; `url` undefined: off. */
+  tracing: TracingSettings;
 }
 
 export interface JsonLimits {
@@ -503,6 +562,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       checkpoints: e.LONGHAUL_REPORT_CHECKPOINTS,
     },
     seedDefaultTenant: e.LONGHAUL_SEED_DEFAULT_TENANT ?? e.DATABASE_URL === undefined,
+    tracing: {
+      url:
+        e.OTEL_SDK_DISABLED || e.OTEL_TRACES_EXPORTER === 'none'
+          ? undefined
+          : (e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
+            (e.OTEL_EXPORTER_OTLP_ENDPOINT === undefined
+              ? undefined
+              : `${e.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces`)),
+      headers: { ...e.OTEL_EXPORTER_OTLP_HEADERS, ...e.OTEL_EXPORTER_OTLP_TRACES_HEADERS },
+      serviceName: e.OTEL_SERVICE_NAME,
+      resourceAttributes: e.OTEL_RESOURCE_ATTRIBUTES ?? {},
+      sampler: e.OTEL_TRACES_SAMPLER,
+      samplerArg: e.OTEL_TRACES_SAMPLER_ARG,
+    },
   };
 }
 

@@ -29,6 +29,7 @@ import { signedWebhookAlertSink } from './webhooks/alert-sink.ts';
 import { Dispatcher } from './webhooks/dispatcher.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
+import { startTracing, type Tracing } from './observability/tracing.ts';
 import { RealtimeHub } from './realtime/hub.ts';
 import { WorkerMonitor } from './worker/monitor.ts';
 import { WorkerRuntime } from './worker/runtime.ts';
@@ -171,6 +172,7 @@ const RESTART_MAX_MS = 2_000;
 export async function startService(opts: ServiceOptions): Promise<Service> {
   const { config, roles, signal } = opts;
   const log = opts.log ?? createLogger(config.logLevel);
+  const tracing = startTracing(config.tracing);
   const db = await openDatabase(config, log);
   const pool = createPool(db.url, config.poolMax);
   const listener = new PgListener({ databaseUrl: db.url, log });
@@ -188,7 +190,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     for (let backoff = RESTART_INITIAL_MS; ; backoff = Math.min(RESTART_MAX_MS, backoff * 2)) {
       await listener.untilConnected(signal);
       try {
-        const service = await startRoles({ config, roles, log, db, pool, listener, http });
+        const service = await startRoles({ config, roles, log, db, pool, listener, http, tracing });
         if (signal?.aborted === true) {
           await service.stop();
           throw signal.reason;
@@ -205,6 +207,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     await listener.stop();
     await pool.end().catch(() => undefined);
     await db.close().catch(() => undefined);
+    await tracing.stop().catch(() => undefined);
     throw err;
   }
 }
@@ -217,11 +220,12 @@ interface Started {
   pool: Pool;
   listener: PgListener;
   http: HttpServer | undefined;
+  tracing: Tracing;
 }
 
 /** One attempt at starting the roles on a database that answered; on failure, undoes what it started. */
 async function startRoles(ctx: Started): Promise<Service> {
-  const { config, roles, log, db, pool, listener, http } = ctx;
+  const { config, roles, log, db, pool, listener, http, tracing } = ctx;
   // Stopped last: every subscriber (hub, worker, dispatcher) unsubscribes first.
   const stopListener = () => listener.stop();
   const stops: Array<() => Promise<void>> = [stopListener];
@@ -237,6 +241,9 @@ async function startRoles(ctx: Started): Promise<Service> {
       // The worker listens on pg-boss's channel through the process's own LISTEN connection; queues
       // created with `notify` announce new jobs whatever this setting, which only opens pg-boss's own.
       useListenNotify: false,
+      // longhaul's own spans cover the enqueue, the execution and its completion; pg-boss's would add a
+      // root trace for every idle fetch of every worker.
+      openTelemetry: { enabled: false },
       // Dead executions (no heartbeat) are found by this pass; keep it well inside the lease time.
       monitorIntervalSeconds: Math.max(1, Math.min(10, Math.floor(config.worker.leaseSeconds / 3))),
       superviseIntervalSeconds: Math.max(1, Math.min(10, Math.floor(config.worker.leaseSeconds / 3))),
@@ -448,6 +455,7 @@ async function startRoles(ctx: Started): Promise<Service> {
           for (const stop of stops) await stop().catch((err: unknown) => log.error({ err }, 'error while stopping'));
           await pool.end().catch(() => undefined);
           await db.close().catch((err: unknown) => log.error({ err }, 'error stopping embedded PostgreSQL'));
+          await tracing.stop().catch((err: unknown) => log.warn({ err }, 'error sending the last spans'));
         })()),
     };
   } catch (err) {

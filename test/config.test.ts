@@ -61,6 +61,14 @@ const DEFAULTS: Config = {
   consoleSessionSeconds: 43200,
   report: { databaseUrl: undefined, sources: ['demo_orders'], chunkSize: 10000, checkpoints: true },
   seedDefaultTenant: true,
+  tracing: {
+    url: undefined,
+    headers: {},
+    serviceName: 'longhaul',
+    resourceAttributes: {},
+    sampler: 'parentbased_always_on',
+    samplerArg: 1,
+  },
 };
 
 const SECRET = 'whsec_' + Buffer.alloc(32, 1).toString('base64');
@@ -144,6 +152,13 @@ describe('configuration', () => {
       LONGHAUL_REPORT_CHUNK_SIZE: '500',
       LONGHAUL_REPORT_CHECKPOINTS: 'false',
       LONGHAUL_SEED_DEFAULT_TENANT: 'yes',
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/',
+      OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20t,x-b=a',
+      OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'x-b=b%20c',
+      OTEL_SERVICE_NAME: 'jobs',
+      OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod',
+      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: '0.25',
     };
     expect(loadConfig(env)).toEqual({
       port: 8080,
@@ -205,6 +220,14 @@ describe('configuration', () => {
         checkpoints: false,
       },
       seedDefaultTenant: true,
+      tracing: {
+        url: 'http://collector:4318/v1/traces',
+        headers: { authorization: 'Bearer t', 'x-b': 'b c' },
+        serviceName: 'jobs',
+        resourceAttributes: { 'deployment.environment': 'prod' },
+        sampler: 'parentbased_traceidratio',
+        samplerArg: 0.25,
+      },
     } satisfies Config);
   });
 

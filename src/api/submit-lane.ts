@@ -25,6 +25,7 @@ import {
 } from './middleware.ts';
 import { acceptJob, acceptedHeaders } from './routes/jobs.ts';
 import { CreateJobSchema } from './schemas.ts';
+import { serverSpan } from '../observability/tracing.ts';
 
 /** Serves the request and returns true, or returns false and leaves it alone. */
 export type NodeLane = (req: IncomingMessage, res: ServerResponse) => boolean;
@@ -51,7 +52,7 @@ export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKey
     res.end(body);
   }
 
-  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<number> {
     const startedMs = performance.now();
     const requestId = requestIdOf(header(req, 'x-request-id'));
     const fields: Record<string, string> = { request_id: requestId };
@@ -100,11 +101,14 @@ export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKey
       { method: 'POST', route: ROUTE, path: ROUTE, status: sentStatus(req, status), startedMs },
       fields,
     );
+    return sentStatus(req, status);
   }
 
   return (req, res) => {
     if (req.method !== 'POST' || !isJobsTarget(req.url)) return false;
-    serve(req, res).catch((err: unknown) => log.error({ err }, 'POST /v1/jobs failed after answering'));
+    serverSpan('POST /v1/jobs', req.headers, { 'http.request.method': 'POST', 'http.route': ROUTE }, () =>
+      serve(req, res),
+    ).catch((err: unknown) => log.error({ err }, 'POST /v1/jobs failed after answering'));
     return true;
   };
 }

@@ -30,6 +30,8 @@ export interface SubmitRequest {
   /** Retry backoff of this job's type, in seconds. */
   backoff: { initialSeconds: number; maxSeconds: number };
   idempotency: IdempotencyRequest | null;
+  /** The trace context of the request (src/observability/tracing.ts), stored with the job. */
+  traceContext?: Json | null;
   /**
    * The tenant has a pending-jobs or submission-rate limit (src/tenants/limits.ts): the job is written in
    * a transaction of its own that checks them, instead of joining the one-statement batch.
@@ -284,8 +286,8 @@ export class JobSubmitter {
         text: `WITH ${REQ_CTE},
            ins AS (${INSERT_JOBS} RETURNING ${JOB_COLUMNS}),
            enq AS (
-             SELECT longhaul_enqueue($17,
-                      (SELECT json_agg(e)::text FROM json_array_elements($18::text::json) e WHERE (e->>'id')::uuid IN (SELECT id FROM ins)),
+             SELECT longhaul_enqueue($18,
+                      (SELECT json_agg(e)::text FROM json_array_elements($19::text::json) e WHERE (e->>'id')::uuid IN (SELECT id FROM ins)),
                       (SELECT count(*)::int FROM ins)) AS n),
            res AS (
              SELECT req.ord, true AS created, NULL::text AS hash, NULL::boolean AS expired, ins.*
@@ -357,6 +359,7 @@ export class JobSubmitter {
       reqs.map((r) => r.expireAfterSeconds ?? null),
       reqs.map((r) => r.scheduleId ?? null),
       this.#ttl,
+      reqs.map((r) => (r.traceContext == null ? null : JSON.stringify(r.traceContext))),
     ];
   }
 
@@ -430,9 +433,9 @@ export class JobSubmitter {
     const { rows: inserted } = await client.query<JobRow>(
       `INSERT INTO jobs (id, tenant_id, type, input, metadata, callback_url, max_attempts,
                          idempotency_key, idempotency_hash, idempotency_expires_at,
-                         scheduled_for, priority, timeout_seconds, expires_at, schedule_id)
+                         scheduled_for, priority, timeout_seconds, expires_at, schedule_id, trace_context)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10),
-               $11, $12, $13, ${EXPIRES_AT_SQL('$11::timestamptz', '$14::int')}, $15)
+               $11, $12, $13, ${EXPIRES_AT_SQL('$11::timestamptz', '$14::int')}, $15, $16)
        RETURNING ${JOB_COLUMNS}`,
       [
         id,
@@ -450,6 +453,7 @@ export class JobSubmitter {
         req.timeoutSeconds ?? null,
         req.expireAfterSeconds ?? null,
         req.scheduleId ?? null,
+        req.traceContext == null ? null : JSON.stringify(req.traceContext),
       ],
     );
     const job = inserted[0];
@@ -504,21 +508,23 @@ const EXPIRES_AT_SQL = (scheduledFor: string, seconds: string) =>
 /** SQLSTATE raised by longhaul_enqueue when pg-boss's statement did not insert every job it was given. */
 const ENQUEUE_MISMATCH = 'LH001';
 
-/** The batch as rows ($1–$15 arrays, one element per request), each keyed request with its advisory lock tried. */
+/** The batch as rows ($1–$15 and $17 arrays, one element per request), each keyed request with its advisory lock tried. */
 const REQ_CTE = `req AS MATERIALIZED (
   SELECT r.*, CASE WHEN r.key IS NULL THEN true ELSE pg_try_advisory_xact_lock(r.lock_id) END AS locked
     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[], $7::int[],
-                $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], $12::int[], $13::int[], $14::int[], $15::uuid[])
+                $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], $12::int[], $13::int[], $14::int[], $15::uuid[],
+                $17::jsonb[])
          WITH ORDINALITY AS r(id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash, lock_id,
-                              scheduled_for, priority, timeout_seconds, expire_after, schedule_id, ord))`;
+                              scheduled_for, priority, timeout_seconds, expire_after, schedule_id, trace_context, ord))`;
 
 /** Inserts every locked request's job whose key is free ($16: the key's lifetime in seconds). */
 const INSERT_JOBS = `INSERT INTO jobs (id, tenant_id, type, input, metadata, callback_url, max_attempts,
                           idempotency_key, idempotency_hash, idempotency_expires_at,
-                          scheduled_for, priority, timeout_seconds, expires_at, schedule_id)
+                          scheduled_for, priority, timeout_seconds, expires_at, schedule_id, trace_context)
   SELECT id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash,
          CASE WHEN key IS NULL THEN NULL ELSE now() + make_interval(secs => $16) END,
-         scheduled_for, priority, timeout_seconds, ${EXPIRES_AT_SQL('scheduled_for', 'expire_after')}, schedule_id
+         scheduled_for, priority, timeout_seconds, ${EXPIRES_AT_SQL('scheduled_for', 'expire_after')}, schedule_id,
+         trace_context
     FROM req WHERE locked
   ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`;
 

@@ -4,6 +4,7 @@
  */
 import { pino, type Logger } from 'pino';
 import { redactSecrets } from './redact.ts';
+import { logIds } from './tracing.ts';
 
 export type { Logger };
 
@@ -35,6 +36,8 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       // Paths cannot reach a credential inside a string (a token in a request path or a URL's query).
       hooks: { streamWrite: redactSecrets },
       timestamp: pino.stdTimeFunctions.isoTime,
+      // A line logged inside a span carries its trace_id and span_id.
+      mixin: logIds,
     },
     destination,
   );

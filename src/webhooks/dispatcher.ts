@@ -22,6 +22,7 @@ import { isConnectionError, isDataException, type Pool } from '../db/pool.ts';
 import type { Alerts } from '../alerts/alerts.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Registry } from '../observability/metrics.ts';
+import { webhookAttemptSpan } from '../observability/tracing.ts';
 import type { CallbackAllowList } from './allowlist.ts';
 import { closeBreaker, openBreaker, takeProbe } from './breaker.ts';
 import { OutcomeWindow } from './breaker-window.ts';
@@ -373,10 +374,18 @@ export class Dispatcher {
             durationMs: 0,
             retryAfterSeconds: undefined,
           }
-        : await this.#sender.send(
-            row.url,
-            webhookHeaders(signer, row.webhook_id, Math.floor(Date.now() / 1000), row.payload),
-            row.payload,
+        : await webhookAttemptSpan(
+            row.trace_context,
+            { url: row.url, deliveryId: row.id, attempt: row.attempts_made + 1 },
+            (traceHeaders) =>
+              this.#sender.send(
+                row.url,
+                {
+                  ...traceHeaders,
+                  ...webhookHeaders(signer, row.webhook_id, Math.floor(Date.now() / 1000), row.payload),
+                },
+                row.payload,
+              ),
           );
     if (this.#abandoned) return;
     const attempt = row.attempts_made + 1;

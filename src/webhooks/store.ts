@@ -1,5 +1,6 @@
 /** SQL of the webhook_deliveries and webhook_attempts tables: claiming, recording, listing, replaying. */
 import type { Queryable } from '../db/pool.ts';
+import type { Json } from '../../packages/sdk/src/index.ts';
 import type { BreakerState } from './breaker.ts';
 import { WEBHOOKS_CHANNEL } from './outbox.ts';
 
@@ -20,6 +21,8 @@ export interface ClaimedDelivery {
   replayed: boolean;
   created_at: Date;
   endpoint_state: BreakerState | null;
+  /** The trace context stored with the job (src/observability/tracing.ts), which the attempt's span continues. */
+  trace_context: Json | null;
   scheme: 'v1' | 'v1a';
   secrets: string[];
   key_ids: string[];
@@ -84,6 +87,7 @@ export async function claimDeliveries(
      RETURNING d.id, d.webhook_id, d.tenant_id, d.job_id, d.url, d.endpoint, d.payload, d.attempts - d.replay_base AS attempts_made,
        d.replay_base > 0 AS replayed, d.created_at,
        (SELECT e.state FROM webhook_endpoints e WHERE e.endpoint = d.endpoint) AS endpoint_state,
+       (SELECT j.trace_context FROM jobs j WHERE j.id = d.job_id) AS trace_context,
        coalesce((SELECT s.scheme FROM webhook_settings s WHERE s.tenant_id = d.tenant_id), 'v1') AS scheme,
        ARRAY(SELECT w.secret FROM webhook_secrets w WHERE w.tenant_id = d.tenant_id AND (w.expires_at IS NULL OR w.expires_at > now())
               ORDER BY w.created_at DESC) AS secrets,

@@ -15,6 +15,8 @@ import { JobEventsPublisher } from '../jobs/events-publisher.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Registry } from '../observability/metrics.ts';
+import { startExecution } from '../observability/tracing.ts';
+import { traceContextOf } from '../jobs/repository.ts';
 import { Claimer } from './claimer.ts';
 import type { ExecutionAttempt, ExecutionData } from './executions.ts';
 import { Fetcher } from './fetcher.ts';
@@ -229,12 +231,20 @@ export class WorkerRuntime {
       const stepLog =
         'log' in claimed ? claimed.log : this.#log.child({ job_id: jobId, type: type.name, attempt: row.attempts });
       log = stepLog;
+      const trace = await startExecution(() => traceContextOf(this.#pool, jobId), {
+        id: jobId,
+        type: type.name,
+        attempt: row.attempts,
+        first: 'row' in started,
+      });
       try {
         if (row.cancel_requested) throw new JobStopped('cancelled');
         // start() already ran for this attempt and threw: that is the attempt's outcome.
         if ('error' in started && row.checkpoint_at === null) throw started.error;
-        await this.#steps.run(row, type, token, attempt, controller.signal, stepLog);
+        await trace.run(() => this.#steps.run(row, type, token, attempt, controller.signal, stepLog));
+        trace.end();
       } catch (err) {
+        trace.end(err);
         await this.#settler.onStop(err, controller.signal, { row, type, token, attempt, log: stepLog });
       }
     } finally {

@@ -8,6 +8,7 @@
 import type { Pool, Queryable } from '../db/pool.ts';
 import type { JobEventsPublisher } from '../jobs/events-publisher.ts';
 import type { Logger } from '../observability/logger.ts';
+import { completionSpan, countOnExecution } from '../observability/tracing.ts';
 import {
   DEFAULT_CHUNK_SIZE,
   type AnyJobType,
@@ -121,6 +122,7 @@ export class StepRunner {
       }
       if (seq === undefined) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
       this.#metrics.checkpoint.observe({ type: type.name }, (performance.now() - t0) / 1000);
+      countOnExecution('checkpoint', (performance.now() - t0) / 1000);
       this.#events.publish(row.id, seq);
     };
 
@@ -185,13 +187,14 @@ export class StepRunner {
         }
         // Awaited below (before finish, or by the checkpoint); until then a failure must not count as unhandled.
         r.durable?.catch(() => undefined);
+        countOnExecution('chunk');
         await stopIfAborted();
         if (r.done) {
           await settle(0);
           await r.durable;
           const result = await def.finish(ctx, r.state);
           signal.throwIfAborted();
-          await this.#settler.complete(tx, row, token, attempt, r, result);
+          await completionSpan(() => this.#settler.complete(tx, row, token, attempt, r, result));
           this.#metrics.steps.inc({ type: type.name, outcome: 'finish' });
           log.info('job completed');
           return;

@@ -10,6 +10,7 @@ import { callbackUrlProblem, type CallbackAllowList } from '../../webhooks/allow
 import type { Tenant } from '../../tenants/repository.ts';
 import type { Verdict } from '../../tenants/limits.ts';
 import { rateLimitHeaders } from '../rate-limit.ts';
+import { currentContext } from '../../observability/tracing.ts';
 import type { App, AppDeps } from '../context.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { ApiError, fieldErrors, type FieldError } from '../errors.ts';
@@ -344,6 +345,7 @@ export async function acceptJob(
     idempotency,
     limited: (await deps.limitedTenants?.has(tenant.id)) ?? false,
     ...timing,
+    traceContext: currentContext(),
   });
   switch (outcome.kind) {
     case 'in-flight':
