@@ -13,6 +13,7 @@ import { realtimeBench } from './realtime.ts';
 import { reportBench } from './report.ts';
 import { schedulingBench } from './scheduling.ts';
 import { workerBench } from './worker.ts';
+import { observabilityBench } from './observability.ts';
 import { webhooksBench } from './webhooks.ts';
 
 /** Every benchmark, in the order the issues were written. */
@@ -26,6 +27,7 @@ const MODULES: Array<[string, BenchModule]> = [
   ['console', consoleBench],
   ['fairness', fairnessBench],
   ['scheduling', schedulingBench],
+  ['observability', observabilityBench],
 ];
 
 function fmt(n: number | undefined): string {

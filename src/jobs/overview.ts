@@ -161,8 +161,11 @@ export async function queueFigures(db: Queryable, types: readonly string[]): Pro
     }
     estimated[status] = true;
   }
+  // The first due job in the jobs_active index's order: a job delayed into the future is not waiting yet.
   const { rows: oldest } = await db.query<{ waited: number | null }>(
-    `SELECT extract(epoch FROM now() - min(updated_at))::float8 AS waited FROM jobs WHERE status = 'PENDING'`,
+    `SELECT extract(epoch FROM now() - greatest(updated_at, scheduled_for))::float8 AS waited FROM jobs
+      WHERE status = 'PENDING' AND (scheduled_for IS NULL OR scheduled_for <= now())
+      ORDER BY updated_at LIMIT 1`,
   );
   const deadJobs = await cappedCount(
     db,
