@@ -4,7 +4,6 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import type { TracingSettings } from './observability/tracing.ts';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const seconds = (min = 0) => z.coerce.number().min(min);
@@ -441,6 +440,24 @@ export interface Config {
   seedDefaultTenant: boolean;
   /** OpenTelemetry tracing from the standard OTEL_* variables; `url` undefined: off. */
   tracing: TracingSettings;
+}
+
+/** OpenTelemetry tracing, from the standard OTEL_* variables (src/observability/tracing.ts). */
+export interface TracingSettings {
+  /** Where spans are sent (OTLP over HTTP, JSON); undefined: tracing is off. */
+  url: string | undefined;
+  headers: Record<string, string>;
+  serviceName: string;
+  resourceAttributes: Record<string, string>;
+  sampler:
+    | 'always_on'
+    | 'always_off'
+    | 'traceidratio'
+    | 'parentbased_always_on'
+    | 'parentbased_always_off'
+    | 'parentbased_traceidratio';
+  /** The ratio of the `traceidratio` samplers. */
+  samplerArg: number;
 }
 
 export interface JsonLimits {
