@@ -31,7 +31,8 @@ export const rooms = {
 
 /** Bottom first. A room imports only rooms of lower layers; rooms of one layer do not import each other. */
 export const layers = [
-  ['config', 'observability', 'sdk', 'client'],
+  ['config'],
+  ['observability', 'sdk', 'client'],
   ['db'],
   ['periodic', 'tokens', 'tenants', 'alerts'],
   ['webhooks', 'storage'],

@@ -31,23 +31,7 @@ import {
   TracerProvider,
   type Sampler,
 } from '@opentelemetry/sdk-trace';
-
-export interface TracingSettings {
-  /** Where spans are sent (OTLP over HTTP, JSON); undefined: tracing is off. */
-  url: string | undefined;
-  headers: Record<string, string>;
-  serviceName: string;
-  resourceAttributes: Record<string, string>;
-  sampler:
-    | 'always_on'
-    | 'always_off'
-    | 'traceidratio'
-    | 'parentbased_always_on'
-    | 'parentbased_always_off'
-    | 'parentbased_traceidratio';
-  /** The ratio of the `traceidratio` samplers. */
-  samplerArg: number;
-}
+import type { TracingSettings } from '../config.ts';
 
 /** The trace context stored with a job (jobs.trace_context): the W3C headers of the span that created it. */
 export type StoredContext = { traceparent: string; tracestate?: string };
