@@ -51,6 +51,20 @@ function nameTaken(err: unknown, name: string): unknown {
     : err;
 }
 
+/** A schedule's definition as the parameters $2..$9 of both the INSERT and the UPDATE. */
+function definitionParams(s: ScheduleSpec): unknown[] {
+  return [
+    s.name,
+    s.cron,
+    s.timezone,
+    s.job.type,
+    JSON.stringify(s.job.input),
+    s.job.metadata === null ? null : JSON.stringify(s.job.metadata),
+    s.job.callback_url,
+    s.overlap,
+  ];
+}
+
 export async function createSchedule(
   db: Queryable,
   tenantId: string,
@@ -62,19 +76,7 @@ export async function createSchedule(
     const { rows } = await db.query<ScheduleRow>(
       `INSERT INTO schedules (id, tenant_id, name, cron, timezone, job_type, job_input, job_metadata, callback_url, overlap, next_fire_at)
        VALUES ($11, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${COLUMNS}`,
-      [
-        tenantId,
-        s.name,
-        s.cron,
-        s.timezone,
-        s.job.type,
-        JSON.stringify(s.job.input),
-        s.job.metadata === null ? null : JSON.stringify(s.job.metadata),
-        s.job.callback_url,
-        s.overlap,
-        nextFireAt,
-        id,
-      ],
+      [tenantId, ...definitionParams(s), nextFireAt, id],
     );
     const row = rows[0];
     if (row === undefined) throw new Error('schedule insert returned no row');
@@ -136,19 +138,7 @@ export async function updateSchedule(
       `UPDATE schedules SET name = $2, cron = $3, timezone = $4, job_type = $5, job_input = $6, job_metadata = $7,
               callback_url = $8, overlap = $9, paused_at = $10, next_fire_at = $11, updated_at = now()
         WHERE id = $1 RETURNING ${COLUMNS}`,
-      [
-        id,
-        s.name,
-        s.cron,
-        s.timezone,
-        s.job.type,
-        JSON.stringify(s.job.input),
-        s.job.metadata === null ? null : JSON.stringify(s.job.metadata),
-        s.job.callback_url,
-        s.overlap,
-        pausedAt,
-        nextFireAt,
-      ],
+      [id, ...definitionParams(s), pausedAt, nextFireAt],
     );
     const row = rows[0];
     if (row === undefined) throw new Error('schedule update returned no row');
