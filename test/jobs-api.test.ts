@@ -2,6 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { transition } from '../src/jobs/repository.ts';
 import { JOB_STATUSES, type JobStatus } from '../src/jobs/state.ts';
+import { insertJob } from './support/jobs.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { FIXTURE_TYPES, waitFor } from './support/worker.ts';
 
@@ -165,10 +166,7 @@ describe('Idempotency-Key', () => {
     const other = await startTestService({ db: t.db });
     try {
       await holder.query('BEGIN');
-      await holder.query(
-        `INSERT INTO jobs (id, tenant_id, type, input, max_attempts, idempotency_key) VALUES ($1, $2, 'synthetic', '{}', 1, $3)`,
-        [crypto.randomUUID(), t.tenant.id, key],
-      );
+      await insertJob(holder, t.tenant.id, { max_attempts: 1, idempotency_key: key });
       const holderPid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
       const first = send(t);
       first.catch(() => undefined); // awaited below; a failure before then must not go unhandled

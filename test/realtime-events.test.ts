@@ -19,7 +19,7 @@ import {
 } from '../src/realtime/events.ts';
 import { createTenant } from '../src/tenants/repository.ts';
 import { writeCheckpoint } from '../src/jobs/lifecycle.ts';
-import { insertJob, secondsFromNow } from './support/jobs.ts';
+import { insertJob, leasedTo } from './support/jobs.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
 let db: TestDatabase;
@@ -57,13 +57,7 @@ it('reads status events in order and the newest progress only once no status eve
 it('reads a checkpoint’s progress from the jobs row: every status after a position and the newest progress', async () => {
   const tenant = await createTenant(pool, 'progress-row');
   const token = randomUUID();
-  const id = await insertJob(pool, tenant.id, {
-    status: 'RUNNING',
-    event_seq: 1,
-    lease_token: token,
-    lease_expires_at: secondsFromNow(60),
-    checkpoint_at: new Date(),
-  });
+  const id = await insertJob(pool, tenant.id, { ...leasedTo(token), event_seq: 1, checkpoint_at: new Date() });
   await pool.query(
     `INSERT INTO job_events (job_id, seq, kind, data) VALUES ($1, 1, 'status', '{"status": "RUNNING"}')`,
     [id],

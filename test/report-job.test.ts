@@ -20,6 +20,7 @@ import { LocalStorage } from '../src/storage/local.ts';
 import { createTenant, type CreatedTenant } from '../src/tenants/repository.ts';
 import type { Json } from '../packages/sdk/src/index.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
+import { insertJob } from './support/jobs.ts';
 import { readPdf } from './support/pdf.ts';
 
 const ROWS = 23_456;
@@ -52,13 +53,8 @@ afterAll(async () => {
 
 type ReportType = ReturnType<typeof createReportJobType>;
 
-async function newJob(input: Json): Promise<string> {
-  const { rows } = await pool.query<{ id: string }>(
-    `INSERT INTO jobs (id, tenant_id, type, input, max_attempts) VALUES (gen_random_uuid(), $1, 'report', $2, 3) RETURNING id`,
-    [tenant.id, JSON.stringify(input)],
-  );
-  return rows[0]?.id ?? '';
-}
+const newJob = (input: Json): Promise<string> =>
+  insertJob(pool, tenant.id, { type: 'report', input: JSON.stringify(input) });
 
 /**
  * Runs a report the way the runtime does: start, then each chunk in a transaction that also saves the

@@ -19,6 +19,7 @@ import { CallbackAllowList } from '../src/webhooks/allowlist.ts';
 import { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { claimDeliveries, recordAttempts, type AttemptRecord } from '../src/webhooks/store.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
+import { insertJob } from './support/jobs.ts';
 import { runLonghaul } from './support/process.ts';
 import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
 
@@ -59,11 +60,7 @@ it('loses no delivery when the dispatcher is killed with kill -9 mid-delivery', 
   );
   const ids: string[] = [];
   for (let i = 0; i < DELIVERIES; i++) {
-    const { rows } = await pool.query<{ id: string }>(
-      `INSERT INTO jobs (id, tenant_id, type, input, callback_url, max_attempts) VALUES (gen_random_uuid(), $1, 'synthetic', '{}', $2, 1) RETURNING id`,
-      [tenant.id, `${rx.url}/hook`],
-    );
-    const id = rows[0]?.id ?? '';
+    const id = await insertJob(pool, tenant.id, { callback_url: `${rx.url}/hook`, max_attempts: 1 });
     await transition(pool, id, 'CANCELLED');
     ids.push(id);
   }
@@ -123,11 +120,11 @@ it('loses no delivery when the dispatcher is killed with kill -9 mid-delivery', 
 });
 
 it('records the live claim once when a batch also holds the result of its expired claim', async () => {
-  const { rows } = await pool.query<{ id: string }>(
-    `INSERT INTO jobs (id, tenant_id, type, input, callback_url, max_attempts) VALUES (gen_random_uuid(), $1, 'synthetic', '{}', $2, 1) RETURNING id`,
-    [tenant.id, `${rx.url}/stale`],
+  await transition(
+    pool,
+    await insertJob(pool, tenant.id, { callback_url: `${rx.url}/stale`, max_attempts: 1 }),
+    'CANCELLED',
   );
-  await transition(pool, rows[0]?.id ?? '', 'CANCELLED');
   const stale = randomUUID();
   const [claimed] = await claimDeliveries(pool, {
     token: stale,

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant } from '../src/tenants/repository.ts';
 import { renewLease, writeCheckpoint } from '../src/jobs/lifecycle.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
+import { insertJob, leasedTo } from './support/jobs.ts';
 
 let db: TestDatabase;
 let pool: pg.Pool;
@@ -52,11 +53,8 @@ describe('checkpoint writes', () => {
   it('a checkpoint and a lease renewal are HOT updates of the jobs row', async () => {
     const id = randomUUID();
     const token = randomUUID();
-    await pool.query(
-      `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts, lease_token, lease_expires_at, event_seq, checkpoint_at, started_at)
-       VALUES ($1, $2, 'synthetic', 'RUNNING', '{}', 3, $3, now() + interval '1 minute', 2, now(), now())`,
-      [id, tenantId, token],
-    );
+    const now = new Date();
+    await insertJob(pool, tenantId, { id, ...leasedTo(token), event_seq: 2, checkpoint_at: now, started_at: now });
     const checkpoint = await updatesBy(async (c) => {
       const seq = await writeCheckpoint(c, {
         jobId: id,

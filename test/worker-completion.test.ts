@@ -19,6 +19,7 @@ import {
   type CompleteWithCheckpoint,
 } from '../src/jobs/lifecycle.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
+import { insertJob, leasedTo } from './support/jobs.ts';
 
 let db: TestDatabase;
 let pool: pg.Pool;
@@ -49,11 +50,7 @@ async function runningJobs(
   for (let i = 0; i < n; i++) {
     const id = randomUUID();
     const token = randomUUID();
-    await pool.query(
-      `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts, lease_token, lease_expires_at, event_seq)
-       VALUES ($1, $2, 'synthetic', 'RUNNING', '{}', 3, $3, now() + interval '1 minute', 2)`,
-      [id, tenantId, token],
-    );
+    await insertJob(pool, tenantId, { id, ...leasedTo(token), event_seq: 2 });
     await boss.send(QUEUES.jobs, { jobId: id } satisfies ExecutionData, { id });
     jobs.push({
       jobId: id,

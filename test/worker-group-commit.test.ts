@@ -10,6 +10,7 @@ import { createTenant } from '../src/tenants/repository.ts';
 import type { CheckpointWrite } from '../src/jobs/lifecycle.ts';
 import { checkpointGroup } from '../src/worker/checkpoint-group.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
+import { insertJob, leasedTo } from './support/jobs.ts';
 
 let db: TestDatabase;
 let pool: pg.Pool;
@@ -30,11 +31,7 @@ describe('checkpoint group commit', () => {
     const id = randomUUID();
     const stale = randomUUID();
     const current = randomUUID();
-    await pool.query(
-      `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts, lease_token, lease_expires_at, event_seq, checkpoint_at)
-       VALUES ($1, $2, 'synthetic', 'RUNNING', '{}', 3, $3, now() + interval '1 minute', 2, now())`,
-      [id, tenantId, current],
-    );
+    await insertJob(pool, tenantId, { id, ...leasedTo(current), event_seq: 2, checkpoint_at: new Date() });
     const group = checkpointGroup(pool);
     const w = (token: string, cursor: number): CheckpointWrite => ({
       jobId: id,

@@ -3,11 +3,11 @@
  * type's module) does not stay PENDING, or RUNNING with no lease, once its last execution is spent: it
  * fails for good with the reason in its error history, and is listed as a dead letter for replay.
  */
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { withTransaction } from '../src/db/pool.ts';
 import { DEFAULT_BACKOFF } from '../packages/sdk/src/index.ts';
 import { sendExecution } from '../src/worker/executions.ts';
+import { insertJob } from './support/jobs.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { waitFor } from './support/worker.ts';
 
@@ -18,13 +18,18 @@ beforeAll(async () => {
 afterAll(async () => t.stop());
 
 it('fails and dead-letters a RUNNING job with no lease whose last execution meets no worker that knows its type', async () => {
-  const id = randomUUID();
   // As a job is after handing over at the end of an execution budget: RUNNING, checkpointed, no lease.
-  await t.service.pool.query(
-    `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts, attempts, checkpoint_cursor, checkpoint_state, checkpoint_at, started_at)
-     VALUES ($1, $2, 'not-deployed-here', 'RUNNING', '{}', 1, 1, '3', '{}', now(), now())`,
-    [id, t.tenant.id],
-  );
+  const now = new Date();
+  const id = await insertJob(t.service.pool, t.tenant.id, {
+    type: 'not-deployed-here',
+    status: 'RUNNING',
+    max_attempts: 1,
+    attempts: 1,
+    checkpoint_cursor: 3,
+    checkpoint_state: {},
+    checkpoint_at: now,
+    started_at: now,
+  });
   await withTransaction(t.service.pool, async (c) => {
     const next = await sendExecution(t.service.boss, c, {
       jobId: id,

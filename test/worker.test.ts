@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { WorkerMonitor } from '../src/worker/monitor.ts';
 import { DEFAULT_BACKOFF } from '../packages/sdk/src/index.ts';
+import { insertJob, secondsFromNow } from './support/jobs.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { FIXTURE_TYPES, waitFor } from './support/worker.ts';
 
@@ -292,13 +293,24 @@ describe('worker runtime', () => {
     const ids = [randomUUID(), randomUUID()];
     for (const id of ids) {
       // A job that failed for good after its first checkpoint (as the worker leaves one).
-      await t.service.pool.query(
-        `INSERT INTO jobs (id, tenant_id, type, status, input, max_attempts, attempts, total, checkpoint_cursor, checkpoint_state, checkpoint_at,
-                           dead_lettered_at, finished_at, error, error_history, event_seq)
-         VALUES ($1, $2, 'single', 'FAILED', '{"chunks": 3, "chunk_ms": 300}', 1, 1, 3, '0', '{"sum": 0}', now(),
-                 now(), now(), '{"message": "x"}', '[{"message": "x"}]', 3)`,
-        [id, t.tenant.id],
-      );
+      const now = new Date();
+      await insertJob(t.service.pool, t.tenant.id, {
+        id,
+        type: 'single',
+        status: 'FAILED',
+        input: { chunks: 3, chunk_ms: 300 },
+        max_attempts: 1,
+        attempts: 1,
+        total: 3,
+        checkpoint_cursor: 0,
+        checkpoint_state: { sum: 0 },
+        checkpoint_at: now,
+        dead_lettered_at: now,
+        finished_at: now,
+        error: { message: 'x' },
+        error_history: [{ message: 'x' }],
+        event_seq: 3,
+      });
     }
     const res = await t.api('/v1/dead-letters/replay', {
       method: 'POST',
@@ -345,16 +357,13 @@ describe('worker runtime', () => {
       log: t.service.log,
       options: { intervalSeconds: 60, leaseSeconds: 2, pendingAlertSeconds: 30, maxLeaseLosses: 10 },
     });
-    const { rows } = await t.service.pool.query<{ id: string }>(
-      `INSERT INTO jobs (id, tenant_id, type, input, max_attempts, updated_at) VALUES (gen_random_uuid(), $1, 'synthetic', '{}', 1, now() - interval '1 hour') RETURNING id`,
-      [t.tenant.id],
-    );
+    const id = await insertJob(t.service.pool, t.tenant.id, { max_attempts: 1, updated_at: secondsFromNow(-3600) });
     const seen: string[] = [];
     t.service.alerts.addSink({ name: 'test', send: async (e) => void seen.push(`${e.state}:${e.key}`) });
     await monitor.checkAlerts();
     await monitor.checkAlerts();
     expect(seen.filter((s) => s === 'raised:jobs-pending')).toHaveLength(1);
-    await t.service.pool.query(`UPDATE jobs SET status = 'CANCELLED' WHERE id = $1`, [rows[0]?.id]);
+    await t.service.pool.query(`UPDATE jobs SET status = 'CANCELLED' WHERE id = $1`, [id]);
     await monitor.checkAlerts();
     expect(seen.filter((s) => s === 'cleared:jobs-pending')).toHaveLength(1);
   });
