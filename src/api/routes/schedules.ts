@@ -4,6 +4,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { withTransaction } from '../../db/pool.ts';
 import type { Json } from '../../../packages/sdk/src/index.ts';
 import { cronProblem, nextOccurrence } from '../../schedules/cron.ts';
+import { setSchedulePaused } from '../../schedules/pause.ts';
 import {
   createSchedule,
   deleteSchedule,
@@ -272,19 +273,11 @@ export function registerScheduleRoutes(app: App, deps: AppDeps, allow: CallbackA
     return c.body(null, 204);
   });
 
-  const setPaused = (paused: boolean) => async (tenantId: string, id: string) =>
-    withTransaction(pool, async (client) => {
-      const current = await lockSchedule(client, tenantId, id);
-      if (current === undefined) throw notFound(id);
-      if ((current.paused_at !== null) === paused) return current;
-      return updateSchedule(
-        client,
-        id,
-        current,
-        paused ? new Date() : null,
-        paused ? null : nextOccurrence(current.cron, current.timezone, id, new Date()),
-      );
-    });
+  const setPaused = (paused: boolean) => async (tenantId: string, id: string) => {
+    const row = await setSchedulePaused(pool, tenantId, id, paused);
+    if (row === undefined) throw notFound(id);
+    return row;
+  };
   const pause = setPaused(true);
   const resume = setPaused(false);
 
