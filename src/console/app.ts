@@ -15,6 +15,7 @@ import { registerDeadLetterPages } from './pages/dead-letters.ts';
 import { registerEndpointPages } from './pages/endpoints.ts';
 import { registerJobPages } from './pages/jobs.ts';
 import { registerOverviewPage } from './pages/overview.ts';
+import { registerSchedulePages } from './pages/schedules.ts';
 import { registerTenantPages } from './pages/tenants.ts';
 import { registerWorkerPages } from './pages/workers.ts';
 import { csrfOk, endSession, sameOrigin, sessionOf, signIn, startSession } from './session.ts';
@@ -109,6 +110,7 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
   registerJobPages(app, deps);
   registerDeadLetterPages(app, deps);
   registerEndpointPages(app, deps);
+  registerSchedulePages(app, deps);
   registerWorkerPages(app, deps);
   registerTenantPages(app, deps);
 

@@ -25,6 +25,7 @@ const NAV: Array<{ href: string; label: string; admin?: boolean }> = [
   { href: '/console/jobs', label: 'Jobs' },
   { href: '/console/dead-letters', label: 'Dead letters' },
   { href: '/console/endpoints', label: 'Webhook endpoints' },
+  { href: '/console/schedules', label: 'Schedules' },
   { href: '/console/workers', label: 'Workers' },
   { href: '/console/tenants', label: 'Tenants', admin: true },
 ];
@@ -45,6 +46,10 @@ export const NOTICES: Record<string, string> = {
   'key-revoked': 'The API key was revoked.',
   'secret-rotated': 'The webhook secret was rotated.',
   'endpoint-enabled': 'The endpoint is enabled: its waiting deliveries are being sent.',
+  'schedule-paused': 'The schedule was paused: it creates no job until it is resumed.',
+  'schedule-resumed': 'The schedule was resumed: it fires at its next occurrence.',
+  'limits-changed': "The tenant's limits were changed.",
+  'limits-unchanged': 'The limits were as given; nothing was changed.',
 };
 
 export function page(

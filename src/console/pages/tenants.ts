@@ -1,6 +1,8 @@
 /** Tenants and keys (admin only): tenants, their named API keys, key revocation, webhook secret rotation. */
 import { html } from 'hono/html';
 import { ApiError } from '../../api/errors.ts';
+import { TenantLimitsPatchSchema } from '../../api/schemas.ts';
+import { getLimits, setLimits, type LimitsPatch } from '../../tenants/limits.ts';
 import {
   createApiKey,
   createTenant,
@@ -26,6 +28,33 @@ const nameOf = (v: string | undefined, what: string): string => {
   if (name.length < 1 || name.length > 200) throw new ApiError('bad-request', `${what} must be 1 to 200 characters`);
   return name;
 };
+
+/** A whole number from a form field; an empty field is null (no limit). */
+function countOf(v: string | undefined, label: string): number | null {
+  const text = (v ?? '').trim();
+  if (text === '') return null;
+  if (!/^\d{1,10}$/.test(text)) throw new ApiError('bad-request', `${label} must be a whole number, or empty for none`);
+  return Number(text);
+}
+
+/** The limits form, read whole (every field is shown, so an empty one lifts its limit) and checked as the admin API checks it. */
+async function limitsOf(c: ConsoleContext): Promise<LimitsPatch> {
+  const form = await formOf(c);
+  const rate = countOf(form.one('rate_limit'), 'Submissions per window');
+  const window = countOf(form.one('rate_window_seconds'), 'Window (seconds)');
+  if ((rate === null) !== (window === null))
+    throw new ApiError('bad-request', 'a submission rate needs both the submissions per window and the window');
+  const parsed = TenantLimitsPatchSchema.safeParse({
+    max_running_jobs: countOf(form.one('max_running_jobs'), 'Running jobs at once'),
+    max_pending_jobs: countOf(form.one('max_pending_jobs'), 'Pending jobs at most'),
+    submission_rate: rate === null || window === null ? null : { limit: rate, window_seconds: window },
+  });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ApiError('bad-request', `${issue?.path.join('.') ?? 'limits'}: ${issue?.message ?? 'not valid'}`);
+  }
+  return parsed.data;
+}
 
 export function registerTenantPages(app: ConsoleApp, deps: ConsoleDeps): void {
   const { pool, config } = deps;
@@ -68,6 +97,19 @@ export function registerTenantPages(app: ConsoleApp, deps: ConsoleDeps): void {
     if (tenant === undefined) throw new ApiError('not-found', `no tenant with id ${id}`);
     const session = c.get('session');
     const keys = (await listApiKeys(pool, id)) ?? [];
+    const limits = await getLimits(pool, id);
+    const field = (name: string, label: string, value: number | null | undefined, hint: string, min: number) =>
+      html`<label for="l-${name}">${label}</label
+        ><input
+          id="l-${name}"
+          name="${name}"
+          type="number"
+          inputmode="numeric"
+          min="${min}"
+          step="1"
+          value="${value ?? ''}"
+          placeholder="${hint}"
+        />`;
     const body = html`<p>Tenant <code>${tenant.id}</code>, created ${when(tenant.created_at)}.</p>
       <section aria-labelledby="h-keys">
         <h2 id="h-keys">API keys</h2>
@@ -102,6 +144,26 @@ export function registerTenantPages(app: ConsoleApp, deps: ConsoleDeps): void {
           ${hidden('csrf', session.csrf)}
           <label for="k-name">New key name</label><input id="k-name" name="name" required maxlength="200" />
           <button type="submit">Create key</button>
+        </form>
+      </section>
+      <section aria-labelledby="h-limits">
+        <h2 id="h-limits">Limits</h2>
+        <p>
+          Past the pending or rate limit, <code>POST /v1/jobs</code> answers 429. An empty field lifts its limit. Last
+          changed ${when(limits?.updated_at)}.
+        </p>
+        <form
+          method="post"
+          action="/console/tenants/${id}/limits"
+          class="inline"
+          data-confirm="Change the limits of ${tenant.name}?"
+        >
+          ${hidden('csrf', session.csrf)}
+          ${field('max_running_jobs', 'Running jobs at once', limits?.max_running_jobs, config.worker.tenantConcurrency === undefined ? 'a fair share' : `default ${config.worker.tenantConcurrency}`, 1)}
+          ${field('max_pending_jobs', 'Pending jobs at most', limits?.max_pending_jobs, 'no limit', 0)}
+          ${field('rate_limit', 'Submissions per window', limits?.submission_rate?.limit, 'no limit', 1)}
+          ${field('rate_window_seconds', 'Window (seconds)', limits?.submission_rate?.window_seconds, 'no limit', 1)}
+          <button type="submit">Save limits</button>
         </form>
       </section>
       <section aria-labelledby="h-secret">
@@ -157,6 +219,23 @@ export function registerTenantPages(app: ConsoleApp, deps: ConsoleDeps): void {
     if ((await revokeApiKey(pool, id, key)) === undefined) throw new ApiError('not-found', `no key with id ${key}`);
     c.get('log').info({ tenant_id: id, key_id: key }, 'console: API key revoked');
     return done(c, `/console/tenants/${id}`, 'key-revoked');
+  });
+
+  app.post('/console/tenants/:id/limits', async (c) => {
+    adminOnly(c);
+    const id = pathId(c, 'id', 'tenant');
+    const form = await limitsOf(c);
+    const current = await getLimits(pool, id);
+    if (current === undefined) throw new ApiError('not-found', `no tenant with id ${id}`);
+    // Only what changed is written: saving an unchanged rate must not refill its bucket.
+    const patch = Object.fromEntries(
+      Object.entries(form).filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(current[k as keyof LimitsPatch])),
+    ) as LimitsPatch;
+    if (Object.keys(patch).length === 0) return done(c, `/console/tenants/${id}`, 'limits-unchanged');
+    if ((await setLimits(pool, id, patch)) === undefined) throw new ApiError('not-found', `no tenant with id ${id}`);
+    await deps.limitedTenants?.refresh();
+    c.get('log').info({ tenant_id: id, limits: patch }, 'console: tenant limits changed');
+    return done(c, `/console/tenants/${id}`, 'limits-changed');
   });
 
   app.post('/console/tenants/:id/webhook-secret', async (c) => {
