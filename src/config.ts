@@ -106,6 +106,11 @@ const envSchema = z.object({
     description: 'Interface the metrics port listens on.',
     shownDefault: '`HOST`',
   }),
+  LONGHAUL_METRICS_REFRESH_SECONDS: seconds(0)
+    .default(10)
+    .describe(
+      'How often the gauges read from the database (jobs by status, dead letters, workers, breakers, alerts) are read again in the background; scrapes serve the last read (`0`: every scrape reads).',
+    ),
   LONGHAUL_METRICS_TENANT_LABELS: bool
     .default(false)
     .describe(
@@ -368,7 +373,14 @@ export interface Config {
    * `/metrics`: the bearer token it requires, the port and interface it is served on instead of the
    * API's (undefined: on the API port), and whether series may carry tenants' data as labels.
    */
-  metrics: { token: string | undefined; port: number | undefined; host: string; tenantLabels: boolean };
+  metrics: {
+    token: string | undefined;
+    port: number | undefined;
+    host: string;
+    tenantLabels: boolean;
+    /** Seconds between background reads of the database gauges (0: each scrape reads). */
+    refreshSeconds: number;
+  };
   /** Base URL used in links the service hands out (Location, signed download URLs). */
   publicUrl: string;
   bodyLimitBytes: number;
@@ -508,6 +520,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       port: e.LONGHAUL_METRICS_PORT,
       host: e.LONGHAUL_METRICS_HOST ?? e.HOST,
       tenantLabels: e.LONGHAUL_METRICS_TENANT_LABELS,
+      refreshSeconds: e.LONGHAUL_METRICS_REFRESH_SECONDS,
     },
     publicUrl: (e.LONGHAUL_PUBLIC_URL ?? `http://${e.HOST === '0.0.0.0' ? '127.0.0.1' : e.HOST}:${e.PORT}`).replace(
       /\/$/,

@@ -271,7 +271,8 @@ async function startRoles(ctx: Started): Promise<Service> {
     const registry = await builtInJobTypes(config, { databaseUrl: db.url, pool, storage });
     await seedDefaultTenant(pool, config, db);
     // Each attempt its own registry: a failed attempt's metrics (gauges on its pool's queries) go with it.
-    const metrics = createMetrics();
+    const metrics = createMetrics({ refreshSeconds: config.metrics.refreshSeconds });
+    stops.unshift(async () => metrics.stop());
     let metricsUrl: string | undefined;
     registerJobGauges(metrics.registry, pool, registry.names());
     registerWorkerGauges(metrics.registry, pool, config.worker.leaseSeconds);

@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/observability/logger.ts';
+import { createMetrics, type Registry } from '../src/observability/metrics.ts';
+import { registerJobGauges } from '../src/jobs/metrics.ts';
 import { startService, type Service } from '../src/service.ts';
 import { startReceiver, type Receiver } from './support/receiver.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -49,6 +51,8 @@ beforeAll(async () => {
       LONGHAUL_METRICS_PORT: '0',
       LONGHAUL_METRICS_HOST: '127.0.0.1',
       LONGHAUL_CALLBACK_ALLOW: '127.0.0.1',
+      // Read again in the background this often: the checks below wait for the figures they expect.
+      LONGHAUL_METRICS_REFRESH_SECONDS: '0.5',
     },
   });
 });
@@ -75,7 +79,10 @@ describe('/metrics on its own port', () => {
 describe('queue gauges', () => {
   it('counts pending jobs by type exactly, with the age of the oldest, and no worker online', async () => {
     for (let i = 0; i < 3; i++) await submit({ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } });
-    const text = await metrics();
+    const text = await waitFor('the pending jobs in the gauges', async () => {
+      const m = await metrics();
+      return value(m, 'longhaul_jobs{status="PENDING",type="synthetic"}') === 3 ? m : undefined;
+    });
     expect(value(text, 'longhaul_jobs{status="PENDING",type="synthetic"}')).toBe(3);
     expect(value(text, 'longhaul_jobs{status="RUNNING",type="synthetic"}')).toBe(0);
     expect(value(text, 'longhaul_jobs_estimated{status="PENDING"}')).toBe(0);
@@ -125,6 +132,7 @@ describe('queue gauges', () => {
     });
     expect(value(text, 'longhaul_workers_online')).toBe(1);
     expect(value(text, 'longhaul_dead_letter_jobs')).toBe(1);
+    expect(value(text, 'longhaul_metrics_read_age_seconds')).toBeLessThan(60);
     expect(value(text, 'longhaul_jobs{status="PENDING",type="synthetic"}')).toBe(0);
     expect(value(text, 'longhaul_alerts_active{kind="job-dead"}')).toBe(1);
     expect(value(text, 'longhaul_webhook_endpoints{state="closed"}')).toBe(1);
@@ -171,6 +179,41 @@ describe('queue gauges', () => {
     expect((await t.service.alerts.active('job-dead')).length).toBe(1);
     await monitor.checkDeadLetters();
     expect(await t.service.alerts.active('job-dead')).toEqual([]);
-    expect(value(await metrics(), 'longhaul_alerts_active{kind="job-dead"}')).toBeUndefined();
+    await waitFor('the alert cleared in the gauges', async () =>
+      value(await metrics(), 'longhaul_alerts_active{kind="job-dead"}') === undefined ? true : undefined,
+    );
+  });
+});
+
+describe('database gauges read in the background', () => {
+  const pending = async (registry: Registry) =>
+    value(await registry.metrics(), 'longhaul_jobs{status="PENDING",type="synthetic"}');
+
+  it('serves the last read between refreshes instead of reading at each scrape', async () => {
+    const m = createMetrics({ refreshSeconds: 3600 });
+    try {
+      registerJobGauges(m.registry, t.service.pool, ['synthetic']);
+      const first = await pending(m.registry);
+      expect(first).toBeDefined();
+      await submit({ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } });
+      for (let i = 0; i < 3; i++) expect(await pending(m.registry)).toBe(first);
+      expect(value(await m.registry.metrics(), 'longhaul_metrics_read_age_seconds')).toBeGreaterThanOrEqual(0);
+    } finally {
+      m.stop();
+    }
+  });
+
+  it('reads again once the interval has passed, without a scrape waiting for it', async () => {
+    const m = createMetrics({ refreshSeconds: 0.1 });
+    try {
+      registerJobGauges(m.registry, t.service.pool, ['synthetic']);
+      const first = (await pending(m.registry)) ?? Number.NaN;
+      await submit({ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } });
+      await waitFor('the new job in the gauge', async () =>
+        (await pending(m.registry)) === first + 1 ? true : undefined,
+      );
+    } finally {
+      m.stop();
+    }
   });
 });

@@ -29,6 +29,8 @@ beforeAll(async () => {
       LONGHAUL_BREAKER_COOLDOWN_SECONDS: String(COOLDOWN_S),
       // The per-endpoint breaker gauge names an endpoint: shown only when the operator allows tenant labels.
       LONGHAUL_METRICS_TENANT_LABELS: 'true',
+      // Each scrape reads the database: the gauge is checked right after the state it shows changes.
+      LONGHAUL_METRICS_REFRESH_SECONDS: '0',
     },
   });
   dispatcher = await startDispatcher(t, 1);

@@ -31,6 +31,8 @@ beforeAll(async () => {
       LONGHAUL_BREAKER_WINDOW: '4',
       LONGHAUL_BREAKER_MIN_REQUESTS: '4',
       LONGHAUL_METRICS_TENANT_LABELS: 'true',
+      // Each scrape reads the database: the gauge is checked right after the state it shows changes.
+      LONGHAUL_METRICS_REFRESH_SECONDS: '0',
       LONGHAUL_BREAKER_FAILURE_RATIO: '0.5',
       // Longer than the test: an open breaker stays open throughout.
       LONGHAUL_BREAKER_COOLDOWN_SECONDS: '600',

@@ -8,7 +8,7 @@ import client from 'prom-client';
 import type { Queryable } from '../db/pool.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { Registry } from '../observability/metrics.ts';
+import { readGauge, type Registry } from '../observability/metrics.ts';
 
 export interface AlertEvent {
   state: 'raised' | 'cleared';
@@ -83,22 +83,20 @@ export class Alerts {
         labelNames: ['kind'],
         registers: [registry],
       });
-    if (registry.getSingleMetric('longhaul_alerts_active') === undefined) {
-      const db = this.#db;
-      new client.Gauge({
-        name: 'longhaul_alerts_active',
-        help: 'Alerts raised and not yet cleared, by kind (all processes)',
-        labelNames: ['kind'],
-        registers: [registry],
-        async collect() {
-          this.reset();
-          const { rows } = await db.query<{ kind: string; n: number }>(
+    readGauge(registry, {
+      name: 'longhaul_alerts_active',
+      help: 'Alerts raised and not yet cleared, by kind (all processes)',
+      labelNames: ['kind'] as const,
+      read: async () =>
+        (
+          await db.query<{ kind: string; n: number }>(
             'SELECT kind, count(*)::int AS n FROM alerts WHERE cleared_at IS NULL GROUP BY kind',
-          );
-          for (const r of rows) this.set({ kind: r.kind }, r.n);
-        },
-      });
-    }
+          )
+        ).rows,
+      show: (g, rows) => {
+        for (const r of rows) g.set({ kind: r.kind }, r.n);
+      },
+    });
   }
 
   /** Adds a sink; every later raise and clear is sent to it. */
