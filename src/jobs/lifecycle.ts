@@ -61,6 +61,9 @@ export interface ClaimRow extends Pick<
   timed_out: boolean;
   /** Never started and past its expires_at: the job fails with an `expired` error instead of running. */
   expired: boolean;
+  /** The trace context stored when the job was created (null: not traced), which its executions continue. */
+  trace_context: Json | null;
+  created_at: Date;
 }
 
 /** A job's priority and where it stands against its time limits (docs/scheduling.md). */
@@ -73,7 +76,8 @@ const CLAIM_COLUMNS = `id, tenant_id, type, status, input, metadata, attempts, m
             checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution, execution_retry,
             lease_owner, COALESCE(lease_token IS NOT NULL AND lease_expires_at > now(), false) AS lease_live,
             COALESCE(lease_token IS NOT NULL AND lease_expires_at <= now(), false) AS lease_lapsed, lease_losses,
-            cancel_requested_at IS NOT NULL AS cancel_requested, error_history, ${TIME_LIMIT_COLUMNS}`;
+            cancel_requested_at IS NOT NULL AS cancel_requested, error_history, trace_context, created_at,
+            ${TIME_LIMIT_COLUMNS}`;
 
 export async function lockJob(db: Queryable, jobId: string): Promise<ClaimRow | undefined> {
   const { rows } = await db.query<ClaimRow>({
@@ -499,7 +503,7 @@ export async function lockExpiredLeases(
     `SELECT id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
             checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution, execution_retry,
             lease_owner, false AS lease_live, true AS lease_lapsed, lease_losses, cancel_requested_at IS NOT NULL AS cancel_requested,
-            error_history, ${TIME_LIMIT_COLUMNS}, lease_token
+            error_history, trace_context, created_at, ${TIME_LIMIT_COLUMNS}, lease_token
        FROM jobs WHERE status = 'RUNNING' AND lease_expires_at < now()
       ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
     [limit],

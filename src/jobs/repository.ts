@@ -281,15 +281,3 @@ export async function cancelJob(db: Queryable, tenantId: string, id: string): Pr
   const job = await getJob(db, tenantId, id);
   return job === undefined ? { kind: 'not-found' } : { kind: 'finished', job };
 }
-
-/** The trace context stored with a job when it was created, and when it was created (its queue wait began). */
-export async function traceContextOf(
-  db: Queryable,
-  jobId: string,
-): Promise<{ trace_context: Json | null; created_at: Date } | undefined> {
-  const { rows } = await db.query<{ trace_context: Json | null; created_at: Date }>(
-    'SELECT trace_context, created_at FROM jobs WHERE id = $1',
-    [jobId],
-  );
-  return rows[0];
-}

@@ -36,7 +36,7 @@ import type { TracingSettings } from '../config.ts';
 /** The trace context stored with a job (jobs.trace_context): the W3C headers of the span that created it. */
 export type StoredContext = { traceparent: string; tracestate?: string };
 
-/** What the worker reads of a job to continue its trace. */
+/** What the worker reads of a job (with its claim) to continue its trace. */
 export interface StoredTrace {
   trace_context: unknown;
   created_at: Date;
@@ -196,21 +196,19 @@ export function countOnExecution(kind: 'chunk' | 'checkpoint', seconds = 0): voi
 }
 
 /**
- * Starts the span of an execution, continuing the trace stored with the job (read by `lookup`, only
- * when tracing is on); before a job's first execution, also the span of its wait in the queue, from
- * its creation until now.
+ * Starts the span of an execution, continuing the trace stored with the job (read with its claim, so
+ * tracing costs no query of its own); before a job's first execution, also the span of its wait in the
+ * queue, from its creation until now.
  */
-export async function startExecution(
-  lookup: () => Promise<StoredTrace | undefined>,
+export function startExecution(
+  stored: StoredTrace,
   job: { id: string; type: string; attempt: number; first: boolean },
-): Promise<ExecutionTrace> {
+): ExecutionTrace {
   if (active === undefined) return NO_EXECUTION;
-  const stored = await lookup();
   const tracer = trace.getTracer(TRACER);
-  const parent = continued(stored?.trace_context);
+  const parent = continued(stored.trace_context);
   const attributes = { 'longhaul.job.id': job.id, 'longhaul.job.type': job.type, 'longhaul.job.attempt': job.attempt };
-  if (job.first && stored !== undefined)
-    tracer.startSpan('job queue wait', { attributes, startTime: stored.created_at }, parent).end();
+  if (job.first) tracer.startSpan('job queue wait', { attributes, startTime: stored.created_at }, parent).end();
   const span = tracer.startSpan(`job execute ${job.type}`, { kind: SpanKind.CONSUMER, attributes }, parent);
   const counts: Counts = { chunks: 0, checkpoints: 0, checkpointSeconds: 0 };
   const ctx = trace.setSpan(parent, span).setValue(COUNTS, counts);

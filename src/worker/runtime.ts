@@ -16,7 +16,6 @@ import type { JobTypeRegistry } from '../jobs/registry.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Registry } from '../observability/metrics.ts';
 import { startExecution } from '../observability/tracing.ts';
-import { traceContextOf } from '../jobs/repository.ts';
 import { Claimer } from './claimer.ts';
 import type { ExecutionAttempt, ExecutionData } from './executions.ts';
 import { Fetcher } from './fetcher.ts';
@@ -231,7 +230,7 @@ export class WorkerRuntime {
       const stepLog =
         'log' in claimed ? claimed.log : this.#log.child({ job_id: jobId, type: type.name, attempt: row.attempts });
       log = stepLog;
-      const trace = await startExecution(() => traceContextOf(this.#pool, jobId), {
+      const trace = startExecution(row, {
         id: jobId,
         type: type.name,
         attempt: row.attempts,
