@@ -31,6 +31,8 @@ import { startChildService, timedLoops, type ChildService } from './support.ts';
 const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'probe.ts');
 /** Tiny jobs per drain (BENCH_PEERS_JOBS makes a quick run smaller). */
 const DRAIN_JOBS = Number(process.env.BENCH_PEERS_JOBS ?? 5000);
+/** Parts of the row to run (BENCH_PEERS_PARTS, comma-separated; default all): drain, pickup, checkpoint, submit. */
+const PARTS = new Set((process.env.BENCH_PEERS_PARTS ?? 'drain,pickup,checkpoint,submit').split(','));
 const SLOTS = [8, 32] as const;
 const SUBMIT_CLIENTS = [16, 64] as const;
 const SUBMIT_SECONDS = 3;
@@ -98,6 +100,31 @@ async function walByRelation(db: pg.Pool, from: string, to: string): Promise<str
         `${r.rel.padEnd(44)} ${String(r.records).padStart(7)} records ${Math.round(r.bytes).toLocaleString('en-US').padStart(12)} B (FPI ${Math.round(r.fpi ?? 0).toLocaleString('en-US')} B)`,
     )
     .join('\n    ');
+}
+
+/** WAL between two LSNs by record type (heap HOT update, index insert, commit, …), from pg_walinspect. */
+async function walByRecord(db: pg.Pool, from: string, to: string): Promise<string> {
+  const { rows } = await db.query<{ rec: string; n: number; bytes: number; fpi: number }>(
+    `SELECT "resource_manager/record_type" AS rec, count::int AS n, record_size::float8 AS bytes, fpi_size::float8 AS fpi
+       FROM pg_get_wal_stats($1::pg_lsn, $2::pg_lsn, true) WHERE count > 0 ORDER BY record_size + fpi_size DESC LIMIT 12`,
+    [from, to],
+  );
+  return rows
+    .map(
+      (r) =>
+        `${r.rec.padEnd(44)} ${String(r.n).padStart(7)} records ${Math.round(r.bytes).toLocaleString('en-US').padStart(12)} B (FPI ${Math.round(r.fpi).toLocaleString('en-US')} B)`,
+    )
+    .join('\n    ');
+}
+
+/** The jobs table's update counters (HOT and not), as the statistics collector last got them. */
+async function jobsUpdates(db: pg.Pool): Promise<{ upd: number; hot: number }> {
+  // Backends report their counters when idle, at most once a second.
+  await new Promise((r) => setTimeout(r, 1500));
+  const { rows } = await db.query<{ upd: number; hot: number }>(
+    `SELECT n_tup_upd::float8 AS upd, n_tup_hot_upd::float8 AS hot FROM pg_stat_user_tables WHERE relname = 'jobs'`,
+  );
+  return rows[0] ?? { upd: Number.NaN, hot: Number.NaN };
 }
 
 interface Drain {
@@ -387,9 +414,11 @@ export const peersBench: BenchModule = {
       const env = { LONGHAUL_JOB_TYPES: PROBE };
 
       // Drains.
-      for (const slots of SLOTS) {
+      for (const slots of PARTS.has('drain') ? SLOTS : []) {
         const ours = await longhaulDrain(db, url, slots, env, `d${slots}`);
-        ctx.log(`longhaul drain, ${slots} slots, WAL by relation:\n    ${await walByRelation(db, ours.from, ours.to)}`);
+        ctx.log(
+          `longhaul drain, ${slots} slots, WAL by relation:\n    ${await walByRelation(db, ours.from, ours.to)}\n  by record type:\n    ${await walByRecord(db, ours.from, ours.to)}`,
+        );
         const capped = await longhaulDrain(
           db,
           url,
@@ -467,143 +496,150 @@ export const peersBench: BenchModule = {
       const tenant = await createTenant(db, `peers-idle-${randomUUID().slice(0, 6)}`);
       const svc = await startChildService('start', { DATABASE_URL: url, ...env });
       try {
-        const ours = await longhaulPickup(db, svc, tenant.api_key);
-        const graphile = await inProcessPickup(async (onStart) => {
-          const runner: Runner = await runGraphile({
-            connectionString: url,
-            concurrency: 8,
-            noHandleSignals: true,
-            pollInterval: 2000,
-            logger: quietGraphileLogger(),
-            taskList: { probe: async () => onStart() },
+        if (PARTS.has('pickup')) {
+          const ours = await longhaulPickup(db, svc, tenant.api_key);
+          const graphile = await inProcessPickup(async (onStart) => {
+            const runner: Runner = await runGraphile({
+              connectionString: url,
+              concurrency: 8,
+              noHandleSignals: true,
+              pollInterval: 2000,
+              logger: quietGraphileLogger(),
+              taskList: { probe: async () => onStart() },
+            });
+            return {
+              submit: async () => void (await utils.addJob('probe', {})),
+              stop: () => runner.stop(),
+            };
           });
-          return {
-            submit: async () => void (await utils.addJob('probe', {})),
-            stop: () => runner.stop(),
-          };
-        });
-        const boss = await inProcessPickup(async (onStart) => {
-          const b = new PgBoss({
-            connectionString: url,
-            max: 4,
-            supervise: false,
-            schedule: false,
-            useListenNotify: true,
+          const boss = await inProcessPickup(async (onStart) => {
+            const b = new PgBoss({
+              connectionString: url,
+              max: 4,
+              supervise: false,
+              schedule: false,
+              useListenNotify: true,
+            });
+            await b.start();
+            await b.createQueue('peers-pickup', { notify: true });
+            await b.work('peers-pickup', { batchSize: 8 }, async () => onStart());
+            return {
+              submit: async () => void (await b.send('peers-pickup', {})),
+              stop: () => b.stop({ graceful: false }),
+            };
           });
-          await b.start();
-          await b.createQueue('peers-pickup', { notify: true });
-          await b.work('peers-pickup', { batchSize: 8 }, async () => onStart());
-          return {
-            submit: async () => void (await b.send('peers-pickup', {})),
-            stop: () => b.stop({ graceful: false }),
-          };
-        });
-        const raw = await inProcessPickup(async (onStart) => {
-          await db.query(
-            'CREATE TABLE IF NOT EXISTS peers_raw_pickup (id bigserial PRIMARY KEY, payload jsonb NOT NULL)',
+          const raw = await inProcessPickup(async (onStart) => {
+            await db.query(
+              'CREATE TABLE IF NOT EXISTS peers_raw_pickup (id bigserial PRIMARY KEY, payload jsonb NOT NULL)',
+            );
+            const listen = new pg.Client({ connectionString: url });
+            const claim = new pg.Client({ connectionString: url });
+            await listen.connect();
+            await claim.connect();
+            listen.on('notification', () => {
+              void claim
+                .query(
+                  `DELETE FROM peers_raw_pickup WHERE id = (SELECT id FROM peers_raw_pickup ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id`,
+                )
+                .then((r) => (r.rowCount === 1 ? onStart() : undefined));
+            });
+            await listen.query('LISTEN peers_raw');
+            return {
+              submit: async () =>
+                void (await db.query(
+                  `WITH i AS (INSERT INTO peers_raw_pickup (payload) VALUES ('{}') RETURNING id) SELECT pg_notify('peers_raw', id::text) FROM i`,
+                )),
+              stop: async () => {
+                await listen.end();
+                await claim.end();
+              },
+            };
+          });
+          rows.push(
+            ...pickupRows('longhaul', ours, [
+              ['Graphile Worker', graphile],
+              ['pg-boss work() (notify)', boss],
+              ['raw INSERT+NOTIFY → LISTEN → SKIP LOCKED claim', raw],
+            ]),
           );
-          const listen = new pg.Client({ connectionString: url });
-          const claim = new pg.Client({ connectionString: url });
-          await listen.connect();
-          await claim.connect();
-          listen.on('notification', () => {
-            void claim
-              .query(
-                `DELETE FROM peers_raw_pickup WHERE id = (SELECT id FROM peers_raw_pickup ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id`,
-              )
-              .then((r) => (r.rowCount === 1 ? onStart() : undefined));
-          });
-          await listen.query('LISTEN peers_raw');
-          return {
-            submit: async () =>
-              void (await db.query(
-                `WITH i AS (INSERT INTO peers_raw_pickup (payload) VALUES ('{}') RETURNING id) SELECT pg_notify('peers_raw', id::text) FROM i`,
-              )),
-            stop: async () => {
-              await listen.end();
-              await claim.end();
-            },
-          };
-        });
-        rows.push(
-          ...pickupRows('longhaul', ours, [
-            ['Graphile Worker', graphile],
-            ['pg-boss work() (notify)', boss],
-            ['raw INSERT+NOTIFY → LISTEN → SKIP LOCKED claim', raw],
-          ]),
-        );
+        }
 
         // One job of CHECKPOINT_STEPS empty chunks, beside CHECKPOINT_STEPS committed one-row UPDATEs.
-        await db.query('CREATE TABLE IF NOT EXISTS peers_plain (id int PRIMARY KEY, v jsonb)');
-        await db.query(`INSERT INTO peers_plain VALUES (1, '{}') ON CONFLICT DO NOTHING`);
-        await db.query('CHECKPOINT');
-        const plainFrom = await lsn(db);
-        const t0 = now();
-        for (let i = 0; i < CHECKPOINT_STEPS; i++)
-          await db.query('UPDATE peers_plain SET v = $1 WHERE id = 1', [JSON.stringify({ done: i })]);
-        const plainMs = (now() - t0) / CHECKPOINT_STEPS;
-        const plainWal = (await walBytes(db, plainFrom)) / CHECKPOINT_STEPS;
-        // A Postgres checkpoint during the job would add the full-page images of every page touched
-        // after it; one just before leaves the job's own pages (each row also says what it was without them).
-        await db.query('CHECKPOINT');
-        const cpFrom = await lsn(db);
-        const res = await fetch(`${svc.url}/v1/jobs`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${tenant.api_key}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ type: 'synthetic', input: { chunks: CHECKPOINT_STEPS, chunk_ms: 0 } }),
-        });
-        const { id } = (await res.json()) as { id: string };
-        let spanMs = 0;
-        await until(
-          async () => {
-            const { rows: r } = await db.query<{ ms: number | null }>(
-              `SELECT extract(epoch FROM finished_at - started_at)::float8 * 1000 AS ms FROM jobs WHERE id = $1 AND status = 'COMPLETED'`,
-              [id],
-            );
-            spanMs = r[0]?.ms ?? 0;
-            return spanMs > 0;
-          },
-          120_000,
-          DONE_POLL_MS,
-        );
-        const cpTo = await lsn(db);
-        const cpWal = (await walBytes(db, cpFrom)) / CHECKPOINT_STEPS;
-        const cpFpi = (await fpiBytes(db, cpFrom, cpTo)) / CHECKPOINT_STEPS;
-        ctx.log(
-          `one job of ${CHECKPOINT_STEPS} empty chunks, WAL by relation:\n    ${await walByRelation(db, cpFrom, cpTo)}`,
-        );
-        rows.push(
-          {
-            name: `checkpoint of an empty chunk (one job of ${CHECKPOINT_STEPS}), time per step`,
-            value: spanMs / CHECKPOINT_STEPS,
-            unit: 'ms',
-            baselineName: 'committed 1-row UPDATE, one after another',
-            baseline: plainMs,
-            target: 'ratio ≤ 2',
-            met: spanMs / CHECKPOINT_STEPS <= 2 * plainMs,
-          },
-          {
-            name: `checkpoint of an empty chunk (one job of ${CHECKPOINT_STEPS}), WAL per step`,
-            value: cpWal,
-            unit: 'B',
-            baselineName: 'committed 1-row UPDATE',
-            baseline: plainWal,
-            target: '≤ 500 B',
-            met: cpWal <= 500,
-          },
-          {
-            name: `checkpoint of an empty chunk (one job of ${CHECKPOINT_STEPS}), WAL per step without full-page images`,
-            value: cpWal - cpFpi,
-            unit: 'B',
-            baselineName: 'committed 1-row UPDATE',
-            baseline: plainWal,
-          },
-        );
+        if (PARTS.has('checkpoint')) {
+          await db.query('CREATE TABLE IF NOT EXISTS peers_plain (id int PRIMARY KEY, v jsonb)');
+          await db.query(`INSERT INTO peers_plain VALUES (1, '{}') ON CONFLICT DO NOTHING`);
+          await db.query('CHECKPOINT');
+          const plainFrom = await lsn(db);
+          const t0 = now();
+          for (let i = 0; i < CHECKPOINT_STEPS; i++)
+            await db.query('UPDATE peers_plain SET v = $1 WHERE id = 1', [JSON.stringify({ done: i })]);
+          const plainMs = (now() - t0) / CHECKPOINT_STEPS;
+          const plainWal = (await walBytes(db, plainFrom)) / CHECKPOINT_STEPS;
+          // A Postgres checkpoint during the job would add the full-page images of every page touched
+          // after it; one just before leaves the job's own pages (each row also says what it was without them).
+          await db.query('CHECKPOINT');
+          const updBefore = await jobsUpdates(db);
+          const cpFrom = await lsn(db);
+          const res = await fetch(`${svc.url}/v1/jobs`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${tenant.api_key}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ type: 'synthetic', input: { chunks: CHECKPOINT_STEPS, chunk_ms: 0 } }),
+          });
+          const { id } = (await res.json()) as { id: string };
+          let spanMs = 0;
+          await until(
+            async () => {
+              const { rows: r } = await db.query<{ ms: number | null }>(
+                `SELECT extract(epoch FROM finished_at - started_at)::float8 * 1000 AS ms FROM jobs WHERE id = $1 AND status = 'COMPLETED'`,
+                [id],
+              );
+              spanMs = r[0]?.ms ?? 0;
+              return spanMs > 0;
+            },
+            120_000,
+            DONE_POLL_MS,
+          );
+          const cpTo = await lsn(db);
+          const cpWal = (await walBytes(db, cpFrom)) / CHECKPOINT_STEPS;
+          const cpFpi = (await fpiBytes(db, cpFrom, cpTo)) / CHECKPOINT_STEPS;
+          const updAfter = await jobsUpdates(db);
+          ctx.log(
+            `one job of ${CHECKPOINT_STEPS} empty chunks: jobs rows updated ${updAfter.upd - updBefore.upd}, HOT ${updAfter.hot - updBefore.hot}; WAL by relation:\n    ${await walByRelation(db, cpFrom, cpTo)}\n  by record type:\n    ${await walByRecord(db, cpFrom, cpTo)}`,
+          );
+          rows.push(
+            {
+              name: `checkpoint of an empty chunk (one job of ${CHECKPOINT_STEPS}), time per step`,
+              value: spanMs / CHECKPOINT_STEPS,
+              unit: 'ms',
+              baselineName: 'committed 1-row UPDATE, one after another',
+              baseline: plainMs,
+              target: 'ratio ≤ 2',
+              met: spanMs / CHECKPOINT_STEPS <= 2 * plainMs,
+            },
+            {
+              name: `checkpoint of an empty chunk (one job of ${CHECKPOINT_STEPS}), WAL per step`,
+              value: cpWal,
+              unit: 'B',
+              baselineName: 'committed 1-row UPDATE',
+              baseline: plainWal,
+              target: '≤ 500 B',
+              met: cpWal <= 500,
+            },
+            {
+              name: `checkpoint of an empty chunk (one job of ${CHECKPOINT_STEPS}), WAL per step without full-page images`,
+              value: cpWal - cpFpi,
+              unit: 'B',
+              baselineName: 'committed 1-row UPDATE',
+              baseline: plainWal,
+            },
+          );
+        }
       } finally {
         await svc.stop();
       }
 
       // Submission.
+      if (!PARTS.has('submit')) return rows;
       const api = await startChildService('api', { DATABASE_URL: url, ...env });
       const boss = new PgBoss({ connectionString: url, max: 64, supervise: false, schedule: false });
       await boss.start();
