@@ -21,6 +21,14 @@ import { JOB_EVENTS_CHANNEL } from './repository.ts';
 /** Announcements per statement: keeps one statement's notify-queue insert short. */
 const MAX_BATCH = 1000;
 
+/**
+ * Announces a batch, committed without waiting for its WAL flush (synchronous_commit off for this
+ * transaction alone): a NOTIFY takes a transaction id, so its commit writes a record, and a synchronous
+ * one would cost every checkpoint a second flush. An announcement lost to a crash before that flush is
+ * like one lost between a commit and its announcement: readers catch up by sequence.
+ */
+const ANNOUNCE_SQL = `SELECT pg_notify($1, p) FROM set_config('synchronous_commit', 'off', true), unnest($2::text[]) AS p`;
+
 /** The announcement of event `seq` of a job, as readers expect it on JOB_EVENTS_CHANNEL. */
 function announcement(jobId: string, seq: number): string {
   return `${jobId}:${seq}`;
@@ -62,7 +70,7 @@ export class JobEventsPublisher {
         this.#pending.delete(jobId);
       }
       try {
-        await this.#db.query('SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p', [JOB_EVENTS_CHANNEL, batch]);
+        await this.#db.query(ANNOUNCE_SQL, [JOB_EVENTS_CHANNEL, batch]);
       } catch (err) {
         // Readers catch up by sequence; a lost announcement only delays them. An outage
         // is logged once, by the process's listener.
