@@ -10,7 +10,7 @@ import { Agent } from 'undici';
 import { PgListener } from '../src/db/listener.ts';
 import { createPool } from '../src/db/pool.ts';
 import { loadConfig } from '../src/config.ts';
-import { transition } from '../src/jobs/repository.ts';
+import { transition } from '../test/support/status.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { createMetrics } from '../src/observability/metrics.ts';
 import { createTenant } from '../src/tenants/repository.ts';

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { transition } from '../src/jobs/repository.ts';
+import { transition } from './support/status.ts';
 import { JOB_STATUSES, type JobStatus } from '../src/jobs/state.ts';
 import { insertJob } from './support/jobs.ts';
 import { startTestService, type TestService } from './support/service.ts';

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { transition } from '../src/jobs/repository.ts';
+import { transition } from './support/status.ts';
 import { PAGE_SIZE, type SubscriberStats } from '../src/realtime/hub.ts';
 import { until, writeProgressBatch } from './support/realtime.ts';
 import { startTestService, type TestService } from './support/service.ts';

@@ -5,7 +5,7 @@
  */
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { transition } from '../src/jobs/repository.ts';
+import { transition } from './support/status.ts';
 import { launchChromium } from './support/browser.ts';
 import { writeProgress } from './support/realtime.ts';
 import { startTestService, type TestService } from './support/service.ts';

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { transition } from '../src/jobs/repository.ts';
+import { transition } from './support/status.ts';
 import {
   progressUpTo,
   readCoalesced,

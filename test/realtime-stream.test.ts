@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenSigner } from '../src/tokens/signer.ts';
-import { transition } from '../src/jobs/repository.ts';
+import { transition } from './support/status.ts';
 import { COALESCE_LAG } from '../src/realtime/hub.ts';
 import {
   range,

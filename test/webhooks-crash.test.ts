@@ -11,7 +11,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { PgListener } from '../src/db/listener.ts';
 import { createPool, type Pool } from '../src/db/pool.ts';
-import { transition } from '../src/jobs/repository.ts';
+import { transition } from './support/status.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { createMetrics } from '../src/observability/metrics.ts';
 import { createTenant, type CreatedTenant } from '../src/tenants/repository.ts';

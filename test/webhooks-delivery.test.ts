@@ -6,7 +6,7 @@
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withTransaction } from '../src/db/pool.ts';
-import { transition } from '../src/jobs/repository.ts';
+import { transition } from './support/status.ts';
 import { CallbackAllowList } from '../src/webhooks/allowlist.ts';
 import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { WebhookSender } from '../src/webhooks/send.ts';

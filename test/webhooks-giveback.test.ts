@@ -4,7 +4,7 @@
  * lease, then claimed afresh and delivered once. Real receiver on 127.0.0.1; real dispatcher; no mocks.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { transition } from '../src/jobs/repository.ts';
+import { transition } from './support/status.ts';
 import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
 import { startDispatcher } from './support/dispatcher.ts';

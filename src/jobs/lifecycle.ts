@@ -1,13 +1,16 @@
 /**
  * The jobs table's lifecycle: every statement that changes a job's status, lease or checkpoint, named
- * as an action on the row. Claiming under a fresh lease token, renewing it, the fenced checkpoint and
- * completion: every write by a running execution names its lease token, so a worker that lost its
- * lease (paused, partitioned, presumed dead) changes nothing.
+ * as an action on the row that says its guard (River's `JobSetStateIfRunning` style). Every status
+ * change is built by statusChangeSql, so each one writes the row, its `status` event and, for a
+ * terminal status, its webhook delivery alike. Claiming under a fresh lease token, renewing it, the
+ * fenced checkpoint and completion: every write by a running execution names its lease token, so a
+ * worker that lost its lease (paused, partitioned, presumed dead) changes nothing.
  */
 import type { PipelinedQuery, Queryable } from '../db/pool.ts';
-import { STATUS_EVENT_DATA_SQL, transition } from './repository.ts';
+import { CANCEL_CHANNEL, JOB_EVENTS_CHANNEL, getJob, lockActiveMatching, type JobFilter } from './repository.ts';
 import { outboxInsertSql } from '../webhooks/outbox.ts';
-import type { AttemptError, JobRow } from './model.ts';
+import { JOB_COLUMNS, type AttemptError, type JobRow } from './model.ts';
+import { isTerminal, sourcesOf, type JobStatus } from './state.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
 
 /**
@@ -23,7 +26,256 @@ const STATEMENTS = {
   claimStart: 'longhaul_worker_claim_start',
   complete: 'longhaul_worker_complete',
   completeAll: 'longhaul_worker_complete_all',
+  start: 'longhaul_job_start',
+  returnToPending: 'longhaul_job_return_to_pending',
+  fail: 'longhaul_job_fail',
+  cancelRunning: 'longhaul_job_cancel_running',
 } as const;
+
+/** The data of a `status` event, from the jobs row after its update. */
+const STATUS_EVENT_DATA_SQL = `jsonb_build_object('status', status, 'attempts', attempts, 'error', error, 'result', result)`;
+
+/** Announces a moved row's newest event on JOB_EVENTS_CHANNEL (sent on commit), in a SELECT over `u`. */
+export const ANNOUNCE_SQL = `pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text)`;
+
+/** One status change, for statusChangeSql. */
+export interface StatusChange {
+  /** Common table expressions the update reads (a batch's rows), without WITH. */
+  with?: string;
+  to: JobStatus;
+  /** The statuses the action moves from: each one the state machine allows `to` from. (Default: all of those) */
+  from?: readonly JobStatus[];
+  /** Further assignments to the row `j`, each led by a comma. */
+  set?: string;
+  /** A FROM list for the update (a batch's rows). */
+  using?: string;
+  /** Which rows, besides the status guard. */
+  where: string;
+  /** A checkpoint in the same statement, whose progress event (the row, at progress_seq) comes before or after the status event. */
+  progress?: 'before' | 'after';
+  /** Columns returned beside the row's (`j.*`). */
+  returning?: string;
+  /** The statement's answer: a SELECT over `u`, the rows moved. */
+  select: string;
+}
+
+/**
+ * The one statement shape that changes a job's status: the update of `jobs` (alias `j`), guarded by
+ * the state machine (src/jobs/state.ts); its `status` event in job_events; and for a terminal status
+ * the lease ended and the webhook delivery written (the outbox, src/webhooks/outbox.ts), so all of
+ * them commit or roll back together.
+ */
+export function statusChangeSql(c: StatusChange): string {
+  const legal = sourcesOf(c.to);
+  const from = c.from ?? legal;
+  if (from.length === 0 || from.some((s) => !legal.includes(s)))
+    throw new Error(`the state machine has no move from ${from.join(', ') || 'nothing'} to ${c.to}`);
+  const terminal = isTerminal(c.to);
+  const progressSeq = { before: ', progress_seq = j.event_seq + 1', after: ', progress_seq = j.event_seq + 2' };
+  return `WITH ${c.with === undefined ? '' : `${c.with},`} u AS (
+       UPDATE jobs j SET status = '${c.to}', event_seq = j.event_seq + ${c.progress === undefined ? 1 : 2}, updated_at = now()
+              ${c.progress === undefined ? '' : progressSeq[c.progress]}
+              ${terminal ? ', finished_at = now(), lease_token = NULL, lease_expires_at = NULL' : ''}
+              ${c.set ?? ''}
+              ${c.using === undefined ? '' : `FROM ${c.using}`}
+        WHERE ${c.where} AND j.status IN (${from.map((s) => `'${s}'`).join(', ')})
+        RETURNING j.*${c.returning === undefined ? '' : `, ${c.returning}`}),
+     e AS (
+       INSERT INTO job_events (job_id, seq, kind, data)
+       SELECT id, ${c.progress === 'after' ? 'event_seq - 1' : 'event_seq'}, 'status', ${STATUS_EVENT_DATA_SQL} FROM u)
+     ${terminal ? `, webhooks AS (${outboxInsertSql('u')})` : ''}
+     ${c.select}`;
+}
+
+/** A moved job as the single-job actions return it: the row and its `status` event's seq. */
+export type MovedJob = JobRow & { event_seq: number };
+
+/**
+ * Runs a status change of the job $1, answering its row. `announce: false` leaves the announcement
+ * to the caller, who sends it after the commit (src/jobs/events-publisher.ts): a notifying transaction
+ * holds Postgres's global notify lock through its commit's WAL flush, which serialises busy writers.
+ * A quiet form runs as the prepared statement `name`: the worker runs it many times a second, and
+ * planning it costs more than running it.
+ */
+async function moveJob(
+  db: Queryable,
+  c: Omit<StatusChange, 'where' | 'select'> & { announce: boolean; name?: string },
+  values: unknown[],
+): Promise<MovedJob | undefined> {
+  const { rows } = await db.query<MovedJob>({
+    name: c.announce ? undefined : c.name,
+    text: statusChangeSql({
+      ...c,
+      where: 'j.id = $1',
+      select: `SELECT ${JOB_COLUMNS}, event_seq${c.announce ? `, ${ANNOUNCE_SQL}` : ''} FROM u`,
+    }),
+    values,
+  });
+  return rows[0];
+}
+
+/** PENDING → RUNNING as a claim takes the job (its lease taken in the same transaction); unannounced. Returns the event's seq. */
+export async function startIfPending(db: Queryable, jobId: string): Promise<number | undefined> {
+  return (await moveJob(db, { to: 'RUNNING', from: ['PENDING'], announce: false, name: STATEMENTS.start }, [jobId]))
+    ?.event_seq;
+}
+
+/**
+ * RUNNING → PENDING: the job waits for a worker again (an execution handed over at shutdown, or a
+ * failed attempt with retries left, whose `error` is recorded).
+ */
+export async function returnToPendingIfRunning(
+  db: Queryable,
+  jobId: string,
+  f: { error?: AttemptError; announce: boolean },
+): Promise<MovedJob | undefined> {
+  return moveJob(
+    db,
+    {
+      to: 'PENDING',
+      from: ['RUNNING'],
+      set: ', error = COALESCE($2::jsonb, j.error)',
+      announce: f.announce,
+      name: STATEMENTS.returnToPending,
+    },
+    [jobId, f.error === undefined ? null : JSON.stringify(f.error)],
+  );
+}
+
+/** PENDING or RUNNING → FAILED for good, recording `error` (the last attempt's, or a time limit's). */
+export async function failIfActive(
+  db: Queryable,
+  jobId: string,
+  f: { error: AttemptError; announce: boolean },
+): Promise<MovedJob | undefined> {
+  return moveJob(
+    db,
+    {
+      to: 'FAILED',
+      from: ['PENDING', 'RUNNING'],
+      set: ', error = $2::jsonb',
+      announce: f.announce,
+      name: STATEMENTS.fail,
+    },
+    [jobId, JSON.stringify(f.error)],
+  );
+}
+
+/** RUNNING → CANCELLED: a running job asked to stop has stopped (its lease released by the caller). */
+export async function cancelIfRunning(
+  db: Queryable,
+  jobId: string,
+  f: { announce: boolean },
+): Promise<MovedJob | undefined> {
+  return moveJob(db, { to: 'CANCELLED', from: ['RUNNING'], announce: f.announce, name: STATEMENTS.cancelRunning }, [
+    jobId,
+  ]);
+}
+
+/** PENDING → CANCELLED at once for each of the jobs that is still PENDING, each announced on commit; the jobs moved. */
+async function cancelIfPending(db: Queryable, jobIds: string[]): Promise<JobRow[]> {
+  const { rows } = await db.query<JobRow>(
+    statusChangeSql({
+      to: 'CANCELLED',
+      from: ['PENDING'],
+      set: ', cancel_requested_at = now()',
+      where: 'j.id = ANY($1::uuid[])',
+      select: `SELECT ${JOB_COLUMNS}, ${ANNOUNCE_SQL} FROM u`,
+    }),
+    [jobIds],
+  );
+  return rows;
+}
+
+/**
+ * Asks each of the jobs that is RUNNING to stop, telling the workers on CANCEL_CHANNEL; a job asked
+ * before keeps the time of its first request. The jobs asked.
+ */
+async function requestCancelIfRunning(db: Queryable, jobIds: string[]): Promise<JobRow[]> {
+  const { rows } = await db.query<JobRow>(
+    `UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = now()
+      WHERE id = ANY($1::uuid[]) AND status = 'RUNNING'
+      RETURNING ${JOB_COLUMNS}, pg_notify('${CANCEL_CHANNEL}', id::text)`,
+    [jobIds],
+  );
+  return rows;
+}
+
+export type CancelOutcome =
+  | { kind: 'cancelled'; job: JobRow }
+  | { kind: 'requested'; job: JobRow }
+  | { kind: 'finished'; job: JobRow }
+  | { kind: 'not-found' };
+
+/**
+ * A PENDING job becomes CANCELLED at once; a RUNNING one is asked to stop (its worker stops at the
+ * next chunk boundary at the latest); a finished one is left alone.
+ */
+export async function cancelJob(db: Queryable, tenantId: string, id: string): Promise<CancelOutcome> {
+  const { rows } = await db.query<{ status: JobStatus }>(
+    'SELECT status FROM jobs WHERE id = $1 AND tenant_id = $2 FOR UPDATE',
+    [id, tenantId],
+  );
+  const row = rows[0];
+  if (row === undefined) return { kind: 'not-found' };
+  if (row.status === 'PENDING') {
+    const [job] = await cancelIfPending(db, [id]);
+    if (job !== undefined) return { kind: 'cancelled', job };
+  }
+  if (row.status === 'RUNNING') {
+    const [job] = await requestCancelIfRunning(db, [id]);
+    if (job !== undefined) return { kind: 'requested', job };
+  }
+  const job = await getJob(db, tenantId, id);
+  return job === undefined ? { kind: 'not-found' } : { kind: 'finished', job };
+}
+
+/**
+ * Cancels, oldest first, up to `limit` of a tenant's active jobs matching the filter, in the caller's
+ * transaction: PENDING ones become CANCELLED at once (a `status` event and webhook each, as cancelJob),
+ * RUNNING ones are asked to stop at their next chunk boundary (a running job already asked is not
+ * counted again). `more`: further matching jobs remain for another call.
+ */
+export async function cancelMatching(
+  db: Queryable,
+  tenantId: string,
+  f: JobFilter,
+  limit: number,
+): Promise<{ cancelled: number; requested: number; more: boolean }> {
+  const rows = await lockActiveMatching(db, tenantId, f, limit + 1);
+  const take = rows.slice(0, limit);
+  const pending = take.filter((r) => r.status === 'PENDING').map((r) => r.id);
+  const running = take.filter((r) => r.status === 'RUNNING').map((r) => r.id);
+  const cancelled = pending.length === 0 ? [] : await cancelIfPending(db, pending);
+  const requested = running.length === 0 ? [] : await requestCancelIfRunning(db, running);
+  return { cancelled: cancelled.length, requested: requested.length, more: rows.length > limit };
+}
+
+/**
+ * FAILED → PENDING, an operator's replay: fresh attempts and lease-loss budget, `execution` the one
+ * allowed to run it, its time limits started afresh (its timeout counts from its next start, and it
+ * does not expire); from its last checkpoint or, `from: 'start'`, from scratch.
+ */
+export async function replayIfFailed(
+  db: Queryable,
+  jobId: string,
+  f: { execution: string; from: 'checkpoint' | 'start' },
+): Promise<MovedJob | undefined> {
+  const restart =
+    ', checkpoint_cursor = NULL, checkpoint_state = NULL, checkpoint_at = NULL, processed = 0, total = NULL, progress_seq = NULL';
+  return moveJob(
+    db,
+    {
+      to: 'PENDING',
+      from: ['FAILED'],
+      set: `, attempts = 0, lease_losses = 0, execution_id = $2, execution_retry = NULL, dead_lettered_at = NULL,
+            finished_at = NULL, started_at = NULL, expires_at = NULL, cancel_requested_at = NULL,
+            lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL ${f.from === 'start' ? restart : ''}`,
+      announce: true,
+    },
+    [jobId, f.execution],
+  );
+}
 
 /** The job as a claimer sees it, locked FOR UPDATE. */
 export interface ClaimRow extends Pick<
@@ -247,6 +499,24 @@ export function writeKey(jobId: string, token: string): string {
 /** The two events a combined statement wrote for a job: [first, second] seq. */
 export type EventPair = [number, number];
 
+/** claimWithCheckpoint's statement. */
+const CLAIM_START_SQL = statusChangeSql({
+  with: `c AS (
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[], $5::uuid[], $6::int[], $7::jsonb[], $8::jsonb[], $9::bigint[])
+         AS c(id, token, attempts_seen, attempts, execution, execution_retry, cursor, state, total))`,
+  to: 'RUNNING',
+  from: ['PENDING'],
+  progress: 'after',
+  set: `, lease_token = c.token, lease_owner = $10, lease_expires_at = now() + make_interval(secs => $11),
+              attempts = c.attempts, execution_id = c.execution, execution_retry = c.execution_retry, started_at = COALESCE(j.started_at, now()),
+              checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(), total = c.total`,
+  using: 'c',
+  where: `j.id = ANY($1::uuid[]) AND j.id = c.id AND j.checkpoint_at IS NULL AND COALESCE(j.execution_id, j.id) = c.execution
+          AND NOT COALESCE(j.lease_token IS NOT NULL AND j.lease_expires_at > now(), false)
+          AND j.cancel_requested_at IS NULL AND j.attempts = c.attempts_seen`,
+  select: 'SELECT id, lease_token AS token, event_seq AS seq FROM u',
+});
+
 /**
  * First executions' claims each with start()'s checkpoint, many jobs in one statement: per job the
  * lease, PENDING → RUNNING with its `status` event, and the first checkpoint (its progress event is the
@@ -262,23 +532,7 @@ export async function claimWithCheckpoint(
 ): Promise<Map<string, EventPair>> {
   const { rows } = await db.query<{ id: string; token: string; seq: number }>({
     name: STATEMENTS.claimStart,
-    text: `WITH c AS (
-       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[], $5::uuid[], $6::int[], $7::jsonb[], $8::jsonb[], $9::bigint[])
-         AS c(id, token, attempts_seen, attempts, execution, execution_retry, cursor, state, total)),
-     u AS (
-       UPDATE jobs j SET status = 'RUNNING', lease_token = c.token, lease_owner = $10, lease_expires_at = now() + make_interval(secs => $11),
-              attempts = c.attempts, execution_id = c.execution, execution_retry = c.execution_retry, started_at = COALESCE(j.started_at, now()),
-              checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(), total = c.total,
-              event_seq = j.event_seq + 2, progress_seq = j.event_seq + 2, updated_at = now()
-         FROM c
-        WHERE j.id = ANY($1::uuid[]) AND j.id = c.id AND j.status = 'PENDING' AND j.checkpoint_at IS NULL AND COALESCE(j.execution_id, j.id) = c.execution
-          AND NOT COALESCE(j.lease_token IS NOT NULL AND j.lease_expires_at > now(), false)
-          AND j.cancel_requested_at IS NULL AND j.attempts = c.attempts_seen
-        RETURNING j.*),
-     e AS (
-       INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, event_seq - 1, 'status', ${STATUS_EVENT_DATA_SQL} FROM u)
-     SELECT id, lease_token AS token, event_seq AS seq FROM u`,
+    text: CLAIM_START_SQL,
     values: [
       claims.map((c) => c.jobId),
       claims.map((c) => c.token),
@@ -309,7 +563,7 @@ export interface CompleteWithCheckpoint {
  * Last checkpoints and RUNNING → COMPLETED, many jobs in one statement: per job the final cursor,
  * state and progress (its progress event is the jobs row, at `progress_seq`), the result and the
  * `status` event, the lease ended,
- * and the webhook outbox row that transition() writes for a terminal status (src/webhooks/outbox.ts).
+ * and the webhook outbox row of every terminal status (statusChangeSql).
  * Each job is fenced like a checkpoint. Returns each applied completion's two event seqs by writeKey;
  * one missing from the map was refused.
  */
@@ -343,28 +597,35 @@ export function completedSeqs(rows: unknown[]): Map<string, EventPair> {
   return new Map(ids.map((id, i) => [writeKey(id, tokens[i] ?? ''), [(seqs[i] ?? 0) - 1, seqs[i] ?? 0]]));
 }
 
-function completeQuery(jobs: CompleteWithCheckpoint[], requireAll: boolean): PipelinedQuery {
+/** completeQuery's statement; its answer, one row per job or (`requireAll`) the aggregate. */
+function completeSql(requireAll: boolean): string {
   // All or nothing: one row always (an aggregate), so the count is checked even when nothing applied.
   const answer = requireAll
     ? `SELECT longhaul_require_count($7, count(*)::int) AS n, array_agg(id) AS ids, array_agg(fenced_token) AS tokens, array_agg(event_seq) AS seqs FROM u`
     : `SELECT id, fenced_token AS token, event_seq AS seq FROM u`;
+  return statusChangeSql({
+    with: `c AS (
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::jsonb[])
+         AS c(id, token, cursor, state, processed, result))`,
+    to: 'COMPLETED',
+    from: ['RUNNING'],
+    progress: 'before',
+    set: `, checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(), processed = j.processed + c.processed,
+              result = c.result`,
+    using: 'c',
+    where: 'j.id = ANY($1::uuid[]) AND j.id = c.id AND j.lease_token = c.token AND j.cancel_requested_at IS NULL',
+    returning: 'c.token AS fenced_token',
+    select: answer,
+  });
+}
+
+const COMPLETE_SQL = completeSql(false);
+const COMPLETE_ALL_SQL = completeSql(true);
+
+function completeQuery(jobs: CompleteWithCheckpoint[], requireAll: boolean): PipelinedQuery {
   return {
     name: requireAll ? STATEMENTS.completeAll : STATEMENTS.complete,
-    text: `WITH c AS (
-       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::jsonb[])
-         AS c(id, token, cursor, state, processed, result)),
-     u AS (
-       UPDATE jobs j SET checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(), processed = j.processed + c.processed,
-              status = 'COMPLETED', result = c.result, finished_at = now(), lease_token = NULL, lease_expires_at = NULL,
-              event_seq = j.event_seq + 2, progress_seq = j.event_seq + 1, updated_at = now()
-         FROM c
-        WHERE j.id = ANY($1::uuid[]) AND j.id = c.id AND j.lease_token = c.token AND j.status = 'RUNNING' AND j.cancel_requested_at IS NULL
-        RETURNING j.*, c.token AS fenced_token),
-     e AS (
-       INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, event_seq, 'status', ${STATUS_EVENT_DATA_SQL} FROM u),
-     webhooks AS (${outboxInsertSql('u')})
-     ${answer}`,
+    text: requireAll ? COMPLETE_ALL_SQL : COMPLETE_SQL,
     values: [
       jobs.map((j) => j.jobId),
       jobs.map((j) => j.token),
@@ -388,7 +649,7 @@ export async function refusalReason(db: Queryable, jobId: string, token: string)
 
 /**
  * Ends the lease (fenced) and records a failed attempt's error when given. Returns false when the
- * lease was not ours any more. The caller then moves the status with transition() in the same transaction.
+ * lease was not ours any more. The caller then moves the status (an action above) in the same transaction.
  * `token: null` is for a caller that holds no lease but has the row locked and saw no live lease on it.
  */
 export async function releaseLease(
@@ -449,7 +710,7 @@ export async function failOnTimeLimit(
     at: new Date().toISOString(),
   };
   if (!(await releaseLease(db, { jobId: f.row.id, token: f.token, error: entry }))) return undefined;
-  const moved = await transition(db, f.row.id, 'FAILED', { error: entry, announce: f.announce });
+  const moved = await failIfActive(db, f.row.id, { error: entry, announce: f.announce });
   return { seq: moved?.event_seq };
 }
 

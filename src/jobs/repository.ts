@@ -1,15 +1,14 @@
-/** SQL of the jobs and job_events tables (reads, listing, cancellation, status events). */
+/** Reads of the jobs table (a job, pages of jobs, what the console shows); its writes are src/jobs/lifecycle.ts's. */
 import type { Queryable } from '../db/pool.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
-import { sourcesOf, type JobStatus } from './state.ts';
-import { outboxInsertSql } from '../webhooks/outbox.ts';
+import type { JobStatus } from './state.ts';
 
 /** Channel on which every job event is announced as `jobId:seq` (the payload stays small). */
 export const JOB_EVENTS_CHANNEL = 'longhaul_job_events';
 
-/** The data of a `status` event, from the jobs row after its update (shared by every statement that moves a status). */
-export const STATUS_EVENT_DATA_SQL = `jsonb_build_object('status', status, 'attempts', attempts, 'error', error, 'result', result)`;
+/** Channel that tells workers a running job was asked to stop; payload is the job id. */
+export const CANCEL_CHANNEL = 'longhaul_job_cancel';
 
 export async function getJob(db: Queryable, tenantId: string, id: string): Promise<JobRow | undefined> {
   const { rows } = await db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2`, [
@@ -136,148 +135,22 @@ export async function checkpointOf(db: Queryable, tenantId: string, id: string):
 }
 
 /**
- * Moves a job to `to` if the state machine allows it from its current status, appends a `status`
- * event and announces it, in one statement. A terminal status also writes the job's webhook delivery
- * (the outbox, src/webhooks/outbox.ts) in that statement. Returns the updated row with its event's
- * `event_seq`, or undefined if the move was not legal.
- *
- * `announce: false` leaves the announcement to the caller, who sends it after the commit
- * (src/jobs/events-publisher.ts): a notifying transaction holds Postgres's global notify lock through
- * its commit's WAL flush, which serialises busy writers. (Default: true, announced on commit)
+ * A tenant's active jobs matching the filter that a cancellation takes, oldest first, at most `limit`,
+ * locked: PENDING ones, and RUNNING ones not yet asked to stop.
  */
-export async function transition(
-  db: Queryable,
-  jobId: string,
-  to: JobStatus,
-  set: { result?: Json; error?: Json; extraSql?: string; announce?: boolean } = {},
-): Promise<(JobRow & { event_seq: number }) | undefined> {
-  const terminal = to === 'COMPLETED' || to === 'FAILED' || to === 'CANCELLED';
-  const announce =
-    set.announce === false ? '' : `, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text)`;
-  const { rows } = await db.query<JobRow & { event_seq: number }>({
-    // The worker's form (fixed text, announced later) runs many times a second: a prepared statement
-    // (planned once per connection; planning this statement costs more than running it).
-    name: set.announce === false && set.extraSql === undefined ? 'longhaul_transition_quiet' : undefined,
-    text: `WITH u AS (
-       UPDATE jobs SET status = $2, updated_at = now(), event_seq = event_seq + 1,
-              result = COALESCE($3::jsonb, result), error = COALESCE($4::jsonb, error),
-              finished_at = CASE WHEN $5 THEN now() ELSE finished_at END,
-              lease_token = CASE WHEN $5 THEN NULL ELSE lease_token END,
-              lease_expires_at = CASE WHEN $5 THEN NULL ELSE lease_expires_at END
-              ${set.extraSql ?? ''}
-        WHERE id = $1 AND status = ANY($6::text[])
-        RETURNING *),
-     e AS (
-       INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, event_seq, 'status', ${STATUS_EVENT_DATA_SQL}
-         FROM u),
-     webhooks AS (${outboxInsertSql('u')})
-     SELECT ${JOB_COLUMNS}, event_seq${announce} FROM u`,
-    values: [
-      jobId,
-      to,
-      set.result === undefined ? null : JSON.stringify(set.result),
-      set.error === undefined ? null : JSON.stringify(set.error),
-      terminal,
-      sourcesOf(to),
-    ],
-  });
-  return rows[0];
-}
-
-/**
- * Cancels, oldest first, up to `limit` of a tenant's active jobs matching the filter, in the caller's
- * transaction: PENDING ones become CANCELLED at once (a `status` event and webhook each, as cancelJob),
- * RUNNING ones are asked to stop at their next chunk boundary (a running job already asked is not
- * counted again). `more`: further matching jobs remain for another call.
- */
-export async function cancelMatching(
+export async function lockActiveMatching(
   db: Queryable,
   tenantId: string,
   f: JobFilter,
   limit: number,
-): Promise<{ cancelled: number; requested: number; more: boolean }> {
+): Promise<Array<{ id: string; status: JobStatus }>> {
   const { rows } = await db.query<{ id: string; status: JobStatus }>(
     `SELECT id, status FROM jobs
       WHERE tenant_id = $1 AND ${FILTER_SQL}
         AND (status = 'PENDING' OR (status = 'RUNNING' AND cancel_requested_at IS NULL))
       ORDER BY created_at, id
       LIMIT $10 FOR UPDATE`,
-    [tenantId, ...filterValues(f), limit + 1],
+    [tenantId, ...filterValues(f), limit],
   );
-  const take = rows.slice(0, limit);
-  const pending = take.filter((r) => r.status === 'PENDING').map((r) => r.id);
-  const running = take.filter((r) => r.status === 'RUNNING').map((r) => r.id);
-  const cancelled =
-    pending.length === 0 ? [] : await transitionAll(db, pending, 'CANCELLED', ', cancel_requested_at = now()');
-  const { rowCount } =
-    running.length === 0
-      ? { rowCount: 0 }
-      : await db.query(
-          `UPDATE jobs SET cancel_requested_at = now(), updated_at = now()
-            WHERE id = ANY($1::uuid[]) AND status = 'RUNNING'
-        RETURNING pg_notify('${CANCEL_CHANNEL}', id::text)`,
-          [running],
-        );
-  return { cancelled: cancelled.length, requested: rowCount ?? 0, more: rows.length > limit };
-}
-
-/** transition() for many jobs in one statement (each announced on commit); the ids of those moved. */
-async function transitionAll(db: Queryable, jobIds: string[], to: JobStatus, extraSql = ''): Promise<string[]> {
-  const terminal = to === 'COMPLETED' || to === 'FAILED' || to === 'CANCELLED';
-  const { rows } = await db.query<{ id: string }>(
-    `WITH u AS (
-       UPDATE jobs SET status = $2, updated_at = now(), event_seq = event_seq + 1,
-              finished_at = CASE WHEN $3 THEN now() ELSE finished_at END,
-              lease_token = CASE WHEN $3 THEN NULL ELSE lease_token END,
-              lease_expires_at = CASE WHEN $3 THEN NULL ELSE lease_expires_at END
-              ${extraSql}
-        WHERE id = ANY($1::uuid[]) AND status = ANY($4::text[])
-        RETURNING *),
-     e AS (
-       INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, event_seq, 'status', ${STATUS_EVENT_DATA_SQL}
-         FROM u),
-     webhooks AS (${outboxInsertSql('u')})
-     SELECT id, pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text) FROM u`,
-    [jobIds, to, terminal, sourcesOf(to)],
-  );
-  return rows.map((r) => r.id);
-}
-
-export type CancelOutcome =
-  | { kind: 'cancelled'; job: JobRow }
-  | { kind: 'requested'; job: JobRow }
-  | { kind: 'finished'; job: JobRow }
-  | { kind: 'not-found' };
-
-/** Channel that tells workers a running job was asked to stop; payload is the job id. */
-export const CANCEL_CHANNEL = 'longhaul_job_cancel';
-
-/**
- * A PENDING job becomes CANCELLED at once; a RUNNING one is asked to stop (its worker stops at the
- * next chunk boundary at the latest); a finished one is left alone.
- */
-export async function cancelJob(db: Queryable, tenantId: string, id: string): Promise<CancelOutcome> {
-  const { rows } = await db.query<{ status: JobStatus }>(
-    'SELECT status FROM jobs WHERE id = $1 AND tenant_id = $2 FOR UPDATE',
-    [id, tenantId],
-  );
-  const row = rows[0];
-  if (row === undefined) return { kind: 'not-found' };
-  if (row.status === 'PENDING') {
-    const job = await transition(db, id, 'CANCELLED', { extraSql: ', cancel_requested_at = now()' });
-    if (job !== undefined) return { kind: 'cancelled', job };
-  }
-  if (row.status === 'RUNNING') {
-    const { rows: updated } = await db.query<JobRow>(
-      `UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = now()
-        WHERE id = $1 RETURNING ${JOB_COLUMNS}, pg_notify('${CANCEL_CHANNEL}', id::text)`,
-      [id],
-    );
-    const job = updated[0];
-    if (job !== undefined) return { kind: 'requested', job };
-  }
-  const job = await getJob(db, tenantId, id);
-  return job === undefined ? { kind: 'not-found' } : { kind: 'finished', job };
+  return rows;
 }

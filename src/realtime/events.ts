@@ -1,9 +1,9 @@
 /**
  * Job events as streams carry them: the SQL that reads them, and the messages a subscriber receives.
- * Status changes are rows of `job_events` (appended by `transition()` and the worker). A job's progress
- * is its jobs row: each checkpoint sets `processed`, `total` and `progress_seq` (the event seq it took)
- * and appends no row, so a read gets every status change and the newest progress, never a superseded
- * one (docs/live-progress.md). Progress rows written before sql/041 are read as they are.
+ * Status changes are rows of `job_events` (each appended by the status change itself,
+ * src/jobs/lifecycle.ts). A job's progress is its jobs row: each checkpoint sets `processed`, `total`
+ * and `progress_seq` (the event seq it took) and appends no row, so a read gets every status change
+ * and the newest progress, never a superseded one (docs/live-progress.md). Progress rows written before sql/041 are read as they are.
  */
 import type { Queryable } from '../db/pool.ts';
 import { JOB_COLUMNS, toResource, type JobResource, type JobRow } from '../jobs/model.ts';

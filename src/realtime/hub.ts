@@ -3,8 +3,8 @@
  * that has subscribers here (its recent events, read once per notification burst and shared by every
  * subscriber of the job), and a subscription per client that pulls from it at the client's own pace.
  *
- * Workers and `transition()` commit a job's events (status rows in `job_events`, progress in the jobs row)
- * and NOTIFY `jobId:seq`; the hub reads the events by sequence number, so a lost notification or a
+ * The job lifecycle's actions (src/jobs/lifecycle.ts) commit a job's events (status rows in
+ * `job_events`, progress in the jobs row) and NOTIFY `jobId:seq`; the hub reads the events by sequence number, so a lost notification or a
  * reconnection only delays events, never loses them.
  * A subscription holds at most one page of events: a client that reads slowly falls behind, and once it
  * is more than COALESCE_LAG events behind it is sent every status event but only the newest progress.

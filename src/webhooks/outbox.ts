@@ -1,7 +1,7 @@
 /**
  * The webhook outbox. A terminal status change of a job with a callback_url writes its delivery row in
- * the same SQL statement (a CTE of jobs' `transition()`), so the event commits or rolls back with the
- * job's terminal state: a crash can neither lose it nor send it for a state that was rolled back.
+ * the same SQL statement (a CTE of every status change, statusChangeSql in src/jobs/lifecycle.ts), so
+ * the event commits or rolls back with the job's terminal state: a crash can neither lose it nor send it for a state that was rolled back.
  * The same statement wakes the dispatcher with pg_notify (delivered on commit).
  */
 

@@ -6,10 +6,15 @@
  */
 import type { PgBoss } from 'pg-boss';
 import { bossDb, type Queryable } from '../db/pool.ts';
-import { releaseLease, setExecution, type ClaimRow } from '../jobs/lifecycle.ts';
+import {
+  failIfActive,
+  releaseLease,
+  returnToPendingIfRunning,
+  setExecution,
+  type ClaimRow,
+} from '../jobs/lifecycle.ts';
 import type { AttemptError } from '../jobs/model.ts';
 import { QUEUES } from '../jobs/queues.ts';
-import { transition } from '../jobs/repository.ts';
 import {
   completeExecution,
   deadLetterExecution,
@@ -76,7 +81,8 @@ export async function settleAttempt(db: Queryable, boss: PgBoss, s: Settlement):
   };
   if (!(await releaseLease(db, { jobId: row.id, token: s.token, error: entry, deadLetter: dead, leaseLost: lost })))
     return undefined;
-  const moved = await transition(db, row.id, dead ? 'FAILED' : 'PENDING', { error: entry, announce: s.announce });
+  const move = { error: entry, announce: s.announce };
+  const moved = dead ? await failIfActive(db, row.id, move) : await returnToPendingIfRunning(db, row.id, move);
   if (dead) {
     const retryLimit =
       attempt.retryLimit ?? (await boss.getJobById(QUEUES.jobs, attempt.id, { db: bossDb(db) }))?.retryLimit ?? 0;

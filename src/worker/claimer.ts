@@ -10,7 +10,6 @@ import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import { isConnectionError, withTransaction, type Pool } from '../db/pool.ts';
 import type { JobEventsPublisher } from '../jobs/events-publisher.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
-import { transition } from '../jobs/repository.ts';
 import { isTerminal } from '../jobs/state.ts';
 import type { Logger } from '../observability/logger.ts';
 import { DEFAULT_BACKOFF, type AnyJobType, type Json, type JobTypeDefinition } from '../../packages/sdk/src/index.ts';
@@ -33,6 +32,7 @@ import {
   lockJob,
   peekJobs,
   setExecution,
+  startIfPending,
   takeLease,
   writeKey,
   type ClaimRow,
@@ -291,8 +291,8 @@ export class Claimer {
           execution: attempt.id,
           executionRetry: attempt.retryCount,
         });
-        const moved = row.status === 'PENDING' ? await transition(c, jobId, 'RUNNING', { announce: false }) : undefined;
-        return { row: { ...row, attempts, status: 'RUNNING' as const }, type, seq: moved?.event_seq };
+        const seq = row.status === 'PENDING' ? await startIfPending(c, jobId) : undefined;
+        return { row: { ...row, attempts, status: 'RUNNING' as const }, type, seq };
       }).catch((err: unknown) => {
         // The claim did not commit: its slot is not taken.
         if (reserved !== undefined) this.#slots.release(reserved);

@@ -7,7 +7,7 @@ import type { PgBoss } from 'pg-boss';
 import { withTransaction, type Pool, type Queryable } from '../db/pool.ts';
 import { JOB_COLUMNS, type JobRow } from '../jobs/model.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
-import { transition } from '../jobs/repository.ts';
+import { replayIfFailed } from '../jobs/lifecycle.ts';
 import { removeDeadLetters, sendExecution } from './executions.ts';
 import { DEFAULT_BACKOFF, type Json } from '../../packages/sdk/src/index.ts';
 
@@ -85,17 +85,8 @@ export async function replayJob(
     continuation: false,
     priority: job.priority,
   });
-  // A replay starts the job's time limits afresh: its timeout counts from its next start, and it does not expire.
-  await db.query(
-    `UPDATE jobs SET attempts = 0, lease_losses = 0, execution_id = $2, execution_retry = NULL, dead_lettered_at = NULL, finished_at = NULL,
-            started_at = NULL, expires_at = NULL,
-            cancel_requested_at = NULL, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
-            ${from === 'start' ? ', checkpoint_cursor = NULL, checkpoint_state = NULL, checkpoint_at = NULL, processed = 0, total = NULL, progress_seq = NULL' : ''}
-      WHERE id = $1`,
-    [jobId, execution],
-  );
   await removeDeadLetters(boss, db, jobId);
-  const replayed = await transition(db, jobId, 'PENDING');
+  const replayed = await replayIfFailed(db, jobId, { execution, from });
   if (replayed === undefined) throw new Error(`job ${jobId} could not move from FAILED to PENDING`);
   return { kind: 'replayed', job: replayed };
 }

@@ -7,7 +7,6 @@
 import type { PgBoss } from 'pg-boss';
 import { withTransaction, type Pool } from '../db/pool.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
-import { transition } from '../jobs/repository.ts';
 import type { Alerts } from '../alerts/alerts.ts';
 import type { Logger } from '../observability/logger.ts';
 import { registeredOnce, type Registry } from '../observability/metrics.ts';
@@ -16,7 +15,13 @@ import { Periodic } from '../periodic.ts';
 import { completeExecution } from './executions.ts';
 import { DEFAULT_BACKOFF, DEFAULT_STALL_AFTER_SECONDS } from '../../packages/sdk/src/index.ts';
 import { deadLetteredAfter, stillDeadLettered } from './dead-letters.ts';
-import { failOnTimeLimit, lockExpiredLeases, lockTimeLimitedJobs, releaseLease } from '../jobs/lifecycle.ts';
+import {
+  cancelIfRunning,
+  failOnTimeLimit,
+  lockExpiredLeases,
+  lockTimeLimitedJobs,
+  releaseLease,
+} from '../jobs/lifecycle.ts';
 import { leaseLostError, settleAttempt } from './attempts.ts';
 
 export interface MonitorOptions {
@@ -109,7 +114,7 @@ export class WorkerMonitor extends Periodic {
         const attempt = { id: row.execution, retryCount: row.execution_retry ?? 0 };
         if (row.cancel_requested) {
           await releaseLease(c, { jobId: row.id, token: row.lease_token });
-          await transition(c, row.id, 'CANCELLED');
+          await cancelIfRunning(c, row.id, { announce: true });
           await completeExecution(this.#boss, c, attempt, { cancelled: true });
           this.#takeovers?.inc({ outcome: 'cancelled' });
           continue;

@@ -8,7 +8,6 @@
 import type { PgBoss } from 'pg-boss';
 import { createPipelinePool, pipelinedTransaction, withTransaction, type Pool } from '../db/pool.ts';
 import type { JobEventsPublisher } from '../jobs/events-publisher.ts';
-import { transition } from '../jobs/repository.ts';
 import type { Logger } from '../observability/logger.ts';
 import { DEFAULT_BACKOFF, isPermanentError, type AnyJobType, type Json } from '../../packages/sdk/src/index.ts';
 import {
@@ -23,6 +22,7 @@ import { JobStopped, type StopReason } from './job-stopped.ts';
 import type { LazyTransaction } from './lazy-transaction.ts';
 import type { WorkerMetrics } from './metrics.ts';
 import {
+  cancelIfRunning,
   completeAllQuery,
   completedSeqs,
   completeWithCheckpoint,
@@ -31,6 +31,7 @@ import {
   GROUP_MAX,
   refusalReason,
   releaseLease,
+  returnToPendingIfRunning,
   writeKey,
   type ClaimRow,
   type CompleteWithCheckpoint,
@@ -179,7 +180,7 @@ export class Settler {
       });
       if (!(await releaseLease(c, { jobId: row.id, token, execution: next }))) throw new JobStopped('lease-lost');
       // At shutdown the job waits for a worker; at the end of a budget it carries on at once.
-      if (why === 'shutdown') await transition(c, row.id, 'PENDING');
+      if (why === 'shutdown') await returnToPendingIfRunning(c, row.id, { announce: true });
       await completeExecution(this.#boss, c, attempt, { handedOver: next, reason: why });
       return true;
     }).catch((err: unknown) => {
@@ -238,7 +239,7 @@ export class Settler {
     if (reason === 'cancelled') {
       const ok = await withTransaction(this.#pool, async (c) => {
         if (!(await releaseLease(c, { jobId: row.id, token }))) return false;
-        const moved = await transition(c, row.id, 'CANCELLED', { announce: false });
+        const moved = await cancelIfRunning(c, row.id, { announce: false });
         await completeExecution(this.#boss, c, attempt, { cancelled: true });
         return { seq: moved?.event_seq };
       });

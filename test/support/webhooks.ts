@@ -1,5 +1,5 @@
 /** Jobs whose webhooks are in the outbox: submitted with a callback URL and moved straight to a terminal status. */
-import { transition } from '../../src/jobs/repository.ts';
+import { transition } from './status.ts';
 import type { TestService } from './service.ts';
 
 async function submitted(t: TestService, callbackUrl: string, key?: string): Promise<string> {
