@@ -12,7 +12,13 @@ import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { startDispatcher } from './support/dispatcher.ts';
 import { startReceiver, waitFor, type Receiver, type Received } from './support/receiver.ts';
 import { startTestService, type TestService } from './support/service.ts';
-import { cancelledJob } from './support/webhooks.ts';
+import {
+  breakerEnv,
+  cancelledJob,
+  deliveryStatuses,
+  webhookEndpoints,
+  type WebhookEndpoint,
+} from './support/webhooks.ts';
 
 let t: TestService;
 let dispatcher: Dispatcher;
@@ -22,21 +28,8 @@ let b: CreatedTenant;
 
 beforeAll(async () => {
   t = await startTestService({
-    env: {
-      LONGHAUL_CALLBACK_ALLOW: '127.0.0.1',
-      LONGHAUL_WEBHOOK_SCHEDULE_SECONDS: '0.05,0.05,0.05,0.05,0.05,0.05,0.05',
-      LONGHAUL_WEBHOOK_MIN_BACKOFF_AFTER_THROTTLE_SECONDS: '0',
-      LONGHAUL_WEBHOOK_TIMEOUT_SECONDS: '2',
-      LONGHAUL_WEBHOOK_POLL_SECONDS: '0.1',
-      LONGHAUL_BREAKER_WINDOW: '4',
-      LONGHAUL_BREAKER_MIN_REQUESTS: '4',
-      LONGHAUL_METRICS_TENANT_LABELS: 'true',
-      // Each scrape reads the database: the gauge is checked right after the state it shows changes.
-      LONGHAUL_METRICS_REFRESH_SECONDS: '0',
-      LONGHAUL_BREAKER_FAILURE_RATIO: '0.5',
-      // Longer than the test: an open breaker stays open throughout.
-      LONGHAUL_BREAKER_COOLDOWN_SECONDS: '600',
-    },
+    // A cool-down longer than the test: an open breaker stays open throughout.
+    env: breakerEnv(600),
   });
   b = await createTenant(t.service.pool, `tenant-b-${Math.random().toString(36).slice(2)}`);
   rx = await startReceiver();
@@ -69,28 +62,9 @@ function signer(r: Received): 'a' | 'b' | undefined {
   return undefined;
 }
 
-interface Endpoint {
-  id: string;
-  endpoint: string;
-  state: string;
-  successes: number;
-  failures: number;
-  disabled_at: string | null;
-  pending: number;
-}
-async function endpoints(key?: string): Promise<Endpoint[]> {
-  const res = await t.api('/v1/webhook-endpoints', { key });
-  expect(res.status).toBe(200);
-  return ((await res.json()) as { data: Endpoint[] }).data;
-}
+const endpoints = (key?: string) => webhookEndpoints(t, key);
 const urlOf = (path: string) => `${rx.url}${path}`;
-async function deliveries(ids: string[]): Promise<Array<{ status: string; attempts: number }>> {
-  const { rows } = await t.service.pool.query<{ status: string; attempts: number }>(
-    'SELECT status, attempts FROM webhook_deliveries WHERE job_id = ANY($1::uuid[]) ORDER BY created_at',
-    [ids],
-  );
-  return rows;
-}
+const deliveries = (ids: string[]) => deliveryStatuses(t, ids);
 
 describe('per-tenant webhook endpoints', () => {
   it("opens one tenant's breaker for its failing path without holding another tenant's deliveries to the same host", async () => {
@@ -162,7 +136,7 @@ describe('per-tenant webhook endpoints', () => {
     gone = false;
     const res = await t.api(`/v1/webhook-endpoints/${disabled.id}/enable`, { method: 'POST' });
     expect(res.status).toBe(200);
-    expect(((await res.json()) as Endpoint).disabled_at).toBeNull();
+    expect(((await res.json()) as WebhookEndpoint).disabled_at).toBeNull();
     await waitFor('the held deliveries', async () =>
       (await deliveries([first, second])).every((d) => d.status === 'SUCCEEDED'),
     );
