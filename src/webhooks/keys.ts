@@ -4,7 +4,7 @@
  * JWKS. During a grace period every delivery carries one signature per active secret or key.
  */
 import type { JWK } from 'jose';
-import type { Queryable } from '../db/pool.ts';
+import { withTransaction, type Pool, type Queryable } from '../db/pool.ts';
 import { generateWebhookSecret, NoSuchTenantError } from '../tenants/repository.ts';
 import { generateSigningKey, PUBLIC_KEY_PREFIX } from './sign.ts';
 
@@ -125,7 +125,31 @@ export async function setSignatureScheme(db: Queryable, tenantId: string, scheme
   if (scheme === 'v1a' && (await activeSigningKeys(db, tenantId)).length === 0) await rotateSigningKey(db, tenantId, 0);
 }
 
-/** Every active v1a public key of every tenant, as a JWKS (public keys are not secret). */
+export interface SigningSettings {
+  scheme: SignatureScheme;
+  secrets: SecretInfo[];
+  signingKeys: SigningKeyInfo[];
+}
+
+/** The tenant's scheme with the secrets and keys that sign its deliveries now. */
+export async function signingSettings(db: Queryable, tenantId: string): Promise<SigningSettings> {
+  return {
+    scheme: await signatureScheme(db, tenantId),
+    secrets: await activeSecrets(db, tenantId),
+    signingKeys: await activeSigningKeys(db, tenantId),
+  };
+}
+
+/** Sets the scheme in a transaction of its own (with v1a's first key when needed); returns the settings. */
+export async function chooseSignatureScheme(
+  pool: Pool,
+  tenantId: string,
+  scheme: SignatureScheme,
+): Promise<SigningSettings> {
+  await withTransaction(pool, (client) => setSignatureScheme(client, tenantId, scheme));
+  return signingSettings(pool, tenantId);
+}
+
 /** A v1a public key as published: what generateSigningKey makes (sign.ts). */
 export interface PublicJwk {
   kty: 'OKP';
@@ -136,6 +160,7 @@ export interface PublicJwk {
   use: 'sig';
 }
 
+/** Every active v1a public key of every tenant, as a JWKS (public keys are not secret). */
 export async function publicJwks(db: Queryable): Promise<{ keys: PublicJwk[] }> {
   const { rows } = await db.query<{ public_jwk: PublicJwk }>(
     `SELECT public_jwk FROM webhook_signing_keys WHERE expires_at IS NULL OR expires_at > now() ORDER BY created_at, kid`,

@@ -268,12 +268,24 @@ export async function attemptsOf(db: Queryable, deliveryIds: string[]): Promise<
   return out;
 }
 
-export async function deliveriesOfJob(db: Queryable, tenantId: string, jobId: string): Promise<DeliveryRow[]> {
-  const { rows } = await db.query<DeliveryRow>(
-    `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE job_id = $1 AND tenant_id = $2 ORDER BY created_at, id`,
+/**
+ * A job's deliveries, oldest first; undefined when the tenant has no such job. A job without deliveries
+ * gives one row of nulls from the outer join, dropped here.
+ */
+export async function deliveriesOfJob(
+  db: Queryable,
+  tenantId: string,
+  jobId: string,
+): Promise<DeliveryRow[] | undefined> {
+  const { rows } = await db.query<DeliveryRow | { [K in keyof DeliveryRow]: null }>(
+    `SELECT d.* FROM jobs j LEFT JOIN LATERAL (
+       SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE job_id = j.id AND tenant_id = j.tenant_id) d ON true
+      WHERE j.id = $1 AND j.tenant_id = $2
+      ORDER BY d.created_at, d.id`,
     [jobId, tenantId],
   );
-  return rows;
+  if (rows.length === 0) return undefined;
+  return rows.filter((r): r is DeliveryRow => r.id !== null);
 }
 
 export async function getDelivery(db: Queryable, tenantId: string, id: string): Promise<DeliveryRow | undefined> {

@@ -19,12 +19,11 @@ import type { App, AppDeps } from '../context.ts';
 import { ApiError } from '../errors.ts';
 import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
+import { isoOrNull, parseUuidParam } from '../route-helpers.ts';
 import { CreatedTenantSchema, CreateTenantSchema } from '../schemas.ts';
-import { GraceQuery, NewSecretSchema } from './deliveries.ts';
+import { GraceQuery, NewSecretSchema } from './webhook-signing.ts';
 
 const security = [{ adminToken: [] }];
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 const TenantSchema = z
   .object({ id: z.string().uuid(), name: z.string(), created_at: z.string().datetime() })
   .openapi('Tenant');
@@ -147,20 +146,13 @@ const rotateSecretRoute = createRoute({
   },
 });
 
-const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
 const toTenant = (t: Tenant) => ({ id: t.id, name: t.name, created_at: t.created_at.toISOString() });
 const toKey = (k: ApiKeyInfo) => ({
   ...k,
   created_at: k.created_at.toISOString(),
-  last_used_at: iso(k.last_used_at),
-  revoked_at: iso(k.revoked_at),
+  last_used_at: isoOrNull(k.last_used_at),
+  revoked_at: isoOrNull(k.revoked_at),
 });
-
-/** A path id that is not a UUID names nothing: 404, as an unknown one. */
-function pathUuid(raw: string, what: string): string {
-  if (!UUID.test(raw)) throw new ApiError('not-found', `no ${what} with id ${JSON.stringify(raw.slice(0, 64))}`);
-  return raw.toLowerCase();
-}
 
 export function registerAdminRoutes(app: App, deps: AppDeps): void {
   const { pool, config } = deps;
@@ -181,14 +173,14 @@ export function registerAdminRoutes(app: App, deps: AppDeps): void {
   app.openapi(listTenantsRoute, async (c) => c.json({ data: (await listTenants(pool)).map(toTenant) }, 200));
 
   app.openapi(listKeysRoute, async (c) => {
-    const id = pathUuid(c.req.valid('param').id, 'tenant');
+    const id = parseUuidParam(c.req.valid('param').id, 'tenant');
     const keys = await listApiKeys(pool, id);
     if (keys === undefined) throw new ApiError('not-found', `no tenant with id ${id}`);
     return c.json({ data: keys.map(toKey) }, 200);
   });
 
   app.openapi(createKeyRoute, async (c) => {
-    const id = pathUuid(c.req.valid('param').id, 'tenant');
+    const id = parseUuidParam(c.req.valid('param').id, 'tenant');
     const created = await createApiKey(pool, id, c.req.valid('json').name);
     if (created === undefined) throw new ApiError('not-found', `no tenant with id ${id}`);
     c.get('log').info({ tenant_id: id, key_id: created.key.id }, 'API key created');
@@ -197,8 +189,8 @@ export function registerAdminRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(revokeKeyRoute, async (c) => {
     const params = c.req.valid('param');
-    const id = pathUuid(params.id, 'tenant');
-    const keyId = pathUuid(params.key, 'API key');
+    const id = parseUuidParam(params.id, 'tenant');
+    const keyId = parseUuidParam(params.key, 'API key');
     const key = await revokeApiKey(pool, id, keyId);
     if (key === undefined) throw new ApiError('not-found', `tenant ${id} has no API key with id ${keyId}`);
     c.get('log').info({ tenant_id: id, key_id: keyId }, 'API key revoked');
@@ -206,7 +198,7 @@ export function registerAdminRoutes(app: App, deps: AppDeps): void {
   });
 
   app.openapi(rotateSecretRoute, async (c) => {
-    const id = pathUuid(c.req.valid('param').id, 'tenant');
+    const id = parseUuidParam(c.req.valid('param').id, 'tenant');
     try {
       const grace = c.req.valid('query').grace_seconds ?? config.webhooks.secretGraceSeconds;
       const s = await rotateSecret(pool, id, grace);

@@ -5,14 +5,8 @@ import type { App, AppDeps } from '../context.ts';
 import { ApiError } from '../errors.ts';
 import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
+import { parseUuidParam } from '../route-helpers.ts';
 import { TenantIdParam, TenantLimitsPatchSchema, TenantLimitsSchema } from '../schemas.ts';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-function tenantId(id: string): string {
-  if (!UUID.test(id)) throw new ApiError('not-found', `no tenant with id ${JSON.stringify(id.slice(0, 64))}`);
-  return id.toLowerCase();
-}
 
 const getLimitsRoute = createRoute({
   method: 'get',
@@ -53,7 +47,7 @@ function toResource(l: TenantLimits) {
 
 export function registerTenantLimitRoutes(app: App, deps: AppDeps): void {
   app.openapi(getLimitsRoute, async (c) => {
-    const id = tenantId(c.req.valid('param').id);
+    const id = parseUuidParam(c.req.valid('param').id, 'tenant');
     const limits = await getLimits(deps.pool, id);
     if (limits === undefined) throw new ApiError('not-found', `no tenant with id ${id}`);
     return c.json(toResource(limits), 200);
@@ -61,7 +55,7 @@ export function registerTenantLimitRoutes(app: App, deps: AppDeps): void {
 
   app.on('PATCH', '/v1/admin/tenants/:id/limits', requireJsonBody());
   app.openapi(patchLimitsRoute, async (c) => {
-    const id = tenantId(c.req.valid('param').id);
+    const id = parseUuidParam(c.req.valid('param').id, 'tenant');
     const limits = await setLimits(deps.pool, id, c.req.valid('json'));
     if (limits === undefined) throw new ApiError('not-found', `no tenant with id ${id}`);
     await deps.limitedTenants?.refresh();

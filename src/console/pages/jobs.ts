@@ -168,7 +168,7 @@ export function registerJobPages(app: ConsoleApp, deps: ConsoleDeps): void {
       checkpointOf(pool, tenantId, id),
       recentEvents(pool, id, TIMELINE),
       listArtifacts(pool, tenantId, id),
-      deliveriesOfJob(pool, tenantId, id),
+      deliveriesOfJob(pool, tenantId, id).then((rows) => rows ?? []),
     ]);
     const attempts = await attemptsOf(
       pool,
@@ -412,7 +412,7 @@ export function registerJobPages(app: ConsoleApp, deps: ConsoleDeps): void {
     const id = pathId(c, 'id', 'job');
     const delivery = pathId(c, 'delivery', 'delivery');
     const { tenantId } = await visibleJob(c, deps, id);
-    if (!(await deliveriesOfJob(pool, tenantId, id)).some((d) => d.id === delivery))
+    if (!((await deliveriesOfJob(pool, tenantId, id)) ?? []).some((d) => d.id === delivery))
       throw new ApiError('not-found', `no delivery with id ${delivery}`);
     await redeliver(pool, tenantId, { ids: [delivery] });
     c.get('log').info({ job_id: id, delivery_id: delivery }, 'console: redeliver');
