@@ -48,7 +48,7 @@ describe('groupLimits', () => {
         none,
         undefined,
       ),
-    ).toEqual({ default: 6, tiers: {}, holdsBack: true });
+    ).toEqual({ default: 6, tiers: {}, holdsBack: true, hard: false });
     expect(
       groupLimits(
         demand([
@@ -59,12 +59,18 @@ describe('groupLimits', () => {
         none,
         undefined,
       ),
-    ).toEqual({ default: 5, tiers: {}, holdsBack: true });
-    expect(groupLimits(demand([]), 8, none, undefined)).toEqual({ default: 8, tiers: {}, holdsBack: false });
+    ).toEqual({ default: 5, tiers: {}, holdsBack: true, hard: false });
+    expect(groupLimits(demand([]), 8, none, undefined)).toEqual({
+      default: 8,
+      tiers: {},
+      holdsBack: false,
+      hard: false,
+    });
     expect(groupLimits(demand([['a', 3, 100]]), 8, none, undefined)).toEqual({
       default: 8,
       tiers: {},
       holdsBack: false,
+      hard: false,
     });
   });
 
@@ -75,11 +81,13 @@ describe('groupLimits', () => {
       default: 8,
       tiers: { a: 2 },
       holdsBack: true,
+      hard: true,
     });
     expect(groupLimits(demand([['a', 1, 10]]), 8, new Map([['a', 20]]), 3)).toEqual({
       default: 3,
       tiers: { a: 8 },
       holdsBack: true,
+      hard: true,
     });
     expect(groupLimits(demand([['b', 3, 10]]), 8, none, 3)).toBeUndefined();
   });

@@ -46,7 +46,13 @@ export async function getLimits(db: Queryable, tenantId: string): Promise<Tenant
   return rows[0];
 }
 
-/** Changes a tenant's limits (a new rate starts with a full bucket); undefined when there is no such tenant. */
+/** Channel that tells the workers a tenant's running limit changed; payload is the tenant id. */
+export const RUNNING_LIMIT_CHANNEL = 'longhaul_running_limit';
+
+/**
+ * Changes a tenant's limits (a new rate starts with a full bucket); undefined when there is no such tenant.
+ * A changed running limit is announced on RUNNING_LIMIT_CHANNEL once committed, before this returns.
+ */
 export async function setLimits(
   db: Queryable,
   tenantId: string,
@@ -76,6 +82,8 @@ export async function setLimits(
       has('submission_rate'),
     ],
   );
+  if (rows[0] !== undefined && has('max_running_jobs'))
+    await db.query('SELECT pg_notify($1, $2)', [RUNNING_LIMIT_CHANNEL, tenantId]);
   return rows[0];
 }
 

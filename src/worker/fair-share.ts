@@ -36,6 +36,11 @@ export interface GroupLimits {
   tiers: Record<string, number>;
   /** Whether the limits hold any tenant back at all (else a fetch needs none). */
   holdsBack: boolean;
+  /**
+   * Whether a tenant's running limit of its own (or the default one) applies: a hard limit, so fetches
+   * of concurrent workers must not both count the same free slot (the fetcher serialises them).
+   */
+  hard: boolean;
 }
 
 /**
@@ -61,6 +66,7 @@ export function groupLimits(
   const canStart = [...demand].some(
     ([tenant, d]) => d.waiting > 0 && d.running < (tiers[tenant] ?? within(defaultLimit)),
   );
-  const holdsBack = cap < slots || defaultLimit !== undefined || limits.size > 0;
-  return canStart || demand.size === 0 ? { default: within(defaultLimit), tiers, holdsBack } : undefined;
+  const hard = defaultLimit !== undefined || limits.size > 0;
+  const holdsBack = cap < slots || hard;
+  return canStart || demand.size === 0 ? { default: within(defaultLimit), tiers, holdsBack, hard } : undefined;
 }

@@ -4,14 +4,17 @@
  * also forwards cancel notifications to the runtime. It never fetches more than the free slots, and
  * each fetch is limited per tenant to the tenant's fair share of the cluster's slots (fair-share.ts),
  * within the tenant's own running limit; while no tenant could start a job under it, it does not fetch.
+ * pg-boss counts a group's active jobs in the fetch statement's snapshot, so two workers fetching at once
+ * could both fill the same last slot of a tenant: while a running limit applies, fetches of every worker
+ * take turns under one advisory lock, each seeing the executions the one before it claimed.
  */
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import type { PgListener } from '../db/listener.ts';
-import { isConnectionError, type Pool } from '../db/pool.ts';
+import { bossDb, isConnectionError, withTransaction, type Pool } from '../db/pool.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import { CANCEL_CHANNEL } from '../jobs/repository.ts';
 import type { Logger } from '../observability/logger.ts';
-import { runningLimits } from '../tenants/limits.ts';
+import { RUNNING_LIMIT_CHANNEL, runningLimits } from '../tenants/limits.ts';
 import type { ExecutionData } from './executions.ts';
 import { groupLimits, type GroupLimits, type TenantDemand } from './fair-share.ts';
 import { clusterSlots } from './presence.ts';
@@ -24,6 +27,8 @@ export const POLL_INTERVAL_MS = 500;
  * a busy worker fetches many times a second, and a share a few fetches old is still fair.
  */
 const SHARE_TTL_MS = 100;
+/** Arbitrary, fixed key of the transaction advisory lock that serialises fetches under a running limit. */
+const LIMITED_FETCH_LOCK_KEY = 7_140_002;
 
 /** What the fair share is computed from, and when it was read. */
 interface ShareReading {
@@ -61,6 +66,8 @@ export class Fetcher {
   #share: ShareReading | undefined;
   /** When a job of this process last ended (performance.now()). */
   #endedAt = 0;
+  /** When a running limit last changed, as heard (or the listener reconnected, so may have missed one). */
+  #limitsChangedAt = 0;
   /** A reading is under way (off the fetch's path). */
   #reading = false;
 
@@ -98,13 +105,18 @@ export class Fetcher {
   /** Subscribes to pg-boss's and the cancel channel, and starts the loop. */
   async start(): Promise<void> {
     const { rows } = await this.#pool.query<{ ch: string }>(`SELECT ${BOSS_CHANNEL_SQL} AS ch`);
-    this.#unsubscribe = await this.#listener.subscribe([rows[0]?.ch ?? '', CANCEL_CHANNEL], {
+    this.#unsubscribe = await this.#listener.subscribe([rows[0]?.ch ?? '', CANCEL_CHANNEL, RUNNING_LIMIT_CHANNEL], {
       onNotification: (channel, payload) => {
         if (channel === CANCEL_CHANNEL) this.#onCancel(payload);
+        // A running limit is hard: no fetch after the change is heard may run under the reading before it.
+        else if (channel === RUNNING_LIMIT_CHANNEL) this.#limitsChangedAt = performance.now();
         else this.wake();
       },
-      // Jobs sent while the connection was down were not announced: fetch now.
-      onConnect: () => this.wake(),
+      // Jobs sent and limits changed while the connection was down were not announced: read, then fetch now.
+      onConnect: () => {
+        this.#limitsChangedAt = performance.now();
+        this.wake();
+      },
     });
     this.#loop = this.#fetchLoop();
   }
@@ -136,9 +148,12 @@ export class Fetcher {
    * The group limits of the next fetch (fair-share.ts), from the last reading; undefined: do not fetch.
    * A reading older than SHARE_TTL_MS, or from before a job of this process ended (its tenant may be
    * below its share now), is read again meanwhile, off the pickup's path; the new reading wakes the loop.
+   * A reading from before a running limit changed (or the listener reconnected) is not fetched under:
+   * one is read before the fetch.
    */
   async #groupLimits(): Promise<GroupLimits | undefined> {
-    const last = this.#share ?? (await this.#readShare());
+    const last =
+      this.#share !== undefined && this.#share.at >= this.#limitsChangedAt ? this.#share : await this.#readShare();
     if (performance.now() - last.at > SHARE_TTL_MS || last.at < this.#endedAt) this.#reread();
     return groupLimits(last.demand, last.slots, last.limits, this.#tenantLimit);
   }
@@ -162,8 +177,25 @@ export class Fetcher {
       clusterSlots(this.#pool, this.#leaseSeconds),
       runningLimits(this.#pool),
     ]);
-    this.#share = { at, demand, slots: Math.max(slots, this.#concurrency), limits };
-    return this.#share;
+    const reading = { at, demand, slots: Math.max(slots, this.#concurrency), limits };
+    // A reading begun before a running limit changed is not kept (it may have missed the change).
+    if (at >= this.#limitsChangedAt) this.#share = reading;
+    return reading;
+  }
+
+  async #fetch(free: number, limits: GroupLimits): Promise<Array<JobWithMetadata<ExecutionData>>> {
+    const options = {
+      batchSize: free,
+      includeMetadata: true as const,
+      // Nobody held back (a tenant alone, or every demand fits): pg-boss's plain fetch, a lighter
+      // statement than its group-limited one.
+      ...(limits.holdsBack ? { groupConcurrency: { default: limits.default, tiers: limits.tiers } } : {}),
+    };
+    if (!limits.hard) return this.#boss.fetch<ExecutionData>(QUEUES.jobs, options);
+    return withTransaction(this.#pool, async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [LIMITED_FETCH_LOCK_KEY]);
+      return this.#boss.fetch<ExecutionData>(QUEUES.jobs, { ...options, db: bossDb(c) });
+    });
   }
 
   async #waitForWake(ms: number): Promise<void> {
@@ -186,14 +218,7 @@ export class Fetcher {
         let jobs: Array<JobWithMetadata<ExecutionData>> = [];
         try {
           const limits = await this.#groupLimits();
-          if (limits !== undefined)
-            jobs = await this.#boss.fetch<ExecutionData>(QUEUES.jobs, {
-              batchSize: free,
-              includeMetadata: true,
-              // Nobody held back (a tenant alone, or every demand fits): pg-boss's plain fetch, a
-              // lighter statement than its group-limited one.
-              ...(limits.holdsBack ? { groupConcurrency: { default: limits.default, tiers: limits.tiers } } : {}),
-            });
+          if (limits !== undefined) jobs = await this.#fetch(free, limits);
         } catch (err) {
           // An outage is logged once, by the listener; fetching resumes when the database answers.
           if (!isConnectionError(err)) this.#log.error({ err }, 'fetching executions failed');
