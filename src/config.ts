@@ -277,6 +277,11 @@ const envSchema = z.object({
   LONGHAUL_CONSOLE_SESSION_SECONDS: int(60)
     .default(12 * 60 * 60)
     .describe('Lifetime of an operator console session (its signed cookie) from sign-in.'),
+  LONGHAUL_CONSOLE_OVERVIEW_SECONDS: seconds(0)
+    .default(5)
+    .describe(
+      "How long the console overview's figures, read once, are shown to every view of the same scope (every tenant, or one tenant) before they are read again (`0`: every view reads).",
+    ),
   LONGHAUL_STREAM_PING_SECONDS: seconds(0.1)
     .default(15)
     .describe('Event streams are pinged this often; one silent for two intervals is closed.'),
@@ -443,6 +448,8 @@ export interface Config {
   streamPingSeconds: number;
   /** Lifetime of an operator console session. */
   consoleSessionSeconds: number;
+  /** How long the console overview's figures are shown to every view of a scope before they are read again (0: each view reads). */
+  consoleOverviewSeconds: number;
   /**
    * `checkpoints: false` (LONGHAUL_REPORT_CHECKPOINTS, for benchmarks only) reads all chunks of a report in one
    * step with unsynced CSV writes and commits once at the end: a crash restarts the report. (Default: true)
@@ -585,6 +592,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     streamTokenTtlSeconds: e.LONGHAUL_STREAM_TOKEN_TTL_SECONDS,
     streamPingSeconds: e.LONGHAUL_STREAM_PING_SECONDS,
     consoleSessionSeconds: e.LONGHAUL_CONSOLE_SESSION_SECONDS,
+    consoleOverviewSeconds: e.LONGHAUL_CONSOLE_OVERVIEW_SECONDS,
     report: {
       databaseUrl: e.LONGHAUL_REPORT_DATABASE_URL,
       sources: e.LONGHAUL_REPORT_SOURCES,

@@ -59,6 +59,7 @@ const DEFAULTS: Config = {
   streamTokenTtlSeconds: 300,
   streamPingSeconds: 15,
   consoleSessionSeconds: 43200,
+  consoleOverviewSeconds: 5,
   report: { databaseUrl: undefined, sources: ['demo_orders'], chunkSize: 10000, checkpoints: true },
   seedDefaultTenant: true,
   tracing: {
@@ -214,6 +215,7 @@ describe('configuration', () => {
       streamTokenTtlSeconds: 17,
       streamPingSeconds: 0.2,
       consoleSessionSeconds: 43200,
+      consoleOverviewSeconds: 5,
       report: {
         databaseUrl: 'postgres://r@src/shop',
         sources: ['orders', 'refunds'],

@@ -55,17 +55,51 @@ function chart(perMinute: JobsOverview['perMinute']): Html {
   </figure>`;
 }
 
+type Figures = [JobsOverview, number, Awaited<ReturnType<typeof activeAlerts>>, number];
+
+/**
+ * The overview's figures of each scope (every tenant, or one), read once and shown to every view of
+ * that scope for `seconds`: operators who keep the overview open and reload it cost the database one
+ * read per interval, not one per view. A read in progress is shared by the views that arrive meanwhile;
+ * one that fails is not kept.
+ */
+function snapshots(seconds: number, read: (tenantId: string | undefined) => Promise<Figures>) {
+  const kept = new Map<string, { at: number; figures: Promise<Figures> }>();
+  return (tenantId: string | undefined): Promise<{ figures: Figures; at: number }> => {
+    const now = Date.now();
+    for (const [key, k] of kept) if (now - k.at >= seconds * 1000) kept.delete(key);
+    const key = tenantId ?? '';
+    let entry = kept.get(key);
+    if (entry === undefined) {
+      entry = { at: now, figures: read(tenantId) };
+      const mine = entry;
+      if (seconds > 0) kept.set(key, mine);
+      mine.figures.catch(() => {
+        if (kept.get(key) === mine) kept.delete(key);
+      });
+    }
+    const at = entry.at;
+    return entry.figures.then((figures) => ({ figures, at }));
+  };
+}
+
 export function registerOverviewPage(app: ConsoleApp, deps: ConsoleDeps): void {
   const { pool, registry, config } = deps;
-  app.get('/console', async (c) => {
-    const session = c.get('session');
-    const tenantId = scopeOf(session) ?? tenantScope(c);
-    const [o, deadDeliveries, alerts, workers] = await Promise.all([
+  const figuresOf = snapshots(config.consoleOverviewSeconds, (tenantId) =>
+    Promise.all([
       jobsOverview(pool, tenantId, registry.names()),
       countDeadDeliveries(pool, tenantId),
       activeAlerts(pool, tenantId, 20),
       countLiveWorkers(pool, config.worker.leaseSeconds),
-    ]);
+    ]),
+  );
+  app.get('/console', async (c) => {
+    const session = c.get('session');
+    const tenantId = scopeOf(session) ?? tenantScope(c);
+    const {
+      figures: [o, deadDeliveries, alerts, workers],
+      at,
+    } = await figuresOf(tenantId);
     const body = html`<section aria-labelledby="h-status">
         <h2 id="h-status">Jobs by status</h2>
         <dl class="stats">
@@ -97,6 +131,7 @@ export function registerOverviewPage(app: ConsoleApp, deps: ConsoleDeps): void {
             </dd>
           </div>
         </dl>
+        <p>Figures read at ${when(new Date(at))} UTC, again at most every ${config.consoleOverviewSeconds} s.</p>
       </section>
       <section aria-labelledby="h-chart">
         <h2 id="h-chart">Throughput</h2>
