@@ -1,6 +1,6 @@
 /**
- * The jobs table's lifecycle: every statement that changes a job's status, lease or checkpoint, named
- * as an action on the row that says its guard (River's `JobSetStateIfRunning` style). Every status
+ * The jobs table's lifecycle, the one module that writes it: every statement that creates a job,
+ * changes its status, lease or checkpoint, or deletes it, named as an action on the row that says its guard (River's `JobSetStateIfRunning` style). Every status
  * change is built by statusChangeSql, so each one writes the row, its `status` event and, for a
  * terminal status, its webhook delivery alike. Claiming under a fresh lease token, renewing it, the
  * fenced checkpoint and completion: every write by a running execution names its lease token, so a
@@ -10,7 +10,7 @@ import type { PipelinedQuery, Queryable } from '../db/pool.ts';
 import { CANCEL_CHANNEL, JOB_EVENTS_CHANNEL, getJob, lockActiveMatching, type JobFilter } from './repository.ts';
 import { outboxInsertSql } from '../webhooks/outbox.ts';
 import { JOB_COLUMNS, type AttemptError, type JobRow } from './model.ts';
-import { isTerminal, sourcesOf, type JobStatus } from './state.ts';
+import { isTerminal, sourcesOf, TERMINAL_STATUSES, type JobStatus } from './state.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
 
 /**
@@ -770,4 +770,121 @@ export async function lockExpiredLeases(
     [limit],
   );
   return rows;
+}
+
+/** A job's `expires_at`: expire-after seconds from when it may start (now, for a past or absent scheduled time). */
+const EXPIRES_AT_SQL = (scheduledFor: string, seconds: string) =>
+  `CASE WHEN ${seconds} IS NULL THEN NULL
+        ELSE greatest(${scheduledFor}, now()) + make_interval(secs => ${seconds}) END`;
+
+/**
+ * The insert of new jobs (PENDING), as a statement to run in a CTE: every row of `rows` that is
+ * `locked` (its Idempotency-Key's advisory lock held, or no key) and whose key is free becomes a job.
+ * `rows` has the columns id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash,
+ * scheduled_for, priority, timeout_seconds, expire_after, schedule_id, trace_context and locked;
+ * `keySeconds` is the key's lifetime. A taken key inserts nothing (the caller resolves the conflict).
+ */
+export function insertJobsSql(rows: string, keySeconds: string): string {
+  return `INSERT INTO jobs (id, tenant_id, type, input, metadata, callback_url, max_attempts,
+                          idempotency_key, idempotency_hash, idempotency_expires_at,
+                          scheduled_for, priority, timeout_seconds, expires_at, schedule_id, trace_context)
+  SELECT id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash,
+         CASE WHEN key IS NULL THEN NULL ELSE now() + make_interval(secs => ${keySeconds}) END,
+         scheduled_for, priority, timeout_seconds, ${EXPIRES_AT_SQL('scheduled_for', 'expire_after')}, schedule_id,
+         trace_context
+    FROM ${rows} WHERE locked
+  ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`;
+}
+
+/** A new job as its submitter describes it. */
+export interface NewJob {
+  tenantId: string;
+  type: string;
+  input: Json;
+  metadata: Json | null;
+  callbackUrl: string | null;
+  maxAttempts: number;
+  /** The trace context of the request (src/observability/tracing.ts), stored with the job. */
+  traceContext?: Json | null;
+  /** When the job may start (its first execution's start_after); absent or null: at once. */
+  scheduledFor?: Date | null;
+  /** Higher starts first among jobs a worker may run (pg-boss priority). (Default: 0) */
+  priority?: number;
+  /** Longest time from the job's first start to its end, in seconds; absent or null: no limit. */
+  timeoutSeconds?: number | null;
+  /** Seconds after it may start by which the job must have started, else it fails as expired; absent or null: no limit. */
+  expireAfterSeconds?: number | null;
+  /** The recurring schedule that created the job. */
+  scheduleId?: string | null;
+}
+
+/**
+ * Takes an Idempotency-Key from the job that holds it (its key expired, or that job is gone) and
+ * inserts the new job `k.id` under it, with the request's fingerprint `k.hash` and the key's lifetime,
+ * in the caller's transaction, which holds the key's advisory lock.
+ */
+export async function insertReleasingKey(
+  db: Queryable,
+  j: NewJob,
+  k: { id: string; key: string; hash: string; keySeconds: number },
+): Promise<JobRow | undefined> {
+  await db.query('UPDATE jobs SET idempotency_key = NULL WHERE tenant_id = $1 AND idempotency_key = $2', [
+    j.tenantId,
+    k.key,
+  ]);
+  const { rows } = await db.query<JobRow>(
+    `INSERT INTO jobs (id, tenant_id, type, input, metadata, callback_url, max_attempts,
+                       idempotency_key, idempotency_hash, idempotency_expires_at,
+                       scheduled_for, priority, timeout_seconds, expires_at, schedule_id, trace_context)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10),
+             $11, $12, $13, ${EXPIRES_AT_SQL('$11::timestamptz', '$14::int')}, $15, $16)
+     RETURNING ${JOB_COLUMNS}`,
+    [
+      k.id,
+      j.tenantId,
+      j.type,
+      JSON.stringify(j.input),
+      j.metadata === null ? null : JSON.stringify(j.metadata),
+      j.callbackUrl,
+      j.maxAttempts,
+      k.key,
+      k.hash,
+      k.keySeconds,
+      j.scheduledFor ?? null,
+      j.priority ?? 0,
+      j.timeoutSeconds ?? null,
+      j.expireAfterSeconds ?? null,
+      j.scheduleId ?? null,
+      j.traceContext == null ? null : JSON.stringify(j.traceContext),
+    ],
+  );
+  return rows[0];
+}
+
+/** Releases Idempotency-Keys older than their expiry, so the unique index stays small. */
+export async function releaseExpiredKeys(db: Queryable): Promise<number> {
+  const { rowCount } = await db.query(
+    `UPDATE jobs SET idempotency_key = NULL, idempotency_hash = NULL
+      WHERE idempotency_key IS NOT NULL AND idempotency_expires_at < now()`,
+  );
+  return rowCount ?? 0;
+}
+
+/**
+ * Deletes up to `limit` jobs finished (COMPLETED, FAILED or CANCELLED) for longer than
+ * `retentionSeconds`, with their events, deliveries and attempts (by cascade); a job that still has
+ * artifacts is kept. Rows another transaction holds are skipped. Returns how many were deleted.
+ */
+export async function deleteFinishedJobs(db: Queryable, retentionSeconds: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM jobs WHERE id IN (
+       SELECT j.id FROM jobs j
+        WHERE j.finished_at IS NOT NULL AND j.finished_at < now() - make_interval(secs => $1)
+          AND j.status = ANY($2::text[])
+          AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.job_id = j.id)
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED)`,
+    [retentionSeconds, [...TERMINAL_STATUSES], limit],
+  );
+  return rowCount ?? 0;
 }

@@ -4,7 +4,7 @@
  * A job that still has artifacts is kept until the artifact sweep has removed them and their files.
  */
 import type { Pool } from '../db/pool.ts';
-import { TERMINAL_STATUSES } from './state.ts';
+import { deleteFinishedJobs } from './lifecycle.ts';
 
 /** Jobs deleted per statement, so one sweep never holds many row locks or a long transaction. */
 const SWEEP_BATCH = 500;
@@ -13,17 +13,8 @@ const SWEEP_BATCH = 500;
 export async function sweepFinishedJobs(pool: Pool, retentionSeconds: number): Promise<number> {
   let deleted = 0;
   for (;;) {
-    const { rowCount } = await pool.query(
-      `DELETE FROM jobs WHERE id IN (
-         SELECT j.id FROM jobs j
-          WHERE j.finished_at IS NOT NULL AND j.finished_at < now() - make_interval(secs => $1)
-            AND j.status = ANY($2::text[])
-            AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.job_id = j.id)
-          LIMIT $3
-          FOR UPDATE SKIP LOCKED)`,
-      [retentionSeconds, [...TERMINAL_STATUSES], SWEEP_BATCH],
-    );
-    deleted += rowCount ?? 0;
-    if ((rowCount ?? 0) < SWEEP_BATCH) return deleted;
+    const n = await deleteFinishedJobs(pool, retentionSeconds, SWEEP_BATCH);
+    deleted += n;
+    if (n < SWEEP_BATCH) return deleted;
   }
 }

@@ -14,39 +14,22 @@
 import { randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
 import { bossDb, captureBossSql, isDataException, withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
-import type { Json } from '../../packages/sdk/src/index.ts';
 import { admit, lockGate, type Verdict } from '../tenants/limits.ts';
 import { keyLockId, type IdempotencyRequest } from './idempotency.ts';
+import { insertJobsSql, insertReleasingKey, type NewJob } from './lifecycle.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
 import { QUEUES } from './queues.ts';
 
-export interface SubmitRequest {
-  tenantId: string;
-  type: string;
-  input: Json;
-  metadata: Json | null;
-  callbackUrl: string | null;
-  maxAttempts: number;
+/** A job to accept: the job itself (src/jobs/lifecycle.ts NewJob) and how it is to be accepted. */
+export interface SubmitRequest extends NewJob {
   /** Retry backoff of this job's type, in seconds. */
   backoff: { initialSeconds: number; maxSeconds: number };
   idempotency: IdempotencyRequest | null;
-  /** The trace context of the request (src/observability/tracing.ts), stored with the job. */
-  traceContext?: Json | null;
   /**
    * The tenant has a pending-jobs or submission-rate limit (src/tenants/limits.ts): the job is written in
    * a transaction of its own that checks them, instead of joining the one-statement batch.
    */
   limited?: boolean;
-  /** When the job may start (its first execution's start_after); absent or null: at once. */
-  scheduledFor?: Date | null;
-  /** Higher starts first among jobs a worker may run (pg-boss priority). (Default: 0) */
-  priority?: number;
-  /** Longest time from the job's first start to its end, in seconds; absent or null: no limit. */
-  timeoutSeconds?: number | null;
-  /** Seconds after it may start by which the job must have started, else it fails as expired; absent or null: no limit. */
-  expireAfterSeconds?: number | null;
-  /** The recurring schedule that created the job. */
-  scheduleId?: string | null;
 }
 
 export type SubmitOutcome =
@@ -426,37 +409,12 @@ export class JobSubmitter {
       return hash === idem.fingerprint ? { kind: 'replayed', job } : { kind: 'key-reused' };
     }
     // The key expired (or its job was deleted since): release it and use it for this request.
-    await client.query('UPDATE jobs SET idempotency_key = NULL WHERE tenant_id = $1 AND idempotency_key = $2', [
-      req.tenantId,
-      idem.key,
-    ]);
-    const { rows: inserted } = await client.query<JobRow>(
-      `INSERT INTO jobs (id, tenant_id, type, input, metadata, callback_url, max_attempts,
-                         idempotency_key, idempotency_hash, idempotency_expires_at,
-                         scheduled_for, priority, timeout_seconds, expires_at, schedule_id, trace_context)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10),
-               $11, $12, $13, ${EXPIRES_AT_SQL('$11::timestamptz', '$14::int')}, $15, $16)
-       RETURNING ${JOB_COLUMNS}`,
-      [
-        id,
-        req.tenantId,
-        req.type,
-        JSON.stringify(req.input),
-        req.metadata === null ? null : JSON.stringify(req.metadata),
-        req.callbackUrl,
-        req.maxAttempts,
-        idem.key,
-        idem.fingerprint,
-        this.#ttl,
-        req.scheduledFor ?? null,
-        req.priority ?? 0,
-        req.timeoutSeconds ?? null,
-        req.expireAfterSeconds ?? null,
-        req.scheduleId ?? null,
-        req.traceContext == null ? null : JSON.stringify(req.traceContext),
-      ],
-    );
-    const job = inserted[0];
+    const job = await insertReleasingKey(client, req, {
+      id,
+      key: idem.key,
+      hash: idem.fingerprint,
+      keySeconds: this.#ttl,
+    });
     if (job === undefined) throw new Error('insert after key release returned no row');
     return { kind: 'created', job };
   }
@@ -500,11 +458,6 @@ function bossJob(id: string, req: SubmitRequest) {
   };
 }
 
-/** A job's `expires_at`: expire-after seconds from when it may start (now, for a past or absent scheduled time). */
-const EXPIRES_AT_SQL = (scheduledFor: string, seconds: string) =>
-  `CASE WHEN ${seconds} IS NULL THEN NULL
-        ELSE greatest(${scheduledFor}, now()) + make_interval(secs => ${seconds}) END`;
-
 /** SQLSTATE raised by longhaul_enqueue when pg-boss's statement did not insert every job it was given. */
 const ENQUEUE_MISMATCH = 'LH001';
 
@@ -518,21 +471,4 @@ const REQ_CTE = `req AS MATERIALIZED (
                               scheduled_for, priority, timeout_seconds, expire_after, schedule_id, trace_context, ord))`;
 
 /** Inserts every locked request's job whose key is free ($16: the key's lifetime in seconds). */
-const INSERT_JOBS = `INSERT INTO jobs (id, tenant_id, type, input, metadata, callback_url, max_attempts,
-                          idempotency_key, idempotency_hash, idempotency_expires_at,
-                          scheduled_for, priority, timeout_seconds, expires_at, schedule_id, trace_context)
-  SELECT id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash,
-         CASE WHEN key IS NULL THEN NULL ELSE now() + make_interval(secs => $16) END,
-         scheduled_for, priority, timeout_seconds, ${EXPIRES_AT_SQL('scheduled_for', 'expire_after')}, schedule_id,
-         trace_context
-    FROM req WHERE locked
-  ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`;
-
-/** Releases Idempotency-Keys older than their expiry, so the unique index stays small. */
-export async function releaseExpiredKeys(pool: Pool): Promise<number> {
-  const { rowCount } = await pool.query(
-    `UPDATE jobs SET idempotency_key = NULL, idempotency_hash = NULL
-      WHERE idempotency_key IS NOT NULL AND idempotency_expires_at < now()`,
-  );
-  return rowCount ?? 0;
-}
+const INSERT_JOBS = insertJobsSql('req', '$16');
