@@ -1,6 +1,7 @@
 /**
  * Issue 16, fairness: tenant B's pickup (202 accepted → first chunk started) while tenant A's backlog of
- * 10,000 jobs drains, beside B's pickup on the idle service measured in the same run. One service with
+ * 10,000 jobs drains, beside B's pickup on the idle service measured in the same run; and B's pickup at
+ * the top priority while A drains, which no tenant share holds back (the floor without preemption). One service with
  * its default settings (worker slots and how tenants share them); B submits one probe job at a time.
  */
 import path from 'node:path';
@@ -46,10 +47,10 @@ function client(url: string, apiKey: string) {
 }
 
 /** B's pickups, one probe job at a time: from its 202 to its chunk starting (the probe records it). */
-async function pickups(db: pg.Pool, post: (body: string) => Promise<{ id: string; accepted: number }>) {
+async function pickups(db: pg.Pool, post: (body: string) => Promise<{ id: string; accepted: number }>, priority = 0) {
   const out: number[] = [];
   for (let i = 0; i < SAMPLES + WARMUP; i++) {
-    const { id, accepted } = await post(JSON.stringify({ type: 'probe', input: {} }));
+    const { id, accepted } = await post(JSON.stringify({ type: 'probe', input: {}, priority }));
     let at = 0;
     await until(async () => {
       const { rows } = await db.query<{ at: number | null }>(
@@ -87,6 +88,9 @@ export const fairnessBench: BenchModule = {
           }),
         );
         const loaded = await pickups(pool, bClient.post);
+        // The same probe at the top priority: the next fetch takes it whatever the tenants' shares say, so
+        // this is the floor of a design without preemption (a slot freeing, then one fetch and claim).
+        const floor = await pickups(pool, bClient.post, 100);
         const { rows } = await pool.query<{ pending: number }>(
           `SELECT count(*)::int AS pending FROM jobs WHERE tenant_id = $1 AND status = 'PENDING'`,
           [a.id],
@@ -104,6 +108,13 @@ export const fairnessBench: BenchModule = {
             baseline: idleP99,
             target: 'ratio ≤ 2',
             met: pending > 0 && p99 / idleP99 <= 2,
+          },
+          {
+            name: `tenant B pickup p99 at priority 100 while A drains (a slot freeing + one fetch)`,
+            value: percentile(floor, 99),
+            unit: 'ms',
+            baselineName: 'tenant B pickup p99, idle',
+            baseline: idleP99,
           },
           {
             name: `tenant B pickup p50 while A's backlog drains`,
