@@ -167,10 +167,8 @@ export async function queueFigures(db: Queryable, types: readonly string[]): Pro
       WHERE status = 'PENDING' AND (scheduled_for IS NULL OR scheduled_for <= now())
       ORDER BY updated_at LIMIT 1`,
   );
-  const deadJobs = await cappedCount(
-    db,
-    `SELECT 1 FROM jobs WHERE dead_lettered_at IS NOT NULL AND status = 'FAILED'`,
-    [],
-  );
+  // dead_lettered_at alone marks the dead jobs (a replay clears it): the count reads the
+  // jobs_dead_lettered_at index, where a status condition beside it combines two whole bitmaps.
+  const deadJobs = await cappedCount(db, `SELECT 1 FROM jobs WHERE dead_lettered_at IS NOT NULL`, []);
   return { byStatusType, estimated, oldestPendingSeconds: Math.max(0, oldest[0]?.waited ?? 0), deadJobs };
 }
