@@ -10,6 +10,11 @@ import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { createMetrics, type Registry } from '../src/observability/metrics.ts';
 import { registerJobGauges } from '../src/jobs/metrics.ts';
+import { queueFigures } from '../src/jobs/overview.ts';
+import { createPool } from '../src/db/pool.ts';
+import { createTenant } from '../src/tenants/repository.ts';
+import { createTestDatabase } from './support/db.ts';
+import { insertJob, secondsFromNow } from './support/jobs.ts';
 import { startService, type Service } from '../src/service.ts';
 import { startReceiver, type Receiver } from './support/receiver.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -214,6 +219,29 @@ describe('database gauges read in the background', () => {
       );
     } finally {
       m.stop();
+    }
+  });
+});
+
+describe('the oldest pending job', () => {
+  it('is the longest wait among due jobs, also when the first created were queued again since', async () => {
+    const db = await createTestDatabase();
+    const pool = createPool(db.url, 2);
+    try {
+      const busy = await createTenant(pool, 'busy');
+      await createTenant(pool, 'idle');
+      const at = (s: number) => secondsFromNow(-s);
+      // More jobs created three hours ago than the first read of a tenant takes, each queued again a minute ago.
+      for (let i = 0; i < 20; i++) await insertJob(pool, busy.id, { created_at: at(10_800), updated_at: at(60) });
+      await insertJob(pool, busy.id, { created_at: at(7_200), updated_at: at(7_200) });
+      // Created before all of them, but not due: it is not waiting.
+      await insertJob(pool, busy.id, { created_at: at(18_000), updated_at: at(18_000), scheduled_for: at(-3_600) });
+      const { oldestPendingSeconds } = await queueFigures(pool, ['synthetic']);
+      expect(oldestPendingSeconds).toBeGreaterThanOrEqual(7_200);
+      expect(oldestPendingSeconds).toBeLessThan(7_300);
+    } finally {
+      await pool.end();
+      await db.drop();
     }
   });
 });

@@ -161,14 +161,47 @@ export async function queueFigures(db: Queryable, types: readonly string[]): Pro
     }
     estimated[status] = true;
   }
-  // The first due job in the jobs_active index's order: a job delayed into the future is not waiting yet.
-  const { rows: oldest } = await db.query<{ waited: number | null }>(
-    `SELECT extract(epoch FROM now() - greatest(updated_at, scheduled_for))::float8 AS waited FROM jobs
-      WHERE status = 'PENDING' AND (scheduled_for IS NULL OR scheduled_for <= now())
-      ORDER BY updated_at LIMIT 1`,
-  );
+  const oldestPendingSeconds = await longestWait(db);
   // dead_lettered_at alone marks the dead jobs (a replay clears it): the count reads the
   // jobs_dead_lettered_at index, where a status condition beside it combines two whole bitmaps.
   const deadJobs = await cappedCount(db, `SELECT 1 FROM jobs WHERE dead_lettered_at IS NOT NULL`, []);
-  return { byStatusType, estimated, oldestPendingSeconds: Math.max(0, oldest[0]?.waited ?? 0), deadJobs };
+  return { byStatusType, estimated, oldestPendingSeconds, deadJobs };
+}
+
+/** Due PENDING jobs (one delayed into the future is not waiting yet) of the tenant `$1`. */
+const DUE_PENDING = `tenant_id = $1 AND status = 'PENDING' AND (scheduled_for IS NULL OR scheduled_for <= now())`;
+/** How many of each tenant's oldest pending jobs longestWait reads before it knows the answer. */
+const WAIT_PROBE = 16;
+
+/**
+ * Seconds the longest-waiting due PENDING job has waited, since greatest(updated_at, scheduled_for).
+ * No job waits since before its creation, so each tenant's pending jobs are read in creation order
+ * (its (tenant_id, status, created_at) index) and the read can stop at the first job created after the
+ * longest wait seen: a few rows per tenant instead of a sort of the whole backlog. A tenant whose first
+ * rows do not settle it (jobs created long ago and queued again recently) is read in full. 0: none waits.
+ */
+async function longestWait(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ tenant: string; created_at: Date; since: Date; waited: number }>(
+    `SELECT t.id AS tenant, p.created_at, p.since, extract(epoch FROM now() - p.since)::float8 AS waited
+       FROM tenants t CROSS JOIN LATERAL (
+         SELECT created_at, greatest(updated_at, scheduled_for) AS since FROM jobs
+          WHERE ${DUE_PENDING.replace('$1', 't.id')} ORDER BY created_at LIMIT ${WAIT_PROBE}) p`,
+  );
+  const byTenant = Map.groupBy(rows, (r) => r.tenant);
+  let longest = 0;
+  for (const [tenant, read] of byTenant) {
+    const first = read.reduce((a, r) => (r.since < a.since ? r : a));
+    const last = read.at(-1);
+    let waited = first.waited;
+    if (read.length === WAIT_PROBE && last !== undefined && last.created_at < first.since) {
+      const { rows: all } = await db.query<{ waited: number | null }>(
+        `SELECT extract(epoch FROM now() - min(greatest(updated_at, scheduled_for)))::float8 AS waited
+           FROM jobs WHERE ${DUE_PENDING}`,
+        [tenant],
+      );
+      waited = all[0]?.waited ?? waited;
+    }
+    longest = Math.max(longest, waited);
+  }
+  return longest;
 }
