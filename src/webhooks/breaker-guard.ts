@@ -7,9 +7,10 @@
 import type { Config } from '../config.ts';
 import type { Pool } from '../db/pool.ts';
 import type { Logger } from '../observability/logger.ts';
-import { closeBreaker, openBreaker, takeProbe } from './breaker.ts';
+import { openBreaker } from './breaker.ts';
 import { OutcomeWindow } from './breaker-window.ts';
 import { giveBack, type Claim, type ClaimBuffer } from './claim-buffer.ts';
+import { closeBreaker, takeProbe } from './endpoints.ts';
 import type { ClaimedDelivery } from './store.ts';
 
 /** A regular attempt, or the one probe that decides whether a breaker that is not closed closes. */

@@ -2,7 +2,7 @@
 import client from 'prom-client';
 import type { Queryable } from '../db/pool.ts';
 import { readGauge, type Registry } from '../observability/metrics.ts';
-import { countEndpointStates, endpointStates, type BreakerState } from './breaker.ts';
+import { countEndpointStates, endpointStates, type BreakerState } from './endpoints.ts';
 
 function once<T extends client.Metric>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();

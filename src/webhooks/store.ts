@@ -1,7 +1,7 @@
 /** SQL of the webhook_deliveries and webhook_attempts tables: claiming, recording, listing, replaying. */
 import type { Queryable } from '../db/pool.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
-import type { BreakerState } from './breaker.ts';
+import { addEndpointCountsSql, type BreakerState } from './endpoints.ts';
 import { WEBHOOKS_CHANNEL } from './outbox.ts';
 
 export type DeliveryStatus = 'PENDING' | 'SUCCEEDED' | 'DEAD';
@@ -100,6 +100,22 @@ export async function claimDeliveries(
   return rows;
 }
 
+/**
+ * A data-modifying CTE body that moves the waiting (pending, unclaimed) deliveries of each endpoint in
+ * `opened`, a relation of (endpoint, retry_at), to no earlier than its retry_at.
+ */
+export function pushWaitingPastSql(opened: string): string {
+  return `UPDATE webhook_deliveries d SET next_attempt_at = greatest(d.next_attempt_at, ${opened}.retry_at)
+         FROM ${opened} WHERE d.endpoint = ${opened}.endpoint AND d.status = 'PENDING' AND d.claim_token IS NULL`;
+}
+
+/** A data-modifying CTE body that makes the waiting deliveries of each endpoint in `enabled` (endpoint) due now. */
+export function makeWaitingDueSql(enabled: string): string {
+  return `UPDATE webhook_deliveries d SET next_attempt_at = now(), updated_at = now()
+         FROM ${enabled} WHERE d.endpoint = ${enabled}.endpoint AND d.status = 'PENDING' AND d.claim_token IS NULL
+       RETURNING d.id`;
+}
+
 /** Gives claimed deliveries back unattempted (due now, nothing spent), e.g. those behind a probe. */
 export async function releaseDeliveries(db: Queryable, ids: string[], token: string): Promise<void> {
   if (ids.length === 0) return;
@@ -170,18 +186,10 @@ export async function recordAttempts(
          FROM r
         WHERE d.id = r.id AND d.claim_token = r.token
        RETURNING d.id, d.attempts, r.token),
-     ep AS (
-       INSERT INTO webhook_endpoints AS e (endpoint, successes, failures, last_success_at, last_failure_at, disabled_at, recent_total, recent_failures, updated_at)
-       SELECT x.endpoint, x.ok, x.failed, CASE WHEN x.ok > 0 THEN now() END, CASE WHEN x.failed > 0 THEN now() END,
-              CASE WHEN x.gone THEN now() END, x.recent_total, x.recent_failures, now()
-         FROM unnest($10::text[], $11::int[], $12::int[], $13::bool[], $14::int[], $15::int[])
-           AS x(endpoint, ok, failed, gone, recent_total, recent_failures)
-       ON CONFLICT (endpoint) DO UPDATE SET
-              successes = e.successes + EXCLUDED.successes, failures = e.failures + EXCLUDED.failures,
-              last_success_at = coalesce(EXCLUDED.last_success_at, e.last_success_at),
-              last_failure_at = coalesce(EXCLUDED.last_failure_at, e.last_failure_at),
-              disabled_at = coalesce(e.disabled_at, EXCLUDED.disabled_at),
-              recent_total = EXCLUDED.recent_total, recent_failures = EXCLUDED.recent_failures, updated_at = now())
+     counts AS (
+       SELECT * FROM unnest($10::text[], $11::int[], $12::int[], $13::bool[], $14::int[], $15::int[])
+         AS x(endpoint, ok, failed, gone, recent_total, recent_failures)),
+     ep AS (${addEndpointCountsSql('counts')})
      INSERT INTO webhook_attempts (delivery_id, n, started_at, duration_ms, status_code, error, response)
      SELECT upd.id, upd.attempts, r.started_at, r.duration_ms, r.status_code, r.error, r.response
        FROM upd JOIN r ON r.id = upd.id AND r.token = upd.token

@@ -1,6 +1,7 @@
 /** The endpoints of a tenant's deliveries with their circuit breaker state, and enabling one that a 410 disabled. */
 import { createRoute, z } from '@hono/zod-openapi';
-import { enableEndpoint, listTenantEndpoints, type EndpointRow } from '../../webhooks/breaker.ts';
+import { enableEndpoint } from '../../webhooks/breaker.ts';
+import { listTenantEndpoints, type EndpointRow } from '../../webhooks/endpoints.ts';
 import type { App, AppDeps } from '../context.ts';
 import { ApiError } from '../errors.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';

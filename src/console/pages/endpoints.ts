@@ -4,7 +4,8 @@
  */
 import { html } from 'hono/html';
 import { ApiError } from '../../api/errors.ts';
-import { enableEndpoint, listTenantEndpoints } from '../../webhooks/breaker.ts';
+import { enableEndpoint } from '../../webhooks/breaker.ts';
+import { listTenantEndpoints } from '../../webhooks/endpoints.ts';
 import { endpointLatency } from '../../webhooks/store.ts';
 import { listTenants } from '../../tenants/repository.ts';
 import type { ConsoleApp, ConsoleDeps } from '../context.ts';
