@@ -1,4 +1,7 @@
-/** Reads of the jobs table (a job, pages of jobs, what the console shows); its writes are src/jobs/lifecycle.ts's. */
+/**
+ * Reads of the jobs table: a job, pages of jobs, what the console shows, the dead-letter queue and what
+ * the monitor's alerts look for. Its writes are src/jobs/lifecycle.ts's.
+ */
 import type { Queryable } from '../db/pool.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
@@ -153,4 +156,162 @@ export async function lockActiveMatching(
     [tenantId, ...filterValues(f), limit],
   );
   return rows;
+}
+
+/** A RUNNING job that has not checkpointed for longer than its type allows. */
+export interface StalledJob {
+  id: string;
+  type: string;
+  tenant_id: string;
+  /** Seconds since its last checkpoint. */
+  idle: number;
+  processed: number;
+}
+
+/**
+ * RUNNING jobs with a live lease (their worker is alive) that have not checkpointed for longer than
+ * their type's stall time, for the stalled-job alert; types not given are not checked.
+ */
+export async function stalledJobs(
+  db: Queryable,
+  stallAfter: Array<{ type: string; seconds: number }>,
+): Promise<StalledJob[]> {
+  const { rows } = await db.query<StalledJob>(
+    `SELECT j.id, j.type, j.tenant_id, extract(epoch FROM now() - j.updated_at)::float8 AS idle, j.processed
+       FROM jobs j JOIN unnest($1::text[], $2::float8[]) AS t(type, secs) ON t.type = j.type
+      WHERE j.status = 'RUNNING' AND j.lease_expires_at > now() AND j.updated_at < now() - make_interval(secs => t.secs)`,
+    [stallAfter.map((s) => s.type), stallAfter.map((s) => s.seconds)],
+  );
+  return rows;
+}
+
+/**
+ * PENDING jobs that have waited for a worker longer than `seconds` since they could start, for the
+ * pending-too-long alert: how many, the oldest, and its wait in seconds.
+ */
+export async function longPending(
+  db: Queryable,
+  seconds: number,
+): Promise<{ n: number; oldest: string | null; waited: number | null }> {
+  const { rows } = await db.query<{ n: number; oldest: string | null; waited: number | null }>(
+    `SELECT count(*)::int AS n, (array_agg(id ORDER BY updated_at))[1]::text AS oldest,
+            max(extract(epoch FROM now() - greatest(updated_at, scheduled_for)))::float8 AS waited
+       FROM jobs WHERE status = 'PENDING' AND greatest(updated_at, scheduled_for) < now() - make_interval(secs => $1)`,
+    [seconds],
+  );
+  return rows[0] ?? { n: 0, oldest: null, waited: null };
+}
+
+export interface DeadLetter {
+  job: JobRow;
+  deadLetteredAt: Date;
+}
+
+export interface DeadLetterFilter {
+  type?: string | undefined;
+  /** Only jobs dead-lettered at or after this time. */
+  since?: Date | undefined;
+  /** Only jobs dead-lettered before this time. */
+  until?: Date | undefined;
+  limit: number;
+  /** Exclusive keyset position (dead_lettered_at, id) of the previous page's last row. */
+  after?: { at: string; id: string } | undefined;
+}
+
+export async function listDeadLetters(
+  db: Queryable,
+  tenantId: string,
+  f: DeadLetterFilter,
+): Promise<{ rows: DeadLetter[]; next: { at: string; id: string } | null }> {
+  const { rows } = await db.query<JobRow & { dead_lettered_at: Date; at_key: string }>(
+    `SELECT ${JOB_COLUMNS}, dead_lettered_at,
+            to_char(dead_lettered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at_key
+       FROM jobs
+      WHERE tenant_id = $1 AND dead_lettered_at IS NOT NULL AND status = 'FAILED'
+        AND ($2::text IS NULL OR type = $2)
+        AND ($3::timestamptz IS NULL OR dead_lettered_at >= $3)
+        AND ($4::timestamptz IS NULL OR dead_lettered_at < $4)
+        AND ($5::timestamptz IS NULL OR (dead_lettered_at, id) < ($5::timestamptz, $6::uuid))
+      ORDER BY dead_lettered_at DESC, id DESC
+      LIMIT $7`,
+    [tenantId, f.type ?? null, f.since ?? null, f.until ?? null, f.after?.at ?? null, f.after?.id ?? null, f.limit + 1],
+  );
+  const more = rows.length > f.limit;
+  const page = more ? rows.slice(0, f.limit) : rows;
+  const last = page.at(-1);
+  return {
+    rows: page.map(({ dead_lettered_at, at_key: _k, ...job }) => ({ job, deadLetteredAt: dead_lettered_at })),
+    next: more && last !== undefined ? { at: last.at_key, id: last.id } : null,
+  };
+}
+
+/** The job, locked for the caller's transaction (a replay). */
+export async function lockJobOf(db: Queryable, tenantId: string, id: string): Promise<JobRow | undefined> {
+  const { rows } = await db.query<JobRow>(
+    `SELECT ${JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2 FOR UPDATE`,
+    [id, tenantId],
+  );
+  return rows[0];
+}
+
+/** A tenant's dead-lettered jobs matching the filter, oldest first, at most `limit`, locked (skipping those locked elsewhere). */
+export async function lockDeadLetters(
+  db: Queryable,
+  tenantId: string,
+  f: Pick<DeadLetterFilter, 'type' | 'since' | 'until' | 'limit'>,
+): Promise<Array<{ id: string }>> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM jobs
+      WHERE tenant_id = $1 AND dead_lettered_at IS NOT NULL AND status = 'FAILED'
+        AND ($2::text IS NULL OR type = $2)
+        AND ($3::timestamptz IS NULL OR dead_lettered_at >= $3)
+        AND ($4::timestamptz IS NULL OR dead_lettered_at < $4)
+      ORDER BY dead_lettered_at, id LIMIT $5 FOR UPDATE SKIP LOCKED`,
+    [tenantId, f.type ?? null, f.since ?? null, f.until ?? null, f.limit],
+  );
+  return rows;
+}
+
+/** A job newly in the dead-letter queue, as the dead-letter alert tells of it. */
+export interface DeadLettered {
+  id: string;
+  tenant_id: string;
+  type: string;
+  attempts: number;
+  error: Json | null;
+  /** dead_lettered_at to the microsecond, as text: the keyset position of the next read. */
+  at_key: string;
+}
+
+/**
+ * Jobs dead-lettered after the keyset position `after` (dead_lettered_at, id) moved back by
+ * `rewindSeconds` (from now when there is none), across tenants, oldest first, through
+ * jobs_dead_lettered_at (sql/030): what the monitor's dead-letter alert pass reads.
+ */
+export async function deadLetteredAfter(
+  db: Queryable,
+  after: { at: string; id: string } | undefined,
+  rewindSeconds: number,
+  limit: number,
+): Promise<DeadLettered[]> {
+  const { rows } = await db.query<DeadLettered>(
+    `SELECT id, tenant_id, type, attempts, error,
+            to_char(dead_lettered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at_key
+       FROM jobs
+      WHERE dead_lettered_at IS NOT NULL AND status = 'FAILED'
+        AND (dead_lettered_at, id) > (coalesce($1::timestamptz, now()) - make_interval(secs => $3),
+                                      coalesce($2::uuid, '00000000-0000-0000-0000-000000000000'))
+      ORDER BY dead_lettered_at, id LIMIT $4`,
+    [after?.at ?? null, after?.id ?? null, rewindSeconds, limit],
+  );
+  return rows;
+}
+
+/** Which of `ids` are still in the dead-letter queue (not replayed, not deleted by retention). */
+export async function stillDeadLettered(db: Queryable, ids: readonly string[]): Promise<Set<string>> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM jobs WHERE id = ANY($1::uuid[]) AND dead_lettered_at IS NOT NULL AND status = 'FAILED'`,
+    [ids],
+  );
+  return new Set(rows.map((r) => r.id));
 }

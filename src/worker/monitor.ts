@@ -7,6 +7,7 @@
 import type { PgBoss } from 'pg-boss';
 import { withTransaction, type Pool } from '../db/pool.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
+import { deadLetteredAfter, longPending, stalledJobs, stillDeadLettered } from '../jobs/repository.ts';
 import type { Alerts } from '../alerts/alerts.ts';
 import type { Logger } from '../observability/logger.ts';
 import { registeredOnce, type Registry } from '../observability/metrics.ts';
@@ -14,7 +15,6 @@ import client from 'prom-client';
 import { Periodic } from '../periodic.ts';
 import { completeExecution } from './executions.ts';
 import { DEFAULT_BACKOFF, DEFAULT_STALL_AFTER_SECONDS } from '../../packages/sdk/src/index.ts';
-import { deadLetteredAfter, stillDeadLettered } from './dead-letters.ts';
 import {
   cancelIfRunning,
   failOnTimeLimit,
@@ -213,17 +213,9 @@ export class WorkerMonitor extends Periodic {
 
   async #checkStalledAndPending(): Promise<void> {
     const types = this.#registry.all();
-    const { rows: stalled } = await this.#pool.query<{
-      id: string;
-      type: string;
-      tenant_id: string;
-      idle: number;
-      processed: number;
-    }>(
-      `SELECT j.id, j.type, j.tenant_id, extract(epoch FROM now() - j.updated_at)::float8 AS idle, j.processed
-         FROM jobs j JOIN unnest($1::text[], $2::float8[]) AS t(type, secs) ON t.type = j.type
-        WHERE j.status = 'RUNNING' AND j.lease_expires_at > now() AND j.updated_at < now() - make_interval(secs => t.secs)`,
-      [types.map((t) => t.name), types.map((t) => t.stallAfterSeconds ?? DEFAULT_STALL_AFTER_SECONDS)],
+    const stalled = await stalledJobs(
+      this.#pool,
+      types.map((t) => ({ type: t.name, seconds: t.stallAfterSeconds ?? DEFAULT_STALL_AFTER_SECONDS })),
     );
     for (const s of stalled) {
       await this.#alerts.raise(`${STALLED_KIND}:${s.id}`, {
@@ -243,14 +235,8 @@ export class WorkerMonitor extends Periodic {
       stalled.map((s) => `${STALLED_KIND}:${s.id}`),
     );
 
-    const { rows } = await this.#pool.query<{ n: number; oldest: string | null; waited: number | null }>(
-      `SELECT count(*)::int AS n, (array_agg(id ORDER BY updated_at))[1]::text AS oldest,
-              max(extract(epoch FROM now() - greatest(updated_at, scheduled_for)))::float8 AS waited
-         FROM jobs WHERE status = 'PENDING' AND greatest(updated_at, scheduled_for) < now() - make_interval(secs => $1)`,
-      [this.#opts.pendingAlertSeconds],
-    );
-    const p = rows[0];
-    if (p !== undefined && p.n > 0) {
+    const p = await longPending(this.#pool, this.#opts.pendingAlertSeconds);
+    if (p.n > 0) {
       await this.#alerts.raise(PENDING_KIND, {
         kind: PENDING_KIND,
         message: `${p.n} job(s) have waited more than ${this.#opts.pendingAlertSeconds} s for a worker`,

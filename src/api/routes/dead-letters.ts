@@ -2,7 +2,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { withTransaction } from '../../db/pool.ts';
 import { toResource } from '../../jobs/model.ts';
-import { listDeadLetters, replayJob, replayMany } from '../../worker/dead-letters.ts';
+import { listDeadLetters } from '../../jobs/repository.ts';
+import { replayJob, replayMany } from '../../worker/dead-letters.ts';
 import type { App, AppDeps } from '../context.ts';
 import { ApiError, invalidRequest } from '../errors.ts';
 import { requireJsonBody } from '../middleware.ts';

@@ -15,6 +15,7 @@
  * artifacts and returns signed download links.
  */
 import pg, { escapeIdentifier } from 'pg';
+import { getTenant } from '../../tenants/repository.ts';
 import { TokenSigner } from '../../tokens/signer.ts';
 import type { Config } from '../../config.ts';
 import { absorbConnectionErrors, type Queryable } from '../../db/pool.ts';
@@ -276,8 +277,7 @@ export function createReportJobType(deps: ReportDeps) {
   async function tenantName(ctx: JobContext<ReportInput>): Promise<string> {
     const hit = tenantNames.get(ctx.job.tenantId);
     if (hit !== undefined && Date.now() - hit.at < TENANT_TTL_MS) return hit.name;
-    const { rows } = await ctx.db.query<{ name: string }>('SELECT name FROM tenants WHERE id = $1', [ctx.job.tenantId]);
-    const name = rows[0]?.name ?? '';
+    const name = (await getTenant(ctx.db, ctx.job.tenantId))?.name ?? '';
     tenantNames.set(ctx.job.tenantId, { at: Date.now(), name });
     return name;
   }
