@@ -23,7 +23,8 @@ import {
   urlHasNul,
   type ApiKeys,
 } from './middleware.ts';
-import { acceptJob, acceptedHeaders } from './routes/jobs.ts';
+import { acceptJob } from '../jobs/accept.ts';
+import { acceptedHeaders, refusalProblem } from './routes/jobs.ts';
 import { CreateJobSchema } from './schemas.ts';
 import { serverSpan } from '../observability/tracing.ts';
 
@@ -70,6 +71,7 @@ export function submitLane(deps: AppDeps, allow: CallbackAllowList, keys: ApiKey
       const body = CreateJobSchema.safeParse(json);
       if (!body.success) throw invalidRequest('json', body.error.issues);
       const accepted = await acceptJob(deps, allow, tenant, body.data, header(req, 'idempotency-key'));
+      if (accepted.kind !== 'accepted') throw refusalProblem(accepted);
       status = 202;
       send(
         res,

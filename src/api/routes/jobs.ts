@@ -1,24 +1,20 @@
 /** /v1/jobs: submit, read, list and cancel jobs. Each route validates, calls one domain function, maps the result. */
 import { createRoute, z } from '@hono/zod-openapi';
 import { withTransaction } from '../../db/pool.ts';
-import { fingerprint, validateKey } from '../../jobs/idempotency.ts';
-import { asCreated, toResource, type JobResource, type JobRow } from '../../jobs/model.ts';
+import { acceptJob, acceptJobs, type Accepted, type Refusal } from '../../jobs/accept.ts';
+import { toResource } from '../../jobs/model.ts';
 import { cancelJob, cancelMatching } from '../../jobs/lifecycle.ts';
 import { getJob, listJobs, type JobFilter } from '../../jobs/repository.ts';
 import type { JobStatus } from '../../jobs/state.ts';
-import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, type AnyJobType } from '../../../packages/sdk/src/index.ts';
-import { callbackUrlProblem, type CallbackAllowList } from '../../webhooks/allowlist.ts';
-import type { Tenant } from '../../tenants/repository.ts';
+import type { CallbackAllowList } from '../../webhooks/allowlist.ts';
 import type { Verdict } from '../../tenants/limits.ts';
 import { rateLimitHeaders } from '../rate-limit.ts';
-import { currentContext } from '../../observability/tracing.ts';
 import type { App, AppDeps } from '../context.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
-import { ApiError, fieldErrors, type FieldError } from '../errors.ts';
+import { ApiError } from '../errors.ts';
 import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';
 import {
-  type BatchJob,
   CreateJobsSchema,
   CreatedJobsSchema,
   CancelJobsSchema,
@@ -26,14 +22,12 @@ import {
   CreateJobSchema,
   METADATA_PARAM,
   type ListJobsQueryValues,
-  type CreateJob,
   IdempotencyHeader,
   JobIdParam,
   JobListSchema,
   JobSchema,
   ListJobsQuery,
 } from '../schemas.ts';
-import type { Json } from '../../../packages/sdk/src/index.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -41,6 +35,25 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function parseJobId(id: string): string {
   if (!UUID.test(id)) throw new ApiError('not-found', `no job with id ${JSON.stringify(id.slice(0, 64))}`);
   return id.toLowerCase();
+}
+
+/** The RateLimit headers of a 202, documented: the tenant's limits and what remains of them after `what`. */
+function rateLimitHeaderSchemas(what: string) {
+  return {
+    'RateLimit-Policy': z
+      .string()
+      .optional()
+      .openapi({ description: "The tenant's limits, when it has a pending-jobs or rate limit (as on a 429)" }),
+    RateLimit: z
+      .string()
+      .optional()
+      .openapi({ description: `What remains of each of those limits after ${what} (as on a 429)` }),
+  };
+}
+
+/** Sets each of `headers` on the response. */
+function setHeaders(c: { header: (name: string, value: string) => void }, headers: Record<string, string>): void {
+  for (const [name, value] of Object.entries(headers)) c.header(name, value);
 }
 
 const createJob = createRoute({
@@ -62,14 +75,7 @@ const createJob = createRoute({
       headers: z.object({
         Location: z.string().openapi({ description: 'URL of the job' }),
         'Idempotent-Replayed': z.string().optional().openapi({ description: '`true` when this is a replay' }),
-        'RateLimit-Policy': z
-          .string()
-          .optional()
-          .openapi({ description: "The tenant's limits, when it has a pending-jobs or rate limit (as on a 429)" }),
-        RateLimit: z
-          .string()
-          .optional()
-          .openapi({ description: 'What remains of each of those limits after this job (as on a 429)' }),
+        ...rateLimitHeaderSchemas('this job'),
       }),
       ...jsonContent(JobSchema),
     },
@@ -135,14 +141,7 @@ const createJobsRoute = createRoute({
     202: {
       description: 'Accepted; the jobs are PENDING',
       headers: z.object({
-        'RateLimit-Policy': z
-          .string()
-          .optional()
-          .openapi({ description: "The tenant's limits, when it has a pending-jobs or rate limit (as on a 429)" }),
-        RateLimit: z
-          .string()
-          .optional()
-          .openapi({ description: 'What remains of each of those limits after these jobs (as on a 429)' }),
+        ...rateLimitHeaderSchemas('these jobs'),
       }),
       ...jsonContent(CreatedJobsSchema),
     },
@@ -197,177 +196,11 @@ function metadataOfQuery(q: Record<string, unknown>): Record<string, string> | u
   return entries.length === 0 ? undefined : Object.fromEntries(entries);
 }
 
-export function checkCallbackUrl(raw: string | undefined, allow: CallbackAllowList): string | null {
-  if (raw === undefined) return null;
-  const problem = callbackUrlProblem(raw, allow);
-  if (problem !== undefined)
-    throw new ApiError('validation-error', `callback_url ${problem}`, {
-      errors: [{ field: 'callback_url', message: problem }],
-    });
-  return raw;
-}
-
-/** What POST /v1/jobs answers with 202: the job, whether it is a replay of an earlier request, and the tenant's limits. */
-export interface Accepted {
-  job: JobResource;
-  replayed: boolean;
-  limits?: Verdict;
-}
-
-/** When a job may start, its priority and its time limits, as a submission asks for them. */
-export interface JobTiming {
-  scheduledFor: Date | null;
-  priority: number;
-  timeoutSeconds: number | null;
-  expireAfterSeconds: number | null;
-}
-
-type TimingFields = Pick<
-  CreateJob,
-  'run_at' | 'delay_seconds' | 'priority' | 'timeout_seconds' | 'expire_after_seconds'
->;
-
-/**
- * The timing fields checked against each other, the scheduling horizon and the job type's maxima, with
- * the type's defaults filled in; a 422 naming the field (under `prefix`, e.g. `jobs.3.`) if not.
- */
-export function checkTiming(
-  body: TimingFields,
-  type: AnyJobType,
-  horizonSeconds: number,
-  prefix = '',
-  now = Date.now(),
-): JobTiming {
-  const bad = (field: string, message: string) =>
-    new ApiError('validation-error', `${prefix}${field} ${message}`, {
-      errors: [{ field: `${prefix}${field}`, message }],
-    });
-  if (body.run_at !== undefined && body.delay_seconds !== undefined)
-    throw bad('delay_seconds', 'cannot be given together with run_at');
-  let scheduledFor: Date | null = null;
-  if (body.run_at !== undefined) {
-    const at = Date.parse(body.run_at);
-    if (Number.isNaN(at)) throw bad('run_at', 'is not a real instant (RFC 3339)');
-    if (at - now > horizonSeconds * 1000)
-      throw bad('run_at', `is more than ${horizonSeconds} seconds ahead (LONGHAUL_SCHEDULE_HORIZON_SECONDS)`);
-    scheduledFor = new Date(at);
-  } else if (body.delay_seconds !== undefined && body.delay_seconds > 0) {
-    if (body.delay_seconds > horizonSeconds)
-      throw bad('delay_seconds', `is more than ${horizonSeconds} (LONGHAUL_SCHEDULE_HORIZON_SECONDS)`);
-    scheduledFor = new Date(now + body.delay_seconds * 1000);
-  }
-  const limit = (field: string, asked: number | undefined, byDefault?: number, max?: number): number | null => {
-    if (asked !== undefined && max !== undefined && asked > max)
-      throw bad(field, `is more than the "${type.name}" job type's maximum of ${max}`);
-    return asked ?? byDefault ?? null;
-  };
-  return {
-    scheduledFor,
-    priority: body.priority ?? 0,
-    timeoutSeconds: limit('timeout_seconds', body.timeout_seconds, type.timeoutSeconds, type.maxTimeoutSeconds),
-    expireAfterSeconds: limit(
-      'expire_after_seconds',
-      body.expire_after_seconds,
-      type.expireAfterSeconds,
-      type.maxExpireAfterSeconds,
-    ),
-  };
-}
-
-/** The job a request asks for, checked against its type (schema, check, time limits) and the callback allow-list: 4xx if not. */
-export async function checkJob(
-  registry: AppDeps['registry'],
-  allow: CallbackAllowList,
-  horizonSeconds: number,
-  tenant: Tenant,
-  body: CreateJob,
-): Promise<{ type: AnyJobType; input: Json; callbackUrl: string | null; timing: JobTiming }> {
-  const type = registry.get(body.type);
-  if (type === undefined) {
-    throw new ApiError('unknown-job-type', `no job type "${body.type}"; known types: ${registry.names().join(', ')}`, {
-      errors: [{ field: 'type', message: 'unknown job type' }],
-    });
-  }
-  const parsed = type.input.safeParse(body.input);
-  if (!parsed.success)
-    throw new ApiError('validation-error', `input does not match the "${type.name}" schema`, {
-      errors: fieldErrors(parsed.error.issues, 'input'),
-    });
-  const extra = (await type.check?.(parsed.data, { tenant: { id: tenant.id, name: tenant.name } })) ?? [];
-  if (extra.length > 0)
-    throw new ApiError('validation-error', `input is not valid for "${type.name}"`, {
-      errors: extra.map((e) => ({ ...e, field: `input.${e.field}` })),
-    });
-  const timing = checkTiming(body, type, horizonSeconds);
-  return { type, input: parsed.data as Json, callbackUrl: checkCallbackUrl(body.callback_url, allow), timing };
-}
-
-/**
- * POST /v1/jobs past its transport: checks the Idempotency-Key, the type and its input, and submits.
- * Shared by the Hono route and the Node-level fast lane (src/api/submit-lane.ts), so they answer alike.
- */
-export async function acceptJob(
-  deps: Pick<AppDeps, 'registry' | 'submitter' | 'metrics' | 'limitedTenants' | 'config'>,
-  allow: CallbackAllowList,
-  tenant: Tenant,
-  body: CreateJob,
-  rawKey: string | undefined,
-): Promise<Accepted> {
-  if (rawKey !== undefined) {
-    const bad = validateKey(rawKey);
-    if (bad !== undefined)
-      throw new ApiError('bad-request', `Idempotency-Key ${bad}`, {
-        errors: [{ field: 'Idempotency-Key', message: bad }],
-      });
-  }
-  const idempotency = rawKey === undefined ? null : { key: rawKey, fingerprint: fingerprint(body) };
-  let checked: Awaited<ReturnType<typeof checkJob>>;
-  try {
-    checked = await checkJob(deps.registry, allow, deps.config.scheduleHorizonSeconds, tenant, body);
-  } catch (err) {
-    // A repeat of a request that created a job is answered as before, even if it would not be accepted now.
-    const stored =
-      err instanceof ApiError && idempotency !== null
-        ? await deps.submitter.storedReplay(tenant.id, idempotency)
-        : undefined;
-    if (stored === undefined) throw err;
-    return { job: toResource(asCreated(stored)), replayed: true };
-  }
-  const { type, input, callbackUrl, timing } = checked;
-
-  const outcome = await deps.submitter.submit({
-    tenantId: tenant.id,
-    type: type.name,
-    input,
-    metadata: (body.metadata ?? null) as Json,
-    callbackUrl,
-    maxAttempts: type.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-    backoff: type.backoff ?? DEFAULT_BACKOFF,
-    idempotency,
-    limited: (await deps.limitedTenants?.has(tenant.id)) ?? false,
-    ...timing,
-    traceContext: currentContext(),
-  });
-  switch (outcome.kind) {
-    case 'in-flight':
-      throw new ApiError(
-        'idempotency-key-in-use',
-        'a request with this Idempotency-Key is still being processed; retry later',
-        { headers: { 'Retry-After': '1' } },
-      );
-    case 'key-reused':
-      throw new ApiError(
-        'idempotency-key-reused',
-        'this Idempotency-Key was already used with a different request body',
-      );
-    case 'limited':
-      throw limitProblem(outcome.verdict);
-    case 'replayed':
-      return { job: toResource(asCreated(outcome.job)), replayed: true };
-    case 'created':
-      deps.metrics.jobsSubmitted.inc({ type: type.name });
-      return { job: toResource(outcome.job), replayed: false, limits: outcome.limits };
-  }
+/** The problem a refused submission is answered with. */
+export function refusalProblem(r: Refusal): ApiError {
+  if (r.kind === 'limited') return limitProblem(r.verdict);
+  const headers = r.kind === 'idempotency-key-in-use' ? { 'Retry-After': '1' } : undefined;
+  return new ApiError(r.kind, r.detail, { errors: r.errors, headers });
 }
 
 /** The 429 of a submission past one of its tenant's limits (src/tenants/limits.ts). */
@@ -384,111 +217,6 @@ export function limitProblem(verdict: Verdict): ApiError {
         "the tenant's pending-jobs limit is reached; retry once some of its jobs have started",
         { headers },
       );
-}
-
-/**
- * POST /v1/jobs/batch past its transport: every job checked as POST /v1/jobs checks one (its problems
- * gathered, named `jobs.INDEX.FIELD`, into one 422), then all submitted in one transaction.
- */
-export async function acceptJobs(
-  deps: Pick<AppDeps, 'registry' | 'submitter' | 'metrics' | 'config'>,
-  allow: CallbackAllowList,
-  tenant: Tenant,
-  jobs: BatchJob[],
-): Promise<{ jobs: Array<{ job: JobRow; replayed: boolean }>; limits: Verdict | undefined }> {
-  const errors: FieldError[] = [];
-  const firstOfKey = new Map<string, number>();
-  const checked = await Promise.all(
-    jobs.map(async ({ idempotency_key: key, ...body }, i) => {
-      const at = `jobs.${i}.`;
-      if (key !== undefined) {
-        const bad =
-          validateKey(key) ?? (firstOfKey.has(key) ? `repeats the key of jobs.${firstOfKey.get(key)}` : undefined);
-        if (bad !== undefined) {
-          errors.push({ field: `${at}idempotency_key`, message: bad });
-          return undefined;
-        }
-        firstOfKey.set(key, i);
-      }
-      const idempotency = key === undefined ? null : { key, fingerprint: fingerprint(body) };
-      try {
-        const c = await checkJob(deps.registry, allow, deps.config.scheduleHorizonSeconds, tenant, body);
-        return { kind: 'new' as const, ...c, idempotency, metadata: (body.metadata ?? null) as Json };
-      } catch (err) {
-        if (!(err instanceof ApiError) || err.status >= 500) throw err;
-        // A repeat of a job that was created is replayed even if it would not be accepted now (as POST /v1/jobs).
-        const stored = idempotency === null ? undefined : await deps.submitter.storedReplay(tenant.id, idempotency);
-        if (stored !== undefined) return { kind: 'stored' as const, job: asCreated(stored) };
-        errors.push(
-          ...(err.errors ?? [{ field: 'type', message: err.detail }]).map((e) => ({ ...e, field: at + e.field })),
-        );
-        return undefined;
-      }
-    }),
-  );
-  if (errors.length > 0)
-    throw new ApiError(
-      'validation-error',
-      `${new Set(errors.map((e) => e.field.split('.')[1])).size} of the jobs are not valid; none was submitted`,
-      {
-        errors,
-      },
-    );
-  const toSubmit = checked.flatMap((c) => (c?.kind === 'new' ? [c] : []));
-  const outcome = await deps.submitter.submitAll(
-    tenant.id,
-    toSubmit.map((c) => {
-      return {
-        tenantId: tenant.id,
-        type: c.type.name,
-        input: c.input,
-        metadata: c.metadata,
-        callbackUrl: c.callbackUrl,
-        maxAttempts: c.type.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-        backoff: c.type.backoff ?? DEFAULT_BACKOFF,
-        idempotency: c.idempotency,
-        ...c.timing,
-      };
-    }),
-  );
-  switch (outcome.kind) {
-    case 'in-flight':
-      throw new ApiError(
-        'idempotency-key-in-use',
-        `the idempotency_key of ${outcome.indexes.map((i) => `jobs.${i}`).join(', ')} is held by a submission still being processed; retry later`,
-        {
-          headers: { 'Retry-After': '1' },
-          errors: outcome.indexes.map((i) => ({
-            field: `jobs.${i}.idempotency_key`,
-            message: 'in use by a submission still being processed',
-          })),
-        },
-      );
-    case 'key-reused':
-      throw new ApiError(
-        'idempotency-key-reused',
-        'idempotency_key already used with a different job; none was submitted',
-        {
-          errors: outcome.indexes.map((i) => ({
-            field: `jobs.${i}.idempotency_key`,
-            message: 'already used with a different job',
-          })),
-        },
-      );
-    case 'limited':
-      throw limitProblem(outcome.verdict);
-    case 'accepted': {
-      const submitted = outcome.outcomes.values();
-      const jobs = checked.map((c) => {
-        if (c?.kind === 'stored') return { job: c.job, replayed: true };
-        const o = submitted.next().value;
-        if (o === undefined) throw new Error('batch lost a job');
-        if (o.kind === 'created') deps.metrics.jobsSubmitted.inc({ type: o.job.type });
-        return { job: o.job, replayed: o.kind === 'replayed' };
-      });
-      return { jobs, limits: outcome.limits };
-    }
-  }
 }
 
 /** The headers of a 202 from POST /v1/jobs. */
@@ -512,7 +240,8 @@ export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowL
       c.req.valid('json'),
       c.req.header('idempotency-key'),
     );
-    for (const [name, value] of Object.entries(acceptedHeaders(accepted))) c.header(name, value);
+    if (accepted.kind !== 'accepted') throw refusalProblem(accepted);
+    setHeaders(c, acceptedHeaders(accepted));
     return c.json(accepted.job, 202);
   });
 
@@ -543,8 +272,8 @@ export function registerJobRoutes(app: App, deps: AppDeps, allow: CallbackAllowL
         errors: [{ field: 'Idempotency-Key', message: 'not taken here; use jobs[].idempotency_key' }],
       });
     const accepted = await acceptJobs(deps, allow, c.get('tenant'), c.req.valid('json').jobs);
-    if (accepted.limits !== undefined)
-      for (const [name, value] of Object.entries(rateLimitHeaders(accepted.limits))) c.header(name, value);
+    if (accepted.kind !== 'accepted') throw refusalProblem(accepted);
+    if (accepted.limits !== undefined) setHeaders(c, rateLimitHeaders(accepted.limits));
     return c.json(
       {
         data: accepted.jobs.map(({ job, replayed }) => ({

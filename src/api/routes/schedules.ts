@@ -31,7 +31,8 @@ import {
   ScheduleSchema,
   UpdateScheduleSchema,
 } from '../schemas.ts';
-import { checkJob } from './jobs.ts';
+import { checkJob } from '../../jobs/accept.ts';
+import { refusalProblem } from './jobs.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -164,21 +165,17 @@ async function checkSpec(
   const problem = cronProblem(spec.cron, spec.timezone);
   if (problem !== undefined)
     throw new ApiError('validation-error', `${problem.field} ${problem.message}`, { errors: [problem] });
-  try {
-    const checked = await checkJob(deps.registry, allow, deps.config.scheduleHorizonSeconds, tenant, {
-      type: spec.job.type,
-      input: spec.job.input,
-      ...(spec.job.callback_url === null ? {} : { callback_url: spec.job.callback_url }),
-    });
-    return { ...spec, job: { ...spec.job, input: checked.input } };
-  } catch (err) {
-    // The job's fields are under `job.` in this body.
-    if (err instanceof ApiError && err.errors !== undefined) {
-      const errors: FieldError[] = err.errors.map((e) => ({ ...e, field: `job.${e.field}` }));
-      throw new ApiError(err.code, `job: ${err.detail}`, { errors });
-    }
-    throw err;
-  }
+  const checked = await checkJob(deps.registry, allow, deps.config.scheduleHorizonSeconds, tenant, {
+    type: spec.job.type,
+    input: spec.job.input,
+    ...(spec.job.callback_url === null ? {} : { callback_url: spec.job.callback_url }),
+  });
+  if (checked.kind === 'checked') return { ...spec, job: { ...spec.job, input: checked.input } };
+  const err = refusalProblem(checked);
+  // The job's fields are under `job.` in this body.
+  if (err.errors === undefined) throw err;
+  const errors: FieldError[] = err.errors.map((e) => ({ ...e, field: `job.${e.field}` }));
+  throw new ApiError(err.code, `job: ${err.detail}`, { errors });
 }
 
 function conflictOf(err: unknown): unknown {
