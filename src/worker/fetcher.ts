@@ -29,6 +29,11 @@ export const POLL_INTERVAL_MS = 500;
 const SHARE_TTL_MS = 100;
 /** Arbitrary, fixed key of the transaction advisory lock that serialises fetches under a running limit. */
 const LIMITED_FETCH_LOCK_KEY = 7_140_002;
+/**
+ * Least time between two readings started because jobs ended: a busy worker's jobs end many times a
+ * second, and reading after each one kept a connection counting the active jobs without pause.
+ */
+const REREAD_AFTER_END_MS = 20;
 
 /** What the fair share is computed from, and when it was read. */
 interface ShareReading {
@@ -70,6 +75,8 @@ export class Fetcher {
   #limitsChangedAt = 0;
   /** A reading is under way (off the fetch's path). */
   #reading = false;
+  /** A reading waiting for REREAD_AFTER_END_MS to pass. */
+  #rereadTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(deps: {
     pool: Pool;
@@ -141,21 +148,34 @@ export class Fetcher {
 
   /** Stops listening; after the running jobs ended, as cancellations are still delivered while they drain. */
   async unsubscribe(): Promise<void> {
+    clearTimeout(this.#rereadTimer);
     await this.#unsubscribe?.();
   }
 
   /**
    * The group limits of the next fetch (fair-share.ts), from the last reading; undefined: do not fetch.
    * A reading older than SHARE_TTL_MS, or from before a job of this process ended (its tenant may be
-   * below its share now), is read again meanwhile, off the pickup's path; the new reading wakes the loop.
-   * A reading from before a running limit changed (or the listener reconnected) is not fetched under:
-   * one is read before the fetch.
+   * below its share now; at most every REREAD_AFTER_END_MS), is read again meanwhile, off the pickup's
+   * path; the new reading wakes the loop. A reading from before a running limit changed (or the
+   * listener reconnected) is not fetched under: one is read before the fetch.
    */
   async #groupLimits(): Promise<GroupLimits | undefined> {
     const last =
       this.#share !== undefined && this.#share.at >= this.#limitsChangedAt ? this.#share : await this.#readShare();
-    if (performance.now() - last.at > SHARE_TTL_MS || last.at < this.#endedAt) this.#reread();
+    const age = performance.now() - last.at;
+    if (age > SHARE_TTL_MS) this.#reread();
+    else if (last.at < this.#endedAt) this.#rereadIn(REREAD_AFTER_END_MS - age);
     return groupLimits(last.demand, last.slots, last.limits, this.#tenantLimit);
+  }
+
+  /** Reads again in `ms` (now if not positive), unless a reading is under way or already waiting. */
+  #rereadIn(ms: number): void {
+    if (ms <= 0) return this.#reread();
+    if (this.#rereadTimer !== undefined) return;
+    this.#rereadTimer = setTimeout(() => {
+      this.#rereadTimer = undefined;
+      if (!this.#stopping()) this.#reread();
+    }, ms).unref();
   }
 
   #reread(): void {
