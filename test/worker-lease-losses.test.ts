@@ -4,25 +4,13 @@
  * attempt, and a job that loses its worker LONGHAUL_MAX_LEASE_LOSSES times is dead-lettered, with every
  * takeover in its error_history as `lease_lost`.
  */
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { startTestService, type TestService } from './support/service.ts';
-import { FIXTURE_TYPES, spawnWorker, waitFor, type WorkerProcess } from './support/worker.ts';
+import { expect, it } from 'vitest';
+import { jobRow } from './support/jobs.ts';
+import type { TestService } from './support/service.ts';
+import { useWorkerProcesses, waitFor, type WorkerProcess } from './support/worker.ts';
 
 let t: TestService;
-const workers: WorkerProcess[] = [];
-beforeAll(async () => {
-  t = await startTestService({ roles: ['api'], env: { LONGHAUL_JOB_TYPES: FIXTURE_TYPES } });
-});
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.kill('SIGKILL')));
-});
-afterAll(async () => t.stop());
-
-async function start(env: Record<string, string>): Promise<WorkerProcess> {
-  const w = await spawnWorker(t.db.url, env);
-  workers.push(w);
-  return w;
-}
+const start = useWorkerProcesses((service) => (t = service));
 
 interface Row {
   status: string;
@@ -32,15 +20,8 @@ interface Row {
   lease_owner: string | null;
   lease_losses: number;
 }
-async function row(id: string): Promise<Row> {
-  const { rows } = await t.service.pool.query<Row>(
-    'SELECT status, processed, attempts, max_attempts, lease_owner, lease_losses FROM jobs WHERE id = $1',
-    [id],
-  );
-  const r = rows[0];
-  if (r === undefined) throw new Error(`no job ${id}`);
-  return r;
-}
+const row = (id: string) =>
+  jobRow<Row>(t.service.pool, id, 'status, processed, attempts, max_attempts, lease_owner, lease_losses');
 
 interface Entry {
   kind: string;

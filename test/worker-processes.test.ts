@@ -5,25 +5,13 @@
  * PENDING, a graceful SIGTERM that hands the job over at a chunk boundary, and a chunk running while the
  * previous checkpoint commits (after the chunk's durable writes, and the whole step failing if they fail).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startTestService, type TestService } from './support/service.ts';
-import { FIXTURE_TYPES, spawnWorker, waitFor, type WorkerProcess } from './support/worker.ts';
+import { describe, expect, it } from 'vitest';
+import { jobRow } from './support/jobs.ts';
+import type { TestService } from './support/service.ts';
+import { useWorkerProcesses, waitFor } from './support/worker.ts';
 
 let t: TestService;
-const workers: WorkerProcess[] = [];
-beforeAll(async () => {
-  t = await startTestService({ roles: ['api'], env: { LONGHAUL_JOB_TYPES: FIXTURE_TYPES } });
-});
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.kill('SIGKILL')));
-});
-afterAll(async () => t.stop());
-
-async function start(env: Record<string, string> = {}): Promise<WorkerProcess> {
-  const w = await spawnWorker(t.db.url, env);
-  workers.push(w);
-  return w;
-}
+const start = useWorkerProcesses((service) => (t = service));
 
 async function submit(type: string, input: unknown): Promise<string> {
   const res = await t.api('/v1/jobs', { method: 'POST', json: { type, input } });
@@ -38,15 +26,7 @@ interface Row {
   lease_owner: string | null;
   attempts: number;
 }
-async function row(id: string): Promise<Row> {
-  const { rows } = await t.service.pool.query<Row>(
-    'SELECT status, processed, result, lease_owner, attempts FROM jobs WHERE id = $1',
-    [id],
-  );
-  const r = rows[0];
-  if (r === undefined) throw new Error(`no job ${id}`);
-  return r;
-}
+const row = (id: string) => jobRow<Row>(t.service.pool, id, 'status, processed, result, lease_owner, attempts');
 
 /** The job's row once it is COMPLETED (within 30 s). */
 async function completed(id: string): Promise<Row> {

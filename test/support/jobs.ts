@@ -45,3 +45,11 @@ export const leasedTo = (token: string): JobColumns => ({
   lease_token: token,
   lease_expires_at: secondsFromNow(60),
 });
+
+/** Columns `columns` (SQL, comma-separated) of job `id`'s row; throws when there is no such job. */
+export async function jobRow<R>(db: Queryable, id: string, columns: string): Promise<R> {
+  const { rows } = await db.query(`SELECT ${columns} FROM jobs WHERE id = $1`, [id]);
+  const r = rows[0] as R | undefined;
+  if (r === undefined) throw new Error(`no job ${id}`);
+  return r;
+}

@@ -3,6 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { startTestService, type TestService } from './service.ts';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const FIXTURE_TYPES = path.join(ROOT, 'test', 'fixtures', 'job-types.ts');
@@ -69,5 +71,31 @@ export async function spawnWorker(databaseUrl: string, env: Record<string, strin
         await exited;
       }
     },
+  };
+}
+
+/**
+ * For a test file whose tests run real worker processes: registers the file's hooks for an API-only
+ * service with the fixture job types (handed to `started`) and returns `start(env)`, which spawns a
+ * worker on the service's database that is SIGKILLed after the test.
+ */
+export function useWorkerProcesses(
+  started: (t: TestService) => void,
+): (env?: Record<string, string>) => Promise<WorkerProcess> {
+  let t: TestService | undefined;
+  const workers: WorkerProcess[] = [];
+  beforeAll(async () => {
+    t = await startTestService({ roles: ['api'], env: { LONGHAUL_JOB_TYPES: FIXTURE_TYPES } });
+    started(t);
+  });
+  afterEach(async () => {
+    await Promise.all(workers.splice(0).map((w) => w.kill('SIGKILL')));
+  });
+  afterAll(async () => t?.stop());
+  return async (env = {}) => {
+    if (t === undefined) throw new Error('useWorkerProcesses: the service has not started');
+    const w = await spawnWorker(t.db.url, env);
+    workers.push(w);
+    return w;
   };
 }
