@@ -4,15 +4,12 @@
  * the top priority while A drains, which no tenant share holds back (the floor without preemption). One service with
  * its default settings (worker slots and how tenants share them); B submits one probe job at a time.
  */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { Pool as HttpPool } from 'undici';
 import { createTenant } from '../src/tenants/repository.ts';
 import { percentile, type BenchModule } from './harness.ts';
+import { jobPoster, PROBE_TYPES, probeStartedAt } from './pickup.ts';
 import { startChildService } from './support.ts';
 
-const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'probe.ts');
 const BACKLOG = 10_000;
 /** A's jobs: long enough that the backlog is still draining while B's samples are taken. */
 const A_JOB = JSON.stringify({ type: 'synthetic', input: { chunks: 1, chunk_ms: 20 } });
@@ -20,46 +17,12 @@ const SAMPLES = 40;
 const WARMUP = 5;
 const CLIENTS = 16;
 
-const now = () => performance.timeOrigin + performance.now();
-
-async function until(fn: () => Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error('benchmark timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-function client(url: string, apiKey: string) {
-  const http = new HttpPool(url, { connections: CLIENTS });
-  const post = async (body: string): Promise<{ id: string; accepted: number }> => {
-    const res = await http.request({
-      path: '/v1/jobs',
-      method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body,
-    });
-    const json = (await res.body.json()) as { id: string };
-    if (res.statusCode !== 202) throw new Error(`POST answered ${res.statusCode}`);
-    return { id: json.id, accepted: now() };
-  };
-  return { post, close: () => http.close() };
-}
-
 /** B's pickups, one probe job at a time: from its 202 to its chunk starting (the probe records it). */
 async function pickups(db: pg.Pool, post: (body: string) => Promise<{ id: string; accepted: number }>, priority = 0) {
   const out: number[] = [];
   for (let i = 0; i < SAMPLES + WARMUP; i++) {
     const { id, accepted } = await post(JSON.stringify({ type: 'probe', input: {}, priority }));
-    let at = 0;
-    await until(async () => {
-      const { rows } = await db.query<{ at: number | null }>(
-        `SELECT (result->>'first_chunk_at')::float8 AS at FROM jobs WHERE id = $1 AND status = 'COMPLETED'`,
-        [id],
-      );
-      at = rows[0]?.at ?? 0;
-      return at > 0;
-    }, 30_000);
+    const at = await probeStartedAt(db, id, 30_000);
     if (i >= WARMUP) out.push(Math.max(0, at - accepted));
   }
   return out;
@@ -73,9 +36,9 @@ export const fairnessBench: BenchModule = {
     try {
       const a = await createTenant(pool, 'bench-a');
       const b = await createTenant(pool, 'bench-b');
-      const svc = await startChildService('start', { DATABASE_URL: db.url, LONGHAUL_JOB_TYPES: PROBE });
-      const aClient = client(svc.url, a.api_key);
-      const bClient = client(svc.url, b.api_key);
+      const svc = await startChildService('start', { DATABASE_URL: db.url, LONGHAUL_JOB_TYPES: PROBE_TYPES });
+      const aClient = jobPoster(svc.url, a.api_key, CLIENTS);
+      const bClient = jobPoster(svc.url, b.api_key, CLIENTS);
       try {
         const idle = await pickups(pool, bClient.post);
         let next = 0;

@@ -6,11 +6,8 @@
  * the same database in the same run.
  */
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
-import { Pool as HttpPool } from 'undici';
 import { loadConfig } from '../src/config.ts';
 import { JobEventsPublisher } from '../src/jobs/events-publisher.ts';
 import { QUEUES, queueOptions } from '../src/jobs/queues.ts';
@@ -19,9 +16,9 @@ import { createTenant } from '../src/tenants/repository.ts';
 import { writeCheckpoint, type CheckpointWrite } from '../src/jobs/lifecycle.ts';
 import { checkpointGroup } from '../src/worker/checkpoint-group.ts';
 import { percentile, type BenchModule, type BenchRow } from './harness.ts';
+import { jobPoster, now, PROBE_BODY, PROBE_TYPES, probeStartedAt, waitUntil } from './pickup.ts';
 import { startChildService, timedLoops } from './support.ts';
 
-const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'probe.ts');
 const PICKUP_SAMPLES = 80;
 /** Pickups not counted (connections, plans and caches warm up), followed by ANALYZE. */
 const PICKUP_WARMUP = 5;
@@ -33,16 +30,6 @@ const CHECKPOINT_SECONDS = 3;
 const TINY_JOBS = 3000;
 const TINY_CLIENTS = 16;
 const WORKER_CONCURRENCY = 16;
-
-const now = () => performance.timeOrigin + performance.now();
-
-async function waitUntil(fn: () => Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error('benchmark timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 async function checkpointRows(pool: pg.Pool, tenantId: string): Promise<BenchRow[]> {
   const jobs = Array.from({ length: CHECKPOINT_CLIENTS }, () => ({ id: randomUUID(), token: randomUUID() }));
@@ -146,24 +133,6 @@ async function pgBossDrain(url: string, q: string, settings: 'plain' | 'longhaul
   return rate;
 }
 
-/** Posts jobs to a running longhaul; each answer's 202 time is when the job counts as accepted. */
-function poster(url: string, apiKey: string) {
-  const http = new HttpPool(url, { connections: TINY_CLIENTS, pipelining: 1 });
-  const post = async (body: string): Promise<{ id: string; sent: number; accepted: number }> => {
-    const sent = now();
-    const res = await http.request({
-      path: '/v1/jobs',
-      method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body,
-    });
-    const json = (await res.body.json()) as { id: string };
-    if (res.statusCode !== 202) throw new Error(`POST answered ${res.statusCode}`);
-    return { id: json.id, sent, accepted: now() };
-  };
-  return { post, close: () => http.close() };
-}
-
 /** Submits `n` jobs from TINY_CLIENTS clients. */
 async function submitMany(post: (body: string) => Promise<{ id: string }>, body: string, n: number): Promise<void> {
   let next = 0;
@@ -196,7 +165,7 @@ export const workerBench: BenchModule = {
     const rows: BenchRow[] = [];
     const env = {
       DATABASE_URL: db.url,
-      LONGHAUL_JOB_TYPES: PROBE,
+      LONGHAUL_JOB_TYPES: PROBE_TYPES,
       LONGHAUL_WORKER_CONCURRENCY: String(WORKER_CONCURRENCY),
       LONGHAUL_TENANT_CONCURRENCY: String(WORKER_CONCURRENCY),
       LONGHAUL_PG_POOL_MAX: '30',
@@ -209,7 +178,7 @@ export const workerBench: BenchModule = {
       // (c) tiny jobs: TINY_JOBS accepted by an API-only process (a backlog, as pg-boss's baseline
       // drains one), then drained by a worker: from its first claim to the last COMPLETED (database clock).
       const api = await startChildService('api', env);
-      const apiPost = poster(api.url, tenant.api_key);
+      const apiPost = jobPoster(api.url, tenant.api_key, TINY_CLIENTS);
       try {
         await submitMany(apiPost.post, tinyBody, TINY_JOBS);
       } finally {
@@ -221,7 +190,7 @@ export const workerBench: BenchModule = {
       // load drifts, and this way the drift cannot favour us.
       const baselineBefore = await pgBossDrain(db.url, 'bench-baseline-1', 'plain');
       const svc = await startChildService('start', env);
-      const { post, close } = poster(svc.url, tenant.api_key);
+      const { post, close } = jobPoster(svc.url, tenant.api_key, TINY_CLIENTS);
       try {
         await waitCompleted(pool, TINY_JOBS);
         const { rows: span } = await pool.query<{ s: number }>(
@@ -250,20 +219,11 @@ export const workerBench: BenchModule = {
         });
 
         // (a) pickup: one job at a time on an idle system, from its 202 to its first chunk starting.
-        const probeBody = JSON.stringify({ type: 'probe', input: {} });
         const fromAccepted: number[] = [];
         const fromSent: number[] = [];
         for (let i = 0; i < PICKUP_SAMPLES + PICKUP_WARMUP; i++) {
-          const { id, sent, accepted } = await post(probeBody);
-          let at = 0;
-          await waitUntil(async () => {
-            const { rows: r } = await pool.query<{ at: number | null }>(
-              `SELECT (result->>'first_chunk_at')::float8 AS at FROM jobs WHERE id = $1 AND status = 'COMPLETED'`,
-              [id],
-            );
-            at = r[0]?.at ?? 0;
-            return at > 0;
-          }, 10_000);
+          const { id, sent, accepted } = await post(PROBE_BODY);
+          const at = await probeStartedAt(pool, id, 10_000);
           if (i >= PICKUP_WARMUP) {
             // A chunk may start before the 202 reaches the client: the job was accepted at its commit, before both.
             fromAccepted.push(Math.max(0, at - accepted));
