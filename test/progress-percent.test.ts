@@ -67,7 +67,7 @@ it.each([
   const list = (await (await t.api('/v1/jobs?type=fraction&limit=100')).json()) as {
     data: Array<{ id: string; progress: Progress }>;
   };
-  const hook = await waitFor('the webhook', () => rx.to(path)[0]);
+  const hook = await rx.arrival('the webhook', () => rx.to(path)[0]);
   const sent = (JSON.parse(hook.body) as { data: { progress: Progress } }).data.progress;
 
   const want = { processed, total, percent };

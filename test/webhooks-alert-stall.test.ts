@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { signedWebhookAlertSink } from '../src/webhooks/alert-sink.ts';
 import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
-import { startReceiver, waitFor, type Receiver } from './support/receiver.ts';
+import { startReceiver, type Receiver } from './support/receiver.ts';
 import { startDispatcher } from './support/dispatcher.ts';
 import { completedJob } from './support/webhooks.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -46,9 +46,9 @@ it('sends a delivery answered 200 once, even while a dead-delivery alert is bein
   // A 500 on every attempt spends the short schedule, and the delivery goes dead (a 410 would only hold it).
   rx.on('/failing', (_n, _req, res) => void res.writeHead(500).end());
   await completedJob(t, rx.url + '/failing');
-  await waitFor('the alert webhook was called', () => rx.to('/alerts').length >= 1, 10_000);
+  await rx.arrival('the alert webhook was called', () => rx.to('/alerts').length >= 1, 10_000);
   const ok = await completedJob(t, rx.url + '/ok');
-  await waitFor('the delivery arrived', () => rx.to('/ok').length >= 1, 5_000);
+  await rx.arrival('the delivery arrived', () => rx.to('/ok').length >= 1, 5_000);
   // Longer than the 2 s lease, shorter than the slow alert.
   await new Promise((r) => setTimeout(r, 5_000));
   const { rows } = await t.service.pool.query<{ status: string; attempts: number }>(

@@ -57,7 +57,7 @@ describe('circuit breaker', () => {
     const atOpen = rx.received.length;
 
     // After the cool-down exactly one probe goes out; it fails, so the breaker opens again.
-    await waitFor('the probe', () => rx.received.length > atOpen, COOLDOWN_S * 1000 + 5000);
+    await rx.arrival('the probe', () => rx.received.length > atOpen, COOLDOWN_S * 1000 + 5000);
     await waitFor('breaker open again', async () => (await endpointState(rx))?.state === 'open');
     expect(rx.received.length).toBe(atOpen + 1);
     // Held deliveries did not spend their attempts: none is DEAD although 8 attempts take ~0.4 s.
@@ -141,7 +141,7 @@ describe('isolation', () => {
       const slowIds: string[] = [];
       for (let i = 0; i < 5; i++) slowIds.push(await cancelledJob(t, slow.url + '/hook'));
       // The per-endpoint limit (2) is reached and the rest of the slow endpoint's deliveries wait.
-      await waitFor('slow endpoint saturated', () => slow.received.length === 2);
+      await slow.arrival('slow endpoint saturated', () => slow.received.length === 2);
       const fastId = await cancelledJob(t, fast.url + '/hook');
       await waitFor(
         'fast delivery',
@@ -174,7 +174,7 @@ describe('isolation', () => {
       endpointConcurrency: 1,
       breaker: { ...t.config.webhooks.breaker, minRequests: 1000 },
     });
-    await waitFor('slow endpoint busy', () => slow.received.length >= 1);
+    await slow.arrival('slow endpoint busy', () => slow.received.length >= 1);
     const fastId = await cancelledJob(t, fast.url + '/hook');
     const status = await waitFor(
       'fast delivery recorded',

@@ -67,7 +67,7 @@ it('loses no delivery when the dispatcher is killed with kill -9 mid-delivery', 
 
   const worker = runLonghaul(['worker'], { DATABASE_URL: db.url, LONGHAUL_LOG_LEVEL: 'warn', ...ENV });
   try {
-    await waitFor('every delivery in flight', () => rx.received.length === DELIVERIES, 30_000);
+    await rx.arrival('every delivery in flight', () => rx.received.length === DELIVERIES, 30_000);
     worker.kill('SIGKILL');
     expect(await worker.exited).toBe(-1);
   } finally {

@@ -97,7 +97,7 @@ describe('per-tenant webhook endpoints', () => {
     );
     const before = rx.to('/same').filter((r) => signer(r) === 'b').length;
     for (let i = 0; i < 3; i++) await cancelledJob(t, urlOf('/same'), b.api_key);
-    await waitFor('B’s deliveries', () => rx.to('/same').filter((r) => signer(r) === 'b').length >= before + 3);
+    await rx.arrival('B’s deliveries', () => rx.to('/same').filter((r) => signer(r) === 'b').length >= before + 3);
     const mine = (await endpoints(b.api_key)).find((e) => e.endpoint === urlOf('/same'));
     expect(mine?.state).toBe('closed');
     expect(mine?.failures).toBe(0);

@@ -1,5 +1,5 @@
 /** A real webhook receiver on 127.0.0.1 (node:http) that records every request and answers as told. */
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 
 export interface Received {
@@ -19,6 +19,11 @@ export interface Receiver {
   /** Requests to one path, in arrival order. */
   to(path: string): Received[];
   on(path: string, behaviour: Behaviour): void;
+  /**
+   * Resolves with `check`'s value once it is neither undefined nor false, checked now and again as each
+   * request arrives (no polling); fails after `ms`.
+   */
+  arrival<T>(what: string, check: () => T | undefined | false, ms?: number): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -26,6 +31,7 @@ export async function startReceiver(): Promise<Receiver> {
   const received: Received[] = [];
   const behaviours = new Map<string, Behaviour>();
   const counts = new Map<string, number>();
+  const arrivals = new EventEmitter();
   const server = createServer((req, res) => {
     const at = performance.timeOrigin + performance.now();
     const chunks: Buffer[] = [];
@@ -34,6 +40,7 @@ export async function startReceiver(): Promise<Receiver> {
       const path = req.url ?? '/';
       const r: Received = { path, headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at };
       received.push(r);
+      arrivals.emit('request');
       const n = (counts.get(path) ?? 0) + 1;
       counts.set(path, n);
       const b = behaviours.get(path);
@@ -53,6 +60,25 @@ export async function startReceiver(): Promise<Receiver> {
     received,
     to: (path) => received.filter((r) => r.path === path),
     on: (path, behaviour) => void behaviours.set(path, behaviour),
+    arrival: (what, check, ms = 15_000) =>
+      new Promise((resolve, reject) => {
+        const settle = () => {
+          const v = check();
+          if (v === undefined || v === false) return;
+          done();
+          resolve(v);
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(new Error(`timed out waiting for ${what}`));
+        }, ms);
+        const done = () => {
+          clearTimeout(timer);
+          arrivals.off('request', settle);
+        };
+        arrivals.on('request', settle);
+        settle();
+      }),
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -51,15 +51,33 @@ export async function spawnWorker(databaseUrl: string, env: Record<string, strin
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  let onStarted = (): void => undefined;
+  const started = new Promise<void>((resolve) => (onStarted = resolve));
+  const read = (d: Buffer) => {
+    out += d.toString();
+    if (out.includes('longhaul worker started')) onStarted();
+  };
+  child.stdout?.on('data', read);
+  child.stderr?.on('data', read);
   const exited = once(child, 'exit').then(([code]) => code as number | null);
-  await Promise.race([
-    waitFor('worker start', async () => out.includes('longhaul worker started'), 30_000),
-    exited.then((code) => {
-      throw new Error(`worker exited with ${code} before starting:\n${out}`);
-    }),
-  ]);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      started,
+      exited.then((code) => {
+        throw new Error(`worker exited with ${code} before starting:\n${out}`);
+      }),
+      new Promise(
+        (_, reject) => (timer = setTimeout(() => reject(new Error('timed out waiting for worker start')), 30_000)),
+      ),
+    ]);
+  } catch (err) {
+    // A worker that did not start in time is no test's to kill: it must not outlive the run.
+    child.kill('SIGKILL');
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
   return {
     child,
     pid: child.pid ?? -1,
