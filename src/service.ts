@@ -127,6 +127,13 @@ interface HttpServer {
   close(): Promise<void>;
 }
 
+/**
+ * How long an idle keep-alive connection stays open: past the idle timeouts of clients and load
+ * balancers, so that they always close an idle connection first. With Node's 5 s default, a client
+ * reusing a connection just as the server closed it saw a reset (a load balancer, a 502).
+ */
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
 async function listen(config: Config, serve: RequestListener): Promise<HttpServer> {
   const headersTimeout = config.http.headersTimeoutSeconds * 1000;
   const server = createServer(
@@ -135,6 +142,7 @@ async function listen(config: Config, serve: RequestListener): Promise<HttpServe
       requestTimeout: config.http.requestTimeoutSeconds * 1000,
       // Node checks the timeouts every 30 s by default: check often enough that a timeout is kept to within a second.
       connectionsCheckingInterval: Math.min(1000, headersTimeout / 2),
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     },
     (req, res) => http.serve(req, res),
   );
