@@ -457,17 +457,4 @@ export const ScheduleIdParam = z.object({
   id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: '0190d0a6-1c5e-7c4b-9a4f-1b2c3d4e5f60' }),
 });
 
-export const ListSchedulesQuery = z.object({
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(200)
-    .default(50)
-    .openapi({ param: { name: 'limit', in: 'query' } }),
-  cursor: z
-    .string()
-    .max(200)
-    .optional()
-    .openapi({ param: { name: 'cursor', in: 'query' } }),
-});
+export const ListSchedulesQuery = z.object(PageQueryFields);
