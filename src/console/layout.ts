@@ -144,6 +144,20 @@ export const json = (v: unknown): Html =>
 export const hidden = (name: string, value: string): Html =>
   html`<input type="hidden" name="${name}" value="${value}" />`;
 
+/** An admin's choice of the tenant whose rows a per-tenant page lists (a GET back to `action`). */
+export function tenantPicker(
+  action: string,
+  tenants: ReadonlyArray<{ id: string; name: string }>,
+  chosen?: string,
+): Html {
+  return html`<form method="get" action="${action}" class="filters" aria-label="Choose a tenant">
+    <label for="f-tenant">Tenant</label
+    ><select id="f-tenant" name="tenant">
+      ${tenants.map((t) => html`<option value="${t.id}" ${t.id === chosen ? html` selected` : ''}>${t.name}</option>`)}</select
+    ><button type="submit">Show</button>
+  </form>`;
+}
+
 /** A POST button with a confirmation (asked by console.js) and the session's CSRF token. */
 export function actionForm(
   session: Session,

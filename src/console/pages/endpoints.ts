@@ -10,7 +10,7 @@ import { endpointLatency } from '../../webhooks/store.ts';
 import { listTenants } from '../../tenants/repository.ts';
 import type { ConsoleApp, ConsoleDeps } from '../context.ts';
 import { done, formOf, isUuid, pathId, tenantScope } from '../context.ts';
-import { actionForm, hidden, page, when } from '../layout.ts';
+import { actionForm, hidden, page, tenantPicker, when } from '../layout.ts';
 import { scopeOf } from '../session.ts';
 
 export function registerEndpointPages(app: ConsoleApp, deps: ConsoleDeps): void {
@@ -22,18 +22,7 @@ export function registerEndpointPages(app: ConsoleApp, deps: ConsoleDeps): void 
     const tenantId = scopeOf(session) ?? tenantScope(c) ?? tenants[0]?.id;
     const endpoints = tenantId === undefined ? [] : await listTenantEndpoints(pool, tenantId);
     const latency = tenantId === undefined ? undefined : await endpointLatency(pool, tenantId);
-    const body = html`${
-        session.kind === 'admin'
-          ? html`<form method="get" action="/console/endpoints" class="filters" aria-label="Choose a tenant">
-              <label for="f-tenant">Tenant</label
-              ><select id="f-tenant" name="tenant">
-                ${tenants.map(
-                  (t) => html`<option value="${t.id}" ${t.id === tenantId ? html` selected` : ''}>${t.name}</option>`,
-                )}</select
-              ><button type="submit">Show</button>
-            </form>`
-          : ''
-      }
+    const body = html`${session.kind === 'admin' ? tenantPicker('/console/endpoints', tenants, tenantId) : ''}
       <div class="scroll">
         <table>
           <thead>

@@ -11,7 +11,7 @@ import { listSchedules } from '../../schedules/store.ts';
 import { listTenants } from '../../tenants/repository.ts';
 import type { ConsoleApp, ConsoleContext, ConsoleDeps } from '../context.ts';
 import { done, formOf, isUuid, pathId, tenantScope } from '../context.ts';
-import { actionForm, hidden, page, when } from '../layout.ts';
+import { actionForm, hidden, page, tenantPicker, when } from '../layout.ts';
 import { scopeOf } from '../session.ts';
 
 const PAGE_SIZE = 50;
@@ -34,18 +34,7 @@ export function registerSchedulePages(app: ConsoleApp, deps: ConsoleDeps): void 
     const tenantField = session.kind === 'admin' && tenantId !== undefined ? [hidden('tenant', tenantId)] : [];
     const next = new URLSearchParams(session.kind === 'admin' && tenantId !== undefined ? { tenant: tenantId } : {});
     if (result.next !== null) next.set('cursor', encodeCursor(result.next));
-    const body = html`${
-        session.kind === 'admin'
-          ? html`<form method="get" action="/console/schedules" class="filters" aria-label="Choose a tenant">
-              <label for="f-tenant">Tenant</label
-              ><select id="f-tenant" name="tenant">
-                ${tenants.map(
-                  (t) => html`<option value="${t.id}" ${t.id === tenantId ? html` selected` : ''}>${t.name}</option>`,
-                )}</select
-              ><button type="submit">Show</button>
-            </form>`
-          : ''
-      }
+    const body = html`${session.kind === 'admin' ? tenantPicker('/console/schedules', tenants, tenantId) : ''}
       <div class="scroll">
         <table>
           <thead>
