@@ -16,7 +16,7 @@ import { createMetrics } from '../src/observability/metrics.ts';
 import { createTenant } from '../src/tenants/repository.ts';
 import { CallbackAllowList } from '../src/webhooks/allowlist.ts';
 import { Dispatcher } from '../src/webhooks/dispatcher.ts';
-import { outboxInsertSql } from '../src/webhooks/outbox.ts';
+import { outboxInsertSql } from '../src/webhooks/store.ts';
 import { percentile, type BenchModule } from './harness.ts';
 import { timedLoops } from './support.ts';
 

@@ -8,7 +8,7 @@
  */
 import type { PipelinedQuery, Queryable } from '../db/pool.ts';
 import { CANCEL_CHANNEL, JOB_EVENTS_CHANNEL, getJob, lockActiveMatching, type JobFilter } from './repository.ts';
-import { outboxInsertSql } from '../webhooks/outbox.ts';
+import { outboxInsertSql } from '../webhooks/store.ts';
 import { JOB_COLUMNS, type AttemptError, type JobRow } from './model.ts';
 import { isTerminal, sourcesOf, TERMINAL_STATUSES, type JobStatus } from './state.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';

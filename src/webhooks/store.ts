@@ -1,8 +1,8 @@
-/** SQL of the webhook_deliveries and webhook_attempts tables: claiming, recording, listing, replaying. */
+/** SQL of the webhook_deliveries and webhook_attempts tables: the outbox insert, claiming, recording, listing, replaying. */
 import type { Queryable } from '../db/pool.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
 import { addEndpointCountsSql, type BreakerState } from './endpoints.ts';
-import { WEBHOOKS_CHANNEL } from './outbox.ts';
+import { jobResourceSql, WEBHOOKS_CHANNEL } from './outbox.ts';
 
 export type DeliveryStatus = 'PENDING' | 'SUCCEEDED' | 'DEAD';
 
@@ -98,6 +98,23 @@ export async function claimDeliveries(
     [[...opts.busy.keys()], [...opts.busy.values()], opts.perEndpoint, opts.limit, opts.token, opts.leaseSeconds],
   );
   return rows;
+}
+
+/**
+ * A data-modifying CTE body that inserts one delivery per row of `updated` (a CTE returning the jobs
+ * columns after the update) that reached a terminal status and has a callback URL, and notifies the
+ * dispatchers. Use it as `…, webhooks AS (${outboxInsertSql('u')})` in the statement that changes the status.
+ * The payload is the Standard Webhooks shape `{type, timestamp, data}`, stored as the exact bytes to sign.
+ */
+export function outboxInsertSql(updated: string): string {
+  return `INSERT INTO webhook_deliveries (tenant_id, job_id, event_type, url, endpoint, payload)
+    SELECT j.tenant_id, j.id, 'job.' || lower(j.status), j.callback_url, webhook_endpoint_key(j.tenant_id, j.callback_url),
+           jsonb_build_object('type', 'job.' || lower(j.status),
+                              'timestamp', webhook_iso(coalesce(j.finished_at, j.updated_at)),
+                              'data', ${jobResourceSql('j')})::text
+      FROM ${updated} j
+     WHERE j.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND j.callback_url IS NOT NULL
+    RETURNING pg_notify('${WEBHOOKS_CHANNEL}', '')`;
 }
 
 /**
