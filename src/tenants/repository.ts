@@ -28,7 +28,7 @@ export function generateApiKey(): string {
 }
 
 /** A Standard Webhooks symmetric secret: `whsec_` + base64 of 32 random bytes. */
-export function generateWebhookSecret(): string {
+function generateWebhookSecret(): string {
   return 'whsec_' + randomBytes(32).toString('base64');
 }
 
@@ -62,6 +62,62 @@ export async function createTenant(db: Queryable, name: string): Promise<Created
     if ((err as { code?: string }).code === '23505') throw new TenantExistsError(`a tenant named "${name}" exists`);
     throw err;
   }
+}
+
+export interface SecretInfo {
+  id: string;
+  /** The first characters, to tell secrets apart (the secret itself is shown only when created). */
+  prefix: string;
+  created_at: Date;
+  expires_at: Date | null;
+}
+
+/** Characters of a secret shown in listings: `whsec_` and 4 of the key. */
+const SECRET_PREFIX_CHARS = 10;
+
+/**
+ * Adds a new secret; every other active secret stays valid for `graceSeconds` more (0 revokes them now).
+ * Returns the new secret, shown once; throws NoSuchTenantError for an unknown tenant.
+ */
+export async function rotateSecret(
+  db: Queryable,
+  tenantId: string,
+  graceSeconds: number,
+): Promise<SecretInfo & { secret: string }> {
+  const secret = generateWebhookSecret();
+  let rows: Array<{ id: string; created_at: Date }>;
+  try {
+    ({ rows } = await db.query<{ id: string; created_at: Date }>(
+      `WITH old AS (
+         UPDATE webhook_secrets SET expires_at = now() + make_interval(secs => $3)
+          WHERE tenant_id = $1 AND (expires_at IS NULL OR expires_at > now() + make_interval(secs => $3)))
+       INSERT INTO webhook_secrets (tenant_id, secret) VALUES ($1, $2) RETURNING id, created_at`,
+      [tenantId, secret, graceSeconds],
+    ));
+  } catch (err) {
+    // The foreign key: the statement as a whole failed, so no other secret's expiry moved either.
+    if ((err as { code?: string }).code === '23503') throw new NoSuchTenantError(tenantId);
+    throw err;
+  }
+  const row = rows[0];
+  if (row === undefined) throw new Error('secret insert returned no row');
+  return {
+    id: row.id,
+    prefix: secret.slice(0, SECRET_PREFIX_CHARS),
+    created_at: row.created_at,
+    expires_at: null,
+    secret,
+  };
+}
+
+/** The tenant's secrets that still sign deliveries, newest first. */
+export async function activeSecrets(db: Queryable, tenantId: string): Promise<SecretInfo[]> {
+  const { rows } = await db.query<SecretInfo>(
+    `SELECT id, left(secret, ${SECRET_PREFIX_CHARS}) AS prefix, created_at, expires_at FROM webhook_secrets
+      WHERE tenant_id = $1 AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at DESC`,
+    [tenantId],
+  );
+  return rows;
 }
 
 export interface ApiKeyInfo {

@@ -9,12 +9,12 @@ import {
   listApiKeys,
   listTenants,
   NoSuchTenantError,
+  rotateSecret,
   revokeApiKey,
   TenantExistsError,
   type ApiKeyInfo,
   type Tenant,
 } from '../../tenants/repository.ts';
-import { rotateSecret } from '../../webhooks/keys.ts';
 import type { App, AppDeps } from '../context.ts';
 import { ApiError } from '../errors.ts';
 import { requireJsonBody } from '../middleware.ts';

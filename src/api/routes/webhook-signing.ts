@@ -6,11 +6,11 @@ import { createRoute, z } from '@hono/zod-openapi';
 import {
   chooseSignatureScheme,
   publicJwks,
-  rotateSecret,
   rotateSigningKey,
   signingSettings,
   type SigningSettings,
 } from '../../webhooks/keys.ts';
+import { rotateSecret } from '../../tenants/repository.ts';
 import type { App, AppDeps } from '../context.ts';
 import { requireJsonBody } from '../middleware.ts';
 import { errorResponses, jsonContent } from '../openapi-helpers.ts';

@@ -10,10 +10,10 @@ import {
   listApiKeys,
   listTenants,
   NoSuchTenantError,
+  rotateSecret,
   revokeApiKey,
   TenantExistsError,
 } from '../../tenants/repository.ts';
-import { rotateSecret } from '../../webhooks/keys.ts';
 import type { ConsoleApp, ConsoleContext, ConsoleDeps } from '../context.ts';
 import { done, formOf, pathId } from '../context.ts';
 import { actionForm, hidden, page, when, type Html } from '../layout.ts';
