@@ -15,7 +15,7 @@ const list = (files: string[]) => (files.length === 0 ? '–' : files.map((f) =>
 const rowOf = (a: Access) => `| \`${a.table}\` | ${a.created} | ${list(a.writers)} | ${list(a.readers)} |`;
 
 describe('docs/architecture.md', () => {
-  it('names, for each table in sql/, the files whose SQL writes it and those that read it', () => {
+  it('names, for each table in sql/, the file whose SQL writes it and those that read it', () => {
     const written = new Map(documentedTables().map((row) => [row.table, row.line]));
     const problems: string[] = [];
     const actual = access();
