@@ -3,9 +3,10 @@
  * file of src/ whose SQL writes it (test/support/sql-access.ts finds the writes) and the other files
  * whose SQL reads it (FROM, JOIN). Moving a statement from one module to another fails here with the
  * row to write; test/architecture-writers.test.ts holds every table to one writer.
- * Its table of layers is the order that .dependency-cruiser.mjs (run by `npm run lint`) enforces.
+ * Its table of layers is the order that .dependency-cruiser.mjs (run by `npm run lint`) enforces, and
+ * its layout tree draws every room of src/, packages/ and clients/.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../scripts/openapi.ts';
@@ -40,5 +41,18 @@ describe('docs/architecture.md', () => {
         documented[Number(m[1]) - 1] = [...(m[2] as string).matchAll(/`([\w-]+)`/g)].map((r) => r[1] as string);
     }
     expect(documented).toEqual(config.layers);
+  });
+
+  it('draws every room of src/, packages/ and clients/ in the layout tree', () => {
+    const doc = readFileSync(path.join(ROOT, FILE), 'utf8');
+    const tree = /## Rooms\n[\s\S]*?```text\n([\s\S]*?)```/.exec(doc)?.[1] ?? '';
+    const drawn = new Set(tree.split('\n').flatMap((line) => line.match(/[\w.-]+\/?/g) ?? []));
+    const missing = ['src', 'packages', 'clients'].flatMap((dir) =>
+      readdirSync(path.join(ROOT, dir), { withFileTypes: true })
+        .map((e) => (e.isDirectory() ? `${e.name}/` : e.name))
+        .filter((name) => !drawn.has(name))
+        .map((name) => `${dir}/${name}`),
+    );
+    expect(missing, `add a line for each to the tree under "## Rooms" in ${FILE}`).toEqual([]);
   });
 });
