@@ -62,8 +62,8 @@ export interface StatusChange {
 /**
  * The one statement shape that changes a job's status: the update of `jobs` (alias `j`), guarded by
  * the state machine (src/jobs/state.ts); its `status` event in job_events; and for a terminal status
- * the lease ended and the webhook delivery written (the outbox, src/webhooks/outbox.ts), so all of
- * them commit or roll back together.
+ * the lease ended and the webhook delivery written (the outbox: outboxInsertSql of
+ * src/webhooks/store.ts), so all of them commit or roll back together.
  */
 export function statusChangeSql(c: StatusChange): string {
   const legal = sourcesOf(c.to);
