@@ -1,8 +1,8 @@
 /**
  * The operator console in headless Chromium against a real service (API, worker and webhook dispatcher
  * in one process) and a real webhook receiver: sign-in as admin and as a tenant, live bars, cancel,
- * dead-letter replay, key revocation, re-enabling an endpoint a 410 disabled, tenant isolation,
- * escaping of what jobs supply, and every page's width on a desktop and a phone.
+ * dead-letter replay, key revocation, webhook secret rotation, re-enabling an endpoint a 410 disabled,
+ * tenant isolation, escaping of what jobs supply, and every page's width on a desktop and a phone.
  */
 import type { Browser, Page } from 'playwright-core';
 import { Webhook } from 'standardwebhooks';
@@ -174,6 +174,22 @@ describe('console', () => {
     await page.getByRole('button', { name: 'Revoke ci' }).click();
     await page.waitForURL(/notice=key-revoked/);
     await waitFor('401', async () => ((await t.api('/v1/jobs', { key })).status === 401 ? true : undefined));
+    await page.close();
+  });
+
+  it('rotates a tenant\u2019s webhook secret: shown once, the old one signs beside it for the grace period', async () => {
+    const tenant = await t.newTenant();
+    const page = await signedIn(ADMIN_TOKEN);
+    await page.goto(`${t.url}/console/tenants/${tenant.id}`);
+    await page.getByRole('button', { name: 'Rotate webhook secret' }).click();
+    const secret = (await page.locator('.secret pre').textContent())?.trim() ?? '';
+    expect(secret).toMatch(/^whsec_/);
+    expect(secret).not.toBe(tenant.webhook_secret);
+    const settings = (await (await t.api('/v1/webhook-settings', { key: tenant.api_key })).json()) as {
+      secrets: Array<{ prefix: string; expires_at: string | null }>;
+    };
+    expect(settings.secrets.map((s) => s.prefix)).toEqual([secret.slice(0, 10), tenant.webhook_secret.slice(0, 10)]);
+    expect(settings.secrets.map((s) => s.expires_at === null)).toEqual([true, false]);
     await page.close();
   });
 
