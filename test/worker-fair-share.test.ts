@@ -26,7 +26,7 @@ describe('groupLimits', () => {
     new Map(entries.map(([t, running, waiting]) => [t, { running, waiting }]));
   const none = new Map<string, number>();
 
-  it('fetches nothing while every tenant with waiting jobs holds its share', () => {
+  it('says nobody can start while every tenant with waiting jobs holds its share', () => {
     expect(
       groupLimits(
         demand([
@@ -37,7 +37,7 @@ describe('groupLimits', () => {
         none,
         undefined,
       ),
-    ).toBeUndefined();
+    ).toMatchObject({ canStart: false });
     expect(
       groupLimits(
         demand([
@@ -48,7 +48,7 @@ describe('groupLimits', () => {
         none,
         undefined,
       ),
-    ).toEqual({ default: 6, tiers: {}, holdsBack: true, hard: false });
+    ).toEqual({ default: 6, tiers: {}, holdsBack: true, hard: false, canStart: true });
     expect(
       groupLimits(
         demand([
@@ -59,36 +59,40 @@ describe('groupLimits', () => {
         none,
         undefined,
       ),
-    ).toEqual({ default: 5, tiers: {}, holdsBack: true, hard: false });
+    ).toEqual({ default: 5, tiers: {}, holdsBack: true, hard: false, canStart: true });
     expect(groupLimits(demand([]), 8, none, undefined)).toEqual({
       default: 8,
       tiers: {},
       holdsBack: false,
       hard: false,
+      canStart: true,
     });
     expect(groupLimits(demand([['a', 3, 100]]), 8, none, undefined)).toEqual({
       default: 8,
       tiers: {},
       holdsBack: false,
       hard: false,
+      canStart: true,
     });
   });
 
   it('keeps a tenant’s own running limit, or the default one, below the fair share', () => {
     const limited = new Map([['a', 2]]);
-    expect(groupLimits(demand([['a', 2, 10]]), 8, limited, undefined)).toBeUndefined();
+    expect(groupLimits(demand([['a', 2, 10]]), 8, limited, undefined)).toMatchObject({ canStart: false });
     expect(groupLimits(demand([['a', 1, 10]]), 8, limited, undefined)).toEqual({
       default: 8,
       tiers: { a: 2 },
       holdsBack: true,
       hard: true,
+      canStart: true,
     });
     expect(groupLimits(demand([['a', 1, 10]]), 8, new Map([['a', 20]]), 3)).toEqual({
       default: 3,
       tiers: { a: 8 },
       holdsBack: true,
       hard: true,
+      canStart: true,
     });
-    expect(groupLimits(demand([['b', 3, 10]]), 8, none, 3)).toBeUndefined();
+    expect(groupLimits(demand([['b', 3, 10]]), 8, none, 3)).toMatchObject({ canStart: false });
   });
 });

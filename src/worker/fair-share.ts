@@ -41,21 +41,23 @@ export interface GroupLimits {
    * of concurrent workers must not both count the same free slot (the fetcher serialises them).
    */
   hard: boolean;
+  /** Whether a tenant of the reading could start a job under them (else the fetcher waits for a change). */
+  canStart: boolean;
 }
 
 /**
  * The limits to fetch under: every tenant at most the fair share of `slots`, and a tenant with a running
- * limit of its own (`limits`, else `defaultLimit` when set) at most that. Undefined when no tenant could
- * start a job under them (each one with waiting jobs holds its share or its limit): a fetch would return
- * nothing, and the fetcher waits for a slot to free instead. A reading with no active job at all still
- * fetches (a job may have been submitted since).
+ * limit of its own (`limits`, else `defaultLimit` when set) at most that. `canStart` is false when no
+ * tenant of the reading could start a job under them (each one with waiting jobs holds its share or its
+ * limit): a fetch would return nothing unless a job came since the reading. A reading with no active
+ * job at all can start one.
  */
 export function groupLimits(
   demand: ReadonlyMap<string, TenantDemand>,
   slots: number,
   limits: ReadonlyMap<string, number>,
   defaultLimit: number | undefined,
-): GroupLimits | undefined {
+): GroupLimits {
   const cap = fairShare(
     [...demand.values()].map((d) => d.running + d.waiting),
     slots,
@@ -68,5 +70,5 @@ export function groupLimits(
   );
   const hard = defaultLimit !== undefined || limits.size > 0;
   const holdsBack = cap < slots || hard;
-  return canStart || demand.size === 0 ? { default: within(defaultLimit), tiers, holdsBack, hard } : undefined;
+  return { default: within(defaultLimit), tiers, holdsBack, hard, canStart: canStart || demand.size === 0 };
 }

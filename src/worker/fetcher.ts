@@ -3,7 +3,8 @@
  * process's listener (and by a slot freeing or the connection coming back), polling as a fallback. It
  * also forwards cancel notifications to the runtime. It never fetches more than the free slots, and
  * each fetch is limited per tenant to the tenant's fair share of the cluster's slots (fair-share.ts),
- * within the tenant's own running limit; while no tenant could start a job under it, it does not fetch.
+ * within the tenant's own running limit; while no tenant could start a job under it, it does not fetch,
+ * unless a job was announced since the share was read (the reading did not count it).
  * pg-boss counts a group's active jobs in the fetch statement's snapshot, so two workers fetching at once
  * could both fill the same last slot of a tenant: while a running limit applies, fetches of every worker
  * take turns under one advisory lock, each seeing the executions the one before it claimed.
@@ -30,10 +31,11 @@ const SHARE_TTL_MS = 100;
 /** Arbitrary, fixed key of the transaction advisory lock that serialises fetches under a running limit. */
 const LIMITED_FETCH_LOCK_KEY = 7_140_002;
 /**
- * Least time between two readings started because jobs ended: a busy worker's jobs end many times a
- * second, and reading after each one kept a connection counting the active jobs without pause.
+ * Least time between two readings started because jobs ended or were announced: a busy worker's jobs
+ * end many times a second, and reading after each one kept a connection counting the active jobs
+ * without pause.
  */
-const REREAD_AFTER_END_MS = 20;
+const REREAD_AFTER_CHANGE_MS = 20;
 
 /** What the fair share is computed from, and when it was read. */
 interface ShareReading {
@@ -63,6 +65,8 @@ export class Fetcher {
   readonly #launch: (j: JobWithMetadata<ExecutionData>) => void;
   readonly #onCancel: (jobId: string) => void;
   readonly #stopping: () => boolean;
+  readonly #pollIntervalMs: number;
+  readonly #shareTtlMs: number;
   #wake: (() => void) | undefined;
   /** A wake-up came since the last fetch began: fetch again before waiting. */
   #woken = false;
@@ -73,9 +77,11 @@ export class Fetcher {
   #endedAt = 0;
   /** When a running limit last changed, as heard (or the listener reconnected, so may have missed one). */
   #limitsChangedAt = 0;
+  /** When a job was last announced (or the listener reconnected, so may have missed one). */
+  #announcedAt = 0;
   /** A reading is under way (off the fetch's path). */
   #reading = false;
-  /** A reading waiting for REREAD_AFTER_END_MS to pass. */
+  /** A reading waiting for REREAD_AFTER_CHANGE_MS to pass. */
   #rereadTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(deps: {
@@ -95,6 +101,10 @@ export class Fetcher {
     onCancel: (jobId: string) => void;
     /** True once the runtime stops: the loop ends. */
     stopping: () => boolean;
+    /** Fallback polling interval (default POLL_INTERVAL_MS); tests stretch it so a missed wake-up shows. */
+    pollIntervalMs?: number;
+    /** How long a reading of the share serves (default SHARE_TTL_MS); tests stretch it likewise. */
+    shareTtlMs?: number;
   }) {
     this.#pool = deps.pool;
     this.#boss = deps.boss;
@@ -107,6 +117,8 @@ export class Fetcher {
     this.#launch = deps.launch;
     this.#onCancel = deps.onCancel;
     this.#stopping = deps.stopping;
+    this.#pollIntervalMs = deps.pollIntervalMs ?? POLL_INTERVAL_MS;
+    this.#shareTtlMs = deps.shareTtlMs ?? SHARE_TTL_MS;
   }
 
   /** Subscribes to pg-boss's and the cancel channel, and starts the loop. */
@@ -117,11 +129,15 @@ export class Fetcher {
         if (channel === CANCEL_CHANNEL) this.#onCancel(payload);
         // A running limit is hard: no fetch after the change is heard may run under the reading before it.
         else if (channel === RUNNING_LIMIT_CHANNEL) this.#limitsChangedAt = performance.now();
-        else this.wake();
+        else {
+          this.#announcedAt = performance.now();
+          this.wake();
+        }
       },
       // Jobs sent and limits changed while the connection was down were not announced: read, then fetch now.
       onConnect: () => {
         this.#limitsChangedAt = performance.now();
+        this.#announcedAt = this.#limitsChangedAt;
         this.wake();
       },
     });
@@ -155,17 +171,22 @@ export class Fetcher {
   /**
    * The group limits of the next fetch (fair-share.ts), from the last reading; undefined: do not fetch.
    * A reading older than SHARE_TTL_MS, or from before a job of this process ended (its tenant may be
-   * below its share now; at most every REREAD_AFTER_END_MS), is read again meanwhile, off the pickup's
+   * below its share now; at most every REREAD_AFTER_CHANGE_MS), is read again meanwhile, off the pickup's
    * path; the new reading wakes the loop. A reading from before a running limit changed (or the
-   * listener reconnected) is not fetched under: one is read before the fetch.
+   * listener reconnected) is not fetched under: one is read before the fetch. A reading in which no
+   * tenant can start a job is not fetched under either, unless a job was announced since it was taken:
+   * the reading did not count that job, so the fetch runs under its limits (which still bound every
+   * tenant) rather than waiting for the poll, and the share is read again meanwhile.
    */
   async #groupLimits(): Promise<GroupLimits | undefined> {
     const last =
       this.#share !== undefined && this.#share.at >= this.#limitsChangedAt ? this.#share : await this.#readShare();
     const age = performance.now() - last.at;
-    if (age > SHARE_TTL_MS) this.#reread();
-    else if (last.at < this.#endedAt) this.#rereadIn(REREAD_AFTER_END_MS - age);
-    return groupLimits(last.demand, last.slots, last.limits, this.#tenantLimit);
+    const limits = groupLimits(last.demand, last.slots, last.limits, this.#tenantLimit);
+    const announced = !limits.canStart && last.at < this.#announcedAt;
+    if (age > this.#shareTtlMs) this.#reread();
+    else if (last.at < this.#endedAt || announced) this.#rereadIn(REREAD_AFTER_CHANGE_MS - age);
+    return limits.canStart || announced ? limits : undefined;
   }
 
   /** Reads again in `ms` (now if not positive), unless a reading is under way or already waiting. */
@@ -247,7 +268,7 @@ export class Fetcher {
         // A full batch means there is likely more: fetch again once a slot frees (or now, if one is free).
         if (jobs.length > 0 && jobs.length === free) continue;
       }
-      await this.#waitForWake(POLL_INTERVAL_MS);
+      await this.#waitForWake(this.#pollIntervalMs);
     }
   }
 }

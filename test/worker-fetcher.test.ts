@@ -1,0 +1,102 @@
+/**
+ * The fetcher (src/worker/fetcher.ts) against a real Postgres and pg-boss: a job announced while the
+ * last reading of the tenants' demand says no tenant could start one is fetched at the announcement,
+ * not at the fallback poll. The poll and the reading's lifetime are stretched past the test's deadline,
+ * so a missed wake-up fails the test instead of slowing it down.
+ */
+import { randomUUID } from 'node:crypto';
+import type { JobWithMetadata } from 'pg-boss';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Pool } from '../src/db/pool.ts';
+import { createLogger } from '../src/observability/logger.ts';
+import type { ExecutionData } from '../src/worker/executions.ts';
+import { Fetcher } from '../src/worker/fetcher.ts';
+import { insertJob, leasedTo } from './support/jobs.ts';
+import { startTestService, type TestService } from './support/service.ts';
+
+const NEVER_MS = 10 * 60_000;
+const DEADLINE_MS = 10_000;
+
+let t: TestService;
+beforeAll(async () => {
+  t = await startTestService({ roles: ['api'] });
+});
+afterAll(async () => t.stop());
+
+/** The service's pool, calling `onDemandRead` each time a reading of the tenants' demand has returned. */
+function observedPool(pool: Pool, onDemandRead: () => void): Pool {
+  return new Proxy(pool, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function') return value;
+      const fn = value as (...a: unknown[]) => unknown;
+      if (prop !== 'query') return fn.bind(target);
+      return async (...args: unknown[]) => {
+        const result: unknown = await fn.apply(target, args);
+        const config = args[0];
+        if (
+          typeof config === 'object' &&
+          config !== null &&
+          'name' in config &&
+          config.name === 'longhaul_worker_tenant_demand'
+        )
+          onDemandRead();
+        return result;
+      };
+    },
+  });
+}
+
+describe('fetcher', () => {
+  it('fetches a job announced after a reading with jobs running and none waiting, without the poll', async () => {
+    // A job of the tenant running elsewhere: the reading has demand, and no tenant with a job waiting.
+    await insertJob(t.service.pool, t.tenant.id, leasedTo(randomUUID()));
+    let stopping = false;
+    let firstRead: () => void = () => undefined;
+    const read = new Promise<void>((resolve) => (firstRead = resolve));
+    const launched: Array<JobWithMetadata<ExecutionData>> = [];
+    let onLaunch: () => void = () => undefined;
+    const fetcher = new Fetcher({
+      pool: observedPool(t.service.pool, () => firstRead()),
+      boss: t.service.boss,
+      listener: t.service.listener,
+      log: createLogger('silent'),
+      tenantLimit: undefined,
+      concurrency: 4,
+      leaseSeconds: 30,
+      free: () => 4 - launched.length,
+      launch: (j) => {
+        launched.push(j);
+        onLaunch();
+      },
+      onCancel: () => undefined,
+      stopping: () => stopping,
+      pollIntervalMs: NEVER_MS,
+      shareTtlMs: NEVER_MS,
+    });
+    await fetcher.start();
+    try {
+      await read;
+      const res = await t.api('/v1/jobs', {
+        method: 'POST',
+        json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } },
+      });
+      expect(res.status).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      const fetched = new Promise<void>((resolve) => {
+        onLaunch = () => launched.some((j) => j.data.jobId === id) && resolve();
+        onLaunch();
+      });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const missed = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('the announced job was left to the poll')), DEADLINE_MS);
+      });
+      await Promise.race([fetched, missed]).finally(() => clearTimeout(timer));
+      expect(launched.map((j) => j.data.jobId)).toEqual([id]);
+    } finally {
+      stopping = true;
+      await fetcher.stopped();
+      await fetcher.unsubscribe();
+    }
+  });
+});
