@@ -1,14 +1,14 @@
 /**
  * Issue 17: (a) tiny jobs end to end and POST accepted/s with tracing on (spans exported to a local
- * OTLP/HTTP receiver) beside the same with tracing off, in the same run; (b) a /metrics scrape with
- * 1,000,000 jobs in the table beside the same scrape on an empty one; (c) tiny jobs drained by 1, 2 and
- * 4 longhaul processes on one Postgres, beside one process (the figures of docs/scaling.md).
+ * OTLP/HTTP receiver, which decodes them and checks that none is missing) beside the same with tracing
+ * off, in the same run; (b) a /metrics scrape with 1,000,000 jobs in the table beside the same scrape on
+ * an empty one; (c) tiny jobs drained by 1, 2 and 4 longhaul processes on one Postgres, beside one
+ * process (the figures of docs/scaling.md).
  */
-import { once } from 'node:events';
-import { createServer } from 'node:http';
 import pg from 'pg';
 import { Pool as HttpPool } from 'undici';
 import { createTenant } from '../src/tenants/repository.ts';
+import { startCollector } from '../test/support/collector.ts';
 import { percentile, type BenchModule, type BenchRow } from './harness.ts';
 import { startChildService, type ChildService } from './support.ts';
 
@@ -28,26 +28,11 @@ const SEED_SLICE = 250_000;
 const SCRAPES = 200;
 const SCALE_JOBS = 3000;
 
+/** Spans of a tiny job without a webhook: the POST, the wait in the queue, the execution, the completion. */
+const SPANS_PER_JOB = 4;
+
 const now = () => performance.timeOrigin + performance.now();
 const tiny = JSON.stringify({ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } });
-
-/** A receiver of OTLP/HTTP that reads and drops every export, as a collector on the same host would. */
-async function otlpSink(): Promise<{ url: string; spans: () => number; close(): Promise<void> }> {
-  let bytes = 0;
-  const server = createServer((req, res) => {
-    req.on('data', (c: Buffer) => (bytes += c.length));
-    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : 0;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    spans: () => bytes,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
 
 /** Posts `n` tiny jobs from CLIENTS clients; returns the seconds until the last 202. */
 async function post(url: string, apiKey: string, n: number): Promise<number> {
@@ -182,12 +167,16 @@ async function drain(ctx: Parameters<BenchModule['run']>[0], processes: number):
  */
 async function tracingRows(ctx: Parameters<BenchModule['run']>[0]): Promise<BenchRow[]> {
   const env = { LONGHAUL_WORKER_CONCURRENCY: String(CONCURRENCY), LONGHAUL_TENANT_CONCURRENCY: String(CONCURRENCY) };
-  const sink = await otlpSink();
+  const collector = await startCollector();
   try {
-    const traced = { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url };
+    const traced = { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: collector.url };
     const runs = [];
     for (const e of [env, traced, traced, env]) runs.push(await endToEnd(ctx, e));
-    if (sink.spans() === 0) throw new Error('tracing on exported nothing');
+    // Every span recorded and exported: a figure bought by dropping spans would not count.
+    const expected = 2 * TINY_JOBS * SPANS_PER_JOB;
+    if (collector.spans.length !== expected)
+      throw new Error(`tracing on exported ${collector.spans.length} spans, not ${expected}`);
+    ctx.log(`exported ${collector.spans.length} spans in ${collector.exports.protobuf} protobuf requests`);
     ctx.log(
       `runs off, on, on, off: ${runs.map((r) => `${r.completed.toFixed(0)} jobs/s, ${r.accepted.toFixed(0)} req/s`).join('; ')}`,
     );
@@ -219,7 +208,7 @@ async function tracingRows(ctx: Parameters<BenchModule['run']>[0]): Promise<Benc
       },
     ];
   } finally {
-    await sink.close();
+    await collector.close();
   }
 }
 

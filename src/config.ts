@@ -41,6 +41,8 @@ const SAMPLERS = [
   'parentbased_always_off',
   'parentbased_traceidratio',
 ] as const;
+/** The OTLP transports of OTEL_EXPORTER_OTLP_PROTOCOL that longhaul offers. */
+const PROTOCOLS = ['http/protobuf', 'http/json'] as const;
 const durationList = z.string().transform((s, ctx) => {
   const out: number[] = [];
   for (const part of s
@@ -309,9 +311,14 @@ const envSchema = z.object({
     .url()
     .optional()
     .describe(
-      'OTLP/HTTP base URL of a collector (`/v1/traces` is appended); traces are sent as OTLP/HTTP JSON. Tracing is off unless this or the next is set.',
+      'OTLP/HTTP base URL of a collector (`/v1/traces` is appended). Tracing is off unless this or the next is set.',
     ),
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.string().url().optional().describe('OTLP/HTTP URL for traces, used as is.'),
+  OTEL_EXPORTER_OTLP_PROTOCOL: z
+    .enum(PROTOCOLS)
+    .default('http/protobuf')
+    .describe('How spans are encoded over OTLP/HTTP: `http/protobuf` or `http/json` (gRPC is not offered).'),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: z.enum(PROTOCOLS).optional().describe('The same for traces only; this wins.'),
   OTEL_EXPORTER_OTLP_HEADERS: keyValues
     .optional()
     .describe('Headers sent to the collector, `key=value,…` (values URL-encoded).'),
@@ -463,8 +470,10 @@ export interface Config {
 
 /** OpenTelemetry tracing, from the standard OTEL_* variables (src/observability/tracing.ts). */
 export interface TracingSettings {
-  /** Where spans are sent (OTLP over HTTP, JSON); undefined: tracing is off. */
+  /** Where spans are sent (OTLP over HTTP); undefined: tracing is off. */
   url: string | undefined;
+  /** How they are encoded: OTLP protobuf (the OpenTelemetry default) or OTLP JSON. */
+  protocol: 'http/protobuf' | 'http/json';
   headers: Record<string, string>;
   serviceName: string;
   resourceAttributes: Record<string, string>;
@@ -608,6 +617,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
             (e.OTEL_EXPORTER_OTLP_ENDPOINT === undefined
               ? undefined
               : `${e.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces`)),
+      protocol: e.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? e.OTEL_EXPORTER_OTLP_PROTOCOL,
       headers: { ...e.OTEL_EXPORTER_OTLP_HEADERS, ...e.OTEL_EXPORTER_OTLP_TRACES_HEADERS },
       serviceName: e.OTEL_SERVICE_NAME,
       resourceAttributes: e.OTEL_RESOURCE_ATTRIBUTES ?? {},

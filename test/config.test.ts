@@ -64,6 +64,7 @@ const DEFAULTS: Config = {
   seedDefaultTenant: true,
   tracing: {
     url: undefined,
+    protocol: 'http/protobuf',
     headers: {},
     serviceName: 'longhaul',
     resourceAttributes: {},
@@ -155,6 +156,8 @@ describe('configuration', () => {
       LONGHAUL_REPORT_CHECKPOINTS: 'false',
       LONGHAUL_SEED_DEFAULT_TENANT: 'yes',
       OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+      OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json',
       OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20t,x-b=a',
       OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'x-b=b%20c',
       OTEL_SERVICE_NAME: 'jobs',
@@ -225,6 +228,7 @@ describe('configuration', () => {
       seedDefaultTenant: true,
       tracing: {
         url: 'http://collector:4318/v1/traces',
+        protocol: 'http/json',
         headers: { authorization: 'Bearer t', 'x-b': 'b c' },
         serviceName: 'jobs',
         resourceAttributes: { 'deployment.environment': 'prod' },
@@ -257,6 +261,17 @@ describe('configuration', () => {
     expect(problem({ LONGHAUL_WEBHOOK_SCHEDULE_SECONDS: 'Infinity' })).toMatch(/"Infinity" is not a number/);
     expect(problem({ LONGHAUL_WEBHOOK_SCHEDULE_SECONDS: ' , ' })).toBe(
       'invalid configuration:\n  LONGHAUL_WEBHOOK_SCHEDULE_SECONDS=" , ": needs at least one delay',
+    );
+  });
+
+  it('sends traces as OTLP protobuf unless JSON is asked for, and refuses a transport it does not offer', () => {
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }).tracing.protocol).toBe('http/json');
+    expect(
+      loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' })
+        .tracing.protocol,
+    ).toBe('http/protobuf');
+    expect(problem({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).toMatch(
+      /^invalid configuration:\n {2}OTEL_EXPORTER_OTLP_PROTOCOL="grpc"/,
     );
   });
 

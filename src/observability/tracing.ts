@@ -20,7 +20,8 @@ import {
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   AlwaysOffSampler,
@@ -30,6 +31,7 @@ import {
   TraceIdRatioBasedSampler,
   TracerProvider,
   type Sampler,
+  type SpanExporter,
 } from '@opentelemetry/sdk-trace';
 import type { TracingSettings } from '../config.ts';
 
@@ -62,6 +64,11 @@ function sampler(s: TracingSettings): Sampler {
   }
 }
 
+function exporter(s: TracingSettings, url: string): SpanExporter {
+  const options = { url, headers: s.headers };
+  return s.protocol === 'http/json' ? new JsonExporter(options) : new ProtobufExporter(options);
+}
+
 /** The provider of this process, shared by the services it runs (tests run several). */
 let active: { provider: TracerProvider; users: number } | undefined;
 
@@ -77,9 +84,7 @@ export function startTracing(settings: TracingSettings): Tracing {
     const provider = new TracerProvider({
       resource: resourceFromAttributes({ ...settings.resourceAttributes, 'service.name': settings.serviceName }),
       sampler: sampler(settings),
-      spanProcessors: [
-        new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: settings.url, headers: settings.headers }) }),
-      ],
+      spanProcessors: [new BatchSpanProcessor({ exporter: exporter(settings, settings.url) })],
     });
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());
