@@ -149,6 +149,16 @@ describe('POST /v1/jobs through the lane and through Hono', () => {
     expect(trailing.status).toBe(404);
   });
 
+  it('answers application/a+b+json the same through the lane and through Hono', async () => {
+    // A media type only one of them could read: both take the JSON media types Hono's validator reads.
+    const { lane, hono: viaHono } = await both({ body: job(), headers: { 'content-type': 'application/a+b+json' } });
+    const type = (a: Answer) => (a.body as { type?: string }).type;
+    expect({ status: viaHono.status, type: type(viaHono) }, JSON.stringify(viaHono.body)).toEqual({
+      status: lane.status,
+      type: type(lane),
+    });
+  });
+
   it('counts and times its requests under the route like Hono does', async () => {
     const res = await t.api('/metrics');
     const text = await res.text();
