@@ -1,7 +1,8 @@
 /**
  * POST /v1/jobs has two doors: the Node-level lane the server uses (src/api/submit-lane.ts) and the
  * Hono route behind app.request(). Both must answer every request alike: same status, headers and
- * body (ids and times aside), and they share one idempotency store.
+ * body (ids and times aside), and they share one idempotency store. LONGHAUL_BODY_LIMIT_BYTES holds
+ * beyond this route too: a body another route reads (a retry's optional one) is refused with 413 while reading.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -165,5 +166,24 @@ describe('POST /v1/jobs through the lane and through Hono', () => {
     expect(text).toMatch(
       /longhaul_http_requests_total\{[^}]*method="POST"[^}]*route="\/v1\/jobs"[^}]*status="202"[^}]*\} [1-9]/,
     );
+  });
+});
+
+describe('the body limit on the routes only Hono answers', () => {
+  it('refuses a retry body over the limit with 413', async () => {
+    const created = await fetch(`${t.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.tenant.api_key}`, 'content-type': 'application/json' },
+      body: job(),
+    });
+    const { id } = (await created.json()) as { id: string };
+    const res = await fetch(`${t.url}/v1/jobs/${id}/retry`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.tenant.api_key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ from: 'start', pad: 'x'.repeat(1_000_000) }),
+    });
+    const text = await res.text();
+    expect(res.status, text).toBe(413);
+    expect((JSON.parse(text) as { type: string }).type).toBe('https://longhaul.dev/problems/payload-too-large');
   });
 });
