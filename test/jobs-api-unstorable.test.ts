@@ -1,9 +1,13 @@
 /**
  * JSON that JSON.parse accepts but Postgres cannot store (a NUL character, a lone UTF-16 surrogate) and
  * NUL bytes in query or path parameters are a client's mistake: a 4xx problem that changes nothing,
- * never a 500 (docs/errors.md).
+ * never a 500 (docs/errors.md). JobSubmitter writes concurrent submissions (of any tenants) as one
+ * statement: such a value fails only the request that carries it, the batch is then written request by
+ * request, and the others' submissions succeed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_BACKOFF } from '../packages/sdk/src/index.ts';
+import { JobSubmitter, type SubmitRequest } from '../src/jobs/submit.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 let t: TestService;
@@ -43,6 +47,33 @@ describe('POST /v1/jobs with strings Postgres cannot store', () => {
     const res = await fetch(`${t.url}/v1/jobs`, { method: 'POST', headers: H(), body });
     await expectClientProblem(res);
     expect(await jobCount()).toBe(before);
+  });
+});
+
+describe('a batch of submissions with one Postgres refuses', () => {
+  function request(tenantId: string, metadata: SubmitRequest['metadata']): SubmitRequest {
+    return {
+      tenantId,
+      type: 'synthetic',
+      input: { chunks: 1, chunk_ms: 0 },
+      metadata,
+      callbackUrl: null,
+      maxAttempts: 3,
+      backoff: DEFAULT_BACKOFF,
+      idempotency: null,
+    };
+  }
+
+  it("one tenant's unstorable submission does not fail another tenant's valid one submitted at the same time", async () => {
+    const other = await t.newTenant();
+    const submitter = new JobSubmitter(t.service.pool, t.service.boss);
+    // Submitted in the same turn of the event loop: the two go in one batch, as concurrent HTTP requests do under load.
+    const good = submitter.submit(request(other.id, { order: 1 }));
+    const bad = submitter.submit(request(t.tenant.id, { a: '\u0000' }));
+    const [g, b] = await Promise.allSettled([good, bad]);
+    expect(b.status).toBe('rejected');
+    expect(g.status, g.status === 'rejected' ? String(g.reason) : '').toBe('fulfilled');
+    expect(g.status === 'fulfilled' ? g.value.kind : undefined).toBe('created');
   });
 });
 
