@@ -6,12 +6,13 @@
  *
  * A batch is one statement (one round trip, its own transaction): it takes the advisory locks of keyed
  * requests, inserts the jobs, reads the rows holding keys that were taken, and enqueues the created
- * jobs by running pg-boss's own insert statement through `longhaul_enqueue` (sql/010). The statement
- * is captured from `PgBoss.insert()` via its `db` option, so pg-boss still writes its own tables. The
- * rare requests that statement cannot settle (a key that expired, a key row that vanished) go through
- * the general path: BEGIN, the same insert, conflict resolution, `PgBoss.insert()`, COMMIT.
+ * jobs by pg-boss's own insert statement, embedded in it (batchStatement). The statement is captured
+ * from `PgBoss.insert()` via its `db` option, so pg-boss still writes its own tables, and the batch is
+ * prepared once per connection with it. The rare requests that statement cannot settle (a key that
+ * expired, a key row that vanished) go through the general path: BEGIN, the same insert, conflict
+ * resolution, `PgBoss.insert()`, COMMIT.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
 import { bossDb, captureBossSql, isDataException, withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
 import { admit, lockGate, type Verdict } from '../tenants/limits.ts';
@@ -91,6 +92,8 @@ export class JobSubmitter {
   #pumpScheduled = false;
   /** Whether batches go as one statement; off for good if pg-boss's insert statement is not of the expected shape. */
   #oneStatement = true;
+  /** The batch statement, and the pg-boss statement it embeds. */
+  #batchStatement: { bossSql: string; statement: BatchStatement } | undefined;
   /** Keys of requests this process is writing now: a duplicate is answered 409 without a query. */
   readonly #inFlight = new Set<string>();
   /** The last submission of each limited tenant being written by this process. */
@@ -265,24 +268,9 @@ export class JobSubmitter {
     >;
     try {
       ({ rows } = await this.#pool.query({
-        name: 'longhaul-submit-batch',
-        text: `WITH ${REQ_CTE},
-           ins AS (${INSERT_JOBS} RETURNING ${JOB_COLUMNS}),
-           enq AS (
-             SELECT longhaul_enqueue($18,
-                      (SELECT json_agg(e)::text FROM json_array_elements($19::text::json) e WHERE (e->>'id')::uuid IN (SELECT id FROM ins)),
-                      (SELECT count(*)::int FROM ins)) AS n),
-           res AS (
-             SELECT req.ord, true AS created, NULL::text AS hash, NULL::boolean AS expired, ins.*
-               FROM req JOIN ins ON ins.id = req.id
-             UNION ALL
-             SELECT req.ord, false, p.*
-               FROM req CROSS JOIN LATERAL (
-                 SELECT idempotency_hash, idempotency_expires_at < now(), ${JOB_COLUMNS}
-                   FROM jobs WHERE jobs.tenant_id = req.tenant_id AND jobs.idempotency_key = req.key) p
-              WHERE req.locked AND req.key IS NOT NULL AND req.id NOT IN (SELECT id FROM ins))
-         SELECT req.locked, res.* FROM req LEFT JOIN res ON res.ord = req.ord CROSS JOIN enq ORDER BY req.ord`,
-        values: [...this.#params(reqs, ids), enqueue.sql, enqueue.jobs],
+        name: enqueue.statement.name,
+        text: enqueue.statement.text,
+        values: [...this.#params(reqs, ids), enqueue.jobs],
       }));
     } catch (err) {
       // pg-boss's statement did not enqueue what it was given: it changed shape. Stop using it this way.
@@ -300,10 +288,14 @@ export class JobSubmitter {
   }
 
   /**
-   * pg-boss's insert statement and payload for these jobs, captured through `insert()`'s `db` option
-   * without running it; undefined if its shape is not the one `longhaul_enqueue` expects (one JSON parameter).
+   * The batch statement around pg-boss's insert statement for these jobs, and their payload, captured
+   * through `insert()`'s `db` option without running it; undefined if pg-boss's statement cannot be
+   * embedded (see batchStatement).
    */
-  async #captureEnqueue(reqs: SubmitRequest[], ids: string[]): Promise<{ sql: string; jobs: string } | undefined> {
+  async #captureEnqueue(
+    reqs: SubmitRequest[],
+    ids: string[],
+  ): Promise<{ statement: BatchStatement; jobs: string } | undefined> {
     const captured = (
       await captureBossSql((db) =>
         this.#boss.insert(
@@ -314,14 +306,14 @@ export class JobSubmitter {
       )
     ).at(-1);
     const jobs = captured?.values[0];
-    if (
-      captured === undefined ||
-      captured.values.length !== 1 ||
-      typeof jobs !== 'string' ||
-      captured.text.includes('$2')
-    )
-      return undefined;
-    return { sql: captured.text, jobs };
+    if (captured === undefined || captured.values.length !== 1 || typeof jobs !== 'string') return undefined;
+    // pg-boss builds the same text for every insert into one queue: the statement around it is built once.
+    if (this.#batchStatement?.bossSql !== captured.text) {
+      const statement = batchStatement(captured.text);
+      if (statement === undefined) return undefined;
+      this.#batchStatement = { bossSql: captured.text, statement };
+    }
+    return { statement: this.#batchStatement.statement, jobs };
   }
 
   #params(reqs: SubmitRequest[], ids: string[]): unknown[] {
@@ -458,11 +450,11 @@ function bossJob(id: string, req: SubmitRequest) {
   };
 }
 
-/** SQLSTATE raised by longhaul_enqueue when pg-boss's statement did not insert every job it was given. */
+/** SQLSTATE raised by longhaul_enqueued (sql/080) when pg-boss's statement did not insert every job it was given. */
 const ENQUEUE_MISMATCH = 'LH001';
 
 /** The batch as rows ($1–$15 and $17 arrays, one element per request), each keyed request with its advisory lock tried. */
-const REQ_CTE = `req AS MATERIALIZED (
+const reqCte = (name: string) => `${name} AS MATERIALIZED (
   SELECT r.*, CASE WHEN r.key IS NULL THEN true ELSE pg_try_advisory_xact_lock(r.lock_id) END AS locked
     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[], $7::int[],
                 $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], $12::int[], $13::int[], $14::int[], $15::uuid[],
@@ -470,5 +462,68 @@ const REQ_CTE = `req AS MATERIALIZED (
          WITH ORDINALITY AS r(id, tenant_id, type, input, metadata, callback_url, max_attempts, key, hash, lock_id,
                               scheduled_for, priority, timeout_seconds, expire_after, schedule_id, trace_context, ord))`;
 
+const REQ_CTE = reqCte('req');
 /** Inserts every locked request's job whose key is free ($16: the key's lifetime in seconds). */
 const INSERT_JOBS = insertJobsSql('req', '$16');
+
+/** A prepared statement: its name, which changes with its text. */
+interface BatchStatement {
+  name: string;
+  text: string;
+}
+
+/**
+ * The one-statement batch with pg-boss's insert statement `bossSql` (as `insert()` builds it: one JSON
+ * parameter, an INSERT, or a WITH whose expressions end in the INSERT and its NOTIFY) embedded as
+ * expressions of its own, its parameter the payload ($18) of the jobs this statement created. Undefined
+ * if `bossSql` is not of that shape, or uses a name the batch uses (`lh_`).
+ */
+export function batchStatement(bossSql: string): BatchStatement | undefined {
+  const boss = withParts(bossSql.trim());
+  if (boss === undefined || /\$(?!1(?!\d))\d|\blh_/.test(bossSql) || !/\$1(?!\d)/.test(bossSql)) return undefined;
+  const payload = `(SELECT json_agg(e)::text FROM json_array_elements($18::text::json) e
+                     WHERE (e->>'id')::uuid IN (SELECT id FROM lh_ins))`;
+  const embed = (sql: string) => sql.replace(/\$1(?!\d)/g, payload);
+  const text = `WITH ${reqCte('lh_req')},
+    lh_ins AS (${insertJobsSql('lh_req', '$16')} RETURNING ${JOB_COLUMNS}),
+    ${boss.ctes === '' ? '' : `${embed(boss.ctes)},`}
+    lh_enq AS (${embed(boss.main)}),
+    lh_check AS (SELECT longhaul_enqueued((SELECT count(*) FROM lh_enq), (SELECT count(*) FROM lh_ins)) AS n),
+    lh_res AS (
+      SELECT lh_req.ord, true AS created, NULL::text AS hash, NULL::boolean AS expired, lh_ins.*
+        FROM lh_req JOIN lh_ins ON lh_ins.id = lh_req.id
+      UNION ALL
+      SELECT lh_req.ord, false, p.*
+        FROM lh_req CROSS JOIN LATERAL (
+          SELECT idempotency_hash, idempotency_expires_at < now(), ${JOB_COLUMNS}
+            FROM jobs WHERE jobs.tenant_id = lh_req.tenant_id AND jobs.idempotency_key = lh_req.key) p
+       WHERE lh_req.locked AND lh_req.key IS NOT NULL AND lh_req.id NOT IN (SELECT id FROM lh_ins))
+  SELECT lh_req.locked, lh_res.* FROM lh_req LEFT JOIN lh_res ON lh_res.ord = lh_req.ord CROSS JOIN lh_check
+   ORDER BY lh_req.ord`;
+  return { name: `longhaul-submit-batch-${createHash('sha256').update(text).digest('hex').slice(0, 16)}`, text };
+}
+
+/**
+ * A statement split into its WITH list (without WITH) and the statement that follows it; a statement
+ * without WITH is all `main`. Undefined unless `main` is a SELECT or an INSERT.
+ */
+function withParts(sql: string): { ctes: string; main: string } | undefined {
+  const main = (ctes: string, rest: string) => (/^(SELECT|INSERT)\s/i.test(rest) ? { ctes, main: rest } : undefined);
+  const head = /^WITH\s+/i.exec(sql);
+  if (head === null) return main('', sql);
+  // The list ends where an expression's closing parenthesis is not followed by a comma.
+  let depth = 0;
+  let quote: string | undefined;
+  for (let i = head[0].length; i < sql.length; i++) {
+    const ch = sql[i];
+    if (quote !== undefined) {
+      if (ch === quote) quote = undefined;
+    } else if (ch === "'" || ch === '"') quote = ch;
+    else if (ch === '(') depth++;
+    else if (ch === ')' && --depth === 0) {
+      const rest = sql.slice(i + 1).trimStart();
+      if (!rest.startsWith(',')) return main(sql.slice(head[0].length, i + 1), rest);
+    }
+  }
+  return undefined;
+}

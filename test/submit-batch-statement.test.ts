@@ -1,0 +1,116 @@
+/**
+ * A submission batch is one statement with pg-boss's own insert statement embedded in it
+ * (src/jobs/submit.ts, batchStatement). pg-boss's statement as this version builds it must embed (else
+ * every batch would take the slower transactional path), shapes it cannot take are refused, and a pg-boss
+ * statement that does not enqueue every job the batch created fails the whole statement: nothing written.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { captureBossSql, type Pool } from '../src/db/pool.ts';
+import { QUEUES } from '../src/jobs/queues.ts';
+import { batchStatement, JobSubmitter } from '../src/jobs/submit.ts';
+import { DEFAULT_BACKOFF } from '../packages/sdk/src/index.ts';
+import { startTestService, type TestService } from './support/service.ts';
+
+let t: TestService;
+beforeAll(async () => {
+  t = await startTestService();
+});
+afterAll(async () => t.stop());
+
+async function bossInsertSql(): Promise<string> {
+  const captured = await captureBossSql((db) =>
+    t.service.boss.insert(QUEUES.jobs, [{ id: randomUUID(), data: {} }], { db, returnId: true }),
+  );
+  return captured.at(-1)?.text ?? '';
+}
+
+/** The batch statement's parameters for one job `id` whose pg-boss payload is `payload`. */
+function params(id: string, payload: unknown[]): unknown[] {
+  const one = (v: unknown) => [v];
+  return [
+    one(id),
+    one(t.tenant.id),
+    one('synthetic'),
+    one(JSON.stringify({ chunks: 1, chunk_ms: 0 })),
+    one(null),
+    one(null),
+    one(3),
+    one(null),
+    one(null),
+    one(null),
+    one(null),
+    one(0),
+    one(null),
+    one(null),
+    one(null),
+    86_400,
+    one(null),
+    JSON.stringify(payload),
+  ];
+}
+
+it("embeds pg-boss's insert statement as this pg-boss version builds it", async () => {
+  const statement = batchStatement(await bossInsertSql());
+  expect(statement?.text).toContain('pg_notify');
+});
+
+it('refuses a pg-boss statement of another shape', async () => {
+  const sql = await bossInsertSql();
+  expect(batchStatement(sql.replace('$1', '$2'))).toBeUndefined();
+  expect(batchStatement(`${sql} AND $2 IS NULL`)).toBeUndefined();
+  expect(batchStatement(sql.replace('WITH ins AS', 'WITH lh_ins AS'))).toBeUndefined();
+  expect(batchStatement(`WITH a AS (SELECT $1::text) UPDATE x SET y = 1`)).toBeUndefined();
+  expect(batchStatement(`WITH a AS (SELECT $1::text`)).toBeUndefined();
+  expect(batchStatement(`INSERT INTO x SELECT * FROM json_to_recordset($1::text::json) AS r(id uuid)`)).toBeDefined();
+});
+
+it('writes the jobs and their pg-boss jobs of a batch in one statement', async () => {
+  const pool = t.service.pool;
+  const names: unknown[] = [];
+  const watched = Object.create(pool, {
+    query: {
+      value: (q: unknown, v?: unknown[]) => (names.push((q as { name?: unknown }).name), pool.query(q as string, v)),
+    },
+  }) as Pool;
+  const submitter = new JobSubmitter(watched, t.service.boss);
+  const outcomes = await Promise.all(
+    Array.from({ length: 5 }, (_, i) =>
+      submitter.submit({
+        tenantId: t.tenant.id,
+        type: 'synthetic',
+        input: { chunks: 1, chunk_ms: 0 },
+        metadata: { i },
+        callbackUrl: null,
+        maxAttempts: 3,
+        backoff: DEFAULT_BACKOFF,
+        idempotency: null,
+      }),
+    ),
+  );
+  const ids = outcomes.map((o) => (o.kind === 'created' ? o.job.id : ''));
+  const { rows } = await t.service.pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND id = ANY($2::uuid[])`,
+    [QUEUES.jobs, ids],
+  );
+  expect(rows[0]?.n).toBe(5);
+  expect(names).toEqual([expect.stringMatching(/^longhaul-submit-batch-/)]);
+});
+
+it('writes nothing when pg-boss does not enqueue every job the batch created', async () => {
+  const statement = batchStatement(await bossInsertSql());
+  if (statement === undefined) throw new Error('not embeddable');
+  const taken = randomUUID();
+  await t.service.boss.insert(QUEUES.jobs, [{ id: taken, data: {} }]);
+  const id = randomUUID();
+  // The job's pg-boss execution takes an id pg-boss already holds: its insert skips it (ON CONFLICT).
+  const payload = [{ id: taken, data: { jobId: id } }];
+  await expect(t.service.pool.query({ ...statement, values: params(id, payload) })).rejects.toMatchObject({
+    code: 'LH001',
+  });
+  const { rows } = await t.service.pool.query('SELECT 1 FROM jobs WHERE id = $1', [id]);
+  expect(rows).toHaveLength(0);
+  const ok = randomUUID();
+  const written = await t.service.pool.query({ ...statement, values: params(ok, [{ id: ok, data: { jobId: ok } }]) });
+  expect(written.rows[0]).toMatchObject({ locked: true, created: true, id: ok });
+});
