@@ -7,6 +7,13 @@ import { PgBoss } from 'pg-boss';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { captureBossSql } from '../src/db/pool.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
+import {
+  CANDIDATE_CONDITIONS,
+  CLAIM_SET_SQL,
+  fairFetch,
+  queueTable,
+  RETURNED_COLUMNS,
+} from '../src/worker/fair-fetch.ts';
 import { BOSS_CHANNEL_SQL } from '../src/worker/fetcher.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
@@ -15,7 +22,14 @@ let boss: PgBoss;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  boss = new PgBoss({ connectionString: db.url, supervise: false, schedule: false, useListenNotify: true });
+  // As the service runs it: without pg-boss's tracing, whose fetch returns a trace context too.
+  boss = new PgBoss({
+    connectionString: db.url,
+    supervise: false,
+    schedule: false,
+    useListenNotify: true,
+    openTelemetry: { enabled: false },
+  });
   await boss.start();
 });
 afterAll(async () => {
@@ -37,6 +51,73 @@ it('the worker LISTENs on the channel pg-boss notifies when it inserts a job', a
     );
     expect(rows[0]?.theirs).toMatch(/^pgboss_/);
     expect(rows[0]?.ours).toBe(rows[0]?.theirs);
+  } finally {
+    await client.end();
+  }
+});
+
+const flat = (sql: string) => sql.replace(/\s+/g, ' ').trim();
+
+it('the fair fetch claims with the conditions, writes and columns of pg-boss’s own fetch', async () => {
+  const table = await queueTable(boss, QUEUES.jobs);
+  const sql = flat(
+    (
+      await captureBossSql((db) =>
+        boss.fetch(QUEUES.jobs, {
+          batchSize: 2,
+          includeMetadata: true,
+          groupConcurrency: { default: 2, tiers: { t: 1 } },
+          db,
+        }),
+      )
+    ).at(-1)?.text ?? '',
+  );
+  // Which executions pg-boss may take: its candidate CTE's conditions, beside the queue and the group limit.
+  const next =
+    /next AS \( SELECT .*? FROM pgboss\.(\w+) j WHERE (.*?) ORDER BY j\.priority desc, j\.created_on LIMIT/.exec(sql);
+  if (next?.[2] === undefined) throw new Error(`pg-boss's fetch no longer selects its candidates as it did:\n${sql}`);
+  expect(next[1]).toBe(table);
+  const conditions = next[2].split(' AND ');
+  expect(conditions.filter((c) => !c.startsWith('(j.group_id IS NULL OR '))).toEqual([
+    `j.name = '${QUEUES.jobs}'`,
+    ...CANDIDATE_CONDITIONS,
+  ]);
+  // What it writes when it claims, and what it returns.
+  expect(sql).toContain(`UPDATE pgboss.${table} j SET ${flat(CLAIM_SET_SQL)} WHERE name = '${QUEUES.jobs}'`);
+  expect(sql.slice(sql.lastIndexOf(' RETURNING ') + 1)).toBe(`RETURNING j.${flat(RETURNED_COLUMNS)}`);
+});
+
+it('the fair fetch leaves an execution as pg-boss’s fetch does and returns the same fields', async () => {
+  const table = await queueTable(boss, QUEUES.jobs);
+  const group = { id: 'drift-tenant', tier: 'drift-tenant' };
+  await boss.insert(QUEUES.jobs, [
+    { data: { jobId: 'drift-1' }, group },
+    { data: { jobId: 'drift-2' }, group },
+  ]);
+  const theirs = await boss.fetch(QUEUES.jobs, { batchSize: 1, includeMetadata: true });
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    const ours = await fairFetch(client, table, QUEUES.jobs, { free: 1, cap: 2, caps: {} });
+    expect(theirs).toHaveLength(1);
+    expect(ours).toHaveLength(1);
+    const [a, b] = [theirs[0], ours[0]];
+    if (a === undefined || b === undefined) throw new Error('nothing fetched');
+    expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
+    expect({
+      ...b,
+      id: a.id,
+      data: a.data,
+      createdOn: a.createdOn,
+      startedOn: a.startedOn,
+      heartbeatOn: a.heartbeatOn,
+    }).toEqual(a);
+    const { rows } = await client.query<{ same: boolean }>(
+      `SELECT count(DISTINCT (state, retry_count, started_on IS NOT NULL, heartbeat_on IS NOT NULL))= 1 AS same
+         FROM pgboss.${table} WHERE id = ANY($1::uuid[])`,
+      [[a.id, b.id]],
+    );
+    expect(rows[0]?.same).toBe(true);
   } finally {
     await client.end();
   }

@@ -48,7 +48,7 @@ describe('groupLimits', () => {
         none,
         undefined,
       ),
-    ).toEqual({ default: 6, tiers: {}, holdsBack: true, hard: false, canStart: true });
+    ).toEqual({ default: 6, tiers: {}, holdsBack: true, hard: false, canStart: true, queued: true });
     expect(
       groupLimits(
         demand([
@@ -59,13 +59,14 @@ describe('groupLimits', () => {
         none,
         undefined,
       ),
-    ).toEqual({ default: 5, tiers: {}, holdsBack: true, hard: false, canStart: true });
+    ).toEqual({ default: 5, tiers: {}, holdsBack: true, hard: false, canStart: true, queued: true });
     expect(groupLimits(demand([]), 8, none, undefined)).toEqual({
       default: 8,
       tiers: {},
       holdsBack: false,
       hard: false,
       canStart: true,
+      queued: false,
     });
     expect(groupLimits(demand([['a', 3, 100]]), 8, none, undefined)).toEqual({
       default: 8,
@@ -73,6 +74,7 @@ describe('groupLimits', () => {
       holdsBack: false,
       hard: false,
       canStart: true,
+      queued: true,
     });
   });
 
@@ -85,6 +87,7 @@ describe('groupLimits', () => {
       holdsBack: true,
       hard: true,
       canStart: true,
+      queued: true,
     });
     expect(groupLimits(demand([['a', 1, 10]]), 8, new Map([['a', 20]]), 3)).toEqual({
       default: 3,
@@ -92,6 +95,7 @@ describe('groupLimits', () => {
       holdsBack: true,
       hard: true,
       canStart: true,
+      queued: true,
     });
     expect(groupLimits(demand([['b', 3, 10]]), 8, none, 3)).toMatchObject({ canStart: false });
   });

@@ -8,8 +8,10 @@ import { randomUUID } from 'node:crypto';
 import type { JobWithMetadata } from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from '../src/db/pool.ts';
+import { QUEUES } from '../src/jobs/queues.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import type { ExecutionData } from '../src/worker/executions.ts';
+import { fairFetch, queueTable } from '../src/worker/fair-fetch.ts';
 import { Fetcher } from '../src/worker/fetcher.ts';
 import { insertJob, leasedTo } from './support/jobs.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -98,5 +100,42 @@ describe('fetcher', () => {
       await fetcher.stopped();
       await fetcher.unsubscribe();
     }
+  });
+});
+
+describe('fair fetch', () => {
+  it('takes a tenant’s job behind another’s backlog at the next free slot, each within its cap', async () => {
+    const { boss, pool } = t.service;
+    const table = await queueTable(boss, QUEUES.jobs);
+    const send = (tenant: string, n: number, priority = 0) =>
+      boss.insert(
+        QUEUES.jobs,
+        Array.from({ length: n }, (_, i) => ({
+          data: { jobId: `${tenant}-${priority}-${i}` },
+          group: { id: tenant, tier: tenant },
+          priority,
+        })),
+      );
+    const fetch = async (free: number, cap: number, caps: Record<string, number> = {}) =>
+      (await fairFetch(pool, table, QUEUES.jobs, { free, cap, caps })).map((j) => j.data.jobId);
+    const a = `a-${randomUUID()}`;
+    const b = `b-${randomUUID()}`;
+    await send(a, 20);
+    // A alone takes every slot.
+    const first = await fetch(3, 4);
+    expect(first.filter((id) => id.startsWith(a))).toHaveLength(3);
+    await send(b, 2);
+    // B's jobs are younger than A's backlog, yet the next slot goes to B, which runs nothing.
+    const taken = await fetch(1, 4);
+    expect(taken).toHaveLength(1);
+    expect(taken[0]?.startsWith(b)).toBe(true);
+    // A has 3 running, B 1: the next two slots go one to each, and A stops at its cap.
+    const next = await fetch(5, 4);
+    expect(next.filter((id) => id.startsWith(a))).toHaveLength(1);
+    expect(next.filter((id) => id.startsWith(b))).toHaveLength(1);
+    // A's own, lower limit holds whatever the free slots; a higher priority goes first within the tenant.
+    await send(a, 1, 5);
+    expect(await fetch(4, 8, { [a]: 4 })).toEqual([]);
+    expect(await fetch(4, 8, { [a]: 5 })).toEqual([`${a}-5-0`]);
   });
 });

@@ -3,20 +3,21 @@
  * process's listener (and by a slot freeing or the connection coming back), polling as a fallback. It
  * also forwards cancel notifications to the runtime. It never fetches more than the free slots, and
  * each fetch is limited per tenant to the tenant's fair share of the cluster's slots (fair-share.ts),
- * within the tenant's own running limit; while no tenant could start a job under it, it does not fetch,
+ * within the tenant's own running limit, applied before the free slots are filled (fair-fetch.ts); while no tenant could start a job under it, it does not fetch,
  * unless a job was announced since the share was read (the reading did not count it).
- * pg-boss counts a group's active jobs in the fetch statement's snapshot, so two workers fetching at once
+ * The fetch counts a tenant's active executions in its statement's snapshot, so two workers fetching at once
  * could both fill the same last slot of a tenant: while a running limit applies, fetches of every worker
  * take turns under one advisory lock, each seeing the executions the one before it claimed.
  */
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import type { PgListener } from '../db/listener.ts';
-import { bossDb, isConnectionError, withTransaction, type Pool } from '../db/pool.ts';
+import { isConnectionError, withTransaction, type Pool } from '../db/pool.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import { CANCEL_CHANNEL } from '../jobs/repository.ts';
 import type { Logger } from '../observability/logger.ts';
 import { RUNNING_LIMIT_CHANNEL, runningLimits } from '../tenants/limits.ts';
 import type { ExecutionData } from './executions.ts';
+import { fairFetch, queueTable } from './fair-fetch.ts';
 import { groupLimits, type GroupLimits, type TenantDemand } from './fair-share.ts';
 import { clusterSlots } from './presence.ts';
 import { tenantDemand } from '../jobs/lifecycle.ts';
@@ -72,6 +73,8 @@ export class Fetcher {
   #woken = false;
   #loop: Promise<void> | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
+  /** pg-boss's job table of the executions queue. */
+  #table = '';
   #share: ShareReading | undefined;
   /** When a job of this process last ended (performance.now()). */
   #endedAt = 0;
@@ -123,6 +126,9 @@ export class Fetcher {
 
   /** Subscribes to pg-boss's and the cancel channel, and starts the loop. */
   async start(): Promise<void> {
+    this.#table = await queueTable(this.#boss, QUEUES.jobs);
+    // The index of the fair fetch, on pg-boss's table, which exists only once pg-boss has started (sql/075).
+    await this.#pool.query('SELECT longhaul_boss_fair_fetch_index($1)', [this.#table]);
     const { rows } = await this.#pool.query<{ ch: string }>(`SELECT ${BOSS_CHANNEL_SQL} AS ch`);
     this.#unsubscribe = await this.#listener.subscribe([rows[0]?.ch ?? '', CANCEL_CHANNEL, RUNNING_LIMIT_CHANNEL], {
       onNotification: (channel, payload) => {
@@ -225,17 +231,15 @@ export class Fetcher {
   }
 
   async #fetch(free: number, limits: GroupLimits): Promise<Array<JobWithMetadata<ExecutionData>>> {
-    const options = {
-      batchSize: free,
-      includeMetadata: true as const,
-      // Nobody held back (a tenant alone, or every demand fits): pg-boss's plain fetch, a lighter
-      // statement than its group-limited one.
-      ...(limits.holdsBack ? { groupConcurrency: { default: limits.default, tiers: limits.tiers } } : {}),
-    };
-    if (!limits.hard) return this.#boss.fetch<ExecutionData>(QUEUES.jobs, options);
+    // Nobody waiting as last read and nobody held back (the pickup of a job on an idle system): pg-boss's
+    // plain fetch, a lighter statement than the fair one.
+    if (!limits.holdsBack && !limits.queued)
+      return this.#boss.fetch<ExecutionData>(QUEUES.jobs, { batchSize: free, includeMetadata: true });
+    const share = { free, cap: limits.default, caps: limits.tiers };
+    if (!limits.hard) return fairFetch(this.#pool, this.#table, QUEUES.jobs, share);
     return withTransaction(this.#pool, async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [LIMITED_FETCH_LOCK_KEY]);
-      return this.#boss.fetch<ExecutionData>(QUEUES.jobs, { ...options, db: bossDb(c) });
+      return fairFetch(c, this.#table, QUEUES.jobs, share);
     });
   }
 

@@ -1,0 +1,127 @@
+/**
+ * The fetch of executions under the tenants' fair shares, as one statement over pg-boss's job table.
+ * pg-boss's group-limited fetch takes its LIMIT of candidates in queue order and only then trims each
+ * group to its limit, so a tenant behind another's backlog is not among the candidates and the trimmed
+ * slots stay empty. This statement applies each tenant's cap before the limit: for every tenant with
+ * executions queued (found by a skip scan over the index sql/075 adds), its next ones by priority and
+ * age up to its room (its cap less its active executions, counted in the same statement); then the
+ * best of those up to the free slots, by priority, then the fewest executions the tenant would have
+ * running, then age. So the first fetch after a tenant's job is written takes it at the next free slot,
+ * ahead of another tenant's older jobs of the same priority, whatever the last reading of the demand.
+ *
+ * It claims exactly as pg-boss's fetch does (pg-boss 12 plans.js fetchNextJob, queue policy standard or
+ * short): the same candidate conditions, the same columns set and returned. test/pgboss-drift.test.ts
+ * compares those pieces with the statement pg-boss builds, so an upgrade that changes them fails there.
+ * Executions are grouped by tenant (the group's id and tier are both the tenant id).
+ */
+import type { JobWithMetadata, PgBoss } from 'pg-boss';
+import type { Queryable } from '../db/pool.ts';
+import type { ExecutionData } from './executions.ts';
+
+/** pg-boss's schema (its default, which longhaul runs with). */
+const SCHEMA = 'pgboss';
+
+/** Which executions pg-boss may fetch now, for an execution `j` (pg-boss's own conditions). */
+export const CANDIDATE_CONDITIONS = [
+  `j.state < 'active'`,
+  'NOT j.blocked',
+  `j.start_after <= ${SCHEMA}.job_now()`,
+] as const;
+
+/** What a claim sets (pg-boss's own claim: a retry counts when the execution had started before). */
+export const CLAIM_SET_SQL = `state = 'active',
+  started_on = ${SCHEMA}.job_now(),
+  heartbeat_on = ${SCHEMA}.job_now(),
+  retry_count = CASE WHEN started_on IS NOT NULL THEN retry_count + 1 ELSE retry_count END`;
+
+/** The columns pg-boss's fetch returns with metadata, under the names it gives them. */
+export const RETURNED_COLUMNS = `id, name, data, retry_count as "retryCount", expire_seconds as "expireInSeconds",
+  heartbeat_seconds as "heartbeatSeconds", group_id as "groupId", group_tier as "groupTier", policy, state,
+  priority, retry_limit as "retryLimit", retry_delay as "retryDelay", retry_backoff as "retryBackoff",
+  retry_delay_max as "retryDelayMax", start_after as "startAfter", started_on as "startedOn",
+  singleton_key as "singletonKey", singleton_on as "singletonOn", deletion_seconds as "deleteAfterSeconds",
+  heartbeat_on as "heartbeatOn", created_on as "createdOn", completed_on as "completedOn",
+  keep_until as "keepUntil", dead_letter as "deadLetter", blocked, blocking,
+  pending_dependencies as "pendingDependencies", output, source_name as "sourceName", source_id as "sourceId",
+  source_created_on as "sourceCreatedOn", source_retry_count as "sourceRetryCount",
+  source_output as "sourceOutput", source_root_id as "sourceRootId"`;
+
+/** Queue policies whose fetch adds no conditions of its own (no singleton or key ordering). */
+const PLAIN_POLICIES = new Set(['standard', 'short']);
+
+/** The queue's job table (pg-boss keeps a queue in the shared table or a partition of its own). */
+export async function queueTable(boss: PgBoss, queue: string): Promise<string> {
+  const q = await boss.getQueue(queue);
+  if (q === null) throw new Error(`queue ${queue} does not exist`);
+  if (!PLAIN_POLICIES.has(q.policy ?? 'standard'))
+    throw new Error(`queue ${queue} has policy ${q.policy}; the fair fetch handles standard and short queues`);
+  if (q.table === undefined || !/^\w+$/.test(q.table)) throw new Error(`queue ${queue} has no job table`);
+  return q.table;
+}
+
+/** The statement; $1 queue, $2 free slots, $3 every tenant's cap, $4 caps of their own (jsonb by tenant). */
+export function fairFetchSql(table: string): string {
+  const t = `${SCHEMA}.${table}`;
+  const candidate = CANDIDATE_CONDITIONS.join(' AND ');
+  return `WITH RECURSIVE
+  groups AS (
+    (SELECT j.group_id FROM ${t} j
+      WHERE j.name = $1 AND j.state < 'active' AND NOT j.blocked AND j.group_id IS NOT NULL
+      ORDER BY j.group_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.group_id FROM ${t} j
+             WHERE j.name = $1 AND j.state < 'active' AND NOT j.blocked AND j.group_id > g.group_id
+             ORDER BY j.group_id LIMIT 1)
+      FROM groups g WHERE g.group_id IS NOT NULL
+  ),
+  active AS MATERIALIZED (
+    SELECT group_id, count(*)::int AS n FROM ${t}
+     WHERE name = $1 AND state = 'active' AND group_id IS NOT NULL GROUP BY group_id
+  ),
+  room AS (
+    SELECT g.group_id, coalesce(a.n, 0) AS active,
+           least($2::int, coalesce(($4::jsonb ->> g.group_id)::int, $3::int) - coalesce(a.n, 0)) AS room
+      FROM groups g LEFT JOIN active a USING (group_id)
+     WHERE g.group_id IS NOT NULL
+  ),
+  candidates AS (
+    SELECT c.id, c.priority, c.created_on,
+           r.active + row_number() OVER (PARTITION BY r.group_id ORDER BY c.priority DESC, c.created_on) AS load
+      FROM room r
+     CROSS JOIN LATERAL (
+       SELECT j.id, j.priority, j.created_on FROM ${t} j
+        WHERE j.name = $1 AND j.group_id = r.group_id AND ${candidate}
+        ORDER BY j.priority DESC, j.created_on LIMIT greatest(r.room, 0)
+        FOR UPDATE OF j SKIP LOCKED
+     ) c
+    UNION ALL
+    SELECT u.id, u.priority, u.created_on, 0 FROM (
+      SELECT j.id, j.priority, j.created_on FROM ${t} j
+       WHERE j.name = $1 AND j.group_id IS NULL AND ${candidate}
+       ORDER BY j.priority DESC, j.created_on LIMIT $2
+       FOR UPDATE OF j SKIP LOCKED
+    ) u
+  ),
+  next AS (SELECT id FROM candidates ORDER BY priority DESC, load, created_on LIMIT $2)
+UPDATE ${t} j SET ${CLAIM_SET_SQL}
+ WHERE j.name = $1 AND j.id = ANY (ARRAY(SELECT id FROM next))
+RETURNING ${RETURNED_COLUMNS}`;
+}
+
+/**
+ * Claims up to `free` executions of `queue` (in `table`), at most `cap` per tenant (a tenant in `caps`
+ * at most its own), counting the executions each has active.
+ */
+export async function fairFetch(
+  db: Queryable,
+  table: string,
+  queue: string,
+  limits: { free: number; cap: number; caps: Record<string, number> },
+): Promise<Array<JobWithMetadata<ExecutionData>>> {
+  const { rows } = await db.query<JobWithMetadata<ExecutionData>>({
+    name: `longhaul_fair_fetch_${table}`,
+    text: fairFetchSql(table),
+    values: [queue, limits.free, limits.cap, JSON.stringify(limits.caps)],
+  });
+  return rows;
+}
