@@ -235,6 +235,42 @@ describe('Idempotency-Key', () => {
     expect(a.id).not.toBe(b.id);
   });
 
+  it('replays the stored job for a repeat that a changed configuration would refuse, and refuses a new request', async () => {
+    // The callback allow-list changed between a request and its repeat, as a deploy between a partner's
+    // request and its retry might change it. Refusing the repeat would tell the partner that nothing was
+    // created, and a resubmission under a new key would create the job twice.
+    const after = await startTestService({ db: t.db });
+    try {
+      const key = crypto.randomUUID();
+      const body = { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 }, callback_url: 'http://127.0.0.1:9/hook' };
+      const first = await t.api('/v1/jobs', { method: 'POST', headers: { 'idempotency-key': key }, json: body });
+      expect(first.status).toBe(202);
+      const created = (await first.json()) as { id: string };
+
+      const repeat = await after.api('/v1/jobs', {
+        method: 'POST',
+        key: t.tenant.api_key,
+        headers: { 'idempotency-key': key },
+        json: body,
+      });
+      const text = await repeat.text();
+      expect(repeat.status, text).toBe(202);
+      expect(repeat.headers.get('idempotent-replayed')).toBe('true');
+      expect((JSON.parse(text) as { id: string }).id).toBe(created.id);
+
+      // The same body under a new key is a new request, and the new configuration refuses it.
+      const fresh = await after.api('/v1/jobs', {
+        method: 'POST',
+        key: t.tenant.api_key,
+        headers: { 'idempotency-key': crypto.randomUUID() },
+        json: body,
+      });
+      expect(fresh.status).toBe(422);
+    } finally {
+      await after.stop();
+    }
+  });
+
   // Two different bodies must never count as the same request. JSON that the schema or the database would
   // not keep as sent (a `__proto__` key, which object schemas drop; a number beyond double range, which
   // parses to Infinity and is stored as null) is refused with 422, so it can neither be stored changed nor
