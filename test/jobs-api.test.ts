@@ -412,6 +412,22 @@ describe('reading, listing and cancelling', () => {
     expect((await t.api('/v1/jobs?cursor=garbage')).status).toBe(400);
   });
 
+  // Date.parse takes both 30 February and year 0000; Postgres's timestamptz refuses them. A forged cursor
+  // naming one is a cursor this API did not return: 400, not 500.
+  it.each([
+    ['February 30', '2024-02-30T00:00:00.000000Z'],
+    ['April 31', '2024-04-31T12:00:00.000000Z'],
+    ['year 0000', '0000-01-01T00:00:00.000000Z'],
+  ])('a cursor naming %s answers 400 bad-request, not 500', async (_name, at) => {
+    const cursor = Buffer.from(`${at}|00000000-0000-0000-0000-000000000000`).toString('base64url');
+    const res = await fetch(`${t.url}/v1/jobs?cursor=${cursor}`, {
+      headers: { authorization: `Bearer ${t.tenant.api_key}` },
+    });
+    const text = await res.text();
+    expect(res.status, text).toBe(400);
+    expect((JSON.parse(text) as { type: string }).type).toBe('https://longhaul.dev/problems/bad-request');
+  });
+
   it('cancels a PENDING job at once, and refuses to cancel a finished one', async () => {
     const created = (await (await t.api('/v1/jobs', { method: 'POST', json: job })).json()) as { id: string };
     const res = await t.api(`/v1/jobs/${created.id}/cancel`, { method: 'POST' });
