@@ -1,11 +1,14 @@
 /**
  * The worker runtime in-process against a real Postgres: checkpoints and progress events, retries,
  * exhaustion into the dead-letter queue and replay, permanent failure, cancellation of a running job,
- * a job run as a chain of executions, tenant fairness, the per-type concurrency limit, and the stall/pending alerts.
+ * a job run as a chain of executions, a job of a type no worker knows, tenant fairness, the per-type
+ * concurrency limit, and the stall/pending alerts.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QUEUES } from '../src/jobs/queues.ts';
+import { withTransaction } from '../src/db/pool.ts';
+import { sendExecution } from '../src/worker/executions.ts';
 import { WorkerMonitor } from '../src/worker/monitor.ts';
 import { DEFAULT_BACKOFF } from '../packages/sdk/src/index.ts';
 import { insertJob, secondsFromNow } from './support/jobs.ts';
@@ -196,6 +199,47 @@ describe('worker runtime', () => {
     // attempt 1 of the replay fails permanently again (fail_attempts: 1): the replay ran from the start.
     const again = await until(j.id, 'FAILED');
     expect(again.error_history).toHaveLength(2);
+  });
+
+  it('fails and dead-letters a RUNNING job with no lease whose last execution meets no worker that knows its type', async () => {
+    // A continuation or retry can reach workers without the type's module: once its last execution is
+    // spent, the job must not stay PENDING, or RUNNING with no lease. As a job is after handing over at
+    // the end of an execution budget: RUNNING, checkpointed, no lease.
+    const now = new Date();
+    const id = await insertJob(t.service.pool, t.tenant.id, {
+      type: 'not-deployed-here',
+      status: 'RUNNING',
+      max_attempts: 1,
+      attempts: 1,
+      checkpoint_cursor: 3,
+      checkpoint_state: {},
+      checkpoint_at: now,
+      started_at: now,
+    });
+    await withTransaction(t.service.pool, async (c) => {
+      const next = await sendExecution(t.service.boss, c, {
+        jobId: id,
+        tenantId: t.tenant.id,
+        retriesLeft: 0,
+        attemptsUsed: 1,
+        backoff: DEFAULT_BACKOFF,
+        continuation: true,
+      });
+      await c.query('UPDATE jobs SET execution_id = $2 WHERE id = $1', [id, next]);
+    });
+    const failed = await waitFor('the job failed', async () => {
+      const res = await t.api(`/v1/jobs/${id}`);
+      const body = (await res.json()) as {
+        status: string;
+        error: { message: string } | null;
+        error_history: unknown[];
+      };
+      return body.status === 'FAILED' ? body : undefined;
+    });
+    expect(failed.error?.message).toMatch(/unknown job type "not-deployed-here"/);
+    expect(failed.error_history).toHaveLength(1);
+    const list = (await (await t.api('/v1/dead-letters?kind=job')).json()) as { data: Array<{ job: { id: string } }> };
+    expect(list.data.map((d) => d.job.id)).toContain(id);
   });
 
   it('cancels a running job: its signal fires, no later chunk commits, status CANCELLED', async () => {
