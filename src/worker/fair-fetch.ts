@@ -3,7 +3,7 @@
  * pg-boss's group-limited fetch takes its LIMIT of candidates in queue order and only then trims each
  * group to its limit, so a tenant behind another's backlog is not among the candidates and the trimmed
  * slots stay empty. This statement applies each tenant's cap before the limit: for every tenant with
- * executions queued (found by a skip scan over the index sql/075 adds), its next ones by priority and
+ * executions queued (found by a skip scan over the index sql/075 and sql/076 add), its next ones by priority and
  * age up to its room (its cap less its active executions, counted in the same statement); then the
  * best of those up to the free slots, by priority, then the fewest executions the tenant would have
  * running, then age. So the first fetch after a tenant's job is written takes it at the next free slot,
@@ -91,7 +91,9 @@ export function fairFetchSql(table: string): string {
      CROSS JOIN LATERAL (
        SELECT j.id, j.priority, j.created_on FROM ${t} j
         WHERE j.name = $1 AND j.group_id = r.group_id AND ${candidate}
-        ORDER BY j.priority DESC, j.created_on LIMIT greatest(r.room, 0)
+        -- Negated, the priority orders as only the tenant index does (sql/076): sorted as the queue's own
+        -- index is, the planner may walk that one through every other tenant's executions.
+        ORDER BY -j.priority, j.created_on LIMIT greatest(r.room, 0)
         FOR UPDATE OF j SKIP LOCKED
      ) c
     UNION ALL

@@ -127,7 +127,7 @@ export class Fetcher {
   /** Subscribes to pg-boss's and the cancel channel, and starts the loop. */
   async start(): Promise<void> {
     this.#table = await queueTable(this.#boss, QUEUES.jobs);
-    // The index of the fair fetch, on pg-boss's table, which exists only once pg-boss has started (sql/075).
+    // The index of the fair fetch, on pg-boss's table, which exists only once pg-boss has started (sql/075, sql/076).
     await this.#pool.query('SELECT longhaul_boss_fair_fetch_index($1)', [this.#table]);
     const { rows } = await this.#pool.query<{ ch: string }>(`SELECT ${BOSS_CHANNEL_SQL} AS ch`);
     this.#unsubscribe = await this.#listener.subscribe([rows[0]?.ch ?? '', CANCEL_CHANNEL, RUNNING_LIMIT_CHANNEL], {
