@@ -7,11 +7,13 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withTransaction } from '../src/db/pool.ts';
 import { transition } from './support/status.ts';
+import { signedWebhookAlertSink } from '../src/webhooks/alert-sink.ts';
 import { CallbackAllowList } from '../src/webhooks/allowlist.ts';
 import type { Dispatcher } from '../src/webhooks/dispatcher.ts';
 import { WebhookSender } from '../src/webhooks/send.ts';
 import { startReceiver, waitFor, type Behaviour, type Receiver } from './support/receiver.ts';
 import { startDispatcher } from './support/dispatcher.ts';
+import { completedJob } from './support/webhooks.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 /**
@@ -23,23 +25,23 @@ const LONGEST_DELAY_S = 2.5;
 const THROTTLE_FLOOR_S = 1;
 const TIMEOUT_S = 0.5;
 
+const ENV = {
+  LONGHAUL_CALLBACK_ALLOW: '127.0.0.1',
+  LONGHAUL_WEBHOOK_SCHEDULE_SECONDS: SCHEDULE,
+  LONGHAUL_WEBHOOK_MIN_BACKOFF_AFTER_THROTTLE_SECONDS: String(THROTTLE_FLOOR_S),
+  LONGHAUL_WEBHOOK_TIMEOUT_SECONDS: String(TIMEOUT_S),
+  LONGHAUL_WEBHOOK_CONNECT_TIMEOUT_SECONDS: '0.5',
+  LONGHAUL_WEBHOOK_POLL_SECONDS: '0.2',
+  // The breaker has its own test file; here it must not hold the always-failing endpoints back.
+  LONGHAUL_BREAKER_MIN_REQUESTS: '1000',
+};
+
 let t: TestService;
 let rx: Receiver;
 let dispatcher: Dispatcher;
 
 beforeAll(async () => {
-  t = await startTestService({
-    env: {
-      LONGHAUL_CALLBACK_ALLOW: '127.0.0.1',
-      LONGHAUL_WEBHOOK_SCHEDULE_SECONDS: SCHEDULE,
-      LONGHAUL_WEBHOOK_MIN_BACKOFF_AFTER_THROTTLE_SECONDS: String(THROTTLE_FLOOR_S),
-      LONGHAUL_WEBHOOK_TIMEOUT_SECONDS: String(TIMEOUT_S),
-      LONGHAUL_WEBHOOK_CONNECT_TIMEOUT_SECONDS: '0.5',
-      LONGHAUL_WEBHOOK_POLL_SECONDS: '0.2',
-      // The breaker has its own test file; here it must not hold the always-failing endpoints back.
-      LONGHAUL_BREAKER_MIN_REQUESTS: '1000',
-    },
-  });
+  t = await startTestService({ env: ENV });
   rx = await startReceiver();
   dispatcher = await startDispatcher(t, 2);
 });
@@ -526,5 +528,54 @@ describe('signing keys', () => {
     expect((await t.api('/v1/webhook-secrets?grace_seconds=-1', { method: 'POST' })).status).toBe(422);
     expect((await t.api('/v1/deliveries?status=nope')).status).toBe(422);
     expect((await t.api('/v1/deliveries/not-a-uuid')).status).toBe(404);
+  });
+});
+
+/**
+ * Leases bound how long a claimed delivery may take before another claim sends it again. Each case runs a
+ * service and dispatcher of its own (on the file's receiver): its lease and slots must hold for every
+ * delivery it sends, which the file's dispatcher would otherwise claim too.
+ */
+describe('claims and leases: each delivery sent once', () => {
+  describe('a slow alert sink', () => {
+    let own: TestService;
+    let ownDispatcher: Dispatcher;
+    beforeAll(async () => {
+      // A short schedule, and a lease shorter than the alert sink takes.
+      own = await startTestService({
+        env: { ...ENV, LONGHAUL_WEBHOOK_SCHEDULE_SECONDS: '0.05,0.05', LONGHAUL_WEBHOOK_LEASE_SECONDS: '2' },
+      });
+      // The operator's alert receiver is slow (answers after 9 s, inside the sink's 10 s timeout), as a
+      // LONGHAUL_ALERT_WEBHOOK_URL may be.
+      rx.on('/stall-alerts', (_n, _req, res) =>
+        new Promise<void>((r) => setTimeout(r, 9_000)).then(() => void res.writeHead(200).end()),
+      );
+      own.service.alerts.addSink(signedWebhookAlertSink(`${rx.url}/stall-alerts`, own.tenant.webhook_secret));
+      ownDispatcher = await startDispatcher(own, 1);
+    });
+    afterAll(async () => {
+      await ownDispatcher.stop();
+      await own.stop();
+    });
+
+    it('sends a delivery answered 200 once, even while a dead-delivery alert is being sent', async () => {
+      // A 500 on every attempt spends the short schedule, and the delivery goes dead (a 410 would only hold it).
+      rx.on('/stall-failing', (_n, _req, res) => void res.writeHead(500).end());
+      await completedJob(own, rx.url + '/stall-failing');
+      await rx.arrival('the alert webhook was called', () => rx.to('/stall-alerts').length >= 1, 10_000);
+      const ok = await completedJob(own, rx.url + '/stall-ok');
+      await rx.arrival('the delivery arrived', () => rx.to('/stall-ok').length >= 1, 5_000);
+      // Longer than the 2 s lease, shorter than the slow alert.
+      await new Promise((r) => setTimeout(r, 5_000));
+      const { rows } = await own.service.pool.query<{ status: string; attempts: number }>(
+        'SELECT status, attempts FROM webhook_deliveries WHERE job_id = $1',
+        [ok],
+      );
+      expect({ received: rx.to('/stall-ok').length, row: rows[0], alerts: rx.to('/stall-alerts').length }).toEqual({
+        received: 1,
+        row: { status: 'SUCCEEDED', attempts: 1 },
+        alerts: 1,
+      });
+    }, 40_000);
   });
 });
