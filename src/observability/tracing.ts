@@ -20,8 +20,6 @@ import {
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   AlwaysOffSampler,
@@ -31,9 +29,9 @@ import {
   TraceIdRatioBasedSampler,
   TracerProvider,
   type Sampler,
-  type SpanExporter,
 } from '@opentelemetry/sdk-trace';
 import type { TracingSettings } from '../config.ts';
+import { WorkerSpanExporter } from './tracing-export.ts';
 
 /** The trace context stored with a job (jobs.trace_context): the W3C headers of the span that created it. */
 export type StoredContext = { traceparent: string; tracestate?: string };
@@ -64,11 +62,6 @@ function sampler(s: TracingSettings): Sampler {
   }
 }
 
-function exporter(s: TracingSettings, url: string): SpanExporter {
-  const options = { url, headers: s.headers };
-  return s.protocol === 'http/json' ? new JsonExporter(options) : new ProtobufExporter(options);
-}
-
 /** The provider of this process, shared by the services it runs (tests run several). */
 let active: { provider: TracerProvider; users: number } | undefined;
 
@@ -84,7 +77,15 @@ export function startTracing(settings: TracingSettings): Tracing {
     const provider = new TracerProvider({
       resource: resourceFromAttributes({ ...settings.resourceAttributes, 'service.name': settings.serviceName }),
       sampler: sampler(settings),
-      spanProcessors: [new BatchSpanProcessor({ exporter: exporter(settings, settings.url) })],
+      spanProcessors: [
+        new BatchSpanProcessor({
+          exporter: new WorkerSpanExporter({
+            url: settings.url,
+            protocol: settings.protocol,
+            headers: settings.headers,
+          }),
+        }),
+      ],
     });
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());
