@@ -101,9 +101,11 @@ export class WorkerSpanExporter implements SpanExporter {
 
   constructor(settings: WorkerSettings) {
     this.#settings = settings;
+    // Loading the exporter into a new thread costs a moment of CPU: at startup, not with the first batch.
+    this.#thread();
   }
 
-  /** The worker, started with the first batch, and again after one died. */
+  /** The worker, started with the exporter, and again with the next batch after one died. */
   #thread(): Worker {
     if (this.#worker !== undefined) return this.#worker;
     const worker = new Worker(new URL('./tracing-export-worker.ts', import.meta.url), { workerData: this.#settings });
