@@ -17,6 +17,7 @@ import {
   type Attributes,
   type Context,
   type Span,
+  type Tracer,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -63,7 +64,7 @@ function sampler(s: TracingSettings): Sampler {
 }
 
 /** The provider of this process, shared by the services it runs (tests run several). */
-let active: { provider: TracerProvider; users: number } | undefined;
+let active: { provider: TracerProvider; tracer: Tracer; users: number } | undefined;
 
 export interface Tracing {
   /** Sends the spans still buffered and unregisters the provider once no service uses it. */
@@ -90,7 +91,7 @@ export function startTracing(settings: TracingSettings): Tracing {
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());
     trace.setGlobalTracerProvider(provider);
-    active = { provider, users: 0 };
+    active = { provider, tracer: provider.getTracer(TRACER), users: 0 };
   }
   const mine = active;
   mine.users++;
@@ -149,8 +150,9 @@ export async function serverSpan(
   handle: () => Promise<number>,
 ): Promise<number> {
   if (active === undefined) return handle();
-  const parent = propagation.extract(ROOT_CONTEXT, headers);
-  const span = trace.getTracer(TRACER).startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
+  // Without a traceparent the propagator would find nothing: the span starts a trace.
+  const parent = headers.traceparent === undefined ? ROOT_CONTEXT : propagation.extract(ROOT_CONTEXT, headers);
+  const span = active.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
   try {
     const status = await context.with(trace.setSpan(parent, span), handle);
     span.setAttribute('http.response.status_code', status);
@@ -211,10 +213,14 @@ export function startExecution(
   job: { id: string; type: string; attempt: number; first: boolean },
 ): ExecutionTrace {
   if (active === undefined) return NO_EXECUTION;
-  const tracer = trace.getTracer(TRACER);
+  const tracer = active.tracer;
   const parent = continued(stored.trace_context);
   const attributes = { 'longhaul.job.id': job.id, 'longhaul.job.type': job.type, 'longhaul.job.attempt': job.attempt };
-  if (job.first) tracer.startSpan('job queue wait', { attributes, startTime: stored.created_at }, parent).end();
+  // The wait's sibling, the execution, carries the job's type and attempt; the wait needs only the id.
+  if (job.first)
+    tracer
+      .startSpan('job queue wait', { attributes: { 'longhaul.job.id': job.id }, startTime: stored.created_at }, parent)
+      .end();
   const span = tracer.startSpan(`job execute ${job.type}`, { kind: SpanKind.CONSUMER, attributes }, parent);
   const counts: Counts = { chunks: 0, checkpoints: 0, checkpointSeconds: 0 };
   const ctx = trace.setSpan(parent, span).setValue(COUNTS, counts);
@@ -234,7 +240,7 @@ export function startExecution(
 /** A span around the completion of a job (its result and terminal state written), child of the active execution. */
 export async function completionSpan<T>(fn: () => Promise<T>): Promise<T> {
   if (active === undefined) return fn();
-  const span = trace.getTracer(TRACER).startSpan('job complete');
+  const span = active.tracer.startSpan('job complete');
   try {
     const out = await context.with(trace.setSpan(context.active(), span), fn);
     span.end();
@@ -257,7 +263,7 @@ export async function webhookAttemptSpan<T extends { statusCode?: number | null;
   if (active === undefined) return send({});
   const url = new URL(target.url);
   const parent = continued(stored);
-  const span = trace.getTracer(TRACER).startSpan(
+  const span = active.tracer.startSpan(
     'POST',
     {
       kind: SpanKind.CLIENT,
