@@ -235,7 +235,7 @@ describe('Idempotency-Key', () => {
     expect(a.id).not.toBe(b.id);
   });
 
-  it('replays the stored job for a repeat that a changed configuration would refuse, and refuses a new request', async () => {
+  it('replays the stored job for a repeat that the changed configuration would refuse, and refuses a new request', async () => {
     // The callback allow-list changed between a request and its repeat, as a deploy between a partner's
     // request and its retry might change it. Refusing the repeat would tell the partner that nothing was
     // created, and a resubmission under a new key would create the job twice.
