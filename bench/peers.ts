@@ -26,7 +26,14 @@ import { PgBoss } from 'pg-boss';
 import { Pool as HttpPool } from 'undici';
 import { createTenant } from '../src/tenants/repository.ts';
 import { percentile, type BenchModule, type BenchRow } from './harness.ts';
-import { startChildService, timedLoops, type ChildService } from './support.ts';
+import {
+  cpuBetween,
+  postgresCpu,
+  processCpuSeconds,
+  startChildService,
+  timedLoops,
+  type ChildService,
+} from './support.ts';
 
 const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'probe.ts');
 /** Tiny jobs per drain (BENCH_PEERS_JOBS makes a quick run smaller). */
@@ -400,6 +407,41 @@ function pickupRows(name: string, ours: number[], peers: Array<[string, number[]
   return rows;
 }
 
+interface SubmitRun {
+  perSecond: number;
+  /** CPU per job of the submitting process (the API, or the caller of addJob/send) and of Postgres; undefined where not local. */
+  cpuUs: { own: number; postgres: number } | undefined;
+}
+
+/** This process's CPU seconds so far (the caller of addJob and send() runs here). */
+function ownCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+}
+
+/** `clients` loops of `op` for SUBMIT_SECONDS, with the CPU the submitting process (`cpu`) and Postgres spent per job. */
+async function submitLoops(
+  db: pg.Pool,
+  clients: number,
+  op: () => Promise<void>,
+  cpu: () => number | undefined,
+): Promise<SubmitRun> {
+  const own0 = cpu();
+  const pg0 = await postgresCpu(db);
+  const run = await timedLoops(clients, SUBMIT_SECONDS, op);
+  const own1 = cpu();
+  const pgUsed = cpuBetween(pg0, await postgresCpu(db));
+  const cpuUs =
+    own0 === undefined || own1 === undefined || pgUsed === undefined
+      ? undefined
+      : { own: ((own1 - own0) * 1e6) / run.count, postgres: (pgUsed * 1e6) / run.count };
+  return { perSecond: run.perSecond, cpuUs };
+}
+
+function cpuText(run: SubmitRun): string {
+  return run.cpuUs === undefined ? 'n/a' : `${Math.round(run.cpuUs.own)} + ${Math.round(run.cpuUs.postgres)} µs`;
+}
+
 export const peersBench: BenchModule = {
   title: 'peers: longhaul beside Graphile Worker, pg-boss work() and a raw SKIP LOCKED queue',
   async run(ctx) {
@@ -658,14 +700,21 @@ export const peersBench: BenchModule = {
             if (res.statusCode !== 202) throw new Error(`POST answered ${res.statusCode}`);
           };
           await timedLoops(clients, 0.5, post);
-          const ours = (await timedLoops(clients, SUBMIT_SECONDS, post)).perSecond;
+          const oursRun = await submitLoops(db, clients, post, () => processCpuSeconds(api.child.pid));
+          const ours = oursRun.perSecond;
           await http.close();
           const add = async () => void (await utils.addJob('peers_submit', { n: 1 }));
           await timedLoops(clients, 0.5, add);
-          const graphile = (await timedLoops(clients, SUBMIT_SECONDS, add)).perSecond;
+          const graphileRun = await submitLoops(db, clients, add, ownCpuSeconds);
+          const graphile = graphileRun.perSecond;
           const send = async () => void (await boss.send('peers-send', { n: 1 }));
           await timedLoops(clients, 0.5, send);
-          const sent = (await timedLoops(clients, SUBMIT_SECONDS, send)).perSecond;
+          const sentRun = await submitLoops(db, clients, send, ownCpuSeconds);
+          const sent = sentRun.perSecond;
+          ctx.log(
+            `submit, ${clients} clients, CPU per job (submitting process + Postgres): longhaul API ${cpuText(oursRun)}; ` +
+              `Graphile addJob ${cpuText(graphileRun)}; pg-boss send() ${cpuText(sentRun)}`,
+          );
           rows.push(
             {
               name: `submit, ${clients} clients: longhaul POST /v1/jobs ÷ Graphile addJob`,
@@ -686,6 +735,23 @@ export const peersBench: BenchModule = {
               met: ours >= 1.5 * sent,
             },
           );
+          if (oursRun.cpuUs !== undefined && sentRun.cpuUs !== undefined && graphileRun.cpuUs !== undefined)
+            rows.push(
+              {
+                name: `submit, ${clients} clients: CPU per job, longhaul (API process + Postgres) ÷ pg-boss send() (caller + Postgres)`,
+                value: oursRun.cpuUs.own + oursRun.cpuUs.postgres,
+                unit: 'µs',
+                baselineName: 'pg-boss send()',
+                baseline: sentRun.cpuUs.own + sentRun.cpuUs.postgres,
+              },
+              {
+                name: `submit, ${clients} clients: CPU per job, longhaul ÷ Graphile addJob (caller + Postgres)`,
+                value: oursRun.cpuUs.own + oursRun.cpuUs.postgres,
+                unit: 'µs',
+                baselineName: 'Graphile addJob',
+                baseline: graphileRun.cpuUs.own + graphileRun.cpuUs.postgres,
+              },
+            );
         }
       } finally {
         await boss.stop({ graceful: false });
