@@ -540,6 +540,8 @@ describe('claims and leases: each delivery sent once', () => {
   describe('a slow alert sink', () => {
     let own: TestService;
     let ownDispatcher: Dispatcher;
+    /** Resolves once the slow alert receiver has answered: the stall, if any, is over. */
+    let alertAnswered: Promise<void>;
     beforeAll(async () => {
       // A short schedule, and a lease shorter than the alert sink takes.
       own = await startTestService({
@@ -547,8 +549,13 @@ describe('claims and leases: each delivery sent once', () => {
       });
       // The operator's alert receiver is slow (answers after 9 s, inside the sink's 10 s timeout), as a
       // LONGHAUL_ALERT_WEBHOOK_URL may be.
+      let answered: () => void = () => undefined;
+      alertAnswered = new Promise<void>((r) => (answered = r));
       rx.on('/stall-alerts', (_n, _req, res) =>
-        new Promise<void>((r) => setTimeout(r, 9_000)).then(() => void res.writeHead(200).end()),
+        new Promise<void>((r) => setTimeout(r, 9_000)).then(() => {
+          res.writeHead(200).end();
+          answered();
+        }),
       );
       own.service.alerts.addSink(signedWebhookAlertSink(`${rx.url}/stall-alerts`, own.tenant.webhook_secret));
       ownDispatcher = await startDispatcher(own, 1);
@@ -565,12 +572,16 @@ describe('claims and leases: each delivery sent once', () => {
       await rx.arrival('the alert webhook was called', () => rx.to('/stall-alerts').length >= 1, 10_000);
       const ok = await completedJob(own, rx.url + '/stall-ok');
       await rx.arrival('the delivery arrived', () => rx.to('/stall-ok').length >= 1, 5_000);
-      // Longer than the 2 s lease, shorter than the slow alert.
-      await new Promise((r) => setTimeout(r, 5_000));
-      const { rows } = await own.service.pool.query<{ status: string; attempts: number }>(
-        'SELECT status, attempts FROM webhook_deliveries WHERE job_id = $1',
-        [ok],
-      );
+      // A delivery stalled behind the slow alert past its 2 s lease would be claimed and sent again before
+      // the alert answers; once it has, and the delivery's outcome is recorded, any second send has come.
+      await alertAnswered;
+      const rows = await waitFor('the delivery recorded as sent', async () => {
+        const { rows: r } = await own.service.pool.query<{ status: string; attempts: number }>(
+          'SELECT status, attempts FROM webhook_deliveries WHERE job_id = $1',
+          [ok],
+        );
+        return r[0]?.status === 'SUCCEEDED' || r[0]?.status === 'DEAD' ? r : undefined;
+      });
       expect({ received: rx.to('/stall-ok').length, row: rows[0], alerts: rx.to('/stall-alerts').length }).toEqual({
         received: 1,
         row: { status: 'SUCCEEDED', attempts: 1 },
