@@ -65,6 +65,17 @@ it('refuses a pg-boss statement of another shape', async () => {
   expect(batchStatement(`INSERT INTO x SELECT * FROM json_to_recordset($1::text::json) AS r(id uuid)`)).toBeDefined();
 });
 
+it("embeds pg-boss's statement without its NOTIFY (a queue whose notify is off) and runs it", async () => {
+  const insert = /WITH ins AS \(([\s\S]*)\),\s*notified AS/.exec(await bossInsertSql())?.[1];
+  const statement = batchStatement(insert ?? '');
+  if (statement === undefined) throw new Error('not embeddable');
+  const id = randomUUID();
+  const written = await t.service.pool.query({ ...statement, values: params(id, [{ id, data: { jobId: id } }]) });
+  expect(written.rows[0]).toMatchObject({ locked: true, created: true, id });
+  const { rows } = await t.service.pool.query('SELECT 1 FROM pgboss.job WHERE id = $1', [id]);
+  expect(rows).toHaveLength(1);
+});
+
 it('writes the jobs and their pg-boss jobs of a batch in one statement', async () => {
   const pool = t.service.pool;
   const names: unknown[] = [];
