@@ -323,6 +323,16 @@ const envSchema = z.object({
     .optional()
     .describe('Headers sent to the collector, `key=value,…` (values URL-encoded).'),
   OTEL_EXPORTER_OTLP_TRACES_HEADERS: keyValues.optional().describe('The same for traces only; these win.'),
+  OTEL_BSP_SCHEDULE_DELAY: int(0)
+    .default(5000)
+    .describe('Longest wait, in ms, before the spans buffered are sent in a batch.'),
+  OTEL_BSP_EXPORT_TIMEOUT: int(1).default(30000).describe('Longest a batch may take to send, in ms.'),
+  OTEL_BSP_MAX_QUEUE_SIZE: int(1)
+    .default(2048)
+    .describe('Most spans buffered waiting to be sent; past it new spans are dropped.'),
+  OTEL_BSP_MAX_EXPORT_BATCH_SIZE: int(1)
+    .default(512)
+    .describe('Most spans in one batch; a full batch is sent at once (at most `OTEL_BSP_MAX_QUEUE_SIZE`).'),
   OTEL_SERVICE_NAME: z.string().min(1).default('longhaul').describe('`service.name` of the spans.'),
   OTEL_RESOURCE_ATTRIBUTES: keyValues.optional().describe('More resource attributes of the spans, `key=value,…`.'),
   OTEL_TRACES_SAMPLER: z
@@ -486,6 +496,13 @@ export interface TracingSettings {
     | 'parentbased_traceidratio';
   /** The ratio of the `traceidratio` samplers. */
   samplerArg: number;
+  /** The batch span processor's settings (OTEL_BSP_*), in ms and spans. */
+  batch: {
+    scheduledDelayMillis: number;
+    exportTimeoutMillis: number;
+    maxQueueSize: number;
+    maxExportBatchSize: number;
+  };
 }
 
 export interface JsonLimits {
@@ -623,6 +640,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       resourceAttributes: e.OTEL_RESOURCE_ATTRIBUTES ?? {},
       sampler: e.OTEL_TRACES_SAMPLER,
       samplerArg: e.OTEL_TRACES_SAMPLER_ARG,
+      batch: {
+        scheduledDelayMillis: e.OTEL_BSP_SCHEDULE_DELAY,
+        exportTimeoutMillis: e.OTEL_BSP_EXPORT_TIMEOUT,
+        maxQueueSize: e.OTEL_BSP_MAX_QUEUE_SIZE,
+        maxExportBatchSize: Math.min(e.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, e.OTEL_BSP_MAX_QUEUE_SIZE),
+      },
     },
   };
 }

@@ -70,6 +70,7 @@ const DEFAULTS: Config = {
     resourceAttributes: {},
     sampler: 'parentbased_always_on',
     samplerArg: 1,
+    batch: { scheduledDelayMillis: 5000, exportTimeoutMillis: 30000, maxQueueSize: 2048, maxExportBatchSize: 512 },
   },
 };
 
@@ -164,6 +165,10 @@ describe('configuration', () => {
       OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod',
       OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
       OTEL_TRACES_SAMPLER_ARG: '0.25',
+      OTEL_BSP_SCHEDULE_DELAY: '1000',
+      OTEL_BSP_EXPORT_TIMEOUT: '10000',
+      OTEL_BSP_MAX_QUEUE_SIZE: '256',
+      OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '1024',
     };
     expect(loadConfig(env)).toEqual({
       port: 8080,
@@ -234,6 +239,8 @@ describe('configuration', () => {
         resourceAttributes: { 'deployment.environment': 'prod' },
         sampler: 'parentbased_traceidratio',
         samplerArg: 0.25,
+        // A batch larger than the queue is cut to the queue's size, as the SDK does.
+        batch: { scheduledDelayMillis: 1000, exportTimeoutMillis: 10000, maxQueueSize: 256, maxExportBatchSize: 256 },
       },
     } satisfies Config);
   });

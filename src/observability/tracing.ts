@@ -80,6 +80,7 @@ export function startTracing(settings: TracingSettings): Tracing {
       sampler: sampler(settings),
       spanProcessors: [
         new BatchSpanProcessor({
+          ...settings.batch,
           exporter: new WorkerSpanExporter({
             url: settings.url,
             protocol: settings.protocol,
