@@ -48,7 +48,7 @@ describe('groupLimits', () => {
         none,
         undefined,
       ),
-    ).toEqual({ default: 6, tiers: {}, holdsBack: true, hard: false, canStart: true, queued: true });
+    ).toEqual({ default: 6, tiers: {}, holdsBack: true, hard: false, canStart: true, queued: true, alone: false });
     expect(
       groupLimits(
         demand([
@@ -59,7 +59,7 @@ describe('groupLimits', () => {
         none,
         undefined,
       ),
-    ).toEqual({ default: 5, tiers: {}, holdsBack: true, hard: false, canStart: true, queued: true });
+    ).toEqual({ default: 5, tiers: {}, holdsBack: true, hard: false, canStart: true, queued: true, alone: false });
     expect(groupLimits(demand([]), 8, none, undefined)).toEqual({
       default: 8,
       tiers: {},
@@ -67,6 +67,7 @@ describe('groupLimits', () => {
       hard: false,
       canStart: true,
       queued: false,
+      alone: true,
     });
     expect(groupLimits(demand([['a', 3, 100]]), 8, none, undefined)).toEqual({
       default: 8,
@@ -75,6 +76,7 @@ describe('groupLimits', () => {
       hard: false,
       canStart: true,
       queued: true,
+      alone: true,
     });
   });
 
@@ -88,6 +90,7 @@ describe('groupLimits', () => {
       hard: true,
       canStart: true,
       queued: true,
+      alone: true,
     });
     expect(groupLimits(demand([['a', 1, 10]]), 8, new Map([['a', 20]]), 3)).toEqual({
       default: 3,
@@ -96,6 +99,7 @@ describe('groupLimits', () => {
       hard: true,
       canStart: true,
       queued: true,
+      alone: true,
     });
     expect(groupLimits(demand([['b', 3, 10]]), 8, none, 3)).toMatchObject({ canStart: false });
   });

@@ -12,7 +12,7 @@ import { QUEUES } from '../src/jobs/queues.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import type { ExecutionData } from '../src/worker/executions.ts';
 import { fairFetch, queueTable } from '../src/worker/fair-fetch.ts';
-import { Fetcher } from '../src/worker/fetcher.ts';
+import { BOSS_CHANNEL_SQL, Fetcher } from '../src/worker/fetcher.ts';
 import { insertJob, leasedTo } from './support/jobs.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
@@ -137,5 +137,84 @@ describe('fair fetch', () => {
     await send(a, 1, 5);
     expect(await fetch(4, 8, { [a]: 4 })).toEqual([]);
     expect(await fetch(4, 8, { [a]: 5 })).toEqual([`${a}-5-0`]);
+  });
+});
+
+describe('fetcher, one tenant alone', () => {
+  it('fetches fairly once another tenant’s job is announced, though the reading shows one tenant', async () => {
+    const { boss, pool } = t.service;
+    const a = await t.newTenant();
+    const b = await t.newTenant();
+    // The earlier tests' executions are taken and their jobs end: A will be alone in the queue and the reading.
+    while ((await boss.fetch(QUEUES.jobs, { batchSize: 100 })).length > 0);
+    await pool.query(
+      `UPDATE jobs SET status = 'COMPLETED', lease_token = NULL, finished_at = now() WHERE status IN ('PENDING', 'RUNNING')`,
+    );
+    // A's backlog, as the reading will see it (jobs PENDING) and as the queue holds it.
+    for (let i = 0; i < 5; i++) await insertJob(pool, a.id);
+    await boss.insert(
+      QUEUES.jobs,
+      Array.from({ length: 5 }, (_, i) => ({ data: { jobId: `a-${i}` }, group: { id: a.id, tier: a.id } })),
+    );
+    let stopping = false;
+    let slots = 1;
+    const launched: Array<JobWithMetadata<ExecutionData>> = [];
+    let onLaunch: () => void = () => undefined;
+    const launches = (n: number) =>
+      new Promise<void>((resolve) => {
+        onLaunch = () => launched.length >= n && resolve();
+        onLaunch();
+      });
+    const fetcher = new Fetcher({
+      pool,
+      boss,
+      listener: t.service.listener,
+      log: createLogger('silent'),
+      tenantLimit: undefined,
+      concurrency: 1,
+      leaseSeconds: 30,
+      free: () => slots - launched.length,
+      launch: (j) => {
+        launched.push(j);
+        onLaunch();
+      },
+      onCancel: () => undefined,
+      stopping: () => stopping,
+      pollIntervalMs: NEVER_MS,
+      shareTtlMs: NEVER_MS,
+    });
+    await fetcher.start();
+    try {
+      // The one slot goes to A, under a reading in which A is alone.
+      await launches(1);
+      expect(launched[0]?.data.jobId).toMatch(/^a-/);
+      // The listener hands a notification to every subscriber at once: heard here, heard by the fetcher.
+      const { rows } = await pool.query<{ ch: string }>(`SELECT ${BOSS_CHANNEL_SQL} AS ch`);
+      let heard: () => void = () => undefined;
+      const announced = new Promise<void>((resolve) => (heard = resolve));
+      const unsubscribe = await t.service.listener.subscribe([rows[0]?.ch ?? ''], {
+        onNotification: () => heard(),
+        onConnect: () => undefined,
+      });
+      const res = await t.api('/v1/jobs', {
+        method: 'POST',
+        key: b.api_key,
+        json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } },
+      });
+      expect(res.status).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      await announced;
+      await unsubscribe();
+      // A's job ends: the next fetch, still under that reading, must not pass over B's younger job.
+      slots = 2;
+      const second = launches(2);
+      fetcher.jobEnded();
+      await second;
+      expect(launched[1]?.data.jobId).toBe(id);
+    } finally {
+      stopping = true;
+      await fetcher.stopped();
+      await fetcher.unsubscribe();
+    }
   });
 });

@@ -43,11 +43,10 @@ export interface GroupLimits {
   hard: boolean;
   /** Whether a tenant of the reading could start a job under them (else the fetcher waits for a change). */
   canStart: boolean;
-  /**
-   * Whether a tenant of the reading has jobs waiting: a fetch may have to choose between tenants,
-   * among them one that submitted since the reading.
-   */
+  /** Whether a tenant of the reading has jobs waiting. */
   queued: boolean;
+  /** Whether at most one tenant of the reading has jobs running or waiting. */
+  alone: boolean;
 }
 
 /**
@@ -76,5 +75,13 @@ export function groupLimits(
   const hard = defaultLimit !== undefined || limits.size > 0;
   const holdsBack = cap < slots || hard;
   const queued = [...demand.values()].some((d) => d.waiting > 0);
-  return { default: within(defaultLimit), tiers, holdsBack, hard, canStart: canStart || demand.size === 0, queued };
+  return {
+    default: within(defaultLimit),
+    tiers,
+    holdsBack,
+    hard,
+    canStart: canStart || demand.size === 0,
+    queued,
+    alone: demand.size <= 1,
+  };
 }

@@ -38,6 +38,9 @@ const LIMITED_FETCH_LOCK_KEY = 7_140_002;
  */
 const REREAD_AFTER_CHANGE_MS = 20;
 
+/** The limits of one fetch, and whether pg-boss's plain fetch serves it (else the fair fetch). */
+type FetchLimits = GroupLimits & { plain: boolean };
+
 /** What the fair share is computed from, and when it was read. */
 interface ShareReading {
   at: number;
@@ -184,15 +187,19 @@ export class Fetcher {
    * the reading did not count that job, so the fetch runs under its limits (which still bound every
    * tenant) rather than waiting for the poll, and the share is read again meanwhile.
    */
-  async #groupLimits(): Promise<GroupLimits | undefined> {
+  async #groupLimits(): Promise<FetchLimits | undefined> {
     const last =
       this.#share !== undefined && this.#share.at >= this.#limitsChangedAt ? this.#share : await this.#readShare();
     const age = performance.now() - last.at;
     const limits = groupLimits(last.demand, last.slots, last.limits, this.#tenantLimit);
-    const announced = !limits.canStart && last.at < this.#announcedAt;
+    const announced = last.at < this.#announcedAt;
     if (age > this.#shareTtlMs) this.#reread();
-    else if (last.at < this.#endedAt || announced) this.#rereadIn(REREAD_AFTER_CHANGE_MS - age);
-    return limits.canStart || announced ? limits : undefined;
+    else if (last.at < this.#endedAt || (announced && !limits.canStart)) this.#rereadIn(REREAD_AFTER_CHANGE_MS - age);
+    if (!limits.canStart && !announced) return undefined;
+    // Nobody held back, and nobody waiting or one tenant alone with no job announced since: the fetch
+    // cannot pass over another tenant's job, and pg-boss's plain fetch is the lighter statement.
+    const plain = !limits.holdsBack && (!limits.queued || (limits.alone && !announced));
+    return { ...limits, plain };
   }
 
   /** Reads again in `ms` (now if not positive), unless a reading is under way or already waiting. */
@@ -230,11 +237,8 @@ export class Fetcher {
     return reading;
   }
 
-  async #fetch(free: number, limits: GroupLimits): Promise<Array<JobWithMetadata<ExecutionData>>> {
-    // Nobody waiting as last read and nobody held back (the pickup of a job on an idle system): pg-boss's
-    // plain fetch, a lighter statement than the fair one.
-    if (!limits.holdsBack && !limits.queued)
-      return this.#boss.fetch<ExecutionData>(QUEUES.jobs, { batchSize: free, includeMetadata: true });
+  async #fetch(free: number, limits: FetchLimits): Promise<Array<JobWithMetadata<ExecutionData>>> {
+    if (limits.plain) return this.#boss.fetch<ExecutionData>(QUEUES.jobs, { batchSize: free, includeMetadata: true });
     const share = { free, cap: limits.default, caps: limits.tiers };
     if (!limits.hard) return fairFetch(this.#pool, this.#table, QUEUES.jobs, share);
     return withTransaction(this.#pool, async (c) => {
