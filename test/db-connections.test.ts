@@ -67,17 +67,19 @@ it('fails the queries of a pooled connection that breaks while checked out, with
     // Killed between statements: the 'error' event comes while no query runs on the connections.
     await kill('test-checked-out');
     await kill('test-pipeline');
-    await waitFor('the break noticed', async () => {
+    const broke = await waitFor('the break noticed', async () => {
       const err = await client.query('SELECT 1').then(
         () => undefined,
         (e: unknown) => e,
       );
-      return err !== undefined && isConnectionError(err);
+      return err !== undefined && isConnectionError(err) ? (err as Error) : undefined;
     });
     const err = await idle.query('SELECT 1').catch((e: unknown) => e);
     expect(isConnectionError(err)).toBe(true);
-    client.release();
-    idle.release();
+    // Released with the error, as withTransaction and pg's pool.query do: a backend being terminated can
+    // answer with its error before its socket closes, while pg still counts the connection as live.
+    client.release(broke);
+    idle.release(err as Error);
     // Broken connections are discarded on release: the pools answer again.
     expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
     expect(await pipelinedTransaction(pipeline, [{ text: 'SELECT 2 AS two' }])).toEqual([[{ two: 2 }]]);
@@ -102,7 +104,7 @@ it('delivers by channel, survives its connection being killed and the database r
       done();
     },
   });
-  const listener = new PgListener({ databaseUrl: db.url, log: createLogger('info', sink) });
+  const listener = new PgListener({ databaseUrl: db.url, log: createLogger('debug', sink) });
   const a = recorder();
   const b = recorder();
   await listener.subscribe(['chan_a'], a);
@@ -128,7 +130,10 @@ it('delivers by channel, survives its connection being killed and the database r
     await admin.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS false`);
     await killListener();
     await waitFor('the connection lost', () => !listener.connected);
-    await new Promise((r) => setTimeout(r, 1_500));
+    // Several attempts refused while the database refuses connections (the listener logs each at debug).
+    const retries = () => lines.filter((l) => l.msg === 'database connection: retrying').length;
+    const before = retries();
+    await waitFor('three refused attempts', () => retries() >= before + 3, 10_000);
     expect(listener.connected).toBe(false);
     await admin.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS true`);
     await waitFor('reconnection after the outage', () => listener.connected && a.connects === 3);

@@ -211,6 +211,7 @@ export class PgListener {
     const wait = jittered(this.#backoff);
     this.#backoff = Math.min(RECONNECT_MAX_MS, this.#backoff * 2);
     this.#timer = setTimeout(() => void this.#attempt(), wait);
+    this.#log.debug({ attempts: this.#attempts, retry_in_ms: Math.round(wait) }, 'database connection: retrying');
     // A process that waits for its database at start-up has nothing else to keep it alive.
     if (this.#waiters.size === 0) this.#timer.unref();
   }

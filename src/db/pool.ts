@@ -79,16 +79,22 @@ export function createPool(connectionString: string, max: number, applicationNam
 /** Runs `fn` inside BEGIN/COMMIT on one client, rolling back if it throws. */
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let broken: Error | undefined;
   try {
     await client.query('BEGIN');
     const out = await fn(client);
     await client.query('COMMIT');
     return out;
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    // A backend being terminated answers with an error before its socket closes: until then pg still
+    // takes the connection for a live one, and only a release with the error discards it.
+    if (isConnectionError(err)) broken = err instanceof Error ? err : new Error(String(err));
+    await client.query('ROLLBACK').catch((e: unknown) => {
+      broken ??= e instanceof Error ? e : new Error(String(e));
+    });
     throw err;
   } finally {
-    client.release();
+    client.release(broken);
   }
 }
 
