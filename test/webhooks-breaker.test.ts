@@ -103,7 +103,15 @@ describe('circuit breaker', () => {
       );
       return rows[0]?.opened_at;
     });
-    await new Promise((r) => setTimeout(r, 2_000));
+    // Once open, each dispatcher gives back what it had claimed for the endpoint and records what was in
+    // flight; one that went on sending its buffer would send (and record) those first.
+    await waitFor('every claim given back or recorded', async () => {
+      const { rows: held } = await t.service.pool.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM webhook_deliveries WHERE job_id = ANY($1::uuid[]) AND claim_token IS NOT NULL',
+        [ids],
+      );
+      return held[0]?.n === 0;
+    });
     // Attempts begun well after the breaker opened (the in-flight ones at that moment started before it).
     const { rows } = await t.service.pool.query<{ n: number; total: number }>(
       `SELECT count(*) FILTER (WHERE a.started_at > $2::timestamptz + interval '150 ms')::int AS n, count(*)::int AS total

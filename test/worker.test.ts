@@ -250,7 +250,14 @@ describe('worker runtime', () => {
     const cancelled = await until(j.id, 'CANCELLED', 5000);
     const events = await progressEvents(j.id);
     expect(events.at(-1)?.data.status).toBe('CANCELLED');
-    await new Promise((r) => setTimeout(r, 300));
+    // The worker writes CANCELLED (with its execution's completion) only once its chunk stopped and its
+    // checkpoints in flight settled; a checkpoint's fence refuses a job that is no longer RUNNING. So the
+    // progress read at CANCELLED is the last, and the execution is complete in the same commit.
+    const { rows } = await t.service.pool.query<{ state: string }>(
+      'SELECT b.state FROM jobs j JOIN pgboss.job b ON b.id = j.execution_id WHERE j.id = $1',
+      [j.id],
+    );
+    expect(rows[0]?.state).toBe('completed');
     expect((await job(j.id)).progress.processed).toBe(cancelled.progress.processed);
   });
 
