@@ -3,10 +3,10 @@
  * pg-boss's group-limited fetch takes its LIMIT of candidates in queue order and only then trims each
  * group to its limit, so a tenant behind another's backlog is not among the candidates and the trimmed
  * slots stay empty. This statement applies each tenant's cap before the limit: for every tenant with
- * executions queued (found by a skip scan over the index sql/075 and sql/076 add), its next ones by priority and
- * age up to its room (its cap less its active executions, counted in the same statement); then the
- * best of those up to the free slots, by priority, then the fewest executions the tenant would have
- * running, then age. So the first fetch after a tenant's job is written takes it at the next free slot,
+ * executions queued (a skip scan over the index of sql/076), its next ones by priority and age up to
+ * its room (its cap less its active executions, counted in the same statement); then the best of those
+ * up to the free slots, by priority, then the fewest executions the tenant would have running, then
+ * age. So the first fetch after a tenant's job is written takes it at the next free slot,
  * ahead of another tenant's older jobs of the same priority, whatever the last reading of the demand.
  *
  * It claims exactly as pg-boss's fetch does (pg-boss 12 plans.js fetchNextJob, queue policy standard or

@@ -3,11 +3,12 @@
  * process's listener (and by a slot freeing or the connection coming back), polling as a fallback. It
  * also forwards cancel notifications to the runtime. It never fetches more than the free slots, and
  * each fetch is limited per tenant to the tenant's fair share of the cluster's slots (fair-share.ts),
- * within the tenant's own running limit, applied before the free slots are filled (fair-fetch.ts); while no tenant could start a job under it, it does not fetch,
- * unless a job was announced since the share was read (the reading did not count it).
- * The fetch counts a tenant's active executions in its statement's snapshot, so two workers fetching at once
- * could both fill the same last slot of a tenant: while a running limit applies, fetches of every worker
- * take turns under one advisory lock, each seeing the executions the one before it claimed.
+ * within the tenant's own running limit, applied before the free slots are filled (fair-fetch.ts).
+ * While no tenant could start a job under it, it does not fetch, unless a job was announced since the
+ * share was read (the reading did not count it). The fetch counts a tenant's active executions in its
+ * statement's snapshot, so two workers fetching at once could both fill the same last slot of a tenant:
+ * while a running limit applies, fetches of every worker take turns under one advisory lock, each
+ * seeing the executions the one before it claimed.
  */
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import type { PgListener } from '../db/listener.ts';
@@ -130,7 +131,7 @@ export class Fetcher {
   /** Subscribes to pg-boss's and the cancel channel, and starts the loop. */
   async start(): Promise<void> {
     this.#table = await queueTable(this.#boss, QUEUES.jobs);
-    // The index of the fair fetch, on pg-boss's table, which exists only once pg-boss has started (sql/075, sql/076).
+    // The fair fetch's index, on pg-boss's table, which exists once pg-boss has started (sql/075, 076).
     await this.#pool.query('SELECT longhaul_boss_fair_fetch_index($1)', [this.#table]);
     const { rows } = await this.#pool.query<{ ch: string }>(`SELECT ${BOSS_CHANNEL_SQL} AS ch`);
     this.#unsubscribe = await this.#listener.subscribe([rows[0]?.ch ?? '', CANCEL_CHANNEL, RUNNING_LIMIT_CHANNEL], {
