@@ -18,6 +18,14 @@ export interface CollectedSpan {
   kind: number;
   /** Attribute values as strings or numbers (OTLP's intValue, doubleValue, stringValue or boolValue). */
   attributes: Record<string, string | number | boolean>;
+  status: { code: number; message: string };
+  events: Array<{ name: string; attributes: Record<string, string | number | boolean> }>;
+  links: Array<{
+    traceId: string;
+    spanId: string;
+    traceState: string;
+    attributes: Record<string, string | number | boolean>;
+  }>;
 }
 
 export interface Collector {
@@ -45,13 +53,17 @@ interface AnyValue {
   intValue?: string | number;
   doubleValue?: number;
 }
+type WireAttributes = Array<{ key: string; value?: AnyValue }>;
 interface WireSpan {
   traceId?: string;
   spanId?: string;
   parentSpanId?: string;
   name?: string;
   kind?: number;
-  attributes?: Array<{ key: string; value?: AnyValue }>;
+  attributes?: WireAttributes;
+  status?: { code?: number; message?: string };
+  events?: Array<{ name?: string; attributes?: WireAttributes }>;
+  links?: Array<{ traceId?: string; spanId?: string; traceState?: string; attributes?: WireAttributes }>;
 }
 interface WireRequest {
   resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: WireSpan[] }> }>;
@@ -69,6 +81,9 @@ function value(v: AnyValue | undefined): string | number | boolean {
   return v.stringValue ?? '';
 }
 
+const attributesOf = (a: WireAttributes | undefined) =>
+  Object.fromEntries((a ?? []).map((kv) => [kv.key, value(kv.value)]));
+
 function spansOf(request: WireRequest): CollectedSpan[] {
   const out: CollectedSpan[] = [];
   for (const r of request.resourceSpans ?? [])
@@ -80,7 +95,15 @@ function spansOf(request: WireRequest): CollectedSpan[] {
           parentSpanId: hex(span.parentSpanId),
           name: span.name ?? '',
           kind: span.kind ?? 0,
-          attributes: Object.fromEntries((span.attributes ?? []).map((a) => [a.key, value(a.value)])),
+          attributes: attributesOf(span.attributes),
+          status: { code: span.status?.code ?? 0, message: span.status?.message ?? '' },
+          events: (span.events ?? []).map((e) => ({ name: e.name ?? '', attributes: attributesOf(e.attributes) })),
+          links: (span.links ?? []).map((l) => ({
+            traceId: hex(l.traceId),
+            spanId: hex(l.spanId),
+            traceState: l.traceState ?? '',
+            attributes: attributesOf(l.attributes),
+          })),
         });
   return out;
 }
