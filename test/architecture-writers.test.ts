@@ -55,6 +55,8 @@ describe('the writers of each table', () => {
     expect(tablesOf('MERGE INTO schedules s USING x ON true WHEN MATCHED THEN DELETE')).toEqual(['schedules']);
     expect(tablesOf('COPY artifacts (id, path) FROM STDIN')).toEqual(['artifacts']);
     expect(tablesOf('UPDATE ${table} SET x = 1')).toEqual(['${table}']);
+    // Another system's schema (pg-boss's) holds its own tables, not ours, even when named at run time.
+    expect(tablesOf('UPDATE pgboss.${table} j SET state = 1; INSERT INTO "pgboss".job (id) VALUES (1)')).toEqual([]);
     expect(
       tablesOf('SELECT * FROM jobs j WHERE j.id = $1 FOR UPDATE OF j SKIP LOCKED; SELECT 1 FOR NO KEY UPDATE NOWAIT'),
     ).toEqual([]);

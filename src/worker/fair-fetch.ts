@@ -18,20 +18,17 @@ import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import type { Queryable } from '../db/pool.ts';
 import type { ExecutionData } from './executions.ts';
 
-/** pg-boss's schema (its default, which longhaul runs with). */
-const SCHEMA = 'pgboss';
-
 /** Which executions pg-boss may fetch now, for an execution `j` (pg-boss's own conditions). */
 export const CANDIDATE_CONDITIONS = [
   `j.state < 'active'`,
   'NOT j.blocked',
-  `j.start_after <= ${SCHEMA}.job_now()`,
+  `j.start_after <= pgboss.job_now()`,
 ] as const;
 
 /** What a claim sets (pg-boss's own claim: a retry counts when the execution had started before). */
 export const CLAIM_SET_SQL = `state = 'active',
-  started_on = ${SCHEMA}.job_now(),
-  heartbeat_on = ${SCHEMA}.job_now(),
+  started_on = pgboss.job_now(),
+  heartbeat_on = pgboss.job_now(),
   retry_count = CASE WHEN started_on IS NOT NULL THEN retry_count + 1 ELSE retry_count END`;
 
 /** The columns pg-boss's fetch returns with metadata, under the names it gives them. */
@@ -61,21 +58,20 @@ export async function queueTable(boss: PgBoss, queue: string): Promise<string> {
 
 /** The statement; $1 queue, $2 free slots, $3 every tenant's cap, $4 caps of their own (jsonb by tenant). */
 export function fairFetchSql(table: string): string {
-  const t = `${SCHEMA}.${table}`;
   const candidate = CANDIDATE_CONDITIONS.join(' AND ');
   return `WITH RECURSIVE
   groups AS (
-    (SELECT j.group_id FROM ${t} j
+    (SELECT j.group_id FROM pgboss.${table} j
       WHERE j.name = $1 AND j.state < 'active' AND NOT j.blocked AND j.group_id IS NOT NULL
       ORDER BY j.group_id LIMIT 1)
     UNION ALL
-    SELECT (SELECT j.group_id FROM ${t} j
+    SELECT (SELECT j.group_id FROM pgboss.${table} j
              WHERE j.name = $1 AND j.state < 'active' AND NOT j.blocked AND j.group_id > g.group_id
              ORDER BY j.group_id LIMIT 1)
       FROM groups g WHERE g.group_id IS NOT NULL
   ),
   active AS MATERIALIZED (
-    SELECT group_id, count(*)::int AS n FROM ${t}
+    SELECT group_id, count(*)::int AS n FROM pgboss.${table}
      WHERE name = $1 AND state = 'active' AND group_id IS NOT NULL GROUP BY group_id
   ),
   room AS (
@@ -89,7 +85,7 @@ export function fairFetchSql(table: string): string {
            r.active + row_number() OVER (PARTITION BY r.group_id ORDER BY c.priority DESC, c.created_on) AS load
       FROM room r
      CROSS JOIN LATERAL (
-       SELECT j.id, j.priority, j.created_on FROM ${t} j
+       SELECT j.id, j.priority, j.created_on FROM pgboss.${table} j
         WHERE j.name = $1 AND j.group_id = r.group_id AND ${candidate}
         -- Negated, the priority orders as only the tenant index does (sql/076): sorted as the queue's own
         -- index is, the planner may walk that one through every other tenant's executions.
@@ -98,14 +94,14 @@ export function fairFetchSql(table: string): string {
      ) c
     UNION ALL
     SELECT u.id, u.priority, u.created_on, 0 FROM (
-      SELECT j.id, j.priority, j.created_on FROM ${t} j
+      SELECT j.id, j.priority, j.created_on FROM pgboss.${table} j
        WHERE j.name = $1 AND j.group_id IS NULL AND ${candidate}
        ORDER BY j.priority DESC, j.created_on LIMIT $2
        FOR UPDATE OF j SKIP LOCKED
     ) u
   ),
   next AS (SELECT id FROM candidates ORDER BY priority DESC, load, created_on LIMIT $2)
-UPDATE ${t} j SET ${CLAIM_SET_SQL}
+UPDATE pgboss.${table} j SET ${CLAIM_SET_SQL}
  WHERE j.name = $1 AND j.id = ANY (ARRAY(SELECT id FROM next))
 RETURNING ${RETURNED_COLUMNS}`;
 }

@@ -35,8 +35,12 @@ function code(file: string): string {
     .join('\n');
 }
 
-/** A table named in a statement: optionally ONLY, schema-qualified or quoted; or a name interpolated at run time. */
-const TARGET = String.raw`(?:ONLY\s+)?(?:public\.)?("?\w+"?|\$\{[^}]*\})`;
+/**
+ * A table named in a statement: optionally ONLY, schema-qualified or quoted; or a name interpolated at run
+ * time. The schema, if any, is captured first: ours are in `public`, and a table of another schema
+ * (pg-boss's `pgboss`) is that system's, not one of ours.
+ */
+const TARGET = String.raw`(?:ONLY\s+)?(?:"?(\w+)"?\.)?("?\w+"?|\$\{[^}]*\})`;
 
 /**
  * Statements that write a table, each capturing the table (a TRUNCATE its whole list). Data-modifying
@@ -66,7 +70,9 @@ export function writesIn(text: string): Write[] {
   const found: Write[] = [];
   for (const re of WRITES) {
     for (const m of text.matchAll(re)) {
-      const table = (m[1] as string).replace(/"/g, '').toLowerCase();
+      const schema = m[1]?.toLowerCase();
+      if (schema !== undefined && schema !== 'public') continue;
+      const table = (m[2] as string).replace(/"/g, '').toLowerCase();
       if (!NOT_TABLES.has(table)) found.push({ table, statement: m[0].replace(/\s+/g, ' ') });
     }
   }
