@@ -24,6 +24,7 @@ import {
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { Pool as HttpPool } from 'undici';
+import { absorbConnectionErrors } from '../src/db/pool.ts';
 import { createTenant } from '../src/tenants/repository.ts';
 import { percentile, type BenchModule, type BenchRow } from './harness.ts';
 import {
@@ -213,10 +214,10 @@ async function graphileDrain(db: pg.Pool, url: string, utils: WorkerUtils, slots
   await db.query('CHECKPOINT');
   let first = 0;
   const from = await lsn(db);
+  const pgPool = graphilePool(url, slots + 2);
   const runner = await runGraphile({
-    connectionString: url,
+    pgPool,
     concurrency: slots,
-    maxPoolSize: slots + 2,
     noHandleSignals: true,
     pollInterval: 2000,
     logger: quietGraphileLogger(),
@@ -244,6 +245,7 @@ async function graphileDrain(db: pg.Pool, url: string, utils: WorkerUtils, slots
     return { perSecond: DRAIN_JOBS / s, walPerJob: (await walBytes(db, from)) / DRAIN_JOBS, from, to };
   } finally {
     await runner.stop();
+    await pgPool.end();
   }
 }
 
@@ -314,6 +316,17 @@ async function rawDrain(db: pg.Pool, url: string, conns: number): Promise<Drain>
   } finally {
     await pool.end();
   }
+}
+
+/**
+ * A pool for Graphile Worker, ended by the bench: Graphile's own pools are ended without being awaited, their
+ * error handlers removed first, so dropping the database after it would end the process on an idle
+ * connection's 'error'.
+ */
+function graphilePool(url: string, max: number): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max });
+  absorbConnectionErrors(pool);
+  return pool;
 }
 
 function quietGraphileLogger() {
@@ -449,7 +462,8 @@ export const peersBench: BenchModule = {
     const url = database.url;
     const db = new pg.Pool({ connectionString: url, max: 4 });
     const rows: BenchRow[] = [];
-    const utils = await makeWorkerUtils({ connectionString: url, maxPoolSize: 64, logger: quietGraphileLogger() });
+    const utilsPool = graphilePool(url, 64);
+    const utils = await makeWorkerUtils({ pgPool: utilsPool, logger: quietGraphileLogger() });
     try {
       await db.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect');
       await utils.migrate();
@@ -541,8 +555,9 @@ export const peersBench: BenchModule = {
         if (PARTS.has('pickup')) {
           const ours = await longhaulPickup(db, svc, tenant.api_key);
           const graphile = await inProcessPickup(async (onStart) => {
+            const pgPool = graphilePool(url, 10);
             const runner: Runner = await runGraphile({
-              connectionString: url,
+              pgPool,
               concurrency: 8,
               noHandleSignals: true,
               pollInterval: 2000,
@@ -551,7 +566,10 @@ export const peersBench: BenchModule = {
             });
             return {
               submit: async () => void (await utils.addJob('probe', {})),
-              stop: () => runner.stop(),
+              stop: async () => {
+                await runner.stop();
+                await pgPool.end();
+              },
             };
           });
           const boss = await inProcessPickup(async (onStart) => {
@@ -760,6 +778,7 @@ export const peersBench: BenchModule = {
       return rows;
     } finally {
       await utils.release();
+      await utilsPool.end();
       await db.end();
       await database.drop();
     }
