@@ -131,9 +131,13 @@ describe('queue gauges', () => {
     }) as { type: string; data: { kind: string; details: { job_id: string } } };
     expect(payload).toMatchObject({ type: 'alert.raised', data: { kind: 'job-dead', details: { job_id: dead } } });
 
-    const text = await waitFor('the dead delivery in the gauges', async () => {
+    // One pass reads the gauges concurrently, each in its own snapshot: a pass can show the dead delivery
+    // and not yet the job dead-lettered before it. The next pass shows both.
+    const text = await waitFor('the dead delivery and the dead job in the gauges', async () => {
       const m = await metrics();
-      return value(m, 'longhaul_dead_letter_deliveries') === 1 ? m : undefined;
+      return value(m, 'longhaul_dead_letter_deliveries') === 1 && value(m, 'longhaul_dead_letter_jobs') === 1
+        ? m
+        : undefined;
     });
     expect(value(text, 'longhaul_workers_online')).toBe(1);
     expect(value(text, 'longhaul_dead_letter_jobs')).toBe(1);
