@@ -49,34 +49,60 @@ function observedPool(pool: Pool, onDemandRead: () => void): Pool {
   });
 }
 
+/**
+ * A Fetcher over `pool` with `slots()` slots, whose poll and share reading never lapse during a test,
+ * recording the executions it launches.
+ */
+async function startFetcher(pool: Pool, slots: () => number) {
+  let stopping = false;
+  const launched: Array<JobWithMetadata<ExecutionData>> = [];
+  let onLaunch: () => void = () => undefined;
+  const fetcher = new Fetcher({
+    pool,
+    boss: t.service.boss,
+    listener: t.service.listener,
+    log: createLogger('silent'),
+    tenantLimit: undefined,
+    concurrency: slots(),
+    leaseSeconds: 30,
+    free: () => slots() - launched.length,
+    launch: (j) => {
+      launched.push(j);
+      onLaunch();
+    },
+    onCancel: () => undefined,
+    stopping: () => stopping,
+    pollIntervalMs: NEVER_MS,
+    shareTtlMs: NEVER_MS,
+  });
+  await fetcher.start();
+  return {
+    fetcher,
+    launched,
+    /** Resolves once `done` holds (checked now and at each launch). */
+    launchedWhen: (done: () => boolean) =>
+      new Promise<void>((resolve) => {
+        onLaunch = () => done() && resolve();
+        onLaunch();
+      }),
+    stop: async () => {
+      stopping = true;
+      await fetcher.stopped();
+      await fetcher.unsubscribe();
+    },
+  };
+}
+
 describe('fetcher', () => {
   it('fetches a job announced after a reading with jobs running and none waiting, without the poll', async () => {
     // A job of the tenant running elsewhere: the reading has demand, and no tenant with a job waiting.
     await insertJob(t.service.pool, t.tenant.id, leasedTo(randomUUID()));
-    let stopping = false;
     let firstRead: () => void = () => undefined;
     const read = new Promise<void>((resolve) => (firstRead = resolve));
-    const launched: Array<JobWithMetadata<ExecutionData>> = [];
-    let onLaunch: () => void = () => undefined;
-    const fetcher = new Fetcher({
-      pool: observedPool(t.service.pool, () => firstRead()),
-      boss: t.service.boss,
-      listener: t.service.listener,
-      log: createLogger('silent'),
-      tenantLimit: undefined,
-      concurrency: 4,
-      leaseSeconds: 30,
-      free: () => 4 - launched.length,
-      launch: (j) => {
-        launched.push(j);
-        onLaunch();
-      },
-      onCancel: () => undefined,
-      stopping: () => stopping,
-      pollIntervalMs: NEVER_MS,
-      shareTtlMs: NEVER_MS,
-    });
-    await fetcher.start();
+    const { launched, launchedWhen, stop } = await startFetcher(
+      observedPool(t.service.pool, () => firstRead()),
+      () => 4,
+    );
     try {
       await read;
       const res = await t.api('/v1/jobs', {
@@ -85,10 +111,7 @@ describe('fetcher', () => {
       });
       expect(res.status).toBe(202);
       const { id } = (await res.json()) as { id: string };
-      const fetched = new Promise<void>((resolve) => {
-        onLaunch = () => launched.some((j) => j.data.jobId === id) && resolve();
-        onLaunch();
-      });
+      const fetched = launchedWhen(() => launched.some((j) => j.data.jobId === id));
       let timer: ReturnType<typeof setTimeout> | undefined;
       const missed = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error('the announced job was left to the poll')), DEADLINE_MS);
@@ -96,9 +119,7 @@ describe('fetcher', () => {
       await Promise.race([fetched, missed]).finally(() => clearTimeout(timer));
       expect(launched.map((j) => j.data.jobId)).toEqual([id]);
     } finally {
-      stopping = true;
-      await fetcher.stopped();
-      await fetcher.unsubscribe();
+      await stop();
     }
   });
 });
@@ -156,34 +177,9 @@ describe('fetcher, one tenant alone', () => {
       QUEUES.jobs,
       Array.from({ length: 5 }, (_, i) => ({ data: { jobId: `a-${i}` }, group: { id: a.id, tier: a.id } })),
     );
-    let stopping = false;
     let slots = 1;
-    const launched: Array<JobWithMetadata<ExecutionData>> = [];
-    let onLaunch: () => void = () => undefined;
-    const launches = (n: number) =>
-      new Promise<void>((resolve) => {
-        onLaunch = () => launched.length >= n && resolve();
-        onLaunch();
-      });
-    const fetcher = new Fetcher({
-      pool,
-      boss,
-      listener: t.service.listener,
-      log: createLogger('silent'),
-      tenantLimit: undefined,
-      concurrency: 1,
-      leaseSeconds: 30,
-      free: () => slots - launched.length,
-      launch: (j) => {
-        launched.push(j);
-        onLaunch();
-      },
-      onCancel: () => undefined,
-      stopping: () => stopping,
-      pollIntervalMs: NEVER_MS,
-      shareTtlMs: NEVER_MS,
-    });
-    await fetcher.start();
+    const { fetcher, launched, launchedWhen, stop } = await startFetcher(pool, () => slots);
+    const launches = (n: number) => launchedWhen(() => launched.length >= n);
     try {
       // The one slot goes to A, under a reading in which A is alone.
       await launches(1);
@@ -212,9 +208,7 @@ describe('fetcher, one tenant alone', () => {
       await second;
       expect(launched[1]?.data.jobId).toBe(id);
     } finally {
-      stopping = true;
-      await fetcher.stopped();
-      await fetcher.unsubscribe();
+      await stop();
     }
   });
 });
