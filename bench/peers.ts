@@ -41,7 +41,8 @@ const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures'
 const DRAIN_JOBS = Number(process.env.BENCH_PEERS_JOBS ?? 5000);
 /** Parts of the row to run (BENCH_PEERS_PARTS, comma-separated; default all): drain, pickup, checkpoint, submit. */
 const PARTS = new Set((process.env.BENCH_PEERS_PARTS ?? 'drain,pickup,checkpoint,submit').split(','));
-const SLOTS = [8, 32] as const;
+/** Slot counts of the drains (BENCH_PEERS_SLOTS, comma-separated; default 8,32). */
+const SLOTS = (process.env.BENCH_PEERS_SLOTS ?? '8,32').split(',').map(Number);
 const SUBMIT_CLIENTS = [16, 64] as const;
 const SUBMIT_SECONDS = 3;
 const PICKUP_SAMPLES = 60;

@@ -2,6 +2,7 @@
  * Where longhaul relies on pg-boss details that are not its public API, compare them with what pg-boss
  * actually does, so an upgrade that changes them fails here rather than silently in production.
  */
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ import {
   queueTable,
   RETURNED_COLUMNS,
 } from '../src/worker/fair-fetch.ts';
+import { deleteExecutionsQuery, EXECUTION_FENCE_SQL } from '../src/worker/executions.ts';
 import { BOSS_CHANNEL_SQL } from '../src/worker/fetcher.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
@@ -121,4 +123,28 @@ it('the fair fetch leaves an execution as pg-boss’s fetch does and returns the
   } finally {
     await client.end();
   }
+});
+
+it('a completed job’s execution is deleted under the fence of pg-boss’s own complete', async () => {
+  const table = await queueTable(boss, QUEUES.jobs);
+  const attempts = [
+    { id: randomUUID(), retryCount: 0 },
+    { id: randomUUID(), retryCount: 2 },
+  ];
+  const [complete, ...more] = await captureBossSql(
+    (db) => boss.complete(QUEUES.jobs, attempts, null, { db }),
+    [{ count: '0', ids: [] }],
+  );
+  if (complete === undefined || more.length > 0) throw new Error('pg-boss’s complete is no longer one statement');
+  // UPDATE <table> SET … WHERE <fence> RETURNING id, its parameters $1 queue, $2 ids, $4 attempt pairs.
+  const update = /UPDATE pgboss\.(\w+) SET .*? WHERE (.*?) RETURNING id/.exec(flat(complete.text));
+  if (update?.[2] === undefined) throw new Error(`pg-boss’s complete no longer updates as it did:\n${complete.text}`);
+  expect(update[1]).toBe(table);
+  const ours = deleteExecutionsQuery(table, attempts);
+  // Its conditions (it names the state twice: once unfenced, once in the fence).
+  expect([...new Set(update[2].split(' AND '))]).toEqual(
+    flat(EXECUTION_FENCE_SQL).replace('$3::text[]', '$4::text[]').split(' AND '),
+  );
+  const [name, ids, , pairs] = complete.values;
+  expect(ours.values).toEqual([name, ids, pairs]);
 });

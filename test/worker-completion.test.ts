@@ -1,7 +1,8 @@
 /**
- * The worker's pipelined completion (BEGIN, the jobs statement, pg-boss's complete, COMMIT in one round
- * trip): it completes every job of a batch and each one's execution together, or, when any job of the
- * batch is refused by its fence, changes nothing at all (the runtime then settles the batch job by job).
+ * The worker's pipelined completion (BEGIN, the jobs statement, the deletion of the executions, COMMIT
+ * in one round trip): it completes every job of a batch and deletes each one's execution together, or,
+ * when any job of the batch is refused by its fence, changes nothing at all (the runtime then settles
+ * the batch job by job).
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -10,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPipelinePool, pipelinedTransaction } from '../src/db/pool.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { createTenant } from '../src/tenants/repository.ts';
-import { completeExecutionsQuery, type ExecutionData } from '../src/worker/executions.ts';
+import { deleteExecutionsQuery, type ExecutionData } from '../src/worker/executions.ts';
+import { queueTable } from '../src/worker/fair-fetch.ts';
 import {
   COMPLETE_REFUSED,
   completeAllQuery,
@@ -26,6 +28,7 @@ let pool: pg.Pool;
 let pipeline: pg.Pool;
 let boss: PgBoss;
 let tenantId: string;
+let table: string;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -34,6 +37,7 @@ beforeAll(async () => {
   boss = new PgBoss({ connectionString: db.url, supervise: false, schedule: false });
   await boss.start();
   tenantId = (await createTenant(pool, 'completion')).id;
+  table = await queueTable(boss, QUEUES.jobs);
 });
 afterAll(async () => {
   await boss.stop({ graceful: false });
@@ -67,29 +71,48 @@ async function runningJobs(
   return jobs;
 }
 
-async function states(ids: string[]): Promise<Array<{ status: string; execution: string; events: number }>> {
-  const { rows } = await pool.query<{ status: string; execution: string; events: number }>(
+/** Each job's status, its execution's state (null: deleted) and its events. */
+async function states(ids: string[]): Promise<Array<{ status: string; execution: string | null; events: number }>> {
+  const { rows } = await pool.query<{ status: string; execution: string | null; events: number }>(
     `SELECT j.status, b.state AS execution, (SELECT count(*)::int FROM job_events e WHERE e.job_id = j.id) AS events
-       FROM jobs j JOIN pgboss.job b ON b.id = j.id AND b.name = $2 WHERE j.id = ANY($1::uuid[]) ORDER BY j.id`,
+       FROM jobs j LEFT JOIN pgboss.job b ON b.id = j.id AND b.name = $2 WHERE j.id = ANY($1::uuid[]) ORDER BY j.id`,
     [ids, QUEUES.jobs],
   );
   return rows;
 }
 
 describe('pipelined completion', () => {
-  it('completes every job, its events and its execution in one transaction', async () => {
+  it('completes every job and its events, and deletes its execution, in one transaction', async () => {
     const jobs = await runningJobs(3);
-    const bossComplete = await completeExecutionsQuery(
-      boss,
+    const executions = deleteExecutionsQuery(
+      table,
       jobs.map((j) => j.attempt),
     );
-    if (bossComplete === undefined) throw new Error('pg-boss complete was not one statement');
-    const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), bossComplete]);
+    const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), executions]);
     const seqs = completedSeqs(rows ?? []);
     expect([...seqs.keys()].sort()).toEqual(jobs.map((j) => writeKey(j.jobId, j.token)).sort());
     for (const s of seqs.values()) expect(s).toEqual([3, 4]);
     expect(await states(jobs.map((j) => j.jobId))).toEqual(
-      jobs.map(() => ({ status: 'COMPLETED', execution: 'completed', events: 1 })),
+      jobs.map(() => ({ status: 'COMPLETED', execution: null, events: 1 })),
+    );
+  });
+
+  it('deletes an execution only as pg-boss’s complete would complete it: the attempt fetched, still active', async () => {
+    const [current, stale, expired] = await runningJobs(3);
+    if (current === undefined || stale === undefined || expired === undefined) throw new Error('no job');
+    // Another attempt fetched it since (a retry counts), or pg-boss failed it (its expiry or heartbeat check).
+    await pool.query('UPDATE pgboss.job SET retry_count = retry_count + 1 WHERE id = $1', [stale.attempt.id]);
+    await pool.query(`UPDATE pgboss.job SET state = 'failed' WHERE id = $1`, [expired.attempt.id]);
+    await pool.query(deleteExecutionsQuery(table, [current.attempt, stale.attempt, expired.attempt]));
+    const { rows } = await pool.query<{ id: string; state: string }>(
+      'SELECT id, state FROM pgboss.job WHERE id = ANY($1::uuid[])',
+      [[current.attempt.id, stale.attempt.id, expired.attempt.id]],
+    );
+    expect(new Map(rows.map((r) => [r.id, r.state]))).toEqual(
+      new Map([
+        [stale.attempt.id, 'active'],
+        [expired.attempt.id, 'failed'],
+      ]),
     );
   });
 
@@ -98,23 +121,21 @@ describe('pipelined completion', () => {
     const refused = jobs[1];
     if (refused === undefined) throw new Error('no job');
     await pool.query('UPDATE jobs SET cancel_requested_at = now() WHERE id = $1', [refused.jobId]);
-    const bossComplete = await completeExecutionsQuery(
-      boss,
+    const executions = deleteExecutionsQuery(
+      table,
       jobs.map((j) => j.attempt),
     );
-    if (bossComplete === undefined) throw new Error('pg-boss complete was not one statement');
-    const err = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), bossComplete]).catch((e: unknown) => e);
+    const err = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), executions]).catch((e: unknown) => e);
     expect((err as { code?: unknown }).code).toBe(COMPLETE_REFUSED);
     expect(await states(jobs.map((j) => j.jobId))).toEqual(
       jobs.map(() => ({ status: 'RUNNING', execution: 'active', events: 0 })),
     );
     // The connection is usable again after the rolled-back pipeline.
     const again = jobs.filter((j) => j !== refused);
-    const q = await completeExecutionsQuery(
-      boss,
+    const q = deleteExecutionsQuery(
+      table,
       again.map((j) => j.attempt),
     );
-    if (q === undefined) throw new Error('pg-boss complete was not one statement');
     const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(again), q]);
     expect(completedSeqs(rows ?? []).size).toBe(2);
   });

@@ -113,6 +113,12 @@ describe('worker runtime', () => {
     ]);
     const { rows } = await t.service.pool.query('SELECT event_seq, progress_seq FROM jobs WHERE id = $1', [j.id]);
     expect(rows).toEqual([{ event_seq: 8, progress_seq: 7 }]);
+    // Its execution was deleted as the job completed, not kept as a pg-boss completion.
+    const { rows: executions } = await t.service.pool.query(
+      `SELECT state FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`,
+      [QUEUES.jobs, j.id],
+    );
+    expect(executions).toEqual([]);
   });
 
   it('retries a failing attempt with backoff and then succeeds, keeping the error history', async () => {
@@ -266,11 +272,15 @@ describe('worker runtime', () => {
     const done = await until(j.id, 'COMPLETED', 30_000);
     expect(done.result).toEqual({ chunks: 12 });
     expect(done.attempts).toBe(1);
-    const { rows } = await t.service.pool.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`,
+    const { rows } = await t.service.pool.query<{ n: number; handed: number }>(
+      `SELECT count(*)::int AS n, count(*) FILTER (WHERE state = 'completed' AND output ? 'handedOver')::int AS handed
+         FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`,
       [QUEUES.jobs, j.id],
     );
-    expect(rows[0]?.n).toBeGreaterThanOrEqual(3);
+    expect(rows[0]?.handed).toBeGreaterThanOrEqual(2);
+    // Each execution that handed over stays a pg-boss completion saying so; the last one, which
+    // completed the job, was deleted with the completion.
+    expect(rows[0]?.n).toBe(rows[0]?.handed);
     // Each execution went on from the last checkpoint: no chunk ran twice (its progress would count twice).
     expect(done.progress.processed).toBe(12);
   });

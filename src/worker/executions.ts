@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
-import { bossDb, captureBossSql, type PipelinedQuery, type Queryable } from '../db/pool.ts';
+import { bossDb, type PipelinedQuery, type Queryable } from '../db/pool.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
 
@@ -67,41 +67,41 @@ export async function completeExecution(
   await boss.complete(QUEUES.jobs, { id: a.id, retryCount: a.retryCount }, output ?? null, { db: bossDb(db) });
 }
 
-/** Completes many executions in one statement (each fenced to the attempt fetched). */
-export async function completeExecutions(
-  boss: PgBoss,
-  db: Queryable,
-  attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>,
-): Promise<void> {
-  await boss.complete(
-    QUEUES.jobs,
-    attempts.map((a) => ({ id: a.id, retryCount: a.retryCount })),
-    null,
-    { db: bossDb(db) },
-  );
-}
+/**
+ * pg-boss's fence when it completes an execution (its complete, fenced to the attempt: the execution
+ * as fetched, still active), over $1 the queue, $2 the ids and $3 their `id:retryCount` pairs.
+ * test/pgboss-drift.test.ts compares it with pg-boss's own statement.
+ */
+export const EXECUTION_FENCE_SQL = `name = $1 AND id = ANY($2::uuid[]) AND state = 'active'
+  AND (id::text || ':' || retry_count::text) = ANY($3::text[])`;
 
 /**
- * pg-boss's own statement completing these executions, as completeExecutions would run it, captured
- * through the `db` option without running it: a statement for a pipelined transaction. Undefined if
- * pg-boss did not issue exactly one statement.
+ * Deletes the executions of jobs that completed, each fenced as pg-boss's complete is, where pg-boss
+ * would keep the row as `completed`: a non-HOT update of a wide row adding an entry to each of its
+ * indexes, kept for nobody to read (the job's outcome and history are in its jobs row, and pg-boss
+ * only counts its completed rows and deletes them later). Only these are deleted: an execution that
+ * ends any other way (handed over, cancelled, skipped, timed out, its lease lost, dead-lettered) stays
+ * a pg-boss completion with its output, which says why. $1.. as EXECUTION_FENCE_SQL, in `table`
+ * (the queue's job table).
  */
-export async function completeExecutionsQuery(
-  boss: PgBoss,
+export function deleteExecutionsQuery(
+  table: string,
   attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>,
-): Promise<PipelinedQuery | undefined> {
-  const captured = await captureBossSql(
-    (db) =>
-      boss.complete(
-        QUEUES.jobs,
-        attempts.map((a) => ({ id: a.id, retryCount: a.retryCount })),
-        null,
-        { db },
-      ),
-    // The answer pg-boss reads from its settle statements: the count and ids settled.
-    [{ count: '0', ids: [] }],
-  );
-  return captured.length === 1 ? captured[0] : undefined;
+): PipelinedQuery {
+  return {
+    name: `longhaul_delete_executions_${table}`,
+    text: `DELETE FROM pgboss.${table} WHERE ${EXECUTION_FENCE_SQL}`,
+    values: [QUEUES.jobs, attempts.map((a) => a.id), attempts.map((a) => `${a.id}:${a.retryCount}`)],
+  };
+}
+
+/** Runs deleteExecutionsQuery through `db` (the caller's transaction). */
+export async function deleteExecutions(
+  db: Queryable,
+  table: string,
+  attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>,
+): Promise<void> {
+  await db.query(deleteExecutionsQuery(table, attempts));
 }
 
 /** Fails an execution so that pg-boss retries it with backoff (or dead-letters it when out of retries). */

@@ -12,14 +12,16 @@ import type { Logger } from '../observability/logger.ts';
 import { DEFAULT_BACKOFF, isPermanentError, type AnyJobType, type Json } from '../../packages/sdk/src/index.ts';
 import {
   completeExecution,
-  completeExecutions,
-  completeExecutionsQuery,
+  deleteExecutions,
+  deleteExecutionsQuery,
   sendExecution,
   type ExecutionAttempt,
 } from './executions.ts';
+import { queueTable } from './fair-fetch.ts';
 import { GroupCommit } from './group-commit.ts';
 import { JobStopped, type StopReason } from './job-stopped.ts';
 import type { LazyTransaction } from './lazy-transaction.ts';
+import { QUEUES } from '../jobs/queues.ts';
 import type { WorkerMetrics } from './metrics.ts';
 import {
   cancelIfRunning,
@@ -55,6 +57,8 @@ export class Settler {
   readonly #completions: GroupCommit<CompleteWithCheckpoint & { attempt: ExecutionAttempt }, EventPair | undefined>;
   /** Pipelining connections for the group-committed completions (opened by open()). */
   #pipeline: Pool | undefined;
+  /** The executions' job table, where a completed job's execution is deleted (read once). */
+  #table: Promise<string> | undefined;
 
   constructor(deps: {
     pool: Pool;
@@ -76,9 +80,9 @@ export class Settler {
           const completed = await completeWithCheckpoint(c, jobs);
           const done = jobs.filter((j) => completed.has(writeKey(j.jobId, j.token)));
           if (done.length > 0)
-            await completeExecutions(
-              this.#boss,
+            await deleteExecutions(
               c,
+              await this.#executionsTable(),
               done.map((j) => j.attempt),
             );
           return completed;
@@ -91,14 +95,23 @@ export class Settler {
     this.#pipeline = createPipelinePool(databaseUrl, PIPELINE_POOL_MAX, 'longhaul-worker-commit');
   }
 
+  #executionsTable(): Promise<string> {
+    this.#table ??= queueTable(this.#boss, QUEUES.jobs).catch((err: unknown) => {
+      this.#table = undefined;
+      throw err;
+    });
+    return this.#table;
+  }
+
   async close(): Promise<void> {
     await this.#pipeline?.end().catch(() => undefined);
     this.#pipeline = undefined;
   }
 
   /**
-   * The last chunk's checkpoint, the result, COMPLETED and the execution's completion: one transaction,
-   * group-committed with other jobs' completions when the step wrote nothing through ctx.db.
+   * The last chunk's checkpoint, the result, COMPLETED and the execution deleted (deleteExecutionsQuery):
+   * one transaction, group-committed with other jobs' completions when the step wrote nothing through
+   * ctx.db.
    */
   async complete(
     tx: LazyTransaction,
@@ -119,10 +132,11 @@ export class Settler {
     let seqs: EventPair | undefined;
     if (tx.begun) {
       const client = await tx.client();
+      const table = await this.#executionsTable();
       seqs = await tx.finish(async () => {
         const q = (await completeWithCheckpoint(client, [done])).get(writeKey(row.id, token));
         if (q === undefined) return { value: undefined, rollback: true };
-        await completeExecution(this.#boss, client, attempt);
+        await deleteExecutions(client, table, [attempt]);
         return { value: q };
       });
     } else {
@@ -136,22 +150,21 @@ export class Settler {
 
   /**
    * Completions of jobs whose last step wrote nothing, in one round trip: BEGIN, completeAllQuery,
-   * pg-boss's complete of their executions and COMMIT, pipelined. pg-boss's statement is sent before
-   * ours answers, so ours applies to every job or fails and rolls all back; undefined then (and before
-   * open()), and the caller completes them job by job, each as its fence allows.
+   * the deletion of their executions and COMMIT, pipelined. The deletion is sent before ours answers,
+   * so ours applies to every job or fails and rolls all back; undefined then (and before open()), and
+   * the caller completes them job by job, each as its fence allows.
    */
   async #completeAllPipelined(
     jobs: Array<CompleteWithCheckpoint & { attempt: ExecutionAttempt }>,
   ): Promise<Map<string, EventPair> | undefined> {
     const pipeline = this.#pipeline;
     if (pipeline === undefined) return undefined;
-    const boss = await completeExecutionsQuery(
-      this.#boss,
+    const executions = deleteExecutionsQuery(
+      await this.#executionsTable(),
       jobs.map((j) => j.attempt),
     );
-    if (boss === undefined) return undefined;
     try {
-      const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), boss]);
+      const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), executions]);
       return completedSeqs(rows ?? []);
     } catch (err) {
       if ((err as { code?: unknown }).code === COMPLETE_REFUSED) return undefined;
