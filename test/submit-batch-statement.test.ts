@@ -3,12 +3,16 @@
  * (src/jobs/submit.ts, batchStatement). pg-boss's statement as this version builds it must embed (else
  * every batch would take the slower transactional path), shapes it cannot take are refused, and a pg-boss
  * statement that does not enqueue every job the batch created fails the whole statement: nothing written.
+ * A batch of POST /v1/jobs/batch is one statement too when all its jobs are new and its tenant has no
+ * limits; otherwise that statement writes nothing and the transactional path settles the batch.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { captureBossSql, type Pool } from '../src/db/pool.ts';
+import { fingerprint } from '../src/jobs/idempotency.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
-import { batchStatement, JobSubmitter } from '../src/jobs/submit.ts';
+import { batchStatement, JobSubmitter, type SubmitRequest } from '../src/jobs/submit.ts';
+import { setLimits } from '../src/tenants/limits.ts';
 import { DEFAULT_BACKOFF } from '../packages/sdk/src/index.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
@@ -124,4 +128,88 @@ it('writes nothing when pg-boss does not enqueue every job the batch created', a
   const ok = randomUUID();
   const written = await t.service.pool.query({ ...statement, values: params(ok, [{ id: ok, data: { jobId: ok } }]) });
   expect(written.rows[0]).toMatchObject({ locked: true, created: true, id: ok });
+});
+
+/** A pool that records the name of each statement run through its query() (a transaction's run on a client). */
+function watchedPool(): { pool: Pool; names: unknown[] } {
+  const pool = t.service.pool;
+  const names: unknown[] = [];
+  const watched = Object.create(pool, {
+    query: {
+      value: (q: unknown, v?: unknown[]) => (names.push((q as { name?: unknown }).name), pool.query(q as string, v)),
+    },
+  }) as Pool;
+  return { pool: watched, names };
+}
+
+const request = (tenantId: string, chunkMs: number, key?: string): SubmitRequest => {
+  const input = { chunks: 1, chunk_ms: chunkMs };
+  return {
+    tenantId,
+    type: 'synthetic',
+    input,
+    metadata: null,
+    callbackUrl: null,
+    maxAttempts: 3,
+    backoff: DEFAULT_BACKOFF,
+    idempotency: key === undefined ? null : { key, fingerprint: fingerprint({ type: 'synthetic', input }) },
+  };
+};
+
+async function written(ids: string[]): Promise<{ jobs: number; boss: number }> {
+  const { rows } = await t.service.pool.query<{ jobs: number; boss: number }>(
+    `SELECT (SELECT count(*)::int FROM jobs WHERE id = ANY($1::uuid[])) AS jobs,
+            (SELECT count(*)::int FROM pgboss.job WHERE name = $2 AND id = ANY($1::uuid[])) AS boss`,
+    [ids, QUEUES.jobs],
+  );
+  return rows[0] ?? { jobs: -1, boss: -1 };
+}
+
+it('writes a batch of new jobs and their pg-boss jobs in one statement', async () => {
+  const { pool, names } = watchedPool();
+  const submitter = new JobSubmitter(pool, t.service.boss);
+  const out = await submitter.submitAll(t.tenant.id, [
+    request(t.tenant.id, 1, randomUUID()),
+    request(t.tenant.id, 2),
+    request(t.tenant.id, 3, randomUUID()),
+  ]);
+  if (out.kind !== 'accepted') throw new Error(out.kind);
+  expect(out.outcomes.map((o) => o.kind)).toEqual(['created', 'created', 'created']);
+  const ids = out.outcomes.map((o) => o.job.id);
+  const { rows } = await t.service.pool.query<{ id: string; ms: number }>(
+    `SELECT id, (input->>'chunk_ms')::int AS ms FROM jobs WHERE id = ANY($1::uuid[])`,
+    [ids],
+  );
+  expect(ids.map((id) => rows.find((r) => r.id === id)?.ms)).toEqual([1, 2, 3]);
+  expect(await written(ids)).toEqual({ jobs: 3, boss: 3 });
+  expect(names).toEqual([expect.stringMatching(/^longhaul-submit-all-/)]);
+});
+
+it('settles a batch the one statement cannot (a replay, a limited tenant) by the transaction, the statement undone', async () => {
+  const { pool, names } = watchedPool();
+  const submitter = new JobSubmitter(pool, t.service.boss);
+  const key = randomUUID();
+  const first = await submitter.submitAll(t.tenant.id, [request(t.tenant.id, 1, key)]);
+  if (first.kind !== 'accepted') throw new Error(first.kind);
+  names.length = 0;
+  const again = await submitter.submitAll(t.tenant.id, [request(t.tenant.id, 902), request(t.tenant.id, 1, key)]);
+  if (again.kind !== 'accepted') throw new Error(again.kind);
+  expect(again.outcomes.map((o) => o.kind)).toEqual(['created', 'replayed']);
+  expect(again.outcomes[1]?.job.id).toBe(first.outcomes[0]?.job.id);
+  expect(names).toEqual([expect.stringMatching(/^longhaul-submit-all-/)]);
+  const { rows } = await t.service.pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND input->>'chunk_ms' = '902'`,
+    [t.tenant.id],
+  );
+  expect(rows[0]?.n).toBe(1);
+
+  const limited = await t.newTenant();
+  await setLimits(t.service.pool, limited.id, { max_pending_jobs: 1 });
+  const refused = await submitter.submitAll(limited.id, [request(limited.id, 1), request(limited.id, 2)]);
+  expect(refused.kind).toBe('limited');
+  const { rows: none } = await t.service.pool.query(
+    'SELECT 1 FROM jobs WHERE tenant_id = $1 UNION ALL SELECT 1 FROM pgboss.job WHERE group_id = $1::text',
+    [limited.id],
+  );
+  expect(none).toHaveLength(0);
 });

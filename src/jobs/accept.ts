@@ -14,7 +14,7 @@ import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, type AnyJobType, type Json } fro
 import { fingerprint, validateKey, type IdempotencyRequest } from './idempotency.ts';
 import { asCreated, toResource, type JobResource, type JobRow } from './model.ts';
 import type { JobTypeRegistry } from './registry.ts';
-import type { JobSubmitter } from './submit.ts';
+import type { BatchJob, JobSubmitter } from './submit.ts';
 
 /** A job as a request asks for it (the body of POST /v1/jobs, one job of a batch, a schedule's job). */
 export interface JobRequest {
@@ -236,7 +236,7 @@ export async function acceptJob(
 /** A batch accepted: each job (created or replayed, in order) and the tenant's limits. */
 export interface AcceptedBatch {
   kind: 'accepted';
-  jobs: Array<{ job: JobRow; replayed: boolean }>;
+  jobs: Array<{ job: BatchJob; replayed: boolean }>;
   limits: Verdict | undefined;
 }
 
@@ -298,6 +298,7 @@ export async function acceptJobs(
       idempotency: c.idempotency,
       ...c.timing,
     })),
+    { limited: (await deps.limitedTenants?.has(tenant.id)) ?? false },
   );
   switch (outcome.kind) {
     case 'in-flight':

@@ -15,7 +15,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
 import { bossDb, captureBossSql, isDataException, withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
-import { admit, lockGate, type Verdict } from '../tenants/limits.ts';
+import { admit, hasLimitsSql, lockGate, type Verdict } from '../tenants/limits.ts';
 import { keyLockId, type IdempotencyRequest } from './idempotency.ts';
 import { insertJobsSql, insertReleasingKey, type NewJob } from './lifecycle.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
@@ -43,10 +43,13 @@ export type SubmitOutcome =
   /** Past one of the tenant's limits: nothing was written. */
   | { kind: 'limited'; verdict: Verdict };
 
+/** What a batch answers of each job. */
+export type BatchJob = Pick<JobRow, 'id' | 'type' | 'status' | 'scheduled_for'>;
+
 /** What a batch submission came to: every job accepted (created or replayed, in order), or nothing written. */
 export type BatchOutcome =
   /** `limits`: the verdict of the tenant's limits, when it has some. */
-  | { kind: 'accepted'; outcomes: Array<{ kind: 'created' | 'replayed'; job: JobRow }>; limits?: Verdict }
+  | { kind: 'accepted'; outcomes: Array<{ kind: 'created' | 'replayed'; job: BatchJob }>; limits?: Verdict }
   /** The jobs created would take the tenant past one of its limits. */
   | { kind: 'limited'; verdict: Verdict }
   /** These requests' keys are held by submissions still being written. */
@@ -92,8 +95,11 @@ export class JobSubmitter {
   #pumpScheduled = false;
   /** Whether batches go as one statement; off for good if pg-boss's insert statement is not of the expected shape. */
   #oneStatement = true;
-  /** The batch statement, and the pg-boss statement it embeds. */
-  #batchStatement: { bossSql: string; statement: BatchStatement } | undefined;
+  /** The statements built around pg-boss's insert statement (by their builder), and the pg-boss statement each embeds. */
+  readonly #statements = new Map<
+    (bossSql: string) => BatchStatement | undefined,
+    { bossSql: string; statement: BatchStatement }
+  >();
   /** Keys of requests this process is writing now: a duplicate is answered 409 without a query. */
   readonly #inFlight = new Set<string>();
   /** The last submission of each limited tenant being written by this process. */
@@ -156,9 +162,16 @@ export class JobSubmitter {
    * accepted, each created or replayed as a single submission with its key would be, or none is
    * written. The requests' Idempotency-Keys must differ from one another, and they are one tenant's:
    * its limits (src/tenants/limits.ts) admit the jobs created all together, or refuse the batch.
+   * `hint.limited`: the tenant is known to have limits (the statement checks again either way).
    */
-  async submitAll(tenantId: string, reqs: SubmitRequest[]): Promise<BatchOutcome> {
+  async submitAll(tenantId: string, reqs: SubmitRequest[], hint: { limited?: boolean } = {}): Promise<BatchOutcome> {
     if (reqs.length === 0) return { kind: 'accepted', outcomes: [] };
+    // The common batch (new jobs, a tenant without limits) is one statement; `limited` (the tenant is
+    // known to have limits) skips a try that would fail.
+    if (this.#oneStatement && hint.limited !== true) {
+      const jobs = await this.#writeWhole(reqs);
+      if (jobs !== undefined) return { kind: 'accepted', outcomes: jobs.map((job) => ({ kind: 'created', job })) };
+    }
     try {
       return await withTransaction(this.#pool, async (client) => {
         const gate = await lockGate(client, tenantId);
@@ -253,12 +266,46 @@ export class JobSubmitter {
   }
 
   /**
+   * A whole batch of new jobs for a tenant without limits in one statement (wholeBatchStatement): the
+   * jobs, in the order of `reqs`; undefined if that statement wrote nothing because it cannot settle the
+   * batch (a key taken or held, the tenant has limits) or pg-boss's statement cannot be used this way.
+   */
+  async #writeWhole(reqs: SubmitRequest[]): Promise<BatchJob[] | undefined> {
+    const ids = reqs.map(() => randomUUID());
+    const enqueue = await this.#captureEnqueue(reqs, ids, wholeBatchStatement);
+    if (enqueue === undefined) {
+      this.#oneStatement = false;
+      return undefined;
+    }
+    let rows: BatchJob[];
+    try {
+      ({ rows } = await this.#pool.query<BatchJob>({
+        name: enqueue.statement.name,
+        text: enqueue.statement.text,
+        values: [...this.#params(reqs, ids), enqueue.jobs],
+      }));
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code === BATCH_UNSETTLED) return undefined;
+      if (code !== ENQUEUE_MISMATCH) throw err;
+      this.#oneStatement = false;
+      return undefined;
+    }
+    const byId = new Map(rows.map((row) => [row.id, row]));
+    return ids.map((id) => {
+      const job = byId.get(id);
+      if (job === undefined) throw new Error('submit batch lost a job');
+      return job;
+    });
+  }
+
+  /**
    * The batch in one statement. Returns each request's outcome, or undefined where the general path
    * must decide (the key expired, or its row is not visible to this statement's snapshot).
    */
   async #writeOneStatement(reqs: SubmitRequest[]): Promise<Array<SubmitOutcome | undefined>> {
     const ids = reqs.map(() => randomUUID());
-    const enqueue = await this.#captureEnqueue(reqs, ids);
+    const enqueue = await this.#captureEnqueue(reqs, ids, batchStatement);
     if (enqueue === undefined) {
       this.#oneStatement = false;
       return [];
@@ -288,13 +335,14 @@ export class JobSubmitter {
   }
 
   /**
-   * The batch statement around pg-boss's insert statement for these jobs, and their payload, captured
-   * through `insert()`'s `db` option without running it; undefined if pg-boss's statement cannot be
-   * embedded (see batchStatement).
+   * The statement `build` makes around pg-boss's insert statement for these jobs, and their payload,
+   * captured through `insert()`'s `db` option without running it; undefined if pg-boss's statement
+   * cannot be embedded (see batchStatement).
    */
   async #captureEnqueue(
     reqs: SubmitRequest[],
     ids: string[],
+    build: (bossSql: string) => BatchStatement | undefined,
   ): Promise<{ statement: BatchStatement; jobs: string } | undefined> {
     const captured = (
       await captureBossSql((db) =>
@@ -308,12 +356,14 @@ export class JobSubmitter {
     const jobs = captured?.values[0];
     if (captured === undefined || captured.values.length !== 1 || typeof jobs !== 'string') return undefined;
     // pg-boss builds the same text for every insert into one queue: the statement around it is built once.
-    if (this.#batchStatement?.bossSql !== captured.text) {
-      const statement = batchStatement(captured.text);
+    let built = this.#statements.get(build);
+    if (built?.bossSql !== captured.text) {
+      const statement = build(captured.text);
       if (statement === undefined) return undefined;
-      this.#batchStatement = { bossSql: captured.text, statement };
+      built = { bossSql: captured.text, statement };
+      this.#statements.set(build, built);
     }
-    return { statement: this.#batchStatement.statement, jobs };
+    return { statement: built.statement, jobs };
   }
 
   #params(reqs: SubmitRequest[], ids: string[]): unknown[] {
@@ -452,6 +502,8 @@ function bossJob(id: string, req: SubmitRequest) {
 
 /** SQLSTATE raised by longhaul_enqueued (sql/080) when pg-boss's statement did not insert every job it was given. */
 const ENQUEUE_MISMATCH = 'LH001';
+/** SQLSTATE raised by longhaul_batch_unsettled (sql/095): the whole-batch statement cannot settle its batch. */
+const BATCH_UNSETTLED = 'LH002';
 
 /** The batch as rows ($1–$15 and $17 arrays, one element per request), each keyed request with its advisory lock tried. */
 const reqCte = (name: string) => `${name} AS MATERIALIZED (
@@ -479,15 +531,16 @@ interface BatchStatement {
  * if `bossSql` is not of that shape, or uses a name the batch uses (`lh_`).
  */
 export function batchStatement(bossSql: string): BatchStatement | undefined {
-  const boss = withParts(bossSql.trim());
-  if (boss === undefined || /\$(?!1(?!\d))\d|\blh_/.test(bossSql) || !/\$1(?!\d)/.test(bossSql)) return undefined;
-  const payload = `(SELECT json_agg(e)::text FROM json_array_elements($18::text::json) e
-                     WHERE (e->>'id')::uuid IN (SELECT id FROM lh_ins))`;
-  const embed = (sql: string) => sql.replace(/\$1(?!\d)/g, payload);
+  const boss = embeddedBoss(
+    bossSql,
+    `(SELECT json_agg(e)::text FROM json_array_elements($18::text::json) e
+       WHERE (e->>'id')::uuid IN (SELECT id FROM lh_ins))`,
+  );
+  if (boss === undefined) return undefined;
   const text = `WITH ${reqCte('lh_req')},
     lh_ins AS (${insertJobsSql('lh_req', '$16')} RETURNING ${JOB_COLUMNS}),
-    ${boss.ctes === '' ? '' : `${embed(boss.ctes)},`}
-    lh_enq AS (${embed(boss.main)}),
+    ${boss.ctes}
+    lh_enq AS (${boss.main}),
     lh_check AS (SELECT longhaul_enqueued((SELECT count(*) FROM lh_enq), (SELECT count(*) FROM lh_ins)) AS n),
     lh_res AS (
       SELECT lh_req.ord, true AS created, NULL::text AS hash, NULL::boolean AS expired, lh_ins.*
@@ -501,6 +554,41 @@ export function batchStatement(bossSql: string): BatchStatement | undefined {
   SELECT lh_req.locked, lh_res.* FROM lh_req LEFT JOIN lh_res ON lh_res.ord = lh_req.ord CROSS JOIN lh_check
    ORDER BY lh_req.ord`;
   return { name: `longhaul-submit-batch-${createHash('sha256').update(text).digest('hex').slice(0, 16)}`, text };
+}
+
+/**
+ * The batch of POST /v1/jobs/batch in one statement, with pg-boss's insert statement `bossSql` embedded as
+ * in batchStatement, its payload ($18) the batch's whole: all or nothing, it inserts every job and its
+ * pg-boss job, or fails (longhaul_batch_unsettled, sql/095: SQLSTATE LH002) when it did not create every
+ * job (a key taken or held by another writer) or the tenant ($2) has limits, which the transactional path
+ * settles. Answers the created jobs' `id, type, status, scheduled_for`, in no order.
+ */
+export function wholeBatchStatement(bossSql: string): BatchStatement | undefined {
+  const boss = embeddedBoss(bossSql, '$18::text');
+  if (boss === undefined) return undefined;
+  // The check is a one-time filter of the answer, so it runs whatever the statement inserted.
+  const text = `WITH ${reqCte('lh_req')},
+    lh_ins AS (${insertJobsSql('lh_req', '$16')} RETURNING id, type, status, scheduled_for),
+    ${boss.ctes}
+    lh_enq AS (${boss.main}),
+    lh_check AS (
+      SELECT CASE WHEN (SELECT count(*) FROM lh_ins) <> cardinality($1::uuid[]) OR ${hasLimitsSql('($2::uuid[])[1]')}
+                  THEN longhaul_batch_unsettled((SELECT count(*) FROM lh_ins), cardinality($1::uuid[]))
+                  ELSE longhaul_enqueued((SELECT count(*) FROM lh_enq), (SELECT count(*) FROM lh_ins)) END AS n)
+  SELECT lh_ins.* FROM lh_ins WHERE (SELECT n FROM lh_check) IS NOT NULL`;
+  return { name: `longhaul-submit-all-${createHash('sha256').update(text).digest('hex').slice(0, 16)}`, text };
+}
+
+/**
+ * pg-boss's insert statement `bossSql` split for embedding (its WITH list, with a trailing comma when
+ * not empty, and its last statement), its one parameter replaced by `payload`; undefined if it is not of
+ * the shape batchStatement takes.
+ */
+function embeddedBoss(bossSql: string, payload: string): { ctes: string; main: string } | undefined {
+  const boss = withParts(bossSql.trim());
+  if (boss === undefined || /\$(?!1(?!\d))\d|\blh_/.test(bossSql) || !/\$1(?!\d)/.test(bossSql)) return undefined;
+  const embed = (sql: string) => sql.replace(/\$1(?!\d)/g, payload);
+  return { ctes: boss.ctes === '' ? '' : `${embed(boss.ctes)},`, main: embed(boss.main) };
 }
 
 /**

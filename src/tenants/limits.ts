@@ -114,6 +114,12 @@ export interface Verdict {
   }>;
 }
 
+/** Whether the tenant `tenantSql` (an SQL expression) has a pending or rate limit: SQL, for a statement that writes only for tenants without. */
+export function hasLimitsSql(tenantSql: string): string {
+  return `EXISTS (SELECT 1 FROM tenant_limits WHERE tenant_id = ${tenantSql}
+                    AND (max_pending_jobs IS NOT NULL OR rate_limit IS NOT NULL))`;
+}
+
 /**
  * Locks a tenant's limits row for the submission's transaction (serialising its submissions across
  * processes) and reads it; undefined when the tenant has no pending or rate limit.
