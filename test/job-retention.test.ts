@@ -1,4 +1,4 @@
-/** Retention of finished jobs: deleted with their events after the retention, nothing else touched. */
+/** Retention of finished jobs: deleted with their events after the retention, no event left behind, nothing else touched. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sweepFinishedJobs } from '../src/jobs/retention.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -52,5 +52,10 @@ describe('job retention', () => {
     expect(deleted).toBe(3);
     for (const id of [oldDone, oldFailed, oldCancelled]) expect(await exists(id)).toEqual({ job: false, events: 0 });
     for (const id of [recent, pending, withArtifact]) expect(await exists(id)).toEqual({ job: true, events: 1 });
+    // No event is left without its job (job_events has no foreign key to cascade, sql/085).
+    const { rows } = await t.service.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM job_events e WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id)',
+    );
+    expect(rows[0]).toEqual({ n: 0 });
   });
 });

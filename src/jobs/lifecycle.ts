@@ -872,19 +872,25 @@ export async function releaseExpiredKeys(db: Queryable): Promise<number> {
 
 /**
  * Deletes up to `limit` jobs finished (COMPLETED, FAILED or CANCELLED) for longer than
- * `retentionSeconds`, with their events, deliveries and attempts (by cascade); a job that still has
- * artifacts is kept. Rows another transaction holds are skipped. Returns how many were deleted.
+ * `retentionSeconds`, with their events in the same statement (job_events has no foreign key to
+ * cascade, sql/085) and their deliveries and attempts by cascade; a job that still has artifacts is
+ * kept. Rows another transaction holds are skipped: an event is only written by a status change that
+ * holds its job's row, so none is written for a job this deletes. Returns how many were deleted.
  */
 export async function deleteFinishedJobs(db: Queryable, retentionSeconds: number, limit: number): Promise<number> {
-  const { rowCount } = await db.query(
-    `DELETE FROM jobs WHERE id IN (
-       SELECT j.id FROM jobs j
-        WHERE j.finished_at IS NOT NULL AND j.finished_at < now() - make_interval(secs => $1)
-          AND j.status = ANY($2::text[])
-          AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.job_id = j.id)
-        LIMIT $3
-        FOR UPDATE SKIP LOCKED)`,
+  const { rows } = await db.query<{ n: number }>(
+    `WITH gone AS (
+       DELETE FROM jobs WHERE id IN (
+         SELECT j.id FROM jobs j
+          WHERE j.finished_at IS NOT NULL AND j.finished_at < now() - make_interval(secs => $1)
+            AND j.status = ANY($2::text[])
+            AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.job_id = j.id)
+          LIMIT $3
+          FOR UPDATE SKIP LOCKED)
+       RETURNING id),
+     events AS (DELETE FROM job_events e USING gone WHERE e.job_id = gone.id)
+     SELECT count(*)::int AS n FROM gone`,
     [retentionSeconds, [...TERMINAL_STATUSES], limit],
   );
-  return rowCount ?? 0;
+  return rows[0]?.n ?? 0;
 }
