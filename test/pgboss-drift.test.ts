@@ -11,7 +11,8 @@ import { QUEUES } from '../src/jobs/queues.ts';
 import {
   CANDIDATE_CONDITIONS,
   CLAIM_SET_SQL,
-  fairFetch,
+  fetchExecutions,
+  plainFetchSql,
   queueTable,
   RETURNED_COLUMNS,
 } from '../src/worker/fair-fetch.ts';
@@ -89,40 +90,16 @@ it('the fair fetch claims with the conditions, writes and columns of pg-boss’s
   expect(sql.slice(sql.lastIndexOf(' RETURNING ') + 1)).toBe(`RETURNING j.${flat(RETURNED_COLUMNS)}`);
 });
 
-it('the fair fetch leaves an execution as pg-boss’s fetch does and returns the same fields', async () => {
+it('the plain fetch is pg-boss’s own fetch without group limits', async () => {
   const table = await queueTable(boss, QUEUES.jobs);
-  const group = { id: 'drift-tenant', tier: 'drift-tenant' };
-  await boss.insert(QUEUES.jobs, [
-    { data: { jobId: 'drift-1' }, group },
-    { data: { jobId: 'drift-2' }, group },
-  ]);
-  const theirs = await boss.fetch(QUEUES.jobs, { batchSize: 1, includeMetadata: true });
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  try {
-    const ours = await fairFetch(client, table, QUEUES.jobs, { free: 1, cap: 2, caps: {} });
-    expect(theirs).toHaveLength(1);
-    expect(ours).toHaveLength(1);
-    const [a, b] = [theirs[0], ours[0]];
-    if (a === undefined || b === undefined) throw new Error('nothing fetched');
-    expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
-    expect({
-      ...b,
-      id: a.id,
-      data: a.data,
-      createdOn: a.createdOn,
-      startedOn: a.startedOn,
-      heartbeatOn: a.heartbeatOn,
-    }).toEqual(a);
-    const { rows } = await client.query<{ same: boolean }>(
-      `SELECT count(DISTINCT (state, retry_count, started_on IS NOT NULL, heartbeat_on IS NOT NULL))= 1 AS same
-         FROM pgboss.${table} WHERE id = ANY($1::uuid[])`,
-      [[a.id, b.id]],
-    );
-    expect(rows[0]?.same).toBe(true);
-  } finally {
-    await client.end();
-  }
+  // Spaces inside parentheses differ by layout only.
+  const norm = (sql: string) => flat(sql).replace(/\( /g, '(').replace(/ \)/g, ')');
+  const theirs = norm(
+    (await captureBossSql((db) => boss.fetch(QUEUES.jobs, { batchSize: 3, includeMetadata: true, db }))).at(-1)?.text ??
+      '',
+  );
+  const ours = norm(plainFetchSql(table).replaceAll('$1', `'${QUEUES.jobs}'`).replaceAll('$2', '3'));
+  expect(ours).toBe(theirs);
 });
 
 it('a completed job’s execution is deleted under the fence of pg-boss’s own complete', async () => {
@@ -148,3 +125,54 @@ it('a completed job’s execution is deleted under the fence of pg-boss’s own 
   const [name, ids, , pairs] = complete.values;
   expect(ours.values).toEqual([name, ids, pairs]);
 });
+
+it.each([
+  ['fair', { cap: 2, caps: {} }],
+  ['plain', undefined],
+] as const)(
+  'the %s fetch leaves an execution as pg-boss’s fetch does and returns the same fields',
+  async (_, share) => {
+    const table = await queueTable(boss, QUEUES.jobs);
+    const group = { id: 'drift-tenant', tier: 'drift-tenant' };
+    await boss.insert(QUEUES.jobs, [
+      { data: { jobId: 'drift-1' }, group },
+      { data: { jobId: 'drift-2' }, group },
+    ]);
+    const theirs = await boss.fetch(QUEUES.jobs, { batchSize: 1, includeMetadata: true });
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const fetched = await fetchExecutions(client, table, QUEUES.jobs, 1, share, {
+        owner: 'drift',
+        seconds: 30,
+        rooms: new Map(),
+      });
+      // Beside pg-boss's fields, whether the statement claimed the job (it claims none here).
+      const ours = fetched.map(({ claim, ...execution }) => {
+        expect(claim).toBeNull();
+        return execution;
+      });
+      expect(theirs).toHaveLength(1);
+      expect(ours).toHaveLength(1);
+      const [a, b] = [theirs[0], ours[0]];
+      if (a === undefined || b === undefined) throw new Error('nothing fetched');
+      expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
+      expect({
+        ...b,
+        id: a.id,
+        data: a.data,
+        createdOn: a.createdOn,
+        startedOn: a.startedOn,
+        heartbeatOn: a.heartbeatOn,
+      }).toEqual(a);
+      const { rows } = await client.query<{ same: boolean }>(
+        `SELECT count(DISTINCT (state, retry_count, started_on IS NOT NULL, heartbeat_on IS NOT NULL))= 1 AS same
+         FROM pgboss.${table} WHERE id = ANY($1::uuid[])`,
+        [[a.id, b.id]],
+      );
+      expect(rows[0]?.same).toBe(true);
+    } finally {
+      await client.end();
+    }
+  },
+);

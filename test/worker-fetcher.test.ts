@@ -5,18 +5,18 @@
  * so a missed wake-up fails the test instead of slowing it down.
  */
 import { randomUUID } from 'node:crypto';
-import type { JobWithMetadata } from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from '../src/db/pool.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { createLogger } from '../src/observability/logger.ts';
-import type { ExecutionData } from '../src/worker/executions.ts';
-import { fairFetch, queueTable } from '../src/worker/fair-fetch.ts';
+import { fetchExecutions, queueTable, type FetchedExecution } from '../src/worker/fair-fetch.ts';
 import { BOSS_CHANNEL_SQL, Fetcher } from '../src/worker/fetcher.ts';
 import { insertJob, leasedTo } from './support/jobs.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const NEVER_MS = 10 * 60_000;
+/** Fetches that claim no job. */
+const NO_CLAIMS = { owner: 'test', seconds: 30, rooms: new Map<string, number>() };
 const DEADLINE_MS = 10_000;
 
 let t: TestService;
@@ -55,7 +55,7 @@ function observedPool(pool: Pool, onDemandRead: () => void): Pool {
  */
 async function startFetcher(pool: Pool, slots: () => number) {
   let stopping = false;
-  const launched: Array<JobWithMetadata<ExecutionData>> = [];
+  const launched: FetchedExecution[] = [];
   let onLaunch: () => void = () => undefined;
   const fetcher = new Fetcher({
     pool,
@@ -70,6 +70,9 @@ async function startFetcher(pool: Pool, slots: () => number) {
       launched.push(j);
       onLaunch();
     },
+    owner: 'test',
+    // No type has room: the fetch claims nothing.
+    rooms: () => new Map(),
     onCancel: () => undefined,
     stopping: () => stopping,
     pollIntervalMs: NEVER_MS,
@@ -138,7 +141,7 @@ describe('fair fetch', () => {
         })),
       );
     const fetch = async (free: number, cap: number, caps: Record<string, number> = {}) =>
-      (await fairFetch(pool, table, QUEUES.jobs, { free, cap, caps })).map((j) => j.data.jobId);
+      (await fetchExecutions(pool, table, QUEUES.jobs, free, { cap, caps }, NO_CLAIMS)).map((j) => j.data.jobId);
     const a = `a-${randomUUID()}`;
     const b = `b-${randomUUID()}`;
     await send(a, 20);

@@ -18,12 +18,10 @@ import type { Json } from '../../packages/sdk/src/index.ts';
  * connection): planning the checkpoint's CTE costs more than executing it, and far more on a busy CPU.
  */
 const STATEMENTS = {
-  peek: 'longhaul_worker_peek',
   lock: 'longhaul_worker_lock',
   lease: 'longhaul_worker_lease',
   checkpoint: 'longhaul_worker_checkpoints',
   checkpointOne: 'longhaul_worker_checkpoint',
-  claimStart: 'longhaul_worker_claim_start',
   complete: 'longhaul_worker_complete',
   completeAll: 'longhaul_worker_complete_all',
   start: 'longhaul_job_start',
@@ -340,14 +338,86 @@ export async function lockJob(db: Queryable, jobId: string): Promise<ClaimRow | 
   return rows[0];
 }
 
-/** Jobs as lockJob reads them, without a lock (a guess: a claim checks it again as it writes). */
-export async function peekJobs(db: Queryable, jobIds: string[]): Promise<Map<string, ClaimRow>> {
-  const { rows } = await db.query<ClaimRow>({
-    name: STATEMENTS.peek,
-    text: `SELECT ${CLAIM_COLUMNS} FROM jobs WHERE id = ANY($1::uuid[])`,
-    values: [jobIds],
+/**
+ * What a fetch (a statement of the worker's over pg-boss's table, claimFetchedSql) returns for each
+ * execution, under these names among its others: the execution's id, its data and its retry count.
+ */
+export interface FetchRow {
+  id: string;
+  data: { jobId: string; cont?: boolean };
+  retryCount: number;
+}
+
+/** A job claimed by the statement that fetched its execution: as the locked claim answers, with its lease token and `status` event. */
+export type FetchedClaim = ClaimRow & { token: string; seq: number };
+
+/** Whether the job `j` may be claimed by the execution `execution` without a lock (the first execution's usual case). */
+const CLAIMABLE_SQL = (execution: string) => `j.checkpoint_at IS NULL AND COALESCE(j.execution_id, j.id) = ${execution}
+          AND NOT COALESCE(j.lease_token IS NOT NULL AND j.lease_expires_at > now(), false)
+          AND j.cancel_requested_at IS NULL
+          AND NOT COALESCE(j.started_at IS NULL AND j.expires_at <= now(), false)
+          AND NOT COALESCE(COALESCE(j.started_at, now()) + make_interval(secs => j.timeout_seconds) <= now(), false)`;
+
+/**
+ * The fetch `fetch` (a statement whose parameters run from $1 to $`p - 1`, answering FetchRow
+ * columns) and, in the same statement, the claim of each fetched execution's job where nothing needs
+ * the row lock: the job is PENDING, never checkpointed, its execution is this one, no live lease, no
+ * cancel request, within its time limits, and of a type in $`p + 2` (text[]) with room here for it
+ * ($`p + 3`, int[], by type). A claim is what the locked claim writes (Claimer.claim): a fresh lease
+ * token, owner $`p` and $`p + 1` seconds, attempts, the execution, started_at, and PENDING → RUNNING
+ * with its `status` event (statusChangeSql); start() runs after it, and its checkpoint commits with
+ * the first chunk's (src/worker/step-runner.ts). Each execution is answered with the fetch's columns and
+ * `claim`: its job as claimed (FetchedClaim, as JSON), or null for the locked claim to look at.
+ */
+export function claimFetchedSql(fetch: string, p: number): string {
+  return statusChangeSql({
+    with: `fetched AS (${fetch}),
+     pick AS (
+       SELECT j.id, j.type, f.id AS execution, f."retryCount" AS execution_retry,
+              -- A continuation carries on the same attempt; a first execution or a retry is a new attempt.
+              CASE WHEN f.data ->> 'cont' = 'true' AND f."retryCount" = 0 THEN greatest(1, j.attempts) ELSE j.attempts + 1 END AS attempts,
+              row_number() OVER (PARTITION BY j.type ORDER BY j.priority DESC, j.created_at) AS n
+         FROM fetched f
+         -- An execution that names no job (not a uuid) is the locked claim's to settle, not every fetch's failure.
+         JOIN jobs j ON j.id = CASE WHEN pg_input_is_valid(f.data ->> 'jobId', 'uuid') THEN (f.data ->> 'jobId')::uuid END
+        WHERE j.status = 'PENDING' AND ${CLAIMABLE_SQL('f.id')}),
+     room AS (SELECT * FROM unnest($${p + 2}::text[], $${p + 3}::int[]) AS r(type, room))`,
+    to: 'RUNNING',
+    from: ['PENDING'],
+    set: `, lease_token = gen_random_uuid(), lease_owner = $${p}, lease_expires_at = now() + make_interval(secs => $${p + 1}),
+              attempts = k.attempts, execution_id = k.execution, execution_retry = k.execution_retry,
+              started_at = COALESCE(j.started_at, statement_timestamp())`,
+    using: 'pick k, room r',
+    where: `j.id = k.id AND r.type = j.type AND k.n <= r.room AND ${CLAIMABLE_SQL('k.execution')}`,
+    select: `SELECT f.*, (SELECT to_jsonb(c) FROM (
+               SELECT ${CLAIM_COLUMNS}, lease_token AS token, event_seq AS seq FROM u
+                WHERE u.execution_id = f.id) c) AS claim
+               FROM fetched f`,
   });
-  return new Map(rows.map((r) => [r.id, r]));
+}
+
+/**
+ * Runs a fetch with claimFetchedSql (`fetch.values` its first parameters), claiming for `lease.owner`
+ * the jobs of types with room in `lease.rooms`. Unannounced: the caller announces each claim's event.
+ */
+export async function fetchAndClaim<E extends FetchRow>(
+  db: Queryable,
+  fetch: { name: string; text: string; values: unknown[] },
+  lease: { owner: string; seconds: number; rooms: ReadonlyMap<string, number> },
+): Promise<Array<E & { claim: FetchedClaim | null }>> {
+  const { rows } = await db.query<E & { claim: FetchedClaim | null }>({
+    name: fetch.name,
+    text: claimFetchedSql(fetch.text, fetch.values.length + 1),
+    values: [...fetch.values, lease.owner, lease.seconds, [...lease.rooms.keys()], [...lease.rooms.values()]],
+  });
+  for (const r of rows) {
+    const c = r.claim;
+    if (c === null) continue;
+    // Timestamps come as text in JSON.
+    c.created_at = new Date(c.created_at);
+    if (c.deadline !== null) c.deadline = new Date(c.deadline);
+  }
+  return rows;
 }
 
 /** Takes the lease (the row must be locked by the caller's transaction). */
@@ -474,19 +544,6 @@ export async function writeCheckpoint(db: Queryable, w: CheckpointWrite): Promis
   return rows[0]?.seq;
 }
 
-export interface ClaimWithCheckpoint {
-  jobId: string;
-  token: string;
-  /** `attempts` as the claimer read it: the claim applies only if it is unchanged. */
-  attemptsSeen: number;
-  attempts: number;
-  execution: string;
-  executionRetry: number;
-  cursor: Json;
-  state: Json;
-  total: number | null;
-}
-
 /**
  * How a group-committed statement answers each write: by job and lease token, not job alone, because
  * two executions of one job (one that lost its lease, and the new owner) may share a batch, and only
@@ -498,57 +555,6 @@ export function writeKey(jobId: string, token: string): string {
 
 /** The two events a combined statement wrote for a job: [first, second] seq. */
 export type EventPair = [number, number];
-
-/** claimWithCheckpoint's statement. */
-const CLAIM_START_SQL = statusChangeSql({
-  with: `c AS (
-       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[], $5::uuid[], $6::int[], $7::jsonb[], $8::jsonb[], $9::bigint[])
-         AS c(id, token, attempts_seen, attempts, execution, execution_retry, cursor, state, total))`,
-  to: 'RUNNING',
-  from: ['PENDING'],
-  progress: 'after',
-  set: `, lease_token = c.token, lease_owner = $10, lease_expires_at = now() + make_interval(secs => $11),
-              attempts = c.attempts, execution_id = c.execution, execution_retry = c.execution_retry, started_at = COALESCE(j.started_at, now()),
-              checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(), total = c.total`,
-  using: 'c',
-  where: `j.id = ANY($1::uuid[]) AND j.id = c.id AND j.checkpoint_at IS NULL AND COALESCE(j.execution_id, j.id) = c.execution
-          AND NOT COALESCE(j.lease_token IS NOT NULL AND j.lease_expires_at > now(), false)
-          AND j.cancel_requested_at IS NULL AND j.attempts = c.attempts_seen`,
-  select: 'SELECT id, lease_token AS token, event_seq AS seq FROM u',
-});
-
-/**
- * First executions' claims each with start()'s checkpoint, many jobs in one statement: per job the
- * lease, PENDING → RUNNING with its `status` event, and the first checkpoint (its progress event is the
- * jobs row, at `progress_seq`).
- * A job's claim applies only if it is as its claimer saw it without a lock: PENDING, never
- * checkpointed, owned by that execution, no live lease, no cancel request, the same `attempts`.
- * Returns each applied claim's two event seqs by writeKey; a claim missing from the map did not apply.
- */
-export async function claimWithCheckpoint(
-  db: Queryable,
-  claims: ClaimWithCheckpoint[],
-  lease: { owner: string; seconds: number },
-): Promise<Map<string, EventPair>> {
-  const { rows } = await db.query<{ id: string; token: string; seq: number }>({
-    name: STATEMENTS.claimStart,
-    text: CLAIM_START_SQL,
-    values: [
-      claims.map((c) => c.jobId),
-      claims.map((c) => c.token),
-      claims.map((c) => c.attemptsSeen),
-      claims.map((c) => c.attempts),
-      claims.map((c) => c.execution),
-      claims.map((c) => c.executionRetry),
-      claims.map((c) => JSON.stringify(c.cursor)),
-      claims.map((c) => JSON.stringify(c.state)),
-      claims.map((c) => c.total),
-      lease.owner,
-      lease.seconds,
-    ],
-  });
-  return new Map(rows.map((r) => [writeKey(r.id, r.token), [r.seq - 1, r.seq]]));
-}
 
 export interface CompleteWithCheckpoint {
   jobId: string;

@@ -1,18 +1,18 @@
 /**
- * Claiming a job for an execution, under a fresh lease token. Two paths: the usual first execution is
- * claimed together with start()'s checkpoint in one statement with no row lock; anything else takes
- * the row lock and either claims the job or settles the execution that has nothing to run (a finished
+ * Claiming a job for an execution under a fresh lease token, with the row lock: the usual first
+ * execution's job is claimed by the statement that fetched it (fair-fetch.ts); any other execution
+ * comes here, and either claims the job or settles the execution that has nothing to run (a finished
  * job, a stale duplicate, an unknown type, a lost lease, a type at its limit here). Every claim takes
  * one of the type's slots (type-slots.ts), given back if the claim does not commit.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
-import { isConnectionError, withTransaction, type Pool } from '../db/pool.ts';
+import { withTransaction, type Pool } from '../db/pool.ts';
 import type { JobEventsPublisher } from '../jobs/events-publisher.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
 import { isTerminal } from '../jobs/state.ts';
 import type { Logger } from '../observability/logger.ts';
-import { DEFAULT_BACKOFF, type AnyJobType, type Json, type JobTypeDefinition } from '../../packages/sdk/src/index.ts';
+import { DEFAULT_BACKOFF, type AnyJobType } from '../../packages/sdk/src/index.ts';
 import {
   completeExecution,
   failExecution,
@@ -21,29 +21,11 @@ import {
   type ExecutionData,
 } from './executions.ts';
 import { POLL_INTERVAL_MS } from './fetcher.ts';
-import { GroupCommit } from './group-commit.ts';
-import { LazyTransaction } from './lazy-transaction.ts';
 import type { WorkerMetrics } from './metrics.ts';
-import { jobContext } from './step-runner.ts';
-import {
-  claimWithCheckpoint,
-  failOnTimeLimit,
-  GROUP_MAX,
-  lockJob,
-  peekJobs,
-  setExecution,
-  startIfPending,
-  takeLease,
-  writeKey,
-  type ClaimRow,
-  type ClaimWithCheckpoint,
-  type EventPair,
-} from '../jobs/lifecycle.ts';
+import { failOnTimeLimit, lockJob, setExecution, startIfPending, takeLease, type ClaimRow } from '../jobs/lifecycle.ts';
 import { leaseLostError, settleAttempt } from './attempts.ts';
+import { TYPE_BUSY_DELAY_SECONDS } from './settler.ts';
 import type { TypeSlots } from './type-slots.ts';
-
-/** A job whose type is at its concurrency limit in this process is handed back for this long. */
-const TYPE_BUSY_DELAY_SECONDS = 1;
 
 export class Claimer {
   readonly #pool: Pool;
@@ -57,10 +39,6 @@ export class Claimer {
   readonly #leaseSeconds: number;
   readonly #maxLeaseLosses: number;
   readonly #stopping: () => boolean;
-  /** Group-committed reads of the jobs a claim with start() looks at first. */
-  readonly #peeks: GroupCommit<string, ClaimRow | undefined>;
-  /** Group commits of the claims whose start() wrote nothing through ctx.db. */
-  readonly #claims: GroupCommit<ClaimWithCheckpoint, EventPair | undefined>;
 
   constructor(deps: {
     pool: Pool;
@@ -88,107 +66,6 @@ export class Claimer {
     this.#leaseSeconds = deps.leaseSeconds;
     this.#maxLeaseLosses = deps.maxLeaseLosses;
     this.#stopping = deps.stopping;
-    this.#peeks = new GroupCommit(async (ids) => {
-      const rows = await peekJobs(this.#pool, ids);
-      return ids.map((id) => rows.get(id));
-    }, GROUP_MAX);
-    this.#claims = new GroupCommit(async (claims) => {
-      const seqs = await claimWithCheckpoint(this.#pool, claims, {
-        owner: this.#owner,
-        seconds: this.#leaseSeconds,
-      });
-      return claims.map((c) => seqs.get(writeKey(c.jobId, c.token)));
-    }, GROUP_MAX);
-  }
-
-  /**
-   * The usual first execution of a job, claimed together with start()'s checkpoint in one statement
-   * (one commit instead of two, and no row lock while start() runs): the job is read without a lock,
-   * start() runs in the step transaction, and claimWithCheckpoint ends it, applying only if the row
-   * is still as it was read (lease, RUNNING, first checkpoint, both events). Anything else (a job
-   * already started, a live lease, a type at its limit, a row that changed meanwhile) returns `{}`
-   * for the locked claim, start()'s writes rolled back; start() throwing returns its error, which
-   * becomes the attempt's outcome once the locked claim has taken the job.
-   */
-  async claimWithStart(
-    j: JobWithMetadata<ExecutionData>,
-    attempt: ExecutionAttempt,
-    token: string,
-    signal: AbortSignal,
-  ): Promise<{ row: ClaimRow; type: AnyJobType; log: Logger } | { error: unknown } | Record<string, never>> {
-    const jobId = j.data.jobId;
-    const seen = await this.#peeks.submit(jobId).catch(() => undefined);
-    if (
-      seen === undefined ||
-      seen.status !== 'PENDING' ||
-      seen.checkpoint_at !== null ||
-      seen.execution !== attempt.id ||
-      seen.lease_live ||
-      seen.cancel_requested ||
-      seen.expired ||
-      seen.timed_out
-    )
-      return {};
-    const type = this.#registry.get(seen.type);
-    if (type === undefined || !this.#slots.tryTake(type)) return {};
-    const release = () => this.#slots.release(type.name);
-    const attempts = j.data.cont === true && attempt.retryCount === 0 ? Math.max(1, seen.attempts) : seen.attempts + 1;
-    const row: ClaimRow = { ...seen, attempts, status: 'RUNNING' };
-    const log = this.#log.child({ job_id: jobId, type: type.name, attempt: attempts });
-    const def = type as JobTypeDefinition<unknown, Json, Json>;
-    const tx = new LazyTransaction(this.#pool);
-    try {
-      let s: Awaited<ReturnType<typeof def.start>>;
-      try {
-        s = await def.start(jobContext(row, type, signal, log, tx.db));
-        signal.throwIfAborted();
-      } catch (error) {
-        release();
-        return { error };
-      }
-      const t0 = performance.now();
-      const cursor = s.cursor ?? null;
-      const total = s.total ?? null;
-      const claim: ClaimWithCheckpoint = {
-        jobId,
-        token,
-        attemptsSeen: seen.attempts,
-        attempts,
-        execution: attempt.id,
-        executionRetry: attempt.retryCount,
-        cursor,
-        state: s.state,
-        total,
-      };
-      // Group-committed with other jobs' claims when start() wrote nothing, else the last statement of its transaction.
-      const seqs = tx.begun
-        ? await tx.finish(async (db) => {
-            const q = (await claimWithCheckpoint(db, [claim], { owner: this.#owner, seconds: this.#leaseSeconds })).get(
-              writeKey(jobId, token),
-            );
-            return { value: q, rollback: q === undefined };
-          })
-        : await this.#claims.submit(claim);
-      if (seqs === undefined) {
-        release();
-        return {};
-      }
-      this.#metrics.checkpoint.observe({ type: type.name }, (performance.now() - t0) / 1000);
-      this.#metrics.steps.inc({ type: type.name, outcome: 'start' });
-      this.#events.publish(jobId, ...seqs);
-      return {
-        row: { ...row, total, checkpoint_cursor: cursor, checkpoint_state: s.state, checkpoint_at: new Date() },
-        type,
-        log,
-      };
-    } catch (err) {
-      // The claim's statements failed (e.g. a lost connection): the locked claim tries again.
-      release();
-      if (!isConnectionError(err)) log.warn({ err }, 'claim with start failed; claiming with a lock');
-      return {};
-    } finally {
-      await tx.rollback();
-    }
   }
 
   /**

@@ -1,5 +1,7 @@
 /**
- * The fetch of executions under the tenants' fair shares, as one statement over pg-boss's job table.
+ * The fetch of executions from pg-boss's job table, each fetch one statement that also claims the jobs
+ * it can (lifecycle.ts claimFetchedSql): pg-boss's own plain fetch, or the fetch under the tenants'
+ * fair shares. The fair fetch:
  * pg-boss's group-limited fetch takes its LIMIT of candidates in queue order and only then trims each
  * group to its limit, so a tenant behind another's backlog is not among the candidates and the trimmed
  * slots stay empty. This statement applies each tenant's cap before the limit: for every tenant with
@@ -9,13 +11,15 @@
  * age. So the first fetch after a tenant's job is written takes it at the next free slot,
  * ahead of another tenant's older jobs of the same priority, whatever the last reading of the demand.
  *
- * It claims exactly as pg-boss's fetch does (pg-boss 12 plans.js fetchNextJob, queue policy standard or
- * short): the same candidate conditions, the same columns set and returned. test/pgboss-drift.test.ts
+ * Both take executions exactly as pg-boss's fetch does (pg-boss 12 plans.js fetchNextJob, queue policy
+ * standard or short): the same candidate conditions, the same columns set and returned; the plain one is
+ * pg-boss's statement for a fetch without group limits. test/pgboss-drift.test.ts
  * compares those pieces with the statement pg-boss builds, so an upgrade that changes them fails there.
  * Executions are grouped by tenant (the group's id and tier are both the tenant id).
  */
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import type { Queryable } from '../db/pool.ts';
+import { fetchAndClaim, type FetchedClaim } from '../jobs/lifecycle.ts';
 import type { ExecutionData } from './executions.ts';
 
 /** Which executions pg-boss may fetch now, for an execution `j` (pg-boss's own conditions). */
@@ -106,20 +110,43 @@ UPDATE pgboss.${table} j SET ${CLAIM_SET_SQL}
 RETURNING ${RETURNED_COLUMNS}`;
 }
 
+/** pg-boss's fetch of a standard or short queue without group limits; $1 queue, $2 how many. */
+export function plainFetchSql(table: string): string {
+  return `WITH next AS (
+    SELECT j.id FROM pgboss.${table} j
+     WHERE j.name = $1 AND ${CANDIDATE_CONDITIONS.join(' AND ')}
+     ORDER BY j.priority desc, j.created_on LIMIT $2
+     FOR UPDATE OF j SKIP LOCKED
+  )
+UPDATE pgboss.${table} j SET ${CLAIM_SET_SQL}
+  FROM next WHERE name = $1 AND j.id = next.id
+RETURNING j.${RETURNED_COLUMNS}`;
+}
+
+/** A fetched execution, with its job when the fetch claimed it (else the locked claim looks at it). */
+export type FetchedExecution = JobWithMetadata<ExecutionData> & { claim: FetchedClaim | null };
+
 /**
- * Claims up to `free` executions of `queue` (in `table`), at most `cap` per tenant (a tenant in `caps`
- * at most its own), counting the executions each has active.
+ * Takes up to `free` executions of `queue` (in `table`), and claims their jobs where it can for
+ * `lease.owner`, in types with room in `lease.rooms`. Under `share`, at most `cap` per tenant (a
+ * tenant in `caps` at most its own), counting the executions each has active; without, pg-boss's plain
+ * fetch.
  */
-export async function fairFetch(
+export async function fetchExecutions(
   db: Queryable,
   table: string,
   queue: string,
-  limits: { free: number; cap: number; caps: Record<string, number> },
-): Promise<Array<JobWithMetadata<ExecutionData>>> {
-  const { rows } = await db.query<JobWithMetadata<ExecutionData>>({
-    name: `longhaul_fair_fetch_${table}`,
-    text: fairFetchSql(table),
-    values: [queue, limits.free, limits.cap, JSON.stringify(limits.caps)],
-  });
-  return rows;
+  free: number,
+  share: { cap: number; caps: Record<string, number> } | undefined,
+  lease: { owner: string; seconds: number; rooms: ReadonlyMap<string, number> },
+): Promise<FetchedExecution[]> {
+  const fetch =
+    share === undefined
+      ? { name: `longhaul_fetch_claim_${table}`, text: plainFetchSql(table), values: [queue, free] }
+      : {
+          name: `longhaul_fair_fetch_claim_${table}`,
+          text: fairFetchSql(table),
+          values: [queue, free, share.cap, JSON.stringify(share.caps)],
+        };
+  return fetchAndClaim<FetchedExecution>(db, fetch, lease);
 }

@@ -8,17 +8,17 @@
  * share was read (the reading did not count it). The fetch counts a tenant's active executions in its
  * statement's snapshot, so two workers fetching at once could both fill the same last slot of a tenant:
  * while a running limit applies, fetches of every worker take turns under one advisory lock, each
- * seeing the executions the one before it claimed.
+ * seeing the executions the one before it claimed. The fetch statement also claims the jobs of the
+ * executions it takes where no row lock is needed (fair-fetch.ts), for the types with free slots here.
  */
-import type { JobWithMetadata, PgBoss } from 'pg-boss';
+import type { PgBoss } from 'pg-boss';
 import type { PgListener } from '../db/listener.ts';
 import { isConnectionError, withTransaction, type Pool } from '../db/pool.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import { CANCEL_CHANNEL } from '../jobs/repository.ts';
 import type { Logger } from '../observability/logger.ts';
 import { RUNNING_LIMIT_CHANNEL, runningLimits } from '../tenants/limits.ts';
-import type { ExecutionData } from './executions.ts';
-import { fairFetch, queueTable } from './fair-fetch.ts';
+import { fetchExecutions, queueTable, type FetchedExecution } from './fair-fetch.ts';
 import { groupLimits, type GroupLimits, type TenantDemand } from './fair-share.ts';
 import { clusterSlots } from './presence.ts';
 import { tenantDemand } from '../jobs/lifecycle.ts';
@@ -67,7 +67,9 @@ export class Fetcher {
   readonly #concurrency: number;
   readonly #leaseSeconds: number;
   readonly #free: () => number;
-  readonly #launch: (j: JobWithMetadata<ExecutionData>) => void;
+  readonly #launch: (j: FetchedExecution) => void;
+  readonly #owner: string;
+  readonly #rooms: () => ReadonlyMap<string, number>;
   readonly #onCancel: (jobId: string) => void;
   readonly #stopping: () => boolean;
   readonly #pollIntervalMs: number;
@@ -104,7 +106,11 @@ export class Fetcher {
     leaseSeconds: number;
     /** Slots free in this process now. */
     free: () => number;
-    launch: (j: JobWithMetadata<ExecutionData>) => void;
+    launch: (j: FetchedExecution) => void;
+    /** This worker, as the fetch's claims write it to `lease_owner`. */
+    owner: string;
+    /** The job types with free slots here, and how many: the fetch claims jobs of these only, up to that many. */
+    rooms: () => ReadonlyMap<string, number>;
     onCancel: (jobId: string) => void;
     /** True once the runtime stops: the loop ends. */
     stopping: () => boolean;
@@ -122,6 +128,8 @@ export class Fetcher {
     this.#leaseSeconds = deps.leaseSeconds;
     this.#free = deps.free;
     this.#launch = deps.launch;
+    this.#owner = deps.owner;
+    this.#rooms = deps.rooms;
     this.#onCancel = deps.onCancel;
     this.#stopping = deps.stopping;
     this.#pollIntervalMs = deps.pollIntervalMs ?? POLL_INTERVAL_MS;
@@ -238,13 +246,15 @@ export class Fetcher {
     return reading;
   }
 
-  async #fetch(free: number, limits: FetchLimits): Promise<Array<JobWithMetadata<ExecutionData>>> {
-    if (limits.plain) return this.#boss.fetch<ExecutionData>(QUEUES.jobs, { batchSize: free, includeMetadata: true });
-    const share = { free, cap: limits.default, caps: limits.tiers };
-    if (!limits.hard) return fairFetch(this.#pool, this.#table, QUEUES.jobs, share);
+  /** Fetches executions, claiming in the same statement the jobs that need no locked claim (fair-fetch.ts). */
+  async #fetch(free: number, limits: FetchLimits): Promise<FetchedExecution[]> {
+    const lease = { owner: this.#owner, seconds: this.#leaseSeconds, rooms: this.#rooms() };
+    const share = limits.plain ? undefined : { cap: limits.default, caps: limits.tiers };
+    if (share === undefined || !limits.hard)
+      return fetchExecutions(this.#pool, this.#table, QUEUES.jobs, free, share, lease);
     return withTransaction(this.#pool, async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [LIMITED_FETCH_LOCK_KEY]);
-      return fairFetch(c, this.#table, QUEUES.jobs, share);
+      return fetchExecutions(c, this.#table, QUEUES.jobs, free, share, lease);
     });
   }
 
@@ -265,7 +275,7 @@ export class Fetcher {
       this.#woken = false;
       const free = this.#free();
       if (free > 0) {
-        let jobs: Array<JobWithMetadata<ExecutionData>> = [];
+        let jobs: FetchedExecution[] = [];
         try {
           const limits = await this.#groupLimits();
           if (limits !== undefined) jobs = await this.#fetch(free, limits);

@@ -8,16 +8,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { JobWithMetadata, PgBoss } from 'pg-boss';
+import type { PgBoss } from 'pg-boss';
 import type { PgListener } from '../db/listener.ts';
 import { isConnectionError, type Pool } from '../db/pool.ts';
 import { JobEventsPublisher } from '../jobs/events-publisher.ts';
+import type { FetchedClaim } from '../jobs/lifecycle.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Registry } from '../observability/metrics.ts';
 import { startExecution } from '../observability/tracing.ts';
 import { Claimer } from './claimer.ts';
-import type { ExecutionAttempt, ExecutionData } from './executions.ts';
+import type { ExecutionAttempt } from './executions.ts';
+import type { FetchedExecution } from './fair-fetch.ts';
 import { Fetcher } from './fetcher.ts';
 import { Heartbeat } from './heartbeat.ts';
 import { JobStopped } from './job-stopped.ts';
@@ -26,6 +28,7 @@ import { Settler } from './settler.ts';
 import { StepRunner } from './step-runner.ts';
 import { checkpointGroup } from './checkpoint-group.ts';
 import { TypeSlots } from './type-slots.ts';
+import type { AnyJobType } from '../../packages/sdk/src/index.ts';
 
 export interface WorkerOptions {
   /** Jobs run at once by this process. (Default: LONGHAUL_WORKER_CONCURRENCY, 8) */
@@ -81,6 +84,7 @@ export class WorkerRuntime {
   readonly #claimer: Claimer;
   readonly #steps: StepRunner;
   readonly #settler: Settler;
+  readonly #registry: JobTypeRegistry;
 
   constructor(deps: {
     pool: Pool;
@@ -97,6 +101,7 @@ export class WorkerRuntime {
     this.#boss = deps.boss;
     this.#log = deps.log.child({ component: 'worker' });
     this.#opts = opts;
+    this.#registry = deps.registry;
     this.#events = new JobEventsPublisher(this.#pool, this.#log);
     this.#slots = new TypeSlots(opts.concurrency);
     const metrics = workerMetrics(deps.metrics);
@@ -112,6 +117,8 @@ export class WorkerRuntime {
       leaseSeconds: opts.leaseSeconds,
       free: () => opts.concurrency - this.#running.size,
       launch: (j) => this.#launch(j),
+      owner: this.#owner,
+      rooms: () => this.#slots.rooms(deps.registry.all()),
       onCancel: (jobId) => this.#running.get(jobId)?.controller.abort(new JobStopped('cancelled')),
       stopping: draining,
     });
@@ -169,7 +176,7 @@ export class WorkerRuntime {
     this.#state = 'stopped';
   }
 
-  #launch(j: JobWithMetadata<ExecutionData>): void {
+  #launch(j: FetchedExecution): void {
     const controller = new AbortController();
     const entry: Running = { jobId: j.data.jobId, type: '', controller, done: Promise.resolve() };
     // Keyed by execution until the claim names the job (an execution of a job already running here is refused at claim).
@@ -191,15 +198,11 @@ export class WorkerRuntime {
   }
 
   /** One execution: claim, run the steps, settle; kept alive by its heartbeat throughout. */
-  async #execute(
-    j: JobWithMetadata<ExecutionData>,
-    controller: AbortController,
-    entry: Running,
-    key: string,
-  ): Promise<void> {
+  async #execute(j: FetchedExecution, controller: AbortController, entry: Running, key: string): Promise<void> {
     const attempt: ExecutionAttempt = { id: j.id, retryCount: j.retryCount, retryLimit: j.retryLimit };
     const jobId = j.data.jobId;
-    const token = randomUUID();
+    // A job the fetch claimed holds the lease its statement took; the locked claim takes a fresh one.
+    const token = j.claim?.token ?? randomUUID();
     // A child logger is not free (redaction setup): the job's is made when first needed.
     let log: Logger | undefined;
     const heartbeat = new Heartbeat({
@@ -214,8 +217,8 @@ export class WorkerRuntime {
     });
     let deadline: ReturnType<typeof setTimeout> | undefined;
     try {
-      const started = await this.#claimer.claimWithStart(j, attempt, token, controller.signal);
-      const claimed = 'row' in started ? started : await this.#claimer.claim(j, attempt, token);
+      const claimed =
+        j.claim === null ? await this.#claimer.claim(j, attempt, token) : await this.#fetched(j.claim, attempt);
       if (claimed === undefined) return;
       heartbeat.leased();
       const { row, type } = claimed;
@@ -227,19 +230,16 @@ export class WorkerRuntime {
       this.#running.set(jobId, entry);
       entry.type = type.name;
       // The claim (either kind) took the type's slot; #launch gives it back when the execution ends.
-      const stepLog =
-        'log' in claimed ? claimed.log : this.#log.child({ job_id: jobId, type: type.name, attempt: row.attempts });
+      const stepLog = this.#log.child({ job_id: jobId, type: type.name, attempt: row.attempts });
       log = stepLog;
       const trace = startExecution(row, {
         id: jobId,
         type: type.name,
         attempt: row.attempts,
-        first: 'row' in started,
+        first: j.claim !== null && row.attempts === 1,
       });
       try {
         if (row.cancel_requested) throw new JobStopped('cancelled');
-        // start() already ran for this attempt and threw: that is the attempt's outcome.
-        if ('error' in started && row.checkpoint_at === null) throw started.error;
         await trace.run(() => this.#steps.run(row, type, token, attempt, controller.signal, stepLog));
         trace.end();
       } catch (err) {
@@ -250,5 +250,22 @@ export class WorkerRuntime {
       heartbeat.stop();
       clearTimeout(deadline);
     }
+  }
+
+  /**
+   * A job the fetch claimed: its RUNNING event announced and its type's slot taken here. The fetch
+   * counted the free slots before it ran; should a locked claim have taken the last one meanwhile, the
+   * job is handed back, as the locked claim hands back a job of a type at its limit.
+   */
+  async #fetched(
+    claim: FetchedClaim,
+    attempt: ExecutionAttempt,
+  ): Promise<{ row: FetchedClaim; type: AnyJobType } | undefined> {
+    this.#events.publish(claim.id, claim.seq);
+    const type = this.#registry.get(claim.type);
+    if (type !== undefined && this.#slots.tryTake(type)) return { row: claim, type };
+    const log = this.#log.child({ job_id: claim.id, type: claim.type });
+    await this.#settler.handOver(claim, type ?? {}, claim.token, attempt, 'type-busy', log);
+    return undefined;
   }
 }

@@ -41,6 +41,9 @@ import {
 } from '../jobs/lifecycle.ts';
 import { settleAttempt } from './attempts.ts';
 
+/** A job whose type is at its concurrency limit in this process is handed back for this long. */
+export const TYPE_BUSY_DELAY_SECONDS = 1;
+
 /** Connections of the pipelining pool (group commits run one batch at a time; one spare for a broken one). */
 const PIPELINE_POOL_MAX = 2;
 
@@ -172,13 +175,16 @@ export class Settler {
     }
   }
 
-  /** Ends this execution at a chunk boundary and sends the next one, which continues from the checkpoint. */
+  /**
+   * Ends this execution at a chunk boundary and sends the next one, which continues from the checkpoint
+   * (`type-busy`: a job claimed before it started, whose type has no free slot here after all).
+   */
   async handOver(
     row: ClaimRow,
-    type: AnyJobType,
+    type: Pick<AnyJobType, 'backoff'>,
     token: string,
     attempt: ExecutionAttempt,
-    why: 'budget' | 'shutdown',
+    why: 'budget' | 'shutdown' | 'type-busy',
     log: Logger,
   ): Promise<void> {
     const ok = await withTransaction(this.#pool, async (c) => {
@@ -190,10 +196,11 @@ export class Settler {
         backoff: type.backoff ?? DEFAULT_BACKOFF,
         continuation: true,
         priority: row.priority,
+        ...(why === 'type-busy' ? { delaySeconds: TYPE_BUSY_DELAY_SECONDS } : {}),
       });
       if (!(await releaseLease(c, { jobId: row.id, token, execution: next }))) throw new JobStopped('lease-lost');
-      // At shutdown the job waits for a worker; at the end of a budget it carries on at once.
-      if (why === 'shutdown') await returnToPendingIfRunning(c, row.id, { announce: true });
+      // At shutdown (or with no slot) the job waits for a worker; at the end of a budget it carries on at once.
+      if (why !== 'budget') await returnToPendingIfRunning(c, row.id, { announce: true });
       await completeExecution(this.#boss, c, attempt, { handedOver: next, reason: why });
       return true;
     }).catch((err: unknown) => {

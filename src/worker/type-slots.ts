@@ -22,6 +22,16 @@ export class TypeSlots {
     return true;
   }
 
+  /** The free slots of each of `types` that has any. */
+  rooms(types: readonly AnyJobType[]): Map<string, number> {
+    const rooms = new Map<string, number>();
+    for (const type of types) {
+      const room = (type.concurrency ?? this.#defaultLimit) - (this.#taken.get(type.name) ?? 0);
+      if (room > 0) rooms.set(type.name, room);
+    }
+    return rooms;
+  }
+
   release(typeName: string): void {
     this.#taken.set(typeName, (this.#taken.get(typeName) ?? 1) - 1);
   }
