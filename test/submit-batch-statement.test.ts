@@ -213,3 +213,19 @@ it('settles a batch the one statement cannot (a replay, a limited tenant) by the
   );
   expect(none).toHaveLength(0);
 });
+
+it("gives jobs time-ordered ids (UUIDv7), so a batch's entries land together in the indexes keyed by id", async () => {
+  const submitter = new JobSubmitter(t.service.pool, t.service.boss);
+  const out = await submitter.submitAll(
+    t.tenant.id,
+    Array.from({ length: 50 }, (_, i) => request(t.tenant.id, i)),
+  );
+  if (out.kind !== 'accepted') throw new Error(out.kind);
+  const ids = out.outcomes.map((o) => o.job.id);
+  expect(ids.every((id) => /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(id))).toBe(
+    true,
+  );
+  expect([...ids].sort()).toEqual(ids);
+  const ms = parseInt(ids[0]?.replaceAll('-', '').slice(0, 12) ?? '', 16);
+  expect(Math.abs(ms - Date.now())).toBeLessThan(60_000);
+});

@@ -12,12 +12,13 @@
  * expired, a key row that vanished) go through the general path: BEGIN, the same insert, conflict
  * resolution, `PgBoss.insert()`, COMMIT.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
 import { bossDb, captureBossSql, isDataException, withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
 import { admit, hasLimitsSql, lockGate, type Verdict } from '../tenants/limits.ts';
 import { keyLockId, type IdempotencyRequest } from './idempotency.ts';
 import { insertJobsSql, insertReleasingKey, type NewJob } from './lifecycle.ts';
+import { newJobId } from './job-id.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
 import { QUEUES } from './queues.ts';
 
@@ -271,7 +272,7 @@ export class JobSubmitter {
    * batch (a key taken or held, the tenant has limits) or pg-boss's statement cannot be used this way.
    */
   async #writeWhole(reqs: SubmitRequest[]): Promise<BatchJob[] | undefined> {
-    const ids = reqs.map(() => randomUUID());
+    const ids = reqs.map(() => newJobId());
     const enqueue = await this.#captureEnqueue(reqs, ids, wholeBatchStatement);
     if (enqueue === undefined) {
       this.#oneStatement = false;
@@ -304,7 +305,7 @@ export class JobSubmitter {
    * must decide (the key expired, or its row is not visible to this statement's snapshot).
    */
   async #writeOneStatement(reqs: SubmitRequest[]): Promise<Array<SubmitOutcome | undefined>> {
-    const ids = reqs.map(() => randomUUID());
+    const ids = reqs.map(() => newJobId());
     const enqueue = await this.#captureEnqueue(reqs, ids, batchStatement);
     if (enqueue === undefined) {
       this.#oneStatement = false;
@@ -389,7 +390,7 @@ export class JobSubmitter {
   }
 
   async #insert(client: PoolClient, reqs: SubmitRequest[]): Promise<SubmitOutcome[]> {
-    const ids = reqs.map(() => randomUUID());
+    const ids = reqs.map(() => newJobId());
     // One statement: take each keyed request's advisory lock (held by a concurrent writer of the same
     // key → in flight), then insert every job whose key is free; a taken key is a conflict to resolve.
     const { rows } = await client.query<JobRow & { ord: number; locked: boolean }>(
