@@ -2,7 +2,7 @@
  * Idempotency-Key (IETF httpapi draft): keys are scoped per tenant; a request is fingerprinted so
  * that the same key with a different body is recognised (422) rather than replayed.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** Longest key accepted (as Stripe: 255 characters). */
 export const MAX_KEY_LENGTH = 255;
@@ -24,18 +24,29 @@ export function validateKey(key: string): string | undefined {
 /** JSON with object keys sorted at every level, so equal bodies fingerprint equally whatever their key order. */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  // Loops and one string rather than entries, filter, map and join: a batch fingerprints up to 1,000 bodies.
+  let out: string;
+  if (Array.isArray(value)) {
+    out = '[';
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(value[i]);
+    return `${out}]`;
+  }
+  // The default sort compares UTF-16 code units, as `<` does.
+  const keys = Object.keys(value).sort();
+  out = '{';
+  for (const key of keys) {
+    const v = (value as Record<string, unknown>)[key];
+    if (v === undefined) continue;
+    out += `${out.length === 1 ? '' : ','}${JSON.stringify(key)}:${canonicalJson(v)}`;
+  }
+  return `${out}}`;
 }
 
 export function fingerprint(body: unknown): string {
-  return createHash('sha256').update(canonicalJson(body)).digest('base64url');
+  return hash('sha256', canonicalJson(body), 'base64url');
 }
 
 /** The advisory-lock id of a (tenant, key): held by the transaction writing it, so a concurrent duplicate sees it in flight. */
 export function keyLockId(tenantId: string, key: string): string {
-  return createHash('sha256').update(tenantId).update('\u0000').update(key).digest().readBigInt64BE(0).toString();
+  return hash('sha256', `${tenantId}\u0000${key}`, 'buffer').readBigInt64BE(0).toString();
 }
