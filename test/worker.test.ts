@@ -104,15 +104,15 @@ describe('worker runtime', () => {
     expect(done.result).toEqual({ chunks: 5 });
     expect(done.progress).toEqual({ processed: 5, total: 5, percent: 100 });
     expect(done.attempts).toBe(1);
-    // Status changes are rows; the six checkpoints (start's, then one per chunk) each took the next seq
-    // and left their progress in the jobs row, the last at seq 7 (sql/041).
+    // Status changes are rows; the five checkpoints (one per chunk, start's riding with the first chunk's)
+    // each took the next seq and left their progress in the jobs row, the last at seq 6 (sql/041).
     const events = await progressEvents(j.id);
     expect(events.map((e) => [e.seq, e.kind, e.data.status])).toEqual([
       [1, 'status', 'RUNNING'],
-      [8, 'status', 'COMPLETED'],
+      [7, 'status', 'COMPLETED'],
     ]);
     const { rows } = await t.service.pool.query('SELECT event_seq, progress_seq FROM jobs WHERE id = $1', [j.id]);
-    expect(rows).toEqual([{ event_seq: 8, progress_seq: 7 }]);
+    expect(rows).toEqual([{ event_seq: 7, progress_seq: 6 }]);
     // Its execution was deleted as the job completed, not kept as a pg-boss completion.
     const { rows: executions } = await t.service.pool.query(
       `SELECT state FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`,

@@ -562,6 +562,8 @@ export interface CompleteWithCheckpoint {
   cursor: Json;
   state: Json;
   processed: number;
+  /** Sets the job's total when not undefined (start()'s, not committed before), keeps it otherwise. */
+  total?: number | null;
   result: Json;
 }
 
@@ -607,17 +609,17 @@ export function completedSeqs(rows: unknown[]): Map<string, EventPair> {
 function completeSql(requireAll: boolean): string {
   // All or nothing: one row always (an aggregate), so the count is checked even when nothing applied.
   const answer = requireAll
-    ? `SELECT longhaul_require_count($7, count(*)::int) AS n, array_agg(id) AS ids, array_agg(fenced_token) AS tokens, array_agg(event_seq) AS seqs FROM u`
+    ? `SELECT longhaul_require_count($9, count(*)::int) AS n, array_agg(id) AS ids, array_agg(fenced_token) AS tokens, array_agg(event_seq) AS seqs FROM u`
     : `SELECT id, fenced_token AS token, event_seq AS seq FROM u`;
   return statusChangeSql({
     with: `c AS (
-       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::jsonb[])
-         AS c(id, token, cursor, state, processed, result))`,
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::jsonb[], $7::bigint[], $8::bool[])
+         AS c(id, token, cursor, state, processed, result, total, set_total))`,
     to: 'COMPLETED',
     from: ['RUNNING'],
     progress: 'before',
     set: `, checkpoint_cursor = c.cursor, checkpoint_state = c.state, checkpoint_at = now(), processed = j.processed + c.processed,
-              result = c.result`,
+              total = CASE WHEN c.set_total THEN c.total ELSE j.total END, result = c.result`,
     using: 'c',
     where: 'j.id = ANY($1::uuid[]) AND j.id = c.id AND j.lease_token = c.token AND j.cancel_requested_at IS NULL',
     returning: 'c.token AS fenced_token',
@@ -639,6 +641,8 @@ function completeQuery(jobs: CompleteWithCheckpoint[], requireAll: boolean): Pip
       jobs.map((j) => JSON.stringify(j.state)),
       jobs.map((j) => j.processed),
       jobs.map((j) => JSON.stringify(j.result)),
+      jobs.map((j) => j.total ?? null),
+      jobs.map((j) => j.total !== undefined),
       ...(requireAll ? [jobs.length] : []),
     ],
   };

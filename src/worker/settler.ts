@@ -121,7 +121,7 @@ export class Settler {
     row: ClaimRow,
     token: string,
     attempt: ExecutionAttempt,
-    r: { cursor: Json; state: Json; processed: number },
+    r: { cursor: Json; state: Json; processed: number; total?: number | null },
     result: Json,
   ): Promise<void> {
     const done: CompleteWithCheckpoint = {
@@ -130,6 +130,7 @@ export class Settler {
       cursor: r.cursor,
       state: r.state,
       processed: r.processed,
+      total: r.total,
       result,
     };
     let seqs: EventPair | undefined;

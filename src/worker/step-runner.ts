@@ -1,6 +1,7 @@
 /**
  * Running a claimed job's steps: start() if the job has no checkpoint yet, then chunk() after chunk()
- * and finish(). Each chunk's fenced checkpoint commits while the next chunks run, in order, at most
+ * and finish(). start()'s checkpoint commits at once only if start() wrote through ctx.db (its writes
+ * commit with it); else it rides with the first chunk's checkpoint, or the completion. Each chunk's fenced checkpoint commits while the next chunks run, in order, at most
  * CHECKPOINTS_IN_FLIGHT at once; a step's own transaction begins, and the job finishes or hands over,
  * only once every checkpoint before it committed. A checkpoint the fence refuses stops the job with
  * JobStopped; how the execution then ends is the settler's.
@@ -126,6 +127,8 @@ export class StepRunner {
       this.#events.publish(row.id, seq);
     };
 
+    /** start()'s total while start()'s checkpoint waits for the first chunk's. */
+    let started: { total: number | null } | undefined;
     if (row.checkpoint_at === null) {
       const tx = new LazyTransaction(this.#pool);
       try {
@@ -133,7 +136,11 @@ export class StepRunner {
         signal.throwIfAborted();
         cursor = s.cursor ?? null;
         state = s.state;
-        await commit(tx, { cursor, state, processed: 0, total: s.total ?? null });
+        const total = s.total ?? null;
+        // Until the first chunk's checkpoint commits, the job has none: a crash or hand-over before then
+        // runs start() again in the next execution, as it always did for a crash before start's commit.
+        if (tx.begun) await commit(tx, { cursor, state, processed: 0, total });
+        else started = { total };
       } finally {
         await tx.rollback();
       }
@@ -194,14 +201,16 @@ export class StepRunner {
           await r.durable;
           const result = await def.finish(ctx, r.state);
           signal.throwIfAborted();
-          await completionSpan(() => this.#settler.complete(tx, row, token, attempt, r, result));
+          const last = { ...r, ...started };
+          await completionSpan(() => this.#settler.complete(tx, row, token, attempt, last, result));
           this.#metrics.steps.inc({ type: type.name, outcome: 'finish' });
           log.info('job completed');
           return;
         }
         await settle(CHECKPOINTS_IN_FLIGHT - 1);
         const { durable } = r;
-        const write = { cursor: r.cursor, state: r.state, processed: r.processed };
+        const write = { cursor: r.cursor, state: r.state, processed: r.processed, ...started };
+        started = undefined;
         const previous = committing.at(-1);
         const pending = (async () => {
           await durable;
