@@ -116,6 +116,13 @@ describe('worker processes', () => {
     await waitFor('the next job completes', async () => (await row(other)).status === 'COMPLETED');
     expect((await row(id)).status).toBe('CANCELLED');
     expect(await chunkRuns(id)).toHaveLength(0);
+    // The completed job's execution (its last step wrote through ctx.db) was deleted in that step's
+    // transaction; the cancelled job's stays in pg-boss, saying why it ended.
+    const { rows } = await t.service.pool.query<{ job: string }>(
+      `SELECT data->>'jobId' AS job FROM pgboss.job WHERE data->>'jobId' = ANY($1::text[])`,
+      [[id, other]],
+    );
+    expect(rows).toEqual([{ job: id }]);
   });
 
   it('on SIGTERM stops at the next chunk boundary with the checkpoint committed, then exits', async () => {
