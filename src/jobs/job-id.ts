@@ -5,26 +5,45 @@
  */
 import { randomFillSync } from 'node:crypto';
 
-const bytes = Buffer.alloc(16);
+/** Random bytes drawn ahead, as crypto.randomUUID() does: one call to the generator per many ids. */
+const entropy = Buffer.alloc(4096);
+let drawn = entropy.length;
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 let lastMs = 0;
+/** The id's first 13 characters, the millisecond `lastMs`. */
+let prefix = '';
 /** The 12 bits after the version (rand_a): a counter within one millisecond (RFC 9562, method 1). */
 let seq = 0;
+
+function random(n: number): number {
+  if (drawn + n > entropy.length) {
+    randomFillSync(entropy);
+    drawn = 0;
+  }
+  drawn += n;
+  return drawn - n;
+}
 
 export function newJobId(now = Date.now()): string {
   if (now > lastMs) {
     lastMs = now;
-    randomFillSync(bytes, 6, 2);
     // A random start in the lower half leaves room to count on within the millisecond.
-    seq = bytes.readUInt16BE(6) & 0x7ff;
+    seq = entropy.readUInt16BE(random(2)) & 0x7ff;
   } else if (++seq > 0xfff) {
     // More ids in one millisecond than the counter holds: borrow the next millisecond.
     lastMs++;
     seq = 0;
+  } else {
+    return next();
   }
-  randomFillSync(bytes, 8, 8);
-  bytes.writeUIntBE(lastMs, 0, 6);
-  bytes.writeUInt16BE(0x7000 | seq, 6);
-  bytes[8] = 0x80 | ((bytes[8] ?? 0) & 0x3f);
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  const ms = lastMs.toString(16).padStart(12, '0');
+  prefix = `${ms.slice(0, 8)}-${ms.slice(8)}-7`;
+  return next();
+}
+
+function next(): string {
+  const at = random(8);
+  const r = (i: number) => HEX[entropy[at + i] ?? 0] ?? '00';
+  const variant = HEX[0x80 | ((entropy[at] ?? 0) & 0x3f)] ?? '80';
+  return `${prefix}${seq.toString(16).padStart(3, '0')}-${variant}${r(1)}-${r(2)}${r(3)}${r(4)}${r(5)}${r(6)}${r(7)}`;
 }
