@@ -108,10 +108,12 @@ export function readBody(limitBytes: number, limits: JsonLimits): MiddlewareHand
     // Under @hono/node-server, read Node's request stream itself: touching `c.req.raw.body` would build a
     // WHATWG Request and stream around it, which costs several times the rest of the request path.
     const text = await readLimited(incoming?.iterator({ destroyOnReturn: false }) ?? c.req.raw.body, limitBytes);
-    parseJson(text, limits);
-    // Re-seat the consumed body so the validator (c.req.json()) reads it from Hono's cache.
-    // Hono caches the body promise per format (its type says otherwise).
+    const json = parseJson(text, limits);
+    // Re-seat the consumed body so the validator reads it from Hono's cache (Hono caches the body promise
+    // per format; its type says otherwise), and answer c.req.json() with the JSON parsed here: Hono's
+    // would parse the text again.
     (c.req.bodyCache as Record<string, Promise<unknown>>).text = Promise.resolve(text);
+    c.req.json = <T>() => Promise.resolve(json as T);
     return next();
   };
 }
