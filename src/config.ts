@@ -169,6 +169,11 @@ const envSchema = z.object({
     .default([])
     .describe('Comma-separated modules (paths or package names) that export more job types.'),
   LONGHAUL_WORKER_CONCURRENCY: int(1, 1000).default(8).describe('Jobs one worker process runs at once.'),
+  LONGHAUL_WORKER_BURST_SLOTS: int(0, 1000)
+    .default(1)
+    .describe(
+      'Jobs a worker process whose slots are all taken may start beyond LONGHAUL_WORKER_CONCURRENCY, each only for a tenant with no job running anywhere (see [scheduling](scheduling.md#fairness)). 0: none.',
+    ),
   LONGHAUL_TENANT_CONCURRENCY: int(1, 1000)
     .optional()
     .describe(
@@ -425,6 +430,8 @@ export interface Config {
   jobTypeModules: string[];
   worker: {
     concurrency: number;
+    /** Jobs a full worker may start beyond `concurrency`, each for a tenant with none running anywhere. */
+    burstSlots: number;
     /** A hard per-tenant running limit for tenants without their own; undefined: none (fair sharing only). */
     tenantConcurrency: number | undefined;
     leaseSeconds: number;
@@ -579,6 +586,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobTypeModules: e.LONGHAUL_JOB_TYPES,
     worker: {
       concurrency: e.LONGHAUL_WORKER_CONCURRENCY,
+      burstSlots: e.LONGHAUL_WORKER_BURST_SLOTS,
       tenantConcurrency: e.LONGHAUL_TENANT_CONCURRENCY,
       leaseSeconds: e.LONGHAUL_LEASE_SECONDS,
       maxLeaseLosses: e.LONGHAUL_MAX_LEASE_LOSSES,

@@ -364,6 +364,7 @@ async function startRoles(ctx: Started): Promise<Service> {
         metrics: metrics.registry,
         options: {
           concurrency: w.concurrency,
+          burstSlots: w.burstSlots,
           tenantConcurrency: w.tenantConcurrency,
           leaseSeconds: w.leaseSeconds,
           executionBudgetSeconds: w.executionBudgetSeconds,

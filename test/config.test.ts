@@ -29,6 +29,7 @@ const DEFAULTS: Config = {
   jobTypeModules: [],
   worker: {
     concurrency: 8,
+    burstSlots: 1,
     tenantConcurrency: undefined,
     leaseSeconds: 30,
     maxLeaseLosses: 10,
@@ -122,6 +123,7 @@ describe('configuration', () => {
       LONGHAUL_METRICS_REFRESH_SECONDS: '2.5',
       LONGHAUL_JOB_TYPES: './a.ts,pkg-b',
       LONGHAUL_WORKER_CONCURRENCY: '3',
+      LONGHAUL_WORKER_BURST_SLOTS: '0',
       LONGHAUL_TENANT_CONCURRENCY: '2',
       LONGHAUL_LEASE_SECONDS: '2',
       LONGHAUL_MAX_LEASE_LOSSES: '5',
@@ -193,6 +195,7 @@ describe('configuration', () => {
       jobTypeModules: ['./a.ts', 'pkg-b'],
       worker: {
         concurrency: 3,
+        burstSlots: 0,
         tenantConcurrency: 2,
         leaseSeconds: 2,
         maxLeaseLosses: 5,
@@ -386,6 +389,7 @@ const RANGES: Array<[string, number, number | undefined, boolean]> = [
   ['LONGHAUL_AUTH_CACHE_SECONDS', 0, undefined, false],
   ['LONGHAUL_SHUTDOWN_TIMEOUT_SECONDS', 1, undefined, false],
   ['LONGHAUL_WORKER_CONCURRENCY', 1, 1000, true],
+  ['LONGHAUL_WORKER_BURST_SLOTS', 0, 1000, true],
   ['LONGHAUL_TENANT_CONCURRENCY', 1, 1000, true],
   ['LONGHAUL_LEASE_SECONDS', 1, undefined, false],
   ['LONGHAUL_EXECUTION_BUDGET_SECONDS', 1, 23 * 60 * 60, false],

@@ -1,6 +1,6 @@
 /** The fair share of the cluster's slots (src/worker/fair-share.ts): the max-min water level, no slot wasted. */
 import { describe, expect, it } from 'vitest';
-import { fairShare, groupLimits } from '../src/worker/fair-share.ts';
+import { burstLimits, fairShare, groupLimits } from '../src/worker/fair-share.ts';
 
 describe('fairShare', () => {
   it('lets a tenant alone use every slot', () => {
@@ -102,5 +102,38 @@ describe('groupLimits', () => {
       alone: true,
     });
     expect(groupLimits(demand([['b', 3, 10]]), 8, none, 3)).toMatchObject({ canStart: false });
+  });
+});
+
+describe('burstLimits', () => {
+  const demand = (entries: Array<[string, number, number]>) =>
+    new Map(entries.map(([t, running, waiting]) => [t, { running, waiting }]));
+
+  it('caps every tenant at one job, so only a tenant with none running anywhere can take a burst slot', () => {
+    const reading = demand([
+      ['a', 8, 100],
+      ['b', 0, 3],
+    ]);
+    const share = groupLimits(reading, 8, new Map([['a', 20]]), undefined);
+    expect(burstLimits(reading, share)).toEqual({
+      default: 1,
+      tiers: {},
+      holdsBack: true,
+      hard: true,
+      canStart: true,
+      queued: true,
+      alone: false,
+    });
+  });
+
+  it('lets nobody start while every tenant with waiting jobs runs one already, or a tenant is alone', () => {
+    const both = demand([
+      ['a', 8, 100],
+      ['b', 1, 3],
+    ]);
+    const alone = demand([['a', 8, 100]]);
+    const none = new Map<string, number>();
+    expect(burstLimits(both, groupLimits(both, 8, none, undefined)).canStart).toBe(false);
+    expect(burstLimits(alone, groupLimits(alone, 8, none, undefined)).canStart).toBe(false);
   });
 });

@@ -64,6 +64,7 @@ async function startFetcher(pool: Pool, slots: () => number) {
     log: createLogger('silent'),
     tenantLimit: undefined,
     concurrency: slots(),
+    burstSlots: 0,
     leaseSeconds: 30,
     free: () => slots() - launched.length,
     launch: (j) => {

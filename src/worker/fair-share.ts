@@ -5,7 +5,9 @@
  * slot; several with backlogs get equal shares; one whose demand is below the level keeps all it needs,
  * and what it leaves goes to the others. The fetcher passes the share to pg-boss as its cluster-wide
  * group (tenant) limit, recomputed as demand changes, so a tenant whose backlog empties gives its
- * slots back at the next fetch.
+ * slots back at the next fetch. A worker whose slots are all taken may start a job beyond them for a
+ * tenant with none running anywhere (its burst slots, burstLimits), so a newly active tenant does not
+ * wait for another tenant's job to end.
  */
 
 export interface TenantDemand {
@@ -84,4 +86,16 @@ export function groupLimits(
     queued,
     alone: demand.size <= 1,
   };
+}
+
+/**
+ * The limits of a burst fetch, by a worker whose slots are all taken: only a tenant with no job running
+ * anywhere may start one. Every tenant's cap is 1 (within any hard limit, which is at least 1), counted
+ * by the fetch against the tenant's active executions in its own snapshot, however old the reading. A
+ * tenant alone, or one already running a job, never takes a burst slot: it waits for a slot to free.
+ * `canStart`: a tenant of the reading has jobs waiting and none running.
+ */
+export function burstLimits(demand: ReadonlyMap<string, TenantDemand>, share: GroupLimits): GroupLimits {
+  const canStart = [...demand.values()].some((d) => d.waiting > 0 && d.running === 0);
+  return { ...share, default: 1, tiers: {}, holdsBack: true, canStart };
 }

@@ -4,6 +4,10 @@
  * also forwards cancel notifications to the runtime. It never fetches more than the free slots, and
  * each fetch is limited per tenant to the tenant's fair share of the cluster's slots (fair-share.ts),
  * within the tenant's own running limit, applied before the free slots are filled (fair-fetch.ts).
+ * While every slot is taken, it may start up to its burst slots beyond them, each only for a tenant with
+ * no job running anywhere (fair-share.ts burstLimits): a newly active tenant starts at the next fetch
+ * rather than after another tenant's job ends. A burst slot is not refilled: a job ending leaves the
+ * worker within its slots before it fetches for a tenant already running jobs again.
  * While no tenant could start a job under it, it does not fetch, unless a job was announced since the
  * share was read (the reading did not count it). The fetch counts a tenant's active executions in its
  * statement's snapshot, so two workers fetching at once could both fill the same last slot of a tenant:
@@ -19,7 +23,7 @@ import { CANCEL_CHANNEL } from '../jobs/repository.ts';
 import type { Logger } from '../observability/logger.ts';
 import { RUNNING_LIMIT_CHANNEL, runningLimits } from '../tenants/limits.ts';
 import { fetchExecutions, queueTable, type FetchedExecution } from './fair-fetch.ts';
-import { groupLimits, type GroupLimits, type TenantDemand } from './fair-share.ts';
+import { burstLimits, groupLimits, type GroupLimits, type TenantDemand } from './fair-share.ts';
 import { clusterSlots } from './presence.ts';
 import { tenantDemand } from '../jobs/lifecycle.ts';
 
@@ -65,6 +69,7 @@ export class Fetcher {
   readonly #log: Logger;
   readonly #tenantLimit: number | undefined;
   readonly #concurrency: number;
+  readonly #burstSlots: number;
   readonly #leaseSeconds: number;
   readonly #free: () => number;
   readonly #launch: (j: FetchedExecution) => void;
@@ -88,6 +93,8 @@ export class Fetcher {
   #limitsChangedAt = 0;
   /** When a job was last announced (or the listener reconnected, so may have missed one). */
   #announcedAt = 0;
+  /** When a burst fetch last began: an announcement is tried once by a burst fetch, not at every wake. */
+  #burstAt = 0;
   /** A reading is under way (off the fetch's path). */
   #reading = false;
   /** A reading waiting for REREAD_AFTER_CHANGE_MS to pass. */
@@ -102,9 +109,11 @@ export class Fetcher {
     tenantLimit: number | undefined;
     /** Slots of this process (the cluster has at least these). */
     concurrency: number;
+    /** Jobs this process may start beyond `concurrency` while every slot is taken (burstLimits). */
+    burstSlots: number;
     /** A worker whose heartbeat is older is gone: its slots are not shared out. */
     leaseSeconds: number;
-    /** Slots free in this process now. */
+    /** Slots free in this process now (below 0 while it runs jobs in burst slots). */
     free: () => number;
     launch: (j: FetchedExecution) => void;
     /** This worker, as the fetch's claims write it to `lease_owner`. */
@@ -125,6 +134,7 @@ export class Fetcher {
     this.#log = deps.log;
     this.#tenantLimit = deps.tenantLimit;
     this.#concurrency = deps.concurrency;
+    this.#burstSlots = deps.burstSlots;
     this.#leaseSeconds = deps.leaseSeconds;
     this.#free = deps.free;
     this.#launch = deps.launch;
@@ -194,21 +204,33 @@ export class Fetcher {
    * listener reconnected) is not fetched under: one is read before the fetch. A reading in which no
    * tenant can start a job is not fetched under either, unless a job was announced since it was taken:
    * the reading did not count that job, so the fetch runs under its limits (which still bound every
-   * tenant) rather than waiting for the poll, and the share is read again meanwhile.
+   * tenant) rather than waiting for the poll, and the share is read again meanwhile. With no slot `free`,
+   * a burst fetch runs under burstLimits when the reading shows a tenant with jobs waiting and none
+   * running, or once after each announcement the reading did not count.
    */
-  async #groupLimits(): Promise<FetchLimits | undefined> {
+  async #groupLimits(free: number): Promise<FetchLimits | undefined> {
     const last =
       this.#share !== undefined && this.#share.at >= this.#limitsChangedAt ? this.#share : await this.#readShare();
     const age = performance.now() - last.at;
-    const limits = groupLimits(last.demand, last.slots, last.limits, this.#tenantLimit);
+    const share = groupLimits(last.demand, last.slots, last.limits, this.#tenantLimit);
     const announced = last.at < this.#announcedAt;
     if (age > this.#shareTtlMs) this.#reread();
-    else if (last.at < this.#endedAt || (announced && !limits.canStart)) this.#rereadIn(REREAD_AFTER_CHANGE_MS - age);
-    if (!limits.canStart && !announced) return undefined;
-    // Nobody held back, and nobody waiting or one tenant alone with no job announced since: the fetch
-    // cannot pass over another tenant's job, and pg-boss's plain fetch is the lighter statement.
-    const plain = !limits.holdsBack && (!limits.queued || (limits.alone && !announced));
-    return { ...limits, plain };
+    else if (last.at < this.#endedAt || (announced && !share.canStart)) this.#rereadIn(REREAD_AFTER_CHANGE_MS - age);
+    if (free <= 0) {
+      const limits = burstLimits(last.demand, share);
+      if (!limits.canStart && !(announced && this.#announcedAt > this.#burstAt)) return undefined;
+      this.#burstAt = performance.now();
+      return { ...limits, plain: false };
+    }
+    if (!share.canStart && !announced) return undefined;
+    // Nobody held back, and nobody waiting or one tenant alone, with no job announced since: the fetch
+    // cannot pass over another tenant's job, and pg-boss's plain fetch is the lighter statement. After an
+    // announcement, only on an idle pickup: a reading showing nothing active while this process runs
+    // nothing (everything queued came since). A worker whose slots are busy may hold a reading from before
+    // one tenant's backlog came, and the plain fetch would take that backlog ahead of a newer tenant.
+    const idle = last.demand.size === 0 && free >= this.#concurrency;
+    const plain = !share.holdsBack && (announced ? idle : !share.queued || share.alone);
+    return { ...share, plain };
   }
 
   /** Reads again in `ms` (now if not positive), unless a reading is under way or already waiting. */
@@ -274,18 +296,20 @@ export class Fetcher {
     while (!this.#stopping()) {
       this.#woken = false;
       const free = this.#free();
-      if (free > 0) {
+      // Every slot taken: the burst slots left, for a tenant with no job running anywhere.
+      const want = free > 0 ? free : free + this.#burstSlots;
+      if (want > 0) {
         let jobs: FetchedExecution[] = [];
         try {
-          const limits = await this.#groupLimits();
-          if (limits !== undefined) jobs = await this.#fetch(free, limits);
+          const limits = await this.#groupLimits(free);
+          if (limits !== undefined) jobs = await this.#fetch(want, limits);
         } catch (err) {
           // An outage is logged once, by the listener; fetching resumes when the database answers.
           if (!isConnectionError(err)) this.#log.error({ err }, 'fetching executions failed');
         }
         for (const j of jobs) this.#launch(j);
         // A full batch means there is likely more: fetch again once a slot frees (or now, if one is free).
-        if (jobs.length > 0 && jobs.length === free) continue;
+        if (jobs.length > 0 && jobs.length === want) continue;
       }
       await this.#waitForWake(this.#pollIntervalMs);
     }

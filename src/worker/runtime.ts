@@ -34,6 +34,11 @@ export interface WorkerOptions {
   /** Jobs run at once by this process. (Default: LONGHAUL_WORKER_CONCURRENCY, 8) */
   concurrency: number;
   /**
+   * Jobs this process may start beyond `concurrency` while every slot is taken, each for a tenant with
+   * no job running anywhere (fair-share.ts burstLimits). (Default: LONGHAUL_WORKER_BURST_SLOTS, 1)
+   */
+  burstSlots: number;
+  /**
    * A hard limit on one tenant's running jobs across all workers, for tenants without a running limit
    * of their own; undefined (the default): none, tenants share the slots fairly (fair-share.ts).
    */
@@ -103,7 +108,8 @@ export class WorkerRuntime {
     this.#opts = opts;
     this.#registry = deps.registry;
     this.#events = new JobEventsPublisher(this.#pool, this.#log);
-    this.#slots = new TypeSlots(opts.concurrency);
+    // A type without a limit of its own runs in any of the process's slots, burst slots included.
+    this.#slots = new TypeSlots(opts.concurrency + opts.burstSlots);
     const metrics = workerMetrics(deps.metrics);
     const draining = () => this.#state === 'draining' || this.#state === 'stopped';
     const common = { pool: this.#pool, boss: this.#boss, events: this.#events, metrics };
@@ -114,6 +120,7 @@ export class WorkerRuntime {
       log: this.#log,
       tenantLimit: opts.tenantConcurrency,
       concurrency: opts.concurrency,
+      burstSlots: opts.burstSlots,
       leaseSeconds: opts.leaseSeconds,
       free: () => opts.concurrency - this.#running.size,
       launch: (j) => this.#launch(j),
