@@ -17,15 +17,37 @@ const SAMPLES = 40;
 const WARMUP = 5;
 const CLIENTS = 16;
 
-/** B's pickups, one probe job at a time: from its 202 to its chunk starting (the probe records it). */
+/**
+ * B's pickups, one probe job at a time: from its 202 to its chunk starting (the probe records it), with
+ * the probes' job ids.
+ */
 async function pickups(db: pg.Pool, post: (body: string) => Promise<{ id: string; accepted: number }>, priority = 0) {
   const out: number[] = [];
+  const ids: string[] = [];
   for (let i = 0; i < SAMPLES + WARMUP; i++) {
     const { id, accepted } = await post(JSON.stringify({ type: 'probe', input: {}, priority }));
     const at = await probeStartedAt(db, id, 30_000);
-    if (i >= WARMUP) out.push(Math.max(0, at - accepted));
+    if (i < WARMUP) continue;
+    out.push(Math.max(0, at - accepted));
+    ids.push(id);
   }
-  return out;
+  return Object.assign(out, { ids });
+}
+
+/**
+ * For each of B's probes, how many of A's jobs held a slot when B's was fetched: started before it (the
+ * fetch's statement claims the job) and finished after. All the worker's slots: B's took a burst slot.
+ */
+async function besideA(db: pg.Pool, tenantA: string, probes: string[]): Promise<number[]> {
+  const { rows } = await db.query<{ id: string; n: number }>(
+    `SELECT b.id, (SELECT count(*) FROM jobs a
+                    WHERE a.tenant_id = $1 AND a.started_at <= b.started_at
+                      AND (a.finished_at IS NULL OR a.finished_at > b.started_at))::int AS n
+       FROM jobs b WHERE b.id = ANY($2::uuid[])`,
+    [tenantA, probes],
+  );
+  const n = new Map(rows.map((r) => [r.id, r.n]));
+  return probes.map((id) => n.get(id) ?? 0);
 }
 
 export const fairnessBench: BenchModule = {
@@ -60,6 +82,18 @@ export const fairnessBench: BenchModule = {
         );
         const pending = rows[0]?.pending ?? 0;
         ctx.log(`A's jobs still PENDING after B's last sample: ${pending} of ${BACKLOG}`);
+        const beside = await besideA(pool, a.id, loaded.ids);
+        const counts = new Map<number, number>();
+        for (const n of beside) counts.set(n, (counts.get(n) ?? 0) + 1);
+        const spread = [...counts].sort(([x], [y]) => y - x).map(([n, k]) => `${n} in ${k}`);
+        ctx.log(`A's jobs holding a slot when B's was fetched, by loaded sample: ${spread.join(', ')}`);
+        const most = Math.max(...beside);
+        const burst = loaded.filter((_, i) => beside[i] === most);
+        const rest = loaded.filter((_, i) => beside[i] !== most);
+        if (rest.length > 0)
+          ctx.log(
+            `B's pickup p50 beside ${most} of A's: ${percentile(burst, 50).toFixed(1)} ms; beside fewer: ${percentile(rest, 50).toFixed(1)} ms`,
+          );
         const p99 = percentile(loaded, 99);
         const idleP99 = percentile(idle, 99);
         return [
