@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { captureBossSql, type Pool } from '../src/db/pool.ts';
-import { fingerprint } from '../src/jobs/idempotency.ts';
+import { fingerprint, keyLockId } from '../src/jobs/idempotency.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { batchStatement, JobSubmitter, type SubmitRequest } from '../src/jobs/submit.ts';
 import { setLimits } from '../src/tenants/limits.ts';
@@ -228,4 +228,23 @@ it("gives jobs time-ordered ids (UUIDv7), so a batch's entries land together in 
   expect([...ids].sort()).toEqual(ids);
   const ms = parseInt(ids[0]?.replaceAll('-', '').slice(0, 12) ?? '', 16);
   expect(Math.abs(ms - Date.now())).toBeLessThan(60_000);
+});
+
+it('refuses a batch with a key another writer holds (in flight), writing none of it', async () => {
+  const submitter = new JobSubmitter(t.service.pool, t.service.boss);
+  const key = randomUUID();
+  const holder = await t.service.pool.connect();
+  try {
+    await holder.query('SELECT pg_advisory_lock($1)', [keyLockId(t.tenant.id, key)]);
+    const out = await submitter.submitAll(t.tenant.id, [request(t.tenant.id, 903), request(t.tenant.id, 904, key)]);
+    expect(out).toEqual({ kind: 'in-flight', indexes: [1] });
+  } finally {
+    await holder.query('SELECT pg_advisory_unlock_all()');
+    holder.release();
+  }
+  const { rows } = await t.service.pool.query(
+    `SELECT 1 FROM jobs WHERE tenant_id = $1 AND input->>'chunk_ms' IN ('903', '904')`,
+    [t.tenant.id],
+  );
+  expect(rows).toHaveLength(0);
 });
