@@ -14,11 +14,14 @@
  */
 import { createHash } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
+// Job ids are UUIDv7 (RFC 9562, time-ordered): ids made one after another sort one after another, so the
+// b-tree indexes keyed by a job's id (`jobs`' primary key, pg-boss's `(name, id)`) take a batch's new
+// entries on their rightmost pages instead of one random page each.
+import { v7 as newJobId } from 'uuid';
 import { bossDb, captureBossSql, isDataException, withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
 import { admit, hasLimitsSql, lockGate, type Verdict } from '../tenants/limits.ts';
 import { keyLockId, type IdempotencyRequest } from './idempotency.ts';
 import { insertJobsSql, insertReleasingKey, type NewJob } from './lifecycle.ts';
-import { newJobId } from './job-id.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
 import { QUEUES } from './queues.ts';
 
