@@ -93,7 +93,7 @@ export class Fetcher {
   #limitsChangedAt = 0;
   /** When a job was last announced (or the listener reconnected, so may have missed one). */
   #announcedAt = 0;
-  /** When a burst fetch last began: a reading or an announcement is tried once by one, not at every wake. */
+  /** When a burst fetch last began: an announcement is tried once by one, not at every wake. */
   #burstAt = 0;
   /** A reading is under way (off the fetch's path). */
   #reading = false;
@@ -205,8 +205,8 @@ export class Fetcher {
    * tenant can start a job is not fetched under either, unless a job was announced since it was taken:
    * the reading did not count that job, so the fetch runs under its limits (which still bound every
    * tenant) rather than waiting for the poll, and the share is read again meanwhile. With no slot `free`,
-   * a burst fetch runs under burstLimits, once after a reading that shows a tenant with jobs waiting and
-   * none running, and once after each announcement the reading did not count.
+   * a burst fetch runs under burstLimits, once after each announcement the reading did not count, and
+   * at most once per poll interval under a reading that shows a tenant with jobs waiting and none running.
    */
   async #groupLimits(free: number): Promise<FetchLimits | undefined> {
     const last =
@@ -218,8 +218,12 @@ export class Fetcher {
     else if (last.at < this.#endedAt || (announced && !share.canStart)) this.#rereadIn(REREAD_AFTER_CHANGE_MS - age);
     if (free <= 0) {
       const limits = burstLimits(last.demand, share);
-      // Once per reading, and once per announcement: a burst fetch since saw all they did.
-      const untried = (limits.canStart && last.at > this.#burstAt) || (announced && this.#announcedAt > this.#burstAt);
+      // Once per announcement (a burst fetch since saw the job), and under a reading that shows a tenant
+      // waiting, once per poll interval: such a reading is often stale by then (the tenant's job was taken
+      // since), and jobs due without an announcement (a retry's backoff run out) are found by the poll.
+      const since = performance.now() - this.#burstAt;
+      const untried =
+        (limits.canStart && since >= this.#pollIntervalMs) || (announced && this.#announcedAt > this.#burstAt);
       if (!untried) return undefined;
       this.#burstAt = performance.now();
       return { ...limits, plain: false };
