@@ -1,6 +1,6 @@
 /**
- * Issue 16, fairness: tenant B's pickup (202 accepted → first chunk started) while tenant A's backlog of
- * 10,000 jobs drains, beside B's pickup on the idle service measured in the same run; and B's pickup at
+ * Issue 16, fairness: tenant B's pickup (202 accepted → first chunk started) while tenant A's backlog
+ * drains (by default 10,000 jobs of one 20 ms chunk: BENCH_FAIRNESS_JOBS, BENCH_FAIRNESS_CHUNK_MS), beside B's pickup on the idle service measured in the same run; and B's pickup at
  * the top priority while A drains, which no tenant share holds back (the floor without preemption). One service with
  * its default settings (worker slots and how tenants share them); B submits one probe job at a time.
  */
@@ -10,9 +10,11 @@ import { percentile, type BenchModule } from './harness.ts';
 import { jobPoster, PROBE_TYPES, probeStartedAt } from './pickup.ts';
 import { startChildService } from './support.ts';
 
-const BACKLOG = 10_000;
+/** A's backlog and the length of its jobs' one chunk (BENCH_FAIRNESS_JOBS, BENCH_FAIRNESS_CHUNK_MS). */
+const BACKLOG = Number(process.env.BENCH_FAIRNESS_JOBS ?? 10_000);
+const A_CHUNK_MS = Number(process.env.BENCH_FAIRNESS_CHUNK_MS ?? 20);
 /** A's jobs: long enough that the backlog is still draining while B's samples are taken. */
-const A_JOB = JSON.stringify({ type: 'synthetic', input: { chunks: 1, chunk_ms: 20 } });
+const A_JOB = JSON.stringify({ type: 'synthetic', input: { chunks: 1, chunk_ms: A_CHUNK_MS } });
 const SAMPLES = 40;
 const WARMUP = 5;
 const CLIENTS = 16;
@@ -98,7 +100,7 @@ export const fairnessBench: BenchModule = {
         const idleP99 = percentile(idle, 99);
         return [
           {
-            name: `tenant B pickup p99 while A's ${BACKLOG.toLocaleString('en-US')}-job backlog drains${pending === 0 ? ' (backlog ran out before the last sample)' : ''}`,
+            name: `tenant B pickup p99 while A's ${BACKLOG.toLocaleString('en-US')}-job backlog drains (${A_CHUNK_MS} ms jobs)${pending === 0 ? ' (backlog ran out before the last sample)' : ''}`,
             value: p99,
             unit: 'ms',
             baselineName: 'tenant B pickup p99, idle',
