@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { transition } from './support/status.ts';
-import { PAGE_SIZE, type SubscriberStats } from '../src/realtime/hub.ts';
+import { COALESCE_LAG, PAGE_SIZE, type SubscriberStats } from '../src/realtime/hub.ts';
 import { until, writeProgressBatch } from './support/realtime.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
@@ -95,8 +95,14 @@ async function stallAndPileUp(svc: TestService, id: string): Promise<void> {
   while (sample().writeWaitingMs < 200) {
     if (produced >= MAX_EVENTS)
       throw new Error(`the client never stalled after ${produced} events: ${JSON.stringify(sample())}`);
-    await writeProgressBatch(svc.service.pool, id, BATCH, MAX_EVENTS * 2);
+    const seq = await writeProgressBatch(svc.service.pool, id, BATCH, MAX_EVENTS * 2);
     produced += BATCH;
+    // Paced by the server until the stall: the next batch once this one would not leave the subscriber past
+    // the coalescing lag, so it is sent every event (its bytes fill the buffers) however fast the writes run.
+    await until('the server to take the batch', () => {
+      const s = sample();
+      return seq - s.sentSeq <= COALESCE_LAG - BATCH || s.writeWaitingMs > 0;
+    });
   }
   const atStall = sample();
   for (let i = 0; i < 20; i++) {
