@@ -506,8 +506,8 @@ function bossJob(id: string, req: SubmitRequest) {
 
 /** SQLSTATE raised by longhaul_enqueued (sql/080) when pg-boss's statement did not insert every job it was given. */
 const ENQUEUE_MISMATCH = 'LH001';
-/** SQLSTATE raised by longhaul_batch_unsettled (sql/095): the whole-batch statement cannot settle its batch. */
-const BATCH_UNSETTLED = 'LH002';
+/** SQLSTATE raised by longhaul_batch_unsettled (sql/096): the whole-batch statement cannot settle its batch. */
+const BATCH_UNSETTLED = 'LH003';
 
 /** The batch as rows ($1–$15 and $17 arrays, one element per request), each keyed request with its advisory lock tried. */
 const reqCte = (name: string) => `${name} AS MATERIALIZED (
@@ -563,7 +563,7 @@ export function batchStatement(bossSql: string): BatchStatement | undefined {
 /**
  * The batch of POST /v1/jobs/batch in one statement, with pg-boss's insert statement `bossSql` embedded as
  * in batchStatement, its payload ($18) the batch's whole: all or nothing, it inserts every job and its
- * pg-boss job, or fails (longhaul_batch_unsettled, sql/095: SQLSTATE LH002) when it did not create every
+ * pg-boss job, or fails (longhaul_batch_unsettled, sql/096: SQLSTATE LH003) when it did not create every
  * job (a key taken or held by another writer) or the tenant ($2) has limits, which the transactional path
  * settles. Answers the created jobs' `id, type, status, scheduled_for`, in no order.
  */
