@@ -81,13 +81,7 @@ it("embeds pg-boss's statement without its NOTIFY (a queue whose notify is off) 
 });
 
 it('writes the jobs and their pg-boss jobs of a batch in one statement', async () => {
-  const pool = t.service.pool;
-  const names: unknown[] = [];
-  const watched = Object.create(pool, {
-    query: {
-      value: (q: unknown, v?: unknown[]) => (names.push((q as { name?: unknown }).name), pool.query(q as string, v)),
-    },
-  }) as Pool;
+  const { pool: watched, names } = watchedPool();
   const submitter = new JobSubmitter(watched, t.service.boss);
   const outcomes = await Promise.all(
     Array.from({ length: 5 }, (_, i) =>
