@@ -59,7 +59,6 @@ async function startFetcher(pool: Pool, slots: () => number) {
   let onLaunch: () => void = () => undefined;
   const fetcher = new Fetcher({
     pool,
-    boss: t.service.boss,
     listener: t.service.listener,
     log: createLogger('silent'),
     tenantLimit: undefined,
@@ -79,7 +78,7 @@ async function startFetcher(pool: Pool, slots: () => number) {
     pollIntervalMs: NEVER_MS,
     shareTtlMs: NEVER_MS,
   });
-  await fetcher.start();
+  await fetcher.start(await queueTable(t.service.boss, QUEUES.jobs));
   return {
     fetcher,
     launched,

@@ -15,14 +15,13 @@
  * seeing the executions the one before it claimed. The fetch statement also claims the jobs of the
  * executions it takes where no row lock is needed (fair-fetch.ts), for the types with free slots here.
  */
-import type { PgBoss } from 'pg-boss';
 import type { PgListener } from '../db/listener.ts';
 import { isConnectionError, withTransaction, type Pool } from '../db/pool.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import { CANCEL_CHANNEL } from '../jobs/repository.ts';
 import type { Logger } from '../observability/logger.ts';
 import { RUNNING_LIMIT_CHANNEL, runningLimits } from '../tenants/limits.ts';
-import { fetchExecutions, queueTable, type FetchedExecution } from './fair-fetch.ts';
+import { fetchExecutions, type FetchedExecution } from './fair-fetch.ts';
 import { burstLimits, groupLimits, type GroupLimits, type TenantDemand } from './fair-share.ts';
 import { clusterSlots } from './presence.ts';
 import { tenantDemand } from '../jobs/lifecycle.ts';
@@ -64,7 +63,6 @@ export const BOSS_CHANNEL_SQL = `'pgboss_' || left(encode(sha224('pgboss'::bytea
 
 export class Fetcher {
   readonly #pool: Pool;
-  readonly #boss: PgBoss;
   readonly #listener: PgListener;
   readonly #log: Logger;
   readonly #tenantLimit: number | undefined;
@@ -102,7 +100,6 @@ export class Fetcher {
 
   constructor(deps: {
     pool: Pool;
-    boss: PgBoss;
     listener: PgListener;
     log: Logger;
     /** A hard limit on one tenant's running jobs for tenants without their own; undefined: none. */
@@ -129,7 +126,6 @@ export class Fetcher {
     shareTtlMs?: number;
   }) {
     this.#pool = deps.pool;
-    this.#boss = deps.boss;
     this.#listener = deps.listener;
     this.#log = deps.log;
     this.#tenantLimit = deps.tenantLimit;
@@ -146,9 +142,9 @@ export class Fetcher {
     this.#shareTtlMs = deps.shareTtlMs ?? SHARE_TTL_MS;
   }
 
-  /** Subscribes to pg-boss's and the cancel channel, and starts the loop. */
-  async start(): Promise<void> {
-    this.#table = await queueTable(this.#boss, QUEUES.jobs);
+  /** Subscribes to pg-boss's and the cancel channel, and starts the loop; `table`: the executions' (queueTable). */
+  async start(table: string): Promise<void> {
+    this.#table = table;
     // The fair fetch's index, on pg-boss's table, which exists once pg-boss has started (sql/075, 076).
     await this.#pool.query('SELECT longhaul_boss_fair_fetch_index($1)', [this.#table]);
     const { rows } = await this.#pool.query<{ ch: string }>(`SELECT ${BOSS_CHANNEL_SQL} AS ch`);

@@ -12,6 +12,7 @@ import type { PgBoss } from 'pg-boss';
 import type { PgListener } from '../db/listener.ts';
 import { isConnectionError, type Pool } from '../db/pool.ts';
 import { JobEventsPublisher } from '../jobs/events-publisher.ts';
+import { QUEUES } from '../jobs/queues.ts';
 import type { FetchedClaim } from '../jobs/lifecycle.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -19,7 +20,7 @@ import type { Registry } from '../observability/metrics.ts';
 import { startExecution } from '../observability/tracing.ts';
 import { Claimer } from './claimer.ts';
 import type { ExecutionAttempt } from './executions.ts';
-import type { FetchedExecution } from './fair-fetch.ts';
+import { queueTable, type FetchedExecution } from './fair-fetch.ts';
 import { Fetcher } from './fetcher.ts';
 import { Heartbeat } from './heartbeat.ts';
 import { JobStopped } from './job-stopped.ts';
@@ -115,7 +116,6 @@ export class WorkerRuntime {
     const common = { pool: this.#pool, boss: this.#boss, events: this.#events, metrics };
     this.#fetcher = new Fetcher({
       pool: this.#pool,
-      boss: this.#boss,
       listener: deps.listener,
       log: this.#log,
       tenantLimit: opts.tenantConcurrency,
@@ -157,8 +157,10 @@ export class WorkerRuntime {
 
   async start(databaseUrl: string): Promise<void> {
     this.#state = 'starting';
-    this.#settler.open(databaseUrl);
-    await this.#fetcher.start().catch(async (err: unknown) => {
+    // The executions' job table: the fetch reads it, the completion deletes from it.
+    const table = await queueTable(this.#boss, QUEUES.jobs);
+    this.#settler.open(databaseUrl, table);
+    await this.#fetcher.start(table).catch(async (err: unknown) => {
       await this.#settler.close();
       throw err;
     });

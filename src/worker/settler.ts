@@ -17,11 +17,9 @@ import {
   sendExecution,
   type ExecutionAttempt,
 } from './executions.ts';
-import { queueTable } from './fair-fetch.ts';
 import { GroupCommit } from './group-commit.ts';
 import { JobStopped, type StopReason } from './job-stopped.ts';
 import type { LazyTransaction } from './lazy-transaction.ts';
-import { QUEUES } from '../jobs/queues.ts';
 import type { WorkerMetrics } from './metrics.ts';
 import {
   cancelIfRunning,
@@ -60,8 +58,8 @@ export class Settler {
   readonly #completions: GroupCommit<CompleteWithCheckpoint & { attempt: ExecutionAttempt }, EventPair | undefined>;
   /** Pipelining connections for the group-committed completions (opened by open()). */
   #pipeline: Pool | undefined;
-  /** The executions' job table, where a completed job's execution is deleted (read once). */
-  #table: Promise<string> | undefined;
+  /** The executions' job table, where a completed job's execution is deleted (given by open()). */
+  #table = '';
 
   constructor(deps: {
     pool: Pool;
@@ -85,7 +83,7 @@ export class Settler {
           if (done.length > 0)
             await deleteExecutions(
               c,
-              await this.#executionsTable(),
+              this.#table,
               done.map((j) => j.attempt),
             );
           return completed;
@@ -94,16 +92,10 @@ export class Settler {
     }, GROUP_MAX);
   }
 
-  open(databaseUrl: string): void {
+  /** Opens the pipelining connections; `table`: the executions' job table (queueTable). */
+  open(databaseUrl: string, table: string): void {
+    this.#table = table;
     this.#pipeline = createPipelinePool(databaseUrl, PIPELINE_POOL_MAX, 'longhaul-worker-commit');
-  }
-
-  #executionsTable(): Promise<string> {
-    this.#table ??= queueTable(this.#boss, QUEUES.jobs).catch((err: unknown) => {
-      this.#table = undefined;
-      throw err;
-    });
-    return this.#table;
   }
 
   async close(): Promise<void> {
@@ -136,11 +128,10 @@ export class Settler {
     let seqs: EventPair | undefined;
     if (tx.begun) {
       const client = await tx.client();
-      const table = await this.#executionsTable();
       seqs = await tx.finish(async () => {
         const q = (await completeWithCheckpoint(client, [done])).get(writeKey(row.id, token));
         if (q === undefined) return { value: undefined, rollback: true };
-        await deleteExecutions(client, table, [attempt]);
+        await deleteExecutions(client, this.#table, [attempt]);
         return { value: q };
       });
     } else {
@@ -164,7 +155,7 @@ export class Settler {
     const pipeline = this.#pipeline;
     if (pipeline === undefined) return undefined;
     const executions = deleteExecutionsQuery(
-      await this.#executionsTable(),
+      this.#table,
       jobs.map((j) => j.attempt),
     );
     try {
