@@ -78,7 +78,7 @@ async function startFetcher(pool: Pool, slots: () => number) {
     pollIntervalMs: NEVER_MS,
     shareTtlMs: NEVER_MS,
   });
-  await fetcher.start(await queueTable(t.service.boss, QUEUES.jobs));
+  await fetcher.start(t.db.url, await queueTable(t.service.boss, QUEUES.jobs));
   return {
     fetcher,
     launched,

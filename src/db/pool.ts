@@ -65,12 +65,22 @@ export function absorbConnectionErrors(pool: pg.Pool): void {
   pool.on('connect', (client) => client.on('error', () => undefined));
 }
 
-export function createPool(connectionString: string, max: number, applicationName = 'longhaul'): Pool {
+/** A pool of `max` connections; `settings`: server settings of its sessions (sent at connect, `-c name=value`). */
+export function createPool(
+  connectionString: string,
+  max: number,
+  applicationName = 'longhaul',
+  settings: Readonly<Record<string, string>> = {},
+): Pool {
+  const options = Object.entries(settings)
+    .map(([name, value]) => `-c ${name}=${value}`)
+    .join(' ');
   const pool = new pg.Pool({
     connectionString,
     max,
     application_name: applicationName,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    ...(options === '' ? {} : { options }),
   });
   absorbConnectionErrors(pool);
   return pool;

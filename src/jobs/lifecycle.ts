@@ -372,14 +372,20 @@ const CLAIMABLE_SQL = (execution: string) => `j.checkpoint_at IS NULL AND COALES
 export function claimFetchedSql(fetch: string, p: number): string {
   return statusChangeSql({
     with: `fetched AS (${fetch}),
+     -- An execution that names no job (not a uuid) is the locked claim's to settle, not every fetch's failure.
+     named AS (SELECT f.id AS execution, CASE WHEN pg_input_is_valid(f.data ->> 'jobId', 'uuid') THEN (f.data ->> 'jobId')::uuid END AS job_id
+                 FROM fetched f),
+     -- The fetched executions' jobs through the primary key alone, then updated by the address of the
+     -- row version read (one changed since is skipped: the locked claim's). With a condition on status the
+     -- planner may walk every PENDING job through jobs_active instead, as it does when its statistics
+     -- predate a backlog; the fetch's one plan (src/worker/fetcher.ts FETCH_SESSION) must not.
+     seen AS MATERIALIZED (SELECT j.ctid AS row_at, j.* FROM jobs j WHERE j.id = ANY (ARRAY(SELECT job_id FROM named))),
      pick AS (
-       SELECT j.id, j.type, f.id AS execution, f."retryCount" AS execution_retry,
+       SELECT j.row_at, j.id, j.type, f.id AS execution, f."retryCount" AS execution_retry,
               -- A continuation carries on the same attempt; a first execution or a retry is a new attempt.
               CASE WHEN f.data ->> 'cont' = 'true' AND f."retryCount" = 0 THEN greatest(1, j.attempts) ELSE j.attempts + 1 END AS attempts,
               row_number() OVER (PARTITION BY j.type ORDER BY j.priority DESC, j.created_at) AS n
-         FROM fetched f
-         -- An execution that names no job (not a uuid) is the locked claim's to settle, not every fetch's failure.
-         JOIN jobs j ON j.id = CASE WHEN pg_input_is_valid(f.data ->> 'jobId', 'uuid') THEN (f.data ->> 'jobId')::uuid END
+         FROM fetched f JOIN named x ON x.execution = f.id JOIN seen j ON j.id = x.job_id
         WHERE j.status = 'PENDING' AND ${CLAIMABLE_SQL('f.id')}),
      room AS (SELECT * FROM unnest($${p + 2}::text[], $${p + 3}::int[]) AS r(type, room))`,
     to: 'RUNNING',
@@ -388,7 +394,7 @@ export function claimFetchedSql(fetch: string, p: number): string {
               attempts = k.attempts, execution_id = k.execution, execution_retry = k.execution_retry,
               started_at = COALESCE(j.started_at, statement_timestamp())`,
     using: 'pick k, room r',
-    where: `j.id = k.id AND r.type = j.type AND k.n <= r.room AND ${CLAIMABLE_SQL('k.execution')}`,
+    where: `j.ctid = k.row_at AND j.id = k.id AND r.type = j.type AND k.n <= r.room AND ${CLAIMABLE_SQL('k.execution')}`,
     select: `SELECT f.*, (SELECT to_jsonb(c) FROM (
                SELECT ${CLAIM_COLUMNS}, lease_token AS token, event_seq AS seq FROM u
                 WHERE u.execution_id = f.id) c) AS claim

@@ -110,7 +110,12 @@ UPDATE pgboss.${table} j SET ${CLAIM_SET_SQL}
 RETURNING ${RETURNED_COLUMNS}`;
 }
 
-/** pg-boss's fetch of a standard or short queue without group limits; $1 queue, $2 how many. */
+/**
+ * pg-boss's fetch of a standard or short queue without group limits; $1 queue, $2 how many. Its
+ * candidates are pg-boss's; its update names them by id (`= ANY`), where pg-boss's joins them (`FROM
+ * next`): with statistics read under a backlog, the prepared statement's generic plan walked the
+ * queue's index by name to find the one row to update, past every execution of the drained backlog.
+ */
 export function plainFetchSql(table: string): string {
   return `WITH next AS (
     SELECT j.id FROM pgboss.${table} j
@@ -119,7 +124,7 @@ export function plainFetchSql(table: string): string {
      FOR UPDATE OF j SKIP LOCKED
   )
 UPDATE pgboss.${table} j SET ${CLAIM_SET_SQL}
-  FROM next WHERE name = $1 AND j.id = next.id
+ WHERE j.name = $1 AND j.id = ANY (ARRAY(SELECT id FROM next))
 RETURNING j.${RETURNED_COLUMNS}`;
 }
 

@@ -16,7 +16,7 @@
  * executions it takes where no row lock is needed (fair-fetch.ts), for the types with free slots here.
  */
 import type { PgListener } from '../db/listener.ts';
-import { isConnectionError, withTransaction, type Pool } from '../db/pool.ts';
+import { createPool, isConnectionError, withTransaction, type Pool } from '../db/pool.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import { CANCEL_CHANNEL } from '../jobs/repository.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -42,6 +42,16 @@ const LIMITED_FETCH_LOCK_KEY = 7_140_002;
  */
 const REREAD_AFTER_CHANGE_MS = 20;
 
+/**
+ * The settings of the fetch's own connection. It plans each prepared statement once, for any
+ * parameters: the fetch-and-claim statement took longer to plan for its parameters than to run, at
+ * every fetch, once the statistics showed a real queue. That one plan must serve an idle queue and a
+ * backlog alike, whatever the statistics it was made from: the statements find rows by id
+ * (fair-fetch.ts, claimFetchedSql), and none reads a table whole (each read has an index), as the
+ * planner would for a table that was empty when it planned. test/worker-fetch-plan.test.ts holds both.
+ */
+export const FETCH_SESSION = { plan_cache_mode: 'force_generic_plan', enable_seqscan: 'off' } as const;
+
 /** The limits of one fetch, and whether pg-boss's plain fetch serves it (else the fair fetch). */
 type FetchLimits = GroupLimits & { plain: boolean };
 
@@ -63,6 +73,8 @@ export const BOSS_CHANNEL_SQL = `'pgboss_' || left(encode(sha224('pgboss'::bytea
 
 export class Fetcher {
   readonly #pool: Pool;
+  /** The fetch's connection (one: the loop fetches one statement at a time); opened by start(). */
+  #fetchPool: Pool | undefined;
   readonly #listener: PgListener;
   readonly #log: Logger;
   readonly #tenantLimit: number | undefined;
@@ -142,11 +154,16 @@ export class Fetcher {
     this.#shareTtlMs = deps.shareTtlMs ?? SHARE_TTL_MS;
   }
 
-  /** Subscribes to pg-boss's and the cancel channel, and starts the loop; `table`: the executions' (queueTable). */
-  async start(table: string): Promise<void> {
+  /**
+   * Opens the fetch's connection, subscribes to pg-boss's and the cancel channel, and starts the loop;
+   * `table`: the executions' (queueTable).
+   */
+  async start(databaseUrl: string, table: string): Promise<void> {
     this.#table = table;
-    // The fair fetch's index, on pg-boss's table, which exists once pg-boss has started (sql/075, 076).
-    await this.#pool.query('SELECT longhaul_boss_fair_fetch_index($1)', [this.#table]);
+    this.#fetchPool = createPool(databaseUrl, 1, 'longhaul-worker-fetch', FETCH_SESSION);
+    // The fair fetch's index, on pg-boss's table, which exists once pg-boss has started (sql/075, 076);
+    // on the fetch's connection, so that the first fetch finds it open.
+    await this.#fetchPool.query('SELECT longhaul_boss_fair_fetch_index($1)', [this.#table]);
     const { rows } = await this.#pool.query<{ ch: string }>(`SELECT ${BOSS_CHANNEL_SQL} AS ch`);
     this.#unsubscribe = await this.#listener.subscribe([rows[0]?.ch ?? '', CANCEL_CHANNEL, RUNNING_LIMIT_CHANNEL], {
       onNotification: (channel, payload) => {
@@ -186,10 +203,12 @@ export class Fetcher {
     await this.#loop;
   }
 
-  /** Stops listening; after the running jobs ended, as cancellations are still delivered while they drain. */
+  /** Stops listening and closes the fetch's connection; after the running jobs ended, as cancellations are still delivered while they drain. */
   async unsubscribe(): Promise<void> {
     clearTimeout(this.#rereadTimer);
     await this.#unsubscribe?.();
+    await this.#fetchPool?.end().catch(() => undefined);
+    this.#fetchPool = undefined;
   }
 
   /**
@@ -272,11 +291,12 @@ export class Fetcher {
 
   /** Fetches executions, claiming in the same statement the jobs that need no locked claim (fair-fetch.ts). */
   async #fetch(free: number, limits: FetchLimits): Promise<FetchedExecution[]> {
+    const pool = this.#fetchPool;
+    if (pool === undefined) return [];
     const lease = { owner: this.#owner, seconds: this.#leaseSeconds, rooms: this.#rooms() };
     const share = limits.plain ? undefined : { cap: limits.default, caps: limits.tiers };
-    if (share === undefined || !limits.hard)
-      return fetchExecutions(this.#pool, this.#table, QUEUES.jobs, free, share, lease);
-    return withTransaction(this.#pool, async (c) => {
+    if (share === undefined || !limits.hard) return fetchExecutions(pool, this.#table, QUEUES.jobs, free, share, lease);
+    return withTransaction(pool, async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [LIMITED_FETCH_LOCK_KEY]);
       return fetchExecutions(c, this.#table, QUEUES.jobs, free, share, lease);
     });

@@ -160,7 +160,8 @@ export class WorkerRuntime {
     // The executions' job table: the fetch reads it, the completion deletes from it.
     const table = await queueTable(this.#boss, QUEUES.jobs);
     this.#settler.open(databaseUrl, table);
-    await this.#fetcher.start(table).catch(async (err: unknown) => {
+    await this.#fetcher.start(databaseUrl, table).catch(async (err: unknown) => {
+      await this.#fetcher.unsubscribe();
       await this.#settler.close();
       throw err;
     });

@@ -1,0 +1,70 @@
+/**
+ * The fetch runs on a connection that plans each prepared statement once, for any parameters
+ * (src/worker/fetcher.ts FETCH_SESSION): that one plan must serve a backlog as well as the idle queue
+ * whose statistics it may have been made from. Made in a new database, and from the statistics of a
+ * service at rest (finished jobs kept, nothing queued), the generic plans of both fetches (plain and
+ * fair) must find the fetched executions' jobs by primary key, never by walking the PENDING jobs
+ * (`jobs_active`, which a backlog fills), and read no table whole.
+ */
+import { PgBoss } from 'pg-boss';
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { claimFetchedSql } from '../src/jobs/lifecycle.ts';
+import { createTenant } from '../src/tenants/repository.ts';
+import { QUEUES } from '../src/jobs/queues.ts';
+import { fairFetchSql, plainFetchSql, queueTable } from '../src/worker/fair-fetch.ts';
+import { FETCH_SESSION } from '../src/worker/fetcher.ts';
+import { createTestDatabase, type TestDatabase } from './support/db.ts';
+
+let db: TestDatabase;
+let client: pg.Client;
+let table: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  const boss = new PgBoss({ connectionString: db.url, supervise: false, schedule: false });
+  await boss.start();
+  table = await queueTable(boss, QUEUES.jobs);
+  await boss.stop({ graceful: false });
+  client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  for (const [name, value] of Object.entries(FETCH_SESSION)) await client.query(`SET ${name} = ${value}`);
+});
+afterAll(async () => {
+  await client.end();
+  await db.drop();
+});
+
+async function genericPlan(fetch: string, params: number): Promise<string> {
+  const { rows } = await client.query<{ 'QUERY PLAN': string }>(
+    `EXPLAIN (GENERIC_PLAN) ${claimFetchedSql(fetch, params + 1)}`,
+  );
+  return rows.map((r) => r['QUERY PLAN']).join('\n');
+}
+
+function expectIndexedReads(plan: string): void {
+  expect(plan).not.toContain('jobs_active');
+  expect(plan).not.toContain('Seq Scan');
+  expect(plan).toContain('Index Scan on jobs_pkey');
+  expect(plan).toMatch(/Tid Scan on jobs /);
+}
+
+const FETCHES = [
+  ['plain', () => plainFetchSql(table), 2],
+  ['fair', () => fairFetchSql(table), 4],
+] as const;
+
+it.each(FETCHES)('the %s fetch’s one plan, made in a new database', async (_name, sql, params) => {
+  expectIndexedReads(await genericPlan(sql(), params));
+});
+
+it.each(FETCHES)('the %s fetch’s one plan, made from those of a service at rest', async (_name, sql, params) => {
+  const tenant = await createTenant(client, `plans-${_name}`);
+  await client.query(
+    `INSERT INTO jobs (id, tenant_id, type, input, max_attempts, status, started_at, finished_at)
+     SELECT gen_random_uuid(), $1, 'synthetic', '{}', 3, 'COMPLETED', now(), now() FROM generate_series(1, 5000)`,
+    [tenant.id],
+  );
+  await client.query('ANALYZE');
+  expectIndexedReads(await genericPlan(sql(), params));
+});
