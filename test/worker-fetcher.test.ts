@@ -1,16 +1,17 @@
 /**
  * The fetcher (src/worker/fetcher.ts) against a real Postgres and pg-boss: a job announced while the
  * last reading of the tenants' demand says no tenant could start one is fetched at the announcement,
- * not at the fallback poll. The poll and the reading's lifetime are stretched past the test's deadline,
- * so a missed wake-up fails the test instead of slowing it down.
+ * not at the fallback poll; a reading that counted the worker's own job, ended since, no longer does.
+ * The poll and the reading's lifetime are stretched past the test's deadline, so a missed wake-up fails
+ * the test instead of slowing it down.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Pool } from '../src/db/pool.ts';
+import { createPool, type Pool } from '../src/db/pool.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { fetchExecutions, queueTable, type FetchedExecution } from '../src/worker/fair-fetch.ts';
-import { BOSS_CHANNEL_SQL, Fetcher } from '../src/worker/fetcher.ts';
+import { BOSS_CHANNEL_SQL, FETCH_SESSION, Fetcher } from '../src/worker/fetcher.ts';
 import { insertJob, leasedTo } from './support/jobs.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
@@ -25,8 +26,15 @@ beforeAll(async () => {
 });
 afterAll(async () => t.stop());
 
-/** The service's pool, calling `onDemandRead` each time a reading of the tenants' demand has returned. */
-function observedPool(pool: Pool, onDemandRead: () => void): Pool {
+/**
+ * `pool`, calling `onQuery` with the name of each named statement it runs (before running it) and
+ * `onDone` once it has returned; `onQuery` may hold the statement back by returning a promise.
+ */
+function observedPool(
+  pool: Pool,
+  onDone: (name: string) => void,
+  onQuery: (name: string) => Promise<void> | undefined = () => undefined,
+): Pool {
   return new Proxy(pool, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop, target);
@@ -34,26 +42,27 @@ function observedPool(pool: Pool, onDemandRead: () => void): Pool {
       const fn = value as (...a: unknown[]) => unknown;
       if (prop !== 'query') return fn.bind(target);
       return async (...args: unknown[]) => {
-        const result: unknown = await fn.apply(target, args);
         const config = args[0];
-        if (
-          typeof config === 'object' &&
-          config !== null &&
-          'name' in config &&
-          config.name === 'longhaul_worker_tenant_demand'
-        )
-          onDemandRead();
+        const name =
+          typeof config === 'object' && config !== null && 'name' in config && typeof config.name === 'string'
+            ? config.name
+            : '';
+        await onQuery(name);
+        const result: unknown = await fn.apply(target, args);
+        onDone(name);
         return result;
       };
     },
   });
 }
 
+const DEMAND = 'longhaul_worker_tenant_demand';
+
 /**
  * A Fetcher over `pool` with `slots()` slots, whose poll and share reading never lapse during a test,
  * recording the executions it launches.
  */
-async function startFetcher(pool: Pool, slots: () => number) {
+async function startFetcher(pool: Pool, slots: () => number, openFetchPool?: (url: string) => Pool) {
   let stopping = false;
   const launched: FetchedExecution[] = [];
   let onLaunch: () => void = () => undefined;
@@ -77,6 +86,7 @@ async function startFetcher(pool: Pool, slots: () => number) {
     stopping: () => stopping,
     pollIntervalMs: NEVER_MS,
     shareTtlMs: NEVER_MS,
+    ...(openFetchPool === undefined ? {} : { openFetchPool }),
   });
   await fetcher.start(t.db.url, await queueTable(t.service.boss, QUEUES.jobs));
   return {
@@ -103,7 +113,7 @@ describe('fetcher', () => {
     let firstRead: () => void = () => undefined;
     const read = new Promise<void>((resolve) => (firstRead = resolve));
     const { launched, launchedWhen, stop } = await startFetcher(
-      observedPool(t.service.pool, () => firstRead()),
+      observedPool(t.service.pool, (name) => name === DEMAND && firstRead()),
       () => 4,
     );
     try {
@@ -122,6 +132,61 @@ describe('fetcher', () => {
       await Promise.race([fetched, missed]).finally(() => clearTimeout(timer));
       expect(launched.map((j) => j.data.jobId)).toEqual([id]);
     } finally {
+      await stop();
+    }
+  });
+
+  it('counts its own ended job out of the reading: an idle worker’s next fetch is pg-boss’s plain one', async () => {
+    // What the first test left active, so that this tenant's is the only demand.
+    await t.service.pool.query(`DELETE FROM jobs WHERE status IN ('PENDING', 'RUNNING')`);
+    const tenant = await t.newTenant();
+    // This worker's job, claimed before the share is read: the reading counts it running.
+    const claimedAt = performance.now();
+    await insertJob(t.service.pool, tenant.id, leasedTo(randomUUID()));
+    // A reading is three queries sent at once, the demand's first. Readings after the first are held
+    // back, so the fetch decides on the first one, as a fetch soon after a job's end does.
+    let readings = 0;
+    let firstReadLeft = 0;
+    let firstRead: () => void = () => undefined;
+    const read = new Promise<void>((resolve) => (firstRead = resolve));
+    let releaseReads: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (releaseReads = resolve));
+    const fetches: string[] = [];
+    const { fetcher, launched, launchedWhen, stop } = await startFetcher(
+      observedPool(
+        t.service.pool,
+        () => void (firstReadLeft > 0 && --firstReadLeft === 0 && firstRead()),
+        (name) => {
+          if (name !== DEMAND) return undefined;
+          if (readings++ > 0) return held;
+          firstReadLeft = 3;
+          return undefined;
+        },
+      ),
+      () => 4,
+      (url) =>
+        observedPool(
+          createPool(url, 1, 'test-fetch', FETCH_SESSION),
+          (name) => void (name !== '' && fetches.push(name)),
+        ),
+    );
+    try {
+      await read;
+      // The fetcher keeps the reading a few promise steps after its last query returns: after them all.
+      await new Promise((resolve) => setImmediate(resolve));
+      fetcher.jobEnded({ tenant: tenant.id, at: claimedAt });
+      const res = await t.api('/v1/jobs', {
+        method: 'POST',
+        key: tenant.api_key,
+        json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } },
+      });
+      expect(res.status).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      await launchedWhen(() => launched.some((j) => j.data.jobId === id));
+      expect(fetches.length).toBeGreaterThan(0);
+      expect(fetches.every((name) => name.startsWith('longhaul_fetch_claim_'))).toBe(true);
+    } finally {
+      releaseReads();
       await stop();
     }
   });

@@ -75,6 +75,7 @@ export class Fetcher {
   readonly #pool: Pool;
   /** The fetch's connection (one: the loop fetches one statement at a time); opened by start(). */
   #fetchPool: Pool | undefined;
+  readonly #openFetchPool: ((databaseUrl: string) => Pool) | undefined;
   readonly #listener: PgListener;
   readonly #log: Logger;
   readonly #tenantLimit: number | undefined;
@@ -136,6 +137,8 @@ export class Fetcher {
     pollIntervalMs?: number;
     /** How long a reading of the share serves (default SHARE_TTL_MS); tests stretch it likewise. */
     shareTtlMs?: number;
+    /** Opens the fetch's connection (default: one connection with FETCH_SESSION); tests watch it. */
+    openFetchPool?: (databaseUrl: string) => Pool;
   }) {
     this.#pool = deps.pool;
     this.#listener = deps.listener;
@@ -152,6 +155,7 @@ export class Fetcher {
     this.#stopping = deps.stopping;
     this.#pollIntervalMs = deps.pollIntervalMs ?? POLL_INTERVAL_MS;
     this.#shareTtlMs = deps.shareTtlMs ?? SHARE_TTL_MS;
+    this.#openFetchPool = deps.openFetchPool;
   }
 
   /**
@@ -160,7 +164,8 @@ export class Fetcher {
    */
   async start(databaseUrl: string, table: string): Promise<void> {
     this.#table = table;
-    this.#fetchPool = createPool(databaseUrl, 1, 'longhaul-worker-fetch', FETCH_SESSION);
+    this.#fetchPool =
+      this.#openFetchPool?.(databaseUrl) ?? createPool(databaseUrl, 1, 'longhaul-worker-fetch', FETCH_SESSION);
     // The fair fetch's index, on pg-boss's table, which exists once pg-boss has started (sql/075, 076);
     // on the fetch's connection, so that the first fetch finds it open.
     await this.#fetchPool.query('SELECT longhaul_boss_fair_fetch_index($1)', [this.#table]);
@@ -191,9 +196,20 @@ export class Fetcher {
     this.#wake?.();
   }
 
-  /** A job of this process ended: its slot is free, and its tenant may be below its share now. */
-  jobEnded(): void {
+  /**
+   * A job of this process ended: its slot is free, and its tenant may be below its share now. A reading
+   * taken after its claim had committed counted it running: it no longer does (so an idle worker's next
+   * fetch is not the fair one because of its own last job). The share is read again all the same.
+   */
+  jobEnded(claimed?: { tenant: string; at: number }): void {
     this.#endedAt = performance.now();
+    const last = this.#share;
+    if (claimed !== undefined && last !== undefined && last.at > claimed.at) {
+      const d = last.demand.get(claimed.tenant);
+      if (d !== undefined && (d.running > 1 || d.waiting > 0))
+        last.demand.set(claimed.tenant, { ...d, running: Math.max(0, d.running - 1) });
+      else last.demand.delete(claimed.tenant);
+    }
     this.wake();
   }
 

@@ -67,6 +67,8 @@ interface Running {
   jobId: string;
   /** The job's type once claimed (its slot then taken), '' before. */
   type: string;
+  /** Its tenant, and when its claim had committed (performance.now()), once claimed. */
+  claimed?: { tenant: string; at: number };
   controller: AbortController;
   done: Promise<void>;
 }
@@ -203,7 +205,7 @@ export class WorkerRuntime {
         this.#running.delete(key);
         if (this.#running.get(entry.jobId) === entry) this.#running.delete(entry.jobId);
         if (entry.type !== '') this.#slots.release(entry.type);
-        this.#fetcher.jobEnded();
+        this.#fetcher.jobEnded(entry.claimed);
       });
   }
 
@@ -232,6 +234,7 @@ export class WorkerRuntime {
       if (claimed === undefined) return;
       heartbeat.leased();
       const { row, type } = claimed;
+      entry.claimed = { tenant: row.tenant_id, at: performance.now() };
       // Past the job's timeout its signal fires: a chunk still running is aborted, and the steps stop at its boundary.
       const left = row.deadline === null ? undefined : row.deadline.getTime() - Date.now();
       if (left !== undefined && left <= MAX_TIMER_MS)
