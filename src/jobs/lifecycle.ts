@@ -759,14 +759,37 @@ export async function setExecution(db: Queryable, jobId: string, execution: stri
 /**
  * Per tenant with active jobs, its jobs running (leased) and its jobs waiting for a worker: PENDING,
  * or RUNNING with no lease (handed over at the end of an execution's budget, its next execution queued),
- * for the fair share (src/worker/fair-share.ts). Found through `jobs_active` (status, tenant_id).
+ * for the fair share (src/worker/fair-share.ts). A tenant's PENDING jobs are counted up to `cap`: the
+ * share needs no demand beyond the cluster's slots, and counting a whole backlog at every reading cost
+ * time in proportion to it. Found through `jobs_active` (status, tenant_id): the tenants with PENDING
+ * jobs by a skip scan, then at most `cap` of each one's; the RUNNING jobs are bounded by the slots.
  */
-export async function tenantDemand(db: Queryable): Promise<Map<string, { running: number; waiting: number }>> {
+export async function tenantDemand(
+  db: Queryable,
+  cap: number,
+): Promise<Map<string, { running: number; waiting: number }>> {
   const { rows } = await db.query<{ tenant_id: string; running: number; waiting: number }>({
     name: 'longhaul_worker_tenant_demand',
-    text: `SELECT tenant_id, count(*) FILTER (WHERE status = 'RUNNING' AND lease_token IS NOT NULL)::int AS running,
-                  count(*) FILTER (WHERE status = 'PENDING' OR lease_token IS NULL)::int AS waiting
-             FROM jobs WHERE status IN ('PENDING', 'RUNNING') GROUP BY tenant_id`,
+    text: `WITH RECURSIVE pending AS (
+             (SELECT tenant_id FROM jobs WHERE status = 'PENDING' ORDER BY tenant_id LIMIT 1)
+             UNION ALL
+             SELECT (SELECT j.tenant_id FROM jobs j WHERE j.status = 'PENDING' AND j.tenant_id > p.tenant_id
+                      ORDER BY j.tenant_id LIMIT 1)
+               FROM pending p WHERE p.tenant_id IS NOT NULL
+           ),
+           waiting AS (
+             SELECT p.tenant_id, (SELECT count(*) FROM (SELECT FROM jobs j WHERE j.status = 'PENDING'
+                                   AND j.tenant_id = p.tenant_id LIMIT $1) w)::int AS n
+               FROM pending p WHERE p.tenant_id IS NOT NULL
+           ),
+           running AS (
+             SELECT tenant_id, count(*) FILTER (WHERE lease_token IS NOT NULL)::int AS leased,
+                    count(*) FILTER (WHERE lease_token IS NULL)::int AS unleased
+               FROM jobs WHERE status = 'RUNNING' GROUP BY tenant_id
+           )
+           SELECT tenant_id, coalesce(r.leased, 0) AS running, coalesce(w.n, 0) + coalesce(r.unleased, 0) AS waiting
+             FROM waiting w FULL JOIN running r USING (tenant_id)`,
+    values: [Math.max(1, cap)],
   });
   return new Map(rows.map((r) => [r.tenant_id, { running: r.running, waiting: r.waiting }]));
 }

@@ -295,7 +295,8 @@ export class Fetcher {
   async #readShare(): Promise<ShareReading> {
     const at = performance.now();
     const [demand, slots, limits] = await Promise.all([
-      tenantDemand(this.#pool),
+      // Demand beyond the slots changes no share: counted up to the last reading's (or this process's).
+      tenantDemand(this.#pool, Math.max(this.#concurrency, this.#share?.slots ?? 0)),
       clusterSlots(this.#pool, this.#leaseSeconds),
       runningLimits(this.#pool),
     ]);
