@@ -184,18 +184,24 @@ async function longhaulDrain(
     ...env,
   });
   try {
+    // What is left, as Graphile Worker's drain looks (a count that shrinks, where one of the finished grows).
     await until(
       async () => {
         const { rows } = await db.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND status = 'COMPLETED'`,
+          `SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND status IN ('PENDING', 'RUNNING')`,
           [tenant.id],
         );
-        return (rows[0]?.n ?? 0) >= DRAIN_JOBS;
+        return rows[0]?.n === 0;
       },
       300_000,
       DONE_POLL_MS,
     );
     const to = await lsn(db);
+    const { rows: done } = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND status = 'COMPLETED'`,
+      [tenant.id],
+    );
+    if (done[0]?.n !== DRAIN_JOBS) throw new Error(`${done[0]?.n} of ${DRAIN_JOBS} jobs completed`);
     const wal = await walBytes(db, from);
     const { rows } = await db.query<{ s: number }>(
       `SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 AS s FROM jobs WHERE tenant_id = $1`,
@@ -271,16 +277,21 @@ async function bossDrain(db: pg.Pool, url: string, slots: number): Promise<Drain
     await until(
       async () => {
         const { rows } = await db.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state = 'completed'`,
+          `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state < 'completed'`,
           [q],
         );
-        return (rows[0]?.n ?? 0) >= DRAIN_JOBS;
+        return rows[0]?.n === 0;
       },
       300_000,
       DONE_POLL_MS,
     );
     const s = (now() - first) / 1000;
     const to = await lsn(db);
+    const { rows: done } = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state = 'completed'`,
+      [q],
+    );
+    if (done[0]?.n !== DRAIN_JOBS) throw new Error(`${done[0]?.n} of ${DRAIN_JOBS} pg-boss jobs completed`);
     return { perSecond: DRAIN_JOBS / s, walPerJob: (await walBytes(db, from)) / DRAIN_JOBS, from, to };
   } finally {
     await boss.stop({ graceful: false });
