@@ -86,7 +86,6 @@ async function startFetcher(pool: Pool, slots: () => number, openFetchPool?: (ur
     stopping: () => stopping,
     pollIntervalMs: NEVER_MS,
     shareTtlMs: NEVER_MS,
-    rereadAfterChangeMs: NEVER_MS,
     ...(openFetchPool === undefined ? {} : { openFetchPool }),
   });
   await fetcher.start(t.db.url, await queueTable(t.service.boss, QUEUES.jobs));
@@ -188,34 +187,6 @@ describe('fetcher', () => {
       expect(fetches.every((name) => name.startsWith('longhaul_fetch_claim_'))).toBe(true);
     } finally {
       releaseReads();
-      await stop();
-    }
-  });
-
-  it('reads the share again at once when its last job ends and nothing runs here', async () => {
-    let readings = 0;
-    let onReading: () => void = () => undefined;
-    const { fetcher, stop } = await startFetcher(
-      observedPool(t.service.pool, (name) => {
-        if (name !== DEMAND) return;
-        readings++;
-        onReading();
-      }),
-      () => 4,
-    );
-    try {
-      const read = (n: number) =>
-        new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`reading ${n} did not come`)), DEADLINE_MS);
-          onReading = () => readings >= n && (clearTimeout(timer), resolve());
-          onReading();
-        });
-      await read(1);
-      // The pause between readings that follow jobs' ends is stretched past the deadline: only an idle
-      // worker's reading comes.
-      fetcher.jobEnded();
-      await read(2);
-    } finally {
       await stop();
     }
   });

@@ -90,7 +90,6 @@ export class Fetcher {
   readonly #stopping: () => boolean;
   readonly #pollIntervalMs: number;
   readonly #shareTtlMs: number;
-  readonly #rereadAfterChangeMs: number;
   #wake: (() => void) | undefined;
   /** A wake-up came since the last fetch began: fetch again before waiting. */
   #woken = false;
@@ -138,8 +137,6 @@ export class Fetcher {
     pollIntervalMs?: number;
     /** How long a reading of the share serves (default SHARE_TTL_MS); tests stretch it likewise. */
     shareTtlMs?: number;
-    /** Least time between readings started by changes (default REREAD_AFTER_CHANGE_MS); tests stretch it too. */
-    rereadAfterChangeMs?: number;
     /** Opens the fetch's connection (default: one connection with FETCH_SESSION); tests watch it. */
     openFetchPool?: (databaseUrl: string) => Pool;
   }) {
@@ -158,7 +155,6 @@ export class Fetcher {
     this.#stopping = deps.stopping;
     this.#pollIntervalMs = deps.pollIntervalMs ?? POLL_INTERVAL_MS;
     this.#shareTtlMs = deps.shareTtlMs ?? SHARE_TTL_MS;
-    this.#rereadAfterChangeMs = deps.rereadAfterChangeMs ?? REREAD_AFTER_CHANGE_MS;
     this.#openFetchPool = deps.openFetchPool;
   }
 
@@ -234,9 +230,8 @@ export class Fetcher {
   /**
    * The group limits of the next fetch (fair-share.ts), from the last reading; undefined: do not fetch.
    * A reading older than SHARE_TTL_MS, or from before a job of this process ended (its tenant may be
-   * below its share now; at most every REREAD_AFTER_CHANGE_MS, but at once when nothing runs here any
-   * more: the next job is then an idle pickup, which takes the plain fetch only under a reading without
-   * the jobs that ended), is read again meanwhile, off the pickup's path; the new reading wakes the loop. A reading from before a running limit changed (or the
+   * below its share now; at most every REREAD_AFTER_CHANGE_MS), is read again meanwhile, off the pickup's
+   * path; the new reading wakes the loop. A reading from before a running limit changed (or the
    * listener reconnected) is not fetched under: one is read before the fetch. A reading in which no
    * tenant can start a job is not fetched under either, unless a job was announced since it was taken:
    * the reading did not count that job, so the fetch runs under its limits (which still bound every
@@ -251,10 +246,7 @@ export class Fetcher {
     const share = groupLimits(last.demand, last.slots, last.limits, this.#tenantLimit);
     const announced = last.at < this.#announcedAt;
     if (age > this.#shareTtlMs) this.#reread();
-    else if (last.at < this.#endedAt || (announced && !share.canStart)) {
-      const idle = last.at < this.#endedAt && free >= this.#concurrency;
-      this.#rereadIn(idle ? 0 : this.#rereadAfterChangeMs - age);
-    }
+    else if (last.at < this.#endedAt || (announced && !share.canStart)) this.#rereadIn(REREAD_AFTER_CHANGE_MS - age);
     if (free <= 0) {
       const limits = burstLimits(last.demand, share);
       // Once per announcement (a burst fetch since saw the job), and under a reading that shows a tenant
