@@ -58,8 +58,8 @@ it.each(FETCHES)('the %s fetch’s one plan, made in a new database', async (_na
   expectIndexedReads(await genericPlan(sql(), params));
 });
 
-it.each(FETCHES)('the %s fetch’s one plan, made from those of a service at rest', async (_name, sql, params) => {
-  const tenant = await createTenant(client, `plans-${_name}`);
+it.each(FETCHES)('the %s fetch’s one plan, made from those of a service at rest', async (name, sql, params) => {
+  const tenant = await createTenant(client, `plans-${name}`);
   await client.query(
     `INSERT INTO jobs (id, tenant_id, type, input, max_attempts, status, started_at, finished_at)
      SELECT gen_random_uuid(), $1, 'synthetic', '{}', 3, 'COMPLETED', now(), now() FROM generate_series(1, 5000)`,

@@ -58,6 +58,17 @@ function observedPool(
 
 const DEMAND = 'longhaul_worker_tenant_demand';
 
+/** Submits a one-chunk synthetic job (as the tenant of `key`, else the service's tenant); answers its id. */
+async function submitJob(key?: string): Promise<string> {
+  const res = await t.api('/v1/jobs', {
+    method: 'POST',
+    ...(key === undefined ? {} : { key }),
+    json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } },
+  });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { id: string }).id;
+}
+
 /**
  * A Fetcher over `pool` with `slots()` slots, whose poll and share reading never lapse during a test,
  * recording the executions it launches.
@@ -118,12 +129,7 @@ describe('fetcher', () => {
     );
     try {
       await read;
-      const res = await t.api('/v1/jobs', {
-        method: 'POST',
-        json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } },
-      });
-      expect(res.status).toBe(202);
-      const { id } = (await res.json()) as { id: string };
+      const id = await submitJob();
       const fetched = launchedWhen(() => launched.some((j) => j.data.jobId === id));
       let timer: ReturnType<typeof setTimeout> | undefined;
       const missed = new Promise<never>((_, reject) => {
@@ -175,13 +181,7 @@ describe('fetcher', () => {
       // The fetcher keeps the reading a few promise steps after its last query returns: after them all.
       await new Promise((resolve) => setImmediate(resolve));
       fetcher.jobEnded({ tenant: tenant.id, at: claimedAt });
-      const res = await t.api('/v1/jobs', {
-        method: 'POST',
-        key: tenant.api_key,
-        json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } },
-      });
-      expect(res.status).toBe(202);
-      const { id } = (await res.json()) as { id: string };
+      const id = await submitJob(tenant.api_key);
       await launchedWhen(() => launched.some((j) => j.data.jobId === id));
       expect(fetches.length).toBeGreaterThan(0);
       expect(fetches.every((name) => name.startsWith('longhaul_fetch_claim_'))).toBe(true);
@@ -260,13 +260,7 @@ describe('fetcher, one tenant alone', () => {
         onNotification: () => heard(),
         onConnect: () => undefined,
       });
-      const res = await t.api('/v1/jobs', {
-        method: 'POST',
-        key: b.api_key,
-        json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 1 } },
-      });
-      expect(res.status).toBe(202);
-      const { id } = (await res.json()) as { id: string };
+      const id = await submitJob(b.api_key);
       await announced;
       await unsubscribe();
       // A's job ends: the next fetch, still under that reading, must not pass over B's younger job.
