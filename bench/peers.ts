@@ -47,6 +47,10 @@ const SUBMIT_CLIENTS = [16, 64] as const;
 const SUBMIT_SECONDS = 3;
 const PICKUP_SAMPLES = 60;
 const PICKUP_WARMUP = 5;
+/** How long after its answer longhaul's pickup job is first looked for as finished (the bench's polls are queries). */
+const PICKUP_FIRST_LOOK_MS = 10;
+/** How long every system is left idle between one pickup job's end and the next job. */
+const PICKUP_IDLE_MS = 20;
 const CHECKPOINT_STEPS = 1000;
 /** How often a drain's end is looked for (each look is a query the workers compete with). */
 const DONE_POLL_MS = 20;
@@ -361,6 +365,8 @@ async function longhaulPickup(db: pg.Pool, svc: ChildService, apiKey: string): P
       const { id } = (await res.body.json()) as { id: string };
       const answered = now();
       let at = 0;
+      // The job's own pickup is left undisturbed: the first look for its end comes after it.
+      await new Promise((r) => setTimeout(r, PICKUP_FIRST_LOOK_MS));
       await until(async () => {
         const { rows } = await db.query<{ at: number | null }>(
           `SELECT (result->>'first_chunk_at')::float8 AS at FROM jobs WHERE id = $1 AND status = 'COMPLETED'`,
@@ -370,6 +376,8 @@ async function longhaulPickup(db: pg.Pool, svc: ChildService, apiKey: string): P
         return at > 0;
       }, 10_000);
       if (i >= PICKUP_WARMUP) out.push(Math.max(0, at - answered));
+      // The system idle again before the next job, as inProcessPickup leaves the peers.
+      await new Promise((r) => setTimeout(r, PICKUP_IDLE_MS));
     }
   } finally {
     await http.close();
@@ -398,7 +406,7 @@ async function inProcessPickup(
       await ran;
       if (i >= PICKUP_WARMUP) out.push(Math.max(0, at - answered));
       // Let the completion commit before the next job: the system is idle when the next is submitted.
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, PICKUP_IDLE_MS));
     }
   } finally {
     await q.stop();
