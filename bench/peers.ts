@@ -12,8 +12,6 @@
  * Where longhaul's WAL goes, by table and index, is logged from pg_walinspect (docs/performance.md).
  */
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   Logger as GraphileLogger,
   makeWorkerUtils,
@@ -27,6 +25,7 @@ import { Pool as HttpPool } from 'undici';
 import { absorbConnectionErrors } from '../src/db/pool.ts';
 import { createTenant } from '../src/tenants/repository.ts';
 import { percentile, type BenchModule, type BenchRow } from './harness.ts';
+import { jobPoster, now, PROBE_BODY, PROBE_TYPES, probeStartedAt } from './pickup.ts';
 import {
   cpuBetween,
   postgresCpu,
@@ -36,7 +35,6 @@ import {
   type ChildService,
 } from './support.ts';
 
-const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'probe.ts');
 /** Tiny jobs per drain (BENCH_PEERS_JOBS makes a quick run smaller). */
 const DRAIN_JOBS = Number(process.env.BENCH_PEERS_JOBS ?? 5000);
 /** Parts of the row to run (BENCH_PEERS_PARTS, comma-separated; default all): drain, pickup, checkpoint, submit. */
@@ -56,8 +54,6 @@ const CHECKPOINT_STEPS = 1000;
 /** How often a drain's end is looked for (each look is a query the workers compete with). */
 const DONE_POLL_MS = 20;
 const TINY_BODY = JSON.stringify({ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } });
-
-const now = () => performance.timeOrigin + performance.now();
 
 async function until(fn: () => Promise<boolean>, ms: number, pollMs = 2): Promise<void> {
   const deadline = Date.now() + ms;
@@ -353,35 +349,20 @@ function quietGraphileLogger() {
 
 /** Idle pickups of longhaul: POST answered (202) → the probe's chunk started, in the service process. */
 async function longhaulPickup(db: pg.Pool, svc: ChildService, apiKey: string): Promise<number[]> {
-  const http = new HttpPool(svc.url, { connections: 1 });
+  const { post, close } = jobPoster(svc.url, apiKey, 1);
   const out: number[] = [];
   try {
     for (let i = 0; i < PICKUP_SAMPLES + PICKUP_WARMUP; i++) {
-      const res = await http.request({
-        path: '/v1/jobs',
-        method: 'POST',
-        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ type: 'probe', input: {} }),
-      });
-      const { id } = (await res.body.json()) as { id: string };
-      const answered = now();
-      let at = 0;
+      const { id, accepted } = await post(PROBE_BODY);
       // The job's own pickup is left undisturbed: the first look for its end comes after it.
       await new Promise((r) => setTimeout(r, PICKUP_FIRST_LOOK_MS));
-      await until(async () => {
-        const { rows } = await db.query<{ at: number | null }>(
-          `SELECT (result->>'first_chunk_at')::float8 AS at FROM jobs WHERE id = $1 AND status = 'COMPLETED'`,
-          [id],
-        );
-        at = rows[0]?.at ?? 0;
-        return at > 0;
-      }, 10_000);
-      if (i >= PICKUP_WARMUP) out.push(Math.max(0, at - answered));
+      const at = await probeStartedAt(db, id, 10_000);
+      if (i >= PICKUP_WARMUP) out.push(Math.max(0, at - accepted));
       // The system idle again before the next job, as inProcessPickup leaves the peers.
       await new Promise((r) => setTimeout(r, PICKUP_IDLE_MS));
     }
   } finally {
-    await http.close();
+    await close();
   }
   return out;
 }
@@ -488,7 +469,7 @@ export const peersBench: BenchModule = {
     try {
       await db.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect');
       await utils.migrate();
-      const env = { LONGHAUL_JOB_TYPES: PROBE };
+      const env = { LONGHAUL_JOB_TYPES: PROBE_TYPES };
 
       // Drains.
       for (const slots of PARTS.has('drain') ? SLOTS : []) {
