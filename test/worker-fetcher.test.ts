@@ -71,9 +71,14 @@ async function submitJob(key?: string): Promise<string> {
 
 /**
  * A Fetcher over `pool` with `slots()` slots, whose poll and share reading never lapse during a test,
- * recording the executions it launches.
+ * recording the executions it launches; `rereadAfterChangeMs` as the Fetcher's (default its own).
  */
-async function startFetcher(pool: Pool, slots: () => number, openFetchPool?: (url: string) => Pool) {
+async function startFetcher(
+  pool: Pool,
+  slots: () => number,
+  openFetchPool?: (url: string) => Pool,
+  rereadAfterChangeMs?: number,
+) {
   let stopping = false;
   const launched: FetchedExecution[] = [];
   let onLaunch: () => void = () => undefined;
@@ -98,6 +103,7 @@ async function startFetcher(pool: Pool, slots: () => number, openFetchPool?: (ur
     pollIntervalMs: NEVER_MS,
     shareTtlMs: NEVER_MS,
     ...(openFetchPool === undefined ? {} : { openFetchPool }),
+    ...(rereadAfterChangeMs === undefined ? {} : { rereadAfterChangeMs }),
   });
   await fetcher.start(t.db.url, await queueTable(t.service.boss, QUEUES.jobs));
   return {
@@ -272,5 +278,65 @@ describe('fetcher, one tenant alone', () => {
     } finally {
       await stop();
     }
+  });
+});
+
+describe('fetcher, readings as jobs end', () => {
+  /**
+   * With `tenants` each holding a backlog (jobs PENDING and their executions queued), a worker of one
+   * slot whose readings after a change are not spaced: the readings of the tenants' demand begun by the
+   * time `ends` jobs after the first have been fetched, each fetch following a job's end. (The executions
+   * stay active: with two tenants, a third fetch would find both at their share of the one slot.)
+   */
+  async function readingsOverEnds(tenants: number, ends: number): Promise<number> {
+    const { boss, pool } = t.service;
+    // What the earlier tests left queued or active is taken and finished: the backlogs below are all the demand.
+    while ((await boss.fetch(QUEUES.jobs, { batchSize: 100 })).length > 0);
+    await pool.query(
+      `UPDATE jobs SET status = 'COMPLETED', lease_token = NULL, finished_at = now() WHERE status IN ('PENDING', 'RUNNING')`,
+    );
+    for (let n = 0; n < tenants; n++) {
+      const tenant = await t.newTenant();
+      for (let i = 0; i < 5; i++) await insertJob(pool, tenant.id);
+      await boss.insert(
+        QUEUES.jobs,
+        Array.from({ length: 5 }, (_, i) => ({
+          data: { jobId: `${tenant.id}-${i}` },
+          group: { id: tenant.id, tier: tenant.id },
+        })),
+      );
+    }
+    let readings = 0;
+    let slots = 1;
+    const observed = observedPool(
+      pool,
+      () => undefined,
+      (name) => {
+        // Counted as the reading is sent: a reading a fetch's decision begins is counted before that fetch runs.
+        if (name === DEMAND) readings++;
+        return undefined;
+      },
+    );
+    const { fetcher, launched, launchedWhen, stop } = await startFetcher(observed, () => slots, undefined, 0);
+    try {
+      await launchedWhen(() => launched.length >= 1);
+      for (let ended = 1; ended <= ends; ended++) {
+        slots++;
+        const next = launchedWhen(() => launched.length > ended);
+        fetcher.jobEnded();
+        await next;
+      }
+      return readings;
+    } finally {
+      await stop();
+    }
+  }
+
+  it('reads the demand once while one tenant’s backlog drains, and after each end with two tenants', async () => {
+    // Alone, its jobs' ends change no share: the first reading serves every fetch (the poll and the
+    // reading's lifetime never lapse here).
+    expect(await readingsOverEnds(1, 3)).toBe(1);
+    // Two tenants: an end may leave one below its share, and is followed by a reading.
+    expect(await readingsOverEnds(2, 1)).toBe(2);
   });
 });

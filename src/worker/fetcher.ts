@@ -90,6 +90,7 @@ export class Fetcher {
   readonly #stopping: () => boolean;
   readonly #pollIntervalMs: number;
   readonly #shareTtlMs: number;
+  readonly #rereadAfterChangeMs: number;
   #wake: (() => void) | undefined;
   /** A wake-up came since the last fetch began: fetch again before waiting. */
   #woken = false;
@@ -137,6 +138,8 @@ export class Fetcher {
     pollIntervalMs?: number;
     /** How long a reading of the share serves (default SHARE_TTL_MS); tests stretch it likewise. */
     shareTtlMs?: number;
+    /** Least time between readings started by a change (default REREAD_AFTER_CHANGE_MS); tests set 0. */
+    rereadAfterChangeMs?: number;
     /** Opens the fetch's connection (default: one connection with FETCH_SESSION); tests watch it. */
     openFetchPool?: (databaseUrl: string) => Pool;
   }) {
@@ -155,6 +158,7 @@ export class Fetcher {
     this.#stopping = deps.stopping;
     this.#pollIntervalMs = deps.pollIntervalMs ?? POLL_INTERVAL_MS;
     this.#shareTtlMs = deps.shareTtlMs ?? SHARE_TTL_MS;
+    this.#rereadAfterChangeMs = deps.rereadAfterChangeMs ?? REREAD_AFTER_CHANGE_MS;
     this.#openFetchPool = deps.openFetchPool;
   }
 
@@ -231,13 +235,18 @@ export class Fetcher {
    * The group limits of the next fetch (fair-share.ts), from the last reading; undefined: do not fetch.
    * A reading older than SHARE_TTL_MS, or from before a job of this process ended (its tenant may be
    * below its share now; at most every REREAD_AFTER_CHANGE_MS), is read again meanwhile, off the pickup's
-   * path; the new reading wakes the loop. A reading from before a running limit changed (or the
-   * listener reconnected) is not fetched under: one is read before the fetch. A reading in which no
-   * tenant can start a job is not fetched under either, unless a job was announced since it was taken:
-   * the reading did not count that job, so the fetch runs under its limits (which still bound every
-   * tenant) rather than waiting for the poll, and the share is read again meanwhile. With no slot `free`,
-   * a burst fetch runs under burstLimits, once after each announcement the reading did not count, and
-   * at most once per poll interval under a reading that shows a tenant with jobs waiting and none running.
+   * path; the new reading wakes the loop. A job's end starts none while the reading shows one tenant
+   * alone with jobs waiting, nobody held back and a job to start (a lone backlog draining): the fetch is
+   * then pg-boss's plain one for every free slot whatever that tenant's jobs do, a job announced since
+   * makes it the fair one (which takes a newcomer's job first), and a job due without an announcement
+   * (a retry's backoff run out) shows in the reading within SHARE_TTL_MS. A reading from before a running
+   * limit changed (or the listener reconnected) is not fetched under: one is read before the fetch. A
+   * reading in which no tenant can start a job is not fetched under either, unless a job was announced
+   * since it was taken: the reading did not count that job, so the fetch runs under its limits (which
+   * still bound every tenant) rather than waiting for the poll, and the share is read again meanwhile.
+   * With no slot `free`, a burst fetch runs under burstLimits, once after each announcement the reading
+   * did not count, and at most once per poll interval under a reading that shows a tenant with jobs
+   * waiting and none running.
    */
   async #groupLimits(free: number): Promise<FetchLimits | undefined> {
     const last =
@@ -245,8 +254,12 @@ export class Fetcher {
     const age = performance.now() - last.at;
     const share = groupLimits(last.demand, last.slots, last.limits, this.#tenantLimit);
     const announced = last.at < this.#announcedAt;
+    // A lone backlog draining: its jobs' ends change no share. With no job to start, the reading may
+    // count as running a job claimed while it was taken and ended since: it is read again.
+    const lone = share.alone && share.queued && !share.holdsBack && share.canStart;
     if (age > this.#shareTtlMs) this.#reread();
-    else if (last.at < this.#endedAt || (announced && !share.canStart)) this.#rereadIn(REREAD_AFTER_CHANGE_MS - age);
+    else if ((last.at < this.#endedAt && !lone) || (announced && !share.canStart))
+      this.#rereadIn(this.#rereadAfterChangeMs - age);
     if (free <= 0) {
       const limits = burstLimits(last.demand, share);
       // Once per announcement (a burst fetch since saw the job), and under a reading that shows a tenant
