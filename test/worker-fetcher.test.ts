@@ -69,6 +69,28 @@ async function submitJob(key?: string): Promise<string> {
   return ((await res.json()) as { id: string }).id;
 }
 
+/** Takes every queued execution and finishes every active job: what the earlier tests left is no demand. */
+async function emptyQueue(): Promise<void> {
+  const { boss, pool } = t.service;
+  while ((await boss.fetch(QUEUES.jobs, { batchSize: 100 })).length > 0);
+  await pool.query(
+    `UPDATE jobs SET status = 'COMPLETED', lease_token = NULL, finished_at = now() WHERE status IN ('PENDING', 'RUNNING')`,
+  );
+}
+
+/** A backlog of 5 jobs of `tenantId`, as the reading sees it (jobs PENDING) and as the queue holds it (`prefix-i`). */
+async function queueBacklog(tenantId: string, prefix: string): Promise<void> {
+  const { boss, pool } = t.service;
+  for (let i = 0; i < 5; i++) await insertJob(pool, tenantId);
+  await boss.insert(
+    QUEUES.jobs,
+    Array.from({ length: 5 }, (_, i) => ({
+      data: { jobId: `${prefix}-${i}` },
+      group: { id: tenantId, tier: tenantId },
+    })),
+  );
+}
+
 /**
  * A Fetcher over `pool` with `slots()` slots, whose poll and share reading never lapse during a test,
  * recording the executions it launches; `rereadAfterChangeMs` as the Fetcher's (default its own).
@@ -237,20 +259,12 @@ describe('fair fetch', () => {
 
 describe('fetcher, one tenant alone', () => {
   it('fetches fairly once another tenant’s job is announced, though the reading shows one tenant', async () => {
-    const { boss, pool } = t.service;
+    const { pool } = t.service;
     const a = await t.newTenant();
     const b = await t.newTenant();
-    // The earlier tests' executions are taken and their jobs end: A will be alone in the queue and the reading.
-    while ((await boss.fetch(QUEUES.jobs, { batchSize: 100 })).length > 0);
-    await pool.query(
-      `UPDATE jobs SET status = 'COMPLETED', lease_token = NULL, finished_at = now() WHERE status IN ('PENDING', 'RUNNING')`,
-    );
-    // A's backlog, as the reading will see it (jobs PENDING) and as the queue holds it.
-    for (let i = 0; i < 5; i++) await insertJob(pool, a.id);
-    await boss.insert(
-      QUEUES.jobs,
-      Array.from({ length: 5 }, (_, i) => ({ data: { jobId: `a-${i}` }, group: { id: a.id, tier: a.id } })),
-    );
+    // A will be alone in the queue and the reading.
+    await emptyQueue();
+    await queueBacklog(a.id, 'a');
     let slots = 1;
     const { fetcher, launched, launchedWhen, stop } = await startFetcher(pool, () => slots);
     const launches = (n: number) => launchedWhen(() => launched.length >= n);
@@ -289,22 +303,12 @@ describe('fetcher, readings as jobs end', () => {
    * stay active: with two tenants, a third fetch would find both at their share of the one slot.)
    */
   async function readingsOverEnds(tenants: number, ends: number): Promise<number> {
-    const { boss, pool } = t.service;
-    // What the earlier tests left queued or active is taken and finished: the backlogs below are all the demand.
-    while ((await boss.fetch(QUEUES.jobs, { batchSize: 100 })).length > 0);
-    await pool.query(
-      `UPDATE jobs SET status = 'COMPLETED', lease_token = NULL, finished_at = now() WHERE status IN ('PENDING', 'RUNNING')`,
-    );
+    const { pool } = t.service;
+    // The backlogs below are all the demand.
+    await emptyQueue();
     for (let n = 0; n < tenants; n++) {
       const tenant = await t.newTenant();
-      for (let i = 0; i < 5; i++) await insertJob(pool, tenant.id);
-      await boss.insert(
-        QUEUES.jobs,
-        Array.from({ length: 5 }, (_, i) => ({
-          data: { jobId: `${tenant.id}-${i}` },
-          group: { id: tenant.id, tier: tenant.id },
-        })),
-      );
+      await queueBacklog(tenant.id, tenant.id);
     }
     let readings = 0;
     let slots = 1;
