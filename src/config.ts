@@ -168,7 +168,11 @@ const envSchema = z.object({
   LONGHAUL_JOB_TYPES: list
     .default([])
     .describe('Comma-separated modules (paths or package names) that export more job types.'),
-  LONGHAUL_WORKER_CONCURRENCY: int(1, 1000).default(8).describe('Jobs one worker process runs at once.'),
+  LONGHAUL_WORKER_CONCURRENCY: int(1, 1000)
+    .default(8)
+    .describe(
+      "Jobs whose code one worker process runs at once. A job's slot frees when its code returns, before its completion commits: a process holds up to twice this many RUNNING jobs.",
+    ),
   LONGHAUL_WORKER_BURST_SLOTS: int(0, 1000)
     .default(1)
     .describe(

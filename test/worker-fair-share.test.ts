@@ -103,6 +103,14 @@ describe('groupLimits', () => {
     });
     expect(groupLimits(demand([['b', 3, 10]]), 8, none, 3)).toMatchObject({ canStart: false });
   });
+
+  it('lets a tenant alone under no running limit start jobs whatever its running count', () => {
+    // Jobs settling are RUNNING with their slots free: a lone tenant's count may reach the slots and beyond.
+    expect(groupLimits(demand([['a', 10, 5]]), 8, none, undefined)).toMatchObject({ canStart: true, alone: true });
+    expect(groupLimits(demand([['a', 10, 0]]), 8, none, undefined)).toMatchObject({ canStart: false });
+    expect(groupLimits(demand([['a', 8, 5]]), 8, none, 8)).toMatchObject({ canStart: false });
+    expect(groupLimits(demand([['a', 8, 5]]), 8, new Map([['a', 8]]), undefined)).toMatchObject({ canStart: false });
+  });
 });
 
 describe('burstLimits', () => {

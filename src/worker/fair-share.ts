@@ -56,7 +56,7 @@ export interface GroupLimits {
  * limit of its own (`limits`, else `defaultLimit` when set) at most that. `canStart` is false when no
  * tenant of the reading could start a job under them (each one with waiting jobs holds its share or its
  * limit): a fetch would return nothing unless a job came since the reading. A reading with no active
- * job at all can start one.
+ * job at all can start one, and so can a tenant alone with jobs waiting under no running limit.
  */
 export function groupLimits(
   demand: ReadonlyMap<string, TenantDemand>,
@@ -71,10 +71,13 @@ export function groupLimits(
   const within = (limit: number | undefined) => (limit === undefined ? cap : Math.min(cap, limit));
   const tiers: Record<string, number> = {};
   for (const [tenant, limit] of limits) tiers[tenant] = within(limit);
-  const canStart = [...demand].some(
-    ([tenant, d]) => d.waiting > 0 && d.running < (tiers[tenant] ?? within(defaultLimit)),
-  );
   const hard = defaultLimit !== undefined || limits.size > 0;
+  // A tenant alone under no running limit may fill every free slot: its running count, which counts jobs
+  // settling (their code returned, their slots free while their completions commit), bounds nothing then.
+  const unbounded = demand.size === 1 && !hard;
+  const canStart = [...demand].some(
+    ([tenant, d]) => d.waiting > 0 && (unbounded || d.running < (tiers[tenant] ?? within(defaultLimit))),
+  );
   const holdsBack = cap < slots || hard;
   const queued = [...demand.values()].some((d) => d.waiting > 0);
   return {

@@ -71,6 +71,17 @@ interface Running {
   claimed?: { tenant: string; at: number };
   controller: AbortController;
   done: Promise<void>;
+  /** Its type's code has returned and its completion is committing: its slot is free (#settle). */
+  settling?: boolean;
+}
+
+/**
+ * Slots free in a process of `concurrency` slots holding `running` jobs, `settling` of them with their
+ * code returned and their completion committing: those count as free up to `concurrency`, so a process
+ * holds at most twice its slots in jobs, however long completions take.
+ */
+export function freeSlots(concurrency: number, running: number, settling: number): number {
+  return concurrency - running + Math.min(settling, concurrency);
 }
 
 /** Longest delay setTimeout keeps (a longer one fires at once); a later deadline is set by a later execution. */
@@ -85,6 +96,8 @@ export class WorkerRuntime {
   #state: RuntimeState = 'created';
   /** Executions running here, keyed by execution until the claim names the job, then by job. */
   readonly #running = new Map<string, Running>();
+  /** Of #running, those settling. */
+  #settling = 0;
   readonly #slots: TypeSlots;
   /** Announces the events this worker commits, after each commit (never inside the transaction). */
   readonly #events: JobEventsPublisher;
@@ -124,7 +137,7 @@ export class WorkerRuntime {
       concurrency: opts.concurrency,
       burstSlots: opts.burstSlots,
       leaseSeconds: opts.leaseSeconds,
-      free: () => opts.concurrency - this.#running.size,
+      free: () => freeSlots(opts.concurrency, this.#running.size, this.#settling),
       launch: (j) => this.#launch(j),
       owner: this.#owner,
       rooms: () => this.#slots.rooms(deps.registry.all()),
@@ -204,7 +217,8 @@ export class WorkerRuntime {
       .finally(() => {
         this.#running.delete(key);
         if (this.#running.get(entry.jobId) === entry) this.#running.delete(entry.jobId);
-        if (entry.type !== '') this.#slots.release(entry.type);
+        if (entry.settling === true) this.#settling--;
+        else if (entry.type !== '') this.#slots.release(entry.type);
         this.#fetcher.jobEnded(entry.claimed);
       });
   }
@@ -253,7 +267,8 @@ export class WorkerRuntime {
       });
       try {
         if (row.cancel_requested) throw new JobStopped('cancelled');
-        await trace.run(() => this.#steps.run(row, type, token, attempt, controller.signal, stepLog));
+        const finished = () => this.#settle(entry);
+        await trace.run(() => this.#steps.run(row, type, token, attempt, controller.signal, stepLog, finished));
         trace.end();
       } catch (err) {
         trace.end(err);
@@ -263,6 +278,18 @@ export class WorkerRuntime {
       heartbeat.stop();
       clearTimeout(deadline);
     }
+  }
+
+  /**
+   * The job's code has returned its result: its slot (the process's, within freeSlots, and its type's)
+   * frees while the completion commits, so that the next fetch runs beside the completions' group
+   * commit rather than after it.
+   */
+  #settle(entry: Running): void {
+    entry.settling = true;
+    this.#settling++;
+    this.#slots.release(entry.type);
+    this.#fetcher.wake();
   }
 
   /**

@@ -90,6 +90,10 @@ export class StepRunner {
     this.#draining = deps.draining;
   }
 
+  /**
+   * Runs the job's steps to its completion or hand-over. `finished` is called once its type's code has
+   * returned the result, before the completion commits: the runtime frees the job's slot then.
+   */
   async run(
     row: ClaimRow,
     type: AnyJobType,
@@ -97,6 +101,7 @@ export class StepRunner {
     attempt: ExecutionAttempt,
     signal: AbortSignal,
     log: Logger,
+    finished: () => void,
   ): Promise<void> {
     const lease = this.#leaseSeconds;
     const budgetEnds = Date.now() + this.#executionBudgetSeconds * 1000;
@@ -201,6 +206,7 @@ export class StepRunner {
           await r.durable;
           const result = await def.finish(ctx, r.state);
           signal.throwIfAborted();
+          finished();
           const last = { ...r, ...started };
           await completionSpan(() => this.#settler.complete(tx, row, token, attempt, last, result));
           this.#metrics.steps.inc({ type: type.name, outcome: 'finish' });
