@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { jobRow } from './support/jobs.ts';
 import type { TestService } from './support/service.ts';
-import { useWorkerProcesses, waitFor } from './support/worker.ts';
+import { gateOpen, openGate, useWorkerProcesses, waitFor } from './support/worker.ts';
 
 let t: TestService;
 const start = useWorkerProcesses((service) => (t = service));
@@ -143,19 +143,13 @@ describe('worker processes', () => {
   it("runs the next chunk while the last checkpoint commits, and commits it only once the chunk's durable writes are", async () => {
     await start();
     const id = await submit('overlapped', { fail_sync: false });
-    const gates = async (name: string) =>
-      (
-        await t.service.pool
-          .query('SELECT 1 FROM gates WHERE job_id = $1 AND name = $2', [id, name])
-          .catch(() => ({ rowCount: 0 }))
-      ).rowCount ?? 0;
-    const open = (name: string) => t.service.pool.query('INSERT INTO gates (job_id, name) VALUES ($1, $2)', [id, name]);
+    const open = (name: string) => openGate(t.service.pool, id, name);
     const cursor = async () =>
       (await t.service.pool.query<{ c: unknown }>('SELECT checkpoint_cursor AS c FROM jobs WHERE id = $1', [id]))
         .rows[0]?.c;
     // Chunk 1 starts although chunk 0's checkpoint cannot commit yet (its durable promise waits on 'durable');
     // start()'s checkpoint rides with chunk 0's, so none is committed.
-    await waitFor('chunk 1 started', async () => (await gates('chunk1-started-1')) > 0);
+    await waitFor('chunk 1 started', () => gateOpen(t.service.pool, id, 'chunk1-started-1'));
     expect(await cursor()).toBeNull();
     // Once its writes are durable, chunk 0's checkpoint commits while chunk 1 still runs.
     await open('durable');

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freeSlots } from '../src/worker/runtime.ts';
 import type { CreatedTenant } from '../src/tenants/repository.ts';
 import { startTestService, type TestService } from './support/service.ts';
-import { FIXTURE_TYPES, waitFor } from './support/worker.ts';
+import { FIXTURE_TYPES, gateOpen, openGate, waitFor } from './support/worker.ts';
 
 let t: TestService;
 let tenant: CreatedTenant;
@@ -26,14 +26,8 @@ afterAll(async () => t.stop());
 
 const JOB = { type: 'settling', input: {} };
 
-async function opened(jobId: string, name: string): Promise<boolean> {
-  const { rowCount } = await t.service.pool.query('SELECT 1 FROM gates WHERE job_id = $1 AND name = $2', [jobId, name]);
-  return rowCount === 1;
-}
-
-async function open(jobId: string, name: string): Promise<void> {
-  await t.service.pool.query('INSERT INTO gates (job_id, name) VALUES ($1, $2)', [jobId, name]);
-}
+const opened = (jobId: string, name: string) => gateOpen(t.service.pool, jobId, name);
+const open = (jobId: string, name: string) => openGate(t.service.pool, jobId, name);
 
 async function status(jobId: string): Promise<string | undefined> {
   const { rows } = await t.service.pool.query<{ status: string }>('SELECT status FROM jobs WHERE id = $1', [jobId]);

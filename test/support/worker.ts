@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { startTestService, type TestService } from './service.ts';
 
@@ -23,6 +24,19 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** Whether gate `name` of a job is open: a row in the fixtures' `gates` table (false while it does not exist). */
+export async function gateOpen(db: pg.Pool, jobId: string, name: string): Promise<boolean> {
+  const found = await db
+    .query('SELECT 1 FROM gates WHERE job_id = $1 AND name = $2', [jobId, name])
+    .catch(() => ({ rowCount: 0 }));
+  return (found.rowCount ?? 0) > 0;
+}
+
+/** Opens gate `name` of a job, which a fixture's step waits for. */
+export async function openGate(db: pg.Pool, jobId: string, name: string): Promise<void> {
+  await db.query('INSERT INTO gates (job_id, name) VALUES ($1, $2)', [jobId, name]);
 }
 
 export interface WorkerProcess {
