@@ -3,6 +3,12 @@
  * that has subscribers here (its recent events, read once per notification burst and shared by every
  * subscriber of the job), and a subscription per client that pulls from it at the client's own pace.
  *
+ * The hub listens to job events only while it follows a job. Every worker announces every job's events,
+ * and a process listening to them is woken for each announcement whether it has a stream open or not;
+ * an API process with no stream is not. LISTEN is in place before the hub reads what it follows (the
+ * listener calls onConnect after it), so what committed before that is read, and what commits after
+ * is announced.
+ *
  * The job lifecycle's actions (src/jobs/lifecycle.ts) commit a job's events (status rows in
  * `job_events`, progress in the jobs row) and NOTIFY `jobId:seq`; the hub reads the events by sequence number, so a lost notification or a
  * reconnection only delays events, never loses them.
@@ -96,6 +102,10 @@ export interface SubscriberStats {
 
 export interface HubStats {
   listening: boolean;
+  /** True while LISTEN on job events is in place: the hub follows at least one job. */
+  followingEvents: boolean;
+  /** Job-event notifications received since the hub started. */
+  notifications: number;
   jobs: number;
   subscribers: SubscriberStats[];
 }
@@ -321,6 +331,9 @@ export class RealtimeHub {
   readonly log: Logger;
   readonly #listener: PgListener;
   #unsubscribe: (() => Promise<void>) | undefined;
+  /** Bringing LISTEN in line with whether a job is followed (#reconcile), while it runs. */
+  #reconciling: Promise<void> | undefined;
+  #notifications = 0;
   readonly #channels = new Map<string, JobChannel>();
   readonly #dirty = new Set<JobChannel>();
   readonly #pingIntervalMs: number;
@@ -374,13 +387,6 @@ export class RealtimeHub {
   }
 
   async start(): Promise<void> {
-    this.#unsubscribe = await this.#listener.subscribe([JOB_EVENTS_CHANNEL], {
-      onNotification: (_channel, payload) => this.#onNotification(payload),
-      // Notifications may have been missed while disconnected: re-read every followed job by sequence.
-      onConnect: () => {
-        for (const ch of this.#channels.values()) this.#markDirty(ch);
-      },
-    });
     this.#periodic.start();
   }
 
@@ -390,7 +396,43 @@ export class RealtimeHub {
     await this.#periodic.stop();
     clearTimeout(this.#retryTimer);
     for (const ch of [...this.#channels.values()]) for (const s of [...ch.subscribers]) s.close('shutdown');
-    await this.#unsubscribe?.();
+    this.#reconcile();
+    while (this.#reconciling !== undefined) await this.#reconciling;
+  }
+
+  /** Listens to job events while a job is followed and the hub runs, and stops listening otherwise. */
+  #reconcile(): void {
+    if (this.#reconciling !== undefined) return;
+    this.#reconciling = this.#bringInLine().finally(() => {
+      this.#reconciling = undefined;
+      // A change between the last check and now.
+      if (this.#wantsEvents() !== (this.#unsubscribe !== undefined)) this.#reconcile();
+    });
+  }
+
+  #wantsEvents(): boolean {
+    return this.#channels.size > 0 && !this.#stopped;
+  }
+
+  async #bringInLine(): Promise<void> {
+    for (;;) {
+      const follow = this.#wantsEvents();
+      if (follow === (this.#unsubscribe !== undefined)) return;
+      if (follow)
+        this.#unsubscribe = await this.#listener.subscribe([JOB_EVENTS_CHANNEL], {
+          onNotification: (_channel, payload) => this.#onNotification(payload),
+          // LISTEN is in place (now, or again after a reconnection): read what every followed job
+          // committed meanwhile, by sequence.
+          onConnect: () => {
+            for (const ch of this.#channels.values()) this.#markDirty(ch);
+          },
+        });
+      else {
+        const unsubscribe = this.#unsubscribe;
+        this.#unsubscribe = undefined;
+        await unsubscribe?.();
+      }
+    }
   }
 
   /** Starts streaming a job's events to a client; the returned promise settles when the stream ends. */
@@ -409,6 +451,7 @@ export class RealtimeHub {
       // Events committed between the caller's snapshot and now were announced before this channel
       // followed the job: read once now.
       this.#markDirty(ch);
+      this.#reconcile();
       void sub.run(opts.snapshot);
     }
     return { id: sub.id, done: sub.done, close: (reason) => sub.close(reason) };
@@ -417,7 +460,13 @@ export class RealtimeHub {
   stats(): HubStats {
     const subscribers: SubscriberStats[] = [];
     for (const ch of this.#channels.values()) for (const s of ch.subscribers) subscribers.push(s.stats());
-    return { listening: this.listening, jobs: this.#channels.size, subscribers };
+    return {
+      listening: this.listening,
+      followingEvents: this.#unsubscribe !== undefined,
+      notifications: this.#notifications,
+      jobs: this.#channels.size,
+      subscribers,
+    };
   }
 
   /** @internal A subscription ended. */
@@ -428,6 +477,7 @@ export class RealtimeHub {
     if (ch.subscribers.size === 0) {
       this.#channels.delete(sub.jobId);
       this.#dirty.delete(ch);
+      if (this.#channels.size === 0) this.#reconcile();
     }
   }
 
@@ -437,6 +487,7 @@ export class RealtimeHub {
   }
 
   #onNotification(payload: string): void {
+    this.#notifications++;
     const sep = payload.lastIndexOf(':');
     const ch = this.#channels.get(payload.slice(0, sep));
     if (ch === undefined) return;
