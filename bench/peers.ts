@@ -142,6 +142,21 @@ interface Drain {
   walPerJob: number;
   from: string;
   to: string;
+  /** CPU per job of the process that ran the jobs and of Postgres; undefined where not local. */
+  cpuUs: { own: number; postgres: number } | undefined;
+}
+
+/** CPU readings of the process running a drain's jobs (`own`) and of Postgres, taken at its start. */
+async function cpuFrom(db: pg.Pool, own: () => number | undefined) {
+  const own0 = own();
+  const pg0 = await postgresCpu(db);
+  /** CPU per job since the start, over `jobs` jobs run meanwhile. */
+  return async (jobs: number): Promise<Drain['cpuUs']> => {
+    const own1 = own();
+    const pgUsed = cpuBetween(pg0, await postgresCpu(db));
+    if (own0 === undefined || own1 === undefined || pgUsed === undefined || jobs <= 0) return undefined;
+    return { own: ((own1 - own0) * 1e6) / jobs, postgres: (pgUsed * 1e6) / jobs };
+  };
 }
 
 /** longhaul: a backlog submitted by an API-only process, drained by a service with `slots` worker slots. */
@@ -185,6 +200,12 @@ async function longhaulDrain(
     ...env,
   });
   try {
+    // The service's start-up is not the jobs' CPU: readings from its readiness, over the jobs left then.
+    const { rows: left } = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND status IN ('PENDING', 'RUNNING')`,
+      [tenant.id],
+    );
+    const cpu = await cpuFrom(db, () => processCpuSeconds(svc.child.pid));
     // What is left, as Graphile Worker's drain looks (a count that shrinks, where one of the finished grows).
     await until(
       async () => {
@@ -208,7 +229,13 @@ async function longhaulDrain(
       `SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 AS s FROM jobs WHERE tenant_id = $1`,
       [tenant.id],
     );
-    return { perSecond: DRAIN_JOBS / (rows[0]?.s ?? Number.NaN), walPerJob: wal / DRAIN_JOBS, from, to };
+    return {
+      perSecond: DRAIN_JOBS / (rows[0]?.s ?? Number.NaN),
+      walPerJob: wal / DRAIN_JOBS,
+      from,
+      to,
+      cpuUs: await cpu(left[0]?.n ?? 0),
+    };
   } finally {
     await svc.stop();
   }
@@ -223,6 +250,7 @@ async function graphileDrain(db: pg.Pool, url: string, utils: WorkerUtils, slots
   let first = 0;
   const from = await lsn(db);
   const pgPool = graphilePool(url, slots + 2);
+  const cpu = await cpuFrom(db, ownCpuSeconds);
   const runner = await runGraphile({
     pgPool,
     concurrency: slots,
@@ -249,8 +277,9 @@ async function graphileDrain(db: pg.Pool, url: string, utils: WorkerUtils, slots
       DONE_POLL_MS,
     );
     const s = (now() - first) / 1000;
+    const cpuUs = await cpu(DRAIN_JOBS);
     const to = await lsn(db);
-    return { perSecond: DRAIN_JOBS / s, walPerJob: (await walBytes(db, from)) / DRAIN_JOBS, from, to };
+    return { perSecond: DRAIN_JOBS / s, walPerJob: (await walBytes(db, from)) / DRAIN_JOBS, from, to, cpuUs };
   } finally {
     await runner.stop();
     await pgPool.end();
@@ -272,6 +301,7 @@ async function bossDrain(db: pg.Pool, url: string, slots: number): Promise<Drain
     await db.query('CHECKPOINT');
     let first = 0;
     const from = await lsn(db);
+    const cpu = await cpuFrom(db, ownCpuSeconds);
     await boss.work(q, { batchSize: slots, burstWhenBatchFull: true, pollingIntervalSeconds: 0.5 }, async () => {
       first ||= now();
     });
@@ -287,13 +317,14 @@ async function bossDrain(db: pg.Pool, url: string, slots: number): Promise<Drain
       DONE_POLL_MS,
     );
     const s = (now() - first) / 1000;
+    const cpuUs = await cpu(DRAIN_JOBS);
     const to = await lsn(db);
     const { rows: done } = await db.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state = 'completed'`,
       [q],
     );
     if (done[0]?.n !== DRAIN_JOBS) throw new Error(`${done[0]?.n} of ${DRAIN_JOBS} pg-boss jobs completed`);
-    return { perSecond: DRAIN_JOBS / s, walPerJob: (await walBytes(db, from)) / DRAIN_JOBS, from, to };
+    return { perSecond: DRAIN_JOBS / s, walPerJob: (await walBytes(db, from)) / DRAIN_JOBS, from, to, cpuUs };
   } finally {
     await boss.stop({ graceful: false });
   }
@@ -312,6 +343,7 @@ async function rawDrain(db: pg.Pool, url: string, conns: number): Promise<Drain>
   try {
     await Promise.all(Array.from({ length: conns }, () => pool.query('SELECT 1')));
     const from = await lsn(db);
+    const cpu = await cpuFrom(db, ownCpuSeconds);
     const t0 = now();
     await Promise.all(
       Array.from({ length: conns }, async () => {
@@ -324,8 +356,9 @@ async function rawDrain(db: pg.Pool, url: string, conns: number): Promise<Drain>
       }),
     );
     const s = (now() - t0) / 1000;
+    const cpuUs = await cpu(DRAIN_JOBS);
     const to = await lsn(db);
-    return { perSecond: DRAIN_JOBS / s, walPerJob: (await walBytes(db, from)) / DRAIN_JOBS, from, to };
+    return { perSecond: DRAIN_JOBS / s, walPerJob: (await walBytes(db, from)) / DRAIN_JOBS, from, to, cpuUs };
   } finally {
     await pool.end();
   }
@@ -453,7 +486,7 @@ async function submitLoops(
   return { perSecond: run.perSecond, cpuUs };
 }
 
-function cpuText(run: SubmitRun): string {
+function cpuText(run: { cpuUs: SubmitRun['cpuUs'] }): string {
   return run.cpuUs === undefined ? 'n/a' : `${Math.round(run.cpuUs.own)} + ${Math.round(run.cpuUs.postgres)} µs`;
 }
 
@@ -491,6 +524,18 @@ export const peersBench: BenchModule = {
         const boss = await bossDrain(db, url, slots);
         const raw = await rawDrain(db, url, slots);
         const name = `drain ${DRAIN_JOBS} tiny jobs, ${slots} slots`;
+        ctx.log(
+          `drain, ${slots} slots, CPU per job (process running the jobs + Postgres): longhaul ${cpuText(ours)}; ` +
+            `tenant cap ${cpuText(capped)}; Graphile Worker ${cpuText(graphile)}; pg-boss work() ${cpuText(boss)}; raw ${cpuText(raw)}`,
+        );
+        if (ours.cpuUs !== undefined && graphile.cpuUs !== undefined)
+          rows.push({
+            name: `${name}: CPU per job, longhaul (worker process + Postgres) ÷ Graphile Worker (its process + Postgres)`,
+            value: ours.cpuUs.own + ours.cpuUs.postgres,
+            unit: 'µs',
+            baselineName: 'Graphile Worker',
+            baseline: graphile.cpuUs.own + graphile.cpuUs.postgres,
+          });
         rows.push(
           {
             name: `${name}: longhaul (defaults) ÷ Graphile Worker`,
