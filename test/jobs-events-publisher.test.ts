@@ -1,11 +1,13 @@
 /**
  * Announcing committed job events (src/jobs/events-publisher.ts): at once when idle, and those that come
- * less than the interval after the last statement together in the next one, each job's highest seq only.
+ * less than the interval after the last statement together in the next one, each job's highest seq only;
+ * given the process's LISTEN connection, only once a hub says it follows jobs.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { JobEventsPublisher } from '../src/jobs/events-publisher.ts';
-import { JOB_EVENTS_CHANNEL } from '../src/jobs/repository.ts';
+import { PgListener } from '../src/db/listener.ts';
+import { FOLLOWERS_SQL, JobEventsPublisher } from '../src/jobs/events-publisher.ts';
+import { JOB_EVENTS_CHANNEL, STREAM_FOLLOWERS_CHANNEL } from '../src/jobs/repository.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
@@ -14,6 +16,8 @@ let pool: pg.Pool;
 let listener: pg.Client;
 const heard: string[] = [];
 let onHeard: () => void = () => undefined;
+/** What was said on the followers' channel. */
+const said: string[] = [];
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -21,10 +25,11 @@ beforeAll(async () => {
   listener = new pg.Client({ connectionString: db.url });
   await listener.connect();
   listener.on('notification', (n) => {
-    heard.push(n.payload ?? '');
+    if (n.channel === STREAM_FOLLOWERS_CHANNEL) said.push(n.payload ?? '');
+    else heard.push(n.payload ?? '');
     onHeard();
   });
-  await listener.query(`LISTEN ${JOB_EVENTS_CHANNEL}`);
+  await listener.query(`LISTEN ${JOB_EVENTS_CHANNEL}; LISTEN ${STREAM_FOLLOWERS_CHANNEL}`);
 });
 afterAll(async () => {
   await listener.end();
@@ -49,7 +54,7 @@ it('sends the first announcement at once and those soon after it together, at th
     },
   } as unknown as pg.Pool;
   // An interval far longer than the steps below take, so that what waits for it shows.
-  const publisher = new JobEventsPublisher(counted, createLogger('silent'), 1_000);
+  const publisher = new JobEventsPublisher(counted, createLogger('silent'), { intervalMs: 1_000 });
   const job = '0190b3a0-0000-7000-8000-000000000001';
 
   publisher.publish(job, 1);
@@ -65,4 +70,42 @@ it('sends the first announcement at once and those soon after it together, at th
   await heardWhen(`${job}:3`);
   expect(statements).toEqual([[`${job}:1`], [`${job}:3`]]);
   expect(heard).toEqual([`${job}:1`, `${job}:3`]);
+});
+
+it('announces only once a hub follows jobs: it asks, then sends what it kept meanwhile, then each at once', async () => {
+  const log = createLogger('silent');
+  const own = new PgListener({ databaseUrl: db.url, log });
+  await own.start();
+  const statements: string[][] = [];
+  const counted = {
+    query: (text: string, values: [string, string[]]) => {
+      if (text !== FOLLOWERS_SQL) statements.push(values[1]);
+      return pool.query(text, values);
+    },
+  } as unknown as pg.Pool;
+  const publisher = new JobEventsPublisher(counted, log, { intervalMs: 0, listener: own });
+  const [a, b] = ['0190b3a0-0000-7000-8000-00000000000a', '0190b3a0-0000-7000-8000-00000000000b'];
+  try {
+    await publisher.start();
+    await new Promise<void>((resolve) => {
+      onHeard = () => said.includes('ask') && resolve();
+      onHeard();
+    });
+    publisher.publish(a, 1, 2);
+    publisher.publish(b, 1);
+    publisher.publish(a, 3);
+    await publisher.flush();
+    expect(statements).toEqual([]);
+
+    // A hub follows: what was kept goes, each job's newest seq.
+    await pool.query(FOLLOWERS_SQL, ['follow']);
+    await heardWhen(`${b}:1`);
+    await heardWhen(`${a}:3`);
+    publisher.publish(b, 2);
+    await heardWhen(`${b}:2`);
+    expect(statements.flat().sort()).toEqual([`${a}:3`, `${b}:1`, `${b}:2`]);
+  } finally {
+    await publisher.stop();
+    await own.stop();
+  }
 });

@@ -14,10 +14,18 @@
  * (src/realtime/hub.ts), so of the announcements of one job that wait together only the highest is
  * sent (a tiny job's claim and completion announce four events; this sends one or two). One lost to a crash between the commit and the announcement (or to a failed
  * send) is found by readers reading events by sequence (the realtime hub's catch-up).
+ *
+ * Only while a stream is open somewhere: readers are the hubs of the API processes with a stream open,
+ * and each says so on STREAM_FOLLOWERS_CHANNEL (at once, then every FOLLOWING_HEARTBEAT_MS). Given the
+ * process's LISTEN connection, the publisher announces until three heartbeats are missed; otherwise it
+ * keeps each job's newest seq for SKIPPED_KEEP_MS and sends those when a hub begins to follow, so that
+ * what committed between the hub's first read and its `follow` reaching here is announced too. On
+ * listening (and again after each reconnection) it asks, and following hubs answer.
  */
+import type { PgListener } from '../db/listener.ts';
 import { isConnectionError, type Queryable } from '../db/pool.ts';
 import type { Logger } from '../observability/logger.ts';
-import { JOB_EVENTS_CHANNEL } from './repository.ts';
+import { FOLLOWING_HEARTBEAT_MS, JOB_EVENTS_CHANNEL, STREAM_FOLLOWERS_CHANNEL } from './repository.ts';
 
 /** Announcements per statement: keeps one statement's notify-queue insert short. */
 const MAX_BATCH = 1000;
@@ -38,6 +46,21 @@ export const ANNOUNCE_INTERVAL_MS = 5;
  */
 const ANNOUNCE_SQL = `SELECT pg_notify($1, p) FROM set_config('synchronous_commit', 'off', true), unnest($2::text[]) AS p`;
 
+/** Announcements go out until this long after the last `follow`: three heartbeats. */
+const FOLLOWED_FOR_MS = 3 * FOLLOWING_HEARTBEAT_MS;
+
+/**
+ * How long an announcement not sent (no hub following) is kept, to be sent if one begins to follow: past
+ * the hub's catch-up interval (src/realtime/hub.ts), the hub has read it by then anyway.
+ */
+const SKIPPED_KEEP_MS = 3_000;
+
+/** Jobs whose announcement is kept while nobody follows (the oldest go first). */
+const SKIPPED_MAX = 10_000;
+
+/** Says something on STREAM_FOLLOWERS_CHANNEL (`ask` or `follow`), without waiting for a flush. */
+export const FOLLOWERS_SQL = `SELECT pg_notify('${STREAM_FOLLOWERS_CHANNEL}', $1) FROM set_config('synchronous_commit', 'off', true)`;
+
 /** The announcement of event `seq` of a job, as readers expect it on JOB_EVENTS_CHANNEL. */
 function announcement(jobId: string, seq: number): string {
   return `${jobId}:${seq}`;
@@ -52,20 +75,84 @@ export class JobEventsPublisher {
   readonly #intervalMs: number;
   /** When the last announcing statement was sent (performance.now()). */
   #sentAt = -Infinity;
+  readonly #listener: PgListener | undefined;
+  #unsubscribe: (() => Promise<void>) | undefined;
+  /** Announcements go out until then (performance.now()); always without a listener. */
+  #followedUntil: number;
+  /** Job id → the newest seq not announced while nobody followed, and when (oldest first). */
+  #skipped = new Map<string, { seq: number; at: number }>();
 
-  /** `intervalMs`: least time between two statements (default ANNOUNCE_INTERVAL_MS). */
-  constructor(db: Queryable, log: Logger, intervalMs = ANNOUNCE_INTERVAL_MS) {
+  /**
+   * `intervalMs`: least time between two statements (default ANNOUNCE_INTERVAL_MS). `listener`: the
+   * process's LISTEN connection, to announce only while a hub follows (default: none, always announce).
+   */
+  constructor(db: Queryable, log: Logger, opts: { intervalMs?: number; listener?: PgListener } = {}) {
     this.#db = db;
     this.#log = log;
-    this.#intervalMs = intervalMs;
+    this.#intervalMs = opts.intervalMs ?? ANNOUNCE_INTERVAL_MS;
+    this.#listener = opts.listener;
+    this.#followedUntil = this.#listener === undefined ? Infinity : -Infinity;
+  }
+
+  /** Listens for following hubs (with a listener), and asks whether any follows. */
+  async start(): Promise<void> {
+    this.#unsubscribe ??= await this.#listener?.subscribe([STREAM_FOLLOWERS_CHANNEL], {
+      onNotification: (_channel, payload) => {
+        if (payload === 'follow') this.#followed();
+      },
+      // Now, and after a reconnection (a `follow` may have been missed meanwhile).
+      onConnect: () => void this.#say('ask'),
+    });
+  }
+
+  async stop(): Promise<void> {
+    const unsubscribe = this.#unsubscribe;
+    this.#unsubscribe = undefined;
+    await unsubscribe?.();
   }
 
   /** Queues the announcement of a job's events that have committed (only the highest seq is sent); it goes without waiting. */
   publish(jobId: string, ...seqs: number[]): void {
     if (seqs.length === 0) return;
     const highest = Math.max(...seqs);
-    if (!((this.#pending.get(jobId) ?? -Infinity) >= highest)) this.#pending.set(jobId, highest);
+    if (performance.now() >= this.#followedUntil) {
+      this.#skip(jobId, highest);
+      return;
+    }
+    this.#queue(jobId, highest);
+  }
+
+  #queue(jobId: string, seq: number): void {
+    if (!((this.#pending.get(jobId) ?? -Infinity) >= seq)) this.#pending.set(jobId, seq);
     this.#sending ??= this.#send();
+  }
+
+  #skip(jobId: string, seq: number): void {
+    const now = performance.now();
+    const had = this.#skipped.get(jobId);
+    this.#skipped.delete(jobId);
+    this.#skipped.set(jobId, { seq: Math.max(seq, had?.seq ?? -Infinity), at: now });
+    for (const [id, s] of this.#skipped) {
+      if (this.#skipped.size <= SKIPPED_MAX && now - s.at < SKIPPED_KEEP_MS) break;
+      this.#skipped.delete(id);
+    }
+  }
+
+  /** A hub follows: announce from now on, starting with what was skipped lately. */
+  #followed(): void {
+    const now = performance.now();
+    this.#followedUntil = now + FOLLOWED_FOR_MS;
+    for (const [id, s] of this.#skipped) if (now - s.at < SKIPPED_KEEP_MS) this.#queue(id, s.seq);
+    this.#skipped.clear();
+  }
+
+  async #say(what: 'ask'): Promise<void> {
+    try {
+      await this.#db.query(FOLLOWERS_SQL, [what]);
+    } catch (err) {
+      // Unanswered, announcements wait for the next `follow` (a hub says it again within its heartbeat).
+      if (!isConnectionError(err)) this.#log.warn({ err }, 'asking for stream followers failed');
+    }
   }
 
   /** Resolves once everything published so far has been sent (or failed to send). */

@@ -10,6 +10,16 @@ import type { JobStatus } from './state.ts';
 /** Channel on which every job event is announced as `jobId:seq` (the payload stays small). */
 export const JOB_EVENTS_CHANNEL = 'longhaul_job_events';
 
+/**
+ * Channel between the realtime hubs and the workers' announcers (src/jobs/events-publisher.ts): a hub that
+ * follows a job says `follow` (when it begins, every FOLLOWING_HEARTBEAT_MS, and in answer to `ask`); an
+ * announcer that has just begun listening says `ask`.
+ */
+export const STREAM_FOLLOWERS_CHANNEL = 'longhaul_stream_followers';
+
+/** How often a hub that follows a job says so again; announcers stop announcing after three missed. */
+export const FOLLOWING_HEARTBEAT_MS = 10_000;
+
 /** Channel that tells workers a running job was asked to stop; payload is the job id. */
 export const CANCEL_CHANNEL = 'longhaul_job_cancel';
 

@@ -3,11 +3,12 @@
  * that has subscribers here (its recent events, read once per notification burst and shared by every
  * subscriber of the job), and a subscription per client that pulls from it at the client's own pace.
  *
- * The hub listens to job events only while it follows a job. Every worker announces every job's events,
- * and a process listening to them is woken for each announcement whether it has a stream open or not;
- * an API process with no stream is not. LISTEN is in place before the hub reads what it follows (the
- * listener calls onConnect after it), so what committed before that is read, and what commits after
- * is announced.
+ * The hub listens to job events only while it follows a job: a process listening to them is woken for
+ * each announcement whether it has a stream open or not, and an API process with no stream is not. LISTEN
+ * is in place before the hub reads what it follows (the listener calls onConnect after it), so what
+ * committed before that is read, and what commits after is announced. Workers announce only while some
+ * hub follows a job (src/jobs/events-publisher.ts): while it does, the hub says `follow` on
+ * STREAM_FOLLOWERS_CHANNEL once LISTEN is in place, every FOLLOWING_HEARTBEAT_MS, and when asked.
  *
  * The job lifecycle's actions (src/jobs/lifecycle.ts) commit a job's events (status rows in
  * `job_events`, progress in the jobs row) and NOTIFY `jobId:seq`; the hub reads the events by sequence number, so a lost notification or a
@@ -18,7 +19,8 @@
 import client from 'prom-client';
 import type { PgListener } from '../db/listener.ts';
 import { isConnectionError, type Pool } from '../db/pool.ts';
-import { JOB_EVENTS_CHANNEL } from '../jobs/repository.ts';
+import { FOLLOWERS_SQL } from '../jobs/events-publisher.ts';
+import { FOLLOWING_HEARTBEAT_MS, JOB_EVENTS_CHANNEL, STREAM_FOLLOWERS_CHANNEL } from '../jobs/repository.ts';
 import { isTerminal } from '../jobs/state.ts';
 import type { Logger } from '../observability/logger.ts';
 import { Periodic } from '../periodic.ts';
@@ -334,6 +336,9 @@ export class RealtimeHub {
   /** Bringing LISTEN in line with whether a job is followed (#reconcile), while it runs. */
   #reconciling: Promise<void> | undefined;
   #notifications = 0;
+  /** Saying `follow`, while the statement is in flight. */
+  #saying: Promise<void> | undefined;
+  #sayAgain = false;
   readonly #channels = new Map<string, JobChannel>();
   readonly #dirty = new Set<JobChannel>();
   readonly #pingIntervalMs: number;
@@ -357,6 +362,9 @@ export class RealtimeHub {
       })
       .every('catching up on job events', CATCH_UP_INTERVAL_MS, () => {
         for (const ch of this.#channels.values()) this.#markDirty(ch);
+      })
+      .every('saying the hub follows jobs', FOLLOWING_HEARTBEAT_MS, async () => {
+        if (this.#unsubscribe !== undefined) await this.#sayFollowing();
       });
     if (opts.registry !== undefined) {
       const subscriptions = () => [...this.#channels.values()].reduce((n, ch) => n + ch.subscribers.size, 0);
@@ -398,6 +406,7 @@ export class RealtimeHub {
     for (const ch of [...this.#channels.values()]) for (const s of [...ch.subscribers]) s.close('shutdown');
     this.#reconcile();
     while (this.#reconciling !== undefined) await this.#reconciling;
+    await this.#saying;
   }
 
   /** Listens to job events while a job is followed and the hub runs, and stops listening otherwise. */
@@ -410,6 +419,30 @@ export class RealtimeHub {
     });
   }
 
+  /**
+   * Says `follow` to the workers' announcers, one statement at a time: asked meanwhile, it says it again
+   * after (that statement may have committed before the asking announcer listened).
+   */
+  #sayFollowing(): Promise<void> {
+    if (this.#saying !== undefined) {
+      this.#sayAgain = true;
+      return this.#saying;
+    }
+    this.#saying = (async () => {
+      do {
+        this.#sayAgain = false;
+        try {
+          await this.pool.query(FOLLOWERS_SQL, ['follow']);
+        } catch (err) {
+          // Said again at the next heartbeat; an outage is logged once, by the listener.
+          if (!isConnectionError(err)) this.log.warn({ err }, 'telling workers the hub follows jobs failed');
+        }
+      } while (this.#sayAgain && !this.#stopped);
+      this.#saying = undefined;
+    })();
+    return this.#saying;
+  }
+
   #wantsEvents(): boolean {
     return this.#channels.size > 0 && !this.#stopped;
   }
@@ -419,11 +452,15 @@ export class RealtimeHub {
       const follow = this.#wantsEvents();
       if (follow === (this.#unsubscribe !== undefined)) return;
       if (follow)
-        this.#unsubscribe = await this.#listener.subscribe([JOB_EVENTS_CHANNEL], {
-          onNotification: (_channel, payload) => this.#onNotification(payload),
-          // LISTEN is in place (now, or again after a reconnection): read what every followed job
-          // committed meanwhile, by sequence.
+        this.#unsubscribe = await this.#listener.subscribe([JOB_EVENTS_CHANNEL, STREAM_FOLLOWERS_CHANNEL], {
+          onNotification: (channel, payload) => {
+            if (channel === JOB_EVENTS_CHANNEL) this.#onNotification(payload);
+            else if (payload === 'ask') void this.#sayFollowing();
+          },
+          // LISTEN is in place (now, or again after a reconnection): tell the workers to announce, and
+          // read what every followed job committed meanwhile, by sequence.
           onConnect: () => {
+            void this.#sayFollowing();
             for (const ch of this.#channels.values()) this.#markDirty(ch);
           },
         });

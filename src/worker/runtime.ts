@@ -123,7 +123,7 @@ export class WorkerRuntime {
     this.#log = deps.log.child({ component: 'worker' });
     this.#opts = opts;
     this.#registry = deps.registry;
-    this.#events = new JobEventsPublisher(this.#pool, this.#log);
+    this.#events = new JobEventsPublisher(this.#pool, this.#log, { listener: deps.listener });
     // A type without a limit of its own runs in any of the process's slots, burst slots included.
     this.#slots = new TypeSlots(opts.concurrency + opts.burstSlots);
     const metrics = workerMetrics(deps.metrics);
@@ -175,8 +175,10 @@ export class WorkerRuntime {
     // The executions' job table: the fetch reads it, the completion deletes from it.
     const table = await queueTable(this.#boss, QUEUES.jobs);
     this.#settler.open(databaseUrl, table);
+    await this.#events.start();
     await this.#fetcher.start(databaseUrl, table).catch(async (err: unknown) => {
       await this.#fetcher.unsubscribe();
+      await this.#events.stop();
       await this.#settler.close();
       throw err;
     });
@@ -197,6 +199,7 @@ export class WorkerRuntime {
     clearTimeout(timer);
     await this.#fetcher.unsubscribe();
     await this.#events.flush();
+    await this.#events.stop();
     await this.#settler.close();
     this.#state = 'stopped';
   }
