@@ -380,6 +380,55 @@ function quietGraphileLogger() {
   return new GraphileLogger(() => () => undefined);
 }
 
+/**
+ * One job of CHECKPOINT_STEPS empty chunks on `svc`, after a Postgres checkpoint (one during the job would
+ * add the full-page images of every page touched after it; each row also says what it was without them).
+ * `watched`: a stream follows the job from its submission to its end, so every checkpoint is announced.
+ */
+async function checkpointJob(db: pg.Pool, svc: ChildService, apiKey: string, watched: boolean) {
+  await db.query('CHECKPOINT');
+  const updBefore = await jobsUpdates(db);
+  const from = await lsn(db);
+  const auth = { authorization: `Bearer ${apiKey}` };
+  const res = await fetch(`${svc.url}/v1/jobs`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ type: 'synthetic', input: { chunks: CHECKPOINT_STEPS, chunk_ms: 0 } }),
+  });
+  const { id } = (await res.json()) as { id: string };
+  // The stream ends after the job's terminal event.
+  const followed = watched
+    ? fetch(`${svc.url}/v1/jobs/${id}/events`, { headers: { ...auth, accept: 'text/event-stream' } }).then((r) =>
+        r.text(),
+      )
+    : Promise.resolve('');
+  let spanMs = 0;
+  await until(
+    async () => {
+      const { rows: r } = await db.query<{ ms: number | null }>(
+        `SELECT extract(epoch FROM finished_at - started_at)::float8 * 1000 AS ms FROM jobs WHERE id = $1 AND status = 'COMPLETED'`,
+        [id],
+      );
+      spanMs = r[0]?.ms ?? 0;
+      return spanMs > 0;
+    },
+    120_000,
+    DONE_POLL_MS,
+  );
+  if (watched && !(await followed).includes('COMPLETED')) throw new Error('the stream did not see the job complete');
+  const to = await lsn(db);
+  const updAfter = await jobsUpdates(db);
+  return {
+    spanMs,
+    walPerStep: (await walBytes(db, from)) / CHECKPOINT_STEPS,
+    fpiPerStep: (await fpiBytes(db, from, to)) / CHECKPOINT_STEPS,
+    updated: updAfter.upd - updBefore.upd,
+    hot: updAfter.hot - updBefore.hot,
+    byRelation: await walByRelation(db, from, to),
+    byRecord: await walByRecord(db, from, to),
+  };
+}
+
 /** Idle pickups of longhaul: POST answered (202) → the probe's chunk started, in the service process. */
 async function longhaulPickup(db: pg.Pool, svc: ChildService, apiKey: string): Promise<number[]> {
   const { post, close } = jobPoster(svc.url, apiKey, 1);
@@ -685,36 +734,14 @@ export const peersBench: BenchModule = {
             await db.query('UPDATE peers_plain SET v = $1 WHERE id = 1', [JSON.stringify({ done: i })]);
           const plainMs = (now() - t0) / CHECKPOINT_STEPS;
           const plainWal = (await walBytes(db, plainFrom)) / CHECKPOINT_STEPS;
-          // A Postgres checkpoint during the job would add the full-page images of every page touched
-          // after it; one just before leaves the job's own pages (each row also says what it was without them).
-          await db.query('CHECKPOINT');
-          const updBefore = await jobsUpdates(db);
-          const cpFrom = await lsn(db);
-          const res = await fetch(`${svc.url}/v1/jobs`, {
-            method: 'POST',
-            headers: { authorization: `Bearer ${tenant.api_key}`, 'content-type': 'application/json' },
-            body: JSON.stringify({ type: 'synthetic', input: { chunks: CHECKPOINT_STEPS, chunk_ms: 0 } }),
-          });
-          const { id } = (await res.json()) as { id: string };
-          let spanMs = 0;
-          await until(
-            async () => {
-              const { rows: r } = await db.query<{ ms: number | null }>(
-                `SELECT extract(epoch FROM finished_at - started_at)::float8 * 1000 AS ms FROM jobs WHERE id = $1 AND status = 'COMPLETED'`,
-                [id],
-              );
-              spanMs = r[0]?.ms ?? 0;
-              return spanMs > 0;
-            },
-            120_000,
-            DONE_POLL_MS,
-          );
-          const cpTo = await lsn(db);
-          const cpWal = (await walBytes(db, cpFrom)) / CHECKPOINT_STEPS;
-          const cpFpi = (await fpiBytes(db, cpFrom, cpTo)) / CHECKPOINT_STEPS;
-          const updAfter = await jobsUpdates(db);
+          const cp = await checkpointJob(db, svc, tenant.api_key, false);
+          // Second: workers announce for a while after the last stream ends.
+          const watched = await checkpointJob(db, svc, tenant.api_key, true);
+          const spanMs = cp.spanMs;
+          const cpWal = cp.walPerStep;
+          const cpFpi = cp.fpiPerStep;
           ctx.log(
-            `one job of ${CHECKPOINT_STEPS} empty chunks: jobs rows updated ${updAfter.upd - updBefore.upd}, HOT ${updAfter.hot - updBefore.hot}; WAL by relation:\n    ${await walByRelation(db, cpFrom, cpTo)}\n  by record type:\n    ${await walByRecord(db, cpFrom, cpTo)}`,
+            `one job of ${CHECKPOINT_STEPS} empty chunks: jobs rows updated ${cp.updated}, HOT ${cp.hot}; WAL by relation:\n    ${cp.byRelation}\n  by record type:\n    ${cp.byRecord}`,
           );
           rows.push(
             {
@@ -738,6 +765,20 @@ export const peersBench: BenchModule = {
             {
               name: `checkpoint of an empty chunk (one job of ${CHECKPOINT_STEPS}), WAL per step without full-page images`,
               value: cpWal - cpFpi,
+              unit: 'B',
+              baselineName: 'committed 1-row UPDATE',
+              baseline: plainWal,
+            },
+            {
+              name: `  the same with a stream following the job (each checkpoint announced), time per step`,
+              value: watched.spanMs / CHECKPOINT_STEPS,
+              unit: 'ms',
+              baselineName: 'committed 1-row UPDATE, one after another',
+              baseline: plainMs,
+            },
+            {
+              name: `  the same with a stream following the job, WAL per step without full-page images`,
+              value: watched.walPerStep - watched.fpiPerStep,
               unit: 'B',
               baselineName: 'committed 1-row UPDATE',
               baseline: plainWal,
