@@ -189,13 +189,15 @@ describe('on a terminal', () => {
   });
 
   it('Ctrl-C stops watching with 130 and leaves the job running', async () => {
+    // Long enough to outlast any wait below however slow the machine (each `jobs get` is a process); it
+    // is cancelled at the end.
     const submitted = await longhaul(
       '--json',
       'jobs',
       'submit',
       'synthetic',
       '--input',
-      '{"chunks":200,"chunk_ms":50}',
+      '{"chunks":20000,"chunk_ms":50}',
     );
     const id = (JSON.parse(submitted.stdout) as { id: string }).id;
     const ctrlC = new AbortController();
