@@ -37,6 +37,18 @@ afterAll(async () => {
   await db.drop();
 });
 
+/** The pool, recording the announcements of each announcing statement (not what is said to the hubs). */
+function countingPool(): { statements: string[][]; counted: pg.Pool } {
+  const statements: string[][] = [];
+  const counted = {
+    query: (text: string, values: [string, string[]]) => {
+      if (text !== FOLLOWERS_SQL) statements.push(values[1]);
+      return pool.query(text, values);
+    },
+  } as unknown as pg.Pool;
+  return { statements, counted };
+}
+
 /** Resolves once `payload` has been heard. */
 function heardWhen(payload: string): Promise<void> {
   return new Promise((resolve) => {
@@ -46,13 +58,7 @@ function heardWhen(payload: string): Promise<void> {
 }
 
 it('sends the first announcement at once and those soon after it together, at the interval', async () => {
-  const statements: string[][] = [];
-  const counted = {
-    query: (text: string, values: [string, string[]]) => {
-      statements.push(values[1]);
-      return pool.query(text, values);
-    },
-  } as unknown as pg.Pool;
+  const { statements, counted } = countingPool();
   // An interval far longer than the steps below take, so that what waits for it shows.
   const publisher = new JobEventsPublisher(counted, createLogger('silent'), { intervalMs: 1_000 });
   const job = '0190b3a0-0000-7000-8000-000000000001';
@@ -76,13 +82,7 @@ it('announces only once a hub follows jobs: it asks, then sends what it kept mea
   const log = createLogger('silent');
   const own = new PgListener({ databaseUrl: db.url, log });
   await own.start();
-  const statements: string[][] = [];
-  const counted = {
-    query: (text: string, values: [string, string[]]) => {
-      if (text !== FOLLOWERS_SQL) statements.push(values[1]);
-      return pool.query(text, values);
-    },
-  } as unknown as pg.Pool;
+  const { statements, counted } = countingPool();
   const publisher = new JobEventsPublisher(counted, log, { intervalMs: 0, listener: own });
   const [a, b] = ['0190b3a0-0000-7000-8000-00000000000a', '0190b3a0-0000-7000-8000-00000000000b'];
   try {

@@ -6,9 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { transition } from './support/status.ts';
 import { COALESCE_LAG, PAGE_SIZE, type SubscriberStats } from '../src/realtime/hub.ts';
-import { until, writeProgressBatch } from './support/realtime.ts';
+import { runningJob, until, writeProgressBatch } from './support/realtime.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 /** Short pings, so a stalled client is found dead within seconds. */
@@ -65,16 +64,6 @@ async function stalledClient(svc: TestService, path: string, transport: 'sse' | 
 
 function subscriber(svc: TestService, jobId: string): SubscriberStats | undefined {
   return svc.service.realtime?.stats().subscribers.find((s) => s.jobId === jobId);
-}
-
-async function runningJob(svc: TestService): Promise<string> {
-  const res = await svc.api('/v1/jobs', {
-    method: 'POST',
-    json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } },
-  });
-  const id = ((await res.json()) as { id: string }).id;
-  await transition(svc.service.pool, id, 'RUNNING');
-  return id;
 }
 
 /**

@@ -10,8 +10,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FOLLOWERS_SQL } from '../src/jobs/events-publisher.ts';
 import { STREAM_FOLLOWERS_CHANNEL } from '../src/jobs/repository.ts';
-import { transition } from './support/status.ts';
-import { SseReader, until, writeProgress } from './support/realtime.ts';
+import { runningJob, SseReader, until, writeProgress } from './support/realtime.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 /** An API process alone, and one that runs jobs too. */
@@ -21,16 +20,6 @@ beforeAll(async () => {
   [api, both] = await Promise.all([startTestService(), startTestService({ roles: ['api', 'worker'] })]);
 });
 afterAll(async () => Promise.all([api.stop(), both.stop()]));
-
-async function runningJob(t: TestService): Promise<string> {
-  const res = await t.api('/v1/jobs', {
-    method: 'POST',
-    json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } },
-  });
-  const id = ((await res.json()) as { id: string }).id;
-  await transition(t.service.pool, id, 'RUNNING');
-  return id;
-}
 
 /** The last statement of the process's LISTEN connection, as Postgres shows it. */
 async function listenerStatement(t: TestService): Promise<string> {

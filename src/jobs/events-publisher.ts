@@ -101,7 +101,7 @@ export class JobEventsPublisher {
         if (payload === 'follow') this.#followed();
       },
       // Now, and after a reconnection (a `follow` may have been missed meanwhile).
-      onConnect: () => void this.#say('ask'),
+      onConnect: () => void this.#ask(),
     });
   }
 
@@ -146,9 +146,9 @@ export class JobEventsPublisher {
     this.#skipped.clear();
   }
 
-  async #say(what: 'ask'): Promise<void> {
+  async #ask(): Promise<void> {
     try {
-      await this.#db.query(FOLLOWERS_SQL, [what]);
+      await this.#db.query(FOLLOWERS_SQL, ['ask']);
     } catch (err) {
       // Unanswered, announcements wait for the next `follow` (a hub says it again within its heartbeat).
       if (!isConnectionError(err)) this.#log.warn({ err }, 'asking for stream followers failed');

@@ -1,6 +1,8 @@
 /** Clients and event writers for the live-progress tests: an SSE reader over fetch, a WebSocket collector, checkpoints written as the worker writes them. */
 import type { Queryable } from '../../src/db/pool.ts';
 import { JOB_EVENTS_CHANNEL } from '../../src/jobs/repository.ts';
+import type { TestService } from './service.ts';
+import { transition } from './status.ts';
 
 export interface Message {
   type: 'snapshot' | 'progress' | 'status';
@@ -19,6 +21,17 @@ export async function until(what: string, check: () => boolean | Promise<boolean
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** A one-chunk job submitted through the service's API and moved to RUNNING, so its events can be written by hand. */
+export async function runningJob(svc: TestService): Promise<string> {
+  const res = await svc.api('/v1/jobs', {
+    method: 'POST',
+    json: { type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } },
+  });
+  const id = ((await res.json()) as { id: string }).id;
+  await transition(svc.service.pool, id, 'RUNNING');
+  return id;
 }
 
 /**
