@@ -142,16 +142,18 @@ interface Drain {
   walPerJob: number;
   from: string;
   to: string;
-  /** CPU per job of the process that ran the jobs and of Postgres; undefined where not local. */
-  cpuUs: { own: number; postgres: number } | undefined;
+  cpuUs: CpuPerJob;
 }
 
-/** CPU readings of the process running a drain's jobs (`own`) and of Postgres, taken at its start. */
+/** CPU per job of the process that ran or submitted the jobs (`own`) and of Postgres; undefined where not local. */
+type CpuPerJob = { own: number; postgres: number } | undefined;
+
+/** CPU readings of the process running or submitting the jobs (`own`) and of Postgres, taken now. */
 async function cpuFrom(db: pg.Pool, own: () => number | undefined) {
   const own0 = own();
   const pg0 = await postgresCpu(db);
-  /** CPU per job since the start, over `jobs` jobs run meanwhile. */
-  return async (jobs: number): Promise<Drain['cpuUs']> => {
+  /** CPU per job since the readings, over `jobs` jobs done meanwhile. */
+  return async (jobs: number): Promise<CpuPerJob> => {
     const own1 = own();
     const pgUsed = cpuBetween(pg0, await postgresCpu(db));
     if (own0 === undefined || own1 === undefined || pgUsed === undefined || jobs <= 0) return undefined;
@@ -387,7 +389,6 @@ function quietGraphileLogger() {
  */
 async function checkpointJob(db: pg.Pool, svc: ChildService, apiKey: string, watched: boolean) {
   await db.query('CHECKPOINT');
-  const updBefore = await jobsUpdates(db);
   const from = await lsn(db);
   const auth = { authorization: `Bearer ${apiKey}` };
   const res = await fetch(`${svc.url}/v1/jobs`, {
@@ -417,15 +418,12 @@ async function checkpointJob(db: pg.Pool, svc: ChildService, apiKey: string, wat
   );
   if (watched && !(await followed).includes('COMPLETED')) throw new Error('the stream did not see the job complete');
   const to = await lsn(db);
-  const updAfter = await jobsUpdates(db);
   return {
     spanMs,
     walPerStep: (await walBytes(db, from)) / CHECKPOINT_STEPS,
     fpiPerStep: (await fpiBytes(db, from, to)) / CHECKPOINT_STEPS,
-    updated: updAfter.upd - updBefore.upd,
-    hot: updAfter.hot - updBefore.hot,
-    byRelation: await walByRelation(db, from, to),
-    byRecord: await walByRecord(db, from, to),
+    from,
+    to,
   };
 }
 
@@ -506,8 +504,8 @@ function pickupRows(name: string, ours: number[], peers: Array<[string, number[]
 
 interface SubmitRun {
   perSecond: number;
-  /** CPU per job of the submitting process (the API, or the caller of addJob/send) and of Postgres; undefined where not local. */
-  cpuUs: { own: number; postgres: number } | undefined;
+  /** Of the submitting process: the API, or the caller of addJob/send. */
+  cpuUs: CpuPerJob;
 }
 
 /** This process's CPU seconds so far (the caller of addJob and send() runs here). */
@@ -523,19 +521,12 @@ async function submitLoops(
   op: () => Promise<void>,
   cpu: () => number | undefined,
 ): Promise<SubmitRun> {
-  const own0 = cpu();
-  const pg0 = await postgresCpu(db);
+  const perJob = await cpuFrom(db, cpu);
   const run = await timedLoops(clients, SUBMIT_SECONDS, op);
-  const own1 = cpu();
-  const pgUsed = cpuBetween(pg0, await postgresCpu(db));
-  const cpuUs =
-    own0 === undefined || own1 === undefined || pgUsed === undefined
-      ? undefined
-      : { own: ((own1 - own0) * 1e6) / run.count, postgres: (pgUsed * 1e6) / run.count };
-  return { perSecond: run.perSecond, cpuUs };
+  return { perSecond: run.perSecond, cpuUs: await perJob(run.count) };
 }
 
-function cpuText(run: { cpuUs: SubmitRun['cpuUs'] }): string {
+function cpuText(run: { cpuUs: CpuPerJob }): string {
   return run.cpuUs === undefined ? 'n/a' : `${Math.round(run.cpuUs.own)} + ${Math.round(run.cpuUs.postgres)} µs`;
 }
 
@@ -734,14 +725,16 @@ export const peersBench: BenchModule = {
             await db.query('UPDATE peers_plain SET v = $1 WHERE id = 1', [JSON.stringify({ done: i })]);
           const plainMs = (now() - t0) / CHECKPOINT_STEPS;
           const plainWal = (await walBytes(db, plainFrom)) / CHECKPOINT_STEPS;
+          const updBefore = await jobsUpdates(db);
           const cp = await checkpointJob(db, svc, tenant.api_key, false);
+          const updAfter = await jobsUpdates(db);
           // Second: workers announce for a while after the last stream ends.
           const watched = await checkpointJob(db, svc, tenant.api_key, true);
           const spanMs = cp.spanMs;
           const cpWal = cp.walPerStep;
           const cpFpi = cp.fpiPerStep;
           ctx.log(
-            `one job of ${CHECKPOINT_STEPS} empty chunks: jobs rows updated ${cp.updated}, HOT ${cp.hot}; WAL by relation:\n    ${cp.byRelation}\n  by record type:\n    ${cp.byRecord}`,
+            `one job of ${CHECKPOINT_STEPS} empty chunks: jobs rows updated ${updAfter.upd - updBefore.upd}, HOT ${updAfter.hot - updBefore.hot}; WAL by relation:\n    ${await walByRelation(db, cp.from, cp.to)}\n  by record type:\n    ${await walByRecord(db, cp.from, cp.to)}`,
           );
           rows.push(
             {
