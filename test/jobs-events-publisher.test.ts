@@ -1,12 +1,13 @@
 /**
  * Announcing committed job events (src/jobs/events-publisher.ts): at once when idle, and those that come
  * less than the interval after the last statement together in the next one, each job's highest seq only;
- * given the process's LISTEN connection, only once a hub says it follows jobs.
+ * given the process's LISTEN connection, only once a hub says it follows jobs, and until three of its
+ * heartbeats are missed.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { PgListener } from '../src/db/listener.ts';
-import { FOLLOWERS_SQL, JobEventsPublisher } from '../src/jobs/events-publisher.ts';
+import { FOLLOWED_FOR_MS, FOLLOWERS_SQL, JobEventsPublisher, SKIPPED_KEEP_MS } from '../src/jobs/events-publisher.ts';
 import { JOB_EVENTS_CHANNEL, STREAM_FOLLOWERS_CHANNEL } from '../src/jobs/repository.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
@@ -49,6 +50,14 @@ function countingPool(): { statements: string[][]; counted: pg.Pool } {
   return { statements, counted };
 }
 
+/** Resolves once the followers' channel has heard `ask` more than `before` times. */
+function askedWhen(before: number): Promise<void> {
+  return new Promise((resolve) => {
+    onHeard = () => said.filter((w) => w === 'ask').length > before && resolve();
+    onHeard();
+  });
+}
+
 /** Resolves once `payload` has been heard. */
 function heardWhen(payload: string): Promise<void> {
   return new Promise((resolve) => {
@@ -87,10 +96,7 @@ it('announces only once a hub follows jobs: it asks, then sends what it kept mea
   const [a, b] = ['0190b3a0-0000-7000-8000-00000000000a', '0190b3a0-0000-7000-8000-00000000000b'];
   try {
     await publisher.start();
-    await new Promise<void>((resolve) => {
-      onHeard = () => said.includes('ask') && resolve();
-      onHeard();
-    });
+    await askedWhen(0);
     publisher.publish(a, 1, 2);
     publisher.publish(b, 1);
     publisher.publish(a, 3);
@@ -104,6 +110,52 @@ it('announces only once a hub follows jobs: it asks, then sends what it kept mea
     publisher.publish(b, 2);
     await heardWhen(`${b}:2`);
     expect(statements.flat().sort()).toEqual([`${a}:3`, `${b}:1`, `${b}:2`]);
+  } finally {
+    await publisher.stop();
+    await own.stop();
+  }
+});
+
+it('stops announcing three heartbeats after the last follow, and keeps what it skipped only a while', async () => {
+  const log = createLogger('silent');
+  const own = new PgListener({ databaseUrl: db.url, log });
+  await own.start();
+  const { statements, counted } = countingPool();
+  // The publisher's windows run on this clock, moved by the test.
+  let clock = 0;
+  const publisher = new JobEventsPublisher(counted, log, { intervalMs: 0, listener: own, now: () => clock });
+  const [c, d, e] = [
+    '0190b3a0-0000-7000-8000-00000000000c',
+    '0190b3a0-0000-7000-8000-00000000000d',
+    '0190b3a0-0000-7000-8000-00000000000e',
+  ];
+  try {
+    const asked = said.filter((w) => w === 'ask').length;
+    await publisher.start();
+    await askedWhen(asked);
+    await pool.query(FOLLOWERS_SQL, ['follow']);
+    // Announced at once if the follow was heard first, or when it is heard (kept until then).
+    publisher.publish(c, 1);
+    await heardWhen(`${c}:1`);
+    clock = FOLLOWED_FOR_MS - 1;
+    publisher.publish(c, 2);
+    await heardWhen(`${c}:2`);
+
+    // Three heartbeats without a follow: kept, not announced.
+    clock = FOLLOWED_FOR_MS;
+    publisher.publish(d, 1);
+    // Later than the keeping window: d is dropped, e is kept.
+    clock = FOLLOWED_FOR_MS + SKIPPED_KEEP_MS;
+    publisher.publish(e, 1);
+    await publisher.flush();
+    expect(statements.flat()).toEqual([`${c}:1`, `${c}:2`]);
+
+    // A hub follows again: what is still kept goes.
+    await pool.query(FOLLOWERS_SQL, ['follow']);
+    await heardWhen(`${e}:1`);
+    await publisher.flush();
+    expect(statements.flat()).toEqual([`${c}:1`, `${c}:2`, `${e}:1`]);
+    expect(heard).not.toContain(`${d}:1`);
   } finally {
     await publisher.stop();
     await own.stop();

@@ -47,13 +47,13 @@ export const ANNOUNCE_INTERVAL_MS = 5;
 const ANNOUNCE_SQL = `SELECT pg_notify($1, p) FROM set_config('synchronous_commit', 'off', true), unnest($2::text[]) AS p`;
 
 /** Announcements go out until this long after the last `follow`: three heartbeats. */
-const FOLLOWED_FOR_MS = 3 * FOLLOWING_HEARTBEAT_MS;
+export const FOLLOWED_FOR_MS = 3 * FOLLOWING_HEARTBEAT_MS;
 
 /**
  * How long an announcement not sent (no hub following) is kept, to be sent if one begins to follow: past
  * the hub's catch-up interval (src/realtime/hub.ts), the hub has read it by then anyway.
  */
-const SKIPPED_KEEP_MS = 3_000;
+export const SKIPPED_KEEP_MS = 3_000;
 
 /** Jobs whose announcement is kept while nobody follows (the oldest go first). */
 const SKIPPED_MAX = 10_000;
@@ -77,20 +77,29 @@ export class JobEventsPublisher {
   #sentAt = -Infinity;
   readonly #listener: PgListener | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
-  /** Announcements go out until then (performance.now()); always without a listener. */
+  /** Announcements go out until then (on #now's clock); always without a listener. */
   #followedUntil: number;
   /** Job id → the newest seq not announced while nobody followed, and when (oldest first). */
   #skipped = new Map<string, { seq: number; at: number }>();
+  /** The clock of the following and keeping windows. */
+  readonly #now: () => number;
 
   /**
    * `intervalMs`: least time between two statements (default ANNOUNCE_INTERVAL_MS). `listener`: the
    * process's LISTEN connection, to announce only while a hub follows (default: none, always announce).
+   * `now`: the clock, in ms, that times how long a `follow` lasts and a skipped announcement is kept
+   * (default performance.now; a test moves its own past those windows).
    */
-  constructor(db: Queryable, log: Logger, opts: { intervalMs?: number; listener?: PgListener } = {}) {
+  constructor(
+    db: Queryable,
+    log: Logger,
+    opts: { intervalMs?: number; listener?: PgListener; now?: () => number } = {},
+  ) {
     this.#db = db;
     this.#log = log;
     this.#intervalMs = opts.intervalMs ?? ANNOUNCE_INTERVAL_MS;
     this.#listener = opts.listener;
+    this.#now = opts.now ?? (() => performance.now());
     this.#followedUntil = this.#listener === undefined ? Infinity : -Infinity;
   }
 
@@ -115,7 +124,7 @@ export class JobEventsPublisher {
   publish(jobId: string, ...seqs: number[]): void {
     if (seqs.length === 0) return;
     const highest = Math.max(...seqs);
-    if (performance.now() >= this.#followedUntil) {
+    if (this.#now() >= this.#followedUntil) {
       this.#skip(jobId, highest);
       return;
     }
@@ -128,7 +137,7 @@ export class JobEventsPublisher {
   }
 
   #skip(jobId: string, seq: number): void {
-    const now = performance.now();
+    const now = this.#now();
     const had = this.#skipped.get(jobId);
     this.#skipped.delete(jobId);
     this.#skipped.set(jobId, { seq: Math.max(seq, had?.seq ?? -Infinity), at: now });
@@ -140,7 +149,7 @@ export class JobEventsPublisher {
 
   /** A hub follows: announce from now on, starting with what was skipped lately. */
   #followed(): void {
-    const now = performance.now();
+    const now = this.#now();
     this.#followedUntil = now + FOLLOWED_FOR_MS;
     for (const [id, s] of this.#skipped) if (now - s.at < SKIPPED_KEEP_MS) this.#queue(id, s.seq);
     this.#skipped.clear();
