@@ -6,7 +6,7 @@
  * one of the type's slots (type-slots.ts), given back if the claim does not commit.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { JobWithMetadata, PgBoss } from 'pg-boss';
+import type { PgBoss } from 'pg-boss';
 import { withTransaction, type Pool } from '../db/pool.ts';
 import type { JobEventsPublisher } from '../jobs/events-publisher.ts';
 import type { JobTypeRegistry } from '../jobs/registry.ts';
@@ -73,7 +73,7 @@ export class Claimer {
    * takes a slot of the job's type, given back if the claim does not commit.
    */
   async claim(
-    j: JobWithMetadata<ExecutionData>,
+    j: { data: ExecutionData },
     attempt: ExecutionAttempt,
     token: string,
   ): Promise<{ row: ClaimRow; type: AnyJobType } | undefined> {

@@ -12,12 +12,13 @@
  * ahead of another tenant's older jobs of the same priority, whatever the last reading of the demand.
  *
  * Both take executions exactly as pg-boss's fetch does (pg-boss 12 plans.js fetchNextJob, queue policy
- * standard or short): the same candidate conditions, the same columns set and returned; the plain one is
+ * standard or short): the same candidate conditions and columns set, and of the columns it returns those
+ * the worker reads (FETCHED_COLUMNS); the plain one is
  * pg-boss's statement for a fetch without group limits. test/pgboss-drift.test.ts
  * compares those pieces with the statement pg-boss builds, so an upgrade that changes them fails there.
  * Executions are grouped by tenant (the group's id and tier are both the tenant id).
  */
-import type { JobWithMetadata, PgBoss } from 'pg-boss';
+import type { PgBoss } from 'pg-boss';
 import type { Queryable } from '../db/pool.ts';
 import { fetchAndClaim, type FetchedClaim } from '../jobs/lifecycle.ts';
 import type { ExecutionData } from './executions.ts';
@@ -35,17 +36,12 @@ export const CLAIM_SET_SQL = `state = 'active',
   heartbeat_on = pgboss.job_now(),
   retry_count = CASE WHEN started_on IS NOT NULL THEN retry_count + 1 ELSE retry_count END`;
 
-/** The columns pg-boss's fetch returns with metadata, under the names it gives them. */
-export const RETURNED_COLUMNS = `id, name, data, retry_count as "retryCount", expire_seconds as "expireInSeconds",
-  heartbeat_seconds as "heartbeatSeconds", group_id as "groupId", group_tier as "groupTier", policy, state,
-  priority, retry_limit as "retryLimit", retry_delay as "retryDelay", retry_backoff as "retryBackoff",
-  retry_delay_max as "retryDelayMax", start_after as "startAfter", started_on as "startedOn",
-  singleton_key as "singletonKey", singleton_on as "singletonOn", deletion_seconds as "deleteAfterSeconds",
-  heartbeat_on as "heartbeatOn", created_on as "createdOn", completed_on as "completedOn",
-  keep_until as "keepUntil", dead_letter as "deadLetter", blocked, blocking,
-  pending_dependencies as "pendingDependencies", output, source_name as "sourceName", source_id as "sourceId",
-  source_created_on as "sourceCreatedOn", source_retry_count as "sourceRetryCount",
-  source_output as "sourceOutput", source_root_id as "sourceRootId"`;
+/**
+ * What the fetch returns of each execution: the columns the worker reads, under the names pg-boss's
+ * fetch gives them. pg-boss returns some thirty with metadata; parsing the rest (eight timestamps among
+ * them) for every execution cost the worker more than anything else it does with the answer.
+ */
+export const FETCHED_COLUMNS = `id, data, retry_count as "retryCount", retry_limit as "retryLimit"`;
 
 /** Queue policies whose fetch adds no conditions of its own (no singleton or key ordering). */
 const PLAIN_POLICIES = new Set(['standard', 'short']);
@@ -107,7 +103,7 @@ export function fairFetchSql(table: string): string {
   next AS (SELECT id FROM candidates ORDER BY priority DESC, load, created_on LIMIT $2)
 UPDATE pgboss.${table} j SET ${CLAIM_SET_SQL}
  WHERE j.name = $1 AND j.id = ANY (ARRAY(SELECT id FROM next))
-RETURNING ${RETURNED_COLUMNS}`;
+RETURNING ${FETCHED_COLUMNS}`;
 }
 
 /**
@@ -125,11 +121,17 @@ export function plainFetchSql(table: string): string {
   )
 UPDATE pgboss.${table} j SET ${CLAIM_SET_SQL}
  WHERE j.name = $1 AND j.id = ANY (ARRAY(SELECT id FROM next))
-RETURNING j.${RETURNED_COLUMNS}`;
+RETURNING j.${FETCHED_COLUMNS}`;
 }
 
 /** A fetched execution, with its job when the fetch claimed it (else the locked claim looks at it). */
-export type FetchedExecution = JobWithMetadata<ExecutionData> & { claim: FetchedClaim | null };
+export interface FetchedExecution {
+  id: string;
+  data: ExecutionData;
+  retryCount: number;
+  retryLimit: number;
+  claim: FetchedClaim | null;
+}
 
 /**
  * Takes up to `free` executions of `queue` (in `table`), and claims their jobs where it can for
