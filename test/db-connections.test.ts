@@ -1,6 +1,6 @@
 /**
  * Connections that break, against a real Postgres. A pool's connection killed while checked out (a
- * transaction between statements, a pipelining connection) fails its caller's queries, not the process.
+ * transaction between statements, an idle connection) fails its caller's queries, not the process.
  * The process's one LISTEN connection (src/db/listener.ts): notifications reach
  * the subscribers of their channel; when the connection is killed, and while the database refuses
  * connections, it comes back by itself, listens to every channel again and calls each subscriber's
@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { jittered, PgListener, type Subscriber } from '../src/db/listener.ts';
-import { createPipelinePool, createPool, isConnectionError, pipelinedTransaction } from '../src/db/pool.ts';
+import { createPool, isConnectionError } from '../src/db/pool.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 import { waitFor } from './support/receiver.ts';
@@ -58,15 +58,15 @@ const killListener = () => kill('longhaul-listen');
 
 it('fails the queries of a pooled connection that breaks while checked out, without an unhandled error event', async () => {
   const pool = createPool(db.url, 2, 'test-checked-out');
-  const pipeline = createPipelinePool(db.url, 2, 'test-pipeline');
+  const other = createPool(db.url, 2, 'test-idle');
   try {
     const client = await pool.connect();
     await client.query('BEGIN');
-    await pipelinedTransaction(pipeline, [{ text: 'SELECT 1' }]);
-    const idle = await pipeline.connect();
+    await other.query('SELECT 1');
+    const idle = await other.connect();
     // Killed between statements: the 'error' event comes while no query runs on the connections.
     await kill('test-checked-out');
-    await kill('test-pipeline');
+    await kill('test-idle');
     const broke = await waitFor('the break noticed', async () => {
       const err = await client.query('SELECT 1').then(
         () => undefined,
@@ -82,10 +82,10 @@ it('fails the queries of a pooled connection that breaks while checked out, with
     idle.release(err as Error);
     // Broken connections are discarded on release: the pools answer again.
     expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
-    expect(await pipelinedTransaction(pipeline, [{ text: 'SELECT 2 AS two' }])).toEqual([[{ two: 2 }]]);
+    expect((await other.query('SELECT 2 AS two')).rows).toEqual([{ two: 2 }]);
   } finally {
     await pool.end();
-    await pipeline.end();
+    await other.end();
   }
 });
 

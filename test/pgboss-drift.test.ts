@@ -16,7 +16,7 @@ import {
   queueTable,
   FETCHED_COLUMNS,
 } from '../src/worker/fair-fetch.ts';
-import { deleteExecutionsQuery, EXECUTION_FENCE_SQL } from '../src/worker/executions.ts';
+import { deleteExecutionsPart, EXECUTION_FENCE_SQL } from '../src/worker/executions.ts';
 import { BOSS_CHANNEL_SQL } from '../src/worker/fetcher.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
@@ -126,7 +126,7 @@ it('a completed job’s execution is deleted under the fence of pg-boss’s own 
   const update = /UPDATE pgboss\.(\w+) SET .*? WHERE (.*?) RETURNING id/.exec(flat(complete.text));
   if (update?.[2] === undefined) throw new Error(`pg-boss’s complete no longer updates as it did:\n${complete.text}`);
   expect(update[1]).toBe(table);
-  const ours = deleteExecutionsQuery(table, attempts);
+  const ours = deleteExecutionsPart(table, attempts);
   // Its conditions (it names the state twice: once unfenced, once in the fence).
   expect([...new Set(update[2].split(' AND '))]).toEqual(
     flat(EXECUTION_FENCE_SQL).replace('$3::text[]', '$4::text[]').split(' AND '),

@@ -8,10 +8,9 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPipelinePool, pipelinedTransaction } from '../src/db/pool.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { createTenant } from '../src/tenants/repository.ts';
-import { deleteExecutionsQuery, type ExecutionData } from '../src/worker/executions.ts';
+import { deleteExecutions, deleteExecutionsPart, type ExecutionData } from '../src/worker/executions.ts';
 import { queueTable } from '../src/worker/fair-fetch.ts';
 import {
   COMPLETE_REFUSED,
@@ -25,7 +24,6 @@ import { insertJob, leasedTo } from './support/jobs.ts';
 
 let db: TestDatabase;
 let pool: pg.Pool;
-let pipeline: pg.Pool;
 let boss: PgBoss;
 let tenantId: string;
 let table: string;
@@ -33,7 +31,6 @@ let table: string;
 beforeAll(async () => {
   db = await createTestDatabase();
   pool = new pg.Pool({ connectionString: db.url, max: 3 });
-  pipeline = createPipelinePool(db.url, 1, 'test-pipeline');
   boss = new PgBoss({ connectionString: db.url, supervise: false, schedule: false });
   await boss.start();
   tenantId = (await createTenant(pool, 'completion')).id;
@@ -41,7 +38,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await boss.stop({ graceful: false });
-  await pipeline.end();
   await pool.end();
   await db.drop();
 });
@@ -81,15 +77,15 @@ async function states(ids: string[]): Promise<Array<{ status: string; execution:
   return rows;
 }
 
-describe('pipelined completion', () => {
+describe('completion of a group of jobs in one statement', () => {
   it('completes every job and its events, and deletes its execution, in one transaction', async () => {
     const jobs = await runningJobs(3);
-    const executions = deleteExecutionsQuery(
+    const executions = deleteExecutionsPart(
       table,
       jobs.map((j) => j.attempt),
     );
-    const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), executions]);
-    const seqs = completedSeqs(rows ?? []);
+    const { rows } = await pool.query(completeAllQuery(jobs, executions));
+    const seqs = completedSeqs(rows);
     expect([...seqs.keys()].sort()).toEqual(jobs.map((j) => writeKey(j.jobId, j.token)).sort());
     for (const s of seqs.values()) expect(s).toEqual([3, 4]);
     expect(await states(jobs.map((j) => j.jobId))).toEqual(
@@ -103,7 +99,7 @@ describe('pipelined completion', () => {
     // Another attempt fetched it since (a retry counts), or pg-boss failed it (its expiry or heartbeat check).
     await pool.query('UPDATE pgboss.job SET retry_count = retry_count + 1 WHERE id = $1', [stale.attempt.id]);
     await pool.query(`UPDATE pgboss.job SET state = 'failed' WHERE id = $1`, [expired.attempt.id]);
-    await pool.query(deleteExecutionsQuery(table, [current.attempt, stale.attempt, expired.attempt]));
+    await deleteExecutions(pool, table, [current.attempt, stale.attempt, expired.attempt]);
     const { rows } = await pool.query<{ id: string; state: string }>(
       'SELECT id, state FROM pgboss.job WHERE id = ANY($1::uuid[])',
       [[current.attempt.id, stale.attempt.id, expired.attempt.id]],
@@ -121,22 +117,25 @@ describe('pipelined completion', () => {
     const refused = jobs[1];
     if (refused === undefined) throw new Error('no job');
     await pool.query('UPDATE jobs SET cancel_requested_at = now() WHERE id = $1', [refused.jobId]);
-    const executions = deleteExecutionsQuery(
+    const executions = deleteExecutionsPart(
       table,
       jobs.map((j) => j.attempt),
     );
-    const err = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), executions]).catch((e: unknown) => e);
+    const err = await pool.query(completeAllQuery(jobs, executions)).catch((e: unknown) => e);
     expect((err as { code?: unknown }).code).toBe(COMPLETE_REFUSED);
     expect(await states(jobs.map((j) => j.jobId))).toEqual(
       jobs.map(() => ({ status: 'RUNNING', execution: 'active', events: 0 })),
     );
-    // The connection is usable again after the rolled-back pipeline.
+    // The others complete alone.
     const again = jobs.filter((j) => j !== refused);
-    const q = deleteExecutionsQuery(
+    const q = deleteExecutionsPart(
       table,
       again.map((j) => j.attempt),
     );
-    const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(again), q]);
-    expect(completedSeqs(rows ?? []).size).toBe(2);
+    const { rows } = await pool.query(completeAllQuery(again, q));
+    expect(completedSeqs(rows).size).toBe(2);
+    expect(await states(again.map((j) => j.jobId))).toEqual(
+      again.map(() => ({ status: 'COMPLETED', execution: null, events: 1 })),
+    );
   });
 });

@@ -108,8 +108,8 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
   }
 }
 
-/** One statement of a pipelined transaction: text and parameters, optionally a prepared statement's name. */
-export interface PipelinedQuery {
+/** A statement: text and parameters, optionally a prepared statement's name. */
+export interface Statement {
   name?: string;
   text: string;
   values?: unknown[];
@@ -117,7 +117,7 @@ export interface PipelinedQuery {
 
 /**
  * The statements pg-boss would run through its `db` option, captured without running them (each is
- * answered with `rows`): to run pg-boss's own SQL inside a statement or pipeline of ours.
+ * answered with `rows`): to run pg-boss's own SQL inside a statement of ours.
  */
 export async function captureBossSql(
   run: (db: BossDb) => Promise<unknown>,
@@ -141,49 +141,4 @@ export interface BossDb {
 /** Adapts a pg client to pg-boss's `db` option, so pg-boss writes join the caller's transaction. */
 export function bossDb(client: Queryable): BossDb {
   return { executeSql: (text, values) => client.query(text, values) };
-}
-
-/**
- * A pool whose connections pipeline: a query is sent without waiting for the answer to the one
- * before, so statements that do not depend on each other's answers cost one round trip together.
- */
-export function createPipelinePool(connectionString: string, max: number, applicationName: string): Pool {
-  const pool = new pg.Pool({
-    connectionString,
-    max,
-    application_name: applicationName,
-    pipeline: true,
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-  });
-  absorbConnectionErrors(pool);
-  return pool;
-}
-
-/**
- * Runs `queries` as one transaction in a single round trip on a pipelining pool (createPipelinePool):
- * BEGIN, every query, COMMIT, all sent at once. If a query fails, the rest fail with it and COMMIT
- * rolls back; that first error is thrown. Returns each query's rows.
- */
-export async function pipelinedTransaction(pool: Pool, queries: PipelinedQuery[]): Promise<unknown[][]> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    const sent = [
-      client.query('BEGIN'),
-      ...queries.map((q) => client.query({ name: q.name, text: q.text, values: q.values })),
-      client.query('COMMIT'),
-    ];
-    const settled = await Promise.allSettled(sent);
-    const failed = settled.find((s) => s.status === 'rejected');
-    if (failed !== undefined) {
-      const commit = settled[settled.length - 1];
-      // COMMIT itself failing (not answering ROLLBACK) leaves the connection in an unknown state.
-      if (commit?.status === 'rejected')
-        broken = commit.reason instanceof Error ? commit.reason : new Error(String(commit.reason));
-      throw failed.reason;
-    }
-    return settled.slice(1, -1).map((s) => (s.status === 'fulfilled' ? (s.value.rows as unknown[]) : []));
-  } finally {
-    client.release(broken);
-  }
 }

@@ -6,7 +6,7 @@
  * fenced checkpoint and completion: every write by a running execution names its lease token, so a
  * worker that lost its lease (paused, partitioned, presumed dead) changes nothing.
  */
-import type { PipelinedQuery, Queryable } from '../db/pool.ts';
+import type { Queryable, Statement } from '../db/pool.ts';
 import { CANCEL_CHANNEL, JOB_EVENTS_CHANNEL, getJob, lockActiveMatching, type JobFilter } from './repository.ts';
 import { outboxInsertSql } from '../webhooks/store.ts';
 import { JOB_COLUMNS, type AttemptError, type JobRow } from './model.ts';
@@ -590,13 +590,36 @@ export async function completeWithCheckpoint(
 }
 
 /**
- * completeWithCheckpoint as one statement of a pipelined transaction, whose next statements are sent
- * before it answers: unless it completes every job, it fails (SQLSTATE COMPLETE_REFUSED) and so rolls
- * the transaction back. Read its rows with completedSeqs.
+ * A common table expression another module's table adds to a statement of this one (the completion
+ * deletes the jobs' executions in the same statement): its text given its first parameter's number,
+ * its parameters, and a key naming it among the prepared statements.
  */
-export function completeAllQuery(jobs: CompleteWithCheckpoint[]): PipelinedQuery {
-  return completeQuery(jobs, true);
+export interface StatementPart {
+  key: string;
+  cte: (firstParam: number) => string;
+  values: unknown[];
 }
+
+/**
+ * completeWithCheckpoint as one statement that either completes every job or fails (SQLSTATE
+ * COMPLETE_REFUSED), changing nothing, with `part` in it (committed with the completions, or not at
+ * all). Read its rows with completedSeqs.
+ */
+export function completeAllQuery(jobs: CompleteWithCheckpoint[], part?: StatementPart): Statement {
+  const q = completeQuery(jobs, true);
+  if (part === undefined) return q;
+  const first = (q.values?.length ?? 0) + 1;
+  const name = `${STATEMENTS.completeAll}_${part.key}`;
+  let text = COMPLETE_ALL_WITH.get(name);
+  if (text === undefined) {
+    text = completeSql(true, `${part.key} AS (${part.cte(first)})`);
+    COMPLETE_ALL_WITH.set(name, text);
+  }
+  return { name, text, values: [...(q.values ?? []), ...part.values] };
+}
+
+/** completeAllQuery's statements with a part, by name. */
+const COMPLETE_ALL_WITH = new Map<string, string>();
 
 /** The SQLSTATE of completeAllQuery when a job was refused (sql/012). */
 export const COMPLETE_REFUSED = 'LH002';
@@ -612,7 +635,7 @@ export function completedSeqs(rows: unknown[]): Map<string, EventPair> {
 }
 
 /** completeQuery's statement; its answer, one row per job or (`requireAll`) the aggregate. */
-function completeSql(requireAll: boolean): string {
+function completeSql(requireAll: boolean, also?: string): string {
   // All or nothing: one row always (an aggregate), so the count is checked even when nothing applied.
   const answer = requireAll
     ? `SELECT longhaul_require_count($9, count(*)::int) AS n, array_agg(id) AS ids, array_agg(fenced_token) AS tokens, array_agg(event_seq) AS seqs FROM u`
@@ -620,7 +643,7 @@ function completeSql(requireAll: boolean): string {
   return statusChangeSql({
     with: `c AS (
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::jsonb[], $7::bigint[], $8::bool[])
-         AS c(id, token, cursor, state, processed, result, total, set_total))`,
+         AS c(id, token, cursor, state, processed, result, total, set_total))${also === undefined ? '' : `, ${also}`}`,
     to: 'COMPLETED',
     from: ['RUNNING'],
     progress: 'before',
@@ -636,7 +659,7 @@ function completeSql(requireAll: boolean): string {
 const COMPLETE_SQL = completeSql(false);
 const COMPLETE_ALL_SQL = completeSql(true);
 
-function completeQuery(jobs: CompleteWithCheckpoint[], requireAll: boolean): PipelinedQuery {
+function completeQuery(jobs: CompleteWithCheckpoint[], requireAll: boolean): Statement {
   return {
     name: requireAll ? STATEMENTS.completeAll : STATEMENTS.complete,
     text: requireAll ? COMPLETE_ALL_SQL : COMPLETE_SQL,

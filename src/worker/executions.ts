@@ -5,7 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
-import { bossDb, type PipelinedQuery, type Queryable } from '../db/pool.ts';
+import { bossDb, type Queryable } from '../db/pool.ts';
+import type { StatementPart } from '../jobs/lifecycle.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
 
@@ -81,27 +82,41 @@ export const EXECUTION_FENCE_SQL = `name = $1 AND id = ANY($2::uuid[]) AND state
  * indexes, kept for nobody to read (the job's outcome and history are in its jobs row, and pg-boss
  * only counts its completed rows and deletes them later). Only these are deleted: an execution that
  * ends any other way (handed over, cancelled, skipped, timed out, its lease lost, dead-lettered) stays
- * a pg-boss completion with its output, which says why. $1.. as EXECUTION_FENCE_SQL, in `table`
- * (the queue's job table).
+ * a pg-boss completion with its output, which says why. In `table` (the queue's job table), with its
+ * parameters from $`p`: EXECUTION_FENCE_SQL's, renumbered.
  */
-export function deleteExecutionsQuery(
+function deleteExecutionsSql(table: string, p: number): string {
+  const fence = EXECUTION_FENCE_SQL.replace(/\$([123])\b/g, (_, n: string) => `$${p + Number(n) - 1}`);
+  return `DELETE FROM pgboss.${table} WHERE ${fence}`;
+}
+
+function fenceValues(attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>): unknown[] {
+  return [QUEUES.jobs, attempts.map((a) => a.id), attempts.map((a) => `${a.id}:${a.retryCount}`)];
+}
+
+/** The deletion of deleteExecutions as a part of another statement (the completion's). */
+export function deleteExecutionsPart(
   table: string,
   attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>,
-): PipelinedQuery {
+): StatementPart {
   return {
-    name: `longhaul_delete_executions_${table}`,
-    text: `DELETE FROM pgboss.${table} WHERE ${EXECUTION_FENCE_SQL}`,
-    values: [QUEUES.jobs, attempts.map((a) => a.id), attempts.map((a) => `${a.id}:${a.retryCount}`)],
+    key: `delete_executions_${table}`,
+    cte: (p) => deleteExecutionsSql(table, p),
+    values: fenceValues(attempts),
   };
 }
 
-/** Runs deleteExecutionsQuery through `db` (the caller's transaction). */
+/** Deletes, through `db` (the caller's transaction), the executions of jobs that completed (deleteExecutionsSql). */
 export async function deleteExecutions(
   db: Queryable,
   table: string,
   attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>,
 ): Promise<void> {
-  await db.query(deleteExecutionsQuery(table, attempts));
+  await db.query({
+    name: `longhaul_delete_executions_${table}`,
+    text: deleteExecutionsSql(table, 1),
+    values: fenceValues(attempts),
+  });
 }
 
 /** Fails an execution so that pg-boss retries it with backoff (or dead-letters it when out of retries). */

@@ -6,14 +6,14 @@
  * written.
  */
 import type { PgBoss } from 'pg-boss';
-import { createPipelinePool, pipelinedTransaction, withTransaction, type Pool } from '../db/pool.ts';
+import { createPool, withTransaction, type Pool } from '../db/pool.ts';
 import type { JobEventsPublisher } from '../jobs/events-publisher.ts';
 import type { Logger } from '../observability/logger.ts';
 import { DEFAULT_BACKOFF, isPermanentError, type AnyJobType, type Json } from '../../packages/sdk/src/index.ts';
 import {
   completeExecution,
   deleteExecutions,
-  deleteExecutionsQuery,
+  deleteExecutionsPart,
   sendExecution,
   type ExecutionAttempt,
 } from './executions.ts';
@@ -42,8 +42,8 @@ import { settleAttempt } from './attempts.ts';
 /** A job whose type is at its concurrency limit in this process is handed back for this long. */
 export const TYPE_BUSY_DELAY_SECONDS = 1;
 
-/** Connections of the pipelining pool (group commits run one batch at a time; one spare for a broken one). */
-const PIPELINE_POOL_MAX = 2;
+/** Connections of the completions' pool (group commits run one batch at a time; one spare for a broken one). */
+const COMMIT_POOL_MAX = 2;
 
 export class Settler {
   readonly #pool: Pool;
@@ -56,8 +56,8 @@ export class Settler {
    * through ctx.db): the jobs that complete while a batch is in flight share one statement.
    */
   readonly #completions: GroupCommit<CompleteWithCheckpoint & { attempt: ExecutionAttempt }, EventPair | undefined>;
-  /** Pipelining connections for the group-committed completions (opened by open()). */
-  #pipeline: Pool | undefined;
+  /** Connections of the group-committed completions (opened by open()). */
+  #commits: Pool | undefined;
   /** The executions' job table, where a completed job's execution is deleted (given by open()). */
   #table = '';
 
@@ -76,7 +76,7 @@ export class Settler {
     this.#maxLeaseLosses = deps.maxLeaseLosses;
     this.#completions = new GroupCommit(async (jobs) => {
       const seqs =
-        (await this.#completeAllPipelined(jobs)) ??
+        (await this.#completeAll(jobs)) ??
         (await withTransaction(this.#pool, async (c) => {
           const completed = await completeWithCheckpoint(c, jobs);
           const done = jobs.filter((j) => completed.has(writeKey(j.jobId, j.token)));
@@ -92,15 +92,15 @@ export class Settler {
     }, GROUP_MAX);
   }
 
-  /** Opens the pipelining connections; `table`: the executions' job table (queueTable). */
+  /** Opens the completions' connections; `table`: the executions' job table (queueTable). */
   open(databaseUrl: string, table: string): void {
     this.#table = table;
-    this.#pipeline = createPipelinePool(databaseUrl, PIPELINE_POOL_MAX, 'longhaul-worker-commit');
+    this.#commits = createPool(databaseUrl, COMMIT_POOL_MAX, 'longhaul-worker-commit');
   }
 
   async close(): Promise<void> {
-    await this.#pipeline?.end().catch(() => undefined);
-    this.#pipeline = undefined;
+    await this.#commits?.end().catch(() => undefined);
+    this.#commits = undefined;
   }
 
   /**
@@ -144,23 +144,23 @@ export class Settler {
   }
 
   /**
-   * Completions of jobs whose last step wrote nothing, in one round trip: BEGIN, completeAllQuery,
-   * the deletion of their executions and COMMIT, pipelined. The deletion is sent before ours answers,
-   * so ours applies to every job or fails and rolls all back; undefined then (and before open()), and
-   * the caller completes them job by job, each as its fence allows.
+   * Completions of jobs whose last step wrote nothing, in one statement: completeAllQuery with the
+   * deletion of their executions in it, so it completes every job and deletes its execution, or fails
+   * and changes nothing; undefined then (and before open()), and the caller completes them job by
+   * job, each as its fence allows.
    */
-  async #completeAllPipelined(
+  async #completeAll(
     jobs: Array<CompleteWithCheckpoint & { attempt: ExecutionAttempt }>,
   ): Promise<Map<string, EventPair> | undefined> {
-    const pipeline = this.#pipeline;
-    if (pipeline === undefined) return undefined;
-    const executions = deleteExecutionsQuery(
+    const commits = this.#commits;
+    if (commits === undefined) return undefined;
+    const executions = deleteExecutionsPart(
       this.#table,
       jobs.map((j) => j.attempt),
     );
     try {
-      const [rows] = await pipelinedTransaction(pipeline, [completeAllQuery(jobs), executions]);
-      return completedSeqs(rows ?? []);
+      const { rows } = await commits.query(completeAllQuery(jobs, executions));
+      return completedSeqs(rows);
     } catch (err) {
       if ((err as { code?: unknown }).code === COMPLETE_REFUSED) return undefined;
       throw err;
