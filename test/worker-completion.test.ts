@@ -1,8 +1,8 @@
 /**
- * The worker's pipelined completion (BEGIN, the jobs statement, the deletion of the executions, COMMIT
- * in one round trip): it completes every job of a batch and deletes each one's execution together, or,
- * when any job of the batch is refused by its fence, changes nothing at all (the runtime then settles
- * the batch job by job).
+ * The worker's completion of a group of jobs, one statement (the jobs' completion with the deletion of
+ * their executions in it): it completes every job of a batch and deletes each one's execution together,
+ * or, when any job of the batch is refused by its fence, changes nothing at all (the runtime then
+ * settles the batch job by job).
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';

@@ -590,9 +590,9 @@ export async function completeWithCheckpoint(
 }
 
 /**
- * A common table expression another module's table adds to a statement of this one (the completion
- * deletes the jobs' executions in the same statement): its text given its first parameter's number,
- * its parameters, and a key naming it among the prepared statements.
+ * A common table expression over another module's table, run inside a statement of this one (the
+ * completion deletes the jobs' executions in its statement): its text given the number of its first
+ * parameter, its parameters, and a key naming it (the statement's name and the expression's).
  */
 export interface StatementPart {
   key: string;

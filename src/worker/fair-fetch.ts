@@ -13,9 +13,9 @@
  *
  * Both take executions exactly as pg-boss's fetch does (pg-boss 12 plans.js fetchNextJob, queue policy
  * standard or short): the same candidate conditions and columns set, and of the columns it returns those
- * the worker reads (FETCHED_COLUMNS); the plain one is
- * pg-boss's statement for a fetch without group limits. test/pgboss-drift.test.ts
- * compares those pieces with the statement pg-boss builds, so an upgrade that changes them fails there.
+ * the worker reads (FETCHED_COLUMNS); the plain one is pg-boss's statement for a fetch without group
+ * limits. test/pgboss-drift.test.ts compares those pieces with the statement pg-boss builds, so an
+ * upgrade that changes them fails there.
  * Executions are grouped by tenant (the group's id and tier are both the tenant id).
  */
 import type { PgBoss } from 'pg-boss';
@@ -38,8 +38,8 @@ export const CLAIM_SET_SQL = `state = 'active',
 
 /**
  * What the fetch returns of each execution: the columns the worker reads, under the names pg-boss's
- * fetch gives them. pg-boss returns some thirty with metadata; parsing the rest (eight timestamps among
- * them) for every execution cost the worker more than anything else it does with the answer.
+ * fetch gives them. pg-boss returns some thirty with metadata, eight of them timestamps; parsing them
+ * for every execution was most of the worker's work in reading the answer.
  */
 export const FETCHED_COLUMNS = `id, data, retry_count as "retryCount", retry_limit as "retryLimit"`;
 

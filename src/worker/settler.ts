@@ -104,7 +104,7 @@ export class Settler {
   }
 
   /**
-   * The last chunk's checkpoint, the result, COMPLETED and the execution deleted (deleteExecutionsQuery):
+   * The last chunk's checkpoint, the result, COMPLETED and the execution deleted (deleteExecutions):
    * one transaction, group-committed with other jobs' completions when the step wrote nothing through
    * ctx.db.
    */
