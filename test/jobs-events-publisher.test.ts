@@ -50,21 +50,19 @@ function countingPool(): { statements: string[][]; counted: pg.Pool } {
   return { statements, counted };
 }
 
-/** Resolves once the followers' channel has heard `ask` more than `before` times. */
-function askedWhen(before: number): Promise<void> {
+/** Resolves once `check` holds, looked at after each notification heard. */
+function notified(check: () => boolean): Promise<void> {
   return new Promise((resolve) => {
-    onHeard = () => said.filter((w) => w === 'ask').length > before && resolve();
+    onHeard = () => check() && resolve();
     onHeard();
   });
 }
 
 /** Resolves once `payload` has been heard. */
-function heardWhen(payload: string): Promise<void> {
-  return new Promise((resolve) => {
-    onHeard = () => heard.includes(payload) && resolve();
-    onHeard();
-  });
-}
+const heardWhen = (payload: string) => notified(() => heard.includes(payload));
+
+/** How many times `ask` was said on the followers' channel. */
+const asks = () => said.filter((w) => w === 'ask').length;
 
 it('sends the first announcement at once and those soon after it together, at the interval', async () => {
   const { statements, counted } = countingPool();
@@ -96,7 +94,7 @@ it('announces only once a hub follows jobs: it asks, then sends what it kept mea
   const [a, b] = ['0190b3a0-0000-7000-8000-00000000000a', '0190b3a0-0000-7000-8000-00000000000b'];
   try {
     await publisher.start();
-    await askedWhen(0);
+    await notified(() => asks() > 0);
     publisher.publish(a, 1, 2);
     publisher.publish(b, 1);
     publisher.publish(a, 3);
@@ -130,9 +128,9 @@ it('stops announcing three heartbeats after the last follow, and keeps what it s
     '0190b3a0-0000-7000-8000-00000000000e',
   ];
   try {
-    const asked = said.filter((w) => w === 'ask').length;
+    const asked = asks();
     await publisher.start();
-    await askedWhen(asked);
+    await notified(() => asks() > asked);
     await pool.query(FOLLOWERS_SQL, ['follow']);
     // Announced at once if the follow was heard first, or when it is heard (kept until then).
     publisher.publish(c, 1);

@@ -166,12 +166,7 @@ it.each([
       const [a, b] = [theirs[0], ours[0]];
       if (a === undefined || b === undefined) throw new Error('nothing fetched');
       expect(Object.keys(b).sort()).toEqual(['data', 'id', 'retryCount', 'retryLimit']);
-      expect({ ...b, id: a.id, data: a.data }).toEqual({
-        id: a.id,
-        data: a.data,
-        retryCount: a.retryCount,
-        retryLimit: a.retryLimit,
-      });
+      expect([b.retryCount, b.retryLimit]).toEqual([a.retryCount, a.retryLimit]);
       const { rows } = await client.query<{ same: boolean }>(
         `SELECT count(DISTINCT (state, retry_count, started_on IS NOT NULL, heartbeat_on IS NOT NULL))= 1 AS same
          FROM pgboss.${table} WHERE id = ANY($1::uuid[])`,

@@ -82,41 +82,30 @@ export const EXECUTION_FENCE_SQL = `name = $1 AND id = ANY($2::uuid[]) AND state
  * indexes, kept for nobody to read (the job's outcome and history are in its jobs row, and pg-boss
  * only counts its completed rows and deletes them later). Only these are deleted: an execution that
  * ends any other way (handed over, cancelled, skipped, timed out, its lease lost, dead-lettered) stays
- * a pg-boss completion with its output, which says why. In `table` (the queue's job table), with its
- * parameters from $`p`: EXECUTION_FENCE_SQL's, renumbered.
+ * a pg-boss completion with its output, which says why. As a part of another statement (the
+ * completion's), in `table` (the queue's job table), with EXECUTION_FENCE_SQL's parameters renumbered
+ * from the part's first.
  */
-function deleteExecutionsSql(table: string, p: number): string {
-  const fence = EXECUTION_FENCE_SQL.replace(/\$([123])\b/g, (_, n: string) => `$${p + Number(n) - 1}`);
-  return `DELETE FROM pgboss.${table} WHERE ${fence}`;
-}
-
-function fenceValues(attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>): unknown[] {
-  return [QUEUES.jobs, attempts.map((a) => a.id), attempts.map((a) => `${a.id}:${a.retryCount}`)];
-}
-
-/** The deletion of deleteExecutions as a part of another statement (the completion's). */
 export function deleteExecutionsPart(
   table: string,
   attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>,
 ): StatementPart {
   return {
     key: `delete_executions_${table}`,
-    cte: (p) => deleteExecutionsSql(table, p),
-    values: fenceValues(attempts),
+    cte: (p) =>
+      `DELETE FROM pgboss.${table} WHERE ${EXECUTION_FENCE_SQL.replace(/\$([123])\b/g, (_, n: string) => `$${p + Number(n) - 1}`)}`,
+    values: [QUEUES.jobs, attempts.map((a) => a.id), attempts.map((a) => `${a.id}:${a.retryCount}`)],
   };
 }
 
-/** Deletes, through `db` (the caller's transaction), the executions of jobs that completed (deleteExecutionsSql). */
+/** deleteExecutionsPart as a statement of its own, through `db` (the caller's transaction). */
 export async function deleteExecutions(
   db: Queryable,
   table: string,
   attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>,
 ): Promise<void> {
-  await db.query({
-    name: `longhaul_delete_executions_${table}`,
-    text: deleteExecutionsSql(table, 1),
-    values: fenceValues(attempts),
-  });
+  const part = deleteExecutionsPart(table, attempts);
+  await db.query({ name: `longhaul_${part.key}`, text: part.cte(1), values: part.values });
 }
 
 /** Fails an execution so that pg-boss retries it with backoff (or dead-letters it when out of retries). */
