@@ -16,7 +16,7 @@ import {
   queueTable,
   FETCHED_COLUMNS,
 } from '../src/worker/fair-fetch.ts';
-import { deleteExecutionsPart, EXECUTION_FENCE_SQL } from '../src/worker/executions.ts';
+import { deleteExecutionsQuery, EXECUTION_FENCE_SQL } from '../src/worker/executions.ts';
 import { BOSS_CHANNEL_SQL } from '../src/worker/fetcher.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 
@@ -85,13 +85,15 @@ it('the fair fetch claims with the conditions, writes and columns of pg-boss’s
     `j.name = '${QUEUES.jobs}'`,
     ...CANDIDATE_CONDITIONS,
   ]);
-  // What it writes when it claims, and what it returns: ours is a part of it, under the same names.
+  // What it writes when it claims, and what it returns: ours is a part of it, under the same names (the
+  // values are compared by the last test).
   expect(sql).toContain(`UPDATE pgboss.${table} j SET ${flat(CLAIM_SET_SQL)} WHERE name = '${QUEUES.jobs}'`);
-  const returned = sql.slice(sql.lastIndexOf(' RETURNING j.') + ' RETURNING j.'.length).split(', ');
-  expect(returned).toEqual(expect.arrayContaining(FETCHED_COLUMNS.split(', ')));
+  const names = (columns: string) => columns.split(', ').map((c) => /"?(\w+)"?$/.exec(c)?.[1]);
+  const returned = names(sql.slice(sql.lastIndexOf(' RETURNING j.') + ' RETURNING j.'.length));
+  expect(returned).toEqual(expect.arrayContaining(names(FETCHED_COLUMNS)));
 });
 
-it('the plain fetch is pg-boss’s own fetch without group limits, its update naming the rows by id', async () => {
+it('the plain fetch locks the candidates of pg-boss’s own fetch without group limits', async () => {
   const table = await queueTable(boss, QUEUES.jobs);
   // Spaces inside parentheses differ by layout only.
   const norm = (sql: string) => flat(sql).replace(/\( /g, '(').replace(/ \)/g, ')');
@@ -100,18 +102,15 @@ it('the plain fetch is pg-boss’s own fetch without group limits, its update na
       '',
   );
   const ours = norm(plainFetchSql(table).replaceAll('$1', `'${QUEUES.jobs}'`).replaceAll('$2', '3'));
-  // pg-boss joins its candidates to the rows it updates; ours names them by id (plainFetchSql says why),
-  // and returns the columns the worker reads (checked against pg-boss's by the test above).
-  const byId = `WHERE j.name = '${QUEUES.jobs}' AND j.id = ANY (ARRAY(SELECT id FROM next))`;
-  expect(ours).toContain(byId);
-  const returning = (sql: string) => sql.slice(0, sql.lastIndexOf(' RETURNING '));
-  expect(returning(ours.replace(byId, `FROM next WHERE name = '${QUEUES.jobs}' AND j.id = next.id`))).toBe(
-    returning(theirs),
-  );
-  expect(ours.endsWith(`RETURNING j.${FETCHED_COLUMNS}`)).toBe(true);
+  // pg-boss selects and locks its candidates, then updates them; ours returns the columns the worker
+  // reads of the rows it locks (checked against pg-boss's by the test above), and settles them later.
+  const next = /^WITH next AS \((SELECT j\.id FROM .*)\) UPDATE /.exec(theirs);
+  if (next?.[1] === undefined)
+    throw new Error(`pg-boss's fetch no longer selects its candidates as it did:\n${theirs}`);
+  expect(ours).toBe(next[1].replace('SELECT j.id FROM', `SELECT ${flat(FETCHED_COLUMNS)} FROM`));
 });
 
-it('a completed job’s execution is deleted under the fence of pg-boss’s own complete', async () => {
+it('a claimed job’s execution is deleted under the fence of pg-boss’s own complete', async () => {
   const table = await queueTable(boss, QUEUES.jobs);
   const attempts = [
     { id: randomUUID(), retryCount: 0 },
@@ -126,7 +125,7 @@ it('a completed job’s execution is deleted under the fence of pg-boss’s own 
   const update = /UPDATE pgboss\.(\w+) SET .*? WHERE (.*?) RETURNING id/.exec(flat(complete.text));
   if (update?.[2] === undefined) throw new Error(`pg-boss’s complete no longer updates as it did:\n${complete.text}`);
   expect(update[1]).toBe(table);
-  const ours = deleteExecutionsPart(table, attempts);
+  const ours = deleteExecutionsQuery(table, attempts);
   // Its conditions (it names the state twice: once unfenced, once in the fence).
   expect([...new Set(update[2].split(' AND '))]).toEqual(
     flat(EXECUTION_FENCE_SQL).replace('$3::text[]', '$4::text[]').split(' AND '),
@@ -136,17 +135,29 @@ it('a completed job’s execution is deleted under the fence of pg-boss’s own 
 });
 
 it.each([
-  ['fair', { cap: 2, caps: {} }],
-  ['plain', undefined],
+  ['fair', 'new', { cap: 2, caps: {} }],
+  ['plain', 'new', undefined],
+  ['fair', 'retried', { cap: 2, caps: {} }],
+  ['plain', 'retried', undefined],
 ] as const)(
-  'the %s fetch leaves an execution as pg-boss’s fetch does and returns the fields the worker reads as it does',
-  async (_, share) => {
+  'the %s fetch leaves a %s execution as pg-boss’s fetch does and returns the fields the worker reads as it does',
+  async (name, kind, share) => {
     const table = await queueTable(boss, QUEUES.jobs);
-    const group = { id: 'drift-tenant', tier: 'drift-tenant' };
+    // A tenant of its own: the executions each case leaves active count against its cap.
+    const group = { id: `drift-${name}-${kind}`, tier: `drift-${name}-${kind}` };
+    const ids = [randomUUID(), randomUUID()];
     await boss.insert(QUEUES.jobs, [
-      { data: { jobId: 'drift-1' }, group },
-      { data: { jobId: 'drift-2' }, group },
+      { id: ids[0], data: { jobId: 'drift-1' }, group },
+      { id: ids[1], data: { jobId: 'drift-2' }, group },
     ]);
+    // As pg-boss leaves an execution it retries: it had started, and counts the retry when fetched again.
+    if (kind === 'retried')
+      await boss
+        .getDb()
+        .executeSql(
+          `UPDATE pgboss.${table} SET state = 'retry', started_on = now(), retry_count = 1 WHERE id = ANY($1)`,
+          [ids],
+        );
     const theirs = await boss.fetch(QUEUES.jobs, { batchSize: 1, includeMetadata: true });
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();

@@ -1,8 +1,8 @@
 /**
- * The worker's completion of a group of jobs, one statement (the jobs' completion with the deletion of
- * their executions in it): it completes every job of a batch and deletes each one's execution together,
- * or, when any job of the batch is refused by its fence, changes nothing at all (the runtime then
- * settles the batch job by job).
+ * The worker's completion of a group of jobs, one statement: it completes every job of a batch, or,
+ * when any job of the batch is refused by its fence, changes nothing at all (the runtime then settles
+ * the batch job by job). And the locked claim's consumption of an execution, fenced as pg-boss's own
+ * complete is.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -10,7 +10,7 @@ import { PgBoss } from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { createTenant } from '../src/tenants/repository.ts';
-import { deleteExecutions, deleteExecutionsPart, type ExecutionData } from '../src/worker/executions.ts';
+import { deleteExecutions, type ExecutionData } from '../src/worker/executions.ts';
 import { queueTable } from '../src/worker/fair-fetch.ts';
 import {
   COMPLETE_REFUSED,
@@ -78,22 +78,18 @@ async function states(ids: string[]): Promise<Array<{ status: string; execution:
 }
 
 describe('completion of a group of jobs in one statement', () => {
-  it('completes every job and its events, and deletes its execution, in one transaction', async () => {
+  it('completes every job and its events, and leaves pg-boss’s rows alone', async () => {
     const jobs = await runningJobs(3);
-    const executions = deleteExecutionsPart(
-      table,
-      jobs.map((j) => j.attempt),
-    );
-    const { rows } = await pool.query(completeAllQuery(jobs, executions));
+    const { rows } = await pool.query(completeAllQuery(jobs));
     const seqs = completedSeqs(rows);
     expect([...seqs.keys()].sort()).toEqual(jobs.map((j) => writeKey(j.jobId, j.token)).sort());
     for (const s of seqs.values()) expect(s).toEqual([3, 4]);
     expect(await states(jobs.map((j) => j.jobId))).toEqual(
-      jobs.map(() => ({ status: 'COMPLETED', execution: null, events: 1 })),
+      jobs.map(() => ({ status: 'COMPLETED', execution: 'active', events: 1 })),
     );
   });
 
-  it('deletes an execution only as pg-boss’s complete would complete it: the attempt fetched, still active', async () => {
+  it('a claim consumes an execution only as pg-boss’s complete would complete it: the attempt fetched, still active', async () => {
     const [current, stale, expired] = await runningJobs(3);
     if (current === undefined || stale === undefined || expired === undefined) throw new Error('no job');
     // Another attempt fetched it since (a retry counts), or pg-boss failed it (its expiry or heartbeat check).
@@ -117,25 +113,17 @@ describe('completion of a group of jobs in one statement', () => {
     const refused = jobs[1];
     if (refused === undefined) throw new Error('no job');
     await pool.query('UPDATE jobs SET cancel_requested_at = now() WHERE id = $1', [refused.jobId]);
-    const executions = deleteExecutionsPart(
-      table,
-      jobs.map((j) => j.attempt),
-    );
-    const err = await pool.query(completeAllQuery(jobs, executions)).catch((e: unknown) => e);
+    const err = await pool.query(completeAllQuery(jobs)).catch((e: unknown) => e);
     expect((err as { code?: unknown }).code).toBe(COMPLETE_REFUSED);
     expect(await states(jobs.map((j) => j.jobId))).toEqual(
       jobs.map(() => ({ status: 'RUNNING', execution: 'active', events: 0 })),
     );
     // The others complete alone.
     const again = jobs.filter((j) => j !== refused);
-    const q = deleteExecutionsPart(
-      table,
-      again.map((j) => j.attempt),
-    );
-    const { rows } = await pool.query(completeAllQuery(again, q));
+    const { rows } = await pool.query(completeAllQuery(again));
     expect(completedSeqs(rows).size).toBe(2);
     expect(await states(again.map((j) => j.jobId))).toEqual(
-      again.map(() => ({ status: 'COMPLETED', execution: null, events: 1 })),
+      again.map(() => ({ status: 'COMPLETED', execution: 'active', events: 1 })),
     );
   });
 });

@@ -1,8 +1,9 @@
 /**
  * A job's first execution reaches its first chunk through one statement and one commit: the fetch that
  * takes the execution from pg-boss's queue claims the job in the same statement (lease, RUNNING and its
- * event), and start()'s checkpoint waits for the first chunk's. The `pickup` fixture reads, in its
- * chunk, which transaction last wrote its job's row, its execution's row and its RUNNING event: one.
+ * event) and consumes the execution, and start()'s checkpoint waits for the first chunk's. The `pickup`
+ * fixture reads, in its chunk, which transaction last wrote its job's row and its RUNNING event (one),
+ * and whether its execution is still in pg-boss's table (no).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startTestService, type TestService } from './support/service.ts';
@@ -14,7 +15,7 @@ beforeAll(async () => {
 });
 afterAll(async () => t.stop());
 
-it('takes the execution, claims the job and writes its RUNNING event in one transaction before the first chunk', async () => {
+it('takes and consumes the execution, claims the job and writes its RUNNING event in one transaction before the first chunk', async () => {
   const ids: string[] = [];
   for (let i = 0; i < 3; i++) {
     const res = await t.api('/v1/jobs', { method: 'POST', json: { type: 'pickup', input: {} } });
@@ -26,13 +27,14 @@ it('takes the execution, claims the job and writes its RUNNING event in one tran
       status: string;
       processed: number;
       total: number | null;
-      result: { job: string; execution: string; running: string };
+      result: { job?: string; running?: string; execution_left?: boolean };
     }>('SELECT status, processed, total, result FROM jobs WHERE id = ANY($1::uuid[])', [ids]);
     return rows.length === ids.length && rows.every((r) => r.status === 'COMPLETED') && rows;
   });
   for (const r of rows) {
-    expect(r.result.job).toBe(r.result.execution);
-    expect(r.result.running).toBe(r.result.execution);
+    expect(r.result.job).toMatch(/^\d+$/);
+    expect(r.result.running).toBe(r.result.job);
+    expect(r.result.execution_left).toBe(false);
     // start()'s total, committed with the last (here the only) chunk.
     expect(r.total).toBe(1);
     expect(r.processed).toBe(1);

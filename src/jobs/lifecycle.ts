@@ -53,6 +53,8 @@ export interface StatusChange {
   progress?: 'before' | 'after';
   /** Columns returned beside the row's (`j.*`). */
   returning?: string;
+  /** Common table expressions after the update, reading `u` (the rows moved), without WITH. */
+  after?: string;
   /** The statement's answer: a SELECT over `u`, the rows moved. */
   select: string;
 }
@@ -82,6 +84,7 @@ export function statusChangeSql(c: StatusChange): string {
        INSERT INTO job_events (job_id, seq, kind, data)
        SELECT id, ${c.progress === 'after' ? 'event_seq - 1' : 'event_seq'}, 'status', ${STATUS_EVENT_DATA_SQL} FROM u)
      ${terminal ? `, webhooks AS (${outboxInsertSql('u')})` : ''}
+     ${c.after === undefined ? '' : `, ${c.after}`}
      ${c.select}`;
 }
 
@@ -360,16 +363,19 @@ const CLAIMABLE_SQL = (execution: string) => `j.checkpoint_at IS NULL AND COALES
 
 /**
  * The fetch `fetch` (a statement whose parameters run from $1 to $`p - 1`, answering FetchRow
- * columns) and, in the same statement, the claim of each fetched execution's job where nothing needs
- * the row lock: the job is PENDING, never checkpointed, its execution is this one, no live lease, no
- * cancel request, within its time limits, and of a type in $`p + 2` (text[]) with room here for it
- * ($`p + 3`, int[], by type). A claim is what the locked claim writes (Claimer.claim): a fresh lease
- * token, owner $`p` and $`p + 1` seconds, attempts, the execution, started_at, and PENDING → RUNNING
- * with its `status` event (statusChangeSql); start() runs after it, and its checkpoint commits with
- * the first chunk's (src/worker/step-runner.ts). Each execution is answered with the fetch's columns and
- * `claim`: its job as claimed (FetchedClaim, as JSON), or null for the locked claim to look at.
+ * columns, its rows locked and not yet changed) and, in the same statement, the claim of each fetched
+ * execution's job where nothing needs the row lock: the job is PENDING, never checkpointed, its
+ * execution is this one, no live lease, no cancel request, within its time limits, and of a type in
+ * $`p + 2` (text[]) with room here for it ($`p + 3`, int[], by type). A claim is what the locked claim
+ * writes (Claimer.claim): a fresh lease token, owner $`p` and $`p + 1` seconds, attempts, the
+ * execution, started_at, and PENDING → RUNNING with its `status` event (statusChangeSql); start() runs
+ * after it, and its checkpoint commits with the first chunk's (src/worker/step-runner.ts). `after`,
+ * common table expressions over `fetched` (the fetch's rows) and `u` (the jobs claimed, each naming
+ * its execution in `execution_id`), settles the fetched executions in the same statement. Each
+ * execution is answered with the fetch's columns and `claim`: its job as claimed (FetchedClaim, as
+ * JSON), or null for the locked claim to look at.
  */
-export function claimFetchedSql(fetch: string, p: number): string {
+export function claimFetchedSql(fetch: string, p: number, after: string): string {
   return statusChangeSql({
     with: `fetched AS (${fetch}),
      -- An execution that names no job (not a uuid) is the locked claim's to settle, not every fetch's failure.
@@ -395,6 +401,7 @@ export function claimFetchedSql(fetch: string, p: number): string {
               started_at = COALESCE(j.started_at, statement_timestamp())`,
     using: 'pick k, room r',
     where: `j.ctid = k.row_at AND j.id = k.id AND r.type = j.type AND k.n <= r.room AND ${CLAIMABLE_SQL('k.execution')}`,
+    after,
     select: `SELECT f.*, (SELECT to_jsonb(c) FROM (
                SELECT ${CLAIM_COLUMNS}, lease_token AS token, event_seq AS seq FROM u
                 WHERE u.execution_id = f.id) c) AS claim
@@ -403,17 +410,18 @@ export function claimFetchedSql(fetch: string, p: number): string {
 }
 
 /**
- * Runs a fetch with claimFetchedSql (`fetch.values` its first parameters), claiming for `lease.owner`
+ * Runs a fetch with claimFetchedSql (`fetch.values` its first parameters, `fetch.after` its settling of
+ * the executions), claiming for `lease.owner`
  * the jobs of types with room in `lease.rooms`. Unannounced: the caller announces each claim's event.
  */
 export async function fetchAndClaim<E extends FetchRow>(
   db: Queryable,
-  fetch: { name: string; text: string; values: unknown[] },
+  fetch: { name: string; text: string; values: unknown[]; after: string },
   lease: { owner: string; seconds: number; rooms: ReadonlyMap<string, number> },
 ): Promise<Array<E & { claim: FetchedClaim | null }>> {
   const { rows } = await db.query<E & { claim: FetchedClaim | null }>({
     name: fetch.name,
-    text: claimFetchedSql(fetch.text, fetch.values.length + 1),
+    text: claimFetchedSql(fetch.text, fetch.values.length + 1, fetch.after),
     values: [...fetch.values, lease.owner, lease.seconds, [...lease.rooms.keys()], [...lease.rooms.values()]],
   });
   for (const r of rows) {
@@ -590,36 +598,12 @@ export async function completeWithCheckpoint(
 }
 
 /**
- * A common table expression over another module's table, run inside a statement of this one (the
- * completion deletes the jobs' executions in its statement): its text given the number of its first
- * parameter, its parameters, and a key naming it (the statement's name and the expression's).
- */
-export interface StatementPart {
-  key: string;
-  cte: (firstParam: number) => string;
-  values: unknown[];
-}
-
-/**
  * completeWithCheckpoint as one statement that either completes every job or fails (SQLSTATE
- * COMPLETE_REFUSED), changing nothing, with `part` in it (committed with the completions, or not at
- * all). Read its rows with completedSeqs.
+ * COMPLETE_REFUSED), changing nothing. Read its rows with completedSeqs.
  */
-export function completeAllQuery(jobs: CompleteWithCheckpoint[], part?: StatementPart): Statement {
-  const q = completeQuery(jobs, true);
-  if (part === undefined) return q;
-  const first = (q.values?.length ?? 0) + 1;
-  const name = `${STATEMENTS.completeAll}_${part.key}`;
-  let text = COMPLETE_ALL_WITH.get(name);
-  if (text === undefined) {
-    text = completeSql(true, `${part.key} AS (${part.cte(first)})`);
-    COMPLETE_ALL_WITH.set(name, text);
-  }
-  return { name, text, values: [...(q.values ?? []), ...part.values] };
+export function completeAllQuery(jobs: CompleteWithCheckpoint[]): Statement {
+  return completeQuery(jobs, true);
 }
-
-/** completeAllQuery's statements with a part, by name. */
-const COMPLETE_ALL_WITH = new Map<string, string>();
 
 /** The SQLSTATE of completeAllQuery when a job was refused (sql/012). */
 export const COMPLETE_REFUSED = 'LH002';
@@ -635,7 +619,7 @@ export function completedSeqs(rows: unknown[]): Map<string, EventPair> {
 }
 
 /** completeQuery's statement; its answer, one row per job or (`requireAll`) the aggregate. */
-function completeSql(requireAll: boolean, also?: string): string {
+function completeSql(requireAll: boolean): string {
   // All or nothing: one row always (an aggregate), so the count is checked even when nothing applied.
   const answer = requireAll
     ? `SELECT longhaul_require_count($9, count(*)::int) AS n, array_agg(id) AS ids, array_agg(fenced_token) AS tokens, array_agg(event_seq) AS seqs FROM u`
@@ -643,7 +627,7 @@ function completeSql(requireAll: boolean, also?: string): string {
   return statusChangeSql({
     with: `c AS (
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::jsonb[], $7::bigint[], $8::bool[])
-         AS c(id, token, cursor, state, processed, result, total, set_total))${also === undefined ? '' : `, ${also}`}`,
+         AS c(id, token, cursor, state, processed, result, total, set_total))`,
     to: 'COMPLETED',
     from: ['RUNNING'],
     progress: 'before',
@@ -816,6 +800,13 @@ export async function tenantDemand(
   });
   return new Map(rows.map((r) => [r.tenant_id, { running: r.running, waiting: r.waiting }]));
 }
+
+/**
+ * Each tenant's leased RUNNING jobs as (group_id, n), for a statement over pg-boss's executions grouped
+ * by tenant: the jobs its workers run now, read through jobs_active.
+ */
+export const LEASED_BY_TENANT_SQL = `SELECT tenant_id::text AS group_id, count(*)::int AS n FROM jobs
+     WHERE status = 'RUNNING' AND lease_token IS NOT NULL GROUP BY tenant_id`;
 
 /** Running jobs whose lease ran out (their worker died or stalled), locked for the sweeper. */
 export async function lockExpiredLeases(

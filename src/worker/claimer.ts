@@ -1,9 +1,10 @@
 /**
  * Claiming a job for an execution under a fresh lease token, with the row lock: the usual first
  * execution's job is claimed by the statement that fetched it (fair-fetch.ts); any other execution
- * comes here, and either claims the job or settles the execution that has nothing to run (a finished
- * job, a stale duplicate, an unknown type, a lost lease, a type at its limit here). Every claim takes
- * one of the type's slots (type-slots.ts), given back if the claim does not commit.
+ * comes here, and either claims the job, consuming the execution as that statement does, or settles
+ * the execution that has nothing to run (a finished job, a stale duplicate, an unknown type, a lost
+ * lease, a type at its limit here). Every claim takes one of the type's slots (type-slots.ts), given
+ * back if the claim does not commit.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PgBoss } from 'pg-boss';
@@ -15,6 +16,7 @@ import type { Logger } from '../observability/logger.ts';
 import { DEFAULT_BACKOFF, type AnyJobType } from '../../packages/sdk/src/index.ts';
 import {
   completeExecution,
+  deleteExecutions,
   failExecution,
   sendExecution,
   type ExecutionAttempt,
@@ -39,6 +41,8 @@ export class Claimer {
   readonly #leaseSeconds: number;
   readonly #maxLeaseLosses: number;
   readonly #stopping: () => boolean;
+  /** The executions' job table, where a claim deletes the execution it consumes (given by open()). */
+  #table = '';
 
   constructor(deps: {
     pool: Pool;
@@ -68,6 +72,11 @@ export class Claimer {
     this.#stopping = deps.stopping;
   }
 
+  /** `table`: the executions' job table (queueTable). */
+  open(table: string): void {
+    this.#table = table;
+  }
+
   /**
    * Claims the job for this execution, or settles the execution when it has nothing to run. A claim
    * takes a slot of the job's type, given back if the claim does not commit.
@@ -95,12 +104,13 @@ export class Claimer {
         if (row.lease_live) return 'busy' as const;
         const type = this.#registry.get(row.type);
         if (row.status === 'RUNNING' && row.lease_lapsed) {
-          // Its worker was lost, and pg-boss retried this execution before a monitor took the job over:
-          // settled as the monitor would (a lost lease, not a failed attempt), and a new execution carries on.
+          // Its worker was lost, and pg-boss retried this execution (one an earlier version claimed without
+          // consuming it) before a monitor took the job over: settled as the monitor would (a lost lease,
+          // not a failed attempt), and a new execution carries on.
           const settled = await settleAttempt(c, this.#boss, {
             row,
             token: null,
-            attempt,
+            execution: attempt,
             kind: 'lease_lost',
             error: leaseLostError(row.lease_owner),
             maxLeaseLosses: this.#maxLeaseLosses,
@@ -125,7 +135,7 @@ export class Claimer {
           const settled = await settleAttempt(c, this.#boss, {
             row,
             token: null,
-            attempt,
+            execution: attempt,
             kind: 'failure',
             error: {
               message: `unknown job type "${row.type}" (is its module in LONGHAUL_JOB_TYPES?)`,
@@ -168,6 +178,7 @@ export class Claimer {
           execution: attempt.id,
           executionRetry: attempt.retryCount,
         });
+        await deleteExecutions(c, this.#table, [attempt]);
         const seq = row.status === 'PENDING' ? await startIfPending(c, jobId) : undefined;
         return { row: { ...row, attempts, status: 'RUNNING' as const }, type, seq };
       }).catch((err: unknown) => {
@@ -192,7 +203,8 @@ export class Claimer {
         if (out.seq !== undefined) this.#events.publish(jobId, out.seq);
         return out;
       }
-      // The previous holder's lease is still live (a retry came before it ran out): wait it out.
+      // The previous holder's lease is still live (pg-boss retried an execution an earlier version claimed
+      // without consuming it, before the lease ran out): wait it out.
       if (Date.now() > deadline || this.#stopping()) {
         await failExecution(this.#boss, this.#pool, attempt, { message: 'the job was still leased by another worker' });
         return undefined;

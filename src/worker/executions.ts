@@ -1,12 +1,13 @@
 /**
  * pg-boss executions of longhaul jobs. A job runs as a chain of executions (one pg-boss job each, never
  * longer than the execution budget); the next one is sent in the same transaction as the checkpoint
- * that hands over, and the jobs row names it (`execution_id`), so only it may claim the job.
+ * that hands over, or as the failure that retries, and the jobs row names it (`execution_id`), so only
+ * it may claim the job. The claim consumes the execution (fair-fetch.ts, claimer.ts): pg-boss delivers
+ * executions, and the jobs row carries each attempt from its claim to its end.
  */
 import { randomUUID } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
-import { bossDb, type Queryable } from '../db/pool.ts';
-import type { StatementPart } from '../jobs/lifecycle.ts';
+import { bossDb, type Queryable, type Statement } from '../db/pool.ts';
 import { QUEUES } from '../jobs/queues.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
 
@@ -77,35 +78,29 @@ export const EXECUTION_FENCE_SQL = `name = $1 AND id = ANY($2::uuid[]) AND state
   AND (id::text || ':' || retry_count::text) = ANY($3::text[])`;
 
 /**
- * Deletes the executions of jobs that completed, each fenced as pg-boss's complete is, where pg-boss
- * would keep the row as `completed`: a non-HOT update of a wide row adding an entry to each of its
- * indexes, kept for nobody to read (the job's outcome and history are in its jobs row, and pg-boss
- * only counts its completed rows and deletes them later). Only these are deleted: an execution that
- * ends any other way (handed over, cancelled, skipped, timed out, its lease lost, dead-lettered) stays
- * a pg-boss completion with its output, which says why. As a part of another statement (the
- * completion's), in `table` (the queue's job table), with EXECUTION_FENCE_SQL's parameters renumbered
- * from the part's first.
+ * Deletes executions the locked claim consumed, each fenced as pg-boss's complete is (the execution
+ * as fetched, still active), through `db` (the claim's transaction), in `table` (the queue's job
+ * table). From the claim on, the job's row carries the attempt: pg-boss's row would be a second record
+ * of it, updated at every end of the attempt, each update a new entry in each of its indexes.
  */
-export function deleteExecutionsPart(
-  table: string,
-  attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>,
-): StatementPart {
-  return {
-    key: `delete_executions_${table}`,
-    cte: (p) =>
-      `DELETE FROM pgboss.${table} WHERE ${EXECUTION_FENCE_SQL.replace(/\$([123])\b/g, (_, n: string) => `$${p + Number(n) - 1}`)}`,
-    values: [QUEUES.jobs, attempts.map((a) => a.id), attempts.map((a) => `${a.id}:${a.retryCount}`)],
-  };
-}
-
-/** deleteExecutionsPart as a statement of its own, through `db` (the caller's transaction). */
 export async function deleteExecutions(
   db: Queryable,
   table: string,
   attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>,
 ): Promise<void> {
-  const part = deleteExecutionsPart(table, attempts);
-  await db.query({ name: `longhaul_${part.key}`, text: part.cte(1), values: part.values });
+  await db.query(deleteExecutionsQuery(table, attempts));
+}
+
+/** deleteExecutions' statement, with EXECUTION_FENCE_SQL's parameters. */
+export function deleteExecutionsQuery(
+  table: string,
+  attempts: Array<Pick<ExecutionAttempt, 'id' | 'retryCount'>>,
+): Statement {
+  return {
+    name: `longhaul_delete_executions_${table}`,
+    text: `DELETE FROM pgboss.${table} WHERE ${EXECUTION_FENCE_SQL}`,
+    values: [QUEUES.jobs, attempts.map((a) => a.id), attempts.map((a) => `${a.id}:${a.retryCount}`)],
+  };
 }
 
 /** Fails an execution so that pg-boss retries it with backoff (or dead-letters it when out of retries). */
@@ -119,22 +114,18 @@ export async function failExecution(
 }
 
 /**
- * Puts an execution into the dead-letter queue for good. Out of retries, pg-boss's own dead-lettering
- * does it (fail); a permanent error before that cannot skip pg-boss's retries, so the execution is
- * completed and its dead letter written directly, in the same shape.
+ * Puts a job into the dead-letter queue for good: its dead letter, and `execution` completed with the
+ * same output when pg-boss still holds it (one the locked claim settles before taking the lease; a
+ * claim consumes the execution it runs).
  */
 export async function deadLetterExecution(
   boss: PgBoss,
   db: Queryable,
-  a: ExecutionAttempt,
+  execution: Pick<ExecutionAttempt, 'id' | 'retryCount'> | undefined,
   jobId: string,
   output: { [k: string]: Json },
 ): Promise<void> {
-  if (a.retryCount >= a.retryLimit) {
-    await failExecution(boss, db, a, output);
-    return;
-  }
-  await completeExecution(boss, db, a, output);
+  if (execution !== undefined) await completeExecution(boss, db, execution, output);
   await boss.send(QUEUES.jobsDead, { jobId, error: output }, { db: bossDb(db) });
 }
 

@@ -94,7 +94,7 @@ export function groupLimits(
 /**
  * The limits of a burst fetch, by a worker whose slots are all taken: only a tenant with no job running
  * anywhere may start one. Every tenant's cap is 1 (within any hard limit, which is at least 1), counted
- * by the fetch against the tenant's active executions in its own snapshot, however old the reading. A
+ * by the fetch against the tenant's running jobs in its own snapshot, however old the reading. A
  * tenant alone, or one already running a job, never takes a burst slot: it waits for a slot to free.
  * `canStart`: a tenant of the reading has jobs waiting and none running.
  */

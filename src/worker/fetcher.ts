@@ -9,10 +9,10 @@
  * rather than after another tenant's job ends. A burst slot is not refilled: a job ending leaves the
  * worker within its slots before it fetches for a tenant already running jobs again.
  * While no tenant could start a job under it, it does not fetch, unless a job was announced since the
- * share was read (the reading did not count it). The fetch counts a tenant's active executions in its
+ * share was read (the reading did not count it). The fetch counts a tenant's running jobs in its
  * statement's snapshot, so two workers fetching at once could both fill the same last slot of a tenant:
  * while a running limit applies, fetches of every worker take turns under one advisory lock, each
- * seeing the executions the one before it claimed. The fetch statement also claims the jobs of the
+ * seeing the jobs the one before it claimed. The fetch statement also claims the jobs of the
  * executions it takes where no row lock is needed (fair-fetch.ts), for the types with free slots here.
  */
 import type { PgListener } from '../db/listener.ts';

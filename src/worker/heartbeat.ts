@@ -1,7 +1,8 @@
 /**
- * Keeps a running execution alive: every third of the lease it renews the job's lease (once the claim
- * has taken it) and touches the execution's pg-boss job. A renewal that finds the lease taken or the
- * job's cancel requested fires the execution's signal with the reason.
+ * Keeps a running execution alive: every third of the lease it touches the execution's pg-boss job
+ * until the claim takes the job's lease (a locked claim may wait out another worker's), then renews
+ * that lease (the claim consumed the execution). A renewal that finds the lease taken or the job's
+ * cancel requested fires the execution's signal with the reason.
  */
 import type { PgBoss } from 'pg-boss';
 import { isConnectionError, type Pool } from '../db/pool.ts';
@@ -37,10 +38,10 @@ export class Heartbeat {
             },
             (err: unknown) => isConnectionError(err) || log().warn({ err }, 'lease renewal failed'),
           );
-        }
-        boss
-          .touch(QUEUES.jobs, { id: attempt.id, retryCount: attempt.retryCount })
-          .catch((err: unknown) => isConnectionError(err) || log().warn({ err }, 'pg-boss heartbeat failed'));
+        } else
+          boss
+            .touch(QUEUES.jobs, { id: attempt.id, retryCount: attempt.retryCount })
+            .catch((err: unknown) => isConnectionError(err) || log().warn({ err }, 'pg-boss heartbeat failed'));
       },
       (lease * 1000) / 3,
     );

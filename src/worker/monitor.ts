@@ -13,7 +13,6 @@ import type { Logger } from '../observability/logger.ts';
 import { registeredOnce, type Registry } from '../observability/metrics.ts';
 import client from 'prom-client';
 import { Periodic } from '../periodic.ts';
-import { completeExecution } from './executions.ts';
 import { DEFAULT_BACKOFF, DEFAULT_STALL_AFTER_SECONDS } from '../../packages/sdk/src/index.ts';
 import {
   cancelIfRunning,
@@ -103,7 +102,7 @@ export class WorkerMonitor extends Periodic {
 
   /**
    * Takes over jobs whose lease expired. A lost worker is not a failure of the job: the attempt carries
-   * on from its checkpoint in a new execution (the lost one is completed), without spending one of the
+   * on from its checkpoint in a new execution (the claim consumed the lost one), without spending one of the
    * job's attempts; only after maxLeaseLosses takeovers is the job dead-lettered (settleAttempt).
    * Returns how many jobs were taken over.
    */
@@ -111,18 +110,15 @@ export class WorkerMonitor extends Periodic {
     return withTransaction(this.#pool, async (c) => {
       const rows = await lockExpiredLeases(c, SWEEP_BATCH);
       for (const row of rows) {
-        const attempt = { id: row.execution, retryCount: row.execution_retry ?? 0 };
         if (row.cancel_requested) {
           await releaseLease(c, { jobId: row.id, token: row.lease_token });
           await cancelIfRunning(c, row.id, { announce: true });
-          await completeExecution(this.#boss, c, attempt, { cancelled: true });
           this.#takeovers?.inc({ outcome: 'cancelled' });
           continue;
         }
         const settled = await settleAttempt(c, this.#boss, {
           row,
           token: row.lease_token,
-          attempt,
           kind: 'lease_lost',
           error: leaseLostError(row.lease_owner),
           maxLeaseLosses: this.#opts.maxLeaseLosses,

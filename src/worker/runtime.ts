@@ -172,9 +172,10 @@ export class WorkerRuntime {
 
   async start(databaseUrl: string): Promise<void> {
     this.#state = 'starting';
-    // The executions' job table: the fetch reads it, the completion deletes from it.
+    // The executions' job table: the fetch reads it, a claim deletes the execution it consumes.
     const table = await queueTable(this.#boss, QUEUES.jobs);
-    this.#settler.open(databaseUrl, table);
+    this.#claimer.open(table);
+    this.#settler.open(databaseUrl);
     await this.#events.start();
     await this.#fetcher.start(databaseUrl, table).catch(async (err: unknown) => {
       await this.#fetcher.unsubscribe();
@@ -246,8 +247,7 @@ export class WorkerRuntime {
     });
     let deadline: ReturnType<typeof setTimeout> | undefined;
     try {
-      const claimed =
-        j.claim === null ? await this.#claimer.claim(j, attempt, token) : await this.#fetched(j.claim, attempt);
+      const claimed = j.claim === null ? await this.#claimer.claim(j, attempt, token) : await this.#fetched(j.claim);
       if (claimed === undefined) return;
       heartbeat.leased();
       const { row, type } = claimed;
@@ -271,11 +271,11 @@ export class WorkerRuntime {
       try {
         if (row.cancel_requested) throw new JobStopped('cancelled');
         const finished = () => this.#settle(entry);
-        await trace.run(() => this.#steps.run(row, type, token, attempt, controller.signal, stepLog, finished));
+        await trace.run(() => this.#steps.run(row, type, token, controller.signal, stepLog, finished));
         trace.end();
       } catch (err) {
         trace.end(err);
-        await this.#settler.onStop(err, controller.signal, { row, type, token, attempt, log: stepLog });
+        await this.#settler.onStop(err, controller.signal, { row, type, token, log: stepLog });
       }
     } finally {
       heartbeat.stop();
@@ -300,15 +300,12 @@ export class WorkerRuntime {
    * counted the free slots before it ran; should a locked claim have taken the last one meanwhile, the
    * job is handed back, as the locked claim hands back a job of a type at its limit.
    */
-  async #fetched(
-    claim: FetchedClaim,
-    attempt: ExecutionAttempt,
-  ): Promise<{ row: FetchedClaim; type: AnyJobType } | undefined> {
+  async #fetched(claim: FetchedClaim): Promise<{ row: FetchedClaim; type: AnyJobType } | undefined> {
     this.#events.publish(claim.id, claim.seq);
     const type = this.#registry.get(claim.type);
     if (type !== undefined && this.#slots.tryTake(type)) return { row: claim, type };
     const log = this.#log.child({ job_id: claim.id, type: claim.type });
-    await this.#settler.handOver(claim, type ?? {}, claim.token, attempt, 'type-busy', log);
+    await this.#settler.handOver(claim, type ?? {}, claim.token, 'type-busy', log);
     return undefined;
   }
 }

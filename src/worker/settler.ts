@@ -1,22 +1,16 @@
 /**
  * How an execution ends, each through the store's fenced statements: the job completes (last checkpoint,
- * result, COMPLETED and the execution's completion in one transaction, group-committed across jobs), is
- * cancelled, hands over to a follow-up execution, or its attempt is settled as failed (retried or
- * dead-lettered). A statement whose fence refuses means the lease was lost: the job is abandoned, never
- * written.
+ * result and COMPLETED in one transaction, group-committed across jobs), is cancelled, hands over to a
+ * follow-up execution, or its attempt is settled as failed (retried or dead-lettered). Its pg-boss
+ * execution is gone by then (the claim consumed it): only what runs the job next goes through pg-boss.
+ * A statement whose fence refuses means the lease was lost: the job is abandoned, never written.
  */
 import type { PgBoss } from 'pg-boss';
 import { createPool, withTransaction, type Pool } from '../db/pool.ts';
 import type { JobEventsPublisher } from '../jobs/events-publisher.ts';
 import type { Logger } from '../observability/logger.ts';
 import { DEFAULT_BACKOFF, isPermanentError, type AnyJobType, type Json } from '../../packages/sdk/src/index.ts';
-import {
-  completeExecution,
-  deleteExecutions,
-  deleteExecutionsPart,
-  sendExecution,
-  type ExecutionAttempt,
-} from './executions.ts';
+import { sendExecution } from './executions.ts';
 import { GroupCommit } from './group-commit.ts';
 import { JobStopped, type StopReason } from './job-stopped.ts';
 import type { LazyTransaction } from './lazy-transaction.ts';
@@ -55,11 +49,9 @@ export class Settler {
    * Group commit of the completions whose last step needs no transaction of its own (it wrote nothing
    * through ctx.db): the jobs that complete while a batch is in flight share one statement.
    */
-  readonly #completions: GroupCommit<CompleteWithCheckpoint & { attempt: ExecutionAttempt }, EventPair | undefined>;
+  readonly #completions: GroupCommit<CompleteWithCheckpoint, EventPair | undefined>;
   /** Connections of the group-committed completions (opened by open()). */
   #commits: Pool | undefined;
-  /** The executions' job table, where a completed job's execution is deleted (given by open()). */
-  #table = '';
 
   constructor(deps: {
     pool: Pool;
@@ -75,26 +67,13 @@ export class Settler {
     this.#metrics = deps.metrics;
     this.#maxLeaseLosses = deps.maxLeaseLosses;
     this.#completions = new GroupCommit(async (jobs) => {
-      const seqs =
-        (await this.#completeAll(jobs)) ??
-        (await withTransaction(this.#pool, async (c) => {
-          const completed = await completeWithCheckpoint(c, jobs);
-          const done = jobs.filter((j) => completed.has(writeKey(j.jobId, j.token)));
-          if (done.length > 0)
-            await deleteExecutions(
-              c,
-              this.#table,
-              done.map((j) => j.attempt),
-            );
-          return completed;
-        }));
+      const seqs = (await this.#completeAll(jobs)) ?? (await completeWithCheckpoint(this.#pool, jobs));
       return jobs.map((j) => seqs.get(writeKey(j.jobId, j.token)));
     }, GROUP_MAX);
   }
 
-  /** Opens the completions' connections; `table`: the executions' job table (queueTable). */
-  open(databaseUrl: string, table: string): void {
-    this.#table = table;
+  /** Opens the completions' connections. */
+  open(databaseUrl: string): void {
     this.#commits = createPool(databaseUrl, COMMIT_POOL_MAX, 'longhaul-worker-commit');
   }
 
@@ -104,15 +83,13 @@ export class Settler {
   }
 
   /**
-   * The last chunk's checkpoint, the result, COMPLETED and the execution deleted (deleteExecutions):
-   * one transaction, group-committed with other jobs' completions when the step wrote nothing through
-   * ctx.db.
+   * The last chunk's checkpoint, the result and COMPLETED: one statement, group-committed with other
+   * jobs' completions when the step wrote nothing through ctx.db, else in the step's transaction.
    */
   async complete(
     tx: LazyTransaction,
     row: ClaimRow,
     token: string,
-    attempt: ExecutionAttempt,
     r: { cursor: Json; state: Json; processed: number; total?: number | null },
     result: Json,
   ): Promise<void> {
@@ -130,13 +107,11 @@ export class Settler {
       const client = await tx.client();
       seqs = await tx.finish(async () => {
         const q = (await completeWithCheckpoint(client, [done])).get(writeKey(row.id, token));
-        if (q === undefined) return { value: undefined, rollback: true };
-        await deleteExecutions(client, this.#table, [attempt]);
-        return { value: q };
+        return q === undefined ? { value: undefined, rollback: true } : { value: q };
       });
     } else {
       await tx.rollback();
-      seqs = await this.#completions.submit({ ...done, attempt });
+      seqs = await this.#completions.submit(done);
     }
     if (seqs === undefined) throw new JobStopped(await refusalReason(this.#pool, row.id, token));
     this.#events.publish(row.id, ...seqs);
@@ -144,22 +119,15 @@ export class Settler {
   }
 
   /**
-   * Completions of jobs whose last step wrote nothing, in one statement: completeAllQuery with the
-   * deletion of their executions in it, so it completes every job and deletes its execution, or fails
-   * and changes nothing; undefined then (and before open()), and the caller completes them job by
-   * job, each as its fence allows.
+   * Completions of jobs whose last step wrote nothing, in one statement (completeAllQuery) that
+   * completes every job or fails and changes nothing; undefined then (and before open()), and the
+   * caller completes those its fence allows.
    */
-  async #completeAll(
-    jobs: Array<CompleteWithCheckpoint & { attempt: ExecutionAttempt }>,
-  ): Promise<Map<string, EventPair> | undefined> {
+  async #completeAll(jobs: CompleteWithCheckpoint[]): Promise<Map<string, EventPair> | undefined> {
     const commits = this.#commits;
     if (commits === undefined) return undefined;
-    const executions = deleteExecutionsPart(
-      this.#table,
-      jobs.map((j) => j.attempt),
-    );
     try {
-      const { rows } = await commits.query(completeAllQuery(jobs, executions));
+      const { rows } = await commits.query(completeAllQuery(jobs));
       return completedSeqs(rows);
     } catch (err) {
       if ((err as { code?: unknown }).code === COMPLETE_REFUSED) return undefined;
@@ -175,7 +143,6 @@ export class Settler {
     row: ClaimRow,
     type: Pick<AnyJobType, 'backoff'>,
     token: string,
-    attempt: ExecutionAttempt,
     why: 'budget' | 'shutdown' | 'type-busy',
     log: Logger,
   ): Promise<void> {
@@ -193,7 +160,6 @@ export class Settler {
       if (!(await releaseLease(c, { jobId: row.id, token, execution: next }))) throw new JobStopped('lease-lost');
       // At shutdown (or with no slot) the job waits for a worker; at the end of a budget it carries on at once.
       if (why !== 'budget') await returnToPendingIfRunning(c, row.id, { announce: true });
-      await completeExecution(this.#boss, c, attempt, { handedOver: next, reason: why });
       return true;
     }).catch((err: unknown) => {
       if (err instanceof JobStopped) return false;
@@ -217,9 +183,9 @@ export class Settler {
   async onStop(
     err: unknown,
     signal: AbortSignal,
-    s: { row: ClaimRow; type: AnyJobType; token: string; attempt: ExecutionAttempt; log: Logger },
+    s: { row: ClaimRow; type: AnyJobType; token: string; log: Logger },
   ): Promise<void> {
-    const { row, type, token, attempt, log } = s;
+    const { row, type, token, log } = s;
     const reason: StopReason | undefined =
       err instanceof JobStopped
         ? err.reason
@@ -231,15 +197,13 @@ export class Settler {
       return;
     }
     if (reason === 'shutdown') {
-      await this.handOver(row, type, token, attempt, 'shutdown', log);
+      await this.handOver(row, type, token, 'shutdown', log);
       return;
     }
     if (reason === 'timeout') {
-      const failed = await withTransaction(this.#pool, async (c) => {
-        const out = await failOnTimeLimit(c, { row, token, limit: 'timeout', announce: false });
-        if (out !== undefined) await completeExecution(this.#boss, c, attempt, { timeLimit: 'timeout' });
-        return out;
-      });
+      const failed = await withTransaction(this.#pool, (c) =>
+        failOnTimeLimit(c, { row, token, limit: 'timeout', announce: false }),
+      );
       if (failed === undefined) this.#leaseLost(row.id, log);
       else {
         if (failed.seq !== undefined) this.#events.publish(row.id, failed.seq);
@@ -252,7 +216,6 @@ export class Settler {
       const ok = await withTransaction(this.#pool, async (c) => {
         if (!(await releaseLease(c, { jobId: row.id, token }))) return false;
         const moved = await cancelIfRunning(c, row.id, { announce: false });
-        await completeExecution(this.#boss, c, attempt, { cancelled: true });
         return { seq: moved?.event_seq };
       });
       if (ok === false) this.#leaseLost(row.id, log);
@@ -269,7 +232,6 @@ export class Settler {
       settleAttempt(c, this.#boss, {
         row,
         token,
-        attempt,
         kind: 'failure',
         error: { message: e.message, name: e.name, permanent },
         final: permanent,

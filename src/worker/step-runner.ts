@@ -18,7 +18,6 @@ import {
   type JobContext,
   type JobTypeDefinition,
 } from '../../packages/sdk/src/index.ts';
-import type { ExecutionAttempt } from './executions.ts';
 import type { GroupCommit } from './group-commit.ts';
 import { JobStopped } from './job-stopped.ts';
 import { LazyTransaction } from './lazy-transaction.ts';
@@ -98,7 +97,6 @@ export class StepRunner {
     row: ClaimRow,
     type: AnyJobType,
     token: string,
-    attempt: ExecutionAttempt,
     signal: AbortSignal,
     log: Logger,
     finished: () => void,
@@ -176,7 +174,7 @@ export class StepRunner {
       await stopIfAborted();
       if (this.#draining() || Date.now() >= budgetEnds) {
         await settle(0);
-        await this.#settler.handOver(row, type, token, attempt, this.#draining() ? 'shutdown' : 'budget', log);
+        await this.#settler.handOver(row, type, token, this.#draining() ? 'shutdown' : 'budget', log);
         return;
       }
       const before = committing.at(-1);
@@ -208,7 +206,7 @@ export class StepRunner {
           signal.throwIfAborted();
           finished();
           const last = { ...r, ...started };
-          await completionSpan(() => this.#settler.complete(tx, row, token, attempt, last, result));
+          await completionSpan(() => this.#settler.complete(tx, row, token, last, result));
           this.#metrics.steps.inc({ type: type.name, outcome: 'finish' });
           log.info('job completed');
           return;
