@@ -269,7 +269,7 @@ export async function replayIfFailed(
     {
       to: 'PENDING',
       from: ['FAILED'],
-      set: `, attempts = 0, lease_losses = 0, execution_id = $2, execution_retry = NULL, dead_lettered_at = NULL,
+      set: `, attempts = 0, lease_losses = 0, execution_id = $2, dead_lettered_at = NULL,
             finished_at = NULL, started_at = NULL, expires_at = NULL, cancel_requested_at = NULL,
             lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL ${f.from === 'start' ? restart : ''}`,
       announce: true,
@@ -298,7 +298,6 @@ export interface ClaimRow extends Pick<
   checkpoint_at: Date | null;
   /** The execution allowed to run the job (the job id for the first one). */
   execution: string;
-  execution_retry: number | null;
   lease_owner: string | null;
   /** A live lease: another execution is (or may still be) running the job. */
   lease_live: boolean;
@@ -326,7 +325,7 @@ const TIME_LIMIT_COLUMNS = `priority,
             COALESCE(status = 'PENDING' AND started_at IS NULL AND expires_at <= now(), false) AS expired`;
 
 const CLAIM_COLUMNS = `id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
-            checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution, execution_retry,
+            checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution,
             lease_owner, COALESCE(lease_token IS NOT NULL AND lease_expires_at > now(), false) AS lease_live,
             COALESCE(lease_token IS NOT NULL AND lease_expires_at <= now(), false) AS lease_lapsed, lease_losses,
             cancel_requested_at IS NOT NULL AS cancel_requested, error_history, trace_context, created_at,
@@ -387,7 +386,7 @@ export function claimFetchedSql(fetch: string, p: number, after: string): string
      -- predate a backlog; the fetch's one plan (src/worker/fetcher.ts FETCH_SESSION) must not.
      seen AS MATERIALIZED (SELECT j.ctid AS row_at, j.* FROM jobs j WHERE j.id = ANY (ARRAY(SELECT job_id FROM named))),
      pick AS (
-       SELECT j.row_at, j.id, j.type, f.id AS execution, f."retryCount" AS execution_retry,
+       SELECT j.row_at, j.id, j.type, f.id AS execution,
               -- A continuation carries on the same attempt; a first execution or a retry is a new attempt.
               CASE WHEN f.data ->> 'cont' = 'true' AND f."retryCount" = 0 THEN greatest(1, j.attempts) ELSE j.attempts + 1 END AS attempts,
               row_number() OVER (PARTITION BY j.type ORDER BY j.priority DESC, j.created_at) AS n
@@ -397,7 +396,7 @@ export function claimFetchedSql(fetch: string, p: number, after: string): string
     to: 'RUNNING',
     from: ['PENDING'],
     set: `, lease_token = gen_random_uuid(), lease_owner = $${p}, lease_expires_at = now() + make_interval(secs => $${p + 1}),
-              attempts = k.attempts, execution_id = k.execution, execution_retry = k.execution_retry,
+              attempts = k.attempts, execution_id = k.execution,
               started_at = COALESCE(j.started_at, statement_timestamp())`,
     using: 'pick k, room r',
     where: `j.ctid = k.row_at AND j.id = k.id AND r.type = j.type AND k.n <= r.room AND ${CLAIMABLE_SQL('k.execution')}`,
@@ -444,15 +443,14 @@ export async function takeLease(
     leaseSeconds: number;
     attempts: number;
     execution: string;
-    executionRetry: number;
   },
 ): Promise<void> {
   await db.query({
     name: STATEMENTS.lease,
     text: `UPDATE jobs SET lease_token = $2, lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4),
-            attempts = $5, execution_id = $6, execution_retry = $7, started_at = COALESCE(started_at, now()), updated_at = now()
+            attempts = $5, execution_id = $6, started_at = COALESCE(started_at, now()), updated_at = now()
       WHERE id = $1`,
-    values: [f.jobId, f.token, f.owner, f.leaseSeconds, f.attempts, f.execution, f.executionRetry],
+    values: [f.jobId, f.token, f.owner, f.leaseSeconds, f.attempts, f.execution],
   });
 }
 
@@ -815,7 +813,7 @@ export async function lockExpiredLeases(
 ): Promise<Array<ClaimRow & { lease_token: string }>> {
   const { rows } = await db.query<ClaimRow & { lease_token: string }>(
     `SELECT id, tenant_id, type, status, input, metadata, attempts, max_attempts, processed, total,
-            checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution, execution_retry,
+            checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution,
             lease_owner, false AS lease_live, true AS lease_lapsed, lease_losses, cancel_requested_at IS NOT NULL AS cancel_requested,
             error_history, trace_context, created_at, ${TIME_LIMIT_COLUMNS}, lease_token
        FROM jobs WHERE status = 'RUNNING' AND lease_expires_at < now()

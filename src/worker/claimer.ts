@@ -176,7 +176,6 @@ export class Claimer {
           leaseSeconds: this.#leaseSeconds,
           attempts,
           execution: attempt.id,
-          executionRetry: attempt.retryCount,
         });
         await deleteExecutions(c, this.#table, [attempt]);
         const seq = row.status === 'PENDING' ? await startIfPending(c, jobId) : undefined;
