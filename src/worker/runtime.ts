@@ -3,8 +3,9 @@
  * fetcher (fetcher.ts) hands it executions as slots free up; each execution is claimed under a fresh
  * lease token (claimer.ts), runs its type's `start`, `chunk`… and `finish` with a fenced checkpoint
  * after every step (step-runner.ts), and ends through the settler (settler.ts): the job ends (COMPLETED,
- * FAILED, CANCELLED), the attempt fails (pg-boss retries it with backoff or dead-letters it), or the
- * execution hands over to a follow-up execution at the end of its time budget or at shutdown.
+ * FAILED, CANCELLED), the attempt fails (a retry is sent to start after the backoff, or a dead
+ * letter), or the execution hands over to a follow-up execution at the end of its time budget or at
+ * shutdown.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
