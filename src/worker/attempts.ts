@@ -15,6 +15,7 @@ import {
 } from '../jobs/lifecycle.ts';
 import type { AttemptError } from '../jobs/model.ts';
 import {
+  backoffBaseSeconds,
   completeExecution,
   deadLetterExecution,
   failExecution,
@@ -119,7 +120,7 @@ export function retryDelaySeconds(
   attempts: number,
   random: number = Math.random(),
 ): number {
-  const base = Math.max(1, backoff.initialSeconds * 2 ** Math.max(0, attempts - 1));
+  const base = Math.max(1, backoffBaseSeconds(backoff, attempts));
   return Math.max(1, Math.round(Math.min(backoff.maxSeconds, base * (1 + random))));
 }
 

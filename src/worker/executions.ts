@@ -39,11 +39,16 @@ export interface NextExecution {
   continuation: boolean;
 }
 
+/** The backoff's base after `attemptsUsed` attempts: the initial delay, doubling with each attempt after the first. */
+export function backoffBaseSeconds(backoff: { initialSeconds: number }, attemptsUsed: number): number {
+  return backoff.initialSeconds * 2 ** Math.max(0, attemptsUsed - 1);
+}
+
 /** Sends the next execution of a job through `db` (the caller's transaction); returns its id. */
 export async function sendExecution(boss: PgBoss, db: Queryable, n: NextExecution): Promise<string> {
   const id = randomUUID();
   const data: ExecutionData = n.continuation ? { jobId: n.jobId, cont: true } : { jobId: n.jobId };
-  const initial = Math.min(n.backoff.maxSeconds, n.backoff.initialSeconds * 2 ** Math.max(0, n.attemptsUsed - 1));
+  const initial = Math.min(n.backoff.maxSeconds, backoffBaseSeconds(n.backoff, n.attemptsUsed));
   await boss.send(QUEUES.jobs, data, {
     id,
     // The tier names the tenant too: a tenant's own running limit is a pg-boss tier limit (src/worker/fetcher.ts).
