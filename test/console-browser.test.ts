@@ -8,6 +8,7 @@ import type { Browser, Page } from 'playwright-core';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from './support/browser.ts';
+import { statusEvents } from './support/realtime.ts';
 import { startReceiver, type Receiver } from './support/receiver.ts';
 import { ADMIN_TOKEN, startTestService, type TestService } from './support/service.ts';
 import { waitFor } from './support/worker.ts';
@@ -49,12 +50,7 @@ async function submit(input: unknown, extra: Record<string, unknown> = {}, key =
 
 /** How many times a job has started running (its RUNNING status events). */
 const runs = async (id: string) =>
-  (
-    await t.service.pool.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM job_events WHERE job_id = $1 AND kind = 'status' AND data->>'status' = 'RUNNING'`,
-      [id],
-    )
-  ).rows[0]?.n;
+  (await statusEvents(t.service.pool, id)).filter((e) => e.status === 'RUNNING').length;
 
 const jobStatus = async (id: string) => ((await (await t.api(`/v1/jobs/${id}`)).json()) as { status: string }).status;
 

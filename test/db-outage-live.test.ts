@@ -12,6 +12,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startOwnPostgres, type OwnPostgres } from './support/own-postgres.ts';
+import { statusEvents } from './support/realtime.ts';
 import { freePort, runLonghaul, runLonghaulToEnd, runNpmStart, type LonghaulProcess } from './support/process.ts';
 import { waitFor } from './support/receiver.ts';
 
@@ -215,10 +216,7 @@ it('an SSE stream across a Postgres stop and start gets every event once, in ord
   const check = new pg.Client({ connectionString: pgServer.url });
   await check.connect();
   try {
-    const { rows } = await check.query<{ seq: number; status: string }>(
-      `SELECT seq, data->>'status' AS status FROM job_events WHERE job_id = $1 AND kind = 'status' ORDER BY seq`,
-      [id],
-    );
+    const rows = await statusEvents(check, id);
     const statuses = rows.map((r) => r.status);
     expect(statuses.at(-1)).toBe('COMPLETED');
     for (const run of [a, b]) {

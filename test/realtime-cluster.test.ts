@@ -9,7 +9,7 @@ import { createTenant, type CreatedTenant } from '../src/tenants/repository.ts';
 import { createPool, type Pool } from '../src/db/pool.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 import { freePort, runLonghaul, type LonghaulProcess } from './support/process.ts';
-import { seqs, SseReader, until, WsReader, type Message } from './support/realtime.ts';
+import { seqs, SseReader, statusEvents, until, WsReader, type Message } from './support/realtime.ts';
 import { spawnWorker, type WorkerProcess } from './support/worker.ts';
 
 let db: TestDatabase;
@@ -106,10 +106,7 @@ it('streams a job run by a worker process to clients on two API processes, over 
   if (resumed === undefined) throw new Error('no resumed stream');
 
   await Promise.all([sseA.ended, resumed.ended, ws.closed]);
-  const { rows: statuses } = await pool.query<{ seq: number }>(
-    `SELECT seq FROM job_events WHERE job_id = $1 AND kind = 'status' ORDER BY seq`,
-    [id],
-  );
+  const statuses = await statusEvents(pool, id);
   const statusSeqs = statuses.map((r) => Number(r.seq));
   for (const m of [sseA.messages, ws.messages]) {
     expect(m[0]?.type).toBe('snapshot');

@@ -10,8 +10,10 @@ import { QUEUES } from '../src/jobs/queues.ts';
 import { withTransaction } from '../src/db/pool.ts';
 import { sendExecution } from '../src/worker/executions.ts';
 import { WorkerMonitor } from '../src/worker/monitor.ts';
+import { readEvents } from '../src/realtime/events.ts';
 import { DEFAULT_BACKOFF } from '../packages/sdk/src/index.ts';
 import { insertJob, secondsFromNow } from './support/jobs.ts';
+import { statusEvents } from './support/realtime.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { FIXTURE_TYPES, waitFor } from './support/worker.ts';
 
@@ -104,15 +106,21 @@ describe('worker runtime', () => {
     expect(done.result).toEqual({ chunks: 5 });
     expect(done.progress).toEqual({ processed: 5, total: 5, percent: 100 });
     expect(done.attempts).toBe(1);
-    // Status changes are rows; the five checkpoints (one per chunk, start's riding with the first chunk's)
-    // each took the next seq and left their progress in the jobs row, the last at seq 6 (sql/041).
+    // The claim's RUNNING event (seq 1) is in the jobs row (sql/098), as are the five checkpoints' (one
+    // per chunk, start's riding with the first chunk's; each took the next seq, the last at 6: sql/041);
+    // COMPLETED is the one row. Streams read all of them in order.
     const events = await progressEvents(j.id);
-    expect(events.map((e) => [e.seq, e.kind, e.data.status])).toEqual([
+    expect(events.map((e) => [e.seq, e.kind, e.data.status])).toEqual([[7, 'status', 'COMPLETED']]);
+    const { rows } = await t.service.pool.query('SELECT event_seq, progress_seq, running_seq FROM jobs WHERE id = $1', [
+      j.id,
+    ]);
+    expect(rows).toEqual([{ event_seq: 7, progress_seq: 6, running_seq: 1 }]);
+    const read = await readEvents(t.service.pool, j.id, 0, 100);
+    expect(read.map((e) => [e.seq, e.kind, (e.data as { status?: string }).status])).toEqual([
       [1, 'status', 'RUNNING'],
+      [6, 'progress', undefined],
       [7, 'status', 'COMPLETED'],
     ]);
-    const { rows } = await t.service.pool.query('SELECT event_seq, progress_seq FROM jobs WHERE id = $1', [j.id]);
-    expect(rows).toEqual([{ event_seq: 7, progress_seq: 6 }]);
     // Its execution was deleted as the job completed, not kept as a pg-boss completion.
     const { rows: executions } = await t.service.pool.query(
       `SELECT state FROM pgboss.job WHERE name = $1 AND data->>'jobId' = $2`,
@@ -136,13 +144,9 @@ describe('worker runtime', () => {
     const done = await until(j.id, 'COMPLETED', 30_000);
     expect(done.attempts).toBe(3);
     // From each failure (the status event back to PENDING) to the next attempt's start (back to RUNNING).
-    const { rows } = await t.service.pool.query<{ status: string; ms: number }>(
-      `SELECT data->>'status' AS status, extract(epoch FROM created_at) * 1000 AS ms
-         FROM job_events WHERE job_id = $1 AND kind = 'status' ORDER BY seq`,
-      [j.id],
-    );
+    const rows = await statusEvents(t.service.pool, j.id);
     expect(rows.map((r) => r.status)).toEqual(['RUNNING', 'PENDING', 'RUNNING', 'PENDING', 'RUNNING', 'COMPLETED']);
-    const gaps = [2, 4].map((i) => Number(rows[i]?.ms) - Number(rows[i - 1]?.ms));
+    const gaps = [2, 4].map((i) => Number(rows[i]?.at) - Number(rows[i - 1]?.at));
     const initialMs = DEFAULT_BACKOFF.initialSeconds * 1000;
     expect(gaps[0]).toBeGreaterThanOrEqual(initialMs);
     expect(gaps[1]).toBeGreaterThanOrEqual(2 * initialMs);

@@ -33,6 +33,19 @@ const STATEMENTS = {
 /** The data of a `status` event, from the jobs row after its update. */
 const STATUS_EVENT_DATA_SQL = `jsonb_build_object('status', status, 'attempts', attempts, 'error', error, 'result', result)`;
 
+/** Whether a claim of the row `j` leaves its `RUNNING` event in the row: the event's error and result are then null. */
+const RUNNING_IN_ROW_SQL = 'j.error IS NULL AND j.result IS NULL';
+
+/**
+ * The `RUNNING` event a claim left in the jobs row `r` (sql/098) as the columns of a job_events row:
+ * what its stored row would hold. It stays there until the job next moves to PENDING, which stores it.
+ */
+export function runningEventSql(r: string): string {
+  return `${r}.id AS job_id, ${r}.running_seq AS seq, 'status'::text AS kind,
+          jsonb_build_object('status', 'RUNNING', 'attempts', ${r}.attempts, 'error', NULL, 'result', NULL) AS data,
+          ${r}.running_at AS created_at`;
+}
+
 /** Announces a moved row's newest event on JOB_EVENTS_CHANNEL (sent on commit), in a SELECT over `u`. */
 export const ANNOUNCE_SQL = `pg_notify('${JOB_EVENTS_CHANNEL}', id::text || ':' || event_seq::text)`;
 
@@ -63,7 +76,9 @@ export interface StatusChange {
  * The one statement shape that changes a job's status: the update of `jobs` (alias `j`), guarded by
  * the state machine (src/jobs/state.ts); its `status` event in job_events; and for a terminal status
  * the lease ended and the webhook delivery written (the outbox: outboxInsertSql of
- * src/webhooks/store.ts), so all of them commit or roll back together.
+ * src/webhooks/store.ts), so all of them commit or roll back together. A claim (to RUNNING) of a row
+ * with no error leaves its event in the row instead (`running_seq`, sql/098), and the next move to
+ * PENDING, which a claim or a replay (the only changes of `attempts`) always follows, stores it.
  */
 export function statusChangeSql(c: StatusChange): string {
   const legal = sourcesOf(c.to);
@@ -72,17 +87,35 @@ export function statusChangeSql(c: StatusChange): string {
     throw new Error(`the state machine has no move from ${from.join(', ') || 'nothing'} to ${c.to}`);
   const terminal = isTerminal(c.to);
   const progressSeq = { before: ', progress_seq = j.event_seq + 1', after: ', progress_seq = j.event_seq + 2' };
+  // The status event's seq, from the row before its update.
+  const statusSeq = `j.event_seq + ${c.progress === 'before' ? 2 : 1}`;
+  const moved: Partial<Record<JobStatus, string>> = {
+    RUNNING: `, running_seq = CASE WHEN ${RUNNING_IN_ROW_SQL} THEN ${statusSeq} END,
+              running_at = CASE WHEN ${RUNNING_IN_ROW_SQL} THEN now() END`,
+    PENDING: ', running_seq = NULL, running_at = NULL',
+  };
   return `WITH ${c.with === undefined ? '' : `${c.with},`} u AS (
        UPDATE jobs j SET status = '${c.to}', event_seq = j.event_seq + ${c.progress === undefined ? 1 : 2}, updated_at = now()
               ${c.progress === undefined ? '' : progressSeq[c.progress]}
               ${terminal ? ', finished_at = now(), lease_token = NULL, lease_expires_at = NULL' : ''}
+              ${moved[c.to] ?? ''}
               ${c.set ?? ''}
               ${c.using === undefined ? '' : `FROM ${c.using}`}
         WHERE ${c.where} AND j.status IN (${from.map((s) => `'${s}'`).join(', ')})
         RETURNING j.*${c.returning === undefined ? '' : `, ${c.returning}`}),
      e AS (
        INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, ${c.progress === 'after' ? 'event_seq - 1' : 'event_seq'}, 'status', ${STATUS_EVENT_DATA_SQL} FROM u)
+       SELECT id, ${c.progress === 'after' ? 'event_seq - 1' : 'event_seq'}, 'status', ${STATUS_EVENT_DATA_SQL} FROM u
+        ${c.to === 'RUNNING' ? 'WHERE running_seq IS NULL' : ''})
+     ${
+       // The RUNNING event the row carried, as it was before this statement (every part of it reads the
+       // same snapshot): only its claim sets it, and a RUNNING or FAILED job is not claimed meanwhile.
+       c.to === 'PENDING'
+         ? `, stored AS (
+       INSERT INTO job_events (job_id, seq, kind, data, created_at)
+       SELECT ${runningEventSql('p')} FROM jobs p WHERE p.id IN (SELECT id FROM u) AND p.running_seq IS NOT NULL)`
+         : ''
+     }
      ${terminal ? `, webhooks AS (${outboxInsertSql('u')})` : ''}
      ${c.after === undefined ? '' : `, ${c.after}`}
      ${c.select}`;

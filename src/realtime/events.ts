@@ -1,11 +1,14 @@
 /**
  * Job events as streams carry them: the SQL that reads them, and the messages a subscriber receives.
  * Status changes are rows of `job_events` (each appended by the status change itself,
- * src/jobs/lifecycle.ts). A job's progress is its jobs row: each checkpoint sets `processed`, `total`
- * and `progress_seq` (the event seq it took) and appends no row, so a read gets every status change
- * and the newest progress, never a superseded one (docs/live-progress.md). Progress rows written before sql/041 are read as they are.
+ * src/jobs/lifecycle.ts), but for a claim's `RUNNING`, which the jobs row carries until the job next
+ * moves to PENDING (`running_seq`, sql/098). A job's progress is its jobs row too: each checkpoint sets
+ * `processed`, `total` and `progress_seq` (the event seq it took) and appends no row, so a read gets
+ * every status change and the newest progress, never a superseded one (docs/live-progress.md).
+ * Progress rows written before sql/041 are read as they are.
  */
 import type { Queryable } from '../db/pool.ts';
+import { runningEventSql } from '../jobs/lifecycle.ts';
 import { JOB_COLUMNS, toResource, type JobResource, type JobRow } from '../jobs/model.ts';
 import type { JobStatus } from '../jobs/state.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
@@ -71,10 +74,15 @@ function progressAfterSql(job: string, after: string): string {
             FROM jobs WHERE id = ${job} AND progress_seq > ${after}`;
 }
 
-/** Every event of job `job` after `after` a stream is sent: the stored ones and the newest progress (unordered). */
+/** Job `job`'s status events after `after`: the stored ones and the RUNNING its row carries (unordered). */
+function statusAfterSql(job: string, after: string, kind: string): string {
+  return `SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = ${job} AND seq > ${after}${kind}
+          UNION ALL SELECT ${runningEventSql('r')} FROM jobs r WHERE r.id = ${job} AND r.running_seq > ${after}`;
+}
+
+/** Every event of job `job` after `after` a stream is sent: the status events and the newest progress (unordered). */
 function eventsAfterSql(job: string, after: string): string {
-  return `SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = ${job} AND seq > ${after}
-          UNION ALL ${progressAfterSql(job, after)}`;
+  return `${statusAfterSql(job, after, '')} UNION ALL ${progressAfterSql(job, after)}`;
 }
 
 function toEvent(r: EventRow): JobEvent {
@@ -149,7 +157,7 @@ export async function readCoalesced(
   limit: number,
 ): Promise<JobEvent[]> {
   const { rows } = await db.query<EventRow>(
-    `(SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = $1 AND seq > $2 AND kind = 'status' ORDER BY seq LIMIT $3)
+    `(SELECT * FROM (${statusAfterSql('$1', '$2', " AND kind = 'status'")}) s ORDER BY seq LIMIT $3)
      UNION ALL
      (SELECT * FROM (SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = $1 AND seq > $2 AND kind = 'progress'
                      UNION ALL ${progressAfterSql('$1', '$2')}) p

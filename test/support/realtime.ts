@@ -1,6 +1,7 @@
 /** Clients and event writers for the live-progress tests: an SSE reader over fetch, a WebSocket collector, checkpoints written as the worker writes them. */
 import type { Queryable } from '../../src/db/pool.ts';
 import { JOB_EVENTS_CHANNEL } from '../../src/jobs/repository.ts';
+import { readEvents } from '../../src/realtime/events.ts';
 import type { TestService } from './service.ts';
 import { transition } from './status.ts';
 
@@ -12,6 +13,20 @@ export interface Message {
   percent?: number | null;
   status?: string;
   job?: { status: string; progress: { processed: number } };
+}
+
+/**
+ * A job's status events as every stream reads them (the stored ones and the RUNNING its row carries,
+ * src/realtime/events.ts), oldest first.
+ */
+export async function statusEvents(
+  db: Queryable,
+  jobId: string,
+): Promise<Array<{ seq: number; status: string; at: Date }>> {
+  const events = await readEvents(db, jobId, 0, 10_000);
+  return events
+    .filter((e) => e.kind === 'status')
+    .map((e) => ({ seq: e.seq, status: String((e.data as { status?: unknown }).status), at: e.createdAt }));
 }
 
 /** Polls `check` until it returns true or the deadline passes. */
