@@ -21,6 +21,7 @@ import {
 } from '../src/jobs/lifecycle.ts';
 import { createTestDatabase, type TestDatabase } from './support/db.ts';
 import { insertJob, leasedTo } from './support/jobs.ts';
+import { statusEvents } from './support/realtime.ts';
 
 let db: TestDatabase;
 let pool: pg.Pool;
@@ -67,14 +68,14 @@ async function runningJobs(
   return jobs;
 }
 
-/** Each job's status, its execution's state (null: deleted) and its events. */
+/** Each job's status, its execution's state (null: deleted) and its status events (as streams read them). */
 async function states(ids: string[]): Promise<Array<{ status: string; execution: string | null; events: number }>> {
-  const { rows } = await pool.query<{ status: string; execution: string | null; events: number }>(
-    `SELECT j.status, b.state AS execution, (SELECT count(*)::int FROM job_events e WHERE e.job_id = j.id) AS events
+  const { rows } = await pool.query<{ id: string; status: string; execution: string | null }>(
+    `SELECT j.id, j.status, b.state AS execution
        FROM jobs j LEFT JOIN pgboss.job b ON b.id = j.id AND b.name = $2 WHERE j.id = ANY($1::uuid[]) ORDER BY j.id`,
     [ids, QUEUES.jobs],
   );
-  return rows;
+  return Promise.all(rows.map(async ({ id, ...r }) => ({ ...r, events: (await statusEvents(pool, id)).length })));
 }
 
 describe('completion of a group of jobs in one statement', () => {

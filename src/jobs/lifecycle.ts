@@ -30,8 +30,9 @@ const STATEMENTS = {
   cancelRunning: 'longhaul_job_cancel_running',
 } as const;
 
-/** The data of a `status` event, from the jobs row after its update. */
-const STATUS_EVENT_DATA_SQL = `jsonb_build_object('status', status, 'attempts', attempts, 'error', error, 'result', result)`;
+/** The data of a `status` event, from the jobs row `r` after its update. */
+const statusEventDataSql = (r: string) =>
+  `jsonb_build_object('status', ${r}.status, 'attempts', ${r}.attempts, 'error', ${r}.error, 'result', ${r}.result)`;
 
 /** Whether a claim of the row `j` leaves its `RUNNING` event in the row: the event's error and result are then null. */
 const RUNNING_IN_ROW_SQL = 'j.error IS NULL AND j.result IS NULL';
@@ -44,6 +45,16 @@ export function runningEventSql(r: string): string {
   return `${r}.id AS job_id, ${r}.running_seq AS seq, 'status'::text AS kind,
           jsonb_build_object('status', 'RUNNING', 'attempts', ${r}.attempts, 'error', NULL, 'result', NULL) AS data,
           ${r}.running_at AS created_at`;
+}
+
+/**
+ * The terminal status event the jobs row `r` carries (sql/099) as the columns of a job_events row: a
+ * finished job's row keeps its status, attempts, error and result, and only a replay moves it on, which
+ * stores the event first.
+ */
+export function finishedEventSql(r: string): string {
+  return `${r}.id AS job_id, ${r}.finished_seq AS seq, 'status'::text AS kind, ${statusEventDataSql(r)} AS data,
+          ${r}.finished_at AS created_at`;
 }
 
 /** Announces a moved row's newest event on JOB_EVENTS_CHANNEL (sent on commit), in a SELECT over `u`. */
@@ -76,9 +87,11 @@ export interface StatusChange {
  * The one statement shape that changes a job's status: the update of `jobs` (alias `j`), guarded by
  * the state machine (src/jobs/state.ts); its `status` event in job_events; and for a terminal status
  * the lease ended and the webhook delivery written (the outbox: outboxInsertSql of
- * src/webhooks/store.ts), so all of them commit or roll back together. A claim (to RUNNING) of a row
- * with no error leaves its event in the row instead (`running_seq`, sql/098), and the next move to
- * PENDING, which a claim or a replay (the only changes of `attempts`) always follows, stores it.
+ * src/webhooks/store.ts), so all of them commit or roll back together. Two events stay in the row
+ * instead of a row of their own: a claim's (to RUNNING) of a row with no error (`running_seq`,
+ * sql/098), and a terminal status's (`finished_seq`, sql/099). The next move to PENDING, which a claim
+ * and a replay (the only changes of `attempts`, and the only way out of a terminal status) always
+ * follow, stores them.
  */
 export function statusChangeSql(c: StatusChange): string {
   const legal = sourcesOf(c.to);
@@ -92,28 +105,36 @@ export function statusChangeSql(c: StatusChange): string {
   const moved: Partial<Record<JobStatus, string>> = {
     RUNNING: `, running_seq = CASE WHEN ${RUNNING_IN_ROW_SQL} THEN ${statusSeq} END,
               running_at = CASE WHEN ${RUNNING_IN_ROW_SQL} THEN now() END`,
-    PENDING: ', running_seq = NULL, running_at = NULL',
+    PENDING: ', running_seq = NULL, running_at = NULL, finished_seq = NULL',
   };
   return `WITH ${c.with === undefined ? '' : `${c.with},`} u AS (
        UPDATE jobs j SET status = '${c.to}', event_seq = j.event_seq + ${c.progress === undefined ? 1 : 2}, updated_at = now()
               ${c.progress === undefined ? '' : progressSeq[c.progress]}
-              ${terminal ? ', finished_at = now(), lease_token = NULL, lease_expires_at = NULL' : ''}
+              ${terminal ? `, finished_at = now(), finished_seq = ${statusSeq}, lease_token = NULL, lease_expires_at = NULL` : ''}
               ${moved[c.to] ?? ''}
               ${c.set ?? ''}
               ${c.using === undefined ? '' : `FROM ${c.using}`}
         WHERE ${c.where} AND j.status IN (${from.map((s) => `'${s}'`).join(', ')})
-        RETURNING j.*${c.returning === undefined ? '' : `, ${c.returning}`}),
-     e AS (
-       INSERT INTO job_events (job_id, seq, kind, data)
-       SELECT id, ${c.progress === 'after' ? 'event_seq - 1' : 'event_seq'}, 'status', ${STATUS_EVENT_DATA_SQL} FROM u
-        ${c.to === 'RUNNING' ? 'WHERE running_seq IS NULL' : ''})
+        RETURNING j.*${c.returning === undefined ? '' : `, ${c.returning}`})
      ${
-       // The RUNNING event the row carried, as it was before this statement (every part of it reads the
-       // same snapshot): only its claim sets it, and a RUNNING or FAILED job is not claimed meanwhile.
+       // A terminal status's event is the row's (finished_seq).
+       terminal
+         ? ''
+         : `, e AS (
+       INSERT INTO job_events (job_id, seq, kind, data)
+       SELECT id, ${c.progress === 'after' ? 'event_seq - 1' : 'event_seq'}, 'status', ${statusEventDataSql('u')} FROM u
+        ${c.to === 'RUNNING' ? 'WHERE running_seq IS NULL' : ''})`
+     }
+     ${
+       // The events the row carried, as it was before this statement (every part of it reads the same
+       // snapshot): only a claim sets running_seq and a terminal status finished_seq, and a job moving
+       // to PENDING (RUNNING or FAILED) is neither claimed nor finished meanwhile.
        c.to === 'PENDING'
          ? `, stored AS (
        INSERT INTO job_events (job_id, seq, kind, data, created_at)
-       SELECT ${runningEventSql('p')} FROM jobs p WHERE p.id IN (SELECT id FROM u) AND p.running_seq IS NOT NULL)`
+       SELECT ${runningEventSql('p')} FROM jobs p WHERE p.id IN (SELECT id FROM u) AND p.running_seq IS NOT NULL
+       UNION ALL
+       SELECT ${finishedEventSql('p')} FROM jobs p WHERE p.id IN (SELECT id FROM u) AND p.finished_seq IS NOT NULL)`
          : ''
      }
      ${terminal ? `, webhooks AS (${outboxInsertSql('u')})` : ''}
