@@ -728,14 +728,15 @@ export const peersBench: BenchModule = {
           const updBefore = await jobsUpdates(db);
           const cp = await checkpointJob(db, svc, tenant.api_key, false);
           const updAfter = await jobsUpdates(db);
+          // Read before the next job: its CHECKPOINT may let Postgres remove this job's WAL segments.
+          ctx.log(
+            `one job of ${CHECKPOINT_STEPS} empty chunks: jobs rows updated ${updAfter.upd - updBefore.upd}, HOT ${updAfter.hot - updBefore.hot}; WAL by relation:\n    ${await walByRelation(db, cp.from, cp.to)}\n  by record type:\n    ${await walByRecord(db, cp.from, cp.to)}`,
+          );
           // Second: workers announce for a while after the last stream ends.
           const watched = await checkpointJob(db, svc, tenant.api_key, true);
           const spanMs = cp.spanMs;
           const cpWal = cp.walPerStep;
           const cpFpi = cp.fpiPerStep;
-          ctx.log(
-            `one job of ${CHECKPOINT_STEPS} empty chunks: jobs rows updated ${updAfter.upd - updBefore.upd}, HOT ${updAfter.hot - updBefore.hot}; WAL by relation:\n    ${await walByRelation(db, cp.from, cp.to)}\n  by record type:\n    ${await walByRecord(db, cp.from, cp.to)}`,
-          );
           rows.push(
             {
               name: `checkpoint of an empty chunk (one job of ${CHECKPOINT_STEPS}), time per step`,
