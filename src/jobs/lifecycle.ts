@@ -38,23 +38,17 @@ const statusEventDataSql = (r: string) =>
 const RUNNING_IN_ROW_SQL = 'j.error IS NULL AND j.result IS NULL';
 
 /**
- * The `RUNNING` event a claim left in the jobs row `r` (sql/098) as the columns of a job_events row:
- * what its stored row would hold. It stays there until the job next moves to PENDING, which stores it.
+ * The status events the jobs row `r` carries, as job_events rows (what their stored rows would hold),
+ * for a CROSS JOIN LATERAL; `seq` is null for one it does not carry. A claim's `RUNNING` (sql/098) and a
+ * terminal status's (sql/099): a finished job's row keeps its status, attempts, error and result. Both
+ * stay there until the job next moves to PENDING, which stores them.
  */
-export function runningEventSql(r: string): string {
-  return `${r}.id AS job_id, ${r}.running_seq AS seq, 'status'::text AS kind,
-          jsonb_build_object('status', 'RUNNING', 'attempts', ${r}.attempts, 'error', NULL, 'result', NULL) AS data,
-          ${r}.running_at AS created_at`;
-}
-
-/**
- * The terminal status event the jobs row `r` carries (sql/099) as the columns of a job_events row: a
- * finished job's row keeps its status, attempts, error and result, and only a replay moves it on, which
- * stores the event first.
- */
-export function finishedEventSql(r: string): string {
-  return `${r}.id AS job_id, ${r}.finished_seq AS seq, 'status'::text AS kind, ${statusEventDataSql(r)} AS data,
-          ${r}.finished_at AS created_at`;
+export function rowStatusEventsSql(r: string): string {
+  return `(SELECT ${r}.id AS job_id, ${r}.running_seq AS seq, 'status'::text AS kind,
+                  jsonb_build_object('status', 'RUNNING', 'attempts', ${r}.attempts, 'error', NULL, 'result', NULL) AS data,
+                  ${r}.running_at AS created_at
+           UNION ALL
+           SELECT ${r}.id, ${r}.finished_seq, 'status', ${statusEventDataSql(r)}, ${r}.finished_at)`;
 }
 
 /** Announces a moved row's newest event on JOB_EVENTS_CHANNEL (sent on commit), in a SELECT over `u`. */
@@ -132,9 +126,8 @@ export function statusChangeSql(c: StatusChange): string {
        c.to === 'PENDING'
          ? `, stored AS (
        INSERT INTO job_events (job_id, seq, kind, data, created_at)
-       SELECT ${runningEventSql('p')} FROM jobs p WHERE p.id IN (SELECT id FROM u) AND p.running_seq IS NOT NULL
-       UNION ALL
-       SELECT ${finishedEventSql('p')} FROM jobs p WHERE p.id IN (SELECT id FROM u) AND p.finished_seq IS NOT NULL)`
+       SELECT e.* FROM jobs p CROSS JOIN LATERAL ${rowStatusEventsSql('p')} e
+        WHERE p.id IN (SELECT id FROM u) AND e.seq IS NOT NULL)`
          : ''
      }
      ${terminal ? `, webhooks AS (${outboxInsertSql('u')})` : ''}

@@ -2,13 +2,14 @@
  * Job events as streams carry them: the SQL that reads them, and the messages a subscriber receives.
  * Status changes are rows of `job_events` (each appended by the status change itself,
  * src/jobs/lifecycle.ts), but for a claim's `RUNNING` and a terminal status, which the jobs row
- * carries until the job next moves to PENDING (`running_seq`, `finished_seq`: sql/098, sql/099). A job's progress is its jobs row too: each checkpoint sets
- * `processed`, `total` and `progress_seq` (the event seq it took) and appends no row, so a read gets
- * every status change and the newest progress, never a superseded one (docs/live-progress.md).
- * Progress rows written before sql/041 are read as they are.
+ * carries until the job next moves to PENDING (`running_seq`, `finished_seq`: sql/098, sql/099). A
+ * job's progress is its jobs row too: each checkpoint sets `processed`, `total` and `progress_seq` (the
+ * event seq it took) and appends no row, so a read gets every status change and the newest progress,
+ * never a superseded one (docs/live-progress.md). Progress rows written before sql/041 are read as
+ * they are.
  */
 import type { Queryable } from '../db/pool.ts';
-import { finishedEventSql, runningEventSql } from '../jobs/lifecycle.ts';
+import { rowStatusEventsSql } from '../jobs/lifecycle.ts';
 import { JOB_COLUMNS, toResource, type JobResource, type JobRow } from '../jobs/model.ts';
 import type { JobStatus } from '../jobs/state.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
@@ -77,8 +78,8 @@ function progressAfterSql(job: string, after: string): string {
 /** Job `job`'s status events after `after`: the stored ones and those its row carries (unordered). */
 function statusAfterSql(job: string, after: string, kind: string): string {
   return `SELECT ${EVENT_COLUMNS} FROM job_events WHERE job_id = ${job} AND seq > ${after}${kind}
-          UNION ALL SELECT ${runningEventSql('r')} FROM jobs r WHERE r.id = ${job} AND r.running_seq > ${after}
-          UNION ALL SELECT ${finishedEventSql('r')} FROM jobs r WHERE r.id = ${job} AND r.finished_seq > ${after}`;
+          UNION ALL SELECT e.* FROM jobs r CROSS JOIN LATERAL ${rowStatusEventsSql('r')} e
+                     WHERE r.id = ${job} AND e.seq > ${after}`;
 }
 
 /** Every event of job `job` after `after` a stream is sent: the status events and the newest progress (unordered). */
