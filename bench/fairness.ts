@@ -79,7 +79,7 @@ export const fairnessBench: BenchModule = {
         // this is the floor of a design without preemption (a slot freeing, then one fetch and claim).
         const floor = await pickups(pool, bClient.post, 100);
         const { rows } = await pool.query<{ pending: number }>(
-          `SELECT count(*)::int AS pending FROM jobs WHERE tenant_id = $1 AND status = 'PENDING'`,
+          `SELECT count(*)::int AS pending FROM jobs WHERE tenant_id = $1 AND phase = 'ACTIVE' AND status = 'PENDING'`,
           [a.id],
         );
         const pending = rows[0]?.pending ?? 0;

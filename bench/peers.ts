@@ -204,7 +204,7 @@ async function longhaulDrain(
   try {
     // The service's start-up is not the jobs' CPU: readings from its readiness, over the jobs left then.
     const { rows: left } = await db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND status IN ('PENDING', 'RUNNING')`,
+      `SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND phase = 'ACTIVE'`,
       [tenant.id],
     );
     const cpu = await cpuFrom(db, () => processCpuSeconds(svc.child.pid));
@@ -212,7 +212,7 @@ async function longhaulDrain(
     await until(
       async () => {
         const { rows } = await db.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND status IN ('PENDING', 'RUNNING')`,
+          `SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1 AND phase = 'ACTIVE'`,
           [tenant.id],
         );
         return rows[0]?.n === 0;

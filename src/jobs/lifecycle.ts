@@ -7,7 +7,14 @@
  * worker that lost its lease (paused, partitioned, presumed dead) changes nothing.
  */
 import type { Queryable, Statement } from '../db/pool.ts';
-import { CANCEL_CHANNEL, JOB_EVENTS_CHANNEL, getJob, lockActiveMatching, type JobFilter } from './repository.ts';
+import {
+  CANCEL_CHANNEL,
+  JOB_EVENTS_CHANNEL,
+  RUNNING_SQL,
+  getJob,
+  lockActiveMatching,
+  type JobFilter,
+} from './repository.ts';
 import { outboxInsertSql } from '../webhooks/store.ts';
 import { JOB_COLUMNS, type AttemptError, type JobRow } from './model.ts';
 import { isTerminal, sourcesOf, TERMINAL_STATUSES, type JobStatus } from './state.ts';
@@ -793,7 +800,7 @@ export async function lockTimeLimitedJobs(
   const { rows } = await db.query<{ id: string; attempts: number; time_limit: 'timeout' | 'expired' }>(
     `SELECT id, attempts, CASE WHEN started_at IS NULL THEN 'expired' ELSE 'timeout' END AS time_limit
        FROM jobs
-      WHERE status = 'PENDING'
+      WHERE phase = 'ACTIVE' AND status = 'PENDING'
         AND ((started_at IS NULL AND expires_at <= now())
           OR (started_at IS NOT NULL AND timeout_seconds IS NOT NULL
               AND started_at + make_interval(secs => timeout_seconds) <= now()))
@@ -813,8 +820,9 @@ export async function setExecution(db: Queryable, jobId: string, execution: stri
  * or RUNNING with no lease (handed over at the end of an execution's budget, its next execution queued),
  * for the fair share (src/worker/fair-share.ts). A tenant's PENDING jobs are counted up to `cap`: the
  * share needs no demand beyond the cluster's slots, and counting a whole backlog at every reading cost
- * time in proportion to it. Found through `jobs_active` (status, tenant_id): the tenants with PENDING
- * jobs by a skip scan, then at most `cap` of each one's; the RUNNING jobs are bounded by the slots.
+ * time in proportion to it. The tenants with active jobs by a skip scan of `jobs_active` (tenant_id,
+ * created_at), then at most `cap` of each one's PENDING jobs there (among them its RUNNING ones, as few
+ * as the slots); the RUNNING jobs are running_jobs's rows (sql/100).
  */
 export async function tenantDemand(
   db: Queryable,
@@ -823,24 +831,25 @@ export async function tenantDemand(
   const { rows } = await db.query<{ tenant_id: string; running: number; waiting: number }>({
     name: 'longhaul_worker_tenant_demand',
     text: `WITH RECURSIVE pending AS (
-             (SELECT tenant_id FROM jobs WHERE status = 'PENDING' ORDER BY tenant_id LIMIT 1)
+             (SELECT tenant_id FROM jobs WHERE phase = 'ACTIVE' ORDER BY tenant_id LIMIT 1)
              UNION ALL
-             SELECT (SELECT j.tenant_id FROM jobs j WHERE j.status = 'PENDING' AND j.tenant_id > p.tenant_id
+             SELECT (SELECT j.tenant_id FROM jobs j WHERE j.phase = 'ACTIVE' AND j.tenant_id > p.tenant_id
                       ORDER BY j.tenant_id LIMIT 1)
                FROM pending p WHERE p.tenant_id IS NOT NULL
            ),
            waiting AS (
-             SELECT p.tenant_id, (SELECT count(*) FROM (SELECT FROM jobs j WHERE j.status = 'PENDING'
+             SELECT p.tenant_id, (SELECT count(*) FROM (SELECT FROM jobs j WHERE j.phase = 'ACTIVE' AND j.status = 'PENDING'
                                    AND j.tenant_id = p.tenant_id LIMIT $1) w)::int AS n
                FROM pending p WHERE p.tenant_id IS NOT NULL
            ),
            running AS (
-             SELECT tenant_id, count(*) FILTER (WHERE lease_token IS NOT NULL)::int AS leased,
-                    count(*) FILTER (WHERE lease_token IS NULL)::int AS unleased
-               FROM jobs WHERE status = 'RUNNING' GROUP BY tenant_id
+             SELECT j.tenant_id, count(*) FILTER (WHERE j.lease_token IS NOT NULL)::int AS leased,
+                    count(*) FILTER (WHERE j.lease_token IS NULL)::int AS unleased
+               FROM jobs j WHERE ${RUNNING_SQL} GROUP BY j.tenant_id
            )
            SELECT tenant_id, coalesce(r.leased, 0) AS running, coalesce(w.n, 0) + coalesce(r.unleased, 0) AS waiting
-             FROM waiting w FULL JOIN running r USING (tenant_id)`,
+             FROM waiting w FULL JOIN running r USING (tenant_id)
+            WHERE w.n > 0 OR r.tenant_id IS NOT NULL`,
     values: [Math.max(1, cap)],
   });
   return new Map(rows.map((r) => [r.tenant_id, { running: r.running, waiting: r.waiting }]));
@@ -848,10 +857,10 @@ export async function tenantDemand(
 
 /**
  * Each tenant's leased RUNNING jobs as (group_id, n), for a statement over pg-boss's executions grouped
- * by tenant: the jobs its workers run now, read through jobs_active.
+ * by tenant: the jobs its workers run now, running_jobs's rows (sql/100).
  */
-export const LEASED_BY_TENANT_SQL = `SELECT tenant_id::text AS group_id, count(*)::int AS n FROM jobs
-     WHERE status = 'RUNNING' AND lease_token IS NOT NULL GROUP BY tenant_id`;
+export const LEASED_BY_TENANT_SQL = `SELECT j.tenant_id::text AS group_id, count(*)::int AS n FROM jobs j
+    WHERE ${RUNNING_SQL} AND j.lease_token IS NOT NULL GROUP BY j.tenant_id`;
 
 /** Running jobs whose lease ran out (their worker died or stalled), locked for the sweeper. */
 export async function lockExpiredLeases(
@@ -863,7 +872,7 @@ export async function lockExpiredLeases(
             checkpoint_cursor, checkpoint_state, checkpoint_at, COALESCE(execution_id, id) AS execution,
             lease_owner, false AS lease_live, true AS lease_lapsed, lease_losses, cancel_requested_at IS NOT NULL AS cancel_requested,
             error_history, trace_context, created_at, ${TIME_LIMIT_COLUMNS}, lease_token
-       FROM jobs WHERE status = 'RUNNING' AND lease_expires_at < now()
+       FROM jobs j WHERE ${RUNNING_SQL} AND lease_expires_at < now()
       ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
     [limit],
   );

@@ -6,6 +6,7 @@
  * the last hour's finished jobs, through the jobs_finished index.
  */
 import type { Queryable } from '../db/pool.ts';
+import { statusIsSql } from './repository.ts';
 import { JOB_STATUSES, type JobStatus } from './state.ts';
 
 /** Exact counts stop here; above it the estimate is shown. */
@@ -64,7 +65,7 @@ export async function jobsOverview(
   // slowest one, not for their sum.
   const statusFigures = Promise.all(
     JOB_STATUSES.map(async (status): Promise<[JobStatus, Figure]> => {
-      const sql = `SELECT 1 FROM jobs WHERE ${scope}status = '${status}'`;
+      const sql = `SELECT 1 FROM jobs WHERE ${scope}${statusIsSql(`'${status}'`)}`;
       return [
         status,
         ACTIVE.has(status)
@@ -94,12 +95,13 @@ export async function jobsOverview(
       ORDER BY m.minute`,
     params,
   );
-  // One probe of each tenant's (status, created_at) index: no index orders every tenant's pending jobs.
+  // One probe of each tenant's active jobs in creation order (jobs_active): no index orders every tenant's pending jobs.
   const oldestPending = db.query<{ since: Date | null }>(
     tenantId === undefined
       ? `SELECT min(p.since) AS since FROM tenants t CROSS JOIN LATERAL (
-           SELECT created_at AS since FROM jobs WHERE tenant_id = t.id AND status = 'PENDING' ORDER BY created_at LIMIT 1) p`
-      : `SELECT min(created_at) AS since FROM jobs WHERE tenant_id = $1 AND status = 'PENDING'`,
+           SELECT created_at AS since FROM jobs WHERE tenant_id = t.id AND phase = 'ACTIVE' AND status = 'PENDING'
+            ORDER BY created_at LIMIT 1) p`
+      : `SELECT min(created_at) AS since FROM jobs WHERE tenant_id = $1 AND phase = 'ACTIVE' AND status = 'PENDING'`,
     params,
   );
   // A replay clears dead_lettered_at, so it marks exactly the dead jobs, and the count reads the
@@ -134,7 +136,7 @@ export interface QueueFigures {
 
 /**
  * The queue's figures at the cost of a few index-bounded reads and planner estimates, whatever the
- * table's size. Active jobs are read through the jobs_active index up to the cap and split by type
+ * table's size. Active jobs are read through the jobs_active index (the RUNNING ones through running_jobs) up to the cap and split by type
  * exactly; past the cap, and for finished jobs always, each (status, type) is the planner's estimate.
  */
 export async function queueFigures(db: Queryable, types: readonly string[]): Promise<QueueFigures> {
@@ -143,7 +145,7 @@ export async function queueFigures(db: Queryable, types: readonly string[]): Pro
   for (const status of JOB_STATUSES) {
     if (ACTIVE.has(status)) {
       const { rows } = await db.query<{ type: string; n: number }>(
-        `SELECT type, count(*)::int AS n FROM (SELECT type FROM jobs WHERE status = $1 LIMIT ${EXACT_COUNT_CAP + 1}) s
+        `SELECT type, count(*)::int AS n FROM (SELECT type FROM jobs WHERE ${statusIsSql('$1::text')} LIMIT ${EXACT_COUNT_CAP + 1}) s
           GROUP BY type ORDER BY type`,
         [status],
       );
@@ -156,7 +158,7 @@ export async function queueFigures(db: Queryable, types: readonly string[]): Pro
       }
     }
     for (const type of types) {
-      const n = await estimate(db, `SELECT 1 FROM jobs WHERE status = '${status}' AND type = $1`, [type]);
+      const n = await estimate(db, `SELECT 1 FROM jobs WHERE ${statusIsSql(`'${status}'`)} AND type = $1`, [type]);
       byStatusType.push({ status, type, n });
     }
     estimated[status] = true;
@@ -169,14 +171,14 @@ export async function queueFigures(db: Queryable, types: readonly string[]): Pro
 }
 
 /** Due PENDING jobs (one delayed into the future is not waiting yet) of the tenant `$1`. */
-const DUE_PENDING = `tenant_id = $1 AND status = 'PENDING' AND (scheduled_for IS NULL OR scheduled_for <= now())`;
+const DUE_PENDING = `tenant_id = $1 AND phase = 'ACTIVE' AND status = 'PENDING' AND (scheduled_for IS NULL OR scheduled_for <= now())`;
 /** How many of each tenant's oldest pending jobs longestWait reads before it knows the answer. */
 const WAIT_PROBE = 16;
 
 /**
  * Seconds the longest-waiting due PENDING job has waited, since greatest(updated_at, scheduled_for).
  * No job waits since before its creation, so each tenant's pending jobs are read in creation order
- * (its (tenant_id, status, created_at) index) and the read can stop at the first job created after the
+ * (jobs_active, by tenant and creation) and the read can stop at the first job created after the
  * longest wait seen: a few rows per tenant instead of a sort of the whole backlog. A tenant whose first
  * rows do not settle it (jobs created long ago and queued again recently) is read in full. 0: none waits.
  */

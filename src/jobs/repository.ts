@@ -5,7 +5,7 @@
 import type { Queryable } from '../db/pool.ts';
 import type { Json } from '../../packages/sdk/src/index.ts';
 import { JOB_COLUMNS, type JobRow } from './model.ts';
-import type { JobStatus } from './state.ts';
+import { JOB_PHASES, type JobStatus } from './state.ts';
 
 /** Channel on which every job event is announced as `jobId:seq` (the payload stays small). */
 export const JOB_EVENTS_CHANNEL = 'longhaul_job_events';
@@ -47,12 +47,34 @@ export interface JobFilter {
   metadata?: Record<string, Json> | undefined;
 }
 
+/**
+ * The ids of the RUNNING jobs: running_jobs (sql/100), as small as the cluster's slots, read whole, so
+ * that their jobs are found by primary key. A plan made while the tables are small (a generic one, kept)
+ * must not walk the jobs to find them.
+ */
+const RUNNING_IDS_SQL = 'ARRAY(SELECT job_id FROM running_jobs)';
+
+/** The condition that the job `j` is RUNNING (RUNNING_IDS_SQL). */
+export const RUNNING_SQL = `j.id = ANY (${RUNNING_IDS_SQL}) AND j.status = 'RUNNING'`;
+
+/**
+ * The condition that a job has the status `s` (SQL text: a literal, or a parameter planned with its
+ * value), in the form the indexes serve. No index names `status`, so that a claim (PENDING → RUNNING)
+ * changes no indexed column and is a HOT update (sql/100): `phase`, indexed in its place, is the status
+ * with PENDING and RUNNING both ACTIVE, and the RUNNING jobs are found through RUNNING_IDS_SQL rather
+ * than by walking a backlog of PENDING jobs.
+ */
+export function statusIsSql(s: string): string {
+  return `(status = ${s} AND phase = CASE WHEN ${s} IN ('PENDING', 'RUNNING') THEN 'ACTIVE' ELSE ${s} END
+           AND (${s} <> 'RUNNING' OR id = ANY (${RUNNING_IDS_SQL})))`;
+}
+
 /** The JobFilter's conditions on `jobs`, over parameters $2–$10 (jobFilterValues). */
-const FILTER_SQL = `($2::text IS NULL OR status = $2)
+const FILTER_SQL = `($2::text IS NULL OR ${statusIsSql('$2')})
         AND ($3::text IS NULL OR type = $3)
         AND ($4::timestamptz IS NULL OR created_at >= $4)
         AND ($5::timestamptz IS NULL OR created_at < $5)
-        AND ($6::boolean IS NULL OR $6 = (status = 'PENDING' AND scheduled_for IS NOT NULL AND scheduled_for > now()))
+        AND ($6::boolean IS NULL OR $6 = (phase = 'ACTIVE' AND status = 'PENDING' AND scheduled_for IS NOT NULL AND scheduled_for > now()))
         AND ($7::int IS NULL OR priority = $7)
         AND ($8::uuid IS NULL OR schedule_id = $8)
         AND ($9::jsonb IS NULL OR metadata @> $9)`;
@@ -82,15 +104,30 @@ export interface JobPage {
   next: { createdAt: string; id: string } | null;
 }
 
-/** One tenant's page, as a subquery over $1 = the tenant; the filters are $2..$9, the position $10–$11, the page size $12. */
-const TENANT_PAGE_SQL = (tenant: string) => `SELECT ${JOB_COLUMNS},
+/**
+ * One tenant's page, as a subquery over $1 = the tenant; the filters are $2..$9, the position $10–$11,
+ * the page size $12. `phase`: only the jobs in it; each phase's jobs are in creation order in
+ * jobs_tenant_phase_created.
+ */
+const PHASE_PAGE_SQL = (tenant: string, phase: string) => `SELECT ${JOB_COLUMNS},
             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key
        FROM jobs
-      WHERE tenant_id = ${tenant}
+      WHERE tenant_id = ${tenant}${phase === '' ? '' : ` AND phase = '${phase}'`}
         AND ${FILTER_SQL}
         AND ($10::timestamptz IS NULL OR (created_at, id) < ($10::timestamptz, $11::uuid))
       ORDER BY created_at DESC, id DESC
       LIMIT $12`;
+
+/**
+ * One tenant's page. By status, through `phase`, or by type, through jobs_tenant_type_created, it is read
+ * in order from one index; otherwise each phase's page is read in order and the pages merged (no index
+ * orders all of a tenant's jobs: one more index entry for every job's every non-HOT update).
+ */
+function tenantPageSql(tenant: string, f: JobFilter): string {
+  if (f.status !== undefined || f.type !== undefined) return PHASE_PAGE_SQL(tenant, '');
+  return `SELECT * FROM (${JOB_PHASES.map((phase) => `(${PHASE_PAGE_SQL(tenant, phase)})`).join(' UNION ALL ')}) p
+      ORDER BY created_at DESC, id DESC LIMIT $12`;
+}
 
 /**
  * Newest first; keyset pagination on (created_at, id), so pages are stable under inserts. Without a
@@ -100,9 +137,9 @@ const TENANT_PAGE_SQL = (tenant: string) => `SELECT ${JOB_COLUMNS},
 export async function listJobs(db: Queryable, tenantId: string | undefined, f: ListFilter): Promise<JobPage> {
   const text =
     tenantId === undefined
-      ? `SELECT p.* FROM tenants t CROSS JOIN LATERAL (${TENANT_PAGE_SQL('t.id')}) p
+      ? `SELECT p.* FROM tenants t CROSS JOIN LATERAL (${tenantPageSql('t.id', f)}) p
           WHERE $1::uuid IS NULL ORDER BY p.created_at DESC, p.id DESC LIMIT $12`
-      : TENANT_PAGE_SQL('$1');
+      : tenantPageSql('$1', f);
   const { rows } = await db.query<JobRow & { created_key: string }>(text, [
     tenantId ?? null,
     ...filterValues(f),
@@ -160,7 +197,7 @@ export async function lockActiveMatching(
   const { rows } = await db.query<{ id: string; status: JobStatus }>(
     `SELECT id, status FROM jobs
       WHERE tenant_id = $1 AND ${FILTER_SQL}
-        AND (status = 'PENDING' OR (status = 'RUNNING' AND cancel_requested_at IS NULL))
+        AND phase = 'ACTIVE' AND (status = 'PENDING' OR (status = 'RUNNING' AND cancel_requested_at IS NULL))
       ORDER BY created_at, id
       LIMIT $10 FOR UPDATE`,
     [tenantId, ...filterValues(f), limit],
@@ -189,7 +226,7 @@ export async function stalledJobs(
   const { rows } = await db.query<StalledJob>(
     `SELECT j.id, j.type, j.tenant_id, extract(epoch FROM now() - j.updated_at)::float8 AS idle, j.processed
        FROM jobs j JOIN unnest($1::text[], $2::float8[]) AS t(type, secs) ON t.type = j.type
-      WHERE j.status = 'RUNNING' AND j.lease_expires_at > now() AND j.updated_at < now() - make_interval(secs => t.secs)`,
+      WHERE ${RUNNING_SQL} AND j.lease_expires_at > now() AND j.updated_at < now() - make_interval(secs => t.secs)`,
     [stallAfter.map((s) => s.type), stallAfter.map((s) => s.seconds)],
   );
   return rows;
@@ -206,7 +243,7 @@ export async function longPending(
   const { rows } = await db.query<{ n: number; oldest: string | null; waited: number | null }>(
     `SELECT count(*)::int AS n, (array_agg(id ORDER BY updated_at))[1]::text AS oldest,
             max(extract(epoch FROM now() - greatest(updated_at, scheduled_for)))::float8 AS waited
-       FROM jobs WHERE status = 'PENDING' AND greatest(updated_at, scheduled_for) < now() - make_interval(secs => $1)`,
+       FROM jobs WHERE phase = 'ACTIVE' AND status = 'PENDING' AND greatest(updated_at, scheduled_for) < now() - make_interval(secs => $1)`,
     [seconds],
   );
   return rows[0] ?? { n: 0, oldest: null, waited: null };

@@ -5,6 +5,12 @@ export type JobStatus = (typeof JOB_STATUSES)[number];
 export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
 
 /**
+ * A job's phase, the jobs column indexed in place of its status (sql/100): the status, with PENDING and
+ * RUNNING both ACTIVE, so that a claim (PENDING → RUNNING) changes no indexed column.
+ */
+export const JOB_PHASES = ['ACTIVE', 'COMPLETED', 'FAILED', 'CANCELLED'] as const;
+
+/**
  * Legal transitions. RUNNING → PENDING is a retry waiting for its backoff or a job whose worker died;
  * FAILED → PENDING is an operator's replay from the dead-letter queue.
  */

@@ -167,7 +167,7 @@ export async function admit(db: Queryable, gate: SubmissionGate, created: number
   if (gate.maxPending !== null) {
     const { rows } = await db.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM (
-         SELECT 1 FROM jobs WHERE tenant_id = $1 AND status = 'PENDING' LIMIT $2) s`,
+         SELECT 1 FROM jobs WHERE tenant_id = $1 AND phase = 'ACTIVE' AND status = 'PENDING' LIMIT $2) s`,
       [gate.tenantId, gate.maxPending + 1],
     );
     const pending = rows[0]?.n ?? 0;

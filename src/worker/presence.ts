@@ -6,6 +6,7 @@
  */
 import { hostname } from 'node:os';
 import type { Queryable } from '../db/pool.ts';
+import { RUNNING_SQL } from '../jobs/repository.ts';
 import type { Logger } from '../observability/logger.ts';
 import { readGauge, type Registry } from '../observability/metrics.ts';
 
@@ -31,7 +32,7 @@ export async function listWorkers(
     `SELECT w.id, w.host, w.pid, w.started_at, w.concurrency, w.job_types, w.heartbeat_at,
             coalesce((SELECT jsonb_agg(jsonb_build_object('id', j.id, 'type', j.type, 'tenant_id', j.tenant_id) ORDER BY j.started_at)
                         FROM jobs j
-                       WHERE j.status = 'RUNNING' AND j.lease_owner = w.id AND ($2::uuid IS NULL OR j.tenant_id = $2)), '[]') AS running
+                       WHERE ${RUNNING_SQL} AND j.lease_owner = w.id AND ($2::uuid IS NULL OR j.tenant_id = $2)), '[]') AS running
        FROM workers w
       WHERE w.heartbeat_at > now() - make_interval(secs => $1)
       ORDER BY w.started_at, w.id`,

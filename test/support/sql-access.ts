@@ -112,11 +112,38 @@ export interface Access {
   readers: string[];
 }
 
-/** For each table sql/ creates: the files whose SQL writes it, and the other files whose SQL reads it. */
+/**
+ * Tables that a trigger function of sql/ writes, each with the table whose changes fire it: a write to
+ * that table is a write to them, so their writers are its writers.
+ */
+export function triggerWritten(): Map<string, string> {
+  const functions = new Map<string, Write[]>();
+  const written = new Map<string, string>();
+  for (const file of readdirSync(path.join(ROOT, 'sql')).sort()) {
+    const text = readFileSync(path.join(ROOT, 'sql', file), 'utf8');
+    for (const m of text.matchAll(
+      /CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(\w+)\s*\(\)\s*RETURNS\s+trigger\b[^$]*\$\$([\s\S]*?)\$\$/gi,
+    ))
+      functions.set((m[1] as string).toLowerCase(), writesIn(m[2] as string));
+    for (const m of text.matchAll(
+      /CREATE\s+TRIGGER\s+\w+\s+[^;]*?\bON\s+(\w+)[^;]*?\bEXECUTE\s+(?:FUNCTION|PROCEDURE)\s+(\w+)/gi,
+    ))
+      for (const w of functions.get((m[2] as string).toLowerCase()) ?? [])
+        written.set(w.table, (m[1] as string).toLowerCase());
+  }
+  return written;
+}
+
+/**
+ * For each table sql/ creates: the files whose SQL writes it (for a table a trigger writes, those that
+ * write the table the trigger is on), and the other files whose SQL reads it.
+ */
 export function access(files = sources()): Access[] {
+  const byTrigger = triggerWritten();
   return [...tables()].map(([table, created]) => {
     const reads = new RegExp(`\\b(FROM|JOIN)\\s+${table}\\b`, 'i');
-    const writers = files.filter((f) => f.writes.some((w) => w.table === table)).map((f) => f.name);
+    const firing = byTrigger.get(table) ?? table;
+    const writers = files.filter((f) => f.writes.some((w) => w.table === firing)).map((f) => f.name);
     const readers = files.filter((f) => !writers.includes(f.name) && reads.test(f.code)).map((f) => f.name);
     return { table, created, writers, readers };
   });
