@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool, type Pool } from '../src/db/pool.ts';
+import { TENANT_DEMAND } from '../src/jobs/lifecycle.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { fetchExecutions, queueTable, type FetchedExecution } from '../src/worker/fair-fetch.ts';
@@ -28,7 +29,8 @@ afterAll(async () => t.stop());
 
 /**
  * `pool`, calling `onQuery` with the name of each named statement it runs (before running it) and
- * `onDone` once it has returned; `onQuery` may hold the statement back by returning a promise.
+ * `onDone` once it has returned; `onQuery` may hold the statement back by returning a promise. A
+ * statement planned at each run has no name: its text begins with it as a comment (`/* name *\/`).
  */
 function observedPool(
   pool: Pool,
@@ -43,10 +45,15 @@ function observedPool(
       if (prop !== 'query') return fn.bind(target);
       return async (...args: unknown[]) => {
         const config = args[0];
-        const name =
+        const named =
           typeof config === 'object' && config !== null && 'name' in config && typeof config.name === 'string'
             ? config.name
+            : undefined;
+        const text =
+          typeof config === 'object' && config !== null && 'text' in config && typeof config.text === 'string'
+            ? config.text
             : '';
+        const name = named ?? /^\/\* (\w+) \*\//.exec(text)?.[1] ?? '';
         await onQuery(name);
         const result: unknown = await fn.apply(target, args);
         onDone(name);
@@ -55,8 +62,6 @@ function observedPool(
     },
   });
 }
-
-const DEMAND = 'longhaul_worker_tenant_demand';
 
 /** Submits a one-chunk synthetic job (as the tenant of `key`, else the service's tenant); answers its id. */
 async function submitJob(key?: string): Promise<string> {
@@ -152,7 +157,7 @@ describe('fetcher', () => {
     let firstRead: () => void = () => undefined;
     const read = new Promise<void>((resolve) => (firstRead = resolve));
     const { launched, launchedWhen, stop } = await startFetcher(
-      observedPool(t.service.pool, (name) => name === DEMAND && firstRead()),
+      observedPool(t.service.pool, (name) => name === TENANT_DEMAND && firstRead()),
       () => 4,
     );
     try {
@@ -191,7 +196,7 @@ describe('fetcher', () => {
         t.service.pool,
         () => void (firstReadLeft > 0 && --firstReadLeft === 0 && firstRead()),
         (name) => {
-          if (name !== DEMAND) return undefined;
+          if (name !== TENANT_DEMAND) return undefined;
           if (readings++ > 0) return held;
           firstReadLeft = 3;
           return undefined;
@@ -317,7 +322,7 @@ describe('fetcher, readings as jobs end', () => {
       () => undefined,
       (name) => {
         // Counted as the reading is sent: a reading a fetch's decision begins is counted before that fetch runs.
-        if (name === DEMAND) readings++;
+        if (name === TENANT_DEMAND) readings++;
         return undefined;
       },
     );

@@ -815,6 +815,9 @@ export async function setExecution(db: Queryable, jobId: string, execution: stri
   await db.query('UPDATE jobs SET execution_id = $2 WHERE id = $1', [jobId, execution]);
 }
 
+/** The name of the demand reading (tenantDemand), at the start of its text. */
+export const TENANT_DEMAND = 'longhaul_worker_tenant_demand';
+
 /**
  * Per tenant with active jobs, its jobs running (leased) and its jobs waiting for a worker: PENDING,
  * or RUNNING with no lease (handed over at the end of an execution's budget, its next execution queued),
@@ -822,15 +825,17 @@ export async function setExecution(db: Queryable, jobId: string, execution: stri
  * share needs no demand beyond the cluster's slots, and counting a whole backlog at every reading cost
  * time in proportion to it. The tenants with active jobs by a skip scan of `jobs_active` (tenant_id,
  * created_at), then at most `cap` of each one's PENDING jobs there (among them its RUNNING ones, as few
- * as the slots); the RUNNING jobs are running_jobs's rows (sql/100).
+ * as the slots); the RUNNING jobs are running_jobs's rows (sql/100). Planned at each reading, not
+ * prepared: a plan kept from a start with few jobs read all of them for the RUNNING ones at every
+ * reading once a backlog came (`test/running-jobs.test.ts`). Its text begins with its name as a comment
+ * (TENANT_DEMAND), which `pg_stat_activity` shows and the fetcher's tests watch for.
  */
 export async function tenantDemand(
   db: Queryable,
   cap: number,
 ): Promise<Map<string, { running: number; waiting: number }>> {
   const { rows } = await db.query<{ tenant_id: string; running: number; waiting: number }>({
-    name: 'longhaul_worker_tenant_demand',
-    text: `WITH RECURSIVE pending AS (
+    text: `/* ${TENANT_DEMAND} */ WITH RECURSIVE pending AS (
              (SELECT tenant_id FROM jobs WHERE phase = 'ACTIVE' ORDER BY tenant_id LIMIT 1)
              UNION ALL
              SELECT (SELECT j.tenant_id FROM jobs j WHERE j.phase = 'ACTIVE' AND j.tenant_id > p.tenant_id

@@ -39,6 +39,15 @@ export const TYPE_BUSY_DELAY_SECONDS = 1;
 /** Connections of the completions' pool (group commits run one batch at a time; one spare for a broken one). */
 const COMMIT_POOL_MAX = 2;
 
+/**
+ * The settings of the completions' connections. Their one statement finds its jobs by id, and Postgres
+ * keeps a generic plan of it after a few runs: one made while the jobs table was small read it whole,
+ * and went on reading it whole at every completion once a backlog came (the fairness bench showed it).
+ * As on the fetch's connection (src/worker/fetcher.ts FETCH_SESSION), no plan reads a table whole
+ * where it has an index.
+ */
+const COMMIT_SESSION = { enable_seqscan: 'off' } as const;
+
 export class Settler {
   readonly #pool: Pool;
   readonly #boss: PgBoss;
@@ -74,7 +83,7 @@ export class Settler {
 
   /** Opens the completions' connections. */
   open(databaseUrl: string): void {
-    this.#commits = createPool(databaseUrl, COMMIT_POOL_MAX, 'longhaul-worker-commit');
+    this.#commits = createPool(databaseUrl, COMMIT_POOL_MAX, 'longhaul-worker-commit', COMMIT_SESSION);
   }
 
   async close(): Promise<void> {
