@@ -108,13 +108,13 @@ export interface JobPage {
 
 /**
  * One tenant's page, as a subquery over $1 = the tenant; the filters are $2..$9, the position $10–$11,
- * the page size $12. `phase`: only the jobs in it; each phase's jobs are in creation order in
- * jobs_tenant_phase_created.
+ * the page size $12. `phase`: only the jobs in it (each phase's jobs are in creation order in
+ * jobs_tenant_phase_created); none: every phase's.
  */
-const PHASE_PAGE_SQL = (tenant: string, phase: string) => `SELECT ${JOB_COLUMNS},
+const PHASE_PAGE_SQL = (tenant: string, phase?: string) => `SELECT ${JOB_COLUMNS},
             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key
        FROM jobs
-      WHERE tenant_id = ${tenant}${phase === '' ? '' : ` AND phase = '${phase}'`}
+      WHERE tenant_id = ${tenant}${phase === undefined ? '' : ` AND phase = '${phase}'`}
         AND ${FILTER_SQL}
         AND ($10::timestamptz IS NULL OR (created_at, id) < ($10::timestamptz, $11::uuid))
       ORDER BY created_at DESC, id DESC
@@ -126,7 +126,7 @@ const PHASE_PAGE_SQL = (tenant: string, phase: string) => `SELECT ${JOB_COLUMNS}
  * orders all of a tenant's jobs: one more index entry for every job's every non-HOT update).
  */
 function tenantPageSql(tenant: string, f: JobFilter): string {
-  if (f.status !== undefined || f.type !== undefined) return PHASE_PAGE_SQL(tenant, '');
+  if (f.status !== undefined || f.type !== undefined) return PHASE_PAGE_SQL(tenant);
   return `SELECT * FROM (${JOB_PHASES.map((phase) => `(${PHASE_PAGE_SQL(tenant, phase)})`).join(' UNION ALL ')}) p
       ORDER BY created_at DESC, id DESC LIMIT $12`;
 }
