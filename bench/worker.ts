@@ -47,7 +47,7 @@ async function checkpointRows(pool: pg.Pool, tenantId: string): Promise<BenchRow
   // wrote nothing through ctx.db checkpoints through the group commit (cp); one that did commits its
   // own transaction with a single-job checkpoint (alone).
   const events = new JobEventsPublisher(pool, createLogger('warn'));
-  const group = checkpointGroup(pool);
+  const group = checkpointGroup(() => pool);
   let n = 0;
   const checkpoint = (write: (w: CheckpointWrite) => Promise<number | undefined>) => async (i: number) => {
     const j = jobs[i];

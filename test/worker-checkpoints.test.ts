@@ -82,7 +82,7 @@ describe('checkpoint writes', () => {
     const stale = randomUUID();
     const current = randomUUID();
     await insertJob(pool, tenantId, { id, ...leasedTo(current), event_seq: 2, checkpoint_at: new Date() });
-    const group = checkpointGroup(pool);
+    const group = checkpointGroup(() => pool);
     const w = (token: string, cursor: number): CheckpointWrite => ({
       jobId: id,
       token,

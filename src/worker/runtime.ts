@@ -158,7 +158,7 @@ export class WorkerRuntime {
     this.#settler = new Settler({ ...common, maxLeaseLosses: opts.maxLeaseLosses });
     this.#steps = new StepRunner({
       ...common,
-      checkpoints: checkpointGroup(this.#pool),
+      checkpoints: checkpointGroup(() => this.#settler.groupCommits()),
       settler: this.#settler,
       leaseSeconds: opts.leaseSeconds,
       executionBudgetSeconds: opts.executionBudgetSeconds,

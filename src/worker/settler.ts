@@ -6,7 +6,7 @@
  * A statement whose fence refuses means the lease was lost: the job is abandoned, never written.
  */
 import type { PgBoss } from 'pg-boss';
-import { createPool, withTransaction, type Pool } from '../db/pool.ts';
+import { createPool, withTransaction, type Pool, type Queryable } from '../db/pool.ts';
 import type { JobEventsPublisher } from '../jobs/events-publisher.ts';
 import type { Logger } from '../observability/logger.ts';
 import { DEFAULT_BACKOFF, isPermanentError, type AnyJobType, type Json } from '../../packages/sdk/src/index.ts';
@@ -36,17 +36,20 @@ import { settleAttempt } from './attempts.ts';
 /** A job whose type is at its concurrency limit in this process is handed back for this long. */
 export const TYPE_BUSY_DELAY_SECONDS = 1;
 
-/** Connections of the completions' pool (group commits run one batch at a time; one spare for a broken one). */
-const COMMIT_POOL_MAX = 2;
+/**
+ * Connections of the group commits' pool: the completions and the checkpoints each run one batch at a
+ * time, and one spare for a broken one.
+ */
+const COMMIT_POOL_MAX = 3;
 
 /**
- * The settings of the completions' connections. Their one statement finds its jobs by id, and Postgres
- * keeps a generic plan of it after a few runs: one made while the jobs table was small read it whole,
- * and went on reading it whole at every completion once a backlog came (the fairness bench showed it).
- * As on the fetch's connection (src/worker/fetcher.ts FETCH_SESSION), no plan reads a table whole
- * where it has an index.
+ * The settings of the group commits' connections (the completions here, the checkpoints through
+ * groupCommits()). Their statements find their jobs by id, and Postgres keeps a generic plan of each
+ * after a few runs: one made while the jobs table was small read it whole, and went on reading it whole
+ * at every completion once a backlog came (the fairness bench showed it). As on the fetch's connection
+ * (src/worker/fetcher.ts FETCH_SESSION), no plan reads a table whole where it has an index.
  */
-const COMMIT_SESSION = { enable_seqscan: 'off' } as const;
+export const COMMIT_SESSION = { enable_seqscan: 'off' } as const;
 
 export class Settler {
   readonly #pool: Pool;
@@ -59,7 +62,7 @@ export class Settler {
    * through ctx.db): the jobs that complete while a batch is in flight share one statement.
    */
   readonly #completions: GroupCommit<CompleteWithCheckpoint, EventPair | undefined>;
-  /** Connections of the group-committed completions (opened by open()). */
+  /** Connections of the group commits (opened by open()). */
   #commits: Pool | undefined;
 
   constructor(deps: {
@@ -81,9 +84,14 @@ export class Settler {
     }, GROUP_MAX);
   }
 
-  /** Opens the completions' connections. */
+  /** Opens the group commits' connections. */
   open(databaseUrl: string): void {
     this.#commits = createPool(databaseUrl, COMMIT_POOL_MAX, 'longhaul-worker-commit', COMMIT_SESSION);
+  }
+
+  /** Where group commits run: the connections with COMMIT_SESSION once open(), else the service's pool. */
+  groupCommits(): Queryable {
+    return this.#commits ?? this.#pool;
   }
 
   async close(): Promise<void> {
