@@ -53,7 +53,6 @@ const PICKUP_IDLE_MS = 20;
 const CHECKPOINT_STEPS = 1000;
 /** How often a drain's end is looked for (each look is a query the workers compete with). */
 const DONE_POLL_MS = 20;
-
 const TINY_BODY = JSON.stringify({ type: 'synthetic', input: { chunks: 1, chunk_ms: 0 } });
 
 async function until(fn: () => Promise<boolean>, ms: number, pollMs = 2): Promise<void> {
