@@ -12,6 +12,7 @@
  * Where longhaul's WAL goes, by table and index, is logged from pg_walinspect (docs/performance.md).
  */
 import { randomUUID } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import {
   Logger as GraphileLogger,
   makeWorkerUtils,
@@ -494,6 +495,8 @@ interface SubmitRun {
   perSecond: number;
   /** Of the submitting process: the API, or the caller of addJob/send. */
   cpuUs: CpuPerJob;
+  /** This process's CPU per job meanwhile: for longhaul, its HTTP clients' (the load it puts on the machine). */
+  benchUs: number;
 }
 
 /** This process's CPU seconds so far (the caller of addJob and send() runs here). */
@@ -510,8 +513,25 @@ async function submitLoops(
   cpu: () => number | undefined,
 ): Promise<SubmitRun> {
   const perJob = await cpuFrom(db, cpu);
+  const bench0 = ownCpuSeconds();
   const run = await timedLoops(clients, SUBMIT_SECONDS, op);
-  return { perSecond: run.perSecond, cpuUs: await perJob(run.count) };
+  const benchUs = ((ownCpuSeconds() - bench0) * 1e6) / run.count;
+  return { perSecond: run.perSecond, cpuUs: await perJob(run.count), benchUs };
+}
+
+/**
+ * What longhaul's submissions cost this machine's cores: its HTTP clients (this process), the API and
+ * Postgres, per job, at the rate reached and at `goal` jobs/s.
+ */
+function machineLoad(run: SubmitRun, goal: number): string {
+  if (run.cpuUs === undefined) return 'n/a';
+  const perJob = run.benchUs + run.cpuUs.own + run.cpuUs.postgres;
+  const cores = (rate: number) => ((perJob * rate) / 1e6).toFixed(2);
+  return (
+    `HTTP clients ${Math.round(run.benchUs)} + API ${Math.round(run.cpuUs.own)} + Postgres ` +
+    `${Math.round(run.cpuUs.postgres)} = ${Math.round(perJob)} µs per job; ${cores(run.perSecond)} of ` +
+    `${availableParallelism()} cores busy at ${Math.round(run.perSecond)} jobs/s, ${cores(goal)} at 3 × addJob's ${Math.round(goal)}`
+  );
 }
 
 function cpuText(run: { cpuUs: CpuPerJob }): string {
@@ -806,6 +826,7 @@ export const peersBench: BenchModule = {
             `submit, ${clients} clients, CPU per job (submitting process + Postgres): longhaul API ${cpuText(oursRun)}; ` +
               `Graphile addJob ${cpuText(graphileRun)}; pg-boss send() ${cpuText(sentRun)}`,
           );
+          ctx.log(`submit, ${clients} clients, longhaul on this machine: ${machineLoad(oursRun, 3 * graphile)}`);
           rows.push(
             {
               name: `submit, ${clients} clients: longhaul POST /v1/jobs ÷ Graphile addJob`,
