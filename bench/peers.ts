@@ -545,13 +545,14 @@ async function submitLoops(
  * Postgres, per job, at the rate reached and at `goal` jobs/s.
  */
 function machineLoad(run: SubmitRun, goal: number): string {
+  const fmtRate = (n: number) => Math.round(n).toLocaleString('en-US');
   if (run.cpuUs === undefined) return 'n/a';
   const perJob = run.benchUs + run.cpuUs.own + run.cpuUs.postgres;
   const cores = (rate: number) => ((perJob * rate) / 1e6).toFixed(2);
   return (
     `HTTP clients ${Math.round(run.benchUs)} + API ${Math.round(run.cpuUs.own)} + Postgres ` +
     `${Math.round(run.cpuUs.postgres)} = ${Math.round(perJob)} µs per job; ${cores(run.perSecond)} of ` +
-    `${availableParallelism()} cores busy at ${Math.round(run.perSecond)} jobs/s, ${cores(goal)} at 3 × addJob's ${Math.round(goal)}`
+    `${availableParallelism()} cores busy at ${fmtRate(run.perSecond)} jobs/s, ${cores(goal)} at 3 × addJob's ${fmtRate(goal)}`
   );
 }
 
@@ -771,9 +772,23 @@ export const peersBench: BenchModule = {
             raw.push(await rawQueue(samples));
           }
           const p50s = (xs: number[][]) => xs.map((x) => percentile(x, 50).toFixed(2)).join(', ');
+          // The p99 of 201 samples is their third slowest: the tail, round by round.
+          const slowest = (xs: number[][]) =>
+            xs
+              .map((x) =>
+                [...x]
+                  .sort((a, b) => b - a)
+                  .slice(0, 3)
+                  .map((v) => v.toFixed(1))
+                  .join(' '),
+              )
+              .join('; ');
           ctx.log(
             `pickup p50 by round (ms): longhaul ${p50s(ours)}; Graphile Worker ${p50s(graphile)}; ` +
               `pg-boss work() ${p50s(boss)}; raw ${p50s(raw)}`,
+          );
+          ctx.log(
+            `pickup, three slowest by round (ms): longhaul ${slowest(ours)}; Graphile Worker ${slowest(graphile)}`,
           );
           rows.push(
             ...pickupRows('longhaul', ours.flat(), [
