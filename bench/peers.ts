@@ -542,9 +542,9 @@ async function submitLoops(
 
 /**
  * What longhaul's submissions cost this machine's cores: its HTTP clients (this process), the API and
- * Postgres, per job, at the rate reached and at `goal` jobs/s.
+ * Postgres, per job, at the rate reached and at the target's, three times `addJob`'s (`addJobRate`).
  */
-function machineLoad(run: SubmitRun, goal: number): string {
+function machineLoad(run: SubmitRun, addJobRate: number): string {
   const fmtRate = (n: number) => Math.round(n).toLocaleString('en-US');
   if (run.cpuUs === undefined) return 'n/a';
   const perJob = run.benchUs + run.cpuUs.own + run.cpuUs.postgres;
@@ -552,7 +552,7 @@ function machineLoad(run: SubmitRun, goal: number): string {
   return (
     `HTTP clients ${Math.round(run.benchUs)} + API ${Math.round(run.cpuUs.own)} + Postgres ` +
     `${Math.round(run.cpuUs.postgres)} = ${Math.round(perJob)} µs per job; ${cores(run.perSecond)} of ` +
-    `${availableParallelism()} cores busy at ${fmtRate(run.perSecond)} jobs/s, ${cores(goal)} at 3 × addJob's ${fmtRate(goal)}`
+    `${availableParallelism()} cores busy at ${fmtRate(run.perSecond)} jobs/s, ${cores(3 * addJobRate)} at 3 × addJob's ${fmtRate(3 * addJobRate)}`
   );
 }
 
@@ -580,17 +580,17 @@ export const peersBench: BenchModule = {
         for (let r = 0; r < ROUNDS; r++) {
           // Where the WAL went is read at once, before later drains' checkpoints recycle its segments.
           const logged = r === ROUNDS - 1;
-          const ours = await longhaulDrain(db, url, slots, env, `d${slots}-${r}`);
+          const longhaulRun = await longhaulDrain(db, url, slots, env, `d${slots}-${r}`);
           if (logged)
             ctx.log(
-              `longhaul drain, ${slots} slots (last round), WAL by relation:\n    ${await walByRelation(db, ours.from, ours.to)}\n  by record type:\n    ${await walByRecord(db, ours.from, ours.to)}`,
+              `longhaul drain, ${slots} slots (last round), WAL by relation:\n    ${await walByRelation(db, longhaulRun.from, longhaulRun.to)}\n  by record type:\n    ${await walByRecord(db, longhaulRun.from, longhaulRun.to)}`,
             );
-          const graphile = await graphileDrain(db, url, utils, slots);
+          const graphileRun = await graphileDrain(db, url, utils, slots);
           if (logged)
             ctx.log(
-              `Graphile drain, ${slots} slots (last round), WAL by relation:\n    ${await walByRelation(db, graphile.from, graphile.to)}`,
+              `Graphile drain, ${slots} slots (last round), WAL by relation:\n    ${await walByRelation(db, graphileRun.from, graphileRun.to)}`,
             );
-          rounds.push({ ours, graphile, raw: await rawDrain(db, url, slots) });
+          rounds.push({ ours: longhaulRun, graphile: graphileRun, raw: await rawDrain(db, url, slots) });
         }
         const ours = middle(rounds.map((r) => r.ours));
         const graphile = middle(rounds.map((r) => r.graphile));
@@ -906,7 +906,7 @@ export const peersBench: BenchModule = {
             `submit, ${clients} clients, CPU per job (submitting process + Postgres): longhaul API ${cpuText(oursRun)}; ` +
               `Graphile addJob ${cpuText(graphileRun)}; pg-boss send() ${cpuText(sentRun)}`,
           );
-          ctx.log(`submit, ${clients} clients, longhaul on this machine: ${machineLoad(oursRun, 3 * graphile)}`);
+          ctx.log(`submit, ${clients} clients, longhaul on this machine: ${machineLoad(oursRun, graphile)}`);
           rows.push(
             {
               name: `submit, ${clients} clients: longhaul POST /v1/jobs ÷ Graphile addJob`,
