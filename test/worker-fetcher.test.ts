@@ -223,6 +223,35 @@ describe('fetcher', () => {
       await stop();
     }
   });
+
+  it('fetches plainly at an idle pickup whose reading saw fewer jobs waiting than its free slots', async () => {
+    await t.service.pool.query(`DELETE FROM jobs WHERE status IN ('PENDING', 'RUNNING')`);
+    const tenant = await t.newTenant();
+    // A job waiting in the reading, as a reading taken beside the last pickup's claim counts that job.
+    await insertJob(t.service.pool, tenant.id);
+    let firstRead: () => void = () => undefined;
+    const read = new Promise<void>((resolve) => (firstRead = resolve));
+    const fetches: string[] = [];
+    const { launched, launchedWhen, stop } = await startFetcher(
+      observedPool(t.service.pool, (name) => name === TENANT_DEMAND && firstRead()),
+      () => 4,
+      (url) =>
+        observedPool(
+          createPool(url, 1, 'test-fetch', FETCH_SESSION),
+          (name) => void (name !== '' && fetches.push(name)),
+        ),
+    );
+    try {
+      await read;
+      const id = await submitJob(tenant.api_key);
+      await launchedWhen(() => launched.some((j) => j.data.jobId === id));
+      expect(fetches.length).toBeGreaterThan(0);
+      expect(fetches.every((name) => name.startsWith('longhaul_fetch_claim_'))).toBe(true);
+    } finally {
+      await stop();
+      await t.service.pool.query(`DELETE FROM jobs WHERE tenant_id = $1`, [tenant.id]);
+    }
+  });
 });
 
 describe('fair fetch', () => {

@@ -275,10 +275,14 @@ export class Fetcher {
     if (!share.canStart && !announced) return undefined;
     // Nobody held back, and nobody waiting or one tenant alone, with no job announced since: the fetch
     // cannot pass over another tenant's job, and pg-boss's plain fetch is the lighter statement. After an
-    // announcement, only on an idle pickup: a reading showing nothing active while this process runs
-    // nothing (everything queued came since). A worker whose slots are busy may hold a reading from before
-    // one tenant's backlog came, and the plain fetch would take that backlog ahead of a newer tenant.
-    const idle = last.demand.size === 0 && free >= this.#concurrency;
+    // announcement, only on an idle pickup: this process runs nothing, and the jobs the reading saw
+    // waiting are fewer than its free slots, so the plain fetch takes them all and at least the oldest of
+    // those queued since (a reading taken beside the last pickup's claim still counts that job waiting).
+    // A worker whose slots are busy may hold a reading from before one tenant's backlog came, and the plain
+    // fetch would take that backlog ahead of a newer tenant.
+    let waiting = 0;
+    for (const d of last.demand.values()) waiting += d.waiting;
+    const idle = free >= this.#concurrency && waiting < free;
     const plain = !share.holdsBack && (announced ? idle : !share.queued || share.alone);
     return { ...share, plain };
   }
