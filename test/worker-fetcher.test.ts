@@ -63,6 +63,19 @@ function observedPool(
   });
 }
 
+/** Opens a fetch connection recording the name of each fetch statement it runs (`names`). */
+function namedFetches(): { names: string[]; open: (url: string) => Pool } {
+  const names: string[] = [];
+  const record = (name: string) => void (name !== '' && names.push(name));
+  return { names, open: (url) => observedPool(createPool(url, 1, 'test-fetch', FETCH_SESSION), record) };
+}
+
+/** Some fetch ran, and every one was pg-boss's plain fetch (fair-fetch.ts fetchExecutions). */
+function expectPlainFetches(names: string[]): void {
+  expect(names.length).toBeGreaterThan(0);
+  expect(names.every((name) => name.startsWith('longhaul_fetch_claim_'))).toBe(true);
+}
+
 /** Submits a one-chunk synthetic job (as the tenant of `key`, else the service's tenant); answers its id. */
 async function submitJob(key?: string): Promise<string> {
   const res = await t.api('/v1/jobs', {
@@ -190,7 +203,7 @@ describe('fetcher', () => {
     const read = new Promise<void>((resolve) => (firstRead = resolve));
     let releaseReads: () => void = () => undefined;
     const held = new Promise<void>((resolve) => (releaseReads = resolve));
-    const fetches: string[] = [];
+    const fetches = namedFetches();
     const { fetcher, launched, launchedWhen, stop } = await startFetcher(
       observedPool(
         t.service.pool,
@@ -203,11 +216,7 @@ describe('fetcher', () => {
         },
       ),
       () => 4,
-      (url) =>
-        observedPool(
-          createPool(url, 1, 'test-fetch', FETCH_SESSION),
-          (name) => void (name !== '' && fetches.push(name)),
-        ),
+      fetches.open,
     );
     try {
       await read;
@@ -216,8 +225,7 @@ describe('fetcher', () => {
       fetcher.jobEnded({ tenant: tenant.id, at: claimedAt });
       const id = await submitJob(tenant.api_key);
       await launchedWhen(() => launched.some((j) => j.data.jobId === id));
-      expect(fetches.length).toBeGreaterThan(0);
-      expect(fetches.every((name) => name.startsWith('longhaul_fetch_claim_'))).toBe(true);
+      expectPlainFetches(fetches.names);
     } finally {
       releaseReads();
       await stop();
@@ -231,22 +239,17 @@ describe('fetcher', () => {
     await insertJob(t.service.pool, tenant.id);
     let firstRead: () => void = () => undefined;
     const read = new Promise<void>((resolve) => (firstRead = resolve));
-    const fetches: string[] = [];
+    const fetches = namedFetches();
     const { launched, launchedWhen, stop } = await startFetcher(
       observedPool(t.service.pool, (name) => name === TENANT_DEMAND && firstRead()),
       () => 4,
-      (url) =>
-        observedPool(
-          createPool(url, 1, 'test-fetch', FETCH_SESSION),
-          (name) => void (name !== '' && fetches.push(name)),
-        ),
+      fetches.open,
     );
     try {
       await read;
       const id = await submitJob(tenant.api_key);
       await launchedWhen(() => launched.some((j) => j.data.jobId === id));
-      expect(fetches.length).toBeGreaterThan(0);
-      expect(fetches.every((name) => name.startsWith('longhaul_fetch_claim_'))).toBe(true);
+      expectPlainFetches(fetches.names);
     } finally {
       await stop();
       await t.service.pool.query(`DELETE FROM jobs WHERE tenant_id = $1`, [tenant.id]);
