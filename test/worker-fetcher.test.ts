@@ -1,9 +1,10 @@
 /**
  * The fetcher (src/worker/fetcher.ts) against a real Postgres and pg-boss: a job announced while the
  * last reading of the tenants' demand says no tenant could start one is fetched at the announcement,
- * not at the fallback poll; a reading that counted the worker's own job, ended since, no longer does.
- * The poll and the reading's lifetime are stretched past the test's deadline, so a missed wake-up fails
- * the test instead of slowing it down.
+ * not at the fallback poll; a reading that counted the worker's own job, ended since, no longer does;
+ * an idle worker whose reading saw fewer jobs waiting than its free slots fetches plainly at an
+ * announcement. The poll and the reading's lifetime are stretched past the test's deadline, so a missed
+ * wake-up fails the test instead of slowing it down.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
