@@ -72,6 +72,9 @@ async function until(fn: () => Promise<boolean>, ms: number, pollMs = 2): Promis
   }
 }
 
+/** A figure rounded to a whole number, with thousands separators, as the log gives it. */
+const whole = (n: number): string => Math.round(n).toLocaleString('en-US');
+
 /**
  * Waits until `sql` finds no row: a drain's end, looked for as one job not yet finished, every system
  * alike. A count of what is left, planned from statistics taken over the full backlog, read longhaul's
@@ -126,7 +129,7 @@ async function walByRelation(db: pg.Pool, from: string, to: string): Promise<str
   return rows
     .map(
       (r) =>
-        `${r.rel.padEnd(44)} ${String(r.records).padStart(7)} records ${Math.round(r.bytes).toLocaleString('en-US').padStart(12)} B (FPI ${Math.round(r.fpi ?? 0).toLocaleString('en-US')} B)`,
+        `${r.rel.padEnd(44)} ${String(r.records).padStart(7)} records ${whole(r.bytes).padStart(12)} B (FPI ${whole(r.fpi ?? 0)} B)`,
     )
     .join('\n    ');
 }
@@ -141,7 +144,7 @@ async function walByRecord(db: pg.Pool, from: string, to: string): Promise<strin
   return rows
     .map(
       (r) =>
-        `${r.rec.padEnd(44)} ${String(r.n).padStart(7)} records ${Math.round(r.bytes).toLocaleString('en-US').padStart(12)} B (FPI ${Math.round(r.fpi).toLocaleString('en-US')} B)`,
+        `${r.rec.padEnd(44)} ${String(r.n).padStart(7)} records ${whole(r.bytes).padStart(12)} B (FPI ${whole(r.fpi)} B)`,
     )
     .join('\n    ');
 }
@@ -545,14 +548,13 @@ async function submitLoops(
  * Postgres, per job, at the rate reached and at the target's, three times `addJob`'s (`addJobRate`).
  */
 function machineLoad(run: SubmitRun, addJobRate: number): string {
-  const fmtRate = (n: number) => Math.round(n).toLocaleString('en-US');
   if (run.cpuUs === undefined) return 'n/a';
   const perJob = run.benchUs + run.cpuUs.own + run.cpuUs.postgres;
   const cores = (rate: number) => ((perJob * rate) / 1e6).toFixed(2);
   return (
     `HTTP clients ${Math.round(run.benchUs)} + API ${Math.round(run.cpuUs.own)} + Postgres ` +
     `${Math.round(run.cpuUs.postgres)} = ${Math.round(perJob)} µs per job; ${cores(run.perSecond)} of ` +
-    `${availableParallelism()} cores busy at ${fmtRate(run.perSecond)} jobs/s, ${cores(3 * addJobRate)} at 3 × addJob's ${fmtRate(3 * addJobRate)}`
+    `${availableParallelism()} cores busy at ${whole(run.perSecond)} jobs/s, ${cores(3 * addJobRate)} at 3 × addJob's ${whole(3 * addJobRate)}`
   );
 }
 
@@ -596,7 +598,7 @@ export const peersBench: BenchModule = {
         const graphile = middle(rounds.map((r) => r.graphile));
         const raw = middle(rounds.map((r) => r.raw));
         const byRound = (pick: (r: (typeof rounds)[number]) => Drain) =>
-          rounds.map((r) => Math.round(pick(r).perSecond).toLocaleString('en-US')).join(', ');
+          rounds.map((r) => whole(pick(r).perSecond)).join(', ');
         ctx.log(
           `drain, ${slots} slots, jobs/s by round: longhaul ${byRound((r) => r.ours)}; ` +
             `Graphile Worker ${byRound((r) => r.graphile)}; raw ${byRound((r) => r.raw)}`,
